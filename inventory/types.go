@@ -1,0 +1,267 @@
+// Package inventory holds tricenter's versioned configuration types
+// (apiVersion tricenter.io/v1alpha1, kind Cluster), their defaults and
+// validation, IP address management and the placement of etcd members and
+// control-plane servers across the three centers.
+//
+// The package is pure: besides reading the inventory file it does no I/O.
+package inventory
+
+// APIVersion and Kind identify the only schema this package reads.
+const (
+	APIVersion = "tricenter.io/v1alpha1"
+	Kind       = "Cluster"
+)
+
+// Cluster is the root of an inventory file.
+type Cluster struct {
+	APIVersion string   `yaml:"apiVersion" json:"apiVersion"`
+	Kind       string   `yaml:"kind" json:"kind"`
+	Metadata   Metadata `yaml:"metadata" json:"metadata"`
+	Spec       Spec     `yaml:"spec" json:"spec"`
+}
+
+// Metadata names the cluster.
+type Metadata struct {
+	Name string `yaml:"name" json:"name"`
+}
+
+// Spec describes the datacenter and the cluster to build on it.
+type Spec struct {
+	Sites      []Site     `yaml:"sites" json:"sites"`
+	Centers    []Center   `yaml:"centers" json:"centers"`
+	Racks      []Rack     `yaml:"racks" json:"racks"`
+	SSH        SSHDefault `yaml:"ssh,omitempty" json:"ssh,omitempty"`
+	Network    Network    `yaml:"network" json:"network"`
+	Kubernetes Kubernetes `yaml:"kubernetes,omitempty" json:"kubernetes,omitempty"`
+	Etcd       Etcd       `yaml:"etcd,omitempty" json:"etcd,omitempty"`
+}
+
+// Site is a physical location holding one or more centers. Two sites hold
+// the three centers: the local site has production and local-dr, the remote
+// site has remote-dr.
+type Site struct {
+	Name        string   `yaml:"name" json:"name"`
+	CoreRouters []Router `yaml:"coreRouters,omitempty" json:"coreRouters,omitempty"`
+}
+
+// Router is a core router of a site.
+type Router struct {
+	Name    string `yaml:"name" json:"name"`
+	Address string `yaml:"address" json:"address"`
+	ASN     uint32 `yaml:"asn" json:"asn"`
+}
+
+// CenterRole is the part a center plays in the two-site, three-center design.
+type CenterRole string
+
+// The three center roles.
+const (
+	RoleProduction CenterRole = "production"
+	RoleLocalDR    CenterRole = "local-dr"
+	RoleRemoteDR   CenterRole = "remote-dr"
+)
+
+// Center is a datacenter (an availability zone) inside a site.
+type Center struct {
+	Name string     `yaml:"name" json:"name"`
+	Site string     `yaml:"site" json:"site"`
+	Role CenterRole `yaml:"role" json:"role"`
+	// RTTMs is the measured round-trip time in milliseconds from this center
+	// to the other centers, by center name.
+	RTTMs map[string]float64 `yaml:"rttMs,omitempty" json:"rttMs,omitempty"`
+	// JumpHost is the SSH bastion through which the installer reaches this
+	// center's servers. Optional: without it servers are reached directly.
+	JumpHost *JumpHost `yaml:"jumpHost,omitempty" json:"jumpHost,omitempty"`
+}
+
+// JumpHost is an SSH bastion.
+type JumpHost struct {
+	Name    string `yaml:"name,omitempty" json:"name,omitempty"`
+	Address string `yaml:"address" json:"address"`
+	Port    int    `yaml:"port,omitempty" json:"port,omitempty"`
+	User    string `yaml:"user,omitempty" json:"user,omitempty"`
+	KeyFile string `yaml:"keyFile,omitempty" json:"keyFile,omitempty"`
+	// HostKey pins the bastion's host key: an SSH fingerprint
+	// ("SHA256:…") or an authorized_keys style public key line.
+	HostKey string `yaml:"hostKey,omitempty" json:"hostKey,omitempty"`
+}
+
+// Rack is a rack of servers behind one top-of-rack switch.
+type Rack struct {
+	Name   string `yaml:"name" json:"name"`
+	Center string `yaml:"center" json:"center"`
+	TOR    TOR    `yaml:"tor" json:"tor"`
+	// Subnet is the rack's server subnet (the TOR's L3 interface lives in it).
+	Subnet string `yaml:"subnet" json:"subnet"`
+	// MaxServers is the number of server ports of the TOR (default 48).
+	MaxServers int `yaml:"maxServers,omitempty" json:"maxServers,omitempty"`
+	// NodeASN overrides the ASN derived for this rack's nodes under the
+	// per-rack ASN scheme.
+	NodeASN uint32   `yaml:"nodeASN,omitempty" json:"nodeASN,omitempty"`
+	Servers []Server `yaml:"servers" json:"servers"`
+}
+
+// TOR is a top-of-rack switch. Without an ASN the TOR is layer 2/3 only and
+// nodes peer with their site's core routers (network.bgp.mode core).
+type TOR struct {
+	Name    string `yaml:"name" json:"name"`
+	ASN     uint32 `yaml:"asn,omitempty" json:"asn,omitempty"`
+	Address string `yaml:"address,omitempty" json:"address,omitempty"`
+	// Gateway is the default gateway of the rack's servers (default: Address,
+	// or the first usable address of the subnet).
+	Gateway string `yaml:"gateway,omitempty" json:"gateway,omitempty"`
+}
+
+// Role is what a server does in the cluster.
+type Role string
+
+// Server roles.
+const (
+	RoleEtcd         Role = "etcd"
+	RoleControlPlane Role = "control-plane"
+	RoleWorker       Role = "worker"
+)
+
+// Server is one bare-metal server.
+type Server struct {
+	Name  string `yaml:"name" json:"name"`
+	Roles []Role `yaml:"roles" json:"roles"`
+	SSH   SSH    `yaml:"ssh" json:"ssh"`
+	BMC   *BMC   `yaml:"bmc,omitempty" json:"bmc,omitempty"`
+	// PodCIDR pins this node's pod CIDR; normally IPAM assigns it.
+	PodCIDR string            `yaml:"podCIDR,omitempty" json:"podCIDR,omitempty"`
+	Labels  map[string]string `yaml:"labels,omitempty" json:"labels,omitempty"`
+}
+
+// HasRole reports whether the server was given role r.
+func (s *Server) HasRole(r Role) bool {
+	for _, x := range s.Roles {
+		if x == r {
+			return true
+		}
+	}
+	return false
+}
+
+// JumpNone in SSH.JumpHost means: reach this server directly, even if its
+// center has a jump host.
+const JumpNone = "none"
+
+// SSH says how the installer reaches a server. Empty fields take
+// spec.ssh's values.
+type SSH struct {
+	// Address is the server's node address, inside its rack's subnet.
+	Address string `yaml:"address" json:"address"`
+	Port    int    `yaml:"port,omitempty" json:"port,omitempty"`
+	User    string `yaml:"user,omitempty" json:"user,omitempty"`
+	KeyFile string `yaml:"keyFile,omitempty" json:"keyFile,omitempty"`
+	// Agent uses ssh-agent (SSH_AUTH_SOCK) for authentication.
+	Agent *bool `yaml:"agent,omitempty" json:"agent,omitempty"`
+	// JumpHost is empty (use the center's jump host, if any) or "none".
+	JumpHost string `yaml:"jumpHost,omitempty" json:"jumpHost,omitempty"`
+	// HostKey pins the server's host key ("SHA256:…" fingerprint or a
+	// public key line).
+	HostKey string `yaml:"hostKey,omitempty" json:"hostKey,omitempty"`
+}
+
+// SSHDefault holds SSH settings shared by every server and jump host.
+type SSHDefault struct {
+	Port       int    `yaml:"port,omitempty" json:"port,omitempty"`
+	User       string `yaml:"user,omitempty" json:"user,omitempty"`
+	KeyFile    string `yaml:"keyFile,omitempty" json:"keyFile,omitempty"`
+	Agent      *bool  `yaml:"agent,omitempty" json:"agent,omitempty"`
+	KnownHosts string `yaml:"knownHosts,omitempty" json:"knownHosts,omitempty"`
+	// HostKeyPolicy is "strict" (default) or "accept-new".
+	HostKeyPolicy string `yaml:"hostKeyPolicy,omitempty" json:"hostKeyPolicy,omitempty"`
+}
+
+// BMC is a server's baseboard management controller (IPMI 2.0 over LAN).
+type BMC struct {
+	Address  string    `yaml:"address" json:"address"`
+	Port     int       `yaml:"port,omitempty" json:"port,omitempty"`
+	User     string    `yaml:"user" json:"user"`
+	Password SecretRef `yaml:"password" json:"password"`
+	// CipherSuites are tried in order (default 17, then 3). Suite 0 (no
+	// authentication) is refused.
+	CipherSuites []int `yaml:"cipherSuites,omitempty" json:"cipherSuites,omitempty"`
+}
+
+// SecretRef points at a secret: an environment variable or a file. Secrets
+// are never written inline in an inventory.
+type SecretRef struct {
+	Env  string `yaml:"env,omitempty" json:"env,omitempty"`
+	File string `yaml:"file,omitempty" json:"file,omitempty"`
+}
+
+// IsZero reports whether no reference is set.
+func (r SecretRef) IsZero() bool { return r.Env == "" && r.File == "" }
+
+// BGPMode says whom nodes peer with.
+type BGPMode string
+
+// BGP modes.
+const (
+	BGPModeTOR  BGPMode = "tor"
+	BGPModeCore BGPMode = "core"
+)
+
+// ASNScheme says how node ASNs are derived.
+type ASNScheme string
+
+// Node ASN schemes.
+const (
+	ASNPerRack ASNScheme = "per-rack"
+	ASNPerNode ASNScheme = "per-node"
+)
+
+// Network is the cluster's IP plan.
+type Network struct {
+	PodCIDR string `yaml:"podCIDR" json:"podCIDR"`
+	// PodMaskSize is the prefix length of each node's pod CIDR (default 24).
+	PodMaskSize int    `yaml:"podMaskSize,omitempty" json:"podMaskSize,omitempty"`
+	ServiceCIDR string `yaml:"serviceCIDR" json:"serviceCIDR"`
+	// APIVIP is the Kubernetes API virtual IP announced over BGP (default:
+	// the first address of the LoadBalancer pool).
+	APIVIP string `yaml:"apiVIP,omitempty" json:"apiVIP,omitempty"`
+	// LoadBalancerPool lists CIDRs from which service VIPs are taken.
+	LoadBalancerPool []string `yaml:"loadBalancerPool,omitempty" json:"loadBalancerPool,omitempty"`
+	ClusterDomain    string   `yaml:"clusterDomain,omitempty" json:"clusterDomain,omitempty"`
+	BGP              BGP      `yaml:"bgp,omitempty" json:"bgp,omitempty"`
+}
+
+// BGP holds cluster-wide BGP settings.
+type BGP struct {
+	Mode    BGPMode   `yaml:"mode,omitempty" json:"mode,omitempty"`
+	NodeASN ASNScheme `yaml:"nodeASN,omitempty" json:"nodeASN,omitempty"`
+	// ASNBase is the first node ASN (default 4200000000, private 4-byte).
+	ASNBase          uint32    `yaml:"asnBase,omitempty" json:"asnBase,omitempty"`
+	KeepaliveSeconds int       `yaml:"keepaliveSeconds,omitempty" json:"keepaliveSeconds,omitempty"`
+	HoldSeconds      int       `yaml:"holdSeconds,omitempty" json:"holdSeconds,omitempty"`
+	Password         SecretRef `yaml:"password,omitempty" json:"password,omitempty"`
+	GracefulRestart  *bool     `yaml:"gracefulRestart,omitempty" json:"gracefulRestart,omitempty"`
+}
+
+// Kubernetes selects the Kubernetes version and where its binaries come from.
+type Kubernetes struct {
+	Version     string `yaml:"version,omitempty" json:"version,omitempty"`
+	ArtifactDir string `yaml:"artifactDir,omitempty" json:"artifactDir,omitempty"`
+	MirrorURL   string `yaml:"mirrorURL,omitempty" json:"mirrorURL,omitempty"`
+}
+
+// Etcd configures the etcd cluster.
+type Etcd struct {
+	// Members is "auto" (the default), or 3, 5 or 7.
+	Members EtcdMembers `yaml:"members,omitempty" json:"members,omitempty"`
+	// HeartbeatMs and ElectionTimeoutMs override the values derived from
+	// the centers' RTTs.
+	HeartbeatMs       int `yaml:"heartbeatMs,omitempty" json:"heartbeatMs,omitempty"`
+	ElectionTimeoutMs int `yaml:"electionTimeoutMs,omitempty" json:"electionTimeoutMs,omitempty"`
+	// AllowDegradedPlacement accepts a placement that cannot survive the
+	// loss of any one center. The reason is printed as a warning.
+	AllowDegradedPlacement *Degraded `yaml:"allowDegradedPlacement,omitempty" json:"allowDegradedPlacement,omitempty"`
+}
+
+// Degraded records why a degraded etcd placement is accepted.
+type Degraded struct {
+	Reason string `yaml:"reason" json:"reason"`
+}
