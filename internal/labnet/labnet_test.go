@@ -1,0 +1,56 @@
+package labnet
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func TestBridgeAndNamespacesPing(t *testing.T) {
+	if err := Available(); err != nil {
+		t.Skipf("skipping: %v", err)
+	}
+	lab, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := lab.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	br, err := lab.Bridge(netip.MustParsePrefix("198.18.15.1/24"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := lab.Namespace("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := lab.Namespace("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Attach(br, "eth0", netip.MustParsePrefix("198.18.15.10/24")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Attach(br, "eth0", netip.MustParsePrefix("198.18.15.11/24")); err != nil {
+		t.Fatal(err)
+	}
+	if err := lab.Link(a, "p2p", netip.MustParsePrefix("198.18.14.1/31"), b, "p2p", netip.MustParsePrefix("198.18.14.0/31")); err != nil {
+		t.Fatal(err)
+	}
+	for _, dst := range []string{"198.18.15.11", "198.18.14.0", "198.18.15.1"} {
+		out, err := a.Command(context.Background(), "ping", "-c1", "-W2", dst).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ping %s from a: %v\n%s", dst, err, out)
+		}
+		if !strings.Contains(string(out), "1 received") {
+			t.Fatalf("ping %s: %s", dst, out)
+		}
+	}
+	if _, err := lab.Bridge(netip.MustParsePrefix("10.0.0.1/24")); err == nil {
+		t.Fatal("a bridge outside 198.18.0.0/15 was accepted")
+	}
+}
