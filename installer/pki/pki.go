@@ -1,0 +1,460 @@
+// Package pki generates and keeps the certificate authorities and leaf
+// certificates a tricenter cluster needs: an etcd CA (peer, server and
+// client certificates), a Kubernetes CA and a front-proxy CA.
+//
+// Everything lives in one directory (the CLI's state directory; Terraform
+// state later). Authorities are generated once and kept; a leaf certificate
+// is reissued only when it no longer matches what is asked for (names,
+// addresses, usage, issuer) or is close to expiry, so re-running converges
+// and never churns certificates. Keys are ECDSA P-256, written 0600; every
+// file is written atomically.
+package pki
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Validity periods. Rotation is a later concern; expiry is reported by
+// `tricenter etcd status`.
+const (
+	CAValidity   = 10 * 365 * 24 * time.Hour
+	LeafValidity = 365 * 24 * time.Hour
+	// RenewBefore is how close to expiry a leaf is reissued on apply.
+	RenewBefore = 30 * 24 * time.Hour
+)
+
+// Authority names: the sub-directories of the store.
+const (
+	EtcdCA       = "etcd"
+	KubernetesCA = "kubernetes"
+	FrontProxyCA = "front-proxy"
+)
+
+// ErrNotFound is returned by Load functions when a file does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Usage says what a leaf certificate is for.
+type Usage int
+
+// Leaf usages.
+const (
+	// Server is a TLS server certificate.
+	Server Usage = 1 << iota
+	// Client is a TLS client certificate.
+	Client
+)
+
+// Request describes a leaf certificate.
+type Request struct {
+	CommonName   string
+	Organization []string
+	DNSNames     []string
+	IPs          []net.IP
+	Usage        Usage
+}
+
+func (r Request) normalized() Request {
+	r.DNSNames = sortedUnique(r.DNSNames)
+	ips := make([]string, 0, len(r.IPs))
+	for _, ip := range r.IPs {
+		ips = append(ips, ip.String())
+	}
+	ips = sortedUnique(ips)
+	r.IPs = r.IPs[:0:0]
+	for _, s := range ips {
+		r.IPs = append(r.IPs, net.ParseIP(s))
+	}
+	return r
+}
+
+func sortedUnique(xs []string) []string {
+	out := slices.Clone(xs)
+	sort.Strings(out)
+	return slices.Compact(out)
+}
+
+// KeyPair is a certificate with its private key, both PEM encoded too.
+type KeyPair struct {
+	Cert    *x509.Certificate
+	Key     crypto.Signer
+	CertPEM []byte
+	KeyPEM  []byte
+}
+
+// Store is a directory of authorities and leaves:
+//
+//	DIR/etcd/ca.crt, ca.key
+//	DIR/etcd/<name>.crt, <name>.key
+//	DIR/kubernetes/ca.crt, ...
+type Store struct {
+	Dir string
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+func (s *Store) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// CA loads the authority called name, creating it on first use.
+func (s *Store) CA(name, commonName string) (*KeyPair, error) {
+	dir := filepath.Join(s.Dir, name)
+	kp, err := LoadKeyPair(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"))
+	switch {
+	case err == nil:
+		if !kp.Cert.IsCA {
+			return nil, fmt.Errorf("%s/ca.crt is not a CA certificate: move it away and re-run", dir)
+		}
+		return kp, nil
+	case !errors.Is(err, ErrNotFound):
+		return nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: commonName, Organization: []string{"tricenter"}},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(CAValidity),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		SubjectKeyId:          keyID(&key.PublicKey),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, fmt.Errorf("creating CA %s: %w", name, err)
+	}
+	kp, err = newKeyPair(der, key)
+	if err != nil {
+		return nil, err
+	}
+	if err := kp.Save(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")); err != nil {
+		return nil, err
+	}
+	return kp, nil
+}
+
+// Leaf returns the leaf certificate file name (without extension) under
+// the authority, issuing or reissuing it when the stored one does not
+// match req, was signed by another key or expires within RenewBefore.
+// changed reports whether a new certificate was written.
+func (s *Store) Leaf(ca *KeyPair, caName, file string, req Request) (kp *KeyPair, changed bool, err error) {
+	if strings.ContainsAny(file, "/\\") || file == "" || file == "ca" {
+		return nil, false, fmt.Errorf("certificate name %q: use a plain file name other than ca", file)
+	}
+	req = req.normalized()
+	dir := filepath.Join(s.Dir, caName)
+	crt, key := filepath.Join(dir, file+".crt"), filepath.Join(dir, file+".key")
+	old, err := LoadKeyPair(crt, key)
+	if err == nil && Matches(old.Cert, ca.Cert, req, s.now()) {
+		return old, false, nil
+	}
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, false, err
+	}
+	kp, err = Issue(ca, req, s.now())
+	if err != nil {
+		return nil, false, fmt.Errorf("issuing %s/%s: %w", caName, file, err)
+	}
+	if err := kp.Save(crt, key); err != nil {
+		return nil, false, err
+	}
+	return kp, true, nil
+}
+
+// Issue signs a new leaf certificate for req with ca.
+func Issue(ca *KeyPair, req Request, now time.Time) (*KeyPair, error) {
+	if req.CommonName == "" {
+		return nil, errors.New("certificate request without a common name")
+	}
+	if req.Usage == 0 {
+		return nil, fmt.Errorf("certificate request %s has no usage (server, client or both)", req.CommonName)
+	}
+	req = req.normalized()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:   serial(),
+		Subject:        pkix.Name{CommonName: req.CommonName, Organization: req.Organization},
+		NotBefore:      now.Add(-time.Hour),
+		NotAfter:       now.Add(LeafValidity),
+		KeyUsage:       x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage:    extUsages(req.Usage),
+		DNSNames:       req.DNSNames,
+		IPAddresses:    req.IPs,
+		SubjectKeyId:   keyID(&key.PublicKey),
+		AuthorityKeyId: ca.Cert.SubjectKeyId,
+	}
+	if ca.Cert.NotAfter.Before(tmpl.NotAfter) {
+		tmpl.NotAfter = ca.Cert.NotAfter
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	if err != nil {
+		return nil, err
+	}
+	return newKeyPair(der, key)
+}
+
+func extUsages(u Usage) []x509.ExtKeyUsage {
+	var out []x509.ExtKeyUsage
+	if u&Server != 0 {
+		out = append(out, x509.ExtKeyUsageServerAuth)
+	}
+	if u&Client != 0 {
+		out = append(out, x509.ExtKeyUsageClientAuth)
+	}
+	return out
+}
+
+// Matches reports whether cert satisfies req, was issued by ca and stays
+// valid for more than RenewBefore after now.
+func Matches(cert, ca *x509.Certificate, req Request, now time.Time) bool {
+	req = req.normalized()
+	if cert.CheckSignatureFrom(ca) != nil {
+		return false
+	}
+	if now.Add(RenewBefore).After(cert.NotAfter) || now.Before(cert.NotBefore) {
+		return false
+	}
+	if cert.Subject.CommonName != req.CommonName || !slices.Equal(cert.Subject.Organization, req.Organization) {
+		return false
+	}
+	if !slices.Equal(sortedUnique(cert.DNSNames), req.DNSNames) {
+		return false
+	}
+	var have []string
+	for _, ip := range cert.IPAddresses {
+		have = append(have, ip.String())
+	}
+	var want []string
+	for _, ip := range req.IPs {
+		want = append(want, ip.String())
+	}
+	if !slices.Equal(sortedUnique(have), sortedUnique(want)) {
+		return false
+	}
+	return slices.Equal(cert.ExtKeyUsage, extUsages(req.Usage))
+}
+
+func newKeyPair(der []byte, key *ecdsa.PrivateKey) (*KeyPair, error) {
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return &KeyPair{
+		Cert:    cert,
+		Key:     key,
+		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}),
+	}, nil
+}
+
+// Save writes the certificate (0644) and key (0600) atomically.
+func (kp *KeyPair) Save(certPath, keyPath string) error {
+	if err := WriteFileAtomic(keyPath, kp.KeyPEM, 0o600); err != nil {
+		return err
+	}
+	return WriteFileAtomic(certPath, kp.CertPEM, 0o644)
+}
+
+// LoadKeyPair reads a PEM certificate and key; ErrNotFound when either is
+// missing.
+func LoadKeyPair(certPath, keyPath string) (*KeyPair, error) {
+	cb, err := os.ReadFile(certPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", certPath, ErrNotFound)
+	} else if err != nil {
+		return nil, err
+	}
+	kb, err := os.ReadFile(keyPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", keyPath, ErrNotFound)
+	} else if err != nil {
+		return nil, err
+	}
+	cert, err := ParseCert(cb)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", certPath, err)
+	}
+	kblock, _ := pem.Decode(kb)
+	if kblock == nil {
+		return nil, fmt.Errorf("%s: no PEM block", keyPath)
+	}
+	var key crypto.Signer
+	switch kblock.Type {
+	case "EC PRIVATE KEY":
+		key, err = x509.ParseECPrivateKey(kblock.Bytes)
+	case "PRIVATE KEY":
+		var k any
+		k, err = x509.ParsePKCS8PrivateKey(kblock.Bytes)
+		if err == nil {
+			s, ok := k.(crypto.Signer)
+			if !ok {
+				return nil, fmt.Errorf("%s: unsupported key type", keyPath)
+			}
+			key = s
+		}
+	default:
+		return nil, fmt.Errorf("%s: unsupported PEM block %q", keyPath, kblock.Type)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", keyPath, err)
+	}
+	if !publicKeyEqual(cert.PublicKey, key.Public()) {
+		return nil, fmt.Errorf("%s does not belong to %s: remove both and re-run", keyPath, certPath)
+	}
+	return &KeyPair{Cert: cert, Key: key, CertPEM: cb, KeyPEM: kb}, nil
+}
+
+// ParseCert parses the first PEM certificate of b.
+func ParseCert(b []byte) (*x509.Certificate, error) {
+	block, _ := pem.Decode(b)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, errors.New("no PEM certificate")
+	}
+	return x509.ParseCertificate(block.Bytes)
+}
+
+func publicKeyEqual(a, b crypto.PublicKey) bool {
+	type eq interface{ Equal(crypto.PublicKey) bool }
+	x, ok := a.(eq)
+	return ok && x.Equal(b)
+}
+
+func serial() *big.Int {
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		panic(err) // crypto/rand never fails on Linux
+	}
+	return n
+}
+
+func keyID(pub *ecdsa.PublicKey) []byte {
+	b := elliptic.MarshalCompressed(pub.Curve, pub.X, pub.Y) //nolint:staticcheck // stable identifier only
+	h := sha256.Sum256(b)
+	return h[:20]
+}
+
+// Fingerprint is the hex SHA-256 of a certificate's DER.
+func Fingerprint(c *x509.Certificate) string {
+	h := sha256.Sum256(c.Raw)
+	return hex.EncodeToString(h[:])
+}
+
+// Expiry describes one stored certificate.
+type Expiry struct {
+	Authority string    `json:"authority"`
+	Name      string    `json:"name"`
+	Subject   string    `json:"subject"`
+	NotAfter  time.Time `json:"notAfter"`
+}
+
+// Expiries lists every certificate in the store, sorted by expiry.
+func (s *Store) Expiries() ([]Expiry, error) {
+	var out []Expiry
+	err := filepath.WalkDir(s.Dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if d.IsDir() || !strings.HasSuffix(p, ".crt") {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		c, err := ParseCert(b)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		rel, _ := filepath.Rel(s.Dir, p)
+		out = append(out, Expiry{
+			Authority: filepath.Dir(rel), Name: strings.TrimSuffix(filepath.Base(rel), ".crt"),
+			Subject: c.Subject.CommonName, NotAfter: c.NotAfter,
+		})
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].NotAfter.Before(out[j].NotAfter) })
+	return out, err
+}
+
+// WriteFileAtomic writes data to path through a temporary file in the same
+// directory, fsyncs it and renames it into place, then fsyncs the
+// directory. Parent directories are created 0700.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if cur, err := os.ReadFile(path); err == nil && bytes.Equal(cur, data) {
+		if st, err := os.Stat(path); err == nil && st.Mode().Perm() == perm {
+			return nil
+		}
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,177 @@
+package pki
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestCAIsCreatedOnceAndKept(t *testing.T) {
+	s := &Store{Dir: t.TempDir()}
+	a, err := s.CA(EtcdCA, "test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.CA(EtcdCA, "test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if Fingerprint(a.Cert) != Fingerprint(b.Cert) {
+		t.Fatal("second CA call regenerated the authority")
+	}
+	if !a.Cert.IsCA {
+		t.Fatal("CA certificate lacks IsCA")
+	}
+	st, err := os.Stat(filepath.Join(s.Dir, EtcdCA, "ca.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Fatalf("ca.key mode %v, want 0600", st.Mode().Perm())
+	}
+}
+
+func TestEtcdLeavesConvergeAndFollowMembers(t *testing.T) {
+	s := &Store{Dir: t.TempDir()}
+	members := []EtcdMember{{"e1", "198.19.1.10"}, {"e2", "198.19.2.10"}, {"e3", "198.19.3.10"}}
+	e, err := s.EnsureEtcd(members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(e.Changed); got != 2*3+2 {
+		t.Fatalf("first run issued %d certificates, want 8: %v", got, e.Changed)
+	}
+	again, err := s.EnsureEtcd(members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again.Changed) != 0 {
+		t.Fatalf("re-run reissued %v", again.Changed)
+	}
+	srv := e.Server["e2"].Cert
+	if err := srv.VerifyHostname("198.19.2.10"); err != nil {
+		t.Fatalf("server cert of e2: %v", err)
+	}
+	if err := srv.VerifyHostname("127.0.0.1"); err != nil {
+		t.Fatalf("server cert of e2: %v", err)
+	}
+	if err := e.Peer["e1"].Cert.VerifyHostname("198.19.2.10"); err == nil {
+		t.Fatal("peer cert of e1 is valid for e2's address")
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(e.CA.Cert)
+	if _, err := e.Admin.Cert.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Fatalf("admin client cert does not verify: %v", err)
+	}
+	// An address change reissues that member's certificates only.
+	members[1].Address = "198.19.2.11"
+	moved, err := s.EnsureEtcd(members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(moved.Changed) != 2 || moved.Changed[0] != "etcd/peer-e2" || moved.Changed[1] != "etcd/server-e2" {
+		t.Fatalf("address change reissued %v, want peer-e2 and server-e2", moved.Changed)
+	}
+}
+
+func TestLeafRenewedNearExpiry(t *testing.T) {
+	now := time.Now()
+	s := &Store{Dir: t.TempDir(), Now: func() time.Time { return now }}
+	ca, err := s.CA(EtcdCA, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := Request{CommonName: "a", IPs: []net.IP{net.ParseIP("198.19.0.1")}, Usage: Server}
+	first, changed, err := s.Leaf(ca, EtcdCA, "a", req)
+	if err != nil || !changed {
+		t.Fatalf("first issue: changed=%v err=%v", changed, err)
+	}
+	now = first.Cert.NotAfter.Add(-RenewBefore / 2)
+	second, changed, err := s.Leaf(ca, EtcdCA, "a", req)
+	if err != nil || !changed {
+		t.Fatalf("near expiry: changed=%v err=%v", changed, err)
+	}
+	if !second.Cert.NotAfter.After(first.Cert.NotAfter) {
+		t.Fatal("renewed certificate does not extend validity")
+	}
+}
+
+func TestMismatchedKeyIsAnError(t *testing.T) {
+	s := &Store{Dir: t.TempDir()}
+	ca, _ := s.CA(EtcdCA, "x")
+	if _, _, err := s.Leaf(ca, EtcdCA, "a", Request{CommonName: "a", Usage: Client}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Leaf(ca, EtcdCA, "b", Request{CommonName: "b", Usage: Client}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(s.Dir, EtcdCA, "b.key"))
+	if err := os.WriteFile(filepath.Join(s.Dir, EtcdCA, "a.key"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Leaf(ca, EtcdCA, "a", Request{CommonName: "a", Usage: Client}); err == nil {
+		t.Fatal("a key that does not match its certificate was accepted")
+	}
+}
+
+// TestMutualTLS checks the certificates work in a real TLS handshake with
+// client authentication, as etcd's peer and client listeners require.
+func TestMutualTLS(t *testing.T) {
+	s := &Store{Dir: t.TempDir()}
+	e, err := s.EnsureEtcd([]EtcdMember{{"e1", "127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(e.CA.Cert)
+	srvCert, _ := tls.X509KeyPair(e.Server["e1"].CertPEM, e.Server["e1"].KeyPEM)
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+		Certificates: []tls.Certificate{srvCert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
+		defer c.Close()
+		done <- c.(*tls.Conn).Handshake()
+	}()
+	cli, _ := tls.X509KeyPair(e.Admin.CertPEM, e.Admin.KeyPEM)
+	c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{Certificates: []tls.Certificate{cli}, RootCAs: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("server side handshake: %v", err)
+	}
+}
+
+func TestExpiriesAndClusterCAs(t *testing.T) {
+	s := &Store{Dir: t.TempDir()}
+	if _, _, err := s.EnsureClusterCAs(); err != nil {
+		t.Fatal(err)
+	}
+	ex, err := s.Expiries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ex) != 2 {
+		t.Fatalf("Expiries = %v, want the kubernetes and front-proxy CAs", ex)
+	}
+	for _, x := range ex {
+		if x.Name != "ca" || x.NotAfter.Before(time.Now().Add(9*365*24*time.Hour)) {
+			t.Fatalf("unexpected entry %+v", x)
+		}
+	}
+}
