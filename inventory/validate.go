@@ -28,6 +28,10 @@ type validator struct {
 	nets []namedPrefix
 	pod  netip.Prefix
 	svc  netip.Prefix
+	// What placement and IPAM derived, when the inventory got that far.
+	prior  *Prior
+	placed *Placement
+	ips    *IPPlan
 }
 
 type namedPrefix struct {
@@ -40,8 +44,15 @@ type namedPrefix struct {
 // each with its field path, what is wrong and how to fix it. Call it after
 // SetDefaults (Load and Parse do that). lines may be nil.
 func (c *Cluster) Validate(lines *Lines) *Result {
+	return c.validate(lines, nil).r
+}
+
+// validate runs every check; placement and IPAM run last, with prior, and
+// their results are kept so BuildPlan does not derive them twice.
+func (c *Cluster) validate(lines *Lines, prior *Prior) *validator {
 	v := &validator{
 		c:     c,
+		prior: prior,
 		r:     &Result{lines: lines, Errors: []Problem{}, Warnings: []Problem{}},
 		addrs: map[netip.Addr]string{},
 		names: map[string]string{},
@@ -59,7 +70,7 @@ func (c *Cluster) Validate(lines *Lines) *Result {
 		v.podCapacity()
 	}
 	v.r.sort()
-	return v.r
+	return v
 }
 
 func (v *validator) metadata() {
@@ -621,8 +632,8 @@ func (v *validator) kubernetes() {
 }
 
 func (v *validator) placement() {
-	var prior *Prior
-	_, issues := place(v.c, prior)
+	var issues []placementIssue
+	v.placed, issues = place(v.c, v.prior)
 	for _, is := range issues {
 		if is.warning {
 			v.r.warnf(is.path, "%s", is.msg)
@@ -634,7 +645,10 @@ func (v *validator) placement() {
 
 // podCapacity checks that every server gets a pod CIDR.
 func (v *validator) podCapacity() {
-	if _, err := AllocateIPs(v.c, nil); err != nil {
+	ips, err := AllocateIPs(v.c, v.prior)
+	if err != nil {
 		v.r.errorf("spec.network.podCIDR", "%v", err)
+		return
 	}
+	v.ips = ips
 }
