@@ -1,0 +1,47 @@
+// Package bgp derives every node's BGP sessions and announcements from the
+// inventory, renders the node agent's configuration and the routers' FRR
+// configuration, and runs the node agent's speaker (an embedded gobgp v3
+// BgpServer).
+//
+// # Network model
+//
+// Pods are routed, not tunnelled. Each node announces its pod CIDR to its
+// rack's TOR (network.bgp.mode tor, when the rack's TOR has an ASN) or to its
+// site's core routers (mode core, or a rack whose TOR has no ASN), with the
+// node's own address as next hop. The API VIP is announced as a /32 by
+// control-plane nodes only while the local kube-apiserver's /readyz answers
+// OK; LoadBalancer VIPs are announced as /32s by every node while its
+// kube-proxy is healthy. Routers spread traffic to a VIP by ECMP.
+//
+// Nodes do not install learned routes into their kernel: the router sends
+// them nothing (its outbound route-map denies everything) and a node reaches
+// other nodes' pods through its rack's default gateway, which holds a route
+// for every pod CIDR. This keeps the node's routing table independent of BGP
+// and the agent free of netlink.
+//
+// # ASNs
+//
+// Node ASNs do not depend on list positions, so adding or removing racks or
+// servers never renumbers another node:
+//
+//   - per-rack (default, RFC 7938 style): every node of a rack shares one
+//     ASN. rack.nodeASN wins when set; otherwise the ASN is
+//     asnBase + (the rack subnet's network number mod 2^k), where the network
+//     number is the subnet address shifted right by its host bits and k is the
+//     largest power of two that fits between asnBase and the top of its
+//     private range (k = 26 for the default 4200000000, so any /26 or larger
+//     rack subnets get distinct ASNs).
+//   - per-node: asnBase + (the node address mod 2^k); node addresses inside
+//     one /6 (default base) never collide.
+//
+// Two racks or nodes that still collide (only possible with very small
+// subnets or a small asnBase) are reported by Derive with the advice to set
+// rack.nodeASN.
+//
+// # Communities
+//
+// Every announcement carries two large communities (RFC 8092) with asnBase as
+// global administrator: asnBase:1:C tags the center (C = 1 production,
+// 2 local-dr, 3 remote-dr) and asnBase:2:R tags the rack (R = the rack
+// subnet's network address as a 32-bit number). Both are stable.
+package bgp
