@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -30,9 +31,9 @@ func rewriteTypeError(s string) string {
 		case want == "string":
 			want = "a string"
 		}
-		got := m[2]
-		if m[3] != "" {
-			got += " " + strings.TrimSpace(m[3])
+		got := "a " + m[2]
+		if v := strings.TrimSpace(m[3]); v != "" {
+			got = strconv.Quote(v)
 		}
 		return m[1] + ": expected " + want + ", found " + got
 	}
