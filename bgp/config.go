@@ -330,8 +330,8 @@ func (c *Config) Marshal() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// AgentOptions tune the agent configuration rendered for a node.
-type AgentOptions struct {
+// ConfigOptions tune the agent configuration rendered for a node.
+type ConfigOptions struct {
 	// APIHealthURL gates the API VIP (default DefaultAPIHealthURL).
 	APIHealthURL string
 	// APIHealthCA verifies an https APIHealthURL (default DefaultAPIHealthCA;
@@ -358,7 +358,7 @@ func (p *Plan) RestartSeconds() int {
 }
 
 // AgentConfig renders the agent configuration for one node.
-func (p *Plan) AgentConfig(node string, o AgentOptions) (*Config, error) {
+func (p *Plan) AgentConfig(node string, o ConfigOptions) (*Config, error) {
 	n, ok := p.Node(node)
 	if !ok {
 		return nil, fmt.Errorf("no node named %q takes part in BGP", node)
