@@ -1,0 +1,156 @@
+package ipmisim
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func needSim(t *testing.T) {
+	t.Helper()
+	if err := Available(); err != nil {
+		t.Skip(err)
+	}
+	if _, err := exec.LookPath("ipmitool"); err != nil {
+		t.Skip("ipmitool is not installed: run make deps (Debian package ipmitool)")
+	}
+}
+
+// ipmitool runs ipmitool against b with the password in the environment
+// (-E), never on the command line.
+func ipmitool(t *testing.T, b *BMC, pass string, args ...string) string {
+	t.Helper()
+	full := append([]string{"-I", "lanplus", "-C", "3", "-H", b.Address().String(), "-p", "623", "-U", "admin", "-E"}, args...)
+	cmd := exec.Command("ipmitool", full...)
+	cmd.Env = append(os.Environ(), "IPMI_PASSWORD="+pass)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("ipmitool %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func TestLoopbackAddr(t *testing.T) {
+	for i, want := range map[int]string{0: "127.0.1.1", 253: "127.0.1.254", 254: "127.0.2.1", 507: "127.0.2.254"} {
+		a, err := LoopbackAddr(i)
+		if err != nil || a.String() != want {
+			t.Errorf("LoopbackAddr(%d) = %v, %v; want %s", i, a, err, want)
+		}
+	}
+	if _, err := LoopbackAddr(508); err == nil {
+		t.Error("LoopbackAddr(508) did not fail")
+	}
+}
+
+func TestEncodeFRUFieldTooLong(t *testing.T) {
+	if _, err := EncodeFRU(FRU{Serial: strings.Repeat("x", 64)}); err == nil {
+		t.Fatal("a 64-byte field was accepted")
+	}
+	if _, err := EncodeFRU(FRU{Manufacturer: strings.Repeat("x", 60), Product: strings.Repeat("y", 60),
+		PartNumber: strings.Repeat("z", 60), Serial: strings.Repeat("s", 60), AssetTag: strings.Repeat("a", 60)}); err == nil {
+		t.Fatal("an image larger than 256 bytes was accepted")
+	}
+}
+
+// TestSimAgainstIpmitool checks the generated configuration with ipmitool:
+// power through the hook, boot device, FRU and SDRs.
+func TestSimAgainstIpmitool(t *testing.T) {
+	needSim(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	addr, _ := LoopbackAddr(240)
+	b, err := Start(ctx, Config{
+		Name: "selftest", Address: addr, User: "admin", Password: "pw-selftest", Dir: t.TempDir(),
+		FRU: &FRU{Manufacturer: "Tricenter Lab", Product: "TL-1000", PartNumber: "P-1000",
+			Serial: "SN-0001", AssetTag: "AT-1", BoardManufacturer: "Board Co", BoardSerial: "BS-1"},
+		Sensors: DefaultSensors(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Stop() })
+
+	if out := ipmitool(t, b, "pw-selftest", "power", "status"); !strings.Contains(out, "is off") {
+		t.Errorf("power status: %s", out)
+	}
+	ipmitool(t, b, "pw-selftest", "power", "on")
+	if err := b.WaitEvent(ctx, "set power 1"); err != nil {
+		t.Fatal(err)
+	}
+	if on, err := b.PoweredOn(); err != nil || !on {
+		t.Errorf("PoweredOn = %v, %v after power on", on, err)
+	}
+	ipmitool(t, b, "pw-selftest", "chassis", "bootdev", "pxe")
+	if dev, _ := b.BootDevice(); dev != "pxe" {
+		t.Errorf("boot device %q, want pxe", dev)
+	}
+	fru := ipmitool(t, b, "pw-selftest", "fru", "print", "0")
+	for _, want := range []string{"Product Manufacturer  : Tricenter Lab", "Product Name          : TL-1000",
+		"Product Serial        : SN-0001", "Product Asset Tag     : AT-1", "Board Serial          : BS-1"} {
+		if !strings.Contains(fru, want) {
+			t.Errorf("fru print lacks %q:\n%s", want, fru)
+		}
+	}
+	sdr := ipmitool(t, b, "pw-selftest", "sdr", "elist")
+	for _, want := range []string{"Inlet Temp", "24 degrees C", "5000 RPM", "12 Volts", "Presence detected", "Failure detected"} {
+		if !strings.Contains(sdr, want) {
+			t.Errorf("sdr elist lacks %q:\n%s", want, sdr)
+		}
+	}
+	// The password must not be on ipmi_sim's command line.
+	cmdline, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(b.Pid()), "cmdline"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(cmdline, []byte("pw-selftest")) {
+		t.Error("the password is on ipmi_sim's command line")
+	}
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if exited, _ := b.Exited(); !exited {
+		t.Error("ipmi_sim still running after Stop")
+	}
+}
+
+// TestPluggablePower plugs shell commands into the hook, the way the lab
+// plugs virsh or machinectl.
+func TestPluggablePower(t *testing.T) {
+	needSim(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	addr, _ := LoopbackAddr(241)
+	b, err := Start(ctx, Config{
+		Name: "plug", Address: addr, User: "admin", Password: "pw", Dir: t.TempDir(),
+		Power: Power{
+			On:     `touch "$IPMISIM_DIR/machine-running"; echo start >> "$IPMISIM_DIR/machine.log"`,
+			Off:    `rm -f "$IPMISIM_DIR/machine-running"; echo destroy >> "$IPMISIM_DIR/machine.log"`,
+			Status: `[ -e "$IPMISIM_DIR/machine-running" ]`,
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Stop() })
+	ipmitool(t, b, "pw", "power", "on")
+	if out := ipmitool(t, b, "pw", "power", "status"); !strings.Contains(out, "is on") {
+		t.Errorf("after power on: %s", out)
+	}
+	ipmitool(t, b, "pw", "power", "off")
+	if out := ipmitool(t, b, "pw", "power", "status"); !strings.Contains(out, "is off") {
+		t.Errorf("after power off: %s", out)
+	}
+	log, err := os.ReadFile(filepath.Join(b.Dir(), "machine.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(log) != "start\ndestroy\n" {
+		t.Errorf("machine log %q, want start then destroy", log)
+	}
+}
