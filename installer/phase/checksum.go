@@ -1,0 +1,72 @@
+package phase
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+)
+
+// checksums computes the sha256 of each local file once per run, however
+// many hosts upload it; it recomputes when size or mtime change.
+type checksums struct {
+	mu sync.Mutex
+	m  map[string]*sumEntry
+}
+
+type sumEntry struct {
+	done  chan struct{}
+	size  int64
+	mtime time.Time
+	sum   string
+	err   error
+}
+
+func newChecksums() *checksums { return &checksums{m: map[string]*sumEntry{}} }
+
+func (c *checksums) get(path string) (sum string, size int64, err error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", 0, err
+	}
+	if !st.Mode().IsRegular() {
+		return "", 0, fmt.Errorf("%s is not a regular file", path)
+	}
+	c.mu.Lock()
+	e := c.m[path]
+	if e != nil && (e.size != st.Size() || !e.mtime.Equal(st.ModTime())) {
+		e = nil
+	}
+	if e == nil {
+		e = &sumEntry{done: make(chan struct{}), size: st.Size(), mtime: st.ModTime()}
+		c.m[path] = e
+		c.mu.Unlock()
+		e.sum, e.err = fileSHA256(path)
+		close(e.done)
+	} else {
+		c.mu.Unlock()
+		<-e.done
+	}
+	return e.sum, e.size, e.err
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("reading %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}

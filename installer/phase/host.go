@@ -1,0 +1,321 @@
+package phase
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/tricenter/terraform-provider-tricenter/installer/progress"
+	"github.com/tricenter/terraform-provider-tricenter/installer/ssh"
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
+)
+
+// Host is an inventory server with its connection. Its methods are safe
+// for concurrent use; every change goes through Mutate.
+type Host struct {
+	inventory.Host
+	// Endpoint is how the host is reached (jump hosts included).
+	Endpoint ssh.Endpoint
+
+	m       *Manager
+	uploads chan struct{}
+	mu      sync.Mutex
+	changes []string
+}
+
+func (m *Manager) newHost(h inventory.Host) *Host {
+	return &Host{Host: h, Endpoint: EndpointFor(m.Cluster, h, m.Bastion), m: m,
+		uploads: make(chan struct{}, m.UploadsPerHost)}
+}
+
+// EndpointFor derives how to reach a server from the inventory: its
+// address, user and key, its center's jump host (unless ssh.jumpHost is
+// "none"), and the run's bastion in front of everything.
+func EndpointFor(c *inventory.Cluster, h inventory.Host, bastion *ssh.Endpoint) ssh.Endpoint {
+	agent := func(p *bool) bool { return p != nil && *p }
+	ep := ssh.Endpoint{Name: h.Name, Address: h.SSH.Address, Port: h.SSH.Port, User: h.SSH.User,
+		KeyFile: h.SSH.KeyFile, Agent: agent(h.SSH.Agent), HostKey: h.SSH.HostKey}
+	var jump *ssh.Endpoint
+	if j := h.JumpHost(); j != nil {
+		useAgent := false
+		if c != nil {
+			useAgent = agent(c.Spec.SSH.Agent)
+		}
+		jump = &ssh.Endpoint{Name: j.Name, Address: j.Address, Port: j.Port, User: j.User, KeyFile: j.KeyFile,
+			Agent: useAgent, HostKey: j.HostKey, Jump: bastion}
+	} else if bastion != nil && h.SSH.JumpHost != inventory.JumpNone {
+		jump = bastion
+	}
+	ep.Jump = jump
+	return ep
+}
+
+// String is the host's name.
+func (h *Host) String() string { return h.Name }
+
+// DryRun reports whether changes are only recorded.
+func (h *Host) DryRun() bool { return h.m.DryRun }
+
+// Logf prints a per-host progress line.
+func (h *Host) Logf(format string, args ...any) {
+	h.m.Progress.Host(h.Name, fmt.Sprintf(format, args...))
+}
+
+// Changes lists the changes made on this host, or in a dry run the ones
+// that would be made ("would …").
+func (h *Host) Changes() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.changes...)
+}
+
+// Mutate is the mutation gate: every remote change goes through it. In a
+// dry run it records "would ACTION" and returns nil without calling do;
+// otherwise it records and logs ACTION, then calls do.
+func (h *Host) Mutate(ctx context.Context, action string, do func(ctx context.Context) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if h.m.DryRun {
+		h.mu.Lock()
+		h.changes = append(h.changes, "would "+action)
+		h.mu.Unlock()
+		h.m.Logger.Info("Would change", "host", h.Name, "action", action)
+		h.m.Progress.Host(h.Name, "would "+action)
+		return nil
+	}
+	h.mu.Lock()
+	h.changes = append(h.changes, action)
+	h.mu.Unlock()
+	h.m.Logger.Info("Changing", "host", h.Name, "action", action)
+	h.m.Progress.Host(h.Name, action)
+	return do(ctx)
+}
+
+// Command is a remote command for Run.
+type Command struct {
+	Cmd  string
+	Sudo bool // run as root (sudo -n for other logins)
+	// Stdin, Stdout and Stderr are optional.
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	// Describe replaces the command in the change record and logs, e.g.
+	// when the command line is long; commands never carry secrets (pass
+	// them on Stdin or with WriteFile).
+	Describe string
+}
+
+// Run runs a command through the gate. It is retried only when the
+// connection failed before the command started, so a command never runs
+// twice because of a retry.
+func (h *Host) Run(ctx context.Context, c Command) error {
+	what := c.Describe
+	if what == "" {
+		what = c.Cmd
+	}
+	action := "run " + shorten(what, 100)
+	if c.Sudo {
+		action += " (as root)"
+	}
+	return h.Mutate(ctx, action, func(ctx context.Context) error {
+		return h.run(ctx, c, false)
+	})
+}
+
+func (h *Host) run(ctx context.Context, c Command, idempotent bool) error {
+	return h.m.retry(ctx, h, "running "+shorten(c.Cmd, 60), func(cl *ssh.Client) error {
+		cmd := c.Cmd
+		if c.Sudo {
+			cmd = cl.AsRoot(cmd)
+		}
+		err := cl.Run(ctx, cmd, c.Stdin, c.Stdout, c.Stderr)
+		if err != nil && !idempotent && !errors.Is(err, ssh.ErrNotStarted) && ssh.IsTransient(err) {
+			// It may have run: do not retry.
+			return ssh.Permanent(fmt.Errorf("%w (not retried: the command may have run)", err))
+		}
+		return err
+	})
+}
+
+// Exec runs cmd as the login user through the gate and returns its stdout.
+func (h *Host) Exec(ctx context.Context, cmd string) (string, error) {
+	var out bytes.Buffer
+	err := h.Run(ctx, Command{Cmd: cmd, Stdout: &out})
+	return out.String(), err
+}
+
+// Sudo runs cmd as root through the gate and returns its stdout.
+func (h *Host) Sudo(ctx context.Context, cmd string) (string, error) {
+	var out bytes.Buffer
+	err := h.Run(ctx, Command{Cmd: cmd, Sudo: true, Stdout: &out})
+	return out.String(), err
+}
+
+// Query runs a read-only command as root and returns its stdout. It runs
+// in dry runs too, and is retried on network errors: it must not change
+// anything.
+func (h *Host) Query(ctx context.Context, cmd string) (string, error) {
+	var out bytes.Buffer
+	err := h.run(ctx, Command{Cmd: cmd, Sudo: true, Stdout: &out}, true)
+	return out.String(), err
+}
+
+// QueryAsUser is Query as the login user (no sudo).
+func (h *Host) QueryAsUser(ctx context.Context, cmd string) (string, error) {
+	var out bytes.Buffer
+	err := h.run(ctx, Command{Cmd: cmd, Stdout: &out}, true)
+	return out.String(), err
+}
+
+// Stat reads a remote file's state (sha256, mode, owner).
+func (h *Host) Stat(ctx context.Context, path string) (ssh.FileState, error) {
+	var st ssh.FileState
+	err := h.m.retry(ctx, h, "reading "+path, func(c *ssh.Client) error {
+		var err error
+		st, err = c.Stat(ctx, path)
+		return err
+	})
+	return st, err
+}
+
+// FileOptions are the mode and owner of an uploaded or written file.
+type FileOptions struct {
+	Mode  fs.FileMode // default 0644
+	Owner string      // "user:group"; empty leaves root (or the login user)
+}
+
+// FileResult says what Upload or WriteFile did.
+type FileResult struct {
+	Changed bool   // content, mode or owner changed (or would, in a dry run)
+	SHA256  string // of the content
+	Size    int64
+}
+
+// Upload puts a local file at remote with mode: skipped when the remote
+// file already has its sha256 (mode fixed if needed), otherwise streamed
+// to a temporary file, fsynced, checked and renamed atomically.
+func (h *Host) Upload(ctx context.Context, local, remote string, mode fs.FileMode) (FileResult, error) {
+	return h.UploadFile(ctx, local, remote, FileOptions{Mode: mode})
+}
+
+// UploadFile is Upload with an owner.
+func (h *Host) UploadFile(ctx context.Context, local, remote string, o FileOptions) (FileResult, error) {
+	sum, size, err := h.m.sums.get(local)
+	if err != nil {
+		return FileResult{}, fmt.Errorf("uploading %s: %w", local, err)
+	}
+	open := func() (io.ReadCloser, error) { return os.Open(local) }
+	desc := fmt.Sprintf("upload %s (%s, sha256:%s…)", remote, progress.Bytes(size), sum[:12])
+	return h.put(ctx, remote, sum, size, o, open, desc)
+}
+
+// WriteFile writes data to path atomically, skipping an identical file.
+func (h *Host) WriteFile(ctx context.Context, path string, data []byte, mode fs.FileMode) (FileResult, error) {
+	return h.WriteFileOpts(ctx, path, data, FileOptions{Mode: mode})
+}
+
+// WriteFileOpts is WriteFile with an owner.
+func (h *Host) WriteFileOpts(ctx context.Context, path string, data []byte, o FileOptions) (FileResult, error) {
+	sum := sha256Hex(data)
+	open := func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
+	desc := fmt.Sprintf("write %s (%s, sha256:%s…)", path, progress.Bytes(int64(len(data))), sum[:12])
+	return h.put(ctx, path, sum, int64(len(data)), o, open, desc)
+}
+
+func (h *Host) put(ctx context.Context, remote, sum string, size int64, o FileOptions, open func() (io.ReadCloser, error), desc string) (FileResult, error) {
+	if o.Mode == 0 {
+		o.Mode = 0o644
+	}
+	res := FileResult{SHA256: sum, Size: size}
+	st, err := h.Stat(ctx, remote)
+	if err != nil {
+		return res, err
+	}
+	if st.Exists && st.SHA256 == sum {
+		var fix []string
+		if st.Mode.Perm() != o.Mode.Perm() {
+			fix = append(fix, fmt.Sprintf("chmod %o %s", o.Mode.Perm(), ssh.Quote(remote)))
+		}
+		if o.Owner != "" && st.Owner != o.Owner {
+			fix = append(fix, fmt.Sprintf("chown %s %s", ssh.Quote(o.Owner), ssh.Quote(remote)))
+		}
+		if len(fix) == 0 {
+			h.m.Logger.Debug("Unchanged", "host", h.Name, "path", remote)
+			return res, nil
+		}
+		res.Changed = true
+		err := h.Mutate(ctx, "set "+strings.Join(fix, "; "), func(ctx context.Context) error {
+			return h.run(ctx, Command{Cmd: strings.Join(fix, " && "), Sudo: true}, true)
+		})
+		return res, err
+	}
+	res.Changed = true
+	err = h.Mutate(ctx, desc, func(ctx context.Context) error {
+		if err := acquire(ctx, h.uploads); err != nil {
+			return err
+		}
+		defer func() { <-h.uploads }()
+		if err := acquire(ctx, h.m.uploads); err != nil {
+			return err
+		}
+		defer func() { <-h.m.uploads }()
+		return h.m.retry(ctx, h, "uploading "+remote, func(c *ssh.Client) error {
+			r, err := open()
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			var sent atomic.Int64
+			h.m.Progress.UploadStart(h.Name, remote, size)
+			err = c.Put(ctx, r, remote, ssh.PutOptions{SHA256: sum, Size: size, Mode: o.Mode, Owner: o.Owner,
+				Progress: func(n int64) { sent.Add(n); h.m.Progress.UploadBytes(n) }})
+			if err != nil {
+				h.m.Progress.UploadBytes(-sent.Load()) // a retry starts over
+			}
+			h.m.Progress.UploadDone(h.Name, remote, err)
+			return err
+		})
+	})
+	return res, err
+}
+
+// Systemctl runs systemctl with args as root through the gate.
+func (h *Host) Systemctl(ctx context.Context, args ...string) error {
+	q := make([]string, len(args))
+	for i, a := range args {
+		q[i] = ssh.Quote(a)
+	}
+	cmd := "systemctl " + strings.Join(q, " ")
+	return h.Mutate(ctx, cmd, func(ctx context.Context) error {
+		return h.run(ctx, Command{Cmd: cmd, Sudo: true}, true)
+	})
+}
+
+// SystemctlRestart restarts a unit (through the gate: "would restart U").
+func (h *Host) SystemctlRestart(ctx context.Context, unit string) error {
+	return h.Mutate(ctx, "restart "+unit, func(ctx context.Context) error {
+		return h.run(ctx, Command{Cmd: "systemctl restart " + ssh.Quote(unit), Sudo: true}, true)
+	})
+}
+
+// SystemctlDaemonReload reloads systemd's units.
+func (h *Host) SystemctlDaemonReload(ctx context.Context) error {
+	return h.Mutate(ctx, "reload systemd units", func(ctx context.Context) error {
+		return h.run(ctx, Command{Cmd: "systemctl daemon-reload", Sudo: true}, true)
+	})
+}
+
+func shorten(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-1] + "…"
+}
