@@ -1,0 +1,458 @@
+package nspawn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tricenter/terraform-provider-tricenter/internal/labnet"
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
+)
+
+// labRange is the only block lab machines may use (etcd and nspawn).
+var labRange = netip.MustParsePrefix("198.19.0.0/16")
+
+// Config describes a lab to bring up.
+type Config struct {
+	// Cluster is the inventory the lab realises: one machine per server,
+	// one bridge per rack, the centers' RTTs between racks. Every rack
+	// subnet and server address must lie in 198.19.0.0/16.
+	Cluster *inventory.Cluster
+	// Rootfs is the root filesystem (EnsureRootfs).
+	Rootfs string
+	// Dir holds the per-machine overlays; it is removed on Close.
+	Dir string
+	// KeyFile and KnownHosts are written: the private key the machines
+	// accept for root, and their pinned host keys. Defaults: the
+	// inventory's spec.ssh.keyFile and spec.ssh.knownHosts.
+	KeyFile, KnownHosts string
+	// Hosts limits the machines booted at Up (default: every server).
+	Hosts []string
+	// Delay gives the centers their RTTs (default true).
+	NoDelay bool
+	Logger  *slog.Logger
+}
+
+// Lab is a running set of machines. Close tears everything down.
+type Lab struct {
+	cfg      Config
+	log      *slog.Logger
+	net      *labnet.Lab
+	router   *labnet.NS
+	delayer  *Delayer
+	machines map[string]*Machine
+	order    []string
+}
+
+// Up builds the networks and boots the machines, waiting for each one's
+// sshd to accept connections.
+func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
+	if err := Available(); err != nil {
+		return nil, err
+	}
+	c := cfg.Cluster
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.KeyFile == "" {
+		cfg.KeyFile = c.Spec.SSH.KeyFile
+	}
+	if cfg.KnownHosts == "" {
+		cfg.KnownHosts = c.Spec.SSH.KnownHosts
+	}
+	if cfg.KeyFile == "" || cfg.KnownHosts == "" {
+		return nil, errors.New("lab inventory: set spec.ssh.keyFile and spec.ssh.knownHosts: the lab writes its key and the machines' host keys there")
+	}
+	if err := checkAddresses(c); err != nil {
+		return nil, err
+	}
+	nl, err := labnet.New()
+	if err != nil {
+		return nil, err
+	}
+	l := &Lab{cfg: cfg, log: cfg.Logger, net: nl, machines: map[string]*Machine{}}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, l.Close())
+		}
+	}()
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := ensureClientKey(ctx, cfg.KeyFile); err != nil {
+		return nil, err
+	}
+	pub, err := os.ReadFile(cfg.KeyFile + ".pub")
+	if err != nil {
+		return nil, err
+	}
+	if l.router, err = nl.Namespace("rtr"); err != nil {
+		return nil, err
+	}
+	rtrCmd := func(args ...string) error {
+		out, err := l.router.Command(ctx, args[0], args[1:]...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("router: %s: %w: %s", strings.Join(args, " "), err, out)
+		}
+		return nil
+	}
+	if err := rtrCmd("sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"); err != nil {
+		return nil, err
+	}
+	centerIdx := map[string]int{}
+	for i, ctr := range c.Spec.Centers {
+		centerIdx[ctr.Name] = i
+	}
+	bridges := map[string]*labnet.Bridge{}
+	var zones []zone
+	type rackIf struct {
+		ifname string
+		center int
+		subnet netip.Prefix
+	}
+	var rifs []rackIf
+	for i, r := range c.Spec.Racks {
+		subnet := netip.MustParsePrefix(r.Subnet).Masked()
+		hostAddr, err := freeAddr(subnet, r)
+		if err != nil {
+			return nil, err
+		}
+		br, err := nl.Bridge(netip.PrefixFrom(hostAddr, subnet.Bits()))
+		if err != nil {
+			return nil, fmt.Errorf("rack %s: %w", r.Name, err)
+		}
+		bridges[r.Name] = br
+		gw := netip.MustParseAddr(r.TOR.Gateway)
+		ifname := "r" + strconv.Itoa(i)
+		if err := l.router.Attach(br, ifname, netip.PrefixFrom(gw, subnet.Bits())); err != nil {
+			return nil, fmt.Errorf("rack %s router port: %w", r.Name, err)
+		}
+		if err := rtrCmd("sysctl", "-qw", "net.ipv4.conf."+ifname+".rp_filter=0"); err != nil {
+			return nil, err
+		}
+		zones = append(zones, zone{prefix: subnet, center: centerIdx[r.Center]})
+		rifs = append(rifs, rackIf{ifname, centerIdx[r.Center], subnet})
+	}
+	if !cfg.NoDelay {
+		rtt := centerRTTs(c)
+		if len(rtt) > 0 {
+			nsPath := "/run/netns/" + l.router.Name
+			if l.delayer, err = newDelayer(nsPath, "tcdelay", zones, rtt, l.log); err != nil {
+				return nil, err
+			}
+			l.delayer.Start()
+			if err := rtrCmd("ip", "link", "set", "tcdelay", "up"); err != nil {
+				return nil, err
+			}
+			if err := rtrCmd("sysctl", "-qw", "net.ipv4.conf.tcdelay.rp_filter=0"); err != nil {
+				return nil, err
+			}
+			if err := rtrCmd("ip", "route", "add", labRange.String(), "dev", "tcdelay", "table", "100"); err != nil {
+				return nil, err
+			}
+			pref := 100
+			for _, a := range rifs {
+				for _, b := range rifs {
+					if a.center == b.center || rtt[pairKey(a.center, b.center)] == 0 {
+						continue
+					}
+					if err := rtrCmd("ip", "rule", "add", "pref", strconv.Itoa(pref), "iif", a.ifname,
+						"to", b.subnet.String(), "lookup", "100"); err != nil {
+						return nil, err
+					}
+				}
+			}
+		}
+	}
+	want := map[string]bool{}
+	for _, h := range cfg.Hosts {
+		want[h] = true
+	}
+	var known []string
+	for _, h := range c.Hosts() {
+		subnet := netip.MustParsePrefix(h.Rack.Subnet).Masked()
+		m := &Machine{
+			Name: h.Name, Address: h.Addr(), lab: l,
+			gateway: netip.MustParseAddr(h.Rack.TOR.Gateway), prefix: subnet.Bits(),
+			dir: filepath.Join(cfg.Dir, h.Name), rootfs: cfg.Rootfs, log: l.log.With("machine", h.Name),
+		}
+		if m.ns, err = nl.Namespace(shortName(h.Name)); err != nil {
+			return nil, err
+		}
+		if err := m.ns.Attach(bridges[h.Rack.Name], "host0", netip.PrefixFrom(m.Address, subnet.Bits())); err != nil {
+			return nil, fmt.Errorf("machine %s: %w", h.Name, err)
+		}
+		if err := m.ns.Route(netip.MustParsePrefix("198.18.0.0/15"), m.gateway); err != nil {
+			return nil, fmt.Errorf("machine %s: %w", h.Name, err)
+		}
+		if err := m.prepare(ctx, pub); err != nil {
+			return nil, err
+		}
+		hostPub, err := os.ReadFile(filepath.Join(m.upper(), "etc/ssh/ssh_host_ed25519_key.pub"))
+		if err != nil {
+			return nil, err
+		}
+		f := strings.Fields(string(hostPub))
+		port := h.SSH.Port
+		hostPattern := m.Address.String()
+		if port != 0 && port != 22 {
+			hostPattern = "[" + hostPattern + "]:" + strconv.Itoa(port)
+		}
+		known = append(known, hostPattern+" "+f[0]+" "+f[1])
+		l.machines[h.Name] = m
+		l.order = append(l.order, h.Name)
+	}
+	sort.Strings(known)
+	if err := writeFile(cfg.KnownHosts, []byte(strings.Join(known, "\n")+"\n"), 0o644); err != nil {
+		return nil, err
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(l.order))
+	for i, name := range l.order {
+		if len(want) > 0 && !want[name] {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = l.machines[name].Start(ctx)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+func pairKey(a, b int) [2]int {
+	if a > b {
+		a, b = b, a
+	}
+	return [2]int{a, b}
+}
+
+// centerRTTs reads the RTT between every pair of centers (the larger of the
+// two directions when both are given).
+func centerRTTs(c *inventory.Cluster) map[[2]int]time.Duration {
+	idx := map[string]int{}
+	for i, ctr := range c.Spec.Centers {
+		idx[ctr.Name] = i
+	}
+	out := map[[2]int]time.Duration{}
+	for i, ctr := range c.Spec.Centers {
+		for other, ms := range ctr.RTTMs {
+			j, ok := idx[other]
+			if !ok || j == i || ms <= 0 {
+				continue
+			}
+			d := time.Duration(ms * float64(time.Millisecond))
+			if k := pairKey(i, j); d > out[k] {
+				out[k] = d
+			}
+		}
+	}
+	return out
+}
+
+func checkAddresses(c *inventory.Cluster) error {
+	var errs []error
+	for _, r := range c.Spec.Racks {
+		p, err := netip.ParsePrefix(r.Subnet)
+		if err != nil || !labRange.Contains(p.Addr()) || p.Bits() < labRange.Bits() {
+			errs = append(errs, fmt.Errorf("rack %s: subnet %q must lie inside %s for the nspawn lab", r.Name, r.Subnet, labRange))
+		}
+		if _, err := netip.ParseAddr(r.TOR.Gateway); err != nil {
+			errs = append(errs, fmt.Errorf("rack %s: no TOR gateway address", r.Name))
+		}
+	}
+	for _, h := range c.Hosts() {
+		if !labRange.Contains(h.Addr()) {
+			errs = append(errs, fmt.Errorf("server %s: address %q must lie inside %s for the nspawn lab", h.Name, h.SSH.Address, labRange))
+		}
+		if h.JumpHost() != nil {
+			errs = append(errs, fmt.Errorf("server %s: the nspawn lab has no jump hosts: drop the center's jumpHost", h.Name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// freeAddr picks the highest address of the subnet that no server, TOR or
+// gateway uses: the test host's own address on the rack bridge.
+func freeAddr(subnet netip.Prefix, r inventory.Rack) (netip.Addr, error) {
+	used := map[netip.Addr]bool{}
+	for _, s := range []string{r.TOR.Address, r.TOR.Gateway} {
+		if a, err := netip.ParseAddr(s); err == nil {
+			used[a] = true
+		}
+	}
+	for _, s := range r.Servers {
+		if a, err := netip.ParseAddr(s.SSH.Address); err == nil {
+			used[a] = true
+		}
+	}
+	last := lastAddr(subnet)
+	for a := last.Prev(); subnet.Contains(a) && a != subnet.Addr(); a = a.Prev() {
+		if !used[a] {
+			return a, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("rack %s: no free address in %s for the lab host", r.Name, subnet)
+}
+
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().As4()
+	n := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	n |= (1 << (32 - p.Bits())) - 1
+	return netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
+}
+
+func shortName(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' {
+			return r
+		}
+		return '-'
+	}, strings.ToLower(s))
+	if len(s) > 20 {
+		s = s[len(s)-20:]
+	}
+	return s
+}
+
+// Machine returns the named machine, or nil.
+func (l *Lab) Machine(name string) *Machine { return l.machines[name] }
+
+// Machines lists the machines in inventory order.
+func (l *Lab) Machines() []*Machine {
+	out := make([]*Machine, 0, len(l.order))
+	for _, n := range l.order {
+		out = append(out, l.machines[n])
+	}
+	return out
+}
+
+// Delayer is the center-latency emulator, or nil without RTTs.
+func (l *Lab) Delayer() *Delayer { return l.delayer }
+
+// Ping measures the round-trip time from machine a to b with ICMP (from
+// inside a's network namespace), averaging count probes.
+func (l *Lab) Ping(ctx context.Context, from, to string, count int) (time.Duration, error) {
+	a, b := l.machines[from], l.machines[to]
+	if a == nil || b == nil {
+		return 0, fmt.Errorf("ping %s → %s: no such machine", from, to)
+	}
+	out, err := a.ns.Command(ctx, "ping", "-n", "-q", "-c", strconv.Itoa(count), "-i", "0.05", "-W", "2",
+		b.Address.String()).CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("ping %s → %s: %w: %s", from, to, err, out)
+	}
+	// rtt min/avg/max/mdev = 20.101/20.215/20.402/0.090 ms
+	s := string(out)
+	i := strings.Index(s, "= ")
+	if i < 0 {
+		return 0, fmt.Errorf("ping %s → %s: unexpected output %q", from, to, s)
+	}
+	parts := strings.Split(strings.Fields(s[i+2:])[0], "/")
+	if len(parts) < 2 {
+		return 0, fmt.Errorf("ping %s → %s: unexpected output %q", from, to, s)
+	}
+	ms, err := strconv.ParseFloat(parts[1], 64)
+	if err != nil {
+		return 0, err
+	}
+	return time.Duration(ms * float64(time.Millisecond)), nil
+}
+
+// Close stops every machine, removes the overlays and the networks.
+func (l *Lab) Close() error {
+	var errs []error
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, m := range l.machines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := m.destroy(); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if l.delayer != nil {
+		if err := l.delayer.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := l.net.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if l.cfg.Dir != "" {
+		if err := os.RemoveAll(l.cfg.Dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ensureClientKey creates an ed25519 key pair at path unless one exists.
+func ensureClientKey(ctx context.Context, path string) error {
+	if _, err := os.Stat(path); err == nil {
+		if _, err := os.Stat(path + ".pub"); err == nil {
+			return nil
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	_ = os.Remove(path)
+	_ = os.Remove(path + ".pub")
+	out, err := exec.CommandContext(ctx, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "tricenter-lab", "-f", path).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ssh-keygen %s: %w: %s", path, err, out)
+	}
+	return nil
+}
+
+func writeFile(path string, data []byte, perm os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, perm); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// waitTCP polls addr until it accepts a connection or ctx ends.
+func waitTCP(ctx context.Context, addr string) error {
+	var d net.Dialer
+	for {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		c, err := d.DialContext(cctx, "tcp", addr)
+		cancel()
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s: %w (last error: %v)", addr, ctx.Err(), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
