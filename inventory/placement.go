@@ -210,7 +210,24 @@ func place(c *Cluster, prior *Prior) (*Placement, []placementIssue) {
 		return nil, issues
 	}
 
-	dist, ok := chooseDistribution(n, caps, byRole)
+	var prev map[string]bool
+	var prevDist *distribution
+	if prior != nil && len(prior.EtcdMembers) > 0 {
+		prev = map[string]bool{}
+		for _, m := range prior.EtcdMembers {
+			prev[m] = true
+		}
+		var d distribution
+		for k := range cands {
+			for _, cd := range cands[k] {
+				if prev[cd.Name] {
+					d[k]++
+				}
+			}
+		}
+		prevDist = &d
+	}
+	dist, ok := chooseDistribution(n, caps, byRole, prevDist)
 	if !ok {
 		ideal := idealDistribution(n)
 		why := describeShortfall(ideal, caps, byRole)
@@ -222,13 +239,6 @@ func place(c *Cluster, prior *Prior) (*Placement, []placementIssue) {
 		warn("spec.etcd.allowDegradedPlacement", "degraded etcd placement accepted (%s): %s", why, c.Spec.Etcd.AllowDegradedPlacement.Reason)
 	}
 
-	var prev map[string]bool
-	if prior != nil {
-		prev = map[string]bool{}
-		for _, m := range prior.EtcdMembers {
-			prev[m] = true
-		}
-	}
 	p := &Placement{}
 	p.Etcd.Count, p.Etcd.Quorum = n, q
 	p.Etcd.PerCenter = map[string]int{}
@@ -311,9 +321,10 @@ func maxOf(d distribution) int {
 	return m
 }
 
-// chooseDistribution returns the ideal split when the centers have the
-// servers for it, otherwise the valid split closest to it.
-func chooseDistribution(n int, caps distribution, byRole [3]*Center) (distribution, bool) {
+// chooseDistribution returns the valid split that moves the fewest prior
+// members (when there was a prior placement), then the one closest to the
+// ideal split.
+func chooseDistribution(n int, caps distribution, byRole [3]*Center, prev *distribution) (distribution, bool) {
 	for k := range byRole {
 		if byRole[k] == nil {
 			caps[k] = 0
@@ -336,6 +347,10 @@ func chooseDistribution(n int, caps distribution, byRole [3]*Center) (distributi
 			for k := range d {
 				diff := d[k] - ideal[k]
 				score += diff * diff
+				if prev != nil {
+					// Moving a member costs more than any distance to the ideal.
+					score += 1000 * max(0, prev[k]-d[k])
+				}
 			}
 			if score < bestScore {
 				best, bestScore, found = d, score, true
