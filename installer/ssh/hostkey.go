@@ -81,11 +81,12 @@ type hostKeys struct {
 	mu       sync.Mutex
 	accepted map[string]xssh.PublicKey
 	probe    xssh.PublicKey // a throwaway key used to list the known keys of a host
+	caKeys   map[string]bool // @cert-authority keys: never a host's own key
 }
 
 func newHostKeys(o *Options) (*hostKeys, error) {
 	k := &hostKeys{policy: o.HostKeyPolicy, files: o.KnownHosts, onNew: o.OnNewHostKey, logger: o.Logger,
-		accepted: map[string]xssh.PublicKey{}}
+		accepted: map[string]xssh.PublicKey{}, caKeys: map[string]bool{}}
 	if k.policy == "" {
 		k.policy = Strict
 	}
@@ -106,8 +107,16 @@ func newHostKeys(o *Options) (*hostKeys, error) {
 			return nil, fmt.Errorf("reading known_hosts: %w", err)
 		}
 		existing = append(existing, f)
-		if bytes.Contains(b, []byte("@cert-authority")) {
-			k.hasCA = true
+		for rest := b; len(rest) > 0; {
+			marker, _, key, _, r, err := xssh.ParseKnownHosts(rest)
+			if err != nil {
+				break
+			}
+			rest = r
+			if marker == "cert-authority" {
+				k.hasCA = true
+				k.caKeys[string(key.Marshal())] = true
+			}
 		}
 	}
 	if len(existing) > 0 {
@@ -158,7 +167,7 @@ func (k *hostKeys) algorithms(ep Endpoint, pin *Pin) []string {
 		probe := k.probe
 		var ke *knownhosts.KeyError
 		if err := k.db(ep.Addr(), tcpAddr(ep), probe); errors.As(err, &ke) {
-			for _, w := range ke.Want {
+			for _, w := range k.hostKeysOnly(ke.Want) {
 				add(w.Key.Type())
 			}
 		}
@@ -234,9 +243,9 @@ func (k *hostKeys) check(ep Endpoint, pin *Pin, key xssh.PublicKey) error {
 		switch {
 		case errors.As(err, &re):
 			return mismatch([]string{"a key that is not revoked"}, fmt.Sprintf("%s line %d (@revoked)", re.Revoked.Filename, re.Revoked.Line))
-		case errors.As(err, &ke) && len(ke.Want) > 0:
+		case errors.As(err, &ke) && len(k.hostKeysOnly(ke.Want)) > 0:
 			var fps, src []string
-			for _, w := range ke.Want {
+			for _, w := range k.hostKeysOnly(ke.Want) {
 				fps = append(fps, xssh.FingerprintSHA256(w.Key))
 				src = append(src, w.Filename+":"+strconv.Itoa(w.Line))
 			}
@@ -299,4 +308,16 @@ func appendKnownHost(path, addr string, key xssh.PublicKey) error {
 		return err
 	}
 	return f.Close()
+}
+
+// hostKeysOnly drops @cert-authority keys, which knownhosts lists among
+// the keys wanted for a host.
+func (k *hostKeys) hostKeysOnly(want []knownhosts.KnownKey) []knownhosts.KnownKey {
+	var out []knownhosts.KnownKey
+	for _, w := range want {
+		if !k.caKeys[string(w.Key.Marshal())] {
+			out = append(out, w)
+		}
+	}
+	return out
 }

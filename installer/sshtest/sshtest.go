@@ -9,6 +9,10 @@
 // address on: the jump host is the only way to reach them, so ProxyJump is
 // really exercised.
 //
+// Hosts are spread over three centers, round robin (node01 in dc1, node02
+// in dc2, …); center k's hosts sit in the k-th /26 of their segment, which
+// is also their rack's subnet in Lab.Cluster.
+//
 // Addresses: each lab takes a /22 inside the installer's block
 // 198.18.16.0/20; its first /24 is the reachable segment (the root
 // namespace is .1, the jump host .2, direct hosts from .10), its second /24
@@ -67,6 +71,7 @@ type Options struct {
 type Host struct {
 	Name        string
 	Addr        netip.Addr
+	Extra       []netip.Addr // further addresses (the jump host has one per center)
 	HostKey     xssh.PublicKey
 	Fingerprint string // SHA256:…
 	NS          *labnet.NS
@@ -101,10 +106,14 @@ type Lab struct {
 	Hosts        []*Host
 	// Gateway is the root namespace's address on the reachable segment.
 	Gateway netip.Addr
+	// JumpInner is the jump host's address on the targets' segment: the
+	// only source address the targets should ever see.
+	JumpInner netip.Addr
 
-	net   *labnet.Lab
-	mu    sync.Mutex
-	procs []*Host
+	net     *labnet.Lab
+	unreach string
+	mu      sync.Mutex
+	procs   []*Host
 }
 
 // Available reports why a lab cannot run here, or nil.
@@ -128,8 +137,8 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 	if !o.Block.IsValid() || o.Block.Bits() != 22 || !installerBlock.Contains(o.Block.Addr()) || o.Block.Masked() != o.Block {
 		return nil, fmt.Errorf("sshtest: Block %s must be a /22 inside %s", o.Block, installerBlock)
 	}
-	if o.Hosts < 1 || o.Hosts > 200 {
-		return nil, fmt.Errorf("sshtest: Hosts %d must be between 1 and 200", o.Hosts)
+	if o.Hosts < 1 || o.Hosts > 150 {
+		return nil, fmt.Errorf("sshtest: Hosts %d must be between 1 and 150", o.Hosts)
 	}
 	if o.TmpfsSize == "" {
 		o.TmpfsSize = "256m"
@@ -186,18 +195,34 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 		if err := ns.Attach(privBr, "eth1", netip.PrefixFrom(at(priv, 1), 24)); err != nil {
 			return nil, err
 		}
-		l.Jump, err = l.newHost(o, "jump", at(pub, 2), ns)
+		l.JumpInner = at(priv, 1)
+		// One address per center, so each center's jump host entry in the
+		// inventory has its own (the validator wants distinct addresses).
+		for _, extra := range []byte{3, 4} {
+			if err := ns.IP("addr", "add", netip.PrefixFrom(at(pub, extra), 24).String(), "dev", "eth0"); err != nil {
+				return nil, err
+			}
+		}
+		l.Jump, err = l.newHost(o, "jump", at(pub, 2), ns, at(pub, 3), at(pub, 4))
 		if err != nil {
 			return nil, err
 		}
 		targetBr, targetNet = privBr, priv
+		// The root namespace must not reach the targets by any path (not
+		// even the machine's default route): an unreachable route for the
+		// segment makes a direct dial fail at once.
+		seg := netip.PrefixFrom(priv, 24).String()
+		if out, err := exec.Command("ip", "route", "add", "unreachable", seg).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("ip route add unreachable %s: %v: %s", seg, err, out)
+		}
+		l.unreach = seg
 	}
 	for i := range o.Hosts {
 		ns, err := n.Namespace("h")
 		if err != nil {
 			return nil, err
 		}
-		a := at(targetNet, byte(10+i))
+		a := at(targetNet, byte(CenterOf(i)*64+10+i/3))
 		if err := ns.Attach(targetBr, "eth0", netip.PrefixFrom(a, 24)); err != nil {
 			return nil, err
 		}
@@ -269,6 +294,11 @@ func (l *Lab) Close() error {
 		h.Kill()
 	}
 	var errs []error
+	if l.unreach != "" {
+		if out, err := exec.Command("ip", "route", "del", "unreachable", l.unreach).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("ip route del unreachable %s: %v: %s", l.unreach, err, out))
+		}
+	}
 	if l.net != nil {
 		errs = append(errs, l.net.Close())
 	}
@@ -383,7 +413,7 @@ func (l *Lab) writeCommon(o Options) error {
 		[]byte("deploy ALL=(ALL) NOPASSWD: ALL\npwuser ALL=(ALL) ALL\n"), 0o440)
 }
 
-func (l *Lab) newHost(o Options, name string, addr netip.Addr, ns *labnet.NS) (*Host, error) {
+func (l *Lab) newHost(o Options, name string, addr netip.Addr, ns *labnet.NS, extra ...netip.Addr) (*Host, error) {
 	dir := filepath.Join(l.Dir, name)
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return nil, err
@@ -416,10 +446,13 @@ func (l *Lab) newHost(o Options, name string, addr netip.Addr, ns *labnet.NS) (*
 		"PrintMotd no",
 		"LogLevel INFO",
 	}
+	for _, a := range extra {
+		cfg = append(cfg, "ListenAddress "+a.String()+":22")
+	}
 	if l.CA != nil {
 		cert := &xssh.Certificate{
 			Key: pub, CertType: xssh.HostCert, KeyId: name,
-			ValidPrincipals: []string{addr.String(), name},
+			ValidPrincipals: append([]string{addr.String(), name}, addrStrings(extra)...),
 			ValidAfter:      uint64(time.Now().Add(-time.Hour).Unix()),
 			ValidBefore:     uint64(time.Now().Add(24 * time.Hour).Unix()),
 		}
@@ -435,7 +468,7 @@ func (l *Lab) newHost(o Options, name string, addr netip.Addr, ns *labnet.NS) (*
 	if err := os.WriteFile(filepath.Join(dir, "sshd_config"), []byte(strings.Join(cfg, "\n")+"\n"), 0o644); err != nil {
 		return nil, err
 	}
-	return &Host{Name: name, Addr: addr, HostKey: pub, Fingerprint: xssh.FingerprintSHA256(pub), NS: ns, dir: dir,
+	return &Host{Name: name, Addr: addr, Extra: extra, HostKey: pub, Fingerprint: xssh.FingerprintSHA256(pub), NS: ns, dir: dir,
 		done: make(chan struct{}), log: &syncBuffer{}}, nil
 }
 
@@ -446,7 +479,9 @@ func (l *Lab) writeKnownHosts() error {
 		all = append([]*Host{l.Jump}, all...)
 	}
 	for _, h := range all {
-		fmt.Fprintf(&b, "%s %s", h.Addr, xssh.MarshalAuthorizedKey(h.HostKey))
+		for _, a := range append([]netip.Addr{h.Addr}, h.Extra...) {
+			fmt.Fprintf(&b, "%s %s", a, xssh.MarshalAuthorizedKey(h.HostKey))
+		}
 	}
 	l.KnownHosts = filepath.Join(l.Dir, "known_hosts")
 	if err := os.WriteFile(l.KnownHosts, []byte(b.String()), 0o644); err != nil {
@@ -502,7 +537,7 @@ func (l *Lab) startHost(ctx context.Context, h *Host, o Options) error {
 		for sc.Scan() {
 			line := sc.Text()
 			h.log.WriteString(line + "\n")
-			if strings.Contains(line, "Server listening on") {
+			if strings.Contains(line, "Server listening on "+h.Addr.String()+" ") {
 				once.Do(func() { close(ready) })
 			}
 		}
@@ -537,4 +572,12 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+func addrStrings(as []netip.Addr) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.String()
+	}
+	return out
 }
