@@ -606,3 +606,18 @@ func StopAll(bmcs []*BMC) {
 	}
 	wg.Wait()
 }
+
+// Ipmitool runs "ipmitool -I lanplus -C 3" against the BMC with its
+// credentials; the password goes through the environment (-E), never the
+// command line. It returns the combined output.
+func (b *BMC) Ipmitool(ctx context.Context, args ...string) (string, error) {
+	full := append([]string{"-I", "lanplus", "-C", "3", "-H", b.cfg.Address.String(),
+		"-p", strconv.Itoa(b.cfg.Port), "-U", b.cfg.User, "-E"}, args...)
+	cmd := exec.CommandContext(ctx, "ipmitool", full...)
+	cmd.Env = append(os.Environ(), "IPMI_PASSWORD="+b.cfg.Password)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("ipmitool %s against %s: %w: %s", strings.Join(args, " "), b.cfg.Name, err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}

@@ -22,18 +22,13 @@ func needSim(t *testing.T) {
 	}
 }
 
-// ipmitool runs ipmitool against b with the password in the environment
-// (-E), never on the command line.
-func ipmitool(t *testing.T, b *BMC, pass string, args ...string) string {
+func ipmitool(t *testing.T, b *BMC, _ string, args ...string) string {
 	t.Helper()
-	full := append([]string{"-I", "lanplus", "-C", "3", "-H", b.Address().String(), "-p", "623", "-U", "admin", "-E"}, args...)
-	cmd := exec.Command("ipmitool", full...)
-	cmd.Env = append(os.Environ(), "IPMI_PASSWORD="+pass)
-	out, err := cmd.CombinedOutput()
+	out, err := b.Ipmitool(context.Background(), args...)
 	if err != nil {
-		t.Fatalf("ipmitool %s: %v\n%s", strings.Join(args, " "), err, out)
+		t.Fatal(err)
 	}
-	return string(out)
+	return out
 }
 
 func TestLoopbackAddr(t *testing.T) {
