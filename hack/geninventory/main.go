@@ -17,6 +17,7 @@ func main() {
 	var racks string
 	flag.StringVar(&racks, "racks", "3,3,2", "racks in production,local-dr,remote-dr")
 	flag.IntVar(&o.ServersPerRack, "servers", o.ServersPerRack, "servers per rack")
+	flag.IntVar(&o.TotalServers, "total", 0, "total servers spread over the racks (overrides -servers)")
 	flag.BoolVar(&o.Lab, "lab", false, "use 198.18.0.0/15 addresses")
 	flag.BoolVar(&o.BMC, "bmc", true, "give every server a BMC")
 	flag.Parse()

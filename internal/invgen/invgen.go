@@ -15,6 +15,9 @@ type Options struct {
 	Racks [3]int
 	// ServersPerRack (at most 250).
 	ServersPerRack int
+	// TotalServers, when set, overrides ServersPerRack: the servers are
+	// spread as evenly as possible over the racks.
+	TotalServers int
 	// EtcdPerCenter servers get the etcd and control-plane roles, spread
 	// over the center's racks: production, local-dr, remote-dr.
 	EtcdPerCenter [3]int
@@ -62,8 +65,18 @@ func Generate(o Options) *inventory.Cluster {
 	}
 	s.SSH = inventory.SSHDefault{User: "ops", KeyFile: "~/.ssh/tricenter_ed25519"}
 	asn := uint32(65100)
+	totalRacks := o.Racks[0] + o.Racks[1] + o.Racks[2]
+	rackNo := 0
 	for k := range 3 {
 		for r := range o.Racks[k] {
+			perRack := o.ServersPerRack
+			if o.TotalServers > 0 && totalRacks > 0 {
+				perRack = o.TotalServers / totalRacks
+				if rackNo < o.TotalServers%totalRacks {
+					perRack++
+				}
+			}
+			rackNo++
 			rack := inventory.Rack{
 				Name:   fmt.Sprintf("%s-r%02d", names[k], r+1),
 				Center: names[k],
@@ -75,7 +88,7 @@ func Generate(o Options) *inventory.Cluster {
 				},
 			}
 			asn++
-			for i := range o.ServersPerRack {
+			for i := range perRack {
 				sv := inventory.Server{
 					Name:  fmt.Sprintf("%s-r%02d-s%02d", names[k], r+1, i+1),
 					Roles: []inventory.Role{inventory.RoleWorker},
