@@ -185,9 +185,9 @@ func (c *Config) Validate() error {
 	}
 	t := c.Timers
 	switch {
-	case t.HoldSeconds != 0 && (t.HoldSeconds < 3 || t.HoldSeconds > 65535):
-		bad("timers.holdSeconds", "is %d: use 0 or 3..65535", t.HoldSeconds)
-	case t.HoldSeconds != 0 && (t.KeepaliveSeconds < 1 || t.KeepaliveSeconds >= t.HoldSeconds):
+	case t.HoldSeconds < 3 || t.HoldSeconds > 65535:
+		bad("timers.holdSeconds", "is %d: use 3..65535", t.HoldSeconds)
+	case t.KeepaliveSeconds < 1 || t.KeepaliveSeconds >= t.HoldSeconds:
 		bad("timers.keepaliveSeconds", "is %d: use at least 1 and less than holdSeconds %d", t.KeepaliveSeconds, t.HoldSeconds)
 	}
 	if t.ConnectRetrySeconds < 1 {

@@ -194,13 +194,11 @@ func Derive(c *inventory.Cluster, ip *inventory.IPPlan, opts Options) (*Plan, er
 		p.Warnings = append(p.Warnings, fmt.Sprintf("spec.network.bgp.asnBase %d is not a private ASN (64512-65534, 4200000000-4294967294): derived node ASNs may clash with real networks", b.ASNBase))
 	}
 	switch {
-	case b.HoldSeconds != 0 && b.HoldSeconds < 3:
-		bad("spec.network.bgp.holdSeconds", "is %d: BGP needs 0 (no keepalives) or at least 3 seconds", b.HoldSeconds)
-	case b.HoldSeconds > 65535:
-		bad("spec.network.bgp.holdSeconds", "is %d: the maximum is 65535", b.HoldSeconds)
-	case b.KeepaliveSeconds < 1 && b.HoldSeconds != 0:
-		bad("spec.network.bgp.keepaliveSeconds", "is %d: use at least 1 second", b.KeepaliveSeconds)
-	case b.HoldSeconds != 0 && b.KeepaliveSeconds >= b.HoldSeconds:
+	case b.HoldSeconds < 3 || b.HoldSeconds > 65535:
+		bad("spec.network.bgp.holdSeconds", "is %d: use 3..65535 seconds (default %d)", b.HoldSeconds, inventory.DefaultHoldSeconds)
+	case b.KeepaliveSeconds < 1:
+		bad("spec.network.bgp.keepaliveSeconds", "is %d: use at least 1 second (default %d)", b.KeepaliveSeconds, inventory.DefaultKeepaliveSeconds)
+	case b.KeepaliveSeconds >= b.HoldSeconds:
 		bad("spec.network.bgp.keepaliveSeconds", "is %d, not below holdSeconds %d: use about a third of the hold time", b.KeepaliveSeconds, b.HoldSeconds)
 	}
 	if !b.Password.IsZero() && b.Password.Env != "" && b.Password.File != "" {

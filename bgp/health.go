@@ -1,0 +1,122 @@
+package bgp
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"time"
+)
+
+// healthEvent is a service's health transition, sent by its checker to the
+// agent loop.
+type healthEvent struct {
+	service string
+	gen     uint64 // the checker generation; stale events are dropped
+	healthy bool
+	detail  string // why it failed, or "" when healthy
+	at      time.Time
+}
+
+// checker polls one service's health endpoint and reports transitions
+// after Rise consecutive successes or Fall consecutive failures.
+type checker struct {
+	service string
+	gen     uint64
+	check   Check
+	client  *http.Client
+	out     chan<- healthEvent
+}
+
+func newChecker(service string, gen uint64, ch Check, out chan<- healthEvent) (*checker, error) {
+	tr := &http.Transport{
+		Proxy:               nil, // health checks are local: never through a proxy
+		MaxIdleConnsPerHost: 1,
+		IdleConnTimeout:     30 * time.Second,
+	}
+	if ch.CAFile != "" {
+		pem, err := os.ReadFile(ch.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("service %s: reading check CA: %w", service, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("service %s: check CA %s holds no PEM certificate", service, ch.CAFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return &checker{
+		service: service, gen: gen, check: ch, out: out,
+		client: &http.Client{Transport: tr, Timeout: ch.Timeout.Duration,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+	}, nil
+}
+
+// probe runs one check: nil when the endpoint answered 2xx in time.
+func (c *checker) probe(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, c.check.Timeout.Duration)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.check.URL, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("GET %s: %s", c.check.URL, resp.Status)
+	}
+	return nil
+}
+
+// run polls until ctx ends. It starts from "unhealthy" and reports the
+// first transition to healthy after Rise successes.
+func (c *checker) run(ctx context.Context) {
+	defer c.client.CloseIdleConnections()
+	healthy := false
+	ok, fail := 0, 0
+	t := time.NewTicker(c.check.Interval.Duration)
+	defer t.Stop()
+	for {
+		err := c.probe(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			ok, fail = ok+1, 0
+		} else {
+			ok, fail = 0, fail+1
+		}
+		var ev *healthEvent
+		switch {
+		case !healthy && ok >= c.check.Rise:
+			healthy = true
+			ev = &healthEvent{service: c.service, gen: c.gen, healthy: true}
+		case healthy && fail >= c.check.Fall:
+			healthy = false
+			ev = &healthEvent{service: c.service, gen: c.gen, detail: err.Error()}
+		case !healthy && fail == 1:
+			// Report the first failure's reason (the state stays unhealthy).
+			ev = &healthEvent{service: c.service, gen: c.gen, detail: err.Error()}
+		}
+		if ev != nil {
+			ev.at = time.Now()
+			select {
+			case c.out <- *ev:
+			case <-ctx.Done():
+				return
+			}
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}

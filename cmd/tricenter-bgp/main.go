@@ -1,0 +1,208 @@
+// Command tricenter-bgp is the node BGP agent: it peers with the node's TOR
+// or core routers, announces the node's pod CIDR and the VIPs of its healthy
+// services, reloads its configuration on SIGHUP without dropping sessions,
+// and withdraws everything on SIGTERM/SIGINT before exiting.
+//
+//	tricenter-bgp run --config /etc/tricenter/bgp/agent.yaml
+//	tricenter-bgp status [-o json]
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tricenter/terraform-provider-tricenter/bgp"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	root := newRootCmd(stdout, stderr)
+	root.SetArgs(args)
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(stderr, "Error:", err)
+		return 1
+	}
+	return 0
+}
+
+type globals struct {
+	stdout, stderr io.Writer
+	logFormat      string
+	logLevel       string
+}
+
+func (g *globals) logger() (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", g.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch strings.ToLower(g.logFormat) {
+	case "text":
+		return slog.New(slog.NewTextHandler(g.stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(g.stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: use text or json", g.logFormat)
+}
+
+func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	g := &globals{stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:   "tricenter-bgp",
+		Short: "Node BGP agent: announces the pod CIDR and healthy VIPs to the node's routers",
+		Long: `tricenter-bgp runs on every node of a tricenter cluster. It peers with the
+node's TOR or its site's core routers (from the configuration the installer
+renders out of the inventory), announces the node's pod CIDR and the VIPs of
+its healthy services, and withdraws them gracefully when stopped.
+
+Signals: SIGHUP reloads the configuration (sessions stay up), SIGTERM or
+SIGINT withdraws every announcement and exits.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	root.AddCommand(newRunCmd(g), newStatusCmd(g), newCheckCmd(g))
+	return root
+}
+
+func newRunCmd(g *globals) *cobra.Command {
+	var config string
+	cmd := &cobra.Command{
+		Use:   "run [--config FILE]",
+		Short: "Run the agent in the foreground",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			cfg, err := bgp.LoadConfig(config)
+			if err != nil {
+				return err
+			}
+			return runAgent(cmd.Context(), config, cfg, log)
+		},
+	}
+	cmd.Flags().StringVarP(&config, "config", "c", bgp.DefaultConfigFile, "agent configuration file")
+	return cmd
+}
+
+func runAgent(parent context.Context, path string, cfg *bgp.Config, log *slog.Logger) error {
+	if parent == nil {
+		parent = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	agent := bgp.NewAgent(cfg, bgp.RunOptions{Logger: log})
+	errc := make(chan error, 2)
+	go func() { errc <- agent.Run(ctx) }()
+	sctx, scancel := context.WithCancel(ctx)
+	defer scancel()
+	go func() {
+		if err := bgp.ServeStatus(sctx, cfg.StatusSocket, agent, log); err != nil {
+			errc <- err
+		}
+	}()
+	for {
+		select {
+		case err := <-errc:
+			stop()
+			if err != nil {
+				return err
+			}
+			return nil
+		case <-hup:
+			log.Info("SIGHUP: reloading the configuration", "file", path)
+			nc, err := bgp.LoadConfig(path)
+			if err != nil {
+				log.Error("Reload refused: keeping the running configuration", "err", err)
+				continue
+			}
+			rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err = agent.Reload(rctx, nc)
+			cancel()
+			if err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("Reload finished with errors", "err", err)
+			}
+		}
+	}
+}
+
+func newStatusCmd(g *globals) *cobra.Command {
+	var socket, config, output string
+	cmd := &cobra.Command{
+		Use:   "status [-o table|json]",
+		Short: "Print the running agent's sessions, announced prefixes and service health",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "table" && output != "json" {
+				return fmt.Errorf("--output %q: use table or json", output)
+			}
+			if !cmd.Flags().Changed("socket") && config != "" {
+				if cfg, err := bgp.LoadConfig(config); err == nil {
+					socket = cfg.StatusSocket
+				} else if cmd.Flags().Changed("config") {
+					return err
+				}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			s, err := bgp.FetchStatus(ctx, socket)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				enc := json.NewEncoder(g.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(s)
+			}
+			return bgp.WriteStatusTable(g.stdout, s)
+		},
+	}
+	cmd.Flags().StringVar(&socket, "socket", bgp.DefaultStatusSocket, "the agent's status socket")
+	cmd.Flags().StringVarP(&config, "config", "c", bgp.DefaultConfigFile, "agent configuration file (to find the socket)")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	return cmd
+}
+
+func newCheckCmd(g *globals) *cobra.Command {
+	var config string
+	cmd := &cobra.Command{
+		Use:   "check-config [--config FILE]",
+		Short: "Validate a configuration file without running",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			cfg, err := bgp.LoadConfig(config)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "%s: OK (node %s, AS %d, %d peer(s), %d prefix(es), %d service(s))\n",
+				config, cfg.Node, cfg.ASN, len(cfg.Peers), len(cfg.Prefixes), len(cfg.Services))
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&config, "config", "c", bgp.DefaultConfigFile, "agent configuration file")
+	return cmd
+}
