@@ -1,0 +1,576 @@
+package etcd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
+	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
+)
+
+// Defaults for Options.
+const (
+	DefaultHealthTimeout = 2 * time.Minute
+	DefaultMaxClockSkew  = 2 * time.Second
+	DefaultMinFreeDisk   = 1 << 30
+	// DefaultPromoteTimeout bounds how long a learner may take to catch up.
+	DefaultPromoteTimeout = 2 * time.Minute
+)
+
+// Options configure Apply.
+type Options struct {
+	Cluster   *inventory.Cluster
+	Placement *inventory.Placement
+	// Prior names the members of the last apply, so servers that left the
+	// plan are found and retired.
+	Prior     *inventory.Prior
+	PKI       *pki.Etcd
+	Artifacts Artifacts
+	// Manager runs the phases; Manager.DryRun makes Apply a plan.
+	Manager       *phase.Manager
+	Logger        *slog.Logger
+	HealthTimeout time.Duration
+	MaxClockSkew  time.Duration
+	MinFreeDisk   int64
+}
+
+// Result says what Apply did (or, in a dry run, would do).
+type Result struct {
+	// Bootstrap is true when a new cluster is (or would be) created.
+	Bootstrap bool
+	// Steps are the membership changes, in order.
+	Steps []Step
+	// Restarts lists members restarted (one at a time) for a changed
+	// binary, certificate or setting.
+	Restarts []string
+	// Retired lists servers whose etcd was stopped and wiped.
+	Retired []string
+	// Changes per host, from the engine's mutation gate.
+	Changes map[string][]string
+	Health  *ClusterHealth
+}
+
+// Converged reports whether nothing had to change.
+func (r *Result) Converged() bool {
+	return !r.Bootstrap && len(r.Steps) == 0 && len(r.Restarts) == 0 && len(r.Retired) == 0 && len(r.Changes) == 0
+}
+
+// Facts is what preflight learns about a host.
+type Facts struct {
+	HasData   bool
+	Active    bool
+	Enabled   bool
+	PortsBusy []string // listeners on 2379/2380 other than etcd
+	FreeDisk  int64
+	Skew      time.Duration
+	HasDirs   bool
+}
+
+type run struct {
+	o        Options
+	log      *slog.Logger
+	set      Settings
+	bins     map[string]string
+	plan     []inventory.Member
+	byName   map[string]inventory.Member
+	cli      *Client
+	mu       sync.Mutex
+	facts    map[string]*Facts
+	changed  map[string]bool
+	res      *Result
+	members  []Member
+	healthy  map[uint64]bool
+	apiUp    bool
+	retiring []string
+}
+
+// Apply converges etcd on the placement: preflight, upload, configuration,
+// start, membership changes (one at a time, quorum-safe) and the health
+// gate. Re-running it converges; when nothing differs it changes nothing.
+func Apply(ctx context.Context, o Options) (*Result, error) {
+	if o.Cluster == nil || o.Placement == nil || o.PKI == nil || o.Manager == nil {
+		return nil, errors.New("etcd.Apply needs Cluster, Placement, PKI and Manager")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.HealthTimeout <= 0 {
+		o.HealthTimeout = DefaultHealthTimeout
+	}
+	if o.MaxClockSkew <= 0 {
+		o.MaxClockSkew = DefaultMaxClockSkew
+	}
+	if o.MinFreeDisk <= 0 {
+		o.MinFreeDisk = DefaultMinFreeDisk
+	}
+	if len(o.Placement.Etcd.Members) == 0 {
+		return nil, errors.New("the placement has no etcd members")
+	}
+	r := &run{o: o, log: o.Logger, plan: o.Placement.Etcd.Members, byName: map[string]inventory.Member{},
+		facts: map[string]*Facts{}, changed: map[string]bool{}, res: &Result{}, healthy: map[uint64]bool{}}
+	r.set = Settings{ClusterName: o.Cluster.Metadata.Name, Timers: o.Placement.Etcd.Timers}
+	for _, m := range r.plan {
+		r.byName[m.Name] = m
+	}
+	var err error
+	if r.bins, err = o.Artifacts.Resolve(ctx, "etcd", "etcdctl"); err != nil {
+		return nil, err
+	}
+	tc, err := TLSConfig(o.PKI)
+	if err != nil {
+		return nil, err
+	}
+	if r.cli, err = NewClient(r.endpoints(), tc, r.log); err != nil {
+		return nil, err
+	}
+	defer r.cli.Close()
+	err = o.Manager.Run(ctx,
+		&phase.HostPhase{Name: "etcd preflight", Select: r.selectHosts(true), Apply: r.preflight},
+		&discover{r: r},
+		&phase.HostPhase{Name: "etcd upload and configuration", Select: r.selectHosts(false), Apply: r.install},
+		&startPhase{r: r},
+		&membershipPhase{r: r},
+		&retirePhase{r: r},
+		&healthPhase{r: r},
+	)
+	r.res.Changes = o.Manager.Changes()
+	return r.res, err
+}
+
+// endpoints are the client URLs of every planned and previously recorded
+// member.
+func (r *run) endpoints() []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(addr string) {
+		u := ClientURL(addr)
+		if !seen[u] {
+			seen[u] = true
+			out = append(out, u)
+		}
+	}
+	for _, m := range r.plan {
+		add(m.Address)
+	}
+	for _, h := range r.priorHosts() {
+		add(h.SSH.Address)
+	}
+	return out
+}
+
+// priorHosts are inventory servers recorded as members by the last apply
+// that the plan no longer has.
+func (r *run) priorHosts() []inventory.Host {
+	if r.o.Prior == nil {
+		return nil
+	}
+	var out []inventory.Host
+	for _, n := range r.o.Prior.EtcdMembers {
+		if _, planned := r.byName[n]; planned {
+			continue
+		}
+		if h, ok := r.o.Cluster.Host(n); ok {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+func (r *run) selectHosts(withRetired bool) inventory.Selector {
+	var names []string
+	for _, m := range r.plan {
+		names = append(names, m.Name)
+	}
+	if withRetired {
+		for _, h := range r.priorHosts() {
+			names = append(names, h.Name)
+		}
+	}
+	return inventory.Selector{Servers: names}
+}
+
+const factsCmd = `echo now=$(date +%s.%N)
+[ -d ` + DataDir + `/member ] && echo data=1 || echo data=0
+[ -d ` + PKIDir + ` ] && [ -d ` + DataDir + ` ] && echo dirs=1 || echo dirs=0
+echo active=$(systemctl is-active ` + Unit + ` 2>/dev/null)
+echo enabled=$(systemctl is-enabled ` + Unit + ` 2>/dev/null)
+echo listeners=$(ss -Hltnp '( sport = :2379 or sport = :2380 )' 2>/dev/null | grep -o 'users:(("[^"]*"' | sed 's/users:(("//; s/"//' | sort -u | tr '\n' ,)
+echo avail=$(df --output=avail -B1 /var/lib | tail -1)`
+
+// preflight checks a host can run etcd and records its facts.
+func (r *run) preflight(ctx context.Context, h *phase.Host) error {
+	before := time.Now()
+	out, err := h.Query(ctx, factsCmd)
+	after := time.Now()
+	if err != nil {
+		return fmt.Errorf("preflight on %s: %w", h.Name, err)
+	}
+	f := &Facts{}
+	kv := map[string]string{}
+	for _, l := range strings.Split(out, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(l), "="); ok {
+			kv[k] = v
+		}
+	}
+	f.HasData, f.HasDirs = kv["data"] == "1", kv["dirs"] == "1"
+	f.Active, f.Enabled = kv["active"] == "active", kv["enabled"] == "enabled"
+	for _, p := range strings.Split(kv["listeners"], ",") {
+		if p != "" && p != "etcd" {
+			f.PortsBusy = append(f.PortsBusy, p)
+		}
+	}
+	f.FreeDisk, _ = strconv.ParseInt(kv["avail"], 10, 64)
+	if now, err := strconv.ParseFloat(kv["now"], 64); err == nil {
+		remote := time.Unix(0, int64(now*1e9))
+		switch {
+		case remote.Before(before):
+			f.Skew = before.Sub(remote)
+		case remote.After(after):
+			f.Skew = remote.Sub(after)
+		}
+	}
+	r.mu.Lock()
+	r.facts[h.Name] = f
+	r.mu.Unlock()
+	var errs []error
+	if len(f.PortsBusy) > 0 {
+		errs = append(errs, fmt.Errorf("ports %d/%d are in use by %s: stop it or choose another server", ClientPort, PeerPort, strings.Join(f.PortsBusy, ", ")))
+	}
+	if f.Skew > r.o.MaxClockSkew {
+		errs = append(errs, fmt.Errorf("clock is %v off this machine's (at most %v): fix NTP on the server", f.Skew.Round(time.Millisecond), r.o.MaxClockSkew))
+	}
+	if _, planned := r.byName[h.Name]; planned && f.FreeDisk > 0 && f.FreeDisk < r.o.MinFreeDisk {
+		errs = append(errs, fmt.Errorf("only %d MiB free under /var/lib, at least %d MiB needed", f.FreeDisk>>20, r.o.MinFreeDisk>>20))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("preflight on %s: %w", h.Name, err)
+	}
+	return nil
+}
+
+func (r *run) fact(name string) *Facts {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if f := r.facts[name]; f != nil {
+		return f
+	}
+	return &Facts{}
+}
+
+// discover learns the current membership and decides between bootstrap
+// and changes to a running cluster.
+type discover struct{ r *run }
+
+func (d *discover) Title() string { return "etcd membership plan" }
+
+func (d *discover) Run(ctx context.Context) error {
+	r := d.r
+	anyData, anyActive := false, false
+	for _, f := range r.facts {
+		anyData = anyData || f.HasData
+		anyActive = anyActive || f.Active
+	}
+	if !anyData && !anyActive {
+		r.res.Bootstrap = true
+		r.log.Info("No etcd data on any member: bootstrapping a new cluster", "members", len(r.plan))
+		return nil
+	}
+	ms, err := r.cli.Members(ctx)
+	if err != nil {
+		if anyActive {
+			// Members may still be forming a quorum (an interrupted
+			// bootstrap): the start phase starts the rest, then we look again.
+			r.log.Warn("etcd is running but the member list is unavailable", "err", err)
+		}
+		r.res.Bootstrap = !anyData
+		return nil
+	}
+	r.apiUp = true
+	r.members = ms
+	for _, m := range ms {
+		if len(m.ClientURLs) == 0 {
+			continue
+		}
+		st := r.cli.Status(ctx, m.ClientURLs[0])
+		r.healthy[m.ID] = st.Healthy
+	}
+	steps, err := PlanMembership(ms, r.healthy, r.plan)
+	r.res.Steps = steps
+	if err != nil {
+		return err
+	}
+	for _, s := range steps {
+		r.log.Info("Membership change planned", "step", s.String())
+	}
+	return nil
+}
+
+// memberOf returns the planned member a host is.
+func (r *run) memberOf(h *phase.Host) (inventory.Member, bool) {
+	m, ok := r.byName[h.Name]
+	return m, ok
+}
+
+// install uploads the binaries, certificates and configuration.
+func (r *run) install(ctx context.Context, h *phase.Host) error {
+	m, ok := r.memberOf(h)
+	if !ok {
+		return nil
+	}
+	f := r.fact(h.Name)
+	if !f.HasDirs {
+		if _, err := h.Sudo(ctx, "install -d -m 0700 "+PKIDir+" "+DataDir+" && install -d -m 0755 "+ConfDir); err != nil {
+			return fmt.Errorf("creating etcd directories on %s: %w", h.Name, err)
+		}
+	}
+	peer, srv := r.o.PKI.Peer[m.Name], r.o.PKI.Server[m.Name]
+	if peer == nil || srv == nil {
+		return fmt.Errorf("no certificates for member %s", m.Name)
+	}
+	type file struct {
+		path string
+		data []byte
+		mode uint32
+	}
+	changed := false
+	for _, b := range []string{"etcd", "etcdctl"} {
+		res, err := h.Upload(ctx, r.bins[b], BinDir+"/"+b, 0o755)
+		if err != nil {
+			return fmt.Errorf("uploading %s to %s: %w", b, h.Name, err)
+		}
+		changed = changed || (res.Changed && b == "etcd")
+	}
+	files := []file{
+		{PKIDir + "/ca.crt", r.o.PKI.CA.CertPEM, 0o644},
+		{PKIDir + "/peer.crt", peer.CertPEM, 0o644},
+		{PKIDir + "/peer.key", peer.KeyPEM, 0o600},
+		{PKIDir + "/server.crt", srv.CertPEM, 0o644},
+		{PKIDir + "/server.key", srv.KeyPEM, 0o600},
+		{EnvFile, RenderEnv(r.set, m), 0o644},
+	}
+	for _, fl := range files {
+		res, err := h.WriteFile(ctx, fl.path, fl.data, fsMode(fl.mode))
+		if err != nil {
+			return fmt.Errorf("writing %s on %s: %w", fl.path, h.Name, err)
+		}
+		changed = changed || res.Changed
+	}
+	unit, err := h.WriteFile(ctx, UnitFile, RenderUnit(), 0o644)
+	if err != nil {
+		return fmt.Errorf("writing %s on %s: %w", UnitFile, h.Name, err)
+	}
+	if unit.Changed {
+		changed = true
+		if err := h.SystemctlDaemonReload(ctx); err != nil {
+			return fmt.Errorf("reloading units on %s: %w", h.Name, err)
+		}
+	}
+	if r.res.Bootstrap && !f.HasData {
+		var initial []InitialMember
+		for _, p := range r.plan {
+			initial = append(initial, InitialMember{p.Name, PeerURL(p.Address)})
+		}
+		if _, err := h.WriteFile(ctx, BootstrapFile, RenderBootstrap(r.set, initial, false), 0o644); err != nil {
+			return fmt.Errorf("writing %s on %s: %w", BootstrapFile, h.Name, err)
+		}
+	}
+	r.mu.Lock()
+	r.changed[h.Name] = changed
+	r.mu.Unlock()
+	return nil
+}
+
+// isMember reports whether the API lists a started member at m's peer URL.
+func (r *run) apiMember(m inventory.Member) (Member, bool) {
+	for _, x := range r.members {
+		for _, u := range x.PeerURLs {
+			if u == PeerURL(m.Address) {
+				return x, true
+			}
+		}
+	}
+	return Member{}, false
+}
+
+// startPhase starts a new cluster's members all at once, or restarts
+// changed members of a running cluster one at a time.
+type startPhase struct {
+	r *run
+	m *phase.Manager
+}
+
+func (p *startPhase) Title() string { return "etcd start" }
+
+func (p *startPhase) Prepare(_ context.Context, m *phase.Manager) error { p.m = m; return nil }
+
+func (p *startPhase) Run(ctx context.Context) error {
+	r := p.r
+	hosts, err := p.m.Hosts(r.selectHosts(false))
+	if err != nil {
+		return err
+	}
+	if r.res.Bootstrap {
+		// Every member must start before any can form a quorum.
+		err := p.m.Each(ctx, hosts, func(ctx context.Context, h *phase.Host) error {
+			f := r.fact(h.Name)
+			if !f.Enabled {
+				if err := h.Systemctl(ctx, "enable", Unit); err != nil {
+					return err
+				}
+			}
+			if !f.Active {
+				return h.Systemctl(ctx, "start", "--no-block", Unit)
+			}
+			if r.changed[h.Name] {
+				return h.SystemctlRestart(ctx, Unit)
+			}
+			return nil
+		})
+		if err != nil || p.m.DryRun {
+			return err
+		}
+		return r.refreshMembers(ctx)
+	}
+	if !r.apiUp {
+		// Data but no answer: start whatever is stopped and look again.
+		err := p.m.Each(ctx, hosts, func(ctx context.Context, h *phase.Host) error {
+			if f := r.fact(h.Name); f.HasData && !f.Active {
+				return h.Systemctl(ctx, "start", "--no-block", Unit)
+			}
+			return nil
+		})
+		if err != nil || p.m.DryRun {
+			return err
+		}
+		if err := r.refreshMembers(ctx); err != nil {
+			return err
+		}
+		steps, err := PlanMembership(r.members, r.healthy, r.plan)
+		r.res.Steps = steps
+		if err != nil {
+			return err
+		}
+	}
+	// Rolling restarts of members whose files changed, then start members
+	// that are down, one at a time with the cluster healthy in between.
+	for _, h := range hosts {
+		m := r.byName[h.Name]
+		am, isMember := r.apiMember(m)
+		if !isMember || !am.Started() {
+			continue // added by the membership phase
+		}
+		f := r.fact(h.Name)
+		switch {
+		case !f.Enabled:
+			if err := h.Systemctl(ctx, "enable", Unit); err != nil {
+				return err
+			}
+		}
+		switch {
+		case r.changed[h.Name] && f.Active:
+			if err := r.checkHealthyBefore(ctx, am.ID); err != nil {
+				return fmt.Errorf("restarting %s: %w", h.Name, err)
+			}
+			if err := h.SystemctlRestart(ctx, Unit); err != nil {
+				return err
+			}
+			r.res.Restarts = append(r.res.Restarts, h.Name)
+		case !f.Active:
+			if err := h.Systemctl(ctx, "start", "--no-block", Unit); err != nil {
+				return err
+			}
+		default:
+			continue
+		}
+		if p.m.DryRun {
+			continue
+		}
+		if err := r.waitStable(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkHealthyBefore refuses to take member id down when the others
+// would not keep a quorum.
+func (r *run) checkHealthyBefore(ctx context.Context, id uint64) error {
+	if err := r.refreshMembers(ctx); err != nil {
+		return err
+	}
+	return CheckRemove(r.members, r.healthy, id)
+}
+
+// refreshMembers reloads the member list and health, waiting (up to the
+// health timeout) for the API to answer.
+func (r *run) refreshMembers(ctx context.Context) error {
+	deadline := time.Now().Add(r.o.HealthTimeout)
+	for {
+		ms, err := r.cli.Members(ctx)
+		if err == nil {
+			r.apiUp = true
+			r.members = ms
+			r.healthy = map[uint64]bool{}
+			for _, m := range ms {
+				if len(m.ClientURLs) > 0 {
+					r.healthy[m.ID] = r.cli.Status(ctx, m.ClientURLs[0]).Healthy
+				}
+			}
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: member list unavailable after %v: %v", ErrUnhealthy, r.o.HealthTimeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// waitStable waits until every started voting member is healthy and they
+// agree on a leader.
+func (r *run) waitStable(ctx context.Context) error {
+	deadline := time.Now().Add(r.o.HealthTimeout)
+	for {
+		err := r.refreshMembers(ctx)
+		if err == nil {
+			var bad []string
+			for _, m := range r.members {
+				if m.Started() && !r.healthy[m.ID] {
+					bad = append(bad, m.Name)
+				}
+			}
+			if len(bad) == 0 {
+				return nil
+			}
+			err = fmt.Errorf("%w: unhealthy members %v", ErrUnhealthy, bad)
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+func sortedKeys(m map[string]int) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
