@@ -144,9 +144,11 @@ type Options struct {
 	// announces while kube-proxy is healthy. Each must lie in
 	// network.loadBalancerPool.
 	LoadBalancerVIPs []netip.Addr
-	// IsControlPlane says whether a host announces the API VIP; nil means
-	// hosts with the control-plane role.
-	IsControlPlane func(inventory.Host) bool
+	// Placement says which servers run the control plane and so announce
+	// the API VIP; nil means inventory.Place(c, Prior).
+	Placement *inventory.Placement
+	// Prior is the last apply's state, for inventory.Place.
+	Prior *inventory.Prior
 }
 
 // ErrInvalid is wrapped by every Derive error caused by the inventory.
@@ -220,9 +222,13 @@ func Derive(c *inventory.Cluster, ip *inventory.IPPlan, opts Options) (*Plan, er
 			p.LoadBalancerVIPs = append(p.LoadBalancerVIPs, v)
 		}
 	}
-	isCP := opts.IsControlPlane
-	if isCP == nil {
-		isCP = func(h inventory.Host) bool { return h.HasRole(inventory.RoleControlPlane) }
+	pl := opts.Placement
+	if pl == nil {
+		var err error
+		if pl, err = inventory.Place(c, opts.Prior); err != nil {
+			errs = append(errs, fmt.Errorf("placing the control plane (it announces the API VIP): %w", err))
+			pl = &inventory.Placement{}
+		}
 	}
 
 	// Routers by name, built while walking the racks.
@@ -415,7 +421,7 @@ func Derive(c *inventory.Cluster, ip *inventory.IPPlan, opts Options) (*Plan, er
 			p.Nodes = append(p.Nodes, Node{
 				Name: h.Name, Rack: r.Name, Center: center.Name, Site: site.Name,
 				Address: a, ASN: asn, RouterID: a, Peers: peers, PodCIDR: pod,
-				ControlPlane: isCP(h), Communities: comms,
+				ControlPlane: pl.IsControlPlane(h.Name), Communities: comms,
 			})
 		}
 	}

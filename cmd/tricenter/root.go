@@ -54,6 +54,7 @@ Start with an inventory file (see examples/inventory/), then:
 	root.AddCommand(
 		newValidateCmd(g),
 		newPlanCmd(g),
+		newBGPCmd(g),
 	)
 	return root
 }

@@ -1,0 +1,391 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tricenter/terraform-provider-tricenter/bgp"
+	"github.com/tricenter/terraform-provider-tricenter/bgp/install"
+	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
+)
+
+func newBGPCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "bgp",
+		Short: "Derive BGP sessions from the inventory, render router and agent configs, check the agents",
+		Long: `Every node runs tricenter-bgp, which peers with its rack's TOR (network.bgp.mode
+tor) or its site's core routers (mode core) and announces its pod CIDR, plus
+the API VIP on control-plane nodes while kube-apiserver is ready. ASNs, peers,
+timers and communities are derived from the inventory; these commands show
+them, render the routers' FRR configuration and the agents' configuration,
+and check the running agents.`,
+	}
+	cmd.AddCommand(newBGPShowCmd(g), newBGPRenderFRRCmd(g), newBGPAgentConfigCmd(g), newBGPStatusCmd(g))
+	return cmd
+}
+
+// loadBGPPlan validates the inventory, runs IPAM and derives the BGP plan.
+func loadBGPPlan(g *globals, file string, vips []string) (*inventory.Cluster, *bgp.Plan, error) {
+	c, err := loadInventory(file, g.stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	ip, err := inventory.AllocateIPs(c, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", file, err)
+	}
+	var opts bgp.Options
+	for _, v := range vips {
+		a, err := netip.ParseAddr(v)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--vip %q is not an IP address", v)
+		}
+		opts.LoadBalancerVIPs = append(opts.LoadBalancerVIPs, a)
+	}
+	p, err := bgp.Derive(c, ip, opts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", file, err)
+	}
+	for _, w := range p.Warnings {
+		fmt.Fprintln(g.stderr, "Warning:", w)
+	}
+	return c, p, nil
+}
+
+// writeOut writes data to path atomically, or to stdout for "" and "-".
+func writeOut(g *globals, path string, data []byte, perm os.FileMode) error {
+	if path == "" || path == "-" {
+		_, err := g.stdout.Write(data)
+		return err
+	}
+	return bgp.WriteFileAtomic(path, data, perm)
+}
+
+func newBGPShowCmd(g *globals) *cobra.Command {
+	var file, output string
+	var vips []string
+	cmd := &cobra.Command{
+		Use:   "show -f FILE",
+		Short: "Show every node's ASN, router ID, peers and announcements, and every router's peer groups",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			_, p, err := loadBGPPlan(g, file, vips)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return writeJSON(g, planJSON(p))
+			}
+			return renderBGPPlan(g.stdout, p)
+		},
+	}
+	addInventoryFlag(cmd, &file)
+	addOutputFlag(cmd, &output)
+	cmd.Flags().StringSliceVar(&vips, "vip", nil, "LoadBalancer VIP every node announces (repeatable; must lie in network.loadBalancerPool)")
+	return cmd
+}
+
+type bgpPlanJSON struct {
+	Cluster  string          `json:"cluster"`
+	Nodes    []bgpNodeJSON   `json:"nodes"`
+	Routers  []bgpRouterJSON `json:"routers"`
+	Timers   map[string]int  `json:"timers"`
+	Settings map[string]any  `json:"settings"`
+}
+
+type bgpNodeJSON struct {
+	Name         string   `json:"name"`
+	Rack         string   `json:"rack"`
+	Center       string   `json:"center"`
+	Address      string   `json:"address"`
+	ASN          uint32   `json:"asn"`
+	RouterID     string   `json:"routerID"`
+	Peers        []string `json:"peers"`
+	Announces    []string `json:"announces"`
+	Communities  []string `json:"communities"`
+	ControlPlane bool     `json:"controlPlane"`
+}
+
+type bgpRouterJSON struct {
+	Name    string         `json:"name"`
+	Kind    string         `json:"kind"`
+	Site    string         `json:"site"`
+	Address string         `json:"address"`
+	ASN     uint32         `json:"asn"`
+	Groups  []bgpGroupJSON `json:"groups"`
+}
+
+type bgpGroupJSON struct {
+	Name     string   `json:"name"`
+	Rack     string   `json:"rack"`
+	Range    string   `json:"listenRange"`
+	RemoteAS string   `json:"remoteAS"`
+	Nodes    []string `json:"nodes"`
+}
+
+func nodeAnnounces(p *bgp.Plan, n *bgp.Node) []string {
+	out := []string{n.PodCIDR.String()}
+	if n.ControlPlane && p.APIVIP.IsValid() {
+		out = append(out, p.APIVIP.String()+"/32 (while /readyz is OK)")
+	}
+	for _, v := range p.LoadBalancerVIPs {
+		out = append(out, v.String()+"/32 (while kube-proxy is healthy)")
+	}
+	return out
+}
+
+func planJSON(p *bgp.Plan) bgpPlanJSON {
+	out := bgpPlanJSON{
+		Cluster: p.Cluster, Nodes: []bgpNodeJSON{}, Routers: []bgpRouterJSON{},
+		Timers:   map[string]int{"keepaliveSeconds": p.KeepaliveSeconds, "holdSeconds": p.HoldSeconds},
+		Settings: map[string]any{"asnBase": p.ASNBase, "gracefulRestart": p.GracefulRestart, "restartSeconds": p.RestartSeconds(), "password": !p.Password.IsZero()},
+	}
+	for i := range p.Nodes {
+		n := &p.Nodes[i]
+		j := bgpNodeJSON{Name: n.Name, Rack: n.Rack, Center: n.Center, Address: n.Address.String(), ASN: n.ASN,
+			RouterID: n.RouterID.String(), Announces: nodeAnnounces(p, n), ControlPlane: n.ControlPlane}
+		for _, pe := range n.Peers {
+			j.Peers = append(j.Peers, fmt.Sprintf("%s %s AS%d", pe.Name, pe.Address, pe.ASN))
+		}
+		for _, c := range n.Communities {
+			j.Communities = append(j.Communities, c.String())
+		}
+		out.Nodes = append(out.Nodes, j)
+	}
+	for _, r := range p.Routers {
+		j := bgpRouterJSON{Name: r.Name, Kind: string(r.Kind), Site: r.Site, Address: r.Address.String(), ASN: r.ASN}
+		for _, gr := range r.Groups {
+			ras := "external"
+			if gr.ASN != 0 {
+				ras = fmt.Sprint(gr.ASN)
+			}
+			j.Groups = append(j.Groups, bgpGroupJSON{Name: gr.Name, Rack: gr.Rack, Range: gr.Range.String(), RemoteAS: ras, Nodes: gr.Nodes})
+		}
+		out.Routers = append(out.Routers, j)
+	}
+	return out
+}
+
+func renderBGPPlan(w io.Writer, p *bgp.Plan) error {
+	fmt.Fprintf(w, "Cluster %s: %d nodes, %d routers; timers %d/%d s, graceful restart %s\n\n",
+		p.Cluster, len(p.Nodes), len(p.Routers), p.KeepaliveSeconds, p.HoldSeconds, yesNo(p.GracefulRestart))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tRACK\tCENTER\tASN\tROUTER-ID\tPEERS\tANNOUNCES")
+	for i := range p.Nodes {
+		n := &p.Nodes[i]
+		var peers []string
+		for _, pe := range n.Peers {
+			peers = append(peers, fmt.Sprintf("%s(AS%d)", pe.Name, pe.ASN))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", n.Name, n.Rack, n.Center, n.ASN, n.RouterID,
+			strings.Join(peers, ","), strings.Join(nodeAnnounces(p, n), ", "))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ROUTER\tKIND\tSITE\tASN\tPEER-GROUP\tLISTEN-RANGE\tREMOTE-AS\tNODES")
+	for _, r := range p.Routers {
+		for _, gr := range r.Groups {
+			ras := "external"
+			if gr.ASN != 0 {
+				ras = fmt.Sprint(gr.ASN)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\n", r.Name, r.Kind, r.Site, r.ASN, gr.Name, gr.Range, ras, len(gr.Nodes))
+		}
+	}
+	return tw.Flush()
+}
+
+func newBGPRenderFRRCmd(g *globals) *cobra.Command {
+	var file, router, out string
+	cmd := &cobra.Command{
+		Use:   "render-frr -f FILE --router NAME",
+		Short: "Render a TOR's or core router's FRR bgpd configuration",
+		Long: `render-frr writes the bgpd configuration of one router (a rack's TOR in mode tor,
+a site's core router in mode core): one peer group and listen range per rack
+whose nodes peer with it, the inventory's timers, password and graceful
+restart, an inbound filter accepting only pod CIDRs and VIPs, nothing sent
+to nodes, and ECMP. The output is a complete bgpd.conf; with a password it
+holds the password in clear, so --out writes it with mode 0600.`,
+		Example: `  tricenter bgp render-frr -f cluster.yaml --router core-a1
+  tricenter bgp render-frr -f cluster.yaml --router dc1-r01-tor --out /etc/frr/bgpd.conf`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, p, err := loadBGPPlan(g, file, nil)
+			if err != nil {
+				return err
+			}
+			var o bgp.FRROptions
+			if !p.Password.IsZero() {
+				if o.Password, err = p.Password.Resolve(); err != nil {
+					return fmt.Errorf("spec.network.bgp.password: %w", err)
+				}
+			}
+			data, err := bgp.RenderFRR(p, router, o)
+			if err != nil {
+				return err
+			}
+			return writeOut(g, out, data, 0o600)
+		},
+	}
+	addInventoryFlag(cmd, &file)
+	cmd.Flags().StringVar(&router, "router", "", "router name (racks[].tor.name or sites[].coreRouters[].name)")
+	_ = cmd.MarkFlagRequired("router")
+	cmd.Flags().StringVar(&out, "out", "", "write to this file (atomically, mode 0600) instead of stdout")
+	return cmd
+}
+
+func newBGPAgentConfigCmd(g *globals) *cobra.Command {
+	var file, node, out, apiURL string
+	var vips []string
+	var interval time.Duration
+	cmd := &cobra.Command{
+		Use:   "agent-config -f FILE --node NAME",
+		Short: "Render a node's tricenter-bgp configuration (what the installer writes)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, p, err := loadBGPPlan(g, file, vips)
+			if err != nil {
+				return err
+			}
+			cfg, err := p.AgentConfig(node, bgp.ConfigOptions{APIHealthURL: apiURL, CheckInterval: interval})
+			if err != nil {
+				return err
+			}
+			data, err := cfg.Marshal()
+			if err != nil {
+				return err
+			}
+			return writeOut(g, out, data, 0o600)
+		},
+	}
+	addInventoryFlag(cmd, &file)
+	cmd.Flags().StringVar(&node, "node", "", "server name")
+	_ = cmd.MarkFlagRequired("node")
+	cmd.Flags().StringVar(&out, "out", "", "write to this file (atomically, mode 0600) instead of stdout")
+	cmd.Flags().StringSliceVar(&vips, "vip", nil, "LoadBalancer VIP every node announces (repeatable)")
+	cmd.Flags().StringVar(&apiURL, "api-health-url", bgp.DefaultAPIHealthURL, "health check that gates the API VIP")
+	cmd.Flags().DurationVar(&interval, "check-interval", bgp.DefaultCheckInterval, "health check interval")
+	return cmd
+}
+
+func newBGPStatusCmd(g *globals) *cobra.Command {
+	var file, output string
+	var concurrency int
+	var requireVIP bool
+	cmd := &cobra.Command{
+		Use:   "status -f FILE",
+		Short: "Collect every agent's status over SSH and check the gate: sessions Established, prefixes announced",
+		Long: `status connects to every node over SSH (through the centers' jump hosts, with
+pinned host keys), runs tricenter-bgp status there and checks the gate: every
+session the inventory expects is Established and every node announces its
+pod CIDR (and, with --require-api-vip, control-plane nodes the API VIP).
+Exit status 0 when the gate passes, 1 otherwise.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			c, p, err := loadBGPPlan(g, file, nil)
+			if err != nil {
+				return err
+			}
+			statuses, errs, err := collectBGPStatus(cmd.Context(), c, p, concurrency, log)
+			if err != nil {
+				return err
+			}
+			rep := bgp.Gate(p, statuses, errs, bgp.GateOptions{RequireAPIVIP: requireVIP})
+			if output == "json" {
+				if err := writeJSON(g, rep); err != nil {
+					return err
+				}
+			} else if err := renderGate(g.stdout, rep); err != nil {
+				return err
+			}
+			if !rep.OK {
+				return &exitError{code: 1}
+			}
+			return nil
+		},
+	}
+	addInventoryFlag(cmd, &file)
+	addOutputFlag(cmd, &output)
+	cmd.Flags().IntVar(&concurrency, "concurrency", phase.DefaultConcurrency, "hosts queried at once")
+	cmd.Flags().BoolVar(&requireVIP, "require-api-vip", false, "also require control-plane nodes to announce the API VIP")
+	return cmd
+}
+
+func collectBGPStatus(ctx context.Context, c *inventory.Cluster, p *bgp.Plan, concurrency int, log *slog.Logger) (map[string]*bgp.Status, map[string]error, error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	m := &phase.Manager{Cluster: c, Concurrency: concurrency, Logger: log}
+	defer m.Close()
+	names := make([]string, 0, len(p.Nodes))
+	for _, n := range p.Nodes {
+		names = append(names, n.Name)
+	}
+	hosts, err := m.Hosts(inventory.Selector{Servers: names})
+	if err != nil {
+		return nil, nil, err
+	}
+	var mu sync.Mutex
+	statuses := map[string]*bgp.Status{}
+	errs := map[string]error{}
+	cmd := install.BinaryPath + " status -o json --socket " + bgp.DefaultStatusSocket
+	_ = m.Each(ctx, hosts, func(ctx context.Context, h *phase.Host) error {
+		out, err := h.Query(ctx, cmd)
+		var st bgp.Status
+		if err == nil {
+			err = json.Unmarshal([]byte(out), &st)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			errs[h.Name] = err
+			return err
+		}
+		statuses[h.Name] = &st
+		return nil
+	})
+	return statuses, errs, nil
+}
+
+func renderGate(w io.Writer, rep *bgp.GateReport) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tOK\tSESSIONS\tPROBLEMS")
+	for _, n := range rep.Nodes {
+		probs := strings.Join(append(append([]string{}, n.Problems...), n.Notes...), "; ")
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.Node, yesNo(n.OK), strings.Join(n.Sessions, ", "), probs)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if rep.OK {
+		fmt.Fprintln(w, "\nBGP gate passed: every expected session is Established and every pod CIDR is announced")
+	} else {
+		fmt.Fprintln(w, "\nBGP gate FAILED")
+	}
+	return nil
+}
