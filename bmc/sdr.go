@@ -162,7 +162,10 @@ func (r SensorRecord) Convert(raw uint8) (v float64, ok bool) {
 		return 0, false
 	}
 	// Keep what the conversion factors can express: no float noise.
-	return math.Round(y*1e6) / 1e6, true
+	if math.Abs(y) < 1e9 {
+		y = math.Round(y*1e6) / 1e6
+	}
+	return y, true
 }
 
 // Sensor is one sensor with its current reading.

@@ -1,0 +1,208 @@
+package bmc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tricenter/terraform-provider-tricenter/internal/ipmisim"
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
+)
+
+// fleetInventory describes the BMCs as an inventory: five racks over three
+// centers, ten servers each, plus extra servers whose BMC entries are
+// broken in the ways listed in extra.
+func fleetInventory(t *testing.T, bmcs []*ipmisim.BMC, extra string) *inventory.Cluster {
+	t.Helper()
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString(`apiVersion: tricenter.io/v1alpha1
+kind: Cluster
+metadata: {name: fleet}
+spec:
+  sites: [{name: a}, {name: b}]
+  centers:
+    - {name: dc1, site: a, role: production}
+    - {name: dc2, site: a, role: local-dr}
+    - {name: dc3, site: b, role: remote-dr}
+  ssh: {keyFile: /dev/null}
+  network: {podCIDR: 198.19.128.0/17, serviceCIDR: 198.19.64.0/18}
+  racks:
+`)
+	centers := []string{"dc1", "dc1", "dc2", "dc2", "dc3"}
+	for r := 0; r < 5; r++ {
+		fmt.Fprintf(&b, "    - name: rack%d\n      center: %s\n      subnet: 198.18.%d.0/24\n      tor: {name: tor%d}\n      servers:\n", r, centers[r], 200+r, r)
+		for s := 0; s < 10; s++ {
+			i := r*10 + s
+			if i >= len(bmcs) {
+				break
+			}
+			role := "worker"
+			if s == 0 {
+				role = "etcd"
+			}
+			pwFile := filepath.Join(dir, bmcs[i].Name()+".pw")
+			if err := os.WriteFile(pwFile, []byte("pw-"+bmcs[i].Name()+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(&b, "        - name: %s\n          roles: [%s]\n          ssh: {address: 198.18.%d.%d}\n"+
+				"          bmc: {address: %s, user: admin, password: {file: %s}}\n",
+				bmcs[i].Name(), role, 200+r, 10+s, bmcs[i].Address(), pwFile)
+		}
+	}
+	b.WriteString(extra)
+	c, _, err := inventory.Parse([]byte(b.String()))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, b.String())
+	}
+	return c
+}
+
+// TestFleet50 runs every fleet operation over 50 ipmi_sim BMCs described
+// in an inventory, selected by center, rack, role and name, and checks the
+// per-server results against each BMC's hook log.
+func TestFleet50(t *testing.T) {
+	idxs := make([]int, 50)
+	for i := range idxs {
+		idxs[i] = i
+	}
+	bmcs := startSims(t, idxs, nil)
+	ghost, _ := ipmisim.LoopbackAddr(302)
+	t.Setenv("TRICENTER_TEST_WRONG_PW", "wrong")
+	c := fleetInventory(t, bmcs, fmt.Sprintf(`    - name: broken
+      center: dc3
+      subnet: 198.18.210.0/24
+      tor: {name: torx}
+      servers:
+        - {name: wrong-pw, roles: [worker], ssh: {address: 198.18.210.10}, bmc: {address: %s, user: admin, password: {env: TRICENTER_TEST_WRONG_PW}}}
+        - {name: ghost, roles: [worker], ssh: {address: 198.18.210.11}, bmc: {address: %s, user: admin, password: {env: TRICENTER_TEST_WRONG_PW}}}
+        - {name: no-bmc, roles: [worker], ssh: {address: 198.18.210.12}}
+        - {name: no-secret, roles: [worker], ssh: {address: 198.18.210.13}, bmc: {address: 198.18.211.1, user: admin, password: {env: TRICENTER_TEST_UNSET}}}
+`, bmcs[0].Address(), ghost))
+	opts := fastOptions(nil)
+	opts.Concurrency = 16
+	pool := NewPool(opts)
+	t.Cleanup(func() { _ = pool.Close(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	fleet, err := c.Select(inventory.Selector{Racks: []string{"rack0", "rack1", "rack2", "rack3", "rack4"}})
+	if err != nil || len(fleet) != 50 {
+		t.Fatalf("select: %d hosts, %v", len(fleet), err)
+	}
+	start := time.Now()
+	res := pool.RunHosts(ctx, fleet, Request{Op: OpOn, Wait: 10 * time.Second})
+	t.Logf("power on + wait of 50 BMCs: %s", time.Since(start))
+	if err := Errors(res); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if r.Server != bmcs[i].Name() || r.Power != PowerOn || r.Change == nil || r.Change.Sent != ActionOn || r.CipherSuite != 3 {
+			t.Errorf("result %d: %+v", i, r)
+		}
+		if ev := setEvents(t, bmcs[i]); !contains(ev, "set power 1") {
+			t.Errorf("%s: hook saw %q", bmcs[i].Name(), ev)
+		}
+	}
+
+	// By center: dc2 holds racks 2 and 3.
+	dc2, err := c.Select(inventory.Selector{Centers: []string{"dc2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res = pool.RunHosts(ctx, dc2, Request{Op: OpPXE, UEFI: true})
+	if err := Errors(res); err != nil || len(res) != 20 {
+		t.Fatalf("pxe on dc2: %d results, %v", len(res), err)
+	}
+	for i, b := range bmcs {
+		dev, _ := b.BootDevice()
+		if want := map[bool]string{true: "pxe", false: ""}[i >= 20 && i < 40]; dev != want {
+			t.Errorf("%s: boot device %q, want %q", b.Name(), dev, want)
+		}
+	}
+
+	// By role: the etcd servers are the first of each rack.
+	etcd, err := c.Select(inventory.Selector{Roles: []inventory.Role{inventory.RoleEtcd}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res = pool.RunHosts(ctx, etcd, Request{Op: OpInventory})
+	if err := Errors(res); err != nil || len(res) != 5 {
+		t.Fatalf("inventory of etcd servers: %d results, %v", len(res), err)
+	}
+	for _, r := range res {
+		if r.Inventory == nil || r.Inventory.Facts.Serial != "SN-"+r.Server || len(r.Inventory.Sensors) != 7 {
+			t.Errorf("%s: inventory %+v", r.Server, r.Inventory)
+		}
+	}
+
+	// Status of everything, sessions reused from the runs above.
+	all := c.Hosts()
+	res = pool.RunHosts(ctx, all, Request{Op: OpStatus})
+	if len(res) != 54 {
+		t.Fatalf("%d results", len(res))
+	}
+	byName := map[string]Result{}
+	for _, r := range res {
+		byName[r.Server] = r
+	}
+	for _, b := range bmcs {
+		if r := byName[b.Name()]; r.Err != nil || r.Power != PowerOn {
+			t.Errorf("%s: %+v", b.Name(), r)
+		}
+	}
+	joined := Errors(res)
+	for name, want := range map[string]error{"wrong-pw": ErrAuth, "ghost": ErrUnreachable, "no-bmc": ErrConfig, "no-secret": ErrConfig} {
+		r := byName[name]
+		if !errors.Is(r.Err, want) || !strings.Contains(r.Error, name) {
+			t.Errorf("%s: %v, want %v naming the server", name, r.Err, want)
+		}
+	}
+	if !errors.Is(joined, ErrAuth) || !errors.Is(joined, ErrUnreachable) {
+		t.Errorf("joined errors lost their types: %v", joined)
+	}
+	if strings.Contains(joined.Error(), "pw-srv") || strings.Contains(joined.Error(), "wrong\n") {
+		t.Error("a password leaked into the errors")
+	}
+
+	// By name, then off.
+	one, err := c.Select(inventory.Selector{Servers: []string{bmcs[7].Name()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res = pool.RunHosts(ctx, one, Request{Op: OpOff, Wait: 5 * time.Second})
+	if err := Errors(res); err != nil || res[0].Power != PowerOff {
+		t.Fatalf("off: %+v", res)
+	}
+	if on, _ := bmcs[7].PoweredOn(); on {
+		t.Error("machine still on")
+	}
+}
+
+// TestFleetCancel: a cancelled context stops a fleet run with a result per
+// server saying so.
+func TestFleetCancel(t *testing.T) {
+	ghost, _ := ipmisim.LoopbackAddr(303)
+	var ts []Target
+	for i := 0; i < 5; i++ {
+		ts = append(ts, Target{Server: fmt.Sprintf("s%d", i), Address: ghost.String(), Port: 700 + i, User: "u", Password: "p", CipherSuites: []int{3}})
+	}
+	opts := fastOptions(nil)
+	opts.Concurrency = 2
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	res := NewPool(opts).Run(ctx, ts, Request{Op: OpStatus})
+	for _, r := range res {
+		if !errors.Is(r.Err, context.Canceled) && !errors.Is(r.Err, ErrUnreachable) {
+			t.Errorf("%s: %v", r.Server, r.Err)
+		}
+	}
+	if len(res) != 5 {
+		t.Fatalf("%d results", len(res))
+	}
+}
