@@ -55,6 +55,8 @@ Start with an inventory file (see examples/inventory/), then:
 		newValidateCmd(g),
 		newPlanCmd(g),
 		newBGPCmd(g),
+		newBMCCmd(g),
+		newApplyCmd(g), newEtcdCmd(g), newDrillCmd(g), newResetCmd(g),
 	)
 	return root
 }
