@@ -51,6 +51,7 @@ func newEtcdStatusCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer cli.Close()
+			cli.ReportCertificates()
 			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 			defer cancel()
 			h := cli.Health(ctx, e.placement.Etcd.Members)

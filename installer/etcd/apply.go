@@ -2,6 +2,8 @@ package etcd
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -90,6 +92,7 @@ type run struct {
 	healthy  map[uint64]bool
 	apiUp    bool
 	retiring []string
+	sums     map[string]string
 }
 
 // Apply converges etcd on the placement: preflight, upload, configuration,
@@ -115,7 +118,8 @@ func Apply(ctx context.Context, o Options) (*Result, error) {
 		return nil, errors.New("the placement has no etcd members")
 	}
 	r := &run{o: o, log: o.Logger, plan: o.Placement.Etcd.Members, byName: map[string]inventory.Member{},
-		facts: map[string]*Facts{}, changed: map[string]bool{}, res: &Result{}, healthy: map[uint64]bool{}}
+		facts: map[string]*Facts{}, changed: map[string]bool{}, res: &Result{}, healthy: map[uint64]bool{},
+		sums: map[string]string{}}
 	r.set = Settings{ClusterName: o.Cluster.Metadata.Name, Timers: o.Placement.Etcd.Timers}
 	for _, m := range r.plan {
 		r.byName[m.Name] = m
@@ -295,13 +299,7 @@ func (d *discover) Run(ctx context.Context) error {
 	}
 	r.apiUp = true
 	r.members = ms
-	for _, m := range ms {
-		if len(m.ClientURLs) == 0 {
-			continue
-		}
-		st := r.cli.Status(ctx, m.ClientURLs[0])
-		r.healthy[m.ID] = st.Healthy
-	}
+	r.healthy = r.cli.healthOf(ctx, ms)
 	steps, err := PlanMembership(ms, r.healthy, r.plan)
 	r.res.Steps = steps
 	if err != nil {
@@ -341,7 +339,20 @@ func (r *run) install(ctx context.Context, h *phase.Host) error {
 		mode uint32
 	}
 	changed := false
+	// One round trip learns which files already match; only the others go
+	// through Upload/WriteFile (which check again before changing).
+	current, err := r.fileStates(ctx, h)
+	if err != nil {
+		return err
+	}
+	same := func(path, sum string, mode uint32) bool {
+		c, ok := current[path]
+		return ok && c.sum == sum && c.mode == mode
+	}
 	for _, b := range []string{"etcd", "etcdctl"} {
+		if sum, err := r.localSum(r.bins[b]); err == nil && same(BinDir+"/"+b, sum, 0o755) {
+			continue
+		}
 		res, err := h.Upload(ctx, r.bins[b], BinDir+"/"+b, 0o755)
 		if err != nil {
 			return fmt.Errorf("uploading %s to %s: %w", b, h.Name, err)
@@ -357,17 +368,24 @@ func (r *run) install(ctx context.Context, h *phase.Host) error {
 		{EnvFile, RenderEnv(r.set, m), 0o644},
 	}
 	for _, fl := range files {
+		if same(fl.path, sha256Hex(fl.data), fl.mode) {
+			continue
+		}
 		res, err := h.WriteFile(ctx, fl.path, fl.data, fsMode(fl.mode))
 		if err != nil {
 			return fmt.Errorf("writing %s on %s: %w", fl.path, h.Name, err)
 		}
 		changed = changed || res.Changed
 	}
-	unit, err := h.WriteFile(ctx, UnitFile, RenderUnit(), 0o644)
-	if err != nil {
-		return fmt.Errorf("writing %s on %s: %w", UnitFile, h.Name, err)
+	unitChanged := false
+	if !same(UnitFile, sha256Hex(RenderUnit()), 0o644) {
+		unit, err := h.WriteFile(ctx, UnitFile, RenderUnit(), 0o644)
+		if err != nil {
+			return fmt.Errorf("writing %s on %s: %w", UnitFile, h.Name, err)
+		}
+		unitChanged = unit.Changed
 	}
-	if unit.Changed {
+	if unitChanged {
 		changed = true
 		if err := h.SystemctlDaemonReload(ctx); err != nil {
 			return fmt.Errorf("reloading units on %s: %w", h.Name, err)
@@ -386,6 +404,55 @@ func (r *run) install(ctx context.Context, h *phase.Host) error {
 	r.changed[h.Name] = changed
 	r.mu.Unlock()
 	return nil
+}
+
+type remoteFile struct {
+	sum  string
+	mode uint32
+}
+
+// managedFiles are the files install writes, checked in one command.
+var managedFiles = []string{BinDir + "/etcd", BinDir + "/etcdctl", PKIDir + "/ca.crt", PKIDir + "/peer.crt",
+	PKIDir + "/peer.key", PKIDir + "/server.crt", PKIDir + "/server.key", EnvFile, UnitFile}
+
+// fileStates reads the sha256 and mode of every managed file on h.
+func (r *run) fileStates(ctx context.Context, h *phase.Host) (map[string]remoteFile, error) {
+	cmd := "for f in " + strings.Join(managedFiles, " ") + `; do [ -f "$f" ] && echo "$(stat -c %a "$f") $(sha256sum "$f")"; done; true`
+	out, err := h.Query(ctx, cmd)
+	if err != nil {
+		return nil, fmt.Errorf("reading etcd files on %s: %w", h.Name, err)
+	}
+	res := map[string]remoteFile{}
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) != 3 {
+			continue
+		}
+		mode, err := strconv.ParseUint(f[0], 8, 32)
+		if err != nil {
+			continue
+		}
+		res[f[2]] = remoteFile{sum: f[1], mode: uint32(mode)}
+	}
+	return res, nil
+}
+
+func (r *run) localSum(path string) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s, ok := r.sums[path]; ok {
+		return s, nil
+	}
+	s, err := fileSum(path)
+	if err == nil {
+		r.sums[path] = s
+	}
+	return s, err
+}
+
+func sha256Hex(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
 }
 
 // isMember reports whether the API lists a started member at m's peer URL.
@@ -518,12 +585,7 @@ func (r *run) refreshMembers(ctx context.Context) error {
 		if err == nil {
 			r.apiUp = true
 			r.members = ms
-			r.healthy = map[uint64]bool{}
-			for _, m := range ms {
-				if len(m.ClientURLs) > 0 {
-					r.healthy[m.ID] = r.cli.Status(ctx, m.ClientURLs[0]).Healthy
-				}
-			}
+			r.healthy = r.cli.healthOf(ctx, ms)
 			return nil
 		}
 		if time.Now().After(deadline) {

@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -63,6 +64,10 @@ type Client struct {
 	cli  *clientv3.Client
 	eps  []string
 	dial time.Duration
+
+	withCerts bool
+	mu        sync.Mutex
+	ones      map[string]*clientv3.Client
 }
 
 // DialTimeout bounds connecting to one endpoint.
@@ -93,7 +98,15 @@ func NewClient(endpoints []string, tc *tls.Config, log *slog.Logger) (*Client, e
 func (c *Client) KV() *clientv3.Client { return c.cli }
 
 // Close closes the connections.
-func (c *Client) Close() error { return c.cli.Close() }
+func (c *Client) Close() error {
+	c.mu.Lock()
+	for _, one := range c.ones {
+		one.Close()
+	}
+	c.ones = nil
+	c.mu.Unlock()
+	return c.cli.Close()
+}
 
 // Member is a cluster member as etcd reports it.
 type Member struct {
@@ -158,21 +171,44 @@ func (c *Client) Status(ctx context.Context, endpoint string) EndpointStatus {
 	st.Healthy = r.Leader != 0 && len(r.Errors) == 0
 	if st.Healthy && !r.IsLearner {
 		// A quorum read through this endpoint only.
-		one, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, TLS: c.tls.Clone(),
-			DialTimeout: c.dial, Logger: zap.NewNop()})
+		one, err := c.single(endpoint)
 		if err == nil {
 			_, err = one.Get(cctx, "health")
-			one.Close()
 		}
 		if err != nil {
 			st.Healthy, st.Error = false, "linearizable read: "+err.Error()
 		}
 	}
-	if na, err := c.serverCertExpiry(ctx, endpoint); err == nil {
-		st.CertNotAf = na
+	if c.withCerts {
+		if na, err := c.serverCertExpiry(ctx, endpoint); err == nil {
+			st.CertNotAf = na
+		}
 	}
 	return st
 }
+
+// single returns a cached client bound to one endpoint.
+func (c *Client) single(endpoint string) (*clientv3.Client, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if one := c.ones[endpoint]; one != nil {
+		return one, nil
+	}
+	one, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, TLS: c.tls.Clone(),
+		DialTimeout: c.dial, Logger: zap.NewNop()})
+	if err != nil {
+		return nil, err
+	}
+	if c.ones == nil {
+		c.ones = map[string]*clientv3.Client{}
+	}
+	c.ones[endpoint] = one
+	return one, nil
+}
+
+// ReportCertificates makes Status read each endpoint's server certificate
+// expiry (one more TLS handshake per call).
+func (c *Client) ReportCertificates() { c.withCerts = true }
 
 // serverCertExpiry reads the server certificate the endpoint presents.
 func (c *Client) serverCertExpiry(ctx context.Context, endpoint string) (time.Time, error) {
@@ -227,6 +263,29 @@ func (c *Client) Remove(ctx context.Context, id uint64) error {
 		return fmt.Errorf("removing member %x: %w", id, err)
 	}
 	return nil
+}
+
+// healthOf asks every member with a client URL for its status, in
+// parallel, and reports which are healthy.
+func (c *Client) healthOf(ctx context.Context, ms []Member) map[uint64]bool {
+	out := map[uint64]bool{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, m := range ms {
+		if len(m.ClientURLs) == 0 {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok := c.Status(ctx, m.ClientURLs[0]).Healthy
+			mu.Lock()
+			out[m.ID] = ok
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return out
 }
 
 // ClusterHealth is the health gate's verdict.
