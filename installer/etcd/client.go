@@ -288,6 +288,21 @@ func (c *Client) healthOf(ctx context.Context, ms []Member) map[uint64]bool {
 	return out
 }
 
+// MoveLeader transfers leadership to member to, through the current
+// leader's endpoint.
+func (c *Client) MoveLeader(ctx context.Context, leaderEndpoint string, to uint64) error {
+	one, err := c.single(leaderEndpoint)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := one.MoveLeader(ctx, to); err != nil {
+		return fmt.Errorf("moving etcd leadership to %x: %w", to, err)
+	}
+	return nil
+}
+
 // ClusterHealth is the health gate's verdict.
 type ClusterHealth struct {
 	Members   []Member         `json:"members"`

@@ -152,9 +152,11 @@ type DrillReport struct {
 	// WriteGap is the longest time between two acknowledged writes from
 	// the moment the center went down until it was restored.
 	WriteGap time.Duration `json:"writeGap"`
-	// ResumedAfter is the time from the power-off until the first write
-	// that was issued after it succeeded.
+	// ResumedAfter is the time from the end of the power-off until the
+	// first write issued after it was acknowledged.
 	ResumedAfter time.Duration `json:"resumedAfter"`
+	// PowerOffTook is how long the power-off commands took.
+	PowerOffTook time.Duration `json:"powerOffTook"`
 	Acknowledged int           `json:"acknowledged"`
 	Failed       int           `json:"failed"`
 	// Lost counts acknowledged writes missing when read back: must be 0.
@@ -228,12 +230,14 @@ func Drill(ctx context.Context, o DrillOptions) (*DrillReport, error) {
 		w.stop()
 		return rep, fmt.Errorf("stopping center %s: %w", o.Center, err)
 	}
+	offDone := time.Now()
+	rep.PowerOffTook = offDone.Sub(down)
 	// Writes resume when one issued after the loss succeeds.
-	if err := waitUntil(ctx, rep.ElectionTimeout+30*time.Second, func() bool { return w.firstAckAfter(down) > 0 }); err != nil {
+	if err := waitUntil(ctx, rep.ElectionTimeout+30*time.Second, func() bool { return w.firstAckAfter(offDone) > 0 }); err != nil {
 		w.stop()
 		return rep, fmt.Errorf("%w: writes did not resume: %v", ErrDrillFailed, err)
 	}
-	rep.ResumedAfter = w.firstAckAfter(down)
+	rep.ResumedAfter = w.firstAckAfter(offDone)
 	select {
 	case <-time.After(o.Hold):
 	case <-ctx.Done():

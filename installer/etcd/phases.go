@@ -286,5 +286,45 @@ func (p *healthPhase) Run(ctx context.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: %w", ErrUnhealthy, err)
 	}
-	return nil
+	return p.r.leaderHome(ctx, p.m, h)
+}
+
+// leaderHome moves leadership out of the remote-dr center when it landed
+// there (after a drill or a failure): with the leader in the site holding
+// the quorum, commits never wait on the remote center.
+func (r *run) leaderHome(ctx context.Context, m *phase.Manager, h *ClusterHealth) error {
+	var leader, target *inventory.Member
+	for i, pm := range r.plan {
+		st := h.Endpoints[i]
+		if st.MemberID == h.Leader {
+			leader = &r.plan[i]
+		}
+		if c := r.o.Cluster.Center(pm.Center); target == nil && c != nil && c.Role == inventory.RoleProduction && st.Healthy {
+			target = &r.plan[i]
+		}
+	}
+	if leader == nil || target == nil {
+		return nil
+	}
+	if c := r.o.Cluster.Center(leader.Center); c == nil || c.Role != inventory.RoleRemoteDR {
+		return nil
+	}
+	var toID uint64
+	for i, pm := range r.plan {
+		if pm.Name == target.Name {
+			toID = h.Endpoints[i].MemberID
+		}
+	}
+	hs, err := m.Hosts(inventory.Selector{Servers: []string{target.Name}})
+	if err != nil {
+		return err
+	}
+	err = hs[0].Mutate(ctx, fmt.Sprintf("move etcd leadership from %s (%s) to %s (%s)", leader.Name, leader.Center, target.Name, target.Center),
+		func(ctx context.Context) error { return r.cli.MoveLeader(ctx, ClientURL(leader.Address), toID) })
+	if err != nil {
+		return err
+	}
+	nh, err := r.cli.WaitHealthy(ctx, r.plan, r.o.HealthTimeout)
+	r.res.Health = nh
+	return err
 }
