@@ -2,6 +2,7 @@ package ssh
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -95,7 +96,7 @@ func (c *Client) Put(ctx context.Context, r io.Reader, dst string, o PutOptions)
 	staging := tmp
 	if !root {
 		// relative to the login's home directory
-		staging = ".tricenter-upload-" + suffix
+		staging = stagingPrefix(dst) + suffix
 	}
 	s, err := c.SFTP()
 	if err != nil {
@@ -149,6 +150,8 @@ func (c *Client) Put(ctx context.Context, r io.Reader, dst string, o PutOptions)
 		}
 		fmt.Fprintf(&b, "mkdir -p -- %s\ncp -- %s %s\nrm -f -- %s\n", Quote(dir), Quote(path.Join(home, staging)), Quote(tmp), Quote(path.Join(home, staging)))
 		fmt.Fprintf(&b, "chmod 600 -- %s\n", Quote(tmp))
+		// Staging files of earlier, interrupted uploads of the same file.
+		fmt.Fprintf(&b, "rm -f -- %s/%s*\n", Quote(home), stagingPrefix(dst))
 	}
 	if !root || syncErr != nil {
 		fmt.Fprintf(&b, "sync -- %s\n", Quote(tmp))
@@ -188,6 +191,14 @@ func quoteGlobSafe(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// stagingPrefix names the staging files of uploads to dst in a login's
+// home directory, so a later upload of the same file can remove the ones an
+// interrupted run left.
+func stagingPrefix(dst string) string {
+	h := sha256.Sum256([]byte(dst))
+	return ".tricenter-upload-" + hex.EncodeToString(h[:6]) + "-"
 }
 
 func randHex(n int) string {
