@@ -80,7 +80,7 @@ type hostKeys struct {
 	logger   *slog.Logger
 	mu       sync.Mutex
 	accepted map[string]xssh.PublicKey
-	probe    xssh.PublicKey // a throwaway key used to list the known keys of a host
+	probe    xssh.PublicKey  // a throwaway key used to list the known keys of a host
 	caKeys   map[string]bool // @cert-authority keys: never a host's own key
 }
 
