@@ -57,6 +57,7 @@ Start with an inventory file (see examples/inventory/), then:
 		newBGPCmd(g),
 		newBMCCmd(g),
 		newApplyCmd(g), newEtcdCmd(g), newDrillCmd(g), newResetCmd(g),
+		newSSHCheckCmd(g), newExecCmd(g),
 	)
 	return root
 }

@@ -174,6 +174,18 @@ func (h *Host) QueryAsUser(ctx context.Context, cmd string) (string, error) {
 	return out.String(), err
 }
 
+// Client returns the host's live connection, dialling it if needed. Work
+// done directly on it bypasses the mutation gate: use it to inspect, never
+// to change.
+func (h *Host) Client(ctx context.Context) (*ssh.Client, error) {
+	var c *ssh.Client
+	err := h.m.retry(ctx, h, "connecting", func(cl *ssh.Client) error {
+		c = cl
+		return nil
+	})
+	return c, err
+}
+
 // Stat reads a remote file's state (sha256, mode, owner).
 func (h *Host) Stat(ctx context.Context, path string) (ssh.FileState, error) {
 	var st ssh.FileState

@@ -261,10 +261,15 @@ func (p *Pool) dial(ctx context.Context, ep Endpoint) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	var presented xssh.PublicKey
+	check := p.keys.callback(ep, pin)
 	cfg := &xssh.ClientConfig{
-		User:              ep.user(),
-		Auth:              auth,
-		HostKeyCallback:   p.keys.callback(ep, pin),
+		User: ep.user(),
+		Auth: auth,
+		HostKeyCallback: func(h string, a net.Addr, k xssh.PublicKey) error {
+			presented = k
+			return check(h, a, k)
+		},
 		HostKeyAlgorithms: p.keys.algorithms(ep, pin),
 		Timeout:           p.opts.DialTimeout,
 	}
@@ -315,7 +320,7 @@ func (p *Pool) dial(ctx context.Context, ep Endpoint) (*Client, error) {
 		}
 		return nil, fmt.Errorf("connecting to %s (%s)%s: %w", ep.name(), ep.Addr(), via, err)
 	}
-	c := &Client{ep: ep, c: xssh.NewClient(cc, chans, reqs), dead: make(chan struct{}), logger: p.opts.Logger}
+	c := &Client{ep: ep, c: xssh.NewClient(cc, chans, reqs), dead: make(chan struct{}), logger: p.opts.Logger, hostKey: presented}
 	go func() {
 		_ = c.c.Wait()
 		close(c.dead)
@@ -442,10 +447,11 @@ func (p *Pool) agentClient() (agent.ExtendedAgent, error) {
 // Client is one SSH connection. Sessions (commands, SFTP) are multiplexed
 // over it.
 type Client struct {
-	ep     Endpoint
-	c      *xssh.Client
-	dead   chan struct{}
-	logger *slog.Logger
+	ep      Endpoint
+	c       *xssh.Client
+	dead    chan struct{}
+	logger  *slog.Logger
+	hostKey xssh.PublicKey
 
 	mu   sync.Mutex
 	sftp *sftp.Client
@@ -453,6 +459,20 @@ type Client struct {
 
 // Endpoint is what this client is connected to.
 func (c *Client) Endpoint() Endpoint { return c.ep }
+
+// HostKey is the key the host presented (and that was verified); for a
+// host certificate, the certificate.
+func (c *Client) HostKey() xssh.PublicKey { return c.hostKey }
+
+// HostKeyFingerprint is the SHA256 fingerprint of the host's own key (the
+// certified key for a certificate), as ssh-keygen -lf prints it.
+func (c *Client) HostKeyFingerprint() string {
+	k := c.hostKey
+	if cert, ok := k.(*xssh.Certificate); ok {
+		k = cert.Key
+	}
+	return xssh.FingerprintSHA256(k)
+}
 
 // User is the login user.
 func (c *Client) User() string { return c.ep.user() }
