@@ -2,8 +2,8 @@ package main
 
 import (
 	"encoding/json"
-	"os"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"

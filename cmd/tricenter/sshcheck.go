@@ -64,7 +64,9 @@ type hostCheck struct {
 	Error     string  `json:"error,omitempty"`
 }
 
-func (r *hostCheck) ok() bool { return r.Reachable && (r.Sudo == "ok" || r.Sudo == "root") && r.Error == "" }
+func (r *hostCheck) ok() bool {
+	return r.Reachable && (r.Sudo == "ok" || r.Sudo == "root") && r.Error == ""
+}
 
 const factsScript = `. /etc/os-release 2>/dev/null; echo "${PRETTY_NAME:-unknown}"; uname -r; uname -m; nproc; ` +
 	`awk '/^MemTotal:/ {print $2}' /proc/meminfo; hostname`

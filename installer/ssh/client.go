@@ -309,7 +309,8 @@ func (p *Pool) dial(ctx context.Context, ep Endpoint) (*Client, error) {
 		var hk *HostKeyError
 		switch {
 		case errors.As(err, &hk):
-			return nil, err
+			return nil, hk // already names the host; drop "ssh: handshake failed"
+
 		case ctx.Err() != nil:
 			return nil, fmt.Errorf("connecting to %s: %w", ep.name(), ctx.Err())
 		case isClosed(timedOut):
