@@ -364,7 +364,7 @@ func TestBadCredentials(t *testing.T) {
 // within the retry budget (after retrying), and within the context
 // deadline when that is shorter.
 func TestNeverAnswers(t *testing.T) {
-	addr, _ := ipmisim.LoopbackAddr(300)
+	addr, _ := ipmisim.LoopbackAddr(230)
 	pc, err := net.ListenPacket("udp", addr.String()+":623")
 	if err != nil {
 		t.Fatal(err)
@@ -412,7 +412,7 @@ func TestNeverAnswers(t *testing.T) {
 
 // TestUnreachable: nothing listens at the address: ErrUnreachable, fast.
 func TestUnreachable(t *testing.T) {
-	addr, _ := ipmisim.LoopbackAddr(301)
+	addr, _ := ipmisim.LoopbackAddr(231)
 	tg := Target{Server: "ghost", Address: addr.String(), Port: 623, User: "admin", Password: "pw", CipherSuites: []int{3}}
 	c, _ := NewClient(tg, fastOptions(nil))
 	start := time.Now()

@@ -72,7 +72,7 @@ func TestFleet50(t *testing.T) {
 		idxs[i] = i
 	}
 	bmcs := startSims(t, idxs, nil)
-	ghost, _ := ipmisim.LoopbackAddr(302)
+	ghost, _ := ipmisim.LoopbackAddr(232)
 	t.Setenv("TRICENTER_TEST_WRONG_PW", "wrong")
 	c := fleetInventory(t, bmcs, fmt.Sprintf(`    - name: broken
       center: dc3
@@ -187,7 +187,7 @@ func TestFleet50(t *testing.T) {
 // TestFleetCancel: a cancelled context stops a fleet run with a result per
 // server saying so.
 func TestFleetCancel(t *testing.T) {
-	ghost, _ := ipmisim.LoopbackAddr(303)
+	ghost, _ := ipmisim.LoopbackAddr(233)
 	var ts []Target
 	for i := 0; i < 5; i++ {
 		ts = append(ts, Target{Server: fmt.Sprintf("s%d", i), Address: ghost.String(), Port: 700 + i, User: "u", Password: "p", CipherSuites: []int{3}})

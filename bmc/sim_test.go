@@ -14,10 +14,11 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/internal/ipmisim"
 )
 
-// Address indices (ipmisim.LoopbackAddr) used by this package's tests:
-// 0-49 the fleet, 100-139 single-BMC tests, 300-309 peers that never
-// answer or do not exist. The ipmisim package uses 240-241, the CLI tests
-// 450-469 and the benchmark 254-453 (run on its own).
+// Address indices (ipmisim.LoopbackAddr) of the BMC tests, so packages
+// can run at the same time: 0-49 the fleet, 100-119 single-BMC tests,
+// 230-235 peers that never answer or do not exist (all in this package);
+// 240-241 internal/ipmisim; 480-489 cmd/tricenter; 254-453 the benchmark
+// (bench/bmc.sh, run on its own).
 
 func needSim(t *testing.T) {
 	t.Helper()

@@ -158,10 +158,10 @@ func loadBMCInventory(path string, w io.Writer) (*inventory.Cluster, error) {
 	}
 	res := c.Validate(lines)
 	kept := res.Errors[:0]
+	var loopback []inventory.Problem
 	for _, p := range res.Errors {
 		if strings.HasSuffix(p.Path, ".bmc.address") && strings.Contains(p.Message, "loopback") {
-			p.Message += " (accepted by the bmc commands for simulated BMCs)"
-			res.Warnings = append(res.Warnings, p)
+			loopback = append(loopback, p)
 			continue
 		}
 		kept = append(kept, p)
@@ -169,6 +169,12 @@ func loadBMCInventory(path string, w io.Writer) (*inventory.Cluster, error) {
 	res.Errors = kept
 	for _, p := range res.Warnings {
 		fmt.Fprintln(w, "Warning:", p)
+	}
+	switch n := len(loopback); {
+	case n == 1:
+		fmt.Fprintf(w, "Warning: %s (accepted by the bmc commands for simulated BMCs)\n", loopback[0])
+	case n > 1:
+		fmt.Fprintf(w, "Warning: %d BMC addresses are loopback addresses, the first %s: accepted by the bmc commands for simulated BMCs\n", n, loopback[0].Path)
 	}
 	if err := res.Err(); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)

@@ -14,8 +14,8 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/internal/ipmisim"
 )
 
-// bmcLab starts three ipmi_sim BMCs (address indices 450-452: 127.0.2.197
-// to .199) and writes an inventory describing them, one per center. s2
+// bmcLab starts three ipmi_sim BMCs (address indices 480-482: 127.0.2.227
+// to .229) and writes an inventory describing them, one per center. s2
 // uses cipher suites [3]; s1 and s3 the default [17, 3]. The password of s1
 // and s2 comes from $TRICENTER_TEST_BMC_PW, s3's from a file.
 func bmcLab(t *testing.T) (string, []*ipmisim.BMC) {
@@ -30,7 +30,7 @@ func bmcLab(t *testing.T) (string, []*ipmisim.BMC) {
 	const pw = "cli-s3cret"
 	var cfgs []ipmisim.Config
 	for i := 0; i < 3; i++ {
-		addr, _ := ipmisim.LoopbackAddr(450 + i)
+		addr, _ := ipmisim.LoopbackAddr(480 + i)
 		name := fmt.Sprintf("s%d", i+1)
 		cfgs = append(cfgs, ipmisim.Config{Name: name, Address: addr, User: "admin", Password: pw, Dir: dir,
 			Sensors: ipmisim.DefaultSensors(),

@@ -72,7 +72,9 @@ func (p Power) withDefaults() Power {
 		p.Reset = ":"
 	}
 	if p.Status == "" {
-		p.Status = `[ "$(cat "$IPMISIM_DIR/power" 2>/dev/null)" = 1 ]`
+		// Shell builtins only: ipmi_sim runs the hook for every status
+		// query, and forks are what makes a hook slow.
+		p.Status = `read -r v < "$IPMISIM_DIR/power" && [ "$v" = 1 ]`
 	}
 	return p
 }
@@ -424,9 +426,10 @@ get)
 	for p in "$@"; do
 		case $p in
 		power)
-			if ` + p.Status + ` >/dev/null 2>&1; then echo power:1; else echo power:0; fi ;;
+			if { ` + p.Status + `; } >/dev/null 2>&1; then echo power:1; else echo power:0; fi ;;
 		boot)
-			b=$(cat "$IPMISIM_DIR/boot" 2>/dev/null)
+			b=
+			[ -e "$IPMISIM_DIR/boot" ] && read -r b < "$IPMISIM_DIR/boot"
 			echo "boot:${b:-default}" ;;
 		*)
 			echo "unsupported parameter $p"; exit 1 ;;
