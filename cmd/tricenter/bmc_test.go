@@ -34,7 +34,7 @@ func bmcLab(t *testing.T) (string, []*ipmisim.BMC) {
 		name := fmt.Sprintf("s%d", i+1)
 		cfgs = append(cfgs, ipmisim.Config{Name: name, Address: addr, User: "admin", Password: pw, Dir: dir,
 			Sensors: ipmisim.DefaultSensors(),
-			FRU: &ipmisim.FRU{Manufacturer: "Tricenter Lab", Product: "TL-1000", Serial: "SN-" + name, PartNumber: "P-1"}})
+			FRU:     &ipmisim.FRU{Manufacturer: "Tricenter Lab", Product: "TL-1000", Serial: "SN-" + name, PartNumber: "P-1"}})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
