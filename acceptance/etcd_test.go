@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -474,4 +475,24 @@ func resetAndCheck(t *testing.T, ctx context.Context, e *etcdLab, inv string) {
 	if err != nil || !strings.Contains(out, "Nothing to reset") {
 		t.Errorf("second reset was not a no-op: %v\n%s", err, out)
 	}
+}
+
+type tlsCfg = tls.Config
+
+// tlsConfig is the client TLS configuration from the state directory.
+func (e *etcdLab) tlsConfig(t *testing.T, c *inventory.Cluster, p *inventory.Placement) (*tls.Config, error) {
+	t.Helper()
+	st, err := state.Open(e.stateDir, c.Metadata.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ms []pki.EtcdMember
+	for _, m := range p.Etcd.Members {
+		ms = append(ms, pki.EtcdMember{Name: m.Name, Address: m.Address})
+	}
+	b, err := st.PKI().EnsureEtcd(ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return etcd.TLSConfig(b)
 }
