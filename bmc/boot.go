@@ -70,6 +70,9 @@ func (c *Client) SetBootDevice(ctx context.Context, o BootOptions) (BootStatus, 
 		if st.Device != o.Device {
 			return fmt.Errorf("the BMC accepted boot device %s but reports %s", o.Device, st.Device)
 		}
+		if st.UEFI != o.UEFI {
+			c.log.Debug("BMC does not report the requested boot mode back", "uefi", o.UEFI, "reported", st.UEFI)
+		}
 		return nil
 	})
 	return st, err

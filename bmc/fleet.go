@@ -112,7 +112,11 @@ type Result struct {
 	CipherSuite int          `json:"cipherSuite,omitempty"`
 	Power       PowerState   `json:"power,omitempty"`
 	Change      *PowerChange `json:"change,omitempty"`
-	Boot        *BootStatus  `json:"boot,omitempty"`
+	// BootRequested is the boot override sent (pxe, disk); Boot is what
+	// the BMC reports afterwards (some BMCs, ipmi_sim among them, do not
+	// report the UEFI bit back).
+	BootRequested *BootOptions `json:"bootRequested,omitempty"`
+	Boot          *BootStatus  `json:"boot,omitempty"`
 	Inventory   *Inventory   `json:"inventory,omitempty"`
 	DurationMs  int64        `json:"durationMs"`
 	// Err is the failure, wrapped with the server name; Error is its text
@@ -221,7 +225,9 @@ func (p *Pool) apply(ctx context.Context, t Target, req Request, r *Result) erro
 		if req.Op == OpDisk {
 			dev = BootDisk
 		}
-		st, err := c.SetBootDevice(ctx, BootOptions{Device: dev, UEFI: req.UEFI, Persistent: req.Persistent})
+		o := BootOptions{Device: dev, UEFI: req.UEFI, Persistent: req.Persistent}
+		r.BootRequested = &o
+		st, err := c.SetBootDevice(ctx, o)
 		if err != nil {
 			return err
 		}

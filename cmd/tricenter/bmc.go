@@ -210,13 +210,17 @@ func writeBMCTable(w io.Writer, op bmc.Operation, res []bmc.Result) {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Server, dash(r.BMC), dash(string(r.Power)), suite(r), result(r))
 		}
 	case bmc.OpPXE, bmc.OpDisk:
-		fmt.Fprintln(tw, "SERVER\tBMC\tNEXT BOOT\tMODE\tRESULT")
+		fmt.Fprintln(tw, "SERVER\tBMC\tBOOT DEVICE\tMODE\tAPPLIES TO\tRESULT")
 		for _, r := range res {
-			dev, mode := "-", "-"
+			dev, mode, once := "-", "-", "-"
 			if r.Boot != nil {
-				dev, mode = string(r.Boot.Device), map[bool]string{true: "uefi", false: "legacy"}[r.Boot.UEFI]
+				dev = string(r.Boot.Device)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Server, dash(r.BMC), dev, mode, result(r))
+			if q := r.BootRequested; q != nil {
+				mode = map[bool]string{true: "uefi", false: "legacy"}[q.UEFI]
+				once = map[bool]string{true: "every boot", false: "next boot"}[q.Persistent]
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Server, dash(r.BMC), dev, mode, once, result(r))
 		}
 	case bmc.OpInventory:
 		fmt.Fprintln(tw, "SERVER\tMANUFACTURER\tMODEL\tSERIAL\tFIRMWARE\tSENSORS\tRESULT")
