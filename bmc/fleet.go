@@ -117,8 +117,8 @@ type Result struct {
 	// report the UEFI bit back).
 	BootRequested *BootOptions `json:"bootRequested,omitempty"`
 	Boot          *BootStatus  `json:"boot,omitempty"`
-	Inventory   *Inventory   `json:"inventory,omitempty"`
-	DurationMs  int64        `json:"durationMs"`
+	Inventory     *Inventory   `json:"inventory,omitempty"`
+	DurationMs    int64        `json:"durationMs"`
 	// Err is the failure, wrapped with the server name; Error is its text
 	// for JSON.
 	Err   error  `json:"-"`
