@@ -285,6 +285,14 @@ func (p *Pool) dial(ctx context.Context, ep Endpoint) (*Client, error) {
 		}
 		p.opts.Logger.Debug("Dialing through jump host", "host", ep.name(), "addr", ep.Addr(), "jump", ep.Jump.name())
 		conn, err = jc.c.DialContext(dctx, "tcp", ep.Addr())
+		if err != nil && errors.Is(jc.lost(err), ErrConnectionLost) {
+			// The cached jump connection broke since it was last used:
+			// redial it once.
+			if jc, err = p.Client(ctx, *ep.Jump); err != nil {
+				return nil, fmt.Errorf("reaching %s through jump host: %w", ep.name(), err)
+			}
+			conn, err = jc.c.DialContext(dctx, "tcp", ep.Addr())
+		}
 		if err != nil {
 			return nil, fmt.Errorf("connecting to %s (%s)%s: %w", ep.name(), ep.Addr(), via, jc.lost(err))
 		}
