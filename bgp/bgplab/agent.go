@@ -75,6 +75,9 @@ func (a *Agent) Reload(cfg *bgp.Config) error {
 	return nil
 }
 
+// HUP sends SIGHUP (reload the configuration file as it is).
+func (a *Agent) HUP() { a.p.signal(syscall.SIGHUP) }
+
 // Status asks the agent for its status over its socket.
 func (a *Agent) Status(ctx context.Context) (*bgp.Status, error) {
 	return bgp.FetchStatus(ctx, a.Socket)
