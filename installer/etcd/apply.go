@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -346,18 +347,27 @@ func (r *run) install(ctx context.Context, h *phase.Host) error {
 		return err
 	}
 	same := func(path, sum string, mode uint32) bool {
-		c, ok := current[path]
+		c, ok := current.files[path]
 		return ok && c.sum == sum && c.mode == mode
 	}
+	uploaded := false
 	for _, b := range []string{"etcd", "etcdctl"} {
-		if sum, err := r.localSum(r.bins[b]); err == nil && same(BinDir+"/"+b, sum, 0o755) {
+		sum, err := r.localSum(r.bins[b])
+		if err != nil {
+			return err
+		}
+		if same(BinDir+"/"+b, sum, 0o755) {
 			continue
 		}
 		res, err := h.Upload(ctx, r.bins[b], BinDir+"/"+b, 0o755)
 		if err != nil {
 			return fmt.Errorf("uploading %s to %s: %w", b, h.Name, err)
 		}
+		uploaded = uploaded || res.Changed
 		changed = changed || (res.Changed && b == "etcd")
+	}
+	if err := r.recordBinaries(ctx, h, current, uploaded); err != nil {
+		return err
 	}
 	files := []file{
 		{PKIDir + "/ca.crt", r.o.PKI.CA.CertPEM, 0o644},
@@ -411,30 +421,106 @@ type remoteFile struct {
 	mode uint32
 }
 
-// managedFiles are the files install writes, checked in one command.
-var managedFiles = []string{BinDir + "/etcd", BinDir + "/etcdctl", PKIDir + "/ca.crt", PKIDir + "/peer.crt",
-	PKIDir + "/peer.key", PKIDir + "/server.crt", PKIDir + "/server.key", EnvFile, UnitFile}
+// BinariesRecord lists "sha256 size mtime path" of the uploaded binaries
+// as verified after upload: a later run trusts the recorded sha256 while
+// size and mtime still match (rsync's quick check) instead of hashing 45 MiB
+// on every host each time.
+const BinariesRecord = ConfDir + "/binaries.sha256"
+
+var (
+	binaries = []string{BinDir + "/etcd", BinDir + "/etcdctl"}
+	// configFiles are the other files install writes, hashed every time.
+	configFiles = []string{PKIDir + "/ca.crt", PKIDir + "/peer.crt", PKIDir + "/peer.key",
+		PKIDir + "/server.crt", PKIDir + "/server.key", EnvFile, UnitFile}
+)
+
+// filesCmd prints "MODE SHA256 PATH" per managed file, "stat SIZE MTIME
+// PATH" per binary and "rec ..." per line of the binaries record.
+var filesCmd = `R=` + BinariesRecord + `
+for f in ` + strings.Join(binaries, " ") + `; do
+  [ -f "$f" ] || continue
+  set -- $(stat -c '%a %s %Y' "$f")
+  s=$(awk -v p="$f" -v z="$2" -v t="$3" '$4==p && $2==z && $3==t {print $1}' "$R" 2>/dev/null)
+  [ -n "$s" ] || s=$(sha256sum "$f" | cut -d' ' -f1)
+  echo "$1 $s $f"; echo "stat $2 $3 $f"
+done
+for f in ` + strings.Join(configFiles, " ") + `; do [ -f "$f" ] && echo "$(stat -c %a "$f") $(sha256sum "$f")"; done
+[ -f "$R" ] && sed 's/^/rec /' "$R"
+true`
+
+type fileStates struct {
+	files  map[string]remoteFile
+	stat   map[string]string // binary path → "size mtime"
+	record string            // current content of BinariesRecord
+}
 
 // fileStates reads the sha256 and mode of every managed file on h.
-func (r *run) fileStates(ctx context.Context, h *phase.Host) (map[string]remoteFile, error) {
-	cmd := "for f in " + strings.Join(managedFiles, " ") + `; do [ -f "$f" ] && echo "$(stat -c %a "$f") $(sha256sum "$f")"; done; true`
-	out, err := h.Query(ctx, cmd)
+func (r *run) fileStates(ctx context.Context, h *phase.Host) (*fileStates, error) {
+	out, err := h.Query(ctx, filesCmd)
 	if err != nil {
 		return nil, fmt.Errorf("reading etcd files on %s: %w", h.Name, err)
 	}
-	res := map[string]remoteFile{}
+	return parseFileStates(out), nil
+}
+
+func parseFileStates(out string) *fileStates {
+	fs := &fileStates{files: map[string]remoteFile{}, stat: map[string]string{}}
+	var rec []string
 	for _, l := range strings.Split(out, "\n") {
 		f := strings.Fields(l)
-		if len(f) != 3 {
-			continue
+		switch {
+		case len(f) == 5 && f[0] == "rec":
+			rec = append(rec, strings.Join(f[1:], " "))
+		case len(f) == 4 && f[0] == "stat":
+			fs.stat[f[3]] = f[1] + " " + f[2]
+		case len(f) == 3:
+			mode, err := strconv.ParseUint(f[0], 8, 32)
+			if err != nil {
+				continue
+			}
+			fs.files[f[2]] = remoteFile{sum: f[1], mode: uint32(mode)}
 		}
-		mode, err := strconv.ParseUint(f[0], 8, 32)
-		if err != nil {
-			continue
-		}
-		res[f[2]] = remoteFile{sum: f[1], mode: uint32(mode)}
 	}
-	return res, nil
+	if len(rec) > 0 {
+		fs.record = strings.Join(rec, "\n") + "\n"
+	}
+	return fs
+}
+
+// recordBinaries keeps BinariesRecord in step with the verified binaries.
+func (r *run) recordBinaries(ctx context.Context, h *phase.Host, cur *fileStates, uploaded bool) error {
+	stat := cur.stat
+	if uploaded && !h.DryRun() {
+		out, err := h.Query(ctx, "stat -c '%s %Y %n' "+strings.Join(binaries, " "))
+		if err != nil {
+			return fmt.Errorf("reading etcd binaries on %s: %w", h.Name, err)
+		}
+		stat = map[string]string{}
+		for _, l := range strings.Split(out, "\n") {
+			if f := strings.Fields(l); len(f) == 3 {
+				stat[f[2]] = f[0] + " " + f[1]
+			}
+		}
+	}
+	var b strings.Builder
+	for _, p := range binaries {
+		sum, err := r.localSum(r.bins[filepath.Base(p)])
+		if err != nil {
+			return err
+		}
+		st, ok := stat[p]
+		if !ok {
+			st = "0 0"
+		}
+		fmt.Fprintf(&b, "%s %s %s\n", sum, st, p)
+	}
+	if b.String() == cur.record {
+		return nil
+	}
+	if _, err := h.WriteFile(ctx, BinariesRecord, []byte(b.String()), 0o644); err != nil {
+		return fmt.Errorf("writing %s on %s: %w", BinariesRecord, h.Name, err)
+	}
+	return nil
 }
 
 func (r *run) localSum(path string) (string, error) {
