@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -18,6 +19,7 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/bgp"
 	"github.com/tricenter/terraform-provider-tricenter/bgp/install"
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
+	"github.com/tricenter/terraform-provider-tricenter/installer/state"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
@@ -36,17 +38,31 @@ and check the running agents.`,
 	return cmd
 }
 
-// loadBGPPlan validates the inventory, runs IPAM and derives the BGP plan.
-func loadBGPPlan(g *globals, file string, vips []string) (*inventory.Cluster, *bgp.Plan, error) {
+// addStateDirFlag registers --state-dir: where the last apply recorded
+// its allocations (pod CIDRs, etcd members), read but never created here.
+func addStateDirFlag(cmd *cobra.Command, dir *string) {
+	cmd.Flags().StringVar(dir, "state-dir", state.DefaultDir(), "state directory of the last apply (its pod CIDRs and members are kept); env "+state.EnvDir)
+}
+
+// loadBGPPlan validates the inventory, runs IPAM (keeping what the last
+// apply recorded) and derives the BGP plan.
+func loadBGPPlan(g *globals, file, stateDir string, vips []string) (*inventory.Cluster, *bgp.Plan, error) {
 	c, err := loadInventory(file, g.stderr)
 	if err != nil {
 		return nil, nil, err
 	}
-	ip, err := inventory.AllocateIPs(c, nil)
+	var prior *inventory.Prior
+	if stateDir != "" {
+		d := &state.Dir{Path: filepath.Join(stateDir, c.Metadata.Name)}
+		if prior, err = d.Prior(); err != nil {
+			return nil, nil, fmt.Errorf("reading the last apply's state: %w", err)
+		}
+	}
+	ip, err := inventory.AllocateIPs(c, prior)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", file, err)
 	}
-	var opts bgp.Options
+	opts := bgp.Options{Prior: prior}
 	for _, v := range vips {
 		a, err := netip.ParseAddr(v)
 		if err != nil {
@@ -74,7 +90,7 @@ func writeOut(g *globals, path string, data []byte, perm os.FileMode) error {
 }
 
 func newBGPShowCmd(g *globals) *cobra.Command {
-	var file, output string
+	var file, output, stateDir string
 	var vips []string
 	cmd := &cobra.Command{
 		Use:   "show -f FILE",
@@ -84,7 +100,7 @@ func newBGPShowCmd(g *globals) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			_, p, err := loadBGPPlan(g, file, vips)
+			_, p, err := loadBGPPlan(g, file, stateDir, vips)
 			if err != nil {
 				return err
 			}
@@ -95,6 +111,7 @@ func newBGPShowCmd(g *globals) *cobra.Command {
 		},
 	}
 	addInventoryFlag(cmd, &file)
+	addStateDirFlag(cmd, &stateDir)
 	addOutputFlag(cmd, &output)
 	cmd.Flags().StringSliceVar(&vips, "vip", nil, "LoadBalancer VIP every node announces (repeatable; must lie in network.loadBalancerPool)")
 	return cmd
@@ -214,7 +231,7 @@ func renderBGPPlan(w io.Writer, p *bgp.Plan) error {
 }
 
 func newBGPRenderFRRCmd(g *globals) *cobra.Command {
-	var file, router, out string
+	var file, router, out, stateDir string
 	cmd := &cobra.Command{
 		Use:   "render-frr -f FILE --router NAME",
 		Short: "Render a TOR's or core router's FRR bgpd configuration",
@@ -228,7 +245,7 @@ holds the password in clear, so --out writes it with mode 0600.`,
   tricenter bgp render-frr -f cluster.yaml --router dc1-r01-tor --out /etc/frr/bgpd.conf`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, p, err := loadBGPPlan(g, file, nil)
+			_, p, err := loadBGPPlan(g, file, stateDir, nil)
 			if err != nil {
 				return err
 			}
@@ -246,6 +263,7 @@ holds the password in clear, so --out writes it with mode 0600.`,
 		},
 	}
 	addInventoryFlag(cmd, &file)
+	addStateDirFlag(cmd, &stateDir)
 	cmd.Flags().StringVar(&router, "router", "", "router name (racks[].tor.name or sites[].coreRouters[].name)")
 	_ = cmd.MarkFlagRequired("router")
 	cmd.Flags().StringVar(&out, "out", "", "write to this file (atomically, mode 0600) instead of stdout")
@@ -253,7 +271,7 @@ holds the password in clear, so --out writes it with mode 0600.`,
 }
 
 func newBGPAgentConfigCmd(g *globals) *cobra.Command {
-	var file, node, out, apiURL string
+	var file, node, out, apiURL, stateDir string
 	var vips []string
 	var interval time.Duration
 	cmd := &cobra.Command{
@@ -261,7 +279,7 @@ func newBGPAgentConfigCmd(g *globals) *cobra.Command {
 		Short: "Render a node's tricenter-bgp configuration (what the installer writes)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, p, err := loadBGPPlan(g, file, vips)
+			_, p, err := loadBGPPlan(g, file, stateDir, vips)
 			if err != nil {
 				return err
 			}
@@ -277,6 +295,7 @@ func newBGPAgentConfigCmd(g *globals) *cobra.Command {
 		},
 	}
 	addInventoryFlag(cmd, &file)
+	addStateDirFlag(cmd, &stateDir)
 	cmd.Flags().StringVar(&node, "node", "", "server name")
 	_ = cmd.MarkFlagRequired("node")
 	cmd.Flags().StringVar(&out, "out", "", "write to this file (atomically, mode 0600) instead of stdout")
@@ -287,7 +306,7 @@ func newBGPAgentConfigCmd(g *globals) *cobra.Command {
 }
 
 func newBGPStatusCmd(g *globals) *cobra.Command {
-	var file, output string
+	var file, output, stateDir string
 	var concurrency int
 	var requireVIP bool
 	cmd := &cobra.Command{
@@ -307,7 +326,7 @@ Exit status 0 when the gate passes, 1 otherwise.`,
 			if err != nil {
 				return err
 			}
-			c, p, err := loadBGPPlan(g, file, nil)
+			c, p, err := loadBGPPlan(g, file, stateDir, nil)
 			if err != nil {
 				return err
 			}
@@ -330,6 +349,7 @@ Exit status 0 when the gate passes, 1 otherwise.`,
 		},
 	}
 	addInventoryFlag(cmd, &file)
+	addStateDirFlag(cmd, &stateDir)
 	addOutputFlag(cmd, &output)
 	cmd.Flags().IntVar(&concurrency, "concurrency", phase.DefaultConcurrency, "hosts queried at once")
 	cmd.Flags().BoolVar(&requireVIP, "require-api-vip", false, "also require control-plane nodes to announce the API VIP")

@@ -16,6 +16,7 @@ const bgpInventory = "../../bgp/testdata/core.yaml"
 // render-frr prints exactly what the BGP integration tests run FRR with
 // (bgp.RenderFRR), and --out writes it atomically with mode 0600.
 func TestBGPRenderFRR(t *testing.T) {
+	t.Setenv("TRICENTER_STATE_DIR", t.TempDir())
 	out, stderr, code := runCLI(t, "bgp", "render-frr", "-f", bgpInventory, "--router", "core-a1")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -61,6 +62,7 @@ func TestBGPRenderFRR(t *testing.T) {
 }
 
 func TestBGPShowAndAgentConfig(t *testing.T) {
+	t.Setenv("TRICENTER_STATE_DIR", t.TempDir())
 	out, stderr, code := runCLI(t, "bgp", "show", "-f", bgpInventory, "-o", "json", "--vip", "198.18.46.10")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -104,5 +106,28 @@ func TestBGPShowAndAgentConfig(t *testing.T) {
 	_, stderr, code = runCLI(t, "bgp", "agent-config", "-f", bgpInventory, "--node", "n3", "--vip", "10.0.0.1")
 	if code != 1 || !strings.Contains(stderr, "LoadBalancer VIP 10.0.0.1: lies outside spec.network.loadBalancerPool") {
 		t.Errorf("bad VIP: exit %d, %s", code, stderr)
+	}
+}
+
+// Pod CIDRs recorded by the last apply are kept: the agent config follows
+// the state directory, not a fresh allocation.
+func TestBGPKeepsPriorPodCIDRs(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "bgplab"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	prior := `{"podCIDRs": {"n3": "198.18.43.0/26"}}`
+	if err := os.WriteFile(filepath.Join(dir, "bgplab", "prior.json"), []byte(prior), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code := runCLI(t, "bgp", "agent-config", "-f", bgpInventory, "--node", "n3", "--state-dir", dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(out, "- 198.18.43.0/26") {
+		t.Errorf("agent config does not keep the recorded pod CIDR:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(t.TempDir(), "never-created")); err == nil {
+		t.Fatal("unexpected")
 	}
 }
