@@ -474,7 +474,7 @@ func parseFileStates(out string) *fileStates {
 		case len(f) == 4 && f[0] == "stat":
 			fs.stat[f[3]] = f[1] + " " + f[2]
 		case len(f) == 3:
-			mode, err := strconv.ParseUint(f[0], 8, 32)
+			mode, err := strconv.ParseUint(f[0], 8, 12)
 			if err != nil {
 				continue
 			}
