@@ -182,6 +182,13 @@ func Start(ctx context.Context, cfg Config) (*BMC, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	// A leftover ipmi_sim on the address would answer the readiness ping
+	// while the new one fails to bind: refuse up front.
+	probe, err := net.ListenPacket("udp", net.JoinHostPort(cfg.Address.String(), strconv.Itoa(cfg.Port)))
+	if err != nil {
+		return nil, fmt.Errorf("ipmisim %s: %s:%d is taken (a leftover ipmi_sim?): %w", cfg.Name, cfg.Address, cfg.Port, err)
+	}
+	probe.Close()
 	dir, err := filepath.Abs(filepath.Join(cfg.Dir, cfg.Name))
 	if err != nil {
 		return nil, err
@@ -201,7 +208,8 @@ func Start(ctx context.Context, cfg Config) (*BMC, error) {
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.Env = append(os.Environ(), "IPMISIM_DIR="+dir)
 	// Own process group, so the hook's children are stopped with it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: a test binary killed on timeout takes ipmi_sim with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting ipmi_sim %s: %w", cfg.Name, err)
 	}

@@ -3,6 +3,7 @@ package ipmisim
 import (
 	"bytes"
 	"context"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -147,5 +148,33 @@ func TestPluggablePower(t *testing.T) {
 	}
 	if string(log) != "start\ndestroy\n" {
 		t.Errorf("machine log %q, want start then destroy", log)
+	}
+}
+
+// TestAddressTaken: a second BMC on a busy address is refused with a clear
+// error instead of being mistaken for the first one.
+func TestAddressTaken(t *testing.T) {
+	needSim(t)
+	addr, _ := LoopbackAddr(241)
+	dir := t.TempDir()
+	ctx := context.Background()
+	b, err := Start(ctx, Config{Name: "first", Address: addr, User: "admin", Password: "pw", Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Stop() })
+	_, err = Start(ctx, Config{Name: "second", Address: addr, User: "admin", Password: "pw", Dir: dir})
+	if err == nil || !strings.Contains(err.Error(), "is taken") {
+		t.Fatalf("err = %v, want 'is taken'", err)
+	}
+	for _, bad := range []Config{
+		{Name: "x y", Address: addr, User: "a", Dir: dir},
+		{Name: "x", Address: netip.MustParseAddr("198.18.0.1"), User: "a", Dir: dir},
+		{Name: "x", Address: addr, User: "a", Password: `p"w`, Dir: dir},
+		{Name: "x", Address: addr, User: "a", Dir: dir, Sensors: []Sensor{{Number: 0, Name: "n", Kind: Fan}}},
+	} {
+		if _, err := Start(ctx, bad); err == nil {
+			t.Errorf("%+v was accepted", bad)
+		}
 	}
 }
