@@ -323,6 +323,19 @@ func TestCoreRouter(t *testing.T) {
 		}
 	})
 
+	t.Run("status table", func(t *testing.T) {
+		out, err := l.topo.Nodes["n1"].Command(context.Background(), agentBin, "status", "--socket", l.agents["n1"].Socket).CombinedOutput()
+		if err != nil {
+			t.Fatalf("tricenter-bgp status: %v\n%s", err, out)
+		}
+		for _, want := range []string{"core-a1", "Established", n1.PodCIDR.String(), apiVIP, "kube-apiserver"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("status output lacks %q:\n%s", want, out)
+			}
+		}
+		t.Logf("tricenter-bgp status:\n%s", out)
+	})
+
 	t.Run("failing readyz withdraws the API VIP, recovery re-announces", func(t *testing.T) {
 		api["n1"].ok.Store(false)
 		took := waitRoute(t, router, apiVIP, []string{n2.Address.String()}, 5*time.Second)
