@@ -90,10 +90,10 @@ func lastAddr(p netip.Prefix) netip.Addr {
 
 // usableHosts is the number of host addresses of an IPv4 prefix.
 func usableHosts(p netip.Prefix) int {
-	switch b := p.Bits(); {
-	case b == 32:
+	switch b := p.Bits(); b {
+	case 32:
 		return 1
-	case b == 31:
+	case 31:
 		return 2
 	default:
 		return 1<<uint(32-b) - 2
