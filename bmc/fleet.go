@@ -255,3 +255,16 @@ func Errors(results []Result) error {
 	}
 	return errors.Join(errs...)
 }
+
+// FactsByServer collects the hardware facts of the servers whose inventory was
+// read (OpInventory), by server name: what the bootstrap turns into node
+// labels (Facts.Labels).
+func FactsByServer(results []Result) map[string]Facts {
+	out := map[string]Facts{}
+	for _, r := range results {
+		if r.Err == nil && r.Inventory != nil && r.Inventory.Facts != (Facts{}) {
+			out[r.Server] = r.Inventory.Facts
+		}
+	}
+	return out
+}

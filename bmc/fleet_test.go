@@ -140,6 +140,10 @@ func TestFleet50(t *testing.T) {
 			t.Errorf("%s: inventory %+v", r.Server, r.Inventory)
 		}
 	}
+	facts := FactsByServer(res)
+	if len(facts) != 5 || facts["srv010"].Model != "TL-1000 Server" || facts["srv010"].Labels()[LabelSerial] != "SN-srv010" {
+		t.Errorf("facts %+v", facts)
+	}
 
 	// Status of everything, sessions reused from the runs above.
 	all := c.Hosts()
