@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/bgp"
 	"github.com/tricenter/terraform-provider-tricenter/bgp/install"
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
+	"github.com/tricenter/terraform-provider-tricenter/installer/progress"
 	"github.com/tricenter/terraform-provider-tricenter/installer/state"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
@@ -34,7 +34,7 @@ timers and communities are derived from the inventory; these commands show
 them, render the routers' FRR configuration and the agents' configuration,
 and check the running agents.`,
 	}
-	cmd.AddCommand(newBGPShowCmd(g), newBGPRenderFRRCmd(g), newBGPAgentConfigCmd(g), newBGPStatusCmd(g))
+	cmd.AddCommand(newBGPShowCmd(g), newBGPRenderFRRCmd(g), newBGPAgentConfigCmd(g), newBGPInstallCmd(g), newBGPStatusCmd(g))
 	return cmd
 }
 
@@ -306,8 +306,8 @@ func newBGPAgentConfigCmd(g *globals) *cobra.Command {
 }
 
 func newBGPStatusCmd(g *globals) *cobra.Command {
-	var file, output, stateDir string
-	var concurrency int
+	var f sshFlags
+	var output, stateDir string
 	var requireVIP bool
 	cmd := &cobra.Command{
 		Use:   "status -f FILE",
@@ -322,19 +322,17 @@ Exit status 0 when the gate passes, 1 otherwise.`,
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			log, err := g.logger()
+			_, p, err := loadBGPPlan(g, f.file, stateDir, nil)
 			if err != nil {
 				return err
 			}
-			c, p, err := loadBGPPlan(g, file, stateDir, nil)
+			m, hosts, err := f.manager(g, false, progress.Discard)
 			if err != nil {
 				return err
 			}
-			statuses, errs, err := collectBGPStatus(cmd.Context(), c, p, concurrency, log)
-			if err != nil {
-				return err
-			}
-			rep := bgp.Gate(p, statuses, errs, bgp.GateOptions{RequireAPIVIP: requireVIP})
+			defer m.Close()
+			statuses, errs := collectBGPStatus(cmd.Context(), m, hosts)
+			rep := bgp.Gate(onlyNodes(p, hosts), statuses, errs, bgp.GateOptions{RequireAPIVIP: requireVIP})
 			if output == "json" {
 				if err := writeJSON(g, rep); err != nil {
 					return err
@@ -348,27 +346,32 @@ Exit status 0 when the gate passes, 1 otherwise.`,
 			return nil
 		},
 	}
-	addInventoryFlag(cmd, &file)
+	addSSHFlags(cmd, &f)
 	addStateDirFlag(cmd, &stateDir)
 	addOutputFlag(cmd, &output)
-	cmd.Flags().IntVar(&concurrency, "concurrency", phase.DefaultConcurrency, "hosts queried at once")
 	cmd.Flags().BoolVar(&requireVIP, "require-api-vip", false, "also require control-plane nodes to announce the API VIP")
 	return cmd
 }
 
-func collectBGPStatus(ctx context.Context, c *inventory.Cluster, p *bgp.Plan, concurrency int, log *slog.Logger) (map[string]*bgp.Status, map[string]error, error) {
+// onlyNodes narrows the plan to the selected hosts.
+func onlyNodes(p *bgp.Plan, hosts []*phase.Host) *bgp.Plan {
+	sel := map[string]bool{}
+	for _, h := range hosts {
+		sel[h.Name] = true
+	}
+	q := *p
+	q.Nodes = nil
+	for _, n := range p.Nodes {
+		if sel[n.Name] {
+			q.Nodes = append(q.Nodes, n)
+		}
+	}
+	return &q
+}
+
+func collectBGPStatus(ctx context.Context, m *phase.Manager, hosts []*phase.Host) (map[string]*bgp.Status, map[string]error) {
 	if ctx == nil {
 		ctx = context.Background()
-	}
-	m := &phase.Manager{Cluster: c, Concurrency: concurrency, Logger: log}
-	defer m.Close()
-	names := make([]string, 0, len(p.Nodes))
-	for _, n := range p.Nodes {
-		names = append(names, n.Name)
-	}
-	hosts, err := m.Hosts(inventory.Selector{Servers: names})
-	if err != nil {
-		return nil, nil, err
 	}
 	var mu sync.Mutex
 	statuses := map[string]*bgp.Status{}
@@ -389,7 +392,73 @@ func collectBGPStatus(ctx context.Context, c *inventory.Cluster, p *bgp.Plan, co
 		statuses[h.Name] = &st
 		return nil
 	})
-	return statuses, errs, nil
+	return statuses, errs
+}
+
+func newBGPInstallCmd(g *globals) *cobra.Command {
+	var f sshFlags
+	var stateDir, binary, apiURL string
+	var vips []string
+	var dryRun bool
+	var wait time.Duration
+	cmd := &cobra.Command{
+		Use:   "install -f FILE [--dry-run]",
+		Short: "Install, configure and start tricenter-bgp on the nodes, then wait for Established sessions",
+		Long: `install runs the BGP agent phase on the selected nodes: upload tricenter-bgp
+(from the artifacts directory), write /etc/tricenter/bgp/agent.yaml (and the
+TCP MD5 password file, mode 0600) rendered from the inventory, install
+tricenter-bgp.service, start it (restart when the binary or unit changed,
+reload when only the configuration did) and wait until every session is
+Established. A second run on unchanged nodes changes nothing. --dry-run
+prints what would change on each node.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, p, err := loadBGPPlan(g, f.file, stateDir, vips)
+			if err != nil {
+				return err
+			}
+			if binary == "" {
+				binary = filepath.Join(c.Spec.Kubernetes.ArtifactDir, "tricenter-bgp")
+			}
+			if _, err := os.Stat(binary); err != nil {
+				return fmt.Errorf("agent binary: %w (pass --binary, or run make artifacts)", err)
+			}
+			ph, err := install.New(p, install.Options{Binary: binary, EstablishTimeout: wait,
+				Config: bgp.ConfigOptions{APIHealthURL: apiURL}})
+			if err != nil {
+				return err
+			}
+			m, hosts, err := f.manager(g, dryRun, progress.NewPrinter(g.stderr, isTTY(g.stderr)))
+			if err != nil {
+				return err
+			}
+			defer m.Close()
+			hp := ph.HostPhase()
+			hp.Select.Servers = nil
+			for _, n := range onlyNodes(p, hosts).Nodes {
+				hp.Select.Servers = append(hp.Select.Servers, n.Name)
+			}
+			runErr := m.Run(cmd.Context(), hp)
+			changes := m.Changes()
+			for _, h := range phase.HostNames(changes) {
+				for _, ch := range changes[h] {
+					fmt.Fprintf(g.stdout, "%s: %s\n", h, ch)
+				}
+			}
+			if len(changes) == 0 && runErr == nil {
+				fmt.Fprintln(g.stdout, "BGP agents are converged: nothing to do")
+			}
+			return runErr
+		},
+	}
+	addSSHFlags(cmd, &f)
+	addStateDirFlag(cmd, &stateDir)
+	cmd.Flags().StringVar(&binary, "binary", "", "tricenter-bgp to upload (default: spec.kubernetes.artifactDir/tricenter-bgp)")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print what would change on each node, change nothing")
+	cmd.Flags().StringSliceVar(&vips, "vip", nil, "LoadBalancer VIP every node announces (repeatable)")
+	cmd.Flags().StringVar(&apiURL, "api-health-url", bgp.DefaultAPIHealthURL, "health check that gates the API VIP")
+	cmd.Flags().DurationVar(&wait, "wait", 30*time.Second, "how long to wait for Established sessions per node")
+	return cmd
 }
 
 func renderGate(w io.Writer, rep *bgp.GateReport) error {
