@@ -29,6 +29,7 @@ func TestBGPInstallDryRunAndStatusOverSSH(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 	}
+	t.Logf("bgp install --dry-run:\n%s", out)
 	for _, h := range l.Hosts {
 		for _, want := range []string{
 			h.Name + ": would upload /usr/local/bin/tricenter-bgp",
@@ -49,6 +50,7 @@ func TestBGPInstallDryRunAndStatusOverSSH(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "BGP gate FAILED") {
 		t.Fatalf("status: exit %d\n%s\n%s", code, out, errOut)
 	}
+	t.Logf("bgp status:\n%s", out)
 	for _, h := range l.Hosts {
 		if !strings.Contains(out, h.Name) || !strings.Contains(out, "no status:") {
 			t.Errorf("status lacks %s's failure:\n%s", h.Name, out)
