@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -74,7 +75,18 @@ func serveLab(n int) error {
 type result struct {
 	name string
 	d    time.Duration
+	cpu  time.Duration // client-side CPU (this process and waited children)
 	err  error
+}
+
+func cpuNow() time.Duration {
+	var self, kids syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &kids)
+	tv := func(t syscall.Timeval) time.Duration {
+		return time.Duration(t.Sec)*time.Second + time.Duration(t.Usec)*time.Microsecond
+	}
+	return tv(self.Utime) + tv(self.Stime) + tv(kids.Utime) + tv(kids.Stime)
 }
 
 func bench(n, sizeMiB, commands int, skipAnsible bool) error {
@@ -110,15 +122,15 @@ func bench(n, sizeMiB, commands int, skipAnsible bool) error {
 	if !skipAnsible {
 		results = append(results, timed("ansible", func() error { return ansible(l, work, artifact, cmds) }))
 	}
-	fmt.Printf("\npush %d MiB + run %d commands on %d hosts (2 cores, real sshd per host)\n\n", sizeMiB, commands, n)
-	fmt.Printf("%-30s %10s %14s %14s\n", "contender", "time", "vs tricenter", "vs raw floor")
+	fmt.Printf("\npush %d MiB + run %d commands on %d hosts (%d cores, load average %s, real sshd per host)\n\n", sizeMiB, commands, n, runtime.NumCPU(), loadavg())
+	fmt.Printf("%-30s %10s %14s %14s %14s\n", "contender", "time", "vs tricenter", "vs raw floor", "client CPU")
 	for _, r := range results {
 		if r.err != nil {
 			fmt.Printf("%-30s %10s  failed: %v\n", r.name, "-", r.err)
 			continue
 		}
-		fmt.Printf("%-30s %9.2fs %13.2fx %13.2fx\n", label(r.name, n), r.d.Seconds(),
-			r.d.Seconds()/tri.d.Seconds(), r.d.Seconds()/floor.d.Seconds())
+		fmt.Printf("%-30s %9.2fs %13.2fx %13.2fx %13.2fs\n", label(r.name, n), r.d.Seconds(),
+			r.d.Seconds()/tri.d.Seconds(), r.d.Seconds()/floor.d.Seconds(), r.cpu.Seconds())
 	}
 	for _, r := range results {
 		if r.err != nil {
@@ -140,15 +152,15 @@ func label(name string, n int) string {
 
 func timed(name string, f func() error) result {
 	fmt.Printf("running %s...\n", name)
-	t := time.Now()
+	t, c := time.Now(), cpuNow()
 	err := f()
-	d := time.Since(t)
+	d, cpu := time.Since(t), cpuNow()-c
 	if err != nil {
 		fmt.Printf("  %s failed after %s: %v\n", name, d.Round(time.Millisecond), err)
 	} else {
 		fmt.Printf("  %s: %s\n", name, d.Round(time.Millisecond))
 	}
-	return result{name, d, err}
+	return result{name, d, cpu, err}
 }
 
 func writeRandom(path string, size int64) error {
@@ -284,4 +296,16 @@ control_path_dir = %s/cp
 		return fmt.Errorf("ansible-playbook: %v\n%s", err, tail)
 	}
 	return nil
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }

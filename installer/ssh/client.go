@@ -629,7 +629,11 @@ func (c *Client) SFTP() (*sftp.Client, error) {
 	if c.sftp != nil {
 		return c.sftp, nil
 	}
-	s, err := sftp.NewClient(c.c, sftp.UseConcurrentWrites(true), sftp.MaxConcurrentRequestsPerFile(64))
+	// 128 KiB writes (OpenSSH's sftp-server takes messages up to 256 KiB)
+	// cut the per-request cost fourfold against the 32 KiB default; 16 in
+	// flight fill the 2 MiB channel window.
+	s, err := sftp.NewClient(c.c, sftp.UseConcurrentWrites(true), sftp.MaxPacketUnchecked(128<<10),
+		sftp.MaxConcurrentRequestsPerFile(16))
 	if err != nil {
 		return nil, c.lost(fmt.Errorf("starting sftp: %w", err))
 	}
