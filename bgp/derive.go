@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -140,8 +141,8 @@ func ParseLargeCommunity(s string) (LargeCommunity, error) {
 
 // Options tune Derive.
 type Options struct {
-	// LoadBalancerVIPs is the static list of service VIPs every node
-	// announces while kube-proxy is healthy. Each must lie in
+	// LoadBalancerVIPs adds to spec.network.loadBalancerVIPs: service VIPs
+	// every node announces while kube-proxy is healthy. Each must lie in
 	// network.loadBalancerPool.
 	LoadBalancerVIPs []netip.Addr
 	// Placement says which servers run the control plane and so announce
@@ -206,7 +207,18 @@ func Derive(c *inventory.Cluster, ip *inventory.IPPlan, opts Options) (*Plan, er
 	if !b.Password.IsZero() && b.Password.Env != "" && b.Password.File != "" {
 		bad("spec.network.bgp.password", "sets both env and file: set one")
 	}
-	for _, v := range opts.LoadBalancerVIPs {
+	vips := append([]netip.Addr(nil), opts.LoadBalancerVIPs...)
+	for i, s := range c.Spec.Network.LoadBalancerVIPs {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			bad(fmt.Sprintf("spec.network.loadBalancerVIPs[%d]", i), "%q is not an IP address", s)
+			continue
+		}
+		if !slices.Contains(vips, a) {
+			vips = append(vips, a)
+		}
+	}
+	for _, v := range vips {
 		ok := false
 		for _, pool := range ip.LoadBalancerPool {
 			ok = ok || pool.Contains(v)

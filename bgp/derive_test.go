@@ -210,3 +210,28 @@ func TestParseLargeCommunity(t *testing.T) {
 		}
 	}
 }
+
+func TestDeriveLoadBalancerVIPsFromInventory(t *testing.T) {
+	c, lines, err := inventory.Load("testdata/core.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := netip.MustParsePrefix(c.Spec.Network.LoadBalancerPool[0])
+	vip := pool.Addr().Next().Next().Next()
+	c.Spec.Network.LoadBalancerVIPs = []string{vip.String()}
+	if err := c.Validate(lines).Err(); err != nil {
+		t.Fatal(err)
+	}
+	ip, err := inventory.AllocateIPs(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same VIP from the inventory and from Options is announced once.
+	p, err := Derive(c, ip, Options{LoadBalancerVIPs: []netip.Addr{vip}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.LoadBalancerVIPs) != 1 || p.LoadBalancerVIPs[0] != vip {
+		t.Fatalf("LoadBalancer VIPs %v, want [%s]", p.LoadBalancerVIPs, vip)
+	}
+}

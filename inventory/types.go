@@ -225,6 +225,10 @@ type Network struct {
 	APIVIP string `yaml:"apiVIP,omitempty" json:"apiVIP,omitempty"`
 	// LoadBalancerPool lists CIDRs from which service VIPs are taken.
 	LoadBalancerPool []string `yaml:"loadBalancerPool,omitempty" json:"loadBalancerPool,omitempty"`
+	// LoadBalancerVIPs are service VIPs taken from the pool that every node
+	// announces while its kube-proxy is healthy (a static list until
+	// LoadBalancer Services drive it).
+	LoadBalancerVIPs []string `yaml:"loadBalancerVIPs,omitempty" json:"loadBalancerVIPs,omitempty"`
 	ClusterDomain    string   `yaml:"clusterDomain,omitempty" json:"clusterDomain,omitempty"`
 	BGP              BGP      `yaml:"bgp,omitempty" json:"bgp,omitempty"`
 }

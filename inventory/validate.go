@@ -352,8 +352,11 @@ func (v *validator) network() {
 				v.r.errorf("spec.network.apiVIP", "%s lies inside %s (%s): the VIP must not collide with pods or services", a, np.what, np.p)
 			}
 		}
-		_ = inPool
+		if !inPool && len(n.LoadBalancerPool) > 0 {
+			v.r.warnf("spec.network.apiVIP", "%s is outside the LoadBalancer pool: make sure the routers accept it", a)
+		}
 	}
+	v.loadBalancerVIPs()
 	if n.ClusterDomain != "" && !reDNSName.MatchString(n.ClusterDomain) {
 		v.r.errorf("spec.network.clusterDomain", "%q is not a DNS name", n.ClusterDomain)
 	}
@@ -378,6 +381,40 @@ func (v *validator) network() {
 		v.r.errorf("spec.network.bgp.holdSeconds", "hold time %d s is shorter than three keepalives (%d s): a single lost keepalive would drop the session", b.HoldSeconds, 3*b.KeepaliveSeconds)
 	}
 	v.secret("spec.network.bgp.password", "BGP TCP-MD5 password", b.Password, false)
+}
+
+// loadBalancerVIPs checks the static service VIPs: inside the pool, not
+// the API VIP, no duplicates.
+func (v *validator) loadBalancerVIPs() {
+	n := &v.c.Spec.Network
+	seen := map[netip.Addr]bool{}
+	for i, s := range n.LoadBalancerVIPs {
+		path := fmt.Sprintf("spec.network.loadBalancerVIPs[%d]", i)
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			v.r.errorf(path, "%q is not an IP address", s)
+			continue
+		}
+		if why := badHostAddr(a); why != "" {
+			v.r.errorf(path, "VIP %s %s", a, why)
+			continue
+		}
+		inPool := false
+		for _, np := range v.nets {
+			if strings.HasPrefix(np.path, "spec.network.loadBalancerPool") && np.p.Contains(a) {
+				inPool = true
+			}
+		}
+		switch {
+		case !inPool:
+			v.r.errorf(path, "VIP %s is outside spec.network.loadBalancerPool: routers only accept VIPs from the pool", a)
+		case s == n.APIVIP:
+			v.r.errorf(path, "VIP %s is the API VIP: pick another address", a)
+		case seen[a]:
+			v.r.errorf(path, "VIP %s is listed twice", a)
+		}
+		seen[a] = true
+	}
 }
 
 // racks checks racks, TORs and servers. It returns false when references
