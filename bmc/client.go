@@ -113,7 +113,7 @@ func (c *Client) connectLocked(ctx context.Context) error {
 func (c *Client) openSession(ctx context.Context, suite int) (*client.Client, error) {
 	conn, err := client.NewClient(c.t.Address, c.t.Port, c.t.User, c.t.Password)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	conn.WithCipherSuiteID(types.CipherSuiteID(suite)).
 		WithTimeout(c.opts.ExchangeTimeout).
@@ -135,6 +135,12 @@ func (c *Client) openSession(ctx context.Context, suite int) (*client.Client, er
 		return fail("RAKP message 3", err)
 	}
 	if _, err := conn.SetSessionPrivilegeLevel(ctx, types.PrivilegeLevelAdministrator); err != nil {
+		var re *types.ResponseError
+		if errors.As(err, &re) && re.CompletionCode() >= 0x80 && re.CompletionCode() <= 0x81 {
+			_, _ = fail("", err)
+			return nil, fmt.Errorf("%s: completion code 0x%02X: user %s lacks the administrator privilege: %w",
+				"Set Session Privilege Level", uint8(re.CompletionCode()), c.t.User, ErrAuth)
+		}
 		return fail("Set Session Privilege Level (administrator)", err)
 	}
 	return conn, nil
@@ -186,7 +192,7 @@ func (c *Client) doLocked(ctx context.Context, f func(ctx context.Context, conn 
 		c.log.Warn("BMC command failed, retrying", "attempt", attempt, "in", wait.Round(time.Millisecond), "err", err)
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w (interrupted while waiting to retry: %v)", err, ctx.Err())
+			return fmt.Errorf("%w (interrupted while waiting to retry: %w)", err, ctx.Err())
 		case <-time.After(wait):
 		}
 		backoff = min(backoff*2, 8*time.Second)

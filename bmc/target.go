@@ -127,7 +127,7 @@ func TargetFromHost(h inventory.Host) (Target, error) {
 	}
 	pw, err := b.Password.Resolve()
 	if err != nil {
-		return Target{}, fmt.Errorf("%s: %s.bmc.password: %v: %w", h.Name, h.Path, err, ErrConfig)
+		return Target{}, fmt.Errorf("%s: %s.bmc.password: %w: %w", h.Name, h.Path, err, ErrConfig)
 	}
 	t.Password = pw
 	if err := t.Validate(); err != nil {

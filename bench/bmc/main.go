@@ -130,7 +130,7 @@ func run(n, runs int, work, tricenter string, hook bool) error {
 			out, err := cmd.Output()
 			d := time.Since(start)
 			if err != nil {
-				return fmt.Errorf("%s: %v\n%s", m.name, err, tail(stderr.String()))
+				return fmt.Errorf("%s: %w\n%s", m.name, err, tail(stderr.String()))
 			}
 			on, total, err := m.on(out)
 			if err != nil {

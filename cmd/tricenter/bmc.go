@@ -72,8 +72,8 @@ func newBMCOpCmd(g *globals, name, short string, op bmc.Operation) *cobra.Comman
 	fl.StringSliceVar(&f.roles, "role", nil, "select servers with these roles (etcd, control-plane, worker)")
 	fl.StringSliceVar(&f.names, "server", nil, "select these servers by name")
 	fl.IntVar(&f.concurrency, "concurrency", bmc.DefaultConcurrency, "BMCs talked to at once")
-	fl.DurationVar(&f.minInterval, "min-interval", bmc.DefaultMinInterval, "least time between two commands to one BMC")
-	fl.DurationVar(&f.retryBudget, "retry-budget", bmc.DefaultRetryBudget, "time one command may spend retrying timeouts and busy answers")
+	fl.DurationVar(&f.minInterval, "min-interval", bmc.DefaultMinInterval, "least time between two commands to one BMC (0: none)")
+	fl.DurationVar(&f.retryBudget, "retry-budget", bmc.DefaultRetryBudget, "time one command may spend retrying timeouts and busy answers (0: no retries)")
 	fl.DurationVar(&f.exchangeTimeout, "exchange-timeout", bmc.DefaultExchangeTimeout, "wait for one BMC answer before resending")
 	fl.DurationVar(&f.budget, "timeout", 10*time.Minute, "overall deadline")
 	switch op {
@@ -114,8 +114,15 @@ func runBMC(ctx context.Context, g *globals, f *bmcFlags, op bmc.Operation) erro
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.budget)
 	defer cancel()
+	// In bmc.Options zero means "default"; on the command line 0 means none.
+	noneIfZero := func(d time.Duration) time.Duration {
+		if d == 0 {
+			return -1
+		}
+		return d
+	}
 	pool := bmc.NewPool(bmc.Options{
-		MinInterval: f.minInterval, RetryBudget: f.retryBudget, ExchangeTimeout: f.exchangeTimeout,
+		MinInterval: noneIfZero(f.minInterval), RetryBudget: noneIfZero(f.retryBudget), ExchangeTimeout: f.exchangeTimeout,
 		Concurrency: f.concurrency, Logger: log,
 	})
 	defer pool.Close(context.WithoutCancel(ctx))

@@ -299,7 +299,7 @@ func (b *BMC) waitReady(ctx context.Context) error {
 	var last error
 	for time.Now().Before(deadline) {
 		if exited, err := b.Exited(); exited {
-			return fmt.Errorf("exited during start-up: %v", err)
+			return fmt.Errorf("exited during start-up: %w", err)
 		}
 		if last = Ping(ctx, b.Addr(), 100*time.Millisecond); last == nil {
 			return nil
@@ -393,7 +393,7 @@ func (b *BMC) writeFiles(ctx context.Context) error {
 	tmp := filepath.Join(state, ".sdr.20.main.tmp")
 	out, err := exec.CommandContext(ctx, "sdrcomp", "-o", tmp, b.path("sdr.src")).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("sdrcomp: %v: %s", err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("sdrcomp: %w: %s", err, strings.TrimSpace(string(out)))
 	}
 	if err := os.Rename(tmp, filepath.Join(state, "sdr.20.main")); err != nil {
 		return err
