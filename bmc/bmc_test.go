@@ -381,6 +381,7 @@ func TestNeverAnswers(t *testing.T) {
 	log, logs := newLog()
 	opts := fastOptions(log)
 	opts.RetryBudget = 1500 * time.Millisecond
+	opts.ExchangeTimeout = 200 * time.Millisecond
 	tg := Target{Server: "mute", Address: addr.String(), Port: 623, User: "admin", Password: "pw", CipherSuites: []int{17, 3}}
 	c, _ := NewClient(tg, opts)
 	start := time.Now()
