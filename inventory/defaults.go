@@ -41,20 +41,30 @@ func (c *Cluster) SetDefaults() {
 	if s.SSH.HostKeyPolicy == "" {
 		s.SSH.HostKeyPolicy = HostKeyStrict
 	}
+	jumpDefaults := func(j *JumpHost, name string) {
+		if j.Port == 0 {
+			j.Port = s.SSH.Port
+		}
+		if j.User == "" {
+			j.User = s.SSH.User
+		}
+		if j.KeyFile == "" {
+			j.KeyFile = s.SSH.KeyFile
+		}
+		if j.Agent == nil && s.SSH.Agent != nil {
+			a := *s.SSH.Agent
+			j.Agent = &a
+		}
+		if j.Name == "" {
+			j.Name = name
+		}
+	}
+	if s.SSH.Bastion != nil {
+		jumpDefaults(s.SSH.Bastion, "bastion")
+	}
 	for i := range s.Centers {
 		if j := s.Centers[i].JumpHost; j != nil {
-			if j.Port == 0 {
-				j.Port = s.SSH.Port
-			}
-			if j.User == "" {
-				j.User = s.SSH.User
-			}
-			if j.KeyFile == "" {
-				j.KeyFile = s.SSH.KeyFile
-			}
-			if j.Name == "" {
-				j.Name = s.Centers[i].Name + "-jump"
-			}
+			jumpDefaults(j, s.Centers[i].Name+"-jump")
 		}
 	}
 	for i := range s.Racks {

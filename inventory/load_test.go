@@ -177,3 +177,34 @@ func TestSelect(t *testing.T) {
 		}
 	}
 }
+
+func TestSSHKnownHostsBastionAndSharedJump(t *testing.T) {
+	doc := strings.Replace(minimal, "spec:\n", "spec:\n  ssh:\n    knownHosts: /etc/ssh/ssh_known_hosts\n    agent: true\n    bastion: {address: 198.18.2.1, user: ops}\n", 1)
+	c, _, err := inventory.Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Spec.SSH.KnownHosts) != 1 || c.Spec.SSH.KnownHosts[0] != "/etc/ssh/ssh_known_hosts" {
+		t.Fatalf("scalar knownHosts: %v", c.Spec.SSH.KnownHosts)
+	}
+	b := c.Spec.SSH.Bastion
+	if b == nil || b.Port != 22 || b.Name != "bastion" || b.Agent == nil || !*b.Agent {
+		t.Fatalf("bastion defaults: %+v", b)
+	}
+	doc = strings.Replace(minimal, "spec:\n", "spec:\n  ssh:\n    knownHosts: [a, b]\n", 1)
+	if c, _, err = inventory.Parse([]byte(doc)); err != nil || len(c.Spec.SSH.KnownHosts) != 2 {
+		t.Fatalf("list knownHosts: %v %v", c.Spec.SSH.KnownHosts, err)
+	}
+
+	// One site bastion may serve both centers of a site.
+	c = base()
+	c.Spec.Centers[1].JumpHost.Address = c.Spec.Centers[0].JumpHost.Address
+	if res := c.Validate(nil); !res.OK() {
+		t.Fatalf("shared jump host refused: %v", res.Err())
+	}
+	c.Spec.Centers[1].JumpHost.Port = 2222
+	res := c.Validate(nil)
+	if res.OK() || res.Errors[0].Path != "spec.centers[1].jumpHost.address" {
+		t.Fatalf("shared jump host with another port: %v", res.Err())
+	}
+}

@@ -6,6 +6,12 @@
 // The package is pure: besides reading the inventory file it does no I/O.
 package inventory
 
+import (
+	"fmt"
+
+	"gopkg.in/yaml.v3"
+)
+
 // APIVersion and Kind identify the only schema this package reads.
 const (
 	APIVersion = "tricenter.io/v1alpha1"
@@ -81,6 +87,9 @@ type JumpHost struct {
 	Port    int    `yaml:"port,omitempty" json:"port,omitempty"`
 	User    string `yaml:"user,omitempty" json:"user,omitempty"`
 	KeyFile string `yaml:"keyFile,omitempty" json:"keyFile,omitempty"`
+	// Agent uses ssh-agent (SSH_AUTH_SOCK) for this hop (default:
+	// spec.ssh.agent).
+	Agent *bool `yaml:"agent,omitempty" json:"agent,omitempty"`
 	// HostKey pins the bastion's host key: an SSH fingerprint
 	// ("SHA256:…") or an authorized_keys style public key line.
 	HostKey string `yaml:"hostKey,omitempty" json:"hostKey,omitempty"`
@@ -170,9 +179,31 @@ type SSHDefault struct {
 	User       string `yaml:"user,omitempty" json:"user,omitempty"`
 	KeyFile    string `yaml:"keyFile,omitempty" json:"keyFile,omitempty"`
 	Agent      *bool  `yaml:"agent,omitempty" json:"agent,omitempty"`
-	KnownHosts string `yaml:"knownHosts,omitempty" json:"knownHosts,omitempty"`
+	// KnownHosts lists known_hosts files (one path or a list); they may hold
+	// @cert-authority lines for SSH host certificates.
+	KnownHosts StringList `yaml:"knownHosts,omitempty" json:"knownHosts,omitempty"`
+	// Bastion is a first hop for every connection, in front of the
+	// centers' jump hosts (or alone for centers without one).
+	Bastion *JumpHost `yaml:"bastion,omitempty" json:"bastion,omitempty"`
 	// HostKeyPolicy is "strict" (default) or "accept-new".
 	HostKeyPolicy string `yaml:"hostKeyPolicy,omitempty" json:"hostKeyPolicy,omitempty"`
+}
+
+// StringList reads either one string or a list of strings.
+type StringList []string
+
+// UnmarshalYAML accepts a scalar or a sequence.
+func (l *StringList) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		*l = StringList{n.Value}
+		return nil
+	}
+	var xs []string
+	if err := n.Decode(&xs); err != nil {
+		return fmt.Errorf("line %d: expected a path or a list of paths", n.Line)
+	}
+	*l = xs
+	return nil
 }
 
 // BMC is a server's baseboard management controller (IPMI 2.0 over LAN).

@@ -234,6 +234,10 @@ func (v *validator) sites() map[string]*Site {
 func (v *validator) centers(sites map[string]*Site) map[string]*Center {
 	centers := map[string]*Center{}
 	roles := map[CenterRole]string{}
+	jumps := map[netip.Addr]*JumpHost{}
+	if b := v.c.Spec.SSH.Bastion; b != nil {
+		v.jumpHost("spec.ssh.bastion", b, jumps)
+	}
 	if len(v.c.Spec.Centers) == 0 {
 		v.r.errorf("spec.centers", "no centers: define production, local-dr and remote-dr")
 	}
@@ -259,10 +263,7 @@ func (v *validator) centers(sites map[string]*Site) map[string]*Center {
 			v.r.errorf(path+".role", "role %q is unknown: use production, local-dr or remote-dr", ctr.Role)
 		}
 		if j := ctr.JumpHost; j != nil {
-			jp := path + ".jumpHost"
-			v.hostAddr(jp+".address", "jump host", j.Address)
-			v.port(jp+".port", j.Port)
-			v.hostKey(jp+".hostKey", j.HostKey)
+			v.jumpHost(path+".jumpHost", j, jumps)
 		}
 	}
 	for i := range v.c.Spec.Centers {
@@ -288,6 +289,25 @@ func (v *validator) centers(sites map[string]*Site) map[string]*Center {
 		v.r.errorf(pathOfCenter(v.c, rdr)+".site", "the remote-dr center must be in another site than production (%s): otherwise a site loss takes everything", prod.Site)
 	}
 	return centers
+}
+
+// jumpHost checks a bastion. Several centers may share one (a site
+// bastion) when address, port and user agree.
+func (v *validator) jumpHost(path string, j *JumpHost, seen map[netip.Addr]*JumpHost) {
+	if a, err := netip.ParseAddr(j.Address); err == nil {
+		if prev, ok := seen[a]; ok {
+			if prev.Port != j.Port || prev.User != j.User {
+				v.r.errorf(path+".address", "jump host %s is also used with another port or user: give both the same port and user, or use another address", a)
+			}
+		} else {
+			v.hostAddr(path+".address", "jump host", j.Address)
+			seen[a] = j
+		}
+	} else {
+		v.hostAddr(path+".address", "jump host", j.Address)
+	}
+	v.port(path+".port", j.Port)
+	v.hostKey(path+".hostKey", j.HostKey)
 }
 
 func centerByRole(c *Cluster, r CenterRole) *Center {

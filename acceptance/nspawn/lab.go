@@ -68,8 +68,8 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 	if cfg.KeyFile == "" {
 		cfg.KeyFile = c.Spec.SSH.KeyFile
 	}
-	if cfg.KnownHosts == "" {
-		cfg.KnownHosts = c.Spec.SSH.KnownHosts
+	if cfg.KnownHosts == "" && len(c.Spec.SSH.KnownHosts) > 0 {
+		cfg.KnownHosts = c.Spec.SSH.KnownHosts[0]
 	}
 	if cfg.KeyFile == "" || cfg.KnownHosts == "" {
 		return nil, errors.New("lab inventory: set spec.ssh.keyFile and spec.ssh.knownHosts: the lab writes its key and the machines' host keys there")

@@ -43,13 +43,14 @@ func EndpointFor(c *inventory.Cluster, h inventory.Host, bastion *ssh.Endpoint) 
 	ep := ssh.Endpoint{Name: h.Name, Address: h.SSH.Address, Port: h.SSH.Port, User: h.SSH.User,
 		KeyFile: h.SSH.KeyFile, Agent: agent(h.SSH.Agent), HostKey: h.SSH.HostKey}
 	var jump *ssh.Endpoint
+	if bastion == nil && c != nil && c.Spec.SSH.Bastion != nil {
+		b := c.Spec.SSH.Bastion
+		bastion = &ssh.Endpoint{Name: b.Name, Address: b.Address, Port: b.Port, User: b.User, KeyFile: b.KeyFile,
+			Agent: agent(b.Agent), HostKey: b.HostKey}
+	}
 	if j := h.JumpHost(); j != nil {
-		useAgent := false
-		if c != nil {
-			useAgent = agent(c.Spec.SSH.Agent)
-		}
 		jump = &ssh.Endpoint{Name: j.Name, Address: j.Address, Port: j.Port, User: j.User, KeyFile: j.KeyFile,
-			Agent: useAgent, HostKey: j.HostKey, Jump: bastion}
+			Agent: agent(j.Agent), HostKey: j.HostKey, Jump: bastion}
 	} else if bastion != nil && h.SSH.JumpHost != inventory.JumpNone {
 		jump = bastion
 	}

@@ -180,9 +180,7 @@ func (m *Manager) init() error {
 		o := m.SSH
 		o.Logger = m.Logger
 		if m.Cluster != nil {
-			if kh := m.Cluster.Spec.SSH.KnownHosts; kh != "" {
-				o.KnownHosts = append([]string{kh}, o.KnownHosts...)
-			}
+			o.KnownHosts = append(append([]string(nil), m.Cluster.Spec.SSH.KnownHosts...), o.KnownHosts...)
 			if o.HostKeyPolicy == "" {
 				p, err := ssh.ParseHostKeyPolicy(m.Cluster.Spec.SSH.HostKeyPolicy)
 				if err != nil {

@@ -46,7 +46,7 @@ func (l *Lab) cluster(o ClusterOptions) *inventory.Cluster {
 	sites := []string{"site-a", "site-a", "site-b"}
 	s.SSH = inventory.SSHDefault{User: o.User, KeyFile: l.ClientKey}
 	if !o.PinHostKeys {
-		s.SSH.KnownHosts = l.KnownHosts
+		s.SSH.KnownHosts = inventory.StringList{l.KnownHosts}
 	}
 	for k := range 3 {
 		ctr := inventory.Center{Name: names[k], Site: sites[k], Role: roles[k]}
