@@ -175,10 +175,10 @@ type SSH struct {
 
 // SSHDefault holds SSH settings shared by every server and jump host.
 type SSHDefault struct {
-	Port       int    `yaml:"port,omitempty" json:"port,omitempty"`
-	User       string `yaml:"user,omitempty" json:"user,omitempty"`
-	KeyFile    string `yaml:"keyFile,omitempty" json:"keyFile,omitempty"`
-	Agent      *bool  `yaml:"agent,omitempty" json:"agent,omitempty"`
+	Port    int    `yaml:"port,omitempty" json:"port,omitempty"`
+	User    string `yaml:"user,omitempty" json:"user,omitempty"`
+	KeyFile string `yaml:"keyFile,omitempty" json:"keyFile,omitempty"`
+	Agent   *bool  `yaml:"agent,omitempty" json:"agent,omitempty"`
 	// KnownHosts lists known_hosts files (one path or a list); they may hold
 	// @cert-authority lines for SSH host certificates.
 	KnownHosts StringList `yaml:"knownHosts,omitempty" json:"knownHosts,omitempty"`

@@ -3,9 +3,9 @@ package phase
 import (
 	"testing"
 
+	"github.com/tricenter/terraform-provider-tricenter/installer/ssh"
 	"github.com/tricenter/terraform-provider-tricenter/internal/invgen"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
-	"github.com/tricenter/terraform-provider-tricenter/installer/ssh"
 )
 
 func TestEndpointForChainsBastionJumpAndHost(t *testing.T) {
