@@ -19,7 +19,6 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/bgp/install"
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
 	"github.com/tricenter/terraform-provider-tricenter/installer/progress"
-	"github.com/tricenter/terraform-provider-tricenter/installer/state"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
@@ -38,31 +37,15 @@ and check the running agents.`,
 	return cmd
 }
 
-// addStateDirFlag registers --state-dir: where the last apply recorded
-// its allocations (pod CIDRs, etcd members), read but never created here.
-func addStateDirFlag(cmd *cobra.Command, dir *string) {
-	cmd.Flags().StringVar(dir, "state-dir", state.DefaultDir(), "state directory of the last apply (its pod CIDRs and members are kept); env "+state.EnvDir)
-}
-
 // loadBGPPlan validates the inventory, runs IPAM (keeping what the last
 // apply recorded) and derives the BGP plan.
 func loadBGPPlan(g *globals, file, stateDir string, vips []string) (*inventory.Cluster, *bgp.Plan, error) {
-	c, err := loadInventory(file, g.stderr)
+	c, plan, err := loadPlan(file, stateDir, g.stderr)
 	if err != nil {
 		return nil, nil, err
 	}
-	var prior *inventory.Prior
-	if stateDir != "" {
-		d := &state.Dir{Path: filepath.Join(stateDir, c.Metadata.Name)}
-		if prior, err = d.Prior(); err != nil {
-			return nil, nil, fmt.Errorf("reading the last apply's state: %w", err)
-		}
-	}
-	ip, err := inventory.AllocateIPs(c, prior)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", file, err)
-	}
-	opts := bgp.Options{Prior: prior}
+	ip := plan.IPs()
+	opts := bgp.Options{Placement: plan.Placement()}
 	for _, v := range vips {
 		a, err := netip.ParseAddr(v)
 		if err != nil {

@@ -3,7 +3,11 @@ package main
 import (
 	"fmt"
 	"io"
+	"path/filepath"
 
+	"github.com/spf13/cobra"
+
+	"github.com/tricenter/terraform-provider-tricenter/installer/state"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
@@ -22,4 +26,35 @@ func loadInventory(path string, w io.Writer) (*inventory.Cluster, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return c, nil
+}
+
+// loadPlan reads an inventory and what the last apply recorded under
+// stateDir (nothing when empty or on a first run), validates it and derives
+// the plan: placement and IPAM keep earlier allocations. Warnings go to w.
+func loadPlan(path, stateDir string, w io.Writer) (*inventory.Cluster, *inventory.Plan, error) {
+	c, lines, err := inventory.Load(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	var prior *inventory.Prior
+	if stateDir != "" && c.Metadata.Name != "" {
+		d := &state.Dir{Path: filepath.Join(stateDir, c.Metadata.Name)}
+		if prior, err = d.Prior(); err != nil {
+			return nil, nil, fmt.Errorf("reading the last apply's allocations from %s: %w", d.Path, err)
+		}
+	}
+	p, err := inventory.BuildPlan(c, lines, prior)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	for _, pr := range p.Warnings {
+		fmt.Fprintln(w, "Warning:", pr)
+	}
+	return c, p, nil
+}
+
+// addStateDirFlag registers --state-dir: where the last apply recorded
+// its allocations (pod CIDRs, etcd members), read but never created here.
+func addStateDirFlag(cmd *cobra.Command, dir *string) {
+	cmd.Flags().StringVar(dir, "state-dir", state.DefaultDir(), "state directory of the last apply (its pod CIDRs and members are kept); env "+state.EnvDir)
 }

@@ -13,7 +13,7 @@ import (
 )
 
 func newPlanCmd(g *globals) *cobra.Command {
-	var file, output string
+	var file, output, stateDir string
 	cmd := &cobra.Command{
 		Use:   "plan -f FILE",
 		Short: "Show placement, IPAM and the failure-domain report for an inventory",
@@ -25,7 +25,10 @@ site and rack, whether etcd keeps quorum when it is lost.
 
 The JSON output (-o json) is a stable contract for scripts: etcd.members[]
 (name, site, center, rack, address), etcd.failureDomains[] (kind, name,
-lost, remaining, quorumKept), centers[].racks[].servers[] and ipam.`,
+lost, remaining, quorumKept), centers[].racks[].servers[] and ipam.
+
+When the state directory holds a previous apply of this cluster, its pod
+CIDRs and etcd members are kept: the plan shows what the next apply does.`,
 		Example: `  tricenter plan -f examples/inventory/three-center.yaml
   tricenter plan -f cluster.yaml -o json | jq '.etcd.failureDomains[] | select(.kind=="center")'`,
 		Args: cobra.NoArgs,
@@ -33,25 +36,19 @@ lost, remaining, quorumKept), centers[].racks[].servers[] and ipam.`,
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			c, lines, err := inventory.Load(file)
+			_, p, err := loadPlan(file, stateDir, g.stderr)
 			if err != nil {
 				return &exitError{code: 1, err: err}
 			}
-			p, err := inventory.BuildPlan(c, lines, nil)
-			if err != nil {
-				return &exitError{code: 1, err: fmt.Errorf("%s: %w", file, err)}
-			}
 			if output == "json" {
 				return writeJSON(g, p)
-			}
-			for _, w := range p.Warnings {
-				fmt.Fprintln(g.stderr, "Warning:", w)
 			}
 			return renderPlan(g.stdout, p)
 		},
 	}
 	addInventoryFlag(cmd, &file)
 	addOutputFlag(cmd, &output)
+	addStateDirFlag(cmd, &stateDir)
 	return cmd
 }
 

@@ -58,12 +58,12 @@ func golden(t *testing.T, name, got string) {
 func TestPlanGolden(t *testing.T) {
 	for _, name := range []string{"three-center", "lab"} {
 		file := "../../examples/inventory/" + name + ".yaml"
-		out, errs, code := runCLI(t, "plan", "-f", file)
+		out, errs, code := runCLI(t, "plan", "-f", file, "--state-dir=")
 		if code != 0 {
 			t.Fatalf("plan %s: exit %d: %s", name, code, errs)
 		}
 		golden(t, "plan-"+name+".txt", out)
-		out, errs, code = runCLI(t, "plan", "-f", file, "-o", "json")
+		out, errs, code = runCLI(t, "plan", "-f", file, "-o", "json", "--state-dir=")
 		if code != 0 {
 			t.Fatalf("plan -o json %s: exit %d: %s", name, code, errs)
 		}
@@ -74,7 +74,7 @@ func TestPlanGolden(t *testing.T) {
 // TestPlanJSONContract checks the fields scripts rely on, and that losing
 // any one center keeps quorum in the three-center example.
 func TestPlanJSONContract(t *testing.T) {
-	out, errs, code := runCLI(t, "plan", "-f", "../../examples/inventory/three-center.yaml", "-o", "json")
+	out, errs, code := runCLI(t, "plan", "-f", "../../examples/inventory/three-center.yaml", "-o", "json", "--state-dir=")
 	if code != 0 {
 		t.Fatal(errs)
 	}
@@ -172,5 +172,25 @@ func TestValidateCommand(t *testing.T) {
 	}
 	if _, errs, code := runCLI(t, "validate", "-f", "../../examples/inventory/lab.yaml", "-o", "yaml"); code == 0 || !strings.Contains(errs, "--output") {
 		t.Fatalf("bad -o accepted: %s", errs)
+	}
+}
+
+// TestPlanKeepsStateAllocations: what the last apply recorded in the state
+// directory wins over a fresh allocation.
+func TestPlanKeepsStateAllocations(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "prod-east"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	prior := `{"podCIDRs": {"dc1-r01-s02": "10.128.200.0/24"}, "etcdMembers": ["dc1-r01-s01", "dc1-r02-s01", "dc2-r01-s01", "dc2-r02-s01", "dc3-r01-s01"]}`
+	if err := os.WriteFile(filepath.Join(dir, "prod-east", "prior.json"), []byte(prior), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errs, code := runCLI(t, "plan", "-f", "../../examples/inventory/three-center.yaml", "-o", "json", "--state-dir", dir)
+	if code != 0 {
+		t.Fatal(errs)
+	}
+	if !strings.Contains(out, `"podCIDR": "10.128.200.0/24"`) {
+		t.Fatal("the recorded pod CIDR of dc1-r01-s02 was not kept")
 	}
 }
