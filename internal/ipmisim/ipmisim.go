@@ -37,6 +37,9 @@ const DefaultPort = 623
 
 // Available reports why ipmi_sim BMCs cannot run here, or nil.
 func Available() error {
+	if os.Geteuid() != 0 {
+		return errors.New("ipmi_sim BMCs listen on UDP port 623, which needs root")
+	}
 	for _, b := range []string{"ipmi_sim", "sdrcomp"} {
 		if _, err := exec.LookPath(b); err != nil {
 			return fmt.Errorf("%s is not installed: run make deps (Debian package openipmi)", b)
