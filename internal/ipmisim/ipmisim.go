@@ -12,7 +12,8 @@
 // at virsh or machinectl so that power on starts a VM or a container.
 //
 // Several BMCs can share UDP port 623 on different loopback addresses
-// (127.0.1.N, 127.0.2.N). ipmi_sim speaks RMCP+ with cipher suite 3 only.
+// (127.0.1.N, 127.0.2.N) or lab addresses (198.18.0.0/15). ipmi_sim speaks
+// RMCP+ with cipher suite 3 only.
 package ipmisim
 
 import (
@@ -34,6 +35,10 @@ import (
 
 // DefaultPort is the IPMI-over-LAN port.
 const DefaultPort = 623
+
+// labRange is where lab addresses come from; BMCs listen there or on
+// loopback, nowhere else.
+var labRange = netip.MustParsePrefix("198.18.0.0/15")
 
 // Available reports why ipmi_sim BMCs cannot run here, or nil.
 func Available() error {
@@ -86,7 +91,8 @@ func (p Power) withDefaults() Power {
 type Config struct {
 	// Name identifies the instance (letters, digits, '-', '_').
 	Name string
-	// Address is a loopback address such as 127.0.1.7.
+	// Address is a loopback address such as 127.0.1.7 (tests), or a lab
+	// address in 198.18.0.0/15 that is configured on an interface.
 	Address netip.Addr
 	Port    int // DefaultPort when zero
 	// User and Password are the administrator account. The password is
@@ -137,8 +143,8 @@ func (c *Config) validate() error {
 			return fmt.Errorf("ipmisim: name %q: use letters, digits, '-' and '_'", c.Name)
 		}
 	}
-	if !c.Address.IsValid() || !c.Address.IsLoopback() {
-		return fmt.Errorf("ipmisim %s: address %v must be a loopback address (127.0.1.N or 127.0.2.N)", c.Name, c.Address)
+	if !c.Address.IsValid() || !(c.Address.IsLoopback() || labRange.Contains(c.Address)) {
+		return fmt.Errorf("ipmisim %s: address %v must be a loopback address (127.0.1.N, 127.0.2.N) or a lab address in %s", c.Name, c.Address, labRange)
 	}
 	if c.User == "" || len(c.User) > 16 {
 		return fmt.Errorf("ipmisim %s: user must be 1 to 16 bytes", c.Name)

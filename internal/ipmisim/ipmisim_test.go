@@ -169,7 +169,7 @@ func TestAddressTaken(t *testing.T) {
 	}
 	for _, bad := range []Config{
 		{Name: "x y", Address: addr, User: "a", Dir: dir},
-		{Name: "x", Address: netip.MustParseAddr("198.18.0.1"), User: "a", Dir: dir},
+		{Name: "x", Address: netip.MustParseAddr("10.1.2.3"), User: "a", Dir: dir},
 		{Name: "x", Address: addr, User: "a", Password: `p"w`, Dir: dir},
 		{Name: "x", Address: addr, User: "a", Dir: dir, Sensors: []Sensor{{Number: 0, Name: "n", Kind: Fan}}},
 	} {
