@@ -117,7 +117,7 @@ func (c *Client) openSession(ctx context.Context, suite int) (*client.Client, er
 	}
 	conn.WithCipherSuiteID(types.CipherSuiteID(suite)).
 		WithTimeout(c.opts.ExchangeTimeout).
-		WithRetry(c.opts.ExchangeRetries).
+		WithRetry(max(c.opts.ExchangeRetries, 0)).
 		WithMaxPrivilegeLevel(types.PrivilegeLevelAdministrator)
 	fail := func(step string, err error) (*client.Client, error) {
 		cctx, cancel := context.WithCancel(context.Background())

@@ -15,6 +15,9 @@ import (
 // it when done.
 type Pool struct {
 	opts Options
+	// sem bounds the BMCs talked to at once across every Run of the pool
+	// (Terraform runs resources concurrently in one process).
+	sem chan struct{}
 
 	mu      sync.Mutex
 	clients map[string]*Client
@@ -22,7 +25,8 @@ type Pool struct {
 
 // NewPool returns an empty pool; opts apply to every client.
 func NewPool(opts Options) *Pool {
-	return &Pool{opts: opts.withDefaults(), clients: map[string]*Client{}}
+	opts = opts.withDefaults()
+	return &Pool{opts: opts, sem: make(chan struct{}, opts.Concurrency), clients: map[string]*Client{}}
 }
 
 // Options are the pool's options, defaults applied.
@@ -142,8 +146,9 @@ func (p *Pool) RunHosts(ctx context.Context, hosts []inventory.Host, req Request
 	return out
 }
 
-// Run runs req on every target, at most Options.Concurrency at a time, and
-// returns one result per target in the same order.
+// Run runs req on every target and returns one result per target in the
+// same order. At most Options.Concurrency BMCs are busy at once, counting
+// every Run in progress on the pool.
 func (p *Pool) Run(ctx context.Context, targets []Target, req Request) []Result {
 	ts := make([]*Target, len(targets))
 	for i := range targets {
@@ -155,7 +160,6 @@ func (p *Pool) Run(ctx context.Context, targets []Target, req Request) []Result 
 }
 
 func (p *Pool) run(ctx context.Context, targets []*Target, req Request, out []Result) {
-	sem := make(chan struct{}, p.opts.Concurrency)
 	var wg sync.WaitGroup
 	for i, t := range targets {
 		if t == nil {
@@ -165,13 +169,13 @@ func (p *Pool) run(ctx context.Context, targets []*Target, req Request, out []Re
 		go func() {
 			defer wg.Done()
 			select {
-			case sem <- struct{}{}:
+			case p.sem <- struct{}{}:
 			case <-ctx.Done():
 				err := fmt.Errorf("%s on %s: not started: %w", req.Op, t, ctx.Err())
 				out[i] = Result{Server: t.Server, BMC: t.Addr(), Err: err, Error: err.Error()}
 				return
 			}
-			defer func() { <-sem }()
+			defer func() { <-p.sem }()
 			out[i] = p.runOne(ctx, *t, req)
 		}()
 	}

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -208,5 +211,58 @@ func TestFleetCancel(t *testing.T) {
 	}
 	if len(res) != 5 {
 		t.Fatalf("%d results", len(res))
+	}
+}
+
+// TestPoolConcurrencyIsFleetWide: two Runs at once on one pool share its
+// concurrency limit. Each command to a silent peer takes one exchange
+// timeout, so with a limit of 1 the four commands of two concurrent runs
+// take four timeouts, not two.
+func TestPoolConcurrencyIsFleetWide(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the silent peers listen on UDP port 623, which needs root")
+	}
+	addr, _ := ipmisim.LoopbackAddr(234)
+	var ts []Target
+	for _, port := range []int{623, 624, 625, 626} {
+		pc, err := net.ListenPacket("udp", net.JoinHostPort(addr.String(), strconv.Itoa(port)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pc.Close() })
+		go func() {
+			buf := make([]byte, 1500)
+			for {
+				if _, _, err := pc.ReadFrom(buf); err != nil {
+					return
+				}
+			}
+		}()
+		ts = append(ts, Target{Server: fmt.Sprintf("mute%d", port), Address: addr.String(), Port: port, User: "u", Password: "p", CipherSuites: []int{3}})
+	}
+	opts := fastOptions(nil)
+	opts.Concurrency, opts.ExchangeTimeout, opts.ExchangeRetries, opts.RetryBudget = 1, 200*time.Millisecond, -1, -1
+	p := NewPool(opts)
+	one := time.Now()
+	if r := p.Run(context.Background(), ts[:1], Request{Op: OpStatus}); !errors.Is(r[0].Err, ErrTimeout) {
+		t.Fatalf("%v, want ErrTimeout", r[0].Err)
+	}
+	single := time.Since(one)
+	t.Logf("one command: %s", single)
+	var wg sync.WaitGroup
+	var r1, r2 []Result
+	start := time.Now()
+	wg.Add(2)
+	go func() { defer wg.Done(); r1 = p.Run(context.Background(), ts[:2], Request{Op: OpStatus}) }()
+	go func() { defer wg.Done(); r2 = p.Run(context.Background(), ts[2:], Request{Op: OpStatus}) }()
+	wg.Wait()
+	d := time.Since(start)
+	for _, r := range append(r1, r2...) {
+		if !errors.Is(r.Err, ErrTimeout) {
+			t.Errorf("%s: %v, want ErrTimeout", r.Server, r.Err)
+		}
+	}
+	if d < 3*single {
+		t.Errorf("4 commands at concurrency 1 took %s, one takes %s: the limit is not shared between runs", d, single)
 	}
 }

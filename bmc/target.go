@@ -151,13 +151,14 @@ const (
 type Options struct {
 	// MinInterval is the least time between two commands to one BMC
 	// (Ironic uses 5 s for ipmitool, where every command is a new
-	// session; here a command reuses the session).
+	// session; here a command reuses the session). Negative: none.
 	MinInterval time.Duration
 	// RetryBudget bounds the retries of one command after timeouts and
 	// "busy / insufficient resources" answers, with exponential backoff.
+	// Negative: no retries.
 	RetryBudget time.Duration
 	// ExchangeTimeout is the wait for one UDP answer; ExchangeRetries
-	// the resends before an exchange counts as timed out.
+	// the resends before an exchange counts as timed out (negative: none).
 	ExchangeTimeout time.Duration
 	ExchangeRetries int
 	// Concurrency is the number of BMCs a fleet operation talks to at
@@ -173,12 +174,11 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// withDefaults fills the zero fields. It is idempotent: negative values
+// (meaning "none") are kept and clamped where they are used.
 func (o Options) withDefaults() Options {
 	if o.MinInterval == 0 {
 		o.MinInterval = DefaultMinInterval
-	}
-	if o.MinInterval < 0 {
-		o.MinInterval = 0
 	}
 	if o.RetryBudget == 0 {
 		o.RetryBudget = DefaultRetryBudget
@@ -188,9 +188,6 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ExchangeRetries == 0 {
 		o.ExchangeRetries = DefaultExchangeRetries
-	}
-	if o.ExchangeRetries < 0 {
-		o.ExchangeRetries = 0
 	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = DefaultConcurrency

@@ -63,3 +63,17 @@ func TestTargetFromHost(t *testing.T) {
 		t.Errorf("21-byte password: %v", err)
 	}
 }
+
+// TestOptionsDefaultsIdempotent: a pool applies the defaults, then each
+// client again; "none" (negative) must survive both.
+func TestOptionsDefaultsIdempotent(t *testing.T) {
+	o := Options{MinInterval: -1, RetryBudget: -1, ExchangeRetries: -1}
+	twice := o.withDefaults().withDefaults()
+	if twice.MinInterval > 0 || twice.RetryBudget > 0 || twice.ExchangeRetries > 0 {
+		t.Errorf("none became a default: %+v", twice)
+	}
+	z := Options{}.withDefaults().withDefaults()
+	if z.MinInterval != DefaultMinInterval || z.RetryBudget != DefaultRetryBudget || z.ExchangeRetries != DefaultExchangeRetries || z.Concurrency != DefaultConcurrency {
+		t.Errorf("defaults: %+v", z)
+	}
+}
