@@ -233,6 +233,9 @@ func (c *Client) paceLocked(ctx context.Context) error {
 	}
 	select {
 	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("%w: the deadline passed while waiting out the minimum interval between commands", ErrTimeout)
+		}
 		return ctx.Err()
 	case <-time.After(wait):
 		return nil
