@@ -40,7 +40,7 @@ and check the running agents.`,
 // loadBGPPlan validates the inventory, runs IPAM (keeping what the last
 // apply recorded) and derives the BGP plan.
 func loadBGPPlan(g *globals, file, stateDir string, vips []string) (*inventory.Cluster, *bgp.Plan, error) {
-	c, plan, err := loadPlan(file, stateDir, g.stderr)
+	c, plan, _, err := loadPlan(file, stateDir, g.stderr)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -54,7 +54,10 @@ func loadEtcdEnv(g *globals, f *engineFlags, createPKI bool) (*etcdEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := loadInventory(f.file, g.stderr)
+	// Placement keeps the members the last apply recorded; an inventory
+	// that cannot survive a center loss fails here, before any host is
+	// touched (a degraded placement it accepts was warned about).
+	c, plan, prior, err := loadPlan(f.file, f.stateDir, g.stderr)
 	if err != nil {
 		return nil, err
 	}
@@ -62,18 +65,7 @@ func loadEtcdEnv(g *globals, f *engineFlags, createPKI bool) (*etcdEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	prior, err := st.Prior()
-	if err != nil {
-		return nil, err
-	}
-	p, err := inventory.Place(c, prior)
-	if err != nil {
-		return nil, fmt.Errorf("refusing the inventory before touching any host: %w", err)
-	}
-	if p.Etcd.Degraded {
-		fmt.Fprintf(g.stderr, "Warning: degraded etcd placement accepted (%s): losing one center can stop etcd\n",
-			c.Spec.Etcd.AllowDegradedPlacement.Reason)
-	}
+	p := plan.Placement()
 	e := &etcdEnv{g: g, f: f, log: log, cluster: c, state: st, prior: prior, placement: p}
 	store := st.PKI()
 	if !createPKI {

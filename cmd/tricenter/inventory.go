@@ -31,26 +31,27 @@ func loadInventory(path string, w io.Writer) (*inventory.Cluster, error) {
 // loadPlan reads an inventory and what the last apply recorded under
 // stateDir (nothing when empty or on a first run), validates it and derives
 // the plan: placement and IPAM keep earlier allocations. Warnings go to w.
-func loadPlan(path, stateDir string, w io.Writer) (*inventory.Cluster, *inventory.Plan, error) {
+// The prior it read is returned too (nil on a first run).
+func loadPlan(path, stateDir string, w io.Writer) (*inventory.Cluster, *inventory.Plan, *inventory.Prior, error) {
 	c, lines, err := inventory.Load(path)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var prior *inventory.Prior
 	if stateDir != "" && c.Metadata.Name != "" {
 		d := &state.Dir{Path: filepath.Join(stateDir, c.Metadata.Name)}
 		if prior, err = d.Prior(); err != nil {
-			return nil, nil, fmt.Errorf("reading the last apply's allocations from %s: %w", d.Path, err)
+			return nil, nil, nil, fmt.Errorf("reading the last apply's allocations from %s: %w", d.Path, err)
 		}
 	}
 	p, err := inventory.BuildPlan(c, lines, prior)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", path, err)
+		return nil, nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
 	for _, pr := range p.Warnings {
 		fmt.Fprintln(w, "Warning:", pr)
 	}
-	return c, p, nil
+	return c, p, prior, nil
 }
 
 // addStateDirFlag registers --state-dir: where the last apply recorded

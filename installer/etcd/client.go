@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -255,14 +256,58 @@ func (c *Client) Promote(ctx context.Context, id uint64) error {
 	return nil
 }
 
-// Remove removes a member from the cluster.
+// RemoveRetry bounds how long Remove waits for etcd to accept a removal
+// it refused as unsafe for now.
+const RemoveRetry = 30 * time.Second
+
+// Remove removes a member from the cluster. etcd refuses a removal
+// ("unhealthy cluster") while too few of the remaining members have been
+// connected for its health interval (5 s) — a member that just came back
+// from an outage does not count yet. Remove waits and retries that refusal
+// for up to RemoveRetry. When the request went to the member being removed,
+// it stops itself as the removal commits and the answer is lost ("server
+// stopped"): Remove then checks the member list, and a member that is gone
+// is removed.
 func (c *Client) Remove(ctx context.Context, id uint64) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if _, err := c.cli.MemberRemove(ctx, id); err != nil {
-		return fmt.Errorf("removing member %x: %w", id, err)
+	deadline := time.Now().Add(RemoveRetry)
+	backoff := 250 * time.Millisecond
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := c.cli.MemberRemove(rctx, id)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if gone, lerr := c.memberGone(ctx, id); lerr == nil && gone {
+			return nil
+		}
+		retry := errors.Is(err, rpctypes.ErrUnhealthy) || errors.Is(err, rpctypes.ErrStopped)
+		if !retry || time.Now().Add(backoff).After(deadline) {
+			return fmt.Errorf("removing member %x: %w", id, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("removing member %x: %w (etcd refused earlier: %v)", id, ctx.Err(), err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
 	}
-	return nil
+}
+
+// memberGone reports whether id is no longer in the member list.
+func (c *Client) memberGone(ctx context.Context, id uint64) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	r, err := c.cli.MemberList(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, m := range r.Members {
+		if m.ID == id {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // healthOf asks every member with a client URL for its status, in
