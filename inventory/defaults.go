@@ -28,6 +28,11 @@ const (
 // AES-CBC-128).
 var DefaultCipherSuites = []int{17, 3}
 
+// SupportedCipherSuites are the RMCP+ cipher suites with authentication,
+// integrity and AES-CBC-128 confidentiality: 3 (SHA1), 8 (MD5), 12 (MD5
+// integrity) and 17 (SHA256).
+var SupportedCipherSuites = []int{17, 3, 8, 12}
+
 // SetDefaults fills every optional field that has a default. It is
 // idempotent and never overrides a value that was set.
 func (c *Cluster) SetDefaults() {

@@ -584,14 +584,23 @@ func (v *validator) server(path string, s *Server, subnet netip.Prefix, subnetOK
 			v.r.errorf(bp+".user", "BMC user is empty")
 		}
 		v.secret(bp+".password", "BMC password", b.Password, true)
+		if len(b.User) > 16 {
+			v.r.errorf(bp+".user", "BMC user %q is longer than 16 bytes, the IPMI limit", b.User)
+		}
+		seenSuite := map[int]bool{}
 		for k, cs := range b.CipherSuites {
 			cp := fmt.Sprintf("%s.cipherSuites[%d]", bp, k)
 			switch {
 			case cs == 0:
 				v.r.errorf(cp, "cipher suite 0 has no authentication and is refused: use 17 or 3")
-			case cs < 0 || cs > 17:
-				v.r.errorf(cp, "cipher suite %d does not exist: IPMI 2.0 defines 1-17 (use 17, then 3)", cs)
+			case cs < 0 || cs > 19:
+				v.r.errorf(cp, "cipher suite %d does not exist: IPMI 2.0 defines 0-19 (use 17, then 3)", cs)
+			case !contains(SupportedCipherSuites, cs):
+				v.r.errorf(cp, "cipher suite %d lacks integrity or AES confidentiality (or uses RC4): use one of 17, 3, 8 or 12", cs)
+			case seenSuite[cs]:
+				v.r.errorf(cp, "cipher suite %d is listed twice", cs)
 			}
+			seenSuite[cs] = true
 		}
 	}
 	if s.PodCIDR != "" {

@@ -124,6 +124,9 @@ func TestValidateRules(t *testing.T) {
 		// Secrets, SSH, BMC
 		{"BMC without password ref", func(c *inventory.Cluster) { srv(c, 0, 0).BMC.Password = inventory.SecretRef{} }, "spec.racks[0].servers[0].bmc.password", "env: VAR or file: PATH"},
 		{"BMC cipher suite 0", func(c *inventory.Cluster) { srv(c, 0, 0).BMC.CipherSuites = []int{0} }, "spec.racks[0].servers[0].bmc.cipherSuites[0]", "no authentication"},
+		{"BMC cipher suite without integrity", func(c *inventory.Cluster) { srv(c, 0, 0).BMC.CipherSuites = []int{17, 2} }, "spec.racks[0].servers[0].bmc.cipherSuites[1]", "lacks integrity"},
+		{"BMC RC4 suite", func(c *inventory.Cluster) { srv(c, 0, 0).BMC.CipherSuites = []int{19} }, "spec.racks[0].servers[0].bmc.cipherSuites[0]", "RC4"},
+		{"BMC user too long", func(c *inventory.Cluster) { srv(c, 0, 0).BMC.User = "administrator-0123" }, "spec.racks[0].servers[0].bmc.user", "16 bytes"},
 		{"duplicate BMC endpoint", func(c *inventory.Cluster) {
 			srv(c, 0, 1).BMC.Address = "10.101.0.99"
 			srv(c, 0, 2).BMC.Address = "10.101.0.99"
