@@ -41,11 +41,16 @@ func main() {
 	commands := flag.Int("commands", 5, "commands run on every host after the upload")
 	skipAnsible := flag.Bool("skip-ansible", false, "leave Ansible out")
 	serve := flag.Bool("serve", false, "start a lab behind a jump host, write its inventory, wait for Ctrl-C")
+	sharedRoot := flag.Bool("shared-root", false, "keep this machine's /root (and its shell rc files) as every host's root home")
+	stepsMode := flag.Bool("steps", false, "time each building block of an upload (one at a time on all hosts) instead")
 	flag.Parse()
 	var err error
-	if *serve {
+	switch {
+	case *serve:
 		err = serveLab(*hosts)
-	} else {
+	case *stepsMode:
+		err = steps(*hosts, *sizeMiB, *commands, *sharedRoot)
+	default:
 		err = bench(*hosts, *sizeMiB, *commands, *skipAnsible)
 	}
 	if err != nil {
@@ -308,4 +313,21 @@ func loadavg() string {
 		return "?"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// freshRoots gives every lab host a root home of its own, as on a freshly
+// installed Debian host (/usr/share/base-files' .bashrc and .profile),
+// instead of this machine's /root: bash sources ~/.bashrc for every
+// command sshd runs, so whatever a developer's rc does would be paid on
+// every session of every host.
+func freshRoots(l *sshtest.Lab) error {
+	script := "mount -t tmpfs -o size=16m,mode=0700 tricenter-lab /root && " +
+		"cp /usr/share/base-files/dot.bashrc /root/.bashrc && cp /usr/share/base-files/dot.profile /root/.profile"
+	for _, h := range l.Hosts {
+		out, err := exec.Command("nsenter", "-t", fmt.Sprint(h.Pid()), "-m", "sh", "-c", script).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("giving %s its own /root: %v: %s", h.Name, err, out)
+		}
+	}
+	return nil
 }
