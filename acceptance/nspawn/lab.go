@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
+
 	"github.com/tricenter/terraform-provider-tricenter/internal/labnet"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
@@ -214,7 +216,7 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 		l.order = append(l.order, h.Name)
 	}
 	sort.Strings(known)
-	if err := writeFile(cfg.KnownHosts, []byte(strings.Join(known, "\n")+"\n"), 0o644); err != nil {
+	if err := fsutil.WriteFileAtomic(cfg.KnownHosts, []byte(strings.Join(known, "\n")+"\n"), 0o644); err != nil {
 		return nil, err
 	}
 	var wg sync.WaitGroup
@@ -425,17 +427,6 @@ func ensureClientKey(ctx context.Context, path string) error {
 		return fmt.Errorf("ssh-keygen %s: %w: %s", path, err, out)
 	}
 	return nil
-}
-
-func writeFile(path string, data []byte, perm os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, perm); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // waitTCP polls addr until it accepts a connection or ctx ends.

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
+
 	"github.com/tricenter/terraform-provider-tricenter/bgp"
 	"github.com/tricenter/terraform-provider-tricenter/internal/labnet"
 )
@@ -63,7 +65,7 @@ func (a *Agent) WriteConfig(cfg *bgp.Config) error {
 	if err != nil {
 		return err
 	}
-	return bgp.WriteFileAtomic(a.ConfigPath, data, 0o600)
+	return fsutil.WriteFileAtomic(a.ConfigPath, data, 0o600)
 }
 
 // Reload rewrites the configuration and sends SIGHUP.

@@ -13,6 +13,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
+
 	"github.com/spf13/cobra"
 
 	"github.com/tricenter/terraform-provider-tricenter/bgp"
@@ -69,7 +71,7 @@ func writeOut(g *globals, path string, data []byte, perm os.FileMode) error {
 		_, err := g.stdout.Write(data)
 		return err
 	}
-	return bgp.WriteFileAtomic(path, data, perm)
+	return fsutil.WriteFileAtomic(path, data, perm)
 }
 
 func newBGPShowCmd(g *globals) *cobra.Command {

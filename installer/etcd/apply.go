@@ -16,6 +16,7 @@ import (
 
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
 	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
+	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
@@ -529,7 +530,7 @@ func (r *run) localSum(path string) (string, error) {
 	if s, ok := r.sums[path]; ok {
 		return s, nil
 	}
-	s, err := fileSum(path)
+	s, err := fsutil.FileSHA256(path)
 	if err == nil {
 		r.sums[path] = s
 	}

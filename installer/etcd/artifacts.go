@@ -14,7 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
+	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
 )
 
 // ManifestName is the sha256 manifest of an artifact directory or mirror
@@ -63,7 +63,7 @@ func (a Artifacts) Resolve(ctx context.Context, names ...string) (map[string]str
 		if !ok {
 			return nil, fmt.Errorf("artifact %s is not listed in %s: run make artifacts", n, filepath.Join(dir, ManifestName))
 		}
-		got, err := fileSum(p)
+		got, err := fsutil.FileSHA256(p)
 		if err != nil {
 			return nil, fmt.Errorf("artifact %s: %w", n, err)
 		}
@@ -105,7 +105,7 @@ func (a Artifacts) fetch(ctx context.Context, names []string) error {
 	}
 	for _, n := range names {
 		p := filepath.Join(a.CacheDir, n)
-		if s, err := fileSum(p); err == nil && s == sums[n] {
+		if s, err := fsutil.FileSHA256(p); err == nil && s == sums[n] {
 			continue
 		}
 		b, err := get(n)
@@ -116,11 +116,11 @@ func (a Artifacts) fetch(ctx context.Context, names []string) error {
 		if hex.EncodeToString(h[:]) != sums[n] {
 			return fmt.Errorf("%w: %s from the mirror", ErrChecksum, n)
 		}
-		if err := pki.WriteFileAtomic(p, b, 0o755); err != nil {
+		if err := fsutil.WriteFileAtomic(p, b, 0o755); err != nil {
 			return err
 		}
 	}
-	return pki.WriteFileAtomic(filepath.Join(a.CacheDir, ManifestName), m, 0o644)
+	return fsutil.WriteFileAtomic(filepath.Join(a.CacheDir, ManifestName), m, 0o644)
 }
 
 func readManifest(path string) (map[string]string, error) {
@@ -149,17 +149,4 @@ func parseManifest(b []byte) (map[string]string, error) {
 		out[strings.TrimPrefix(f[1], "*")] = f[0]
 	}
 	return out, sc.Err()
-}
-
-func fileSum(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
@@ -138,7 +139,7 @@ func TestArtifactsChecksum(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "etcd"), []byte("binary"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	sum, _ := fileSum(filepath.Join(dir, "etcd"))
+	sum, _ := fsutil.FileSHA256(filepath.Join(dir, "etcd"))
 	if err := os.WriteFile(filepath.Join(dir, ManifestName), []byte(sum+"  etcd\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,6 @@
 package pki
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -32,6 +31,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
 )
 
 // Validity periods. Rotation is a later concern; expiry is reported by
@@ -284,10 +285,10 @@ func newKeyPair(der []byte, key *ecdsa.PrivateKey) (*KeyPair, error) {
 
 // Save writes the certificate (0644) and key (0600) atomically.
 func (kp *KeyPair) Save(certPath, keyPath string) error {
-	if err := WriteFileAtomic(keyPath, kp.KeyPEM, 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(keyPath, kp.KeyPEM, 0o600); err != nil {
 		return err
 	}
-	return WriteFileAtomic(certPath, kp.CertPEM, 0o644)
+	return fsutil.WriteFileAtomic(certPath, kp.CertPEM, 0o644)
 }
 
 // LoadKeyPair reads a PEM certificate and key; ErrNotFound when either is
@@ -412,49 +413,4 @@ func (s *Store) Expiries() ([]Expiry, error) {
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].NotAfter.Before(out[j].NotAfter) })
 	return out, err
-}
-
-// WriteFileAtomic writes data to path through a temporary file in the same
-// directory, fsyncs it and renames it into place, then fsyncs the
-// directory. Parent directories are created 0700.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	if cur, err := os.ReadFile(path); err == nil && bytes.Equal(cur, data) {
-		if st, err := os.Stat(path); err == nil && st.Mode().Perm() == perm {
-			return nil
-		}
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"regexp"
 
+	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
+
 	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
@@ -91,7 +93,7 @@ func (d *Dir) SavePrior(p *inventory.Prior) error {
 	if err != nil {
 		return err
 	}
-	return pki.WriteFileAtomic(d.priorPath(), append(b, '\n'), 0o600)
+	return fsutil.WriteFileAtomic(d.priorPath(), append(b, '\n'), 0o600)
 }
 
 // RecordEtcd updates the recorded etcd members, keeping the rest.
