@@ -4,9 +4,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/tricenter/terraform-provider-tricenter/internal/logging"
 )
 
 // globals are the flags every command shares; they live in a struct passed
@@ -18,18 +19,7 @@ type globals struct {
 }
 
 func (g *globals) logger() (*slog.Logger, error) {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", g.logLevel)
-	}
-	opts := &slog.HandlerOptions{Level: lvl}
-	switch strings.ToLower(g.logFormat) {
-	case "text":
-		return slog.New(slog.NewTextHandler(g.stderr, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(g.stderr, opts)), nil
-	}
-	return nil, fmt.Errorf("--log-format %q: use text or json", g.logFormat)
+	return logging.New(g.stderr, g.logFormat, g.logLevel)
 }
 
 func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
