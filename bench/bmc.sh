@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# BMC benchmark: one power-status sweep of 200 ipmi_sim BMCs (127.0.2.1-200,
-# all on UDP port 623) by `tricenter bmc status`, by a sequential
+# BMC benchmark: one power-status sweep of 200 ipmi_sim BMCs (lab addresses
+# 198.18.52.1-200 on an interface of their own, deleted at the end; all on
+# UDP port 623) by `tricenter bmc status`, by a sequential
 # `ipmitool -I lanplus -C 3` loop and by `xargs -P16 ipmitool`, side by side.
 # Goals: tricenter >= 20x the loop and >= 2x xargs.
 #
@@ -9,7 +10,8 @@
 # forks a shell for every status query; on this 2-core machine those forks
 # compete with the clients for the CPU.
 #
-# Needs root (port 623), openipmi and ipmitool (make deps). Extra arguments
+# Needs root (port 623, the interface), openipmi, ipmitool and iproute2
+# (make deps). Extra arguments
 # go to bench/bmc (-n BMCS, -runs N).
 set -euo pipefail
 cd "$(dirname "$0")/.."

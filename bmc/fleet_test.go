@@ -19,7 +19,7 @@ import (
 
 // fleetInventory describes the BMCs as an inventory: five racks over three
 // centers, ten servers each, plus extra servers whose BMC entries are
-// broken in the ways listed in extra.
+// broken in the ways listed in extra. It must pass validation.
 func fleetInventory(t *testing.T, bmcs []*ipmisim.BMC, extra string) *inventory.Cluster {
 	t.Helper()
 	dir := t.TempDir()
@@ -34,12 +34,13 @@ spec:
     - {name: dc2, site: a, role: local-dr}
     - {name: dc3, site: b, role: remote-dr}
   ssh: {keyFile: /dev/null}
-  network: {podCIDR: 198.19.128.0/17, serviceCIDR: 198.19.64.0/18}
+  network: {podCIDR: 198.19.128.0/17, serviceCIDR: 198.19.64.0/18, loadBalancerPool: [198.19.32.0/24]}
   racks:
 `)
 	centers := []string{"dc1", "dc1", "dc2", "dc2", "dc3"}
 	for r := 0; r < 5; r++ {
-		fmt.Fprintf(&b, "    - name: rack%d\n      center: %s\n      subnet: 198.18.%d.0/24\n      tor: {name: tor%d}\n      servers:\n", r, centers[r], 200+r, r)
+		fmt.Fprintf(&b, "    - name: rack%d\n      center: %s\n      subnet: 198.18.%d.0/24\n      tor: {name: tor%d, asn: %d, address: 198.18.%d.1}\n      servers:\n",
+			r, centers[r], 200+r, r, 65100+r, 200+r)
 		for s := 0; s < 10; s++ {
 			i := r*10 + s
 			if i >= len(bmcs) {
@@ -59,9 +60,14 @@ spec:
 		}
 	}
 	b.WriteString(extra)
-	c, _, err := inventory.Parse([]byte(b.String()))
+	c, lines, err := inventory.Parse([]byte(b.String()))
 	if err != nil {
 		t.Fatalf("%v\n%s", err, b.String())
+	}
+	// The BMCs are described as any inventory must describe them: the
+	// lab addresses pass validation.
+	if err := c.Validate(lines).Err(); err != nil {
+		t.Fatalf("%v\n--- inventory:\n%s", err, b.String())
 	}
 	return c
 }
@@ -75,18 +81,24 @@ func TestFleet50(t *testing.T) {
 		idxs[i] = i
 	}
 	bmcs := startSims(t, idxs, nil)
-	ghost, _ := ipmisim.LoopbackAddr(232)
+	// wrong-pw: a BMC of its own (one BMC endpoint per server), asked
+	// with the wrong password.
+	wrongPW := startSim(t, 50, nil)
+	// ghost: a configured address where no BMC listens; no-secret's BMC
+	// is never contacted (its password cannot be resolved).
+	extra := labAddrs(t, 232, 235)
+	ghost, noSecret := extra[0], extra[1]
 	t.Setenv("TRICENTER_TEST_WRONG_PW", "wrong")
 	c := fleetInventory(t, bmcs, fmt.Sprintf(`    - name: broken
       center: dc3
       subnet: 198.18.210.0/24
-      tor: {name: torx}
+      tor: {name: torx, asn: 65110, address: 198.18.210.1}
       servers:
         - {name: wrong-pw, roles: [worker], ssh: {address: 198.18.210.10}, bmc: {address: %s, user: admin, password: {env: TRICENTER_TEST_WRONG_PW}}}
         - {name: ghost, roles: [worker], ssh: {address: 198.18.210.11}, bmc: {address: %s, user: admin, password: {env: TRICENTER_TEST_WRONG_PW}}}
         - {name: no-bmc, roles: [worker], ssh: {address: 198.18.210.12}}
-        - {name: no-secret, roles: [worker], ssh: {address: 198.18.210.13}, bmc: {address: 198.18.211.1, user: admin, password: {env: TRICENTER_TEST_UNSET}}}
-`, bmcs[0].Address(), ghost))
+        - {name: no-secret, roles: [worker], ssh: {address: 198.18.210.13}, bmc: {address: %s, user: admin, password: {env: TRICENTER_TEST_UNSET}}}
+`, wrongPW.Address(), ghost, noSecret))
 	opts := fastOptions(nil)
 	opts.Concurrency = 16
 	pool := NewPool(opts)
@@ -194,7 +206,7 @@ func TestFleet50(t *testing.T) {
 // TestFleetCancel: a cancelled context stops a fleet run with a result per
 // server saying so.
 func TestFleetCancel(t *testing.T) {
-	ghost, _ := ipmisim.LoopbackAddr(233)
+	ghost := labAddrs(t, 233)[0]
 	var ts []Target
 	for i := 0; i < 5; i++ {
 		ts = append(ts, Target{Server: fmt.Sprintf("s%d", i), Address: ghost.String(), Port: 700 + i, User: "u", Password: "p", CipherSuites: []int{3}})
@@ -219,10 +231,7 @@ func TestFleetCancel(t *testing.T) {
 // timeout, so with a limit of 1 the four commands of two concurrent runs
 // take four timeouts, not two.
 func TestPoolConcurrencyIsFleetWide(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("the silent peers listen on UDP port 623, which needs root")
-	}
-	addr, _ := ipmisim.LoopbackAddr(234)
+	addr := labAddrs(t, 234)[0]
 	var ts []Target
 	for _, port := range []int{623, 624, 625, 626} {
 		pc, err := net.ListenPacket("udp", net.JoinHostPort(addr.String(), strconv.Itoa(port)))

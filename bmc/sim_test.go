@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os/exec"
 	"strings"
 	"sync"
@@ -14,11 +15,31 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/internal/ipmisim"
 )
 
-// Address indices (ipmisim.LoopbackAddr) of the BMC tests, so packages
-// can run at the same time: 0-49 the fleet, 100-119 single-BMC tests,
-// 230-235 peers that never answer or do not exist (all in this package);
-// 240-241 internal/ipmisim; 480-489 cmd/tricenter; 254-453 the benchmark
-// (bench/bmc.sh, run on its own).
+// Address indices (ipmisim.LabAddr) of the BMC tests, all in this
+// package's block 0-253 (198.18.48.0/24; the other packages have their
+// own, see internal/ipmisim): 0-50 the fleet, 100-119 single-BMC tests,
+// 230-235 peers that never answer or do not exist. Every test configures
+// the addresses it uses with labAddrs (or startSims), on an interface of
+// its own that its cleanup deletes.
+
+// labAddrs configures the lab addresses of the indices for the test; it
+// skips the test when that needs root.
+func labAddrs(t *testing.T, idxs ...int) []netip.Addr {
+	t.Helper()
+	if err := ipmisim.LabAvailable(); err != nil {
+		t.Skip(err)
+	}
+	addrs, closeFn, err := ipmisim.LabAddrs(context.Background(), idxs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := closeFn(); err != nil {
+			t.Error(err)
+		}
+	})
+	return addrs
+}
 
 func needSim(t *testing.T) {
 	t.Helper()
@@ -55,12 +76,10 @@ func startSims(t *testing.T, idxs []int, mutate func(i int, c *ipmisim.Config)) 
 	t.Helper()
 	needSim(t)
 	dir := t.TempDir()
+	addrs := labAddrs(t, idxs...)
 	cfgs := make([]ipmisim.Config, len(idxs))
 	for i, idx := range idxs {
-		addr, err := ipmisim.LoopbackAddr(idx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		addr := addrs[i]
 		name := fmt.Sprintf("srv%03d", idx)
 		cfgs[i] = ipmisim.Config{
 			Name: name, Address: addr, User: "admin", Password: "pw-" + name, Dir: dir,

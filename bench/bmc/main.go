@@ -1,6 +1,9 @@
 // Command bmc is the BMC power-status sweep benchmark (bench/bmc.sh): it
-// starts N ipmi_sim BMCs on 127.0.2.1..N (sharing UDP port 623), describes
-// them in an inventory, and times one power-status sweep of all of them by
+// starts N ipmi_sim BMCs on the lab addresses 198.18.52.1..N (sharing UDP
+// port 623; ipmisim.LabAddr indices 1016 on, the benchmark's block, put on
+// an interface of their own that is deleted at the end), describes them in
+// an inventory that passes validation, and times one power-status sweep of
+// all of them by
 //
 //   - tricenter bmc status (one process, pooled RMCP+ sessions, bounded
 //     concurrency),
@@ -32,8 +35,12 @@ import (
 // reference, never a command line.
 const benchPassword = "bench-pw"
 
+// labFirst is the first ipmisim.LabAddr index of the benchmark's block
+// (198.18.52.0/24), apart from the test packages' blocks.
+const labFirst = 4 * 254
+
 func main() {
-	n := flag.Int("n", 200, "number of BMCs (at most 254)")
+	n := flag.Int("n", 200, "number of BMCs (3 to 254)")
 	runs := flag.Int("runs", 3, "sweeps per method; the best is reported")
 	work := flag.String("work", ".cache/bench/bmc", "work directory")
 	tricenter := flag.String("tricenter", "bin/tricenter", "tricenter binary")
@@ -52,8 +59,8 @@ type sweep struct {
 }
 
 func run(n, runs int, work, tricenter string, hook bool) error {
-	if n < 1 || n > 254 {
-		return fmt.Errorf("-n %d: use 1 to 254", n)
+	if n < 3 || n > 254 {
+		return fmt.Errorf("-n %d: use 3 to 254 (an etcd member in each center)", n)
 	}
 	if err := ipmisim.Available(); err != nil {
 		return err
@@ -71,13 +78,22 @@ func run(n, runs int, work, tricenter string, hook bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 
+	idxs := make([]int, n)
+	for i := range idxs {
+		idxs[i] = labFirst + i
+	}
+	addrs, closeAddrs, err := ipmisim.LabAddrs(ctx, idxs...)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := closeAddrs(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench bmc:", err)
+		}
+	}()
 	cfgs := make([]ipmisim.Config, n)
 	hosts := make([]string, n)
-	for i := range cfgs {
-		addr, err := ipmisim.LoopbackAddr(254 + i) // 127.0.2.1 ...
-		if err != nil {
-			return err
-		}
+	for i, addr := range addrs {
 		cfgs[i] = ipmisim.Config{
 			Name: fmt.Sprintf("b%03d", i), Address: addr, User: "admin", Password: benchPassword,
 			Dir: filepath.Join(work, "bmcs"), NoHook: !hook, PoweredOn: i%2 == 0,
@@ -214,8 +230,9 @@ func countText(out []byte) (int, int, error) {
 	return on, total, nil
 }
 
-// inventory describes the BMCs: one rack per 40 servers, spread over the
-// three centers.
+// inventory describes the BMCs: racks of at most 40 servers, at least
+// three, spread over the three centers; the first server of the first
+// rack of each center is an etcd member, so that the inventory is valid.
 func inventory(hosts []string) string {
 	var b strings.Builder
 	b.WriteString(`apiVersion: tricenter.io/v1alpha1
@@ -232,9 +249,11 @@ spec:
   racks:
 `)
 	centers := []string{"dc1", "dc2", "dc3"}
+	nracks := max(3, (len(hosts)+39)/40)
+	size := (len(hosts) + nracks - 1) / nracks
 	racks := map[int][]int{}
 	for i := range hosts {
-		racks[i/40] = append(racks[i/40], i)
+		racks[i/size] = append(racks[i/size], i)
 	}
 	keys := make([]int, 0, len(racks))
 	for k := range racks {
@@ -246,11 +265,11 @@ spec:
 			r, centers[r%3], 220+r, r, 65200+r, 220+r)
 		for _, i := range racks[r] {
 			role := "worker"
-			if i%40 == 0 {
+			if r < 3 && i%size == 0 {
 				role = "etcd"
 			}
 			fmt.Fprintf(&b, "        - {name: b%03d, roles: [%s], ssh: {address: 198.18.%d.%d}, bmc: {address: %s, user: admin, password: {env: TRICENTER_BENCH_BMC_PW}, cipherSuites: [17, 3]}}\n",
-				i, role, 220+r, 10+i%40, hosts[i])
+				i, role, 220+r, 10+i%size, hosts[i])
 		}
 	}
 	return b.String()

@@ -14,8 +14,10 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/internal/ipmisim"
 )
 
-// bmcLab starts three ipmi_sim BMCs (address indices 480-482: 127.0.2.227
-// to .229) and writes an inventory describing them, one per center. s2
+// bmcLab starts three ipmi_sim BMCs on lab addresses (ipmisim.LabAddr
+// indices 508-510 of this package's block 508-761: 198.18.50.1 to .3, on
+// an interface the test's cleanup deletes) and writes an inventory
+// describing them, one per center, that passes validation. s2
 // uses cipher suites [3]; s1 and s3 the default [17, 3]. The password of s1
 // and s2 comes from $TRICENTER_TEST_BMC_PW, s3's from a file.
 func bmcLab(t *testing.T) (string, []*ipmisim.BMC) {
@@ -26,11 +28,19 @@ func bmcLab(t *testing.T) (string, []*ipmisim.BMC) {
 	if _, err := exec.LookPath("ipmitool"); err != nil {
 		t.Skip("ipmitool is not installed: run make deps (Debian package ipmitool)")
 	}
+	addrs, closeAddrs, err := ipmisim.LabAddrs(context.Background(), 508, 509, 510)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := closeAddrs(); err != nil {
+			t.Error(err)
+		}
+	})
 	dir := t.TempDir()
 	const pw = "cli-s3cret"
 	var cfgs []ipmisim.Config
-	for i := 0; i < 3; i++ {
-		addr, _ := ipmisim.LoopbackAddr(480 + i)
+	for i, addr := range addrs {
 		name := fmt.Sprintf("s%d", i+1)
 		cfgs = append(cfgs, ipmisim.Config{Name: name, Address: addr, User: "admin", Password: pw, Dir: dir,
 			Sensors: ipmisim.DefaultSensors(),
@@ -110,6 +120,9 @@ func TestBMCCommands(t *testing.T) {
 	}
 	if strings.Contains(out+errOut, "cli-s3cret") {
 		t.Error("the password was printed")
+	}
+	if strings.Contains(errOut, "Warning") {
+		t.Errorf("the lab inventory got warnings:\n%s", errOut)
 	}
 
 	// Power on one center, then check with ipmitool and the hook.
@@ -198,6 +211,18 @@ func TestBMCCommandErrors(t *testing.T) {
 	}
 	if !strings.Contains(errOut, "status failed on 1 of 3 servers") || strings.Contains(out+errOut, "wrong-password") {
 		t.Errorf("stderr:\n%s", errOut)
+	}
+	// A loopback BMC address is refused like by every other command.
+	doc, err := os.ReadFile(inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loop := filepath.Join(filepath.Dir(inv), "loopback.yaml")
+	if err := os.WriteFile(loop, []byte(strings.Replace(string(doc), "address: 198.18.50.1,", "address: 127.0.1.1,", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, errOut, code := runCLI(t, "bmc", "status", "-f", loop); code == 0 || !strings.Contains(errOut, "spec.racks[0].servers[0].bmc.address") || !strings.Contains(errOut, "loopback") {
+		t.Errorf("loopback BMC address: exit %d\n%s%s", code, out, errOut)
 	}
 	for _, args := range [][]string{
 		{"bmc", "status", "-f", inv, "--server", "nope"},

@@ -11,9 +11,20 @@
 // (Power): by default it keeps the power state in a file; the lab points it
 // at virsh or machinectl so that power on starts a VM or a container.
 //
-// Several BMCs can share UDP port 623 on different loopback addresses
-// (127.0.1.N, 127.0.2.N) or lab addresses (198.18.0.0/15). ipmi_sim speaks
-// RMCP+ with cipher suite 3 only.
+// Several BMCs share UDP port 623 on different lab addresses
+// (198.18.0.0/15). Tests and the benchmark take theirs from the BMC block
+// 198.18.48.0/20 (LabAddr) and make them exist with LabAddrs, which puts
+// them on an interface of their own: like any address the inventory
+// accepts for a BMC (loopback addresses are refused there), and delivered
+// locally. ipmi_sim speaks RMCP+ with cipher suite 3 only.
+//
+// Address indices (LabAddr), one /24 per package so that test packages
+// running at the same time never share an address:
+//
+//	0-253      198.18.48.0/24  bmc tests
+//	254-507    198.18.49.0/24  internal/ipmisim tests
+//	508-761    198.18.50.0/24  cmd/tricenter tests
+//	1016-1269  198.18.52.0/24  the benchmark (bench/bmc.sh)
 package ipmisim
 
 import (
@@ -36,14 +47,18 @@ import (
 // DefaultPort is the IPMI-over-LAN port.
 const DefaultPort = 623
 
-// labRange is where lab addresses come from; BMCs listen there or on
-// loopback, nowhere else.
+// labRange is where lab addresses come from; BMCs listen there, nowhere
+// else.
 var labRange = netip.MustParsePrefix("198.18.0.0/15")
 
-// Available reports why ipmi_sim BMCs cannot run here, or nil.
+// Available reports why ipmi_sim BMCs cannot run here, or nil. It includes
+// LabAvailable: the BMCs listen on lab addresses.
 func Available() error {
 	if os.Geteuid() != 0 {
 		return errors.New("ipmi_sim BMCs listen on UDP port 623, which needs root")
+	}
+	if err := LabAvailable(); err != nil {
+		return err
 	}
 	for _, b := range []string{"ipmi_sim", "sdrcomp"} {
 		if _, err := exec.LookPath(b); err != nil {
@@ -91,8 +106,8 @@ func (p Power) withDefaults() Power {
 type Config struct {
 	// Name identifies the instance (letters, digits, '-', '_').
 	Name string
-	// Address is a loopback address such as 127.0.1.7 (tests), or a lab
-	// address in 198.18.0.0/15 that is configured on an interface.
+	// Address is a lab address in 198.18.0.0/15 configured on an
+	// interface of this machine, such as one from LabAddrs.
 	Address netip.Addr
 	Port    int // DefaultPort when zero
 	// User and Password are the administrator account. The password is
@@ -143,8 +158,8 @@ func (c *Config) validate() error {
 			return fmt.Errorf("ipmisim: name %q: use letters, digits, '-' and '_'", c.Name)
 		}
 	}
-	if !c.Address.IsValid() || !(c.Address.IsLoopback() || labRange.Contains(c.Address)) {
-		return fmt.Errorf("ipmisim %s: address %v must be a loopback address (127.0.1.N, 127.0.2.N) or a lab address in %s", c.Name, c.Address, labRange)
+	if !c.Address.IsValid() || !labRange.Contains(c.Address) {
+		return fmt.Errorf("ipmisim %s: address %v must be a lab address in %s (ipmisim.LabAddrs configures them)", c.Name, c.Address, labRange)
 	}
 	if c.User == "" || len(c.User) > 16 {
 		return fmt.Errorf("ipmisim %s: user must be 1 to 16 bytes", c.Name)
@@ -194,6 +209,9 @@ func Start(ctx context.Context, cfg Config) (*BMC, error) {
 	// A leftover ipmi_sim on the address would answer the readiness ping
 	// while the new one fails to bind: refuse up front.
 	probe, err := net.ListenPacket("udp", net.JoinHostPort(cfg.Address.String(), strconv.Itoa(cfg.Port)))
+	if errors.Is(err, syscall.EADDRNOTAVAIL) {
+		return nil, fmt.Errorf("ipmisim %s: address %s is not configured on this machine (ipmisim.LabAddrs configures it): %w", cfg.Name, cfg.Address, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("ipmisim %s: %s:%d is taken (a leftover ipmi_sim?): %w", cfg.Name, cfg.Address, cfg.Port, err)
 	}
@@ -573,15 +591,6 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp, path)
-}
-
-// LoopbackAddr is the i-th BMC address of the bmc tests' block: 127.0.1.1
-// to 127.0.1.254, then 127.0.2.1 to 127.0.2.254 (i from 0 to 507).
-func LoopbackAddr(i int) (netip.Addr, error) {
-	if i < 0 || i >= 2*254 {
-		return netip.Addr{}, fmt.Errorf("ipmisim: BMC index %d is outside 0-507", i)
-	}
-	return netip.AddrFrom4([4]byte{127, 0, byte(1 + i/254), byte(1 + i%254)}), nil
 }
 
 // StartAll starts the BMCs, at most parallel at a time. If one fails, the

@@ -3,12 +3,15 @@ package ipmisim
 import (
 	"bytes"
 	"context"
+	"errors"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -32,15 +35,100 @@ func ipmitool(t *testing.T, b *BMC, _ string, args ...string) string {
 	return out
 }
 
-func TestLoopbackAddr(t *testing.T) {
-	for i, want := range map[int]string{0: "127.0.1.1", 253: "127.0.1.254", 254: "127.0.2.1", 507: "127.0.2.254"} {
-		a, err := LoopbackAddr(i)
+// labAddr configures the lab address of index idx for the test.
+func labAddr(t *testing.T, idx int) netip.Addr {
+	t.Helper()
+	addrs, closeFn, err := LabAddrs(context.Background(), idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := closeFn(); err != nil {
+			t.Error(err)
+		}
+	})
+	return addrs[0]
+}
+
+func TestLabAddr(t *testing.T) {
+	for i, want := range map[int]string{0: "198.18.48.1", 253: "198.18.48.254", 254: "198.18.49.1",
+		508: "198.18.50.1", 4063: "198.18.63.254"} {
+		a, err := LabAddr(i)
 		if err != nil || a.String() != want {
-			t.Errorf("LoopbackAddr(%d) = %v, %v; want %s", i, a, err, want)
+			t.Errorf("LabAddr(%d) = %v, %v; want %s", i, a, err, want)
+		}
+		if !LabBlock.Contains(a) {
+			t.Errorf("LabAddr(%d) = %v is outside %v", i, a, LabBlock)
 		}
 	}
-	if _, err := LoopbackAddr(508); err == nil {
-		t.Error("LoopbackAddr(508) did not fail")
+	for _, i := range []int{-1, 4064} {
+		if _, err := LabAddr(i); err == nil {
+			t.Errorf("LabAddr(%d) did not fail", i)
+		}
+	}
+}
+
+// TestLabAddrs: the addresses can be bound while the interface exists,
+// and are gone after close; an interface left by a dead process is
+// removed by the next call, one of a live process is kept.
+func TestLabAddrs(t *testing.T) {
+	if err := LabAvailable(); err != nil {
+		t.Skip(err)
+	}
+	ctx := context.Background()
+	addrs, closeFn, err := LabAddrs(ctx, 257, 258)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = closeFn() })
+	if len(addrs) != 2 || addrs[0].String() != "198.18.49.4" || addrs[1].String() != "198.18.49.5" {
+		t.Fatalf("addresses %v", addrs)
+	}
+	for _, a := range addrs {
+		pc, err := net.ListenPacket("udp", netip.AddrPortFrom(a, 0).String())
+		if err != nil {
+			t.Fatalf("binding %s: %v", a, err)
+		}
+		pc.Close()
+	}
+	if _, _, err := LabAddrs(ctx, 259, 259); err == nil {
+		t.Error("an index given twice was accepted")
+	}
+	if err := closeFn(); err != nil {
+		t.Fatal(err)
+	}
+	if err := closeFn(); err != nil {
+		t.Errorf("second close: %v", err)
+	}
+	if _, err := net.ListenPacket("udp", netip.AddrPortFrom(addrs[0], 0).String()); !errors.Is(err, syscall.EADDRNOTAVAIL) {
+		t.Errorf("binding %s after close: %v, want EADDRNOTAVAIL", addrs[0], err)
+	}
+
+	// Orphans: a process that has exited, and this (live) process.
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	orphan := "tcbmc" + strconv.FormatInt(int64(dead.Process.Pid), 36) + "-0000"
+	live := "tcbmc" + strconv.FormatInt(int64(os.Getpid()), 36) + "-0000"
+	for _, name := range []string{orphan, live} {
+		if out, err := exec.Command("ip", "link", "add", name, "type", "bridge").CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		t.Cleanup(func() { _ = exec.Command("ip", "link", "del", name).Run() })
+	}
+	_, closeFn2, err := LabAddrs(ctx, 259)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := closeFn2(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat("/sys/class/net/" + orphan); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the orphan interface %s is still there (%v)", orphan, err)
+	}
+	if _, err := os.Stat("/sys/class/net/" + live); err != nil {
+		t.Errorf("the interface %s of a live process was removed: %v", live, err)
 	}
 }
 
@@ -60,7 +148,7 @@ func TestSimAgainstIpmitool(t *testing.T) {
 	needSim(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	addr, _ := LoopbackAddr(240)
+	addr := labAddr(t, 254)
 	b, err := Start(ctx, Config{
 		Name: "selftest", Address: addr, User: "admin", Password: "pw-selftest", Dir: t.TempDir(),
 		FRU: &FRU{Manufacturer: "Tricenter Lab", Product: "TL-1000", PartNumber: "P-1000",
@@ -121,7 +209,7 @@ func TestPluggablePower(t *testing.T) {
 	needSim(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	addr, _ := LoopbackAddr(241)
+	addr := labAddr(t, 255)
 	b, err := Start(ctx, Config{
 		Name: "plug", Address: addr, User: "admin", Password: "pw", Dir: t.TempDir(),
 		Power: Power{
@@ -155,7 +243,7 @@ func TestPluggablePower(t *testing.T) {
 // error instead of being mistaken for the first one.
 func TestAddressTaken(t *testing.T) {
 	needSim(t)
-	addr, _ := LoopbackAddr(241)
+	addr := labAddr(t, 256)
 	dir := t.TempDir()
 	ctx := context.Background()
 	b, err := Start(ctx, Config{Name: "first", Address: addr, User: "admin", Password: "pw", Dir: dir})
@@ -170,11 +258,18 @@ func TestAddressTaken(t *testing.T) {
 	for _, bad := range []Config{
 		{Name: "x y", Address: addr, User: "a", Dir: dir},
 		{Name: "x", Address: netip.MustParseAddr("10.1.2.3"), User: "a", Dir: dir},
+		{Name: "x", Address: netip.MustParseAddr("127.0.1.1"), User: "a", Dir: dir},
 		{Name: "x", Address: addr, User: "a", Password: `p"w`, Dir: dir},
 		{Name: "x", Address: addr, User: "a", Dir: dir, Sensors: []Sensor{{Number: 0, Name: "n", Kind: Fan}}},
 	} {
 		if _, err := Start(ctx, bad); err == nil {
 			t.Errorf("%+v was accepted", bad)
 		}
+	}
+	// A lab address nobody configured.
+	notHere, _ := LabAddr(300)
+	_, err = Start(ctx, Config{Name: "nowhere", Address: notHere, User: "admin", Password: "pw", Dir: dir})
+	if err == nil || !strings.Contains(err.Error(), "not configured on this machine") {
+		t.Errorf("unconfigured address: %v, want 'not configured on this machine'", err)
 	}
 }
