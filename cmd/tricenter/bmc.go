@@ -97,7 +97,7 @@ func runBMC(ctx context.Context, g *globals, f *bmcFlags, op bmc.Operation) erro
 	if err != nil {
 		return err
 	}
-	c, err := loadBMCInventory(f.file, g.stderr)
+	c, err := loadInventory(f.file, g.stderr)
 	if err != nil {
 		return err
 	}
@@ -153,40 +153,6 @@ func runBMC(ctx context.Context, g *globals, f *bmcFlags, op bmc.Operation) erro
 		return &exitError{code: 1, err: fmt.Errorf("%s failed on %d of %d servers", op, failed, len(res))}
 	}
 	return nil
-}
-
-// loadBMCInventory is loadInventory, except that a loopback BMC address
-// (ipmi_sim BMCs of the lab and the tests, 127.0.1.N) is a warning rather
-// than an error for the bmc commands.
-func loadBMCInventory(path string, w io.Writer) (*inventory.Cluster, error) {
-	c, lines, err := inventory.Load(path)
-	if err != nil {
-		return nil, err
-	}
-	res := c.Validate(lines)
-	kept := res.Errors[:0]
-	var loopback []inventory.Problem
-	for _, p := range res.Errors {
-		if strings.HasSuffix(p.Path, ".bmc.address") && strings.Contains(p.Message, "loopback") {
-			loopback = append(loopback, p)
-			continue
-		}
-		kept = append(kept, p)
-	}
-	res.Errors = kept
-	for _, p := range res.Warnings {
-		fmt.Fprintln(w, "Warning:", p)
-	}
-	switch n := len(loopback); {
-	case n == 1:
-		fmt.Fprintf(w, "Warning: %s (accepted by the bmc commands for simulated BMCs)\n", loopback[0])
-	case n > 1:
-		fmt.Fprintf(w, "Warning: %d BMC addresses are loopback addresses, the first %s: accepted by the bmc commands for simulated BMCs\n", n, loopback[0].Path)
-	}
-	if err := res.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return c, nil
 }
 
 func writeBMCTable(w io.Writer, op bmc.Operation, res []bmc.Result) {
