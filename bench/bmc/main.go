@@ -245,7 +245,7 @@ spec:
     - {name: dc2, site: site-a, role: local-dr, rttMs: {dc1: 1, dc3: 21}}
     - {name: dc3, site: site-b, role: remote-dr, rttMs: {dc1: 20, dc2: 21}}
   ssh: {user: root, keyFile: /dev/null}
-  network: {podCIDR: 198.19.128.0/17, serviceCIDR: 198.19.64.0/18, loadBalancerPool: [198.19.32.0/24]}
+  network: {podCIDR: 198.19.128.0/17, podMaskSize: 26, serviceCIDR: 198.19.64.0/18, loadBalancerPool: [198.19.32.0/24]}
   racks:
 `)
 	centers := []string{"dc1", "dc2", "dc3"}
