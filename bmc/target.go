@@ -45,11 +45,10 @@ func (t Target) Addr() string {
 }
 
 // AllowedCipherSuites are the RMCP+ cipher suites this package will use:
-// those that authenticate, protect integrity and encrypt with AES-128
-// (3: SHA1, 8: MD5, 12: MD5-128 integrity, 17: SHA256). Suite 0 (no
-// authentication) and the suites without integrity or encryption, or with
-// RC4, are refused.
-var AllowedCipherSuites = []int{17, 3, 8, 12}
+// those that authenticate, protect integrity and encrypt with AES-128 (the
+// inventory's list). Suite 0 (no authentication) and the suites without
+// integrity or encryption, or with RC4, are refused.
+var AllowedCipherSuites = inventory.SupportedCipherSuites
 
 // checkCipherSuites validates a cipher suite list; path is the field path
 // used in messages.
