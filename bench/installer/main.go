@@ -51,7 +51,7 @@ func main() {
 	case *stepsMode:
 		err = steps(*hosts, *sizeMiB, *commands, *sharedRoot)
 	default:
-		err = bench(*hosts, *sizeMiB, *commands, *skipAnsible)
+		err = bench(*hosts, *sizeMiB, *commands, *skipAnsible, *sharedRoot)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)
@@ -94,7 +94,7 @@ func cpuNow() time.Duration {
 	return tv(self.Utime) + tv(self.Stime) + tv(kids.Utime) + tv(kids.Stime)
 }
 
-func bench(n, sizeMiB, commands int, skipAnsible bool) error {
+func bench(n, sizeMiB, commands int, skipAnsible, sharedRoot bool) error {
 	ctx := context.Background()
 	start := time.Now()
 	l, err := sshtest.Start(ctx, sshtest.Options{Block: block, Hosts: n, TmpfsSize: fmt.Sprintf("%dm", sizeMiB*3+64)})
@@ -102,6 +102,11 @@ func bench(n, sizeMiB, commands int, skipAnsible bool) error {
 		return err
 	}
 	defer l.Close()
+	if !sharedRoot {
+		if err := freshRoots(l); err != nil {
+			return err
+		}
+	}
 	fmt.Printf("lab: %d sshd hosts up in %s\n", n, time.Since(start).Round(time.Millisecond))
 	work, err := os.MkdirTemp("", "tricenter-bench-")
 	if err != nil {
@@ -127,7 +132,12 @@ func bench(n, sizeMiB, commands int, skipAnsible bool) error {
 	if !skipAnsible {
 		results = append(results, timed("ansible", func() error { return ansible(l, work, artifact, cmds) }))
 	}
-	fmt.Printf("\npush %d MiB + run %d commands on %d hosts (%d cores, load average %s, real sshd per host)\n\n", sizeMiB, commands, n, runtime.NumCPU(), loadavg())
+	home := "own root home per host, as installed"
+	if sharedRoot {
+		home = "root home shared with this machine"
+	}
+	fmt.Printf("\npush %d MiB + run %d commands on %d hosts (%d cores, load average %s, real sshd per host, %s)\n\n",
+		sizeMiB, commands, n, runtime.NumCPU(), loadavg(), home)
 	fmt.Printf("%-30s %10s %14s %14s %14s\n", "contender", "time", "vs tricenter", "vs raw floor", "client CPU")
 	for _, r := range results {
 		if r.err != nil {

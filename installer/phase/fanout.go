@@ -61,9 +61,18 @@ func (m *Manager) Each(ctx context.Context, hosts []*Host, fn func(ctx context.C
 	return errors.Join(errs...)
 }
 
+// acquire takes a slot of sem, unless ctx is done: a cancelled context
+// never gets a slot, even when one is free at the same moment.
 func acquire(ctx context.Context, sem chan struct{}) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	select {
 	case sem <- struct{}{}:
+		if err := ctx.Err(); err != nil {
+			<-sem
+			return err
+		}
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

@@ -242,55 +242,71 @@ func (h *Host) WriteFileOpts(ctx context.Context, path string, data []byte, o Fi
 	return h.put(ctx, path, sum, int64(len(data)), o, open, desc)
 }
 
+// put checks, transfers, verifies and installs one file in a single
+// session per attempt (ssh.Client.OpenPut): an identical file is left
+// alone (or only its mode and owner fixed), a different one is sent
+// through the mutation gate, resuming a partial upload an interrupted
+// attempt or run left.
 func (h *Host) put(ctx context.Context, remote, sum string, size int64, o FileOptions, open func() (io.ReadCloser, error), desc string) (FileResult, error) {
 	if o.Mode == 0 {
 		o.Mode = 0o644
 	}
 	res := FileResult{SHA256: sum, Size: size}
-	st, err := h.Stat(ctx, remote)
-	if err != nil {
+	if err := acquire(ctx, h.uploads); err != nil {
 		return res, err
 	}
-	if st.Exists && st.SHA256 == sum {
-		var fix []string
-		if st.Mode.Perm() != o.Mode.Perm() {
-			fix = append(fix, fmt.Sprintf("chmod %o %s", o.Mode.Perm(), ssh.Quote(remote)))
+	defer func() { <-h.uploads }()
+	// An action is recorded once, however many attempts it takes.
+	recorded := map[string]bool{}
+	gate := func(ctx context.Context, action string, do func(ctx context.Context) error) error {
+		if recorded[action] {
+			return do(ctx)
 		}
-		if o.Owner != "" && st.Owner != o.Owner {
-			fix = append(fix, fmt.Sprintf("chown %s %s", ssh.Quote(o.Owner), ssh.Quote(remote)))
+		recorded[action] = true
+		return h.Mutate(ctx, action, do)
+	}
+	err := h.m.retry(ctx, h, "uploading "+remote, func(c *ssh.Client) error {
+		var sent atomic.Int64
+		u, err := c.OpenPut(ctx, remote, ssh.PutOptions{SHA256: sum, Size: size, Mode: o.Mode, Owner: o.Owner,
+			Progress: func(n int64) { sent.Add(n); h.m.Progress.UploadBytes(n) }})
+		if err != nil {
+			return err
 		}
-		if len(fix) == 0 {
-			h.m.Logger.Debug("Unchanged", "host", h.Name, "path", remote)
-			return res, nil
+		defer u.Close()
+		st := u.State()
+		if st.Exists && st.SHA256 == sum {
+			var fix []string
+			if st.Mode.Perm() != o.Mode.Perm() {
+				fix = append(fix, fmt.Sprintf("chmod %o %s", o.Mode.Perm(), ssh.Quote(remote)))
+			}
+			if o.Owner != "" && st.Owner != o.Owner {
+				fix = append(fix, fmt.Sprintf("chown %s %s", ssh.Quote(o.Owner), ssh.Quote(remote)))
+			}
+			if len(fix) == 0 {
+				h.m.Logger.Debug("Unchanged", "host", h.Name, "path", remote)
+				return nil
+			}
+			res.Changed = true
+			return gate(ctx, "set "+strings.Join(fix, "; "), u.Fix)
 		}
 		res.Changed = true
-		err := h.Mutate(ctx, "set "+strings.Join(fix, "; "), func(ctx context.Context) error {
-			return h.run(ctx, Command{Cmd: strings.Join(fix, " && "), Sudo: true}, true)
-		})
-		return res, err
-	}
-	res.Changed = true
-	err = h.Mutate(ctx, desc, func(ctx context.Context) error {
-		if err := acquire(ctx, h.uploads); err != nil {
-			return err
-		}
-		defer func() { <-h.uploads }()
-		if err := acquire(ctx, h.m.uploads); err != nil {
-			return err
-		}
-		defer func() { <-h.m.uploads }()
-		return h.m.retry(ctx, h, "uploading "+remote, func(c *ssh.Client) error {
+		return gate(ctx, desc, func(ctx context.Context) error {
+			if err := acquire(ctx, h.m.uploads); err != nil {
+				return err
+			}
+			defer func() { <-h.m.uploads }()
 			r, err := open()
 			if err != nil {
 				return err
 			}
 			defer r.Close()
-			var sent atomic.Int64
 			h.m.Progress.UploadStart(h.Name, remote, size)
-			err = c.Put(ctx, r, remote, ssh.PutOptions{SHA256: sum, Size: size, Mode: o.Mode, Owner: o.Owner,
-				Progress: func(n int64) { sent.Add(n); h.m.Progress.UploadBytes(n) }})
+			if off := u.Resume(); off > 0 {
+				h.Logf("resuming the upload of %s at %s", remote, progress.Bytes(off))
+			}
+			err = u.Send(ctx, r)
 			if err != nil {
-				h.m.Progress.UploadBytes(-sent.Load()) // a retry starts over
+				h.m.Progress.UploadBytes(-sent.Load()) // a retry starts again from what the host kept
 			}
 			h.m.Progress.UploadDone(h.Name, remote, err)
 			return err

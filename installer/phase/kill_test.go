@@ -82,7 +82,7 @@ func TestKilledMidPhaseConverges(t *testing.T) {
 	temps := func() []string {
 		var all []string
 		for _, h := range l.Hosts {
-			m, _ := filepath.Glob(h.Path("/home/deploy/.tricenter-upload-*"))
+			m, _ := filepath.Glob(h.Path("/srv/bin/.agent.tricenter-*.part"))
 			all = append(all, m...)
 		}
 		return all
@@ -144,6 +144,9 @@ func TestKilledMidPhaseConverges(t *testing.T) {
 	}
 	if last != "changes=0" {
 		t.Fatalf("the third run changed things:\n%s", out3)
+	}
+	if !strings.Contains(string(out2), "resuming the upload of /srv/bin/agent at ") {
+		t.Errorf("the re-run did not resume the interrupted upload:\n%s", out2)
 	}
 	if !strings.Contains(string(out2), "==> Install the test agent (3 hosts)") {
 		t.Errorf("the re-run printed no phase header:\n%s", out2)

@@ -3,8 +3,9 @@
 // checked against pins, known_hosts files (including @cert-authority and
 // @revoked lines) and, only when asked, trust on first use; key file and
 // ssh-agent authentication; keepalives, dial and handshake timeouts; one
-// connection per host reused for every session; atomic, checksummed SFTP
-// uploads.
+// connection per host reused for every session; atomic, checksummed,
+// resumable uploads that check, transfer, verify and install a file in one
+// session.
 //
 // A Pool owns the connections of one run:
 //
@@ -587,6 +588,13 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, s
 		sess.Close()
 		return ctx.Err()
 	}
+	return c.exitError(cmd, err, tail)
+}
+
+// exitError classifies the result of a session that ran cmd: nil, an
+// *ExitError (ErrSudoPassword when sudo wanted a password), or a lost
+// connection.
+func (c *Client) exitError(cmd string, err error, tail *tailBuffer) error {
 	if err == nil {
 		return nil
 	}

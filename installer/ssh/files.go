@@ -1,37 +1,42 @@
 package ssh
 
 import (
+	"bufio"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path"
 	"strconv"
 	"strings"
+	"time"
+
+	xssh "golang.org/x/crypto/ssh"
 )
 
 // FileState is what a remote path holds.
 type FileState struct {
 	Exists bool
-	SHA256 string // hex
+	SHA256 string // hex; from OpenPut only when the size is the expected one
 	Mode   fs.FileMode
 	Owner  string // user:group
 	Size   int64
 }
 
+// hashFunc prints the sha256 of a file in hex: openssl where present (it
+// uses the CPU's SHA extensions, several times faster than coreutils'
+// sha256sum), sha256sum otherwise.
+const hashFunc = `h256() { x=$(openssl dgst -sha256 -r "$1" 2>/dev/null) && x=${x%% *} && [ ${#x} -eq 64 ] || ` +
+	`{ x=$(sha256sum -- "$1") && x=${x%% *}; } || return 1; echo "$x"; }; `
+
 // Stat reads the state of a regular file on the host, as root (so root-only
 // files can be checksummed). A path that exists but is not a regular file
 // is an error.
 func (c *Client) Stat(ctx context.Context, p string) (FileState, error) {
-	q := Quote(p)
-	script := `if [ -f ` + q + ` ]; then stat -L -c '%a %U:%G %s' -- ` + q + ` && sha256sum -- ` + q +
-		`; elif [ -e ` + q + ` ]; then echo notfile; else echo absent; fi`
-	out, err := c.Output(ctx, c.AsRoot(script))
+	script := hashFunc + `if [ -f "$1" ]; then stat -L -c '%a %U:%G %s' -- "$1" && h256 "$1"; ` +
+		`elif [ -e "$1" ]; then echo notfile; else echo absent; fi`
+	out, err := c.Output(ctx, c.AsRoot("sh -c "+Quote(script)+" tricenter-stat "+Quote(p)))
 	if err != nil {
 		return FileState{}, fmt.Errorf("reading %s: %w", p, err)
 	}
@@ -44,14 +49,28 @@ func parseStat(p, out string) (FileState, error) {
 	case len(lines) == 1 && lines[0] == "absent":
 		return FileState{}, nil
 	case len(lines) == 1 && lines[0] == "notfile":
-		return FileState{}, fmt.Errorf("%s exists and is not a regular file: remove it or choose another path", p)
+		return FileState{}, notFileError(p)
 	case len(lines) != 2:
 		return FileState{}, fmt.Errorf("reading %s: unexpected output %q", p, shorten(out, 120))
 	}
-	f := strings.Fields(lines[0])
-	s := strings.Fields(lines[1])
-	if len(f) != 3 || len(s) < 1 || len(s[0]) != 64 {
+	st, err := parseFileLine(p, strings.Fields(lines[0]))
+	if err != nil {
+		return FileState{}, err
+	}
+	if st.SHA256 = strings.TrimSpace(lines[1]); len(st.SHA256) != 64 {
 		return FileState{}, fmt.Errorf("reading %s: unexpected output %q", p, shorten(out, 120))
+	}
+	return st, nil
+}
+
+func notFileError(p string) error {
+	return fmt.Errorf("%s exists and is not a regular file: remove it or choose another path", p)
+}
+
+// parseFileLine parses "MODE USER:GROUP SIZE" (stat -c '%a %U:%G %s').
+func parseFileLine(p string, f []string) (FileState, error) {
+	if len(f) != 3 {
+		return FileState{}, fmt.Errorf("reading %s: unexpected stat output %q", p, strings.Join(f, " "))
 	}
 	mode, err := strconv.ParseUint(f[0], 8, 32)
 	if err != nil {
@@ -61,159 +80,379 @@ func parseStat(p, out string) (FileState, error) {
 	if err != nil {
 		return FileState{}, fmt.Errorf("reading %s: size %q: %w", p, f[2], err)
 	}
-	return FileState{Exists: true, Mode: fs.FileMode(mode), Owner: f[1], Size: size, SHA256: s[0]}, nil
+	return FileState{Exists: true, Mode: fs.FileMode(mode), Owner: f[1], Size: size}, nil
 }
 
 // PutOptions describe the file Put writes.
 type PutOptions struct {
 	SHA256   string      // hex sha256 of the content; required, checked on the host
-	Size     int64       // bytes; used for progress and concurrent writes
+	Size     int64       // bytes; 0 means unknown (no early size check, no resume)
 	Mode     fs.FileMode // default 0644
-	Owner    string      // "user:group"; empty keeps root (or the login user)
+	Owner    string      // "user:group"; empty keeps root
 	Progress func(n int64)
 }
 
-// Put streams r to a temporary file in dst's directory, fsyncs it, checks
-// its sha256 on the host, sets mode and owner, then renames it over dst: a
-// reader of dst sees the old file or the new one, never a partial one.
-// Temporary files left by an interrupted earlier Put of the same dst are
-// removed. Logins other than root upload into their home directory and
-// finish with `sudo -n`.
-func (c *Client) Put(ctx context.Context, r io.Reader, dst string, o PutOptions) error {
+// putScript is the host side of an upload, in one session. It runs as
+// root (through sudo -n for other logins) with the parameters as
+// arguments: target, its directory, the temporary file, sha256, size (or
+// -), mode, owner (or empty), target base name.
+//
+// It reports the target's state (hashing it only when its size is the
+// expected one) and the size of a partial upload of the same content left
+// by an interrupted run, then waits for one line on stdin: "skip", "fix"
+// (set mode and owner), or "send OFFSET" followed by the content from
+// OFFSET on. The content goes to the temporary file (mode 0600, created
+// exclusively, or appended to when resuming), which is fsynced, checked
+// for size and sha256 on the host, given its mode and owner and renamed
+// over the target; the directory is fsynced and temporaries of earlier
+// uploads are removed. A reader of the target sees the old file or the new
+// one, never a partial one. Exit 97: checksum mismatch; 96: the resumed
+// partial file did not verify and was removed; 95: short content.
+const putScript = `set -e; umask 077; f=$1 d=$2 t=$3 s=$4 z=$5 m=$6 o=$7 b=$8; ` + hashFunc +
+	`if [ -f "$f" ]; then set -- $(stat -L -c '%a %U:%G %s' -- "$f"); h=-; ` +
+	`if [ "$z" = - ] || [ "$3" = "$z" ]; then h=$(h256 "$f"); fi; echo "tricenter-put file $1 $2 $3 $h"; ` +
+	`elif [ -e "$f" ]; then echo "tricenter-put notfile"; echo "tricenter-put ready"; exit 0; else echo "tricenter-put absent"; fi; ` +
+	`p=0; if [ "$z" != - ] && [ -f "$t" ] && [ ! -L "$t" ] && [ -O "$t" ]; then p=$(stat -c %s -- "$t"); fi; ` +
+	`echo "tricenter-put part $p"; echo "tricenter-put ready"; ` +
+	`read -r c n || exit 0; ` +
+	`case $c in skip) exit 0;; fix) chmod -- "$m" "$f"; [ -z "$o" ] || chown -- "$o" "$f"; exit 0;; send) ;; *) exit 2;; esac; ` +
+	`mkdir -p -- "$d"; ` +
+	`if [ "$n" -gt 0 ]; then { [ -f "$t" ] && [ ! -L "$t" ] && [ -O "$t" ] && [ "$(stat -c %s -- "$t")" = "$n" ]; } || ` +
+	`{ rm -f -- "$t"; echo "the partial upload changed" >&2; exit 96; }; ` +
+	`else rm -f -- "$t"; (set -C; : > "$t"); fi; ` +
+	`cat >> "$t"; ` +
+	`if [ "$z" != - ]; then g=$(stat -c %s -- "$t"); if [ "$g" != "$z" ]; then [ "$g" -lt "$z" ] || rm -f -- "$t"; ` +
+	`echo "got $g bytes, expected $z" >&2; exit 95; fi; fi; ` +
+	`sync -- "$t"; h=$(h256 "$t"); ` +
+	`if [ "$h" != "$s" ]; then rm -f -- "$t"; echo "sha256:$h" >&2; [ "$n" -gt 0 ] && exit 96; exit 97; fi; ` +
+	`chmod -- "$m" "$t"; [ -z "$o" ] || chown -- "$o" "$t"; mv -f -- "$t" "$f"; sync -- "$d"; ` +
+	`rm -f -- "$d/.$b.tricenter-"*`
+
+// Exit statuses of putScript.
+const (
+	putChecksum = 97
+	putResume   = 96
+	putShort    = 95
+)
+
+// errPartialDiscarded: a resumed upload did not verify; the host removed
+// the partial file, so a retry starts from the beginning.
+var errPartialDiscarded = errors.New("the partial upload on the host did not verify and was removed")
+
+// PutSession is one upload in one SSH session: OpenPut reads the target's
+// state, then exactly one of Close (leave it), Fix (set mode and owner) or
+// Send (transfer) ends it. Not safe for concurrent use.
+type PutSession struct {
+	c     *Client
+	dst   string
+	o     PutOptions
+	cmd   string
+	sess  *xssh.Session
+	stdin io.WriteCloser
+	tail  *tailBuffer
+	done  chan error
+	state FileState
+	part  int64
+	ended bool
+	err   error // the session's result once ended
+}
+
+// OpenPut starts the upload of dst in a new session and reads what the
+// host has: State is the target (its SHA256 is set only when its size is
+// o.Size, so an obviously different file is never hashed), Resume the
+// bytes of a partial upload of the same content that Send continues.
+func (c *Client) OpenPut(ctx context.Context, dst string, o PutOptions) (*PutSession, error) {
 	if len(o.SHA256) != 64 {
-		return fmt.Errorf("uploading %s: the sha256 of the content is required", dst)
+		return nil, fmt.Errorf("uploading %s: the sha256 of the content is required", dst)
 	}
-	if !path.IsAbs(dst) {
-		return fmt.Errorf("uploading %s: the target path must be absolute", dst)
+	if !path.IsAbs(dst) || path.Clean(dst) != dst || dst == "/" {
+		return nil, fmt.Errorf("uploading %s: the target path must be absolute and clean", dst)
 	}
 	if o.Mode == 0 {
 		o.Mode = 0o644
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	dir, base := path.Dir(dst), path.Base(dst)
-	suffix := randHex(6)
-	tmp := path.Join(dir, "."+base+".tricenter-"+suffix+".tmp")
-	root := c.ep.user() == "root"
-	staging := tmp
-	if !root {
-		// relative to the login's home directory
-		staging = stagingPrefix(dst) + suffix
+	tmp := path.Join(dir, "."+base+".tricenter-"+o.SHA256[:16]+".part")
+	size := "-"
+	if o.Size > 0 {
+		size = strconv.FormatInt(o.Size, 10)
 	}
-	s, err := c.SFTP()
+	args := []string{dst, dir, tmp, strings.ToLower(o.SHA256), size, fmt.Sprintf("%o", o.Mode.Perm()), o.Owner, base}
+	for i, a := range args {
+		args[i] = Quote(a)
+	}
+	cmd := c.AsRoot("sh -c " + Quote(putScript) + " tricenter-put " + strings.Join(args, " "))
+	u := &PutSession{c: c, dst: dst, o: o, cmd: cmd, tail: &tailBuffer{max: 2048}, done: make(chan error, 1)}
+	var err error
+	if u.sess, err = c.c.NewSession(); err != nil {
+		return nil, fmt.Errorf("uploading %s: %w", dst, c.lost(err))
+	}
+	u.sess.Stderr = u.tail
+	stdout, err := u.sess.StdoutPipe()
+	if err == nil {
+		u.stdin, err = u.sess.StdinPipe()
+	}
+	if err == nil {
+		err = u.sess.Start(cmd)
+	}
 	if err != nil {
-		return err
+		u.sess.Close()
+		return nil, fmt.Errorf("uploading %s: %w", dst, c.lost(err))
 	}
-	if root {
-		if err := s.MkdirAll(dir); err != nil {
-			return fmt.Errorf("creating %s: %w", dir, c.lost(err))
+	// Lines before the report (a login script that prints) are skipped;
+	// what follows it is drained so the session never stalls on stdout.
+	report := make(chan error, 1)
+	go func() {
+		report <- u.readReport(bufio.NewReader(stdout))
+		_, _ = io.Copy(io.Discard, stdout)
+		u.done <- u.sess.Wait()
+	}()
+	var rerr error
+	select {
+	case rerr = <-report:
+	case <-ctx.Done():
+		u.kill()
+		return nil, ctx.Err()
+	}
+	if rerr != nil {
+		u.stdin.Close()
+		err := u.finish(ctx)
+		if err == nil {
+			err = rerr
 		}
+		return nil, fmt.Errorf("uploading %s: %w", dst, err)
 	}
-	f, err := s.OpenFile(staging, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
-	if err != nil {
-		return fmt.Errorf("creating %s: %w", staging, c.lost(err))
+	if !u.state.Exists && u.state.Mode == fs.ModeIrregular {
+		_ = u.Close()
+		return nil, notFileError(dst)
 	}
-	cleanup := func() {
-		if c.Alive() {
-			_ = s.Remove(staging)
-		}
-	}
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		cleanup()
-		return fmt.Errorf("creating %s: %w", staging, c.lost(err))
-	}
-	cr := &countingReader{ctx: ctx, r: r, size: o.Size, progress: o.Progress}
-	if _, err := f.ReadFromWithConcurrency(cr, 0); err != nil {
-		f.Close()
-		if ctx.Err() != nil {
-			cleanup()
-			return ctx.Err()
-		}
-		cleanup()
-		return fmt.Errorf("writing %s: %w", staging, c.lost(err))
-	}
-	if cr.n != o.Size && o.Size > 0 {
-		f.Close()
-		cleanup()
-		return fmt.Errorf("writing %s: the source gave %d bytes, expected %d", dst, cr.n, o.Size)
-	}
-	syncErr := f.Sync()
-	if err := f.Close(); err != nil {
-		cleanup()
-		return fmt.Errorf("closing %s: %w", staging, c.lost(err))
-	}
-	var b strings.Builder
-	b.WriteString("set -e\n")
-	if !root {
-		home, err := s.Getwd()
+	return u, nil
+}
+
+func (u *PutSession) readReport(r *bufio.Reader) error {
+	for {
+		line, err := r.ReadString('\n')
 		if err != nil {
-			return fmt.Errorf("finding the home directory of %s: %w", c.ep.user(), c.lost(err))
+			return fmt.Errorf("the host ended the upload before reporting the target's state: %w", io.ErrUnexpectedEOF)
 		}
-		fmt.Fprintf(&b, "mkdir -p -- %s\ncp -- %s %s\nrm -f -- %s\n", Quote(dir), Quote(path.Join(home, staging)), Quote(tmp), Quote(path.Join(home, staging)))
-		fmt.Fprintf(&b, "chmod 600 -- %s\n", Quote(tmp))
-		// Staging files of earlier, interrupted uploads of the same file.
-		fmt.Fprintf(&b, "rm -f -- %s/%s*\n", Quote(home), stagingPrefix(dst))
-	}
-	if !root || syncErr != nil {
-		fmt.Fprintf(&b, "sync -- %s\n", Quote(tmp))
-	}
-	fmt.Fprintf(&b, "s=$(sha256sum -- %s)\ns=${s%%%% *}\n", Quote(tmp))
-	fmt.Fprintf(&b, "if [ \"$s\" != %s ]; then rm -f -- %s; echo \"sha256:$s\" >&2; exit 97; fi\n", o.SHA256, Quote(tmp))
-	fmt.Fprintf(&b, "chmod %o -- %s\n", o.Mode.Perm(), Quote(tmp))
-	if o.Owner != "" {
-		fmt.Fprintf(&b, "chown -- %s %s\n", Quote(o.Owner), Quote(tmp))
-	}
-	fmt.Fprintf(&b, "mv -f -- %s %s\n", Quote(tmp), Quote(dst))
-	fmt.Fprintf(&b, "sync -- %s\n", Quote(dir))
-	// Temporaries of earlier, interrupted uploads of the same file.
-	fmt.Fprintf(&b, "rm -f -- %s/.%s.tricenter-*.tmp\n", Quote(dir), quoteGlobSafe(base))
-	err = c.Run(ctx, c.AsRoot(b.String()), nil, nil, nil)
-	var ee *ExitError
-	if errors.As(err, &ee) && ee.Status == 97 {
-		return fmt.Errorf("uploading %s: %w: expected sha256:%s, the host computed %s", dst, ErrChecksumMismatch, o.SHA256, ee.Stderr)
-	}
-	if err != nil {
-		if !root {
-			cleanup()
+		f := strings.Fields(line)
+		if len(f) < 2 || f[0] != "tricenter-put" {
+			continue
 		}
-		return fmt.Errorf("installing %s: %w", dst, err)
+		switch f[1] {
+		case "ready":
+			return nil
+		case "absent":
+		case "notfile":
+			u.state.Mode = fs.ModeIrregular
+		case "part":
+			if len(f) == 3 {
+				u.part, _ = strconv.ParseInt(f[2], 10, 64)
+			}
+		case "file":
+			if len(f) != 6 {
+				return fmt.Errorf("unexpected report %q", strings.TrimSpace(line))
+			}
+			st, err := parseFileLine(u.dst, f[2:5])
+			if err != nil {
+				return err
+			}
+			if f[5] != "-" {
+				st.SHA256 = f[5]
+			}
+			u.state = st
+		}
+	}
+}
+
+// State is the target's state on the host.
+func (u *PutSession) State() FileState { return u.state }
+
+// Resume is how many bytes of this content an interrupted upload left on
+// the host; Send starts there.
+func (u *PutSession) Resume() int64 {
+	if u.o.Size <= 0 || u.part <= 0 || u.part > u.o.Size {
+		return 0
+	}
+	return u.part
+}
+
+// Close ends the session without changing anything (when Fix or Send did
+// not already end it).
+func (u *PutSession) Close() error {
+	if u.ended {
+		return nil
+	}
+	u.stdin.Close()
+	select {
+	case err := <-u.done:
+		u.ended, u.err = true, err
+		u.sess.Close()
+		return nil
+	case <-time.After(10 * time.Second):
+		u.kill()
+		return nil
+	}
+}
+
+// Fix sets the target's mode and owner (its content is already right).
+func (u *PutSession) Fix(ctx context.Context) error {
+	if u.ended {
+		return errors.New("upload session already ended")
+	}
+	if _, err := io.WriteString(u.stdin, "fix\n"); err != nil {
+		u.kill()
+		return fmt.Errorf("setting mode of %s: %w", u.dst, u.c.lost(err))
+	}
+	u.stdin.Close()
+	if err := u.finish(ctx); err != nil {
+		return fmt.Errorf("setting mode of %s: %w", u.dst, err)
 	}
 	return nil
 }
 
-// quoteGlobSafe quotes a file name for use before a glob: every character
-// that is not plain is backslash-escaped so only the trailing * globs.
-func quoteGlobSafe(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
-			b.WriteByte('\\')
-		}
-		b.WriteRune(r)
+// Send streams r (the whole content, from its start) to the host, from
+// Resume on: r is seeked there when it is an io.Seeker, read and dropped
+// otherwise. A resumed upload whose result does not verify is restarted
+// from the beginning in a new session when r can seek; otherwise the
+// error is transient and a retry starts over.
+func (u *PutSession) Send(ctx context.Context, r io.Reader) error {
+	if u.ended {
+		return errors.New("upload session already ended")
 	}
-	return b.String()
+	reported, err := u.send(ctx, r, u.Resume())
+	if errors.Is(err, errPartialDiscarded) {
+		if sk, ok := r.(io.Seeker); ok {
+			u.c.logger.Warn("Restarting a resumed upload from the beginning", "host", u.c.ep.name(), "path", u.dst)
+			if u.o.Progress != nil {
+				u.o.Progress(-reported)
+			}
+			if _, serr := sk.Seek(0, io.SeekStart); serr != nil {
+				return fmt.Errorf("uploading %s: rewinding the source: %w", u.dst, serr)
+			}
+			again, oerr := u.c.OpenPut(ctx, u.dst, u.o)
+			if oerr != nil {
+				return oerr
+			}
+			defer again.Close()
+			_, err = again.send(ctx, r, 0)
+			return err
+		}
+	}
+	return err
 }
 
-// stagingPrefix names the staging files of uploads to dst in a login's
-// home directory, so a later upload of the same file can remove the ones an
-// interrupted run left.
-func stagingPrefix(dst string) string {
-	h := sha256.Sum256([]byte(dst))
-	return ".tricenter-upload-" + hex.EncodeToString(h[:6]) + "-"
+// send streams r from off and returns how many bytes it reported to
+// Progress.
+func (u *PutSession) send(ctx context.Context, r io.Reader, off int64) (reported int64, _ error) {
+	if off > 0 {
+		var err error
+		if sk, ok := r.(io.Seeker); ok {
+			_, err = sk.Seek(off, io.SeekStart)
+		} else {
+			_, err = io.CopyN(io.Discard, r, off)
+		}
+		if err != nil {
+			u.kill()
+			return reported, fmt.Errorf("uploading %s: skipping the %d bytes already on the host: %w", u.dst, off, err)
+		}
+		u.c.logger.Debug("Resuming upload", "host", u.c.ep.name(), "path", u.dst, "offset", off)
+		if u.o.Progress != nil {
+			u.o.Progress(off)
+		}
+		reported = off
+	}
+	if _, err := fmt.Fprintf(u.stdin, "send %d\n", off); err != nil {
+		u.kill()
+		return reported, fmt.Errorf("uploading %s: %w", u.dst, u.c.lost(err))
+	}
+	cr := &countingReader{ctx: ctx, r: r, progress: u.o.Progress}
+	_, err := io.CopyBuffer(u.stdin, cr, make([]byte, 256<<10))
+	reported += cr.n
+	if err != nil {
+		u.kill()
+		if ctx.Err() != nil {
+			return reported, ctx.Err()
+		}
+		if cr.err != nil {
+			return reported, fmt.Errorf("uploading %s: reading the source: %w", u.dst, cr.err)
+		}
+		return reported, fmt.Errorf("uploading %s: %w", u.dst, u.c.lost(err))
+	}
+	if u.o.Size > 0 && off+cr.n != u.o.Size {
+		u.kill()
+		return reported, fmt.Errorf("uploading %s: the source gave %d bytes, expected %d", u.dst, off+cr.n, u.o.Size)
+	}
+	u.stdin.Close()
+	err = u.finish(ctx)
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		switch ee.Status {
+		case putChecksum:
+			return reported, fmt.Errorf("uploading %s: %w: expected sha256:%s, the host computed %s", u.dst, ErrChecksumMismatch, u.o.SHA256, ee.Stderr)
+		case putResume:
+			return reported, fmt.Errorf("uploading %s (resumed at %d bytes): %w: %s", u.dst, off, errPartialDiscarded, ee.Stderr)
+		case putShort:
+			return reported, fmt.Errorf("uploading %s: the host received a short file: %s", u.dst, ee.Stderr)
+		}
+	}
+	if err != nil {
+		return reported, fmt.Errorf("installing %s: %w", u.dst, err)
+	}
+	return reported, nil
 }
 
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
+// finish waits for the session's end and classifies its result.
+func (u *PutSession) finish(ctx context.Context) error {
+	var err error
+	select {
+	case err = <-u.done:
+	case <-ctx.Done():
+		u.kill()
+		return ctx.Err()
+	}
+	u.ended, u.err = true, err
+	u.sess.Close()
+	return u.c.exitError(u.cmd, err, u.tail)
 }
 
-// countingReader reports progress, stops on cancellation, and tells the
-// SFTP client the size so it writes concurrently.
+// kill ends the session at once (the remote command is killed; a partial
+// temporary file stays for a later resume).
+func (u *PutSession) kill() {
+	if u.ended {
+		return
+	}
+	u.ended = true
+	_ = u.sess.Signal(xssh.SIGKILL)
+	u.sess.Close()
+}
+
+// Put uploads r to dst unconditionally (see OpenPut and Send): r goes to
+// a temporary file in dst's directory, which is fsynced, checked against
+// o.SHA256 on the host, given its mode and owner and renamed over dst; a
+// reader of dst sees the old file or the new one, never a partial one. A
+// partial upload of the same content left by an interrupted earlier Put is
+// resumed; temporaries of earlier uploads of dst are removed. Logins other
+// than root finish with `sudo -n`.
+func (c *Client) Put(ctx context.Context, r io.Reader, dst string, o PutOptions) error {
+	u, err := c.OpenPut(ctx, dst, o)
+	if err != nil {
+		return err
+	}
+	defer u.Close()
+	return u.Send(ctx, r)
+}
+
+// countingReader reports progress and stops on cancellation. It hides
+// the source's WriterTo so copies go through the caller's buffer.
 type countingReader struct {
 	ctx      context.Context
 	r        io.Reader
 	n        int64
-	size     int64
+	err      error // the source's own error, if any
 	progress func(int64)
 }
 
@@ -225,6 +464,9 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	c.n += int64(n)
 	if n > 0 && c.progress != nil {
 		c.progress(int64(n))
+	}
+	if err != nil && err != io.EOF {
+		c.err = err
 	}
 	return n, err
 }

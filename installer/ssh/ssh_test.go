@@ -222,7 +222,7 @@ func TestTransport(t *testing.T) {
 		}
 		// Nothing left in the staging area or next to the file.
 		left, _ := filepath.Glob(l.Hosts[1].Path("/home/deploy/.tricenter-upload-*"))
-		tmp, _ := filepath.Glob(l.Hosts[1].Path("/etc/systemd/system/.*.tmp"))
+		tmp, _ := filepath.Glob(l.Hosts[1].Path("/etc/systemd/system/.*tricenter-*"))
 		if len(left)+len(tmp) != 0 {
 			t.Fatalf("leftovers: %v %v", left, tmp)
 		}
@@ -336,13 +336,33 @@ func TestTransport(t *testing.T) {
 		if err == nil || !ssh.IsTransient(err) || !errors.Is(err, ssh.ErrConnectionLost) {
 			t.Fatalf("want a transient connection-lost error, got %v", err)
 		}
-		// The pool redials; the second connection is not cut.
+		// The host keeps what it received, for a resume.
+		waitNoPut(t, dst)
+		parts, _ := filepath.Glob(l.Hosts[0].Path("/srv/.cut.bin.tricenter-*.part"))
+		if len(parts) != 1 {
+			t.Fatalf("want one partial file after the cut, got %v", parts)
+		}
+		st, err := os.Stat(parts[0])
+		if err != nil || st.Size() == 0 || st.Size() >= int64(len(data)) || st.Mode().Perm() != 0o600 {
+			t.Fatalf("partial file after the cut: %v %v", st, err)
+		}
+		// The pool redials; the second connection is not cut and sends
+		// only the rest.
 		c, err = p.Client(ctx, ep)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := c.Put(ctx, bytes.NewReader(data), dst, ssh.PutOptions{SHA256: sum(data), Size: int64(len(data))}); err != nil {
+		src := &countingSource{Reader: bytes.NewReader(data)}
+		var progress atomic.Int64
+		if err := c.Put(ctx, src, dst, ssh.PutOptions{SHA256: sum(data), Size: int64(len(data)),
+			Progress: func(n int64) { progress.Add(n) }}); err != nil {
 			t.Fatal(err)
+		}
+		if want := int64(len(data)) - st.Size(); src.n != want {
+			t.Errorf("the resumed upload read %d bytes of the source, want %d", src.n, want)
+		}
+		if progress.Load() != int64(len(data)) {
+			t.Errorf("progress reported %d bytes, want %d", progress.Load(), len(data))
 		}
 		stop()
 		got, err := os.ReadFile(l.Hosts[0].Path(dst))
@@ -354,6 +374,174 @@ func TestTransport(t *testing.T) {
 			t.Fatalf("temporary files left: %v", tmp)
 		}
 	})
+}
+
+// TestPutStates covers what an upload finds on the host: an identical
+// file (hashed only when its size matches), a directory in the way, a
+// corrupt partial file (discarded, the upload restarts from the
+// beginning), a partial file with a source that cannot seek.
+func TestPutStates(t *testing.T) {
+	l := sshtest.New(t, sshtest.Options{Block: block, Hosts: 1})
+	ctx := ctxT(t)
+	h := l.Hosts[0]
+	p := newPool(t, ssh.Options{KnownHosts: []string{l.KnownHosts}})
+	c, err := p.Client(ctx, ssh.Endpoint{Name: h.Name, Address: h.Addr.String(), KeyFile: l.ClientKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 3<<20)
+	rand.Read(data)
+	o := ssh.PutOptions{SHA256: sum(data), Size: int64(len(data)), Mode: 0o600}
+
+	t.Run("identical file", func(t *testing.T) {
+		if err := c.Put(ctx, bytes.NewReader(data), "/srv/same.bin", o); err != nil {
+			t.Fatal(err)
+		}
+		u, err := c.OpenPut(ctx, "/srv/same.bin", o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := u.State()
+		if err := u.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if !st.Exists || st.SHA256 != o.SHA256 || st.Size != int64(len(data)) || st.Mode != 0o600 || st.Owner != "root:root" {
+			t.Fatalf("state %+v", st)
+		}
+		// Another expected size: the file is not hashed.
+		o2 := o
+		o2.Size++
+		u, err = c.OpenPut(ctx, "/srv/same.bin", o2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := u.State(); !st.Exists || st.SHA256 != "" {
+			t.Fatalf("state with another size %+v", st)
+		}
+		u.Close()
+		// Fix sets the mode alone.
+		o3 := o
+		o3.Mode = 0o644
+		u, err = c.OpenPut(ctx, "/srv/same.bin", o3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := u.Fix(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if st, _ := os.Stat(h.Path("/srv/same.bin")); st.Mode().Perm() != 0o644 {
+			t.Fatalf("mode after Fix %o", st.Mode().Perm())
+		}
+	})
+
+	t.Run("directory in the way", func(t *testing.T) {
+		os.MkdirAll(h.Path("/srv/adir"), 0o755)
+		_, err := c.OpenPut(ctx, "/srv/adir", o)
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Fatalf("want a not-a-regular-file error, got %v", err)
+		}
+		if _, err := c.OpenPut(ctx, "/srv/../etc/x", o); err == nil {
+			t.Fatal("an unclean target path was accepted")
+		}
+	})
+
+	part := func(name string) string { return h.Path("/srv/." + name + ".tricenter-" + o.SHA256[:16] + ".part") }
+
+	t.Run("corrupt partial file restarts from the beginning", func(t *testing.T) {
+		junk := make([]byte, 1<<20)
+		rand.Read(junk)
+		if err := os.WriteFile(part("corrupt.bin"), junk, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var progress atomic.Int64
+		o := o
+		o.Progress = func(n int64) { progress.Add(n) }
+		if err := c.Put(ctx, bytes.NewReader(data), "/srv/corrupt.bin", o); err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(h.Path("/srv/corrupt.bin"))
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("file differs after a restart (%v)", err)
+		}
+		if progress.Load() != int64(len(data)) {
+			t.Errorf("progress reported %d bytes, want %d", progress.Load(), len(data))
+		}
+		if left, _ := filepath.Glob(h.Path("/srv/.corrupt.bin.tricenter-*")); len(left) != 0 {
+			t.Fatalf("temporary files left: %v", left)
+		}
+	})
+
+	t.Run("corrupt partial file with a source that cannot seek", func(t *testing.T) {
+		if err := os.WriteFile(part("noseek.bin"), []byte("junk"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		err := c.Put(ctx, io.MultiReader(bytes.NewReader(data)), "/srv/noseek.bin", o)
+		if err == nil || !ssh.IsTransient(err) {
+			t.Fatalf("want a transient error, got %v", err)
+		}
+		if _, err := os.Stat(part("noseek.bin")); !os.IsNotExist(err) {
+			t.Fatalf("the corrupt partial file is still there: %v", err)
+		}
+		if _, err := os.Stat(h.Path("/srv/noseek.bin")); !os.IsNotExist(err) {
+			t.Fatalf("a file was installed from a corrupt partial one: %v", err)
+		}
+		if err := c.Put(ctx, io.MultiReader(bytes.NewReader(data)), "/srv/noseek.bin", o); err != nil {
+			t.Fatalf("the retry: %v", err)
+		}
+	})
+
+	t.Run("partial file planted as a symlink is not followed", func(t *testing.T) {
+		victim := h.Path("/srv/victim")
+		os.WriteFile(victim, []byte("keep"), 0o600)
+		if err := os.Symlink("/srv/victim", part("link.bin")); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Put(ctx, bytes.NewReader(data), "/srv/link.bin", o); err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := os.ReadFile(victim); string(b) != "keep" {
+			t.Fatalf("the upload wrote through a planted symlink: %q", b)
+		}
+		if got, _ := os.ReadFile(h.Path("/srv/link.bin")); !bytes.Equal(got, data) {
+			t.Fatal("file differs")
+		}
+	})
+}
+
+// countingSource counts the bytes read from a seekable source.
+type countingSource struct {
+	*bytes.Reader
+	n int64
+}
+
+func (c *countingSource) Read(p []byte) (int, error) {
+	n, err := c.Reader.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// waitNoPut waits until no upload script for dst runs on any lab host.
+func waitNoPut(t *testing.T, dst string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		busy := false
+		ents, _ := os.ReadDir("/proc")
+		for _, e := range ents {
+			b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+			if err == nil && bytes.Contains(b, []byte("tricenter-put")) && bytes.Contains(b, []byte(dst)) {
+				busy = true
+				break
+			}
+		}
+		if !busy {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the upload of %s still runs on the host", dst)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // TestCertificateAuthority checks that a host certificate signed by a CA
