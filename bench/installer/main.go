@@ -42,6 +42,8 @@ func main() {
 	skipAnsible := flag.Bool("skip-ansible", false, "leave Ansible out")
 	serve := flag.Bool("serve", false, "start a lab behind a jump host, write its inventory, wait for Ctrl-C")
 	sharedRoot := flag.Bool("shared-root", false, "keep this machine's /root (and its shell rc files) as every host's root home")
+	concurrency := flag.Int("concurrency", 0, "tricenter's host concurrency (default: every host at once, like Ansible's forks)")
+	ab := flag.Int("ab", 0, "with -steps: only the transfers (SFTP, exec stream, the engine's put), alternating this many times")
 	stepsMode := flag.Bool("steps", false, "time each building block of an upload (one at a time on all hosts) instead")
 	flag.Parse()
 	var err error
@@ -49,9 +51,9 @@ func main() {
 	case *serve:
 		err = serveLab(*hosts)
 	case *stepsMode:
-		err = steps(*hosts, *sizeMiB, *commands, *sharedRoot)
+		err = steps(*hosts, *sizeMiB, *commands, *sharedRoot, *ab)
 	default:
-		err = bench(*hosts, *sizeMiB, *commands, *skipAnsible, *sharedRoot)
+		err = bench(*hosts, *sizeMiB, *commands, *concurrency, *skipAnsible, *sharedRoot)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)
@@ -94,7 +96,10 @@ func cpuNow() time.Duration {
 	return tv(self.Utime) + tv(self.Stime) + tv(kids.Utime) + tv(kids.Stime)
 }
 
-func bench(n, sizeMiB, commands int, skipAnsible, sharedRoot bool) error {
+func bench(n, sizeMiB, commands, concurrency int, skipAnsible, sharedRoot bool) error {
+	if concurrency <= 0 {
+		concurrency = n
+	}
 	ctx := context.Background()
 	start := time.Now()
 	l, err := sshtest.Start(ctx, sshtest.Options{Block: block, Hosts: n, TmpfsSize: fmt.Sprintf("%dm", sizeMiB*3+64)})
@@ -124,7 +129,7 @@ func bench(n, sizeMiB, commands int, skipAnsible, sharedRoot bool) error {
 	var results []result
 	floor := timed("raw ssh floor", func() error { return rawFloor(l, artifact) })
 	results = append(results, floor)
-	tri := timed("tricenter", func() error { return tricenter(l, artifact, cmds) })
+	tri := timed("tricenter", func() error { return tricenter(l, artifact, cmds, concurrency) })
 	results = append(results, tri)
 	if err := clean(l); err != nil {
 		return err
@@ -144,7 +149,7 @@ func bench(n, sizeMiB, commands int, skipAnsible, sharedRoot bool) error {
 			fmt.Printf("%-30s %10s  failed: %v\n", r.name, "-", r.err)
 			continue
 		}
-		fmt.Printf("%-30s %9.2fs %13.2fx %13.2fx %13.2fs\n", label(r.name, n), r.d.Seconds(),
+		fmt.Printf("%-30s %9.2fs %13.2fx %13.2fx %13.2fs\n", label(r.name, n, concurrency), r.d.Seconds(),
 			r.d.Seconds()/tri.d.Seconds(), r.d.Seconds()/floor.d.Seconds(), r.cpu.Seconds())
 	}
 	for _, r := range results {
@@ -155,10 +160,10 @@ func bench(n, sizeMiB, commands int, skipAnsible, sharedRoot bool) error {
 	return nil
 }
 
-func label(name string, n int) string {
+func label(name string, n, concurrency int) string {
 	switch name {
 	case "tricenter":
-		return fmt.Sprintf("tricenter (concurrency %d)", n)
+		return fmt.Sprintf("tricenter (concurrency %d)", concurrency)
 	case "ansible":
 		return fmt.Sprintf("ansible-core (forks %d)", n)
 	}
@@ -226,8 +231,8 @@ func rawFloor(l *sshtest.Lab, artifact string) error {
 	return nil
 }
 
-func tricenter(l *sshtest.Lab, artifact string, cmds []string) error {
-	m := &phase.Manager{Cluster: l.Cluster(sshtest.ClusterOptions{}), Concurrency: len(l.Hosts)}
+func tricenter(l *sshtest.Lab, artifact string, cmds []string, concurrency int) error {
+	m := &phase.Manager{Cluster: l.Cluster(sshtest.ClusterOptions{}), Concurrency: concurrency}
 	defer m.Close()
 	return m.Run(context.Background(), &phase.HostPhase{
 		Name: "Push the artifact and run commands",

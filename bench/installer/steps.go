@@ -34,7 +34,7 @@ type step struct {
 // (bench/installer.sh -steps): session opens, the remote stat script, the
 // SFTP stream, fsync, the remote sha256, rename, the commands, and the
 // exec-stream alternatives, each with its wall time and per-host spread.
-func steps(n, sizeMiB, commands int, sharedRoot bool) error {
+func steps(n, sizeMiB, commands int, sharedRoot bool, ab int) error {
 	ctx := context.Background()
 	l, err := sshtest.Start(ctx, sshtest.Options{Block: block, Hosts: n, TmpfsSize: fmt.Sprintf("%dm", sizeMiB*4+64)})
 	if err != nil {
@@ -67,6 +67,7 @@ func steps(n, sizeMiB, commands int, sharedRoot bool) error {
 	defer pool.Close()
 	clients := make([]*ssh.Client, n)
 	deploy := make([]*ssh.Client, n)
+	puts := make([]*ssh.PutSession, n)
 	const dst = "/srv/bench/artifact.bin"
 	tmp := "/srv/bench/.artifact.bin.tmp"
 	run := func(cmd string) func(ctx context.Context, c *ssh.Client, i int) error {
@@ -180,6 +181,32 @@ func steps(n, sizeMiB, commands int, sharedRoot bool) error {
 			}
 			return nil
 		}},
+		{"engine put: open, target absent", func(ctx context.Context, c *ssh.Client, i int) error {
+			u, err := c.OpenPut(ctx, "/srv/bench/put.bin", ssh.PutOptions{SHA256: sum, Size: size})
+			if err == nil {
+				puts[i] = u
+			}
+			return err
+		}},
+		{"engine put: send (stream, fsync, sha256, rename)", func(ctx context.Context, _ *ssh.Client, i int) error {
+			f, err := open(artifact)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			return puts[i].Send(ctx, f)
+		}},
+		{"engine put: open, identical target (hashed)", func(ctx context.Context, c *ssh.Client, _ int) error {
+			u, err := c.OpenPut(ctx, "/srv/bench/put.bin", ssh.PutOptions{SHA256: sum, Size: size})
+			if err != nil {
+				return err
+			}
+			defer u.Close()
+			if u.State().SHA256 != sum {
+				return fmt.Errorf("state %+v", u.State())
+			}
+			return nil
+		}},
 		{"exec stream: cat > /dev/null", func(ctx context.Context, c *ssh.Client, _ int) error {
 			f, err := open(artifact)
 			if err != nil {
@@ -212,6 +239,25 @@ func steps(n, sizeMiB, commands int, sharedRoot bool) error {
 			defer f.Close()
 			return c.Run(ctx, "tee "+tmp+" | sha256sum >/dev/null", f, nil, nil)
 		}},
+	}
+	if ab > 0 {
+		// The transfer alone, alternating, each into a fresh file.
+		byName := map[string]step{}
+		for _, st := range all {
+			byName[st.name] = st
+		}
+		rm := func(p string) func(context.Context, *ssh.Client, int) error {
+			return run("rm -f " + p)
+		}
+		ordered := all[:1]
+		for range ab {
+			ordered = append(ordered,
+				step{"  (rm)", rm(tmp)}, byName["sftp mkdir+open+chmod"], byName["sftp stream 128K x16"],
+				step{"  (rm)", rm(tmp)}, byName["exec stream: cat > tmp"],
+				step{"  (rm)", rm("/srv/bench/put.bin")}, byName["engine put: open, target absent"],
+				byName["engine put: send (stream, fsync, sha256, rename)"])
+		}
+		all = ordered
 	}
 	fmt.Printf("\nsteps: %d MiB to %d hosts, one step at a time on all hosts (%s, load average %s)\n\n",
 		sizeMiB, n, "real sshd per host", loadavg())
