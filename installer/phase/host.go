@@ -28,6 +28,7 @@ type Host struct {
 	uploads chan struct{}
 	mu      sync.Mutex
 	changes []string
+	paths   map[string]chan struct{} // one upload at a time per remote path
 }
 
 func (m *Manager) newHost(h inventory.Host) *Host {
@@ -252,6 +253,21 @@ func (h *Host) put(ctx context.Context, remote, sum string, size int64, o FileOp
 		o.Mode = 0o644
 	}
 	res := FileResult{SHA256: sum, Size: size}
+	// Uploads of one path take turns: they would share the partial file.
+	h.mu.Lock()
+	if h.paths == nil {
+		h.paths = map[string]chan struct{}{}
+	}
+	turn := h.paths[remote]
+	if turn == nil {
+		turn = make(chan struct{}, 1)
+		h.paths[remote] = turn
+	}
+	h.mu.Unlock()
+	if err := acquire(ctx, turn); err != nil {
+		return res, err
+	}
+	defer func() { <-turn }()
 	if err := acquire(ctx, h.uploads); err != nil {
 		return res, err
 	}

@@ -247,6 +247,46 @@ func TestUploadRetriesAfterCut(t *testing.T) {
 	}
 }
 
+// TestConcurrentUploadsOfOnePath: uploads of different contents to one
+// path at once take turns (they would share the partial file); each
+// verifies, the last one wins, and nothing is left behind.
+func TestConcurrentUploadsOfOnePath(t *testing.T) {
+	l := sshtest.New(t, sshtest.Options{Block: block, Hosts: 1})
+	ctx := ctxT(t, time.Minute)
+	a, da := writeArtifact(t, 16<<20)
+	b, db := writeArtifact(t, 16<<20)
+	m := &phase.Manager{Cluster: l.Cluster(sshtest.ClusterOptions{})}
+	defer m.Close()
+	hs, err := m.Hosts(inventory.Selector{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 6)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			src := a
+			if i%2 == 1 {
+				src = b
+			}
+			_, errs[i] = hs[0].Upload(ctx, src, "/srv/bin/same", 0o755)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(l.Hosts[0].Path("/srv/bin/same"))
+	if !bytes.Equal(got, da) && !bytes.Equal(got, db) {
+		t.Fatal("the file is neither upload")
+	}
+	if left, _ := filepath.Glob(l.Hosts[0].Path("/srv/bin/.same.tricenter-*")); len(left) != 0 {
+		t.Fatalf("temporary files left: %v", left)
+	}
+}
+
 // TestFiftyHosts runs a phase on 50 real sshd hosts with the default
 // concurrency (30) and a per-center cap, and checks the bounds held.
 func TestFiftyHosts(t *testing.T) {

@@ -416,7 +416,12 @@ func (u *PutSession) finish(ctx context.Context) error {
 	}
 	u.ended, u.err = true, err
 	u.sess.Close()
-	return u.c.exitError(u.cmd, err, u.tail)
+	err = u.c.exitError(u.cmd, err, u.tail)
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		ee.Cmd = "tricenter-put " + u.dst // the script itself says little
+	}
+	return err
 }
 
 // kill ends the session at once (the remote command is killed; a partial

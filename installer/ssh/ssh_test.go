@@ -199,6 +199,12 @@ func TestTransport(t *testing.T) {
 		if !errors.As(err, &ee) || ee.Status == 0 {
 			t.Fatalf("want the ExitError kept, got %#v", err)
 		}
+		// An upload needs root too, and says so.
+		data := []byte("x")
+		err = c.Put(ctx, bytes.NewReader(data), "/srv/pw.bin", ssh.PutOptions{SHA256: sum(data), Size: 1})
+		if !errors.Is(err, ssh.ErrSudoPassword) || ssh.IsTransient(err) {
+			t.Fatalf("upload without passwordless sudo: want ErrSudoPassword, got %v", err)
+		}
 	})
 
 	t.Run("upload as a sudo user", func(t *testing.T) {
