@@ -202,10 +202,19 @@ func (e *etcdLab) client(t *testing.T, c *inventory.Cluster, p *inventory.Placem
 }
 
 // ssh runs a command on a machine with OpenSSH and strict host keys.
+// ssh runs cmd on a machine and returns its standard output. Standard
+// error (which carries login banners such as pam_nologin's "System is booting
+// up" right after a power cycle) only goes into the error.
 func (e *etcdLab) ssh(ctx context.Context, m *nspawn.Machine, cmd string) (string, error) {
-	out, err := exec.CommandContext(ctx, "ssh", "-i", e.key, "-o", "UserKnownHostsFile="+e.kh,
+	var stderr strings.Builder
+	c := exec.CommandContext(ctx, "ssh", "-i", e.key, "-o", "UserKnownHostsFile="+e.kh,
 		"-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
-		"root@"+m.Address.String(), cmd).CombinedOutput()
+		"root@"+m.Address.String(), cmd)
+	c.Stderr = &stderr
+	out, err := c.Output()
+	if err != nil {
+		err = fmt.Errorf("%w: %s", err, strings.TrimSpace(stderr.String()))
+	}
 	return strings.TrimSpace(string(out)), err
 }
 

@@ -230,11 +230,17 @@ func (c *Client) serverCertExpiry(ctx context.Context, endpoint string) (time.Ti
 	return certs[0].NotAfter, nil
 }
 
-// AddLearner adds a non-voting member with the given peer URL.
+// AddLearner adds a non-voting member with the given peer URL. Like a
+// removal, etcd refuses it ("unhealthy cluster") while a member has not been
+// connected for its health interval; that refusal happens before anything is
+// proposed, so it is waited out and retried (see retryRefused).
 func (c *Client) AddLearner(ctx context.Context, peerURL string) (Member, []Member, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	r, err := c.cli.MemberAddAsLearner(ctx, []string{peerURL})
+	var r *clientv3.MemberAddResponse
+	err := c.retryRefused(ctx, func(ctx context.Context) error {
+		var err error
+		r, err = c.cli.MemberAddAsLearner(ctx, []string{peerURL})
+		return err
+	}, nil)
 	if err != nil {
 		return Member{}, nil, fmt.Errorf("adding learner %s: %w", peerURL, err)
 	}
@@ -256,42 +262,57 @@ func (c *Client) Promote(ctx context.Context, id uint64) error {
 	return nil
 }
 
-// RemoveRetry bounds how long Remove waits for etcd to accept a removal
-// it refused as unsafe for now.
-const RemoveRetry = 30 * time.Second
+// RefusedRetry bounds how long a membership change that etcd refused as
+// unsafe for now is retried.
+const RefusedRetry = 30 * time.Second
 
-// Remove removes a member from the cluster. etcd refuses a removal
-// ("unhealthy cluster") while too few of the remaining members have been
-// connected for its health interval (5 s) — a member that just came back
-// from an outage does not count yet. Remove waits and retries that refusal
-// for up to RemoveRetry. When the request went to the member being removed,
-// it stops itself as the removal commits and the answer is lost ("server
-// stopped"): Remove then checks the member list, and a member that is gone
-// is removed.
-func (c *Client) Remove(ctx context.Context, id uint64) error {
-	deadline := time.Now().Add(RemoveRetry)
+// retryRefused runs op until it succeeds, fails for another reason, or
+// RefusedRetry passes. etcd refuses membership changes with "unhealthy
+// cluster" while a member has not been connected for its health interval
+// (5 s) — right after an outage or a previous change — and with "server
+// stopped" when the request reached a member that is stopping. Both are
+// refused before anything is proposed. done, when set, is asked after a
+// failure whether the change took effect anyway (an answer lost with the
+// member that applied it).
+func (c *Client) retryRefused(ctx context.Context, op func(context.Context) error, done func(context.Context) bool) error {
+	deadline := time.Now().Add(RefusedRetry)
 	backoff := 250 * time.Millisecond
 	for {
-		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err := c.cli.MemberRemove(rctx, id)
+		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := op(octx)
 		cancel()
-		if err == nil {
-			return nil
-		}
-		if gone, lerr := c.memberGone(ctx, id); lerr == nil && gone {
+		if err == nil || (done != nil && done(ctx)) {
 			return nil
 		}
 		retry := errors.Is(err, rpctypes.ErrUnhealthy) || errors.Is(err, rpctypes.ErrStopped)
 		if !retry || time.Now().Add(backoff).After(deadline) {
-			return fmt.Errorf("removing member %x: %w", id, err)
+			return err
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("removing member %x: %w (etcd refused earlier: %v)", id, ctx.Err(), err)
+			return fmt.Errorf("%w (etcd refused earlier: %v)", ctx.Err(), err)
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 2*time.Second)
 	}
+}
+
+// Remove removes a member from the cluster, waiting out refusals (see
+// retryRefused). When the request went to the member being removed, it
+// stops itself as the removal commits and the answer is lost: the member
+// list then shows whether it is gone.
+func (c *Client) Remove(ctx context.Context, id uint64) error {
+	err := c.retryRefused(ctx, func(ctx context.Context) error {
+		_, err := c.cli.MemberRemove(ctx, id)
+		return err
+	}, func(ctx context.Context) bool {
+		gone, err := c.memberGone(ctx, id)
+		return err == nil && gone
+	})
+	if err != nil {
+		return fmt.Errorf("removing member %x: %w", id, err)
+	}
+	return nil
 }
 
 // memberGone reports whether id is no longer in the member list.
