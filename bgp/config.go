@@ -366,9 +366,10 @@ func (p *Plan) AgentConfig(node string, o ConfigOptions) (*Config, error) {
 	if o.APIHealthURL == "" {
 		o.APIHealthURL = DefaultAPIHealthURL
 	}
-	if o.APIHealthCA == "" {
+	switch o.APIHealthCA {
+	case "":
 		o.APIHealthCA = DefaultAPIHealthCA
-	} else if o.APIHealthCA == "-" {
+	case "-":
 		o.APIHealthCA = ""
 	}
 	if o.ProxyHealthURL == "" {

@@ -129,12 +129,9 @@ func (c LargeCommunity) String() string { return fmt.Sprintf("%d:%d:%d", c.Globa
 func ParseLargeCommunity(s string) (LargeCommunity, error) {
 	var c LargeCommunity
 	var rest string
-	n, err := fmt.Sscanf(s, "%d:%d:%d%s", &c.Global, &c.Data1, &c.Data2, &rest)
+	n, _ := fmt.Sscanf(s, "%d:%d:%d%s", &c.Global, &c.Data1, &c.Data2, &rest)
 	if n == 3 && rest == "" && strings.Count(s, ":") == 2 {
 		return c, nil
-	}
-	if err == nil {
-		err = errors.New("trailing characters")
 	}
 	return LargeCommunity{}, fmt.Errorf("large community %q: want GLOBAL:DATA1:DATA2 (three 32-bit numbers)", s)
 }

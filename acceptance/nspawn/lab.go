@@ -442,7 +442,7 @@ func waitTCP(ctx context.Context, addr string) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for %s: %w (last error: %v)", addr, ctx.Err(), err)
+			return fmt.Errorf("waiting for %s: %w (last error: %w)", addr, ctx.Err(), err)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

@@ -178,7 +178,7 @@ func listenIn(nsName, addr string) (net.Listener, error) {
 		if l != nil {
 			l.Close()
 		}
-		return nil, fmt.Errorf("%w: %v", errNoReturn, err)
+		return nil, fmt.Errorf("%w: %w", errNoReturn, err)
 	}
 	return l, lerr
 }

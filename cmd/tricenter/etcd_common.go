@@ -87,7 +87,7 @@ func loadEtcdEnv(g *globals, f *engineFlags, createPKI bool) (*etcdEnv, error) {
 }
 
 func (e *etcdEnv) manager(dryRun bool, out io.Writer) *phase.Manager {
-	var rep progress.Reporter = progress.Discard
+	rep := progress.Discard
 	if out != nil {
 		rep = progress.NewPrinter(out, isTTY(out))
 	}

@@ -42,7 +42,7 @@ The exit status is 0 when the command exited 0 everywhere, 1 otherwise.`,
 
 func runExec(ctx context.Context, g *globals, f *sshFlags, command string, sudo, dryRun bool) error {
 	out := &lockedWriter{w: g.stdout}
-	var rep progress.Reporter = progress.Discard
+	rep := progress.Discard
 	if dryRun {
 		rep = progress.NewPrinter(out, false)
 	}

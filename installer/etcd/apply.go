@@ -79,22 +79,21 @@ type Facts struct {
 }
 
 type run struct {
-	o        Options
-	log      *slog.Logger
-	set      Settings
-	bins     map[string]string
-	plan     []inventory.Member
-	byName   map[string]inventory.Member
-	cli      *Client
-	mu       sync.Mutex
-	facts    map[string]*Facts
-	changed  map[string]bool
-	res      *Result
-	members  []Member
-	healthy  map[uint64]bool
-	apiUp    bool
-	retiring []string
-	sums     map[string]string
+	o       Options
+	log     *slog.Logger
+	set     Settings
+	bins    map[string]string
+	plan    []inventory.Member
+	byName  map[string]inventory.Member
+	cli     *Client
+	mu      sync.Mutex
+	facts   map[string]*Facts
+	changed map[string]bool
+	res     *Result
+	members []Member
+	healthy map[uint64]bool
+	apiUp   bool
+	sums    map[string]string
 }
 
 // Apply converges etcd on the placement: preflight, upload, configuration,
@@ -676,7 +675,7 @@ func (r *run) refreshMembers(ctx context.Context) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%w: member list unavailable after %v: %v", ErrUnhealthy, r.o.HealthTimeout, err)
+			return fmt.Errorf("%w: member list unavailable after %v: %w", ErrUnhealthy, r.o.HealthTimeout, err)
 		}
 		select {
 		case <-ctx.Done():

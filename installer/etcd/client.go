@@ -290,7 +290,7 @@ func (c *Client) retryRefused(ctx context.Context, op func(context.Context) erro
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w (etcd refused earlier: %v)", ctx.Err(), err)
+			return fmt.Errorf("%w (etcd refused earlier: %w)", ctx.Err(), err)
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 2*time.Second)

@@ -235,7 +235,7 @@ func Drill(ctx context.Context, o DrillOptions) (*DrillReport, error) {
 	// Writes resume when one issued after the loss succeeds.
 	if err := waitUntil(ctx, rep.ElectionTimeout+30*time.Second, func() bool { return w.firstAckAfter(offDone) > 0 }); err != nil {
 		w.stop()
-		return rep, fmt.Errorf("%w: writes did not resume: %v", ErrDrillFailed, err)
+		return rep, fmt.Errorf("%w: writes did not resume: %w", ErrDrillFailed, err)
 	}
 	rep.ResumedAfter = w.firstAckAfter(offDone)
 	select {
@@ -267,7 +267,7 @@ func Drill(ctx context.Context, o DrillOptions) (*DrillReport, error) {
 	}
 	rep.Lost = lost
 	if restoreErr != nil {
-		return rep, fmt.Errorf("%w: restoring center %s: %v", ErrDrillFailed, o.Center, restoreErr)
+		return rep, fmt.Errorf("%w: restoring center %s: %w", ErrDrillFailed, o.Center, restoreErr)
 	}
 	if lost > 0 {
 		return rep, fmt.Errorf("%w: %d acknowledged writes lost", ErrDrillFailed, lost)

@@ -124,7 +124,7 @@ func PlanMembership(current []Member, healthy map[uint64]bool, plan []inventory.
 			delete(voters, s.ID)
 		}
 		if err := quorumOK(voters); err != nil {
-			return steps, fmt.Errorf("%w: after %q: %v", ErrQuorumRisk, s, err)
+			return steps, fmt.Errorf("%w: after %q: %w", ErrQuorumRisk, s, err)
 		}
 	}
 	return steps, nil
@@ -157,7 +157,7 @@ func CheckRemove(current []Member, healthy map[uint64]bool, id uint64) error {
 		}
 	}
 	if err := quorumOK(voters); err != nil {
-		return fmt.Errorf("%w: %v", ErrQuorumRisk, err)
+		return fmt.Errorf("%w: %w", ErrQuorumRisk, err)
 	}
 	return nil
 }

@@ -64,7 +64,7 @@ func ParsePin(s string) (*Pin, error) {
 	}
 	k, _, _, _, err := xssh.ParseAuthorizedKey([]byte(s))
 	if err != nil {
-		return nil, fmt.Errorf("host key %q is neither a SHA256:… fingerprint nor a public key line: %v", shorten(s, 40), err)
+		return nil, fmt.Errorf("host key %q is neither a SHA256:… fingerprint nor a public key line: %w", shorten(s, 40), err)
 	}
 	return &Pin{Fingerprint: xssh.FingerprintSHA256(k), Key: k}, nil
 }

@@ -213,7 +213,7 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 		// segment makes a direct dial fail at once.
 		seg := netip.PrefixFrom(priv, 24).String()
 		if out, err := exec.Command("ip", "route", "add", "unreachable", seg).CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("ip route add unreachable %s: %v: %s", seg, err, out)
+			return nil, fmt.Errorf("ip route add unreachable %s: %w: %s", seg, err, out)
 		}
 		l.unreach = seg
 	}
@@ -296,7 +296,7 @@ func (l *Lab) Close() error {
 	var errs []error
 	if l.unreach != "" {
 		if out, err := exec.Command("ip", "route", "del", "unreachable", l.unreach).CombinedOutput(); err != nil {
-			errs = append(errs, fmt.Errorf("ip route del unreachable %s: %v: %s", l.unreach, err, out))
+			errs = append(errs, fmt.Errorf("ip route del unreachable %s: %w: %s", l.unreach, err, out))
 		}
 	}
 	if l.net != nil {
