@@ -3,7 +3,9 @@
 // artifact and runs 5 commands on every host with tricenter's engine, with
 // Ansible (ansible-core: copy + command modules, forks=50, pipelining on),
 // and measures the raw floor (50 parallel `ssh host 'cat > /dev/null' <
-// file`). It prints the three times and the ratios.
+// file`). It prints the three times and the ratios, then tricenter's
+// converged re-run. With -steps it times each building block of an upload
+// instead (steps.go).
 //
 // With -serve it only starts a lab (targets behind a jump host), writes an
 // inventory and waits for Ctrl-C: for trying bin/tricenter ssh-check and
