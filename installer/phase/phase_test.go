@@ -242,6 +242,14 @@ func TestUploadRetriesAfterCut(t *testing.T) {
 	if !strings.Contains(rec.all(), "node01: retrying uploading /srv/bin/agent") {
 		t.Fatalf("no retry was reported:\n%s", rec.all())
 	}
+	if !strings.Contains(rec.all(), "node01: resuming the upload of /srv/bin/agent at ") {
+		t.Errorf("the retry did not resume from what the host kept:\n%s", rec.all())
+	}
+	// The artifact once (what the cut attempt sent was taken back) and the
+	// small config file.
+	if b := rec.bytes.Load(); b < int64(len(data)) || b > int64(len(data))+1024 {
+		t.Errorf("progress counted %d bytes, want %d and the config", b, len(data))
+	}
 	if left, _ := filepath.Glob(l.Hosts[0].Path("/srv/bin/.agent.tricenter-*")); len(left) != 0 {
 		t.Fatalf("temporary files left: %v", left)
 	}
