@@ -373,12 +373,25 @@ func (u *PutSession) send(ctx context.Context, r io.Reader, off int64) (reported
 	_, err := io.CopyBuffer(u.stdin, cr, make([]byte, 256<<10))
 	reported += cr.n
 	if err != nil {
-		u.kill()
 		if ctx.Err() != nil {
+			u.kill()
 			return reported, ctx.Err()
 		}
 		if cr.err != nil {
+			u.kill()
 			return reported, fmt.Errorf("uploading %s: reading the source: %w", u.dst, cr.err)
+		}
+		// The host may have refused the content (its exit status says
+		// why) or the connection broke.
+		select {
+		case werr := <-u.done:
+			u.ended = true
+			u.sess.Close()
+			if ee := u.exitError(werr); ee != nil {
+				return reported, u.result(off, ee)
+			}
+		case <-time.After(5 * time.Second):
+			u.kill()
 		}
 		return reported, fmt.Errorf("uploading %s: %w", u.dst, u.c.lost(err))
 	}
@@ -387,22 +400,26 @@ func (u *PutSession) send(ctx context.Context, r io.Reader, off int64) (reported
 		return reported, fmt.Errorf("uploading %s: the source gave %d bytes, expected %d", u.dst, off+cr.n, u.o.Size)
 	}
 	u.stdin.Close()
-	err = u.finish(ctx)
+	return reported, u.result(off, u.finish(ctx))
+}
+
+// result describes the upload script's outcome.
+func (u *PutSession) result(off int64, err error) error {
 	var ee *ExitError
 	if errors.As(err, &ee) {
 		switch ee.Status {
 		case putChecksum:
-			return reported, fmt.Errorf("uploading %s: %w: expected sha256:%s, the host computed %s", u.dst, ErrChecksumMismatch, u.o.SHA256, ee.Stderr)
+			return fmt.Errorf("uploading %s: %w: expected sha256:%s, the host computed %s", u.dst, ErrChecksumMismatch, u.o.SHA256, ee.Stderr)
 		case putResume:
-			return reported, fmt.Errorf("uploading %s (resumed at %d bytes): %w: %s", u.dst, off, errPartialDiscarded, ee.Stderr)
+			return fmt.Errorf("uploading %s (resumed at %d bytes): %w: %s", u.dst, off, errPartialDiscarded, ee.Stderr)
 		case putShort:
-			return reported, fmt.Errorf("uploading %s: the host received a short file: %s", u.dst, ee.Stderr)
+			return fmt.Errorf("uploading %s: the host received a short file: %s", u.dst, ee.Stderr)
 		}
 	}
 	if err != nil {
-		return reported, fmt.Errorf("installing %s: %w", u.dst, err)
+		return fmt.Errorf("installing %s: %w", u.dst, err)
 	}
-	return reported, nil
+	return nil
 }
 
 // finish waits for the session's end and classifies its result.
@@ -416,10 +433,17 @@ func (u *PutSession) finish(ctx context.Context) error {
 	}
 	u.ended, u.err = true, err
 	u.sess.Close()
+	return u.exitError(err)
+}
+
+// exitError classifies the session's result (see Client.exitError); an
+// *ExitError names the upload rather than its script.
+func (u *PutSession) exitError(err error) error {
 	err = u.c.exitError(u.cmd, err, u.tail)
 	var ee *ExitError
 	if errors.As(err, &ee) {
-		ee.Cmd = "tricenter-put " + u.dst // the script itself says little
+		ee.Cmd = "tricenter-put " + u.dst
+		return err
 	}
 	return err
 }

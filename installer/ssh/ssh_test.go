@@ -477,6 +477,30 @@ func TestPutStates(t *testing.T) {
 		}
 	})
 
+	t.Run("partial file that changes before the send restarts from the beginning", func(t *testing.T) {
+		if err := os.WriteFile(part("moving.bin"), data[:1<<20], 0o600); err != nil {
+			t.Fatal(err)
+		}
+		u, err := c.OpenPut(ctx, "/srv/moving.bin", o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer u.Close()
+		if u.Resume() != 1<<20 {
+			t.Fatalf("Resume %d, want %d", u.Resume(), 1<<20)
+		}
+		f, _ := os.OpenFile(part("moving.bin"), os.O_APPEND|os.O_WRONLY, 0)
+		f.Write(data[1<<20 : 1<<20+100])
+		f.Close()
+		src := &countingSource{Reader: bytes.NewReader(data)}
+		if err := u.Send(ctx, src); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := os.ReadFile(h.Path("/srv/moving.bin")); !bytes.Equal(got, data) {
+			t.Fatal("file differs")
+		}
+	})
+
 	t.Run("corrupt partial file with a source that cannot seek", func(t *testing.T) {
 		if err := os.WriteFile(part("noseek.bin"), []byte("junk"), 0o600); err != nil {
 			t.Fatal(err)
