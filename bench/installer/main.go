@@ -104,7 +104,7 @@ func bench(n, sizeMiB, commands, concurrency int, skipAnsible, sharedRoot bool) 
 		concurrency = n
 	}
 	ctx := context.Background()
-	start := time.Now()
+	start, load0 := time.Now(), loadavg()
 	l, err := sshtest.Start(ctx, sshtest.Options{Block: block, Hosts: n, TmpfsSize: fmt.Sprintf("%dm", sizeMiB*3+64)})
 	if err != nil {
 		return err
@@ -150,8 +150,8 @@ func bench(n, sizeMiB, commands, concurrency int, skipAnsible, sharedRoot bool) 
 	if sharedRoot {
 		home = "root home shared with this machine"
 	}
-	fmt.Printf("\npush %d MiB + run %d commands on %d hosts (%d cores, load average %s, real sshd per host, %s)\n\n",
-		sizeMiB, commands, n, runtime.NumCPU(), loadavg(), home)
+	fmt.Printf("\npush %d MiB + run %d commands on %d hosts (%d cores, load average %s before, %s after, real sshd per host, %s)\n\n",
+		sizeMiB, commands, n, runtime.NumCPU(), load0, loadavg(), home)
 	fmt.Printf("%-30s %10s %14s %14s %14s\n", "contender", "time", "vs tricenter", "vs raw floor", "client CPU")
 	for _, r := range results {
 		if r.err != nil {
