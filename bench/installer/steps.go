@@ -107,7 +107,7 @@ func steps(n, sizeMiB, commands int, sharedRoot bool, ab int) error {
 			}
 			return nil
 		}},
-		{"stat script (absent)", func(ctx context.Context, c *ssh.Client, _ int) error {
+		{"Client.Stat, absent", func(ctx context.Context, c *ssh.Client, _ int) error {
 			_, err := c.Stat(ctx, dst)
 			return err
 		}},
@@ -158,10 +158,10 @@ func steps(n, sizeMiB, commands int, sharedRoot bool, ab int) error {
 		}},
 		{"remote sha256sum", run("sha256sum " + tmp + " >/dev/null")},
 		{"remote openssl sha256", run("openssl dgst -sha256 -r " + tmp + " >/dev/null")},
-		{"finalize script (sha256sum, chmod, mv, sync)", run(fmt.Sprintf(
+		{"old finalize script (sha256sum, chmod, mv, sync)", run(fmt.Sprintf(
 			"set -e; s=$(sha256sum -- %[1]s); [ \"${s%%%% *}\" = %[2]s ]; chmod 644 %[1]s; mv -f %[1]s %[3]s; sync %[4]s",
 			tmp, sum, dst, path.Dir(dst)))},
-		{"stat script (present: sha256sum)", func(ctx context.Context, c *ssh.Client, _ int) error {
+		{"Client.Stat, present (hashed: openssl)", func(ctx context.Context, c *ssh.Client, _ int) error {
 			st, err := c.Stat(ctx, dst)
 			if err == nil && st.SHA256 != sum {
 				err = fmt.Errorf("sha256 %s, want %s", st.SHA256, sum)
