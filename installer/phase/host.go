@@ -213,8 +213,11 @@ type FileResult struct {
 }
 
 // Upload puts a local file at remote with mode: skipped when the remote
-// file already has its sha256 (mode fixed if needed), otherwise streamed
-// to a temporary file, fsynced, checked and renamed atomically.
+// file already has its sha256 (mode fixed if needed; the remote file is
+// hashed only when its size matches), otherwise streamed to a temporary
+// file, fsynced, checked on the host and renamed atomically — all in one
+// SSH session. A partial upload left by a cut connection or a killed run
+// is resumed.
 func (h *Host) Upload(ctx context.Context, local, remote string, mode fs.FileMode) (FileResult, error) {
 	return h.UploadFile(ctx, local, remote, FileOptions{Mode: mode})
 }
