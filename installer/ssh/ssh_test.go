@@ -440,6 +440,23 @@ func TestPutStates(t *testing.T) {
 		}
 	})
 
+	t.Run("awkward path", func(t *testing.T) {
+		dst := "/srv/with space/it's *.bin"
+		if err := c.Put(ctx, bytes.NewReader(data), dst, o); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := os.ReadFile(h.Path(dst)); !bytes.Equal(got, data) {
+			t.Fatal("file differs")
+		}
+		if left, _ := filepath.Glob(h.Path("/srv/with space/.*")); len(left) != 0 {
+			t.Fatalf("temporary files left: %v", left)
+		}
+		st, err := c.Stat(ctx, dst)
+		if err != nil || st.SHA256 != o.SHA256 {
+			t.Fatalf("Stat %+v, %v", st, err)
+		}
+	})
+
 	t.Run("directory in the way", func(t *testing.T) {
 		os.MkdirAll(h.Path("/srv/adir"), 0o755)
 		_, err := c.OpenPut(ctx, "/srv/adir", o)
