@@ -20,14 +20,18 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
-// TestEtcdBenchmark measures, on the nspawn lab, the cold and no-op apply
+// BenchmarkEtcd measures, on the nspawn lab, the cold and no-op apply
 // times, write throughput across the delayed centers and the leader
 // elections of an idle run, and prints them as tables. bench/etcd.sh runs
-// it (TRICENTER_BENCH_ETCD=1); ETCD_BENCH_IDLE sets the idle time (10m).
-func TestEtcdBenchmark(t *testing.T) {
-	if os.Getenv("TRICENTER_BENCH_ETCD") != "1" {
-		t.Skip("benchmark: run bench/etcd.sh (sets TRICENTER_BENCH_ETCD=1)")
+// it once (-bench BenchmarkEtcd -benchtime 1x); ETCD_BENCH_IDLE sets the
+// idle time (10m).
+func BenchmarkEtcd(b *testing.B) {
+	for b.Loop() {
+		benchmarkEtcd(b)
 	}
+}
+
+func benchmarkEtcd(t testing.TB) {
 	idle := 10 * time.Minute
 	if v := os.Getenv("ETCD_BENCH_IDLE"); v != "" {
 		d, err := time.ParseDuration(v)
@@ -122,7 +126,7 @@ type loadResult struct {
 }
 
 // writeLoad runs n concurrent writers (over 4 connections) for d.
-func writeLoad(t *testing.T, ctx context.Context, eps []string, tc *tlsCfg, n int, d time.Duration) loadResult {
+func writeLoad(t testing.TB, ctx context.Context, eps []string, tc *tlsCfg, n int, d time.Duration) loadResult {
 	t.Helper()
 	conns := 4
 	if n < conns {
@@ -172,7 +176,7 @@ func writeLoad(t *testing.T, ctx context.Context, eps []string, tc *tlsCfg, n in
 }
 
 // leaderChanges reads etcd_server_leader_changes_seen_total per endpoint.
-func leaderChanges(t *testing.T, ctx context.Context, eps []string, tc *tlsCfg) map[string]float64 {
+func leaderChanges(t testing.TB, ctx context.Context, eps []string, tc *tlsCfg) map[string]float64 {
 	t.Helper()
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: tc.Clone()}}
 	out := map[string]float64{}

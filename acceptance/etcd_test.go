@@ -37,7 +37,7 @@ type etcdLab struct {
 	log      *slog.Logger
 }
 
-func repoRoot(t *testing.T) string {
+func repoRoot(t testing.TB) string {
 	t.Helper()
 	cache, err := nspawn.CacheDir()
 	if err != nil {
@@ -46,7 +46,7 @@ func repoRoot(t *testing.T) string {
 	return filepath.Dir(cache)
 }
 
-func startEtcdLab(t *testing.T) *etcdLab {
+func startEtcdLab(t testing.TB) *etcdLab {
 	t.Helper()
 	if err := nspawn.Available(); err != nil {
 		t.Skipf("nspawn lab unavailable: %v", err)
@@ -91,7 +91,7 @@ func startEtcdLab(t *testing.T) *etcdLab {
 }
 
 // inventory writes an inventory variant and returns its path.
-func (e *etcdLab) inventory(t *testing.T, members int, dc3Etcd bool) string {
+func (e *etcdLab) inventory(t testing.TB, members int, dc3Etcd bool) string {
 	t.Helper()
 	b, err := os.ReadFile("testdata/etcd-lab.yaml")
 	if err != nil {
@@ -110,7 +110,7 @@ func (e *etcdLab) inventory(t *testing.T, members int, dc3Etcd bool) string {
 	return p
 }
 
-func (e *etcdLab) cluster(t *testing.T, members int, dc3Etcd bool) *inventory.Cluster {
+func (e *etcdLab) cluster(t testing.TB, members int, dc3Etcd bool) *inventory.Cluster {
 	t.Helper()
 	b, err := os.ReadFile(e.inventory(t, members, dc3Etcd))
 	if err != nil {
@@ -143,7 +143,7 @@ type statusJSON struct {
 	PlannedPerCenter map[string]int `json:"plannedPerCenter"`
 }
 
-func (e *etcdLab) status(t *testing.T, ctx context.Context, inv string) statusJSON {
+func (e *etcdLab) status(t testing.TB, ctx context.Context, inv string) statusJSON {
 	t.Helper()
 	out, errOut, err := e.cli(ctx, "etcd", "status", "-f", inv, "-o", "json", "--log-level", "warn")
 	var st statusJSON
@@ -153,7 +153,7 @@ func (e *etcdLab) status(t *testing.T, ctx context.Context, inv string) statusJS
 	return st
 }
 
-func (e *etcdLab) apply(t *testing.T, ctx context.Context, inv string) (string, time.Duration) {
+func (e *etcdLab) apply(t testing.TB, ctx context.Context, inv string) (string, time.Duration) {
 	t.Helper()
 	start := time.Now()
 	out, errOut, err := e.cli(ctx, "apply", "--only", "etcd", "-f", inv, "--yes", "--log-level", "warn")
@@ -173,7 +173,7 @@ func tailLines(s string, n int) string {
 }
 
 // client connects with the PKI the CLI keeps in the state directory.
-func (e *etcdLab) client(t *testing.T, c *inventory.Cluster, p *inventory.Placement) *etcd.Client {
+func (e *etcdLab) client(t testing.TB, c *inventory.Cluster, p *inventory.Placement) *etcd.Client {
 	t.Helper()
 	st, err := state.Open(e.stateDir, c.Metadata.Name)
 	if err != nil {
@@ -219,7 +219,7 @@ func (e *etcdLab) ssh(ctx context.Context, m *nspawn.Machine, cmd string) (strin
 }
 
 // fingerprint describes everything apply could change on every machine.
-func (e *etcdLab) fingerprint(t *testing.T, ctx context.Context) string {
+func (e *etcdLab) fingerprint(t testing.TB, ctx context.Context) string {
 	t.Helper()
 	var b strings.Builder
 	for _, m := range e.lab.Machines() {
@@ -282,7 +282,7 @@ func startWriter(kv *clientv3.Client, prefix string) *seqWriter {
 
 // stop ends the writes and returns the longest gap between acknowledged
 // writes and how many acknowledged writes are missing.
-func (w *seqWriter) stop(t *testing.T) (gap time.Duration, lost, acked, failed int) {
+func (w *seqWriter) stop(t testing.TB) (gap time.Duration, lost, acked, failed int) {
 	t.Helper()
 	w.cancel()
 	<-w.done
@@ -467,7 +467,7 @@ func TestEtcdThreeCenters(t *testing.T) {
 	})
 }
 
-func resetAndCheck(t *testing.T, ctx context.Context, e *etcdLab, inv string) {
+func resetAndCheck(t testing.TB, ctx context.Context, e *etcdLab, inv string) {
 	t.Helper()
 	out, errOut, err := e.cli(ctx, "reset", "--only", "etcd", "-f", inv, "--yes", "--log-level", "warn")
 	if err != nil {
@@ -489,7 +489,7 @@ func resetAndCheck(t *testing.T, ctx context.Context, e *etcdLab, inv string) {
 type tlsCfg = tls.Config
 
 // tlsConfig is the client TLS configuration from the state directory.
-func (e *etcdLab) tlsConfig(t *testing.T, c *inventory.Cluster, p *inventory.Placement) (*tls.Config, error) {
+func (e *etcdLab) tlsConfig(t testing.TB, c *inventory.Cluster, p *inventory.Placement) (*tls.Config, error) {
 	t.Helper()
 	st, err := state.Open(e.stateDir, c.Metadata.Name)
 	if err != nil {

@@ -4,6 +4,6 @@
 # leader elections of an idle run. ETCD_BENCH_IDLE=10m by default.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export TRICENTER_BENCH_ETCD=1 ETCD_BENCH_IDLE=${ETCD_BENCH_IDLE:-10m}
-go test -count=1 -timeout 60m -run '^TestEtcdBenchmark$' -v ./acceptance/ 2>&1 |
-  grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS' -e '^ok ' -e '^time=' -e 'etcd_test.go:.*lab:'
+export ETCD_BENCH_IDLE=${ETCD_BENCH_IDLE:-10m}
+go test -count=1 -timeout 60m -run '^$' -bench '^BenchmarkEtcd$' -benchtime 1x -v ./acceptance/ 2>&1 |
+  grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS' -e '^ok ' -e '^time=' -e 'etcd_test.go:.*lab:' -e '^goos' -e '^goarch' -e '^pkg:' -e '^cpu:' -e '^BenchmarkEtcd'
