@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -221,7 +220,7 @@ func TestUploadRetriesAfterCut(t *testing.T) {
 	l := sshtest.New(t, sshtest.Options{Block: block, Hosts: 1, Jump: true})
 	ctx := ctxT(t, 2*time.Minute)
 	artifact, data := writeArtifact(t, 12<<20)
-	proxy := cutProxy(t, l.Gateway, l.Jump.Addr.String()+":22", 2<<20)
+	proxy := sshtest.CutProxy(t, l.Gateway, l.Jump.Addr.String()+":22", 2<<20)
 	c := l.Cluster(sshtest.ClusterOptions{PinHostKeys: true})
 	host, port, _ := net.SplitHostPort(proxy)
 	c.Spec.Centers[0].JumpHost.Address = host
@@ -431,40 +430,6 @@ func fakeCluster() *inventory.Cluster {
 			Addr: netip.AddrFrom4([4]byte{198, 18, 21, byte(sshtest.CenterOf(i)*64 + 10 + i/3)})})
 	}
 	return l.Cluster(sshtest.ClusterOptions{})
-}
-
-func cutProxy(t *testing.T, on netip.Addr, target string, limit int64) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", net.JoinHostPort(on.String(), "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	var n atomic.Int32
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			first := n.Add(1) == 1
-			go func() {
-				defer c.Close()
-				u, err := net.Dial("tcp", target)
-				if err != nil {
-					return
-				}
-				defer u.Close()
-				go func() { io.Copy(c, u); c.Close() }()
-				if first {
-					io.CopyN(u, c, limit)
-					return
-				}
-				io.Copy(u, c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
 }
 
 func watchNoPartial(t *testing.T, path string, want int64) func() {

@@ -320,7 +320,7 @@ func TestTransport(t *testing.T) {
 	})
 
 	t.Run("connection lost mid-upload is transient and leaves no partial file", func(t *testing.T) {
-		proxy := startCutProxy(t, l.Gateway, l.Jump.Addr.String()+":22", 2<<20)
+		proxy := sshtest.CutProxy(t, l.Gateway, l.Jump.Addr.String()+":22", 2<<20)
 		host, port, _ := net.SplitHostPort(proxy)
 		ep := targets[0]
 		jp := *ep.Jump
@@ -679,42 +679,6 @@ func addAgentKey(t *testing.T, sock string) ed25519.PrivateKey {
 		t.Fatal(err)
 	}
 	return priv
-}
-
-// startCutProxy forwards TCP to target; the first connection is cut after
-// limit bytes from client to server, later ones pass untouched.
-func startCutProxy(t *testing.T, on netip.Addr, target string, limit int64) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", net.JoinHostPort(on.String(), "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	var n atomic.Int32
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			first := n.Add(1) == 1
-			go func() {
-				defer c.Close()
-				u, err := net.Dial("tcp", target)
-				if err != nil {
-					return
-				}
-				defer u.Close()
-				go func() { io.Copy(c, u); c.Close() }()
-				if first {
-					io.CopyN(u, c, limit)
-					return // cut both directions
-				}
-				io.Copy(u, c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
 }
 
 // watchNoPartial polls path until stopped and fails the test if it ever
