@@ -34,12 +34,12 @@ func CutProxy(t testing.TB, on netip.Addr, target string, limit int64) string {
 					return
 				}
 				defer u.Close()
-				go func() { io.Copy(c, u); c.Close() }()
+				go func() { _, _ = io.Copy(c, u); c.Close() }()
 				if first {
-					io.CopyN(u, c, limit)
+					_, _ = io.CopyN(u, c, limit)
 					return
 				}
-				io.Copy(u, c)
+				_, _ = io.Copy(u, c)
 			}()
 		}
 	}()
