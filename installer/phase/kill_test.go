@@ -67,7 +67,7 @@ func TestKilledMidPhaseConverges(t *testing.T) {
 	}
 	var stops []func()
 	for _, h := range l.Hosts {
-		stops = append(stops, watchNoPartial(t, h.Path("/srv/bin/agent"), int64(len(data))))
+		stops = append(stops, sshtest.WatchNoPartial(t, h.Path("/srv/bin/agent"), int64(len(data))))
 	}
 
 	// First run: killed once an upload is under way.

@@ -226,7 +226,7 @@ func TestUploadRetriesAfterCut(t *testing.T) {
 	c.Spec.Centers[0].JumpHost.Address = host
 	c.Spec.Centers[0].JumpHost.Port, _ = strconv.Atoi(port)
 	target := l.Hosts[0].Path("/srv/bin/agent")
-	stop := watchNoPartial(t, target, int64(len(data)))
+	stop := sshtest.WatchNoPartial(t, target, int64(len(data)))
 	rec := &recorder{}
 	m := &phase.Manager{Cluster: c, Progress: rec, Retry: phase.Retry{Base: 50 * time.Millisecond}}
 	defer m.Close()
@@ -430,20 +430,4 @@ func fakeCluster() *inventory.Cluster {
 			Addr: netip.AddrFrom4([4]byte{198, 18, 21, byte(sshtest.CenterOf(i)*64 + 10 + i/3)})})
 	}
 	return l.Cluster(sshtest.ClusterOptions{})
-}
-
-func watchNoPartial(t *testing.T, path string, want int64) func() {
-	var stop atomic.Bool
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for !stop.Load() {
-			if st, err := os.Stat(path); err == nil && st.Size() != want {
-				t.Errorf("%s seen with %d bytes, want %d (partial file)", path, st.Size(), want)
-				return
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}()
-	return func() { stop.Store(true); <-done }
 }

@@ -337,7 +337,7 @@ func TestTransport(t *testing.T) {
 		data := make([]byte, 8<<20)
 		rand.Read(data)
 		dst := "/srv/cut.bin"
-		stop := watchNoPartial(t, l.Hosts[0].Path(dst), int64(len(data)))
+		stop := sshtest.WatchNoPartial(t, l.Hosts[0].Path(dst), int64(len(data)))
 		err = c.Put(ctx, bytes.NewReader(data), dst, ssh.PutOptions{SHA256: sum(data), Size: int64(len(data))})
 		if err == nil || !ssh.IsTransient(err) || !errors.Is(err, ssh.ErrConnectionLost) {
 			t.Fatalf("want a transient connection-lost error, got %v", err)
@@ -679,22 +679,4 @@ func addAgentKey(t *testing.T, sock string) ed25519.PrivateKey {
 		t.Fatal(err)
 	}
 	return priv
-}
-
-// watchNoPartial polls path until stopped and fails the test if it ever
-// holds a file of another size than want.
-func watchNoPartial(t *testing.T, path string, want int64) func() {
-	var stop atomic.Bool
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for !stop.Load() {
-			if st, err := os.Stat(path); err == nil && st.Size() != want {
-				t.Errorf("%s seen with %d bytes, want %d (partial file)", path, st.Size(), want)
-				return
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}()
-	return func() { stop.Store(true); <-done }
 }

@@ -4,8 +4,10 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // CutProxy forwards TCP from a port on address on to target. The first
@@ -44,4 +46,23 @@ func CutProxy(t testing.TB, on netip.Addr, target string, limit int64) string {
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// WatchNoPartial polls path every millisecond until the returned function
+// is called, and fails the test if the path ever holds a file of another
+// size than want: a reader must never see a partial upload.
+func WatchNoPartial(t testing.TB, path string, want int64) (stop func()) {
+	var done atomic.Bool
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for !done.Load() {
+			if st, err := os.Stat(path); err == nil && st.Size() != want {
+				t.Errorf("%s seen with %d bytes, want %d (partial file)", path, st.Size(), want)
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	return func() { done.Store(true); <-finished }
 }
