@@ -58,27 +58,6 @@ func needLab(t *testing.T) {
 	}
 }
 
-// labPlan loads a testdata inventory and derives its plan.
-func labPlan(t *testing.T, file string, opts bgp.Options) (*inventory.Cluster, *bgp.Plan) {
-	t.Helper()
-	c, lines, err := inventory.Load(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Validate(lines).Err(); err != nil {
-		t.Fatal(err)
-	}
-	ip, err := inventory.AllocateIPs(c, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := bgp.Derive(c, ip, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, p
-}
-
 // health is a switchable HTTP health endpoint inside a node namespace.
 type health struct{ ok atomic.Bool }
 
@@ -115,7 +94,7 @@ type lab struct {
 func newLab(t *testing.T, file string, opts bgp.Options) *lab {
 	t.Helper()
 	needLab(t)
-	c, plan := labPlan(t, file, opts)
+	c, plan := bgplab.LoadPlan(t, file, opts)
 	topo, err := bgplab.Build(c, plan)
 	if err != nil {
 		t.Fatal(err)

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/tricenter/terraform-provider-tricenter/installer/ssh"
 	"github.com/tricenter/terraform-provider-tricenter/installer/sshtest"
+	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
 )
 
 // step is one measured operation, run on every host at once; the next step
@@ -55,7 +54,7 @@ func steps(n, sizeMiB, commands int, sharedRoot bool, ab int) error {
 	if err := writeRandom(artifact, int64(sizeMiB)<<20); err != nil {
 		return err
 	}
-	sum, err := fileSum(artifact)
+	sum, err := fsutil.FileSHA256(artifact)
 	if err != nil {
 		return err
 	}
@@ -295,19 +294,6 @@ func steps(n, sizeMiB, commands int, sharedRoot bool, ab int) error {
 	}
 	fmt.Printf("\nload average after: %s\n", loadavg())
 	return nil
-}
-
-func fileSum(name string) (string, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // cpuTimes are the machine's busy and total jiffies from /proc/stat.

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/tricenter/terraform-provider-tricenter/bgp"
+	"github.com/tricenter/terraform-provider-tricenter/bgp/bgplab"
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
-	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
 // fakeHost is a fake node for testing the phase's logic: files live in a
@@ -97,21 +97,7 @@ func (h *fakeHost) SystemctlDaemonReload(context.Context) error {
 func testPlan(t *testing.T) *bgp.Plan {
 	t.Helper()
 	t.Setenv("TRICENTER_TEST_BGP_PASSWORD", "md5-secret")
-	c, lines, err := inventory.Load("../testdata/tor.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Validate(lines).Err(); err != nil {
-		t.Fatal(err)
-	}
-	ip, err := inventory.AllocateIPs(c, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := bgp.Derive(c, ip, bgp.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, p := bgplab.LoadPlan(t, "../testdata/tor.yaml", bgp.Options{})
 	return p
 }
 

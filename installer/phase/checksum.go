@@ -4,10 +4,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"sync"
 	"time"
+
+	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
 )
 
 // checksums computes the sha256 of each local file once per run, however
@@ -44,26 +45,13 @@ func (c *checksums) get(path string) (sum string, size int64, err error) {
 		e = &sumEntry{done: make(chan struct{}), size: st.Size(), mtime: st.ModTime()}
 		c.m[path] = e
 		c.mu.Unlock()
-		e.sum, e.err = fileSHA256(path)
+		e.sum, e.err = fsutil.FileSHA256(path)
 		close(e.done)
 	} else {
 		c.mu.Unlock()
 		<-e.done
 	}
 	return e.sum, e.size, e.err
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("reading %s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func sha256Hex(b []byte) string {
