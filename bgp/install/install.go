@@ -35,6 +35,8 @@ type Host interface {
 	DryRun() bool
 	Upload(ctx context.Context, local, remote string, mode fs.FileMode) (phase.FileResult, error)
 	WriteFile(ctx context.Context, path string, data []byte, mode fs.FileMode) (phase.FileResult, error)
+	// WriteSecret writes content whose digest must appear nowhere.
+	WriteSecret(ctx context.Context, path string, data []byte, mode fs.FileMode) (phase.FileResult, error)
 	Query(ctx context.Context, cmd string) (string, error)
 	Systemctl(ctx context.Context, args ...string) error
 	SystemctlRestart(ctx context.Context, unit string) error
@@ -150,7 +152,7 @@ func (p *Phase) Apply(ctx context.Context, h Host) error {
 		if pwFile == "" {
 			pwFile = bgp.DefaultPasswordFile
 		}
-		r, err := h.WriteFile(ctx, pwFile, []byte(p.password+"\n"), 0o600)
+		r, err := h.WriteSecret(ctx, pwFile, []byte(p.password+"\n"), 0o600)
 		if err != nil {
 			return fmt.Errorf("writing the BGP password file on %s: %w", name, err)
 		}

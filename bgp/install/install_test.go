@@ -27,6 +27,7 @@ type fakeHost struct {
 	active  bool
 	enabled bool
 	status  *bgp.Status
+	secrets []string // paths written with WriteSecret
 }
 
 func (h *fakeHost) String() string { return h.name }
@@ -50,6 +51,11 @@ func (h *fakeHost) Upload(_ context.Context, local, remote string, mode fs.FileM
 }
 
 func (h *fakeHost) WriteFile(_ context.Context, path string, data []byte, mode fs.FileMode) (phase.FileResult, error) {
+	return h.put(path, string(data), mode), nil
+}
+
+func (h *fakeHost) WriteSecret(_ context.Context, path string, data []byte, mode fs.FileMode) (phase.FileResult, error) {
+	h.secrets = append(h.secrets, path)
 	return h.put(path, string(data), mode), nil
 }
 
@@ -125,6 +131,9 @@ func TestPhaseConverges(t *testing.T) {
 	}
 	if h.modes[bgp.DefaultPasswordFile] != 0o600 || h.files[bgp.DefaultPasswordFile] != "md5-secret\n" {
 		t.Errorf("password file %q mode %v", h.files[bgp.DefaultPasswordFile], h.modes[bgp.DefaultPasswordFile])
+	}
+	if strings.Join(h.secrets, " ") != bgp.DefaultPasswordFile {
+		t.Errorf("written as secret: %q, want only the password file %s", h.secrets, bgp.DefaultPasswordFile)
 	}
 	if strings.Contains(h.files[bgp.DefaultConfigFile], "md5-secret") {
 		t.Error("the agent configuration holds the password")

@@ -335,9 +335,10 @@ func (r *run) install(ctx context.Context, h *phase.Host) error {
 		return fmt.Errorf("no certificates for member %s", m.Name)
 	}
 	type file struct {
-		path string
-		data []byte
-		mode uint32
+		path   string
+		data   []byte
+		mode   uint32
+		secret bool
 	}
 	changed := false
 	// One round trip learns which files already match; only the others go
@@ -370,18 +371,18 @@ func (r *run) install(ctx context.Context, h *phase.Host) error {
 		return err
 	}
 	files := []file{
-		{PKIDir + "/ca.crt", r.o.PKI.CA.CertPEM, 0o644},
-		{PKIDir + "/peer.crt", peer.CertPEM, 0o644},
-		{PKIDir + "/peer.key", peer.KeyPEM, 0o600},
-		{PKIDir + "/server.crt", srv.CertPEM, 0o644},
-		{PKIDir + "/server.key", srv.KeyPEM, 0o600},
-		{EnvFile, RenderEnv(r.set, m), 0o644},
+		{PKIDir + "/ca.crt", r.o.PKI.CA.CertPEM, 0o644, false},
+		{PKIDir + "/peer.crt", peer.CertPEM, 0o644, false},
+		{PKIDir + "/peer.key", peer.KeyPEM, 0o600, true},
+		{PKIDir + "/server.crt", srv.CertPEM, 0o644, false},
+		{PKIDir + "/server.key", srv.KeyPEM, 0o600, true},
+		{EnvFile, RenderEnv(r.set, m), 0o644, false},
 	}
 	for _, fl := range files {
 		if same(fl.path, sha256Hex(fl.data), fl.mode) {
 			continue
 		}
-		res, err := h.WriteFile(ctx, fl.path, fl.data, fsMode(fl.mode))
+		res, err := h.WriteFileOpts(ctx, fl.path, fl.data, phase.FileOptions{Mode: fsMode(fl.mode), Secret: fl.secret})
 		if err != nil {
 			return fmt.Errorf("writing %s on %s: %w", fl.path, h.Name, err)
 		}

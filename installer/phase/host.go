@@ -203,12 +203,21 @@ func (h *Host) Stat(ctx context.Context, path string) (ssh.FileState, error) {
 type FileOptions struct {
 	Mode  fs.FileMode // default 0644
 	Owner string      // "user:group"; empty leaves root (or the login user)
+	// DirMode is the mode of missing parent directories the write creates
+	// (default 0755, so non-root readers can traverse them).
+	DirMode fs.FileMode
+	// Secret marks content (passwords, private keys, tokens, kubeconfigs)
+	// whose digest must appear nowhere: change records, dry runs and logs
+	// say "secret content (N bytes)", FileResult.SHA256 stays empty, and
+	// the transfer keeps the digest off the host's command lines and file
+	// names (see ssh.PutOptions.Secret). It is still verified and atomic.
+	Secret bool
 }
 
 // FileResult says what Upload or WriteFile did.
 type FileResult struct {
 	Changed bool   // content, mode or owner changed (or would, in a dry run)
-	SHA256  string // of the content
+	SHA256  string // of the content; empty for secret content
 	Size    int64
 }
 
@@ -229,8 +238,7 @@ func (h *Host) UploadFile(ctx context.Context, local, remote string, o FileOptio
 		return FileResult{}, fmt.Errorf("uploading %s: %w", local, err)
 	}
 	open := func() (io.ReadCloser, error) { return os.Open(local) }
-	desc := fmt.Sprintf("upload %s (%s, sha256:%s…)", remote, progress.Bytes(size), sum[:12])
-	return h.put(ctx, remote, sum, size, o, open, desc)
+	return h.put(ctx, remote, sum, size, o, open, "upload "+remote+" ("+describeContent(sum, size, o.Secret)+")")
 }
 
 // WriteFile writes data to path atomically, skipping an identical file.
@@ -238,12 +246,28 @@ func (h *Host) WriteFile(ctx context.Context, path string, data []byte, mode fs.
 	return h.WriteFileOpts(ctx, path, data, FileOptions{Mode: mode})
 }
 
+// WriteSecret writes secret content (a password, private key, token or
+// kubeconfig) to path atomically, skipping an identical file, without its
+// digest appearing anywhere (FileOptions.Secret).
+func (h *Host) WriteSecret(ctx context.Context, path string, data []byte, mode fs.FileMode) (FileResult, error) {
+	return h.WriteFileOpts(ctx, path, data, FileOptions{Mode: mode, Secret: true})
+}
+
 // WriteFileOpts is WriteFile with an owner.
 func (h *Host) WriteFileOpts(ctx context.Context, path string, data []byte, o FileOptions) (FileResult, error) {
 	sum := sha256Hex(data)
 	open := func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
-	desc := fmt.Sprintf("write %s (%s, sha256:%s…)", path, progress.Bytes(int64(len(data))), sum[:12])
-	return h.put(ctx, path, sum, int64(len(data)), o, open, desc)
+	size := int64(len(data))
+	return h.put(ctx, path, sum, size, o, open, "write "+path+" ("+describeContent(sum, size, o.Secret)+")")
+}
+
+// describeContent is how change records and logs name the content: its
+// size and digest prefix, or only its size when it is secret.
+func describeContent(sum string, size int64, secret bool) string {
+	if secret {
+		return fmt.Sprintf("secret content, %d bytes", size)
+	}
+	return fmt.Sprintf("%s, sha256:%s…", progress.Bytes(size), sum[:12])
 }
 
 // put checks, transfers, verifies and installs one file in a single
@@ -256,6 +280,9 @@ func (h *Host) put(ctx context.Context, remote, sum string, size int64, o FileOp
 		o.Mode = 0o644
 	}
 	res := FileResult{SHA256: sum, Size: size}
+	if o.Secret {
+		res.SHA256 = ""
+	}
 	// Uploads of one path take turns: they would share the partial file.
 	h.mu.Lock()
 	if h.paths == nil {
@@ -287,6 +314,7 @@ func (h *Host) put(ctx context.Context, remote, sum string, size int64, o FileOp
 	err := h.m.retry(ctx, h, "uploading "+remote, func(c *ssh.Client) error {
 		var sent atomic.Int64
 		u, err := c.OpenPut(ctx, remote, ssh.PutOptions{SHA256: sum, Size: size, Mode: o.Mode, Owner: o.Owner,
+			DirMode: o.DirMode, Secret: o.Secret,
 			Progress: func(n int64) { sent.Add(n); h.m.Progress.UploadBytes(n) }})
 		if err != nil {
 			return err

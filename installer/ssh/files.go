@@ -3,6 +3,8 @@ package ssh
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -85,38 +87,58 @@ func parseFileLine(p string, f []string) (FileState, error) {
 
 // PutOptions describe the file Put writes.
 type PutOptions struct {
-	SHA256   string      // hex sha256 of the content; required, checked on the host
-	Size     int64       // bytes; 0 means unknown (no early size check, no resume)
-	Mode     fs.FileMode // default 0644
-	Owner    string      // "user:group"; empty keeps root
+	SHA256 string      // hex sha256 of the content; required, checked on the host
+	Size   int64       // bytes; 0 means unknown (no early size check, no resume)
+	Mode   fs.FileMode // default 0644
+	Owner  string      // "user:group"; empty keeps root
+	// DirMode is the mode of the directories the upload creates (missing
+	// parents of the target); default 0755, so a non-root reader can
+	// traverse them. Existing directories are left alone.
+	DirMode fs.FileMode
+	// Secret content (passwords, private keys, tokens, kubeconfigs) leaves
+	// no digest anywhere outside this process: the sha256 goes to the host
+	// on the session's stdin instead of its command line (which sudo logs
+	// and ps shows), the temporary file has a random name instead of one
+	// derived from the digest (so a secret upload is never resumed), the
+	// host answers "same" or "differs" instead of printing the target's
+	// digest, and a mismatch error names no digest.
+	Secret   bool
 	Progress func(n int64)
 }
 
 // putScript is the host side of an upload, in one session. It runs as
 // root (through sudo -n for other logins) with the parameters as
-// arguments: target, its directory, the temporary file, sha256, size (or
-// -), mode, owner (or empty), target base name.
+// arguments: target, its directory, the temporary file, sha256 (or - for
+// secret content: then the sha256 is the first line of stdin), size (or
+// -), mode, owner (or empty), target base name, umask for the
+// directories it creates.
 //
 // It reports the target's state (hashing it only when its size is the
-// expected one) and the size of a partial upload of the same content left
-// by an interrupted run, then waits for one line on stdin: "skip", "fix"
-// (set mode and owner), or "send OFFSET" followed by the content from
-// OFFSET on. The content goes to the temporary file (mode 0600, created
+// expected one; for secret content only whether it matches, "=" or "!")
+// and the size of a partial upload of the same content left by an
+// interrupted run, then waits for one line on stdin: "skip", "fix" (set
+// mode and owner), or "send OFFSET" followed by the content from OFFSET
+// on. The content goes to the temporary file (mode 0600, created
 // exclusively, or appended to when resuming), which is fsynced, checked
 // for size and sha256 on the host, given its mode and owner and renamed
 // over the target; the directory is fsynced and temporaries of earlier
 // uploads are removed. A reader of the target sees the old file or the new
 // one, never a partial one. Exit 97: checksum mismatch; 96: the resumed
 // partial file did not verify and was removed; 95: short content.
-const putScript = `set -e; umask 077; f=$1 d=$2 t=$3 s=$4 z=$5 m=$6 o=$7 b=$8; ` + hashFunc +
+//
+// The digests are compared with the shell's [ builtin, so neither the
+// expected nor the computed one is ever a process argument.
+const putScript = `set -e; umask 077; f=$1 d=$2 t=$3 s=$4 z=$5 m=$6 o=$7 b=$8 u=$9 k=; ` + hashFunc +
+	`if [ "$s" = - ]; then k=1; read -r s || exit 2; fi; ` +
 	`if [ -f "$f" ]; then set -- $(stat -L -c '%a %U:%G %s' -- "$f"); h=-; ` +
-	`if [ "$z" = - ] || [ "$3" = "$z" ]; then h=$(h256 "$f"); fi; echo "tricenter-put file $1 $2 $3 $h"; ` +
+	`if [ "$z" = - ] || [ "$3" = "$z" ]; then h=$(h256 "$f"); if [ -n "$k" ]; then if [ "$h" = "$s" ]; then h==; else h=!; fi; fi; fi; ` +
+	`echo "tricenter-put file $1 $2 $3 $h"; ` +
 	`elif [ -e "$f" ]; then echo "tricenter-put notfile"; echo "tricenter-put ready"; exit 0; else echo "tricenter-put absent"; fi; ` +
 	`p=0; if [ "$z" != - ] && [ -f "$t" ] && [ ! -L "$t" ] && [ -O "$t" ]; then p=$(stat -c %s -- "$t"); fi; ` +
 	`echo "tricenter-put part $p"; echo "tricenter-put ready"; ` +
 	`read -r c n || exit 0; ` +
 	`case $c in skip) exit 0;; fix) chmod -- "$m" "$f"; [ -z "$o" ] || chown -- "$o" "$f"; exit 0;; send) ;; *) exit 2;; esac; ` +
-	`mkdir -p -- "$d"; ` +
+	`(umask "$u"; mkdir -p -- "$d"); ` +
 	`if [ "$n" -gt 0 ]; then { [ -f "$t" ] && [ ! -L "$t" ] && [ -O "$t" ] && [ "$(stat -c %s -- "$t")" = "$n" ]; } || ` +
 	`{ rm -f -- "$t"; echo "the partial upload changed" >&2; exit 96; }; ` +
 	`else rm -f -- "$t"; (set -C; : > "$t"); fi; ` +
@@ -124,7 +146,7 @@ const putScript = `set -e; umask 077; f=$1 d=$2 t=$3 s=$4 z=$5 m=$6 o=$7 b=$8; `
 	`if [ "$z" != - ]; then g=$(stat -c %s -- "$t"); if [ "$g" != "$z" ]; then [ "$g" -lt "$z" ] || rm -f -- "$t"; ` +
 	`echo "got $g bytes, expected $z" >&2; exit 95; fi; fi; ` +
 	`sync -- "$t"; h=$(h256 "$t"); ` +
-	`if [ "$h" != "$s" ]; then rm -f -- "$t"; echo "sha256:$h" >&2; [ "$n" -gt 0 ] && exit 96; exit 97; fi; ` +
+	`if [ "$h" != "$s" ]; then rm -f -- "$t"; [ -n "$k" ] || echo "sha256:$h" >&2; [ "$n" -gt 0 ] && exit 96; exit 97; fi; ` +
 	`chmod -- "$m" "$t"; [ -z "$o" ] || chown -- "$o" "$t"; mv -f -- "$t" "$f"; sync -- "$d"; ` +
 	`rm -f -- "$d/.$b.tricenter-"*`
 
@@ -174,13 +196,28 @@ func (c *Client) OpenPut(ctx context.Context, dst string, o PutOptions) (*PutSes
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if o.DirMode == 0 {
+		o.DirMode = 0o755
+	}
 	dir, base := path.Dir(dst), path.Base(dst)
-	tmp := path.Join(dir, "."+base+".tricenter-"+o.SHA256[:16]+".part")
+	// The temporary file of ordinary content is named after its digest, so
+	// an interrupted upload of the same content is found and resumed; that
+	// of secret content has a random name.
+	tag, digest := o.SHA256[:16], strings.ToLower(o.SHA256)
+	if o.Secret {
+		var rnd [8]byte
+		if _, err := rand.Read(rnd[:]); err != nil {
+			return nil, fmt.Errorf("uploading %s: %w", dst, err)
+		}
+		tag, digest = hex.EncodeToString(rnd[:]), "-"
+	}
+	tmp := path.Join(dir, "."+base+".tricenter-"+tag+".part")
 	size := "-"
 	if o.Size > 0 {
 		size = strconv.FormatInt(o.Size, 10)
 	}
-	args := []string{dst, dir, tmp, strings.ToLower(o.SHA256), size, fmt.Sprintf("%o", o.Mode.Perm()), o.Owner, base}
+	args := []string{dst, dir, tmp, digest, size, fmt.Sprintf("%o", o.Mode.Perm()), o.Owner, base,
+		fmt.Sprintf("%03o", 0o777&^o.DirMode.Perm())}
 	for i, a := range args {
 		args[i] = Quote(a)
 	}
@@ -197,6 +234,9 @@ func (c *Client) OpenPut(ctx context.Context, dst string, o PutOptions) (*PutSes
 	}
 	if err == nil {
 		err = u.sess.Start(cmd)
+	}
+	if err == nil && o.Secret {
+		_, err = io.WriteString(u.stdin, strings.ToLower(o.SHA256)+"\n")
 	}
 	if err != nil {
 		u.sess.Close()
@@ -260,7 +300,11 @@ func (u *PutSession) readReport(r *bufio.Reader) error {
 			if err != nil {
 				return err
 			}
-			if f[5] != "-" {
+			switch f[5] {
+			case "-", "!":
+			case "=": // secret content: the host only says it matches
+				st.SHA256 = strings.ToLower(u.o.SHA256)
+			default:
 				st.SHA256 = f[5]
 			}
 			u.state = st
@@ -274,7 +318,7 @@ func (u *PutSession) State() FileState { return u.state }
 // Resume is how many bytes of this content an interrupted upload left on
 // the host; Send starts there.
 func (u *PutSession) Resume() int64 {
-	if u.o.Size <= 0 || u.part <= 0 || u.part > u.o.Size {
+	if u.o.Secret || u.o.Size <= 0 || u.part <= 0 || u.part > u.o.Size {
 		return 0
 	}
 	return u.part
@@ -409,6 +453,10 @@ func (u *PutSession) result(off int64, err error) error {
 	if errors.As(err, &ee) {
 		switch ee.Status {
 		case putChecksum:
+			if u.o.Secret {
+				return fmt.Errorf("uploading %s: %w: the host received other content than was sent (secret content: digests not shown); retry, and check the host's disk and memory if it persists",
+					u.dst, ErrChecksumMismatch)
+			}
 			return fmt.Errorf("uploading %s: %w: expected sha256:%s, the host computed %s", u.dst, ErrChecksumMismatch, u.o.SHA256, ee.Stderr)
 		case putResume:
 			return fmt.Errorf("uploading %s (resumed at %d bytes): %w: %s", u.dst, off, errPartialDiscarded, ee.Stderr)
