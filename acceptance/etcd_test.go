@@ -23,6 +23,7 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
 	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
 	"github.com/tricenter/terraform-provider-tricenter/installer/state"
+	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
@@ -49,7 +50,7 @@ func repoRoot(t testing.TB) string {
 func startEtcdLab(t testing.TB) *etcdLab {
 	t.Helper()
 	if err := nspawn.Available(); err != nil {
-		t.Skipf("nspawn lab unavailable: %v", err)
+		testenv.Need(t, fmt.Errorf("nspawn lab: %w", err))
 	}
 	root := repoRoot(t)
 	cache := filepath.Join(root, ".cache")

@@ -21,6 +21,7 @@ import (
 
 	"github.com/tricenter/terraform-provider-tricenter/bgp"
 	"github.com/tricenter/terraform-provider-tricenter/bgp/bgplab"
+	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
@@ -53,9 +54,7 @@ func runMain(m *testing.M) int {
 
 func needLab(t *testing.T) {
 	t.Helper()
-	if skipReason != "" {
-		t.Skip("FRR lab unavailable: " + skipReason)
-	}
+	testenv.Require(t, "FRR lab: "+skipReason, skipReason == "")
 }
 
 // health is a switchable HTTP health endpoint inside a node namespace.

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files under testdata/golden")
@@ -84,9 +86,7 @@ func frrCheck(t *testing.T, conf []byte) []string {
 
 // The FRR check itself catches a bad line.
 func TestFRRCheckCatchesErrors(t *testing.T) {
-	if _, err := os.Stat(bgpdBin); err != nil {
-		t.Skipf("%s missing: install frr (make deps)", bgpdBin)
-	}
+	testenv.RequireBinary(t, bgpdBin)
 	if p := frrCheck(t, []byte("router bgp 65000\n neighbor X remote-as bogus\n")); len(p) == 0 {
 		t.Error("bgpd --dryrun output with a bad line was not recognised")
 	}

@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/tricenter/terraform-provider-tricenter/internal/ipmisim"
+	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
 )
 
 // Address indices (ipmisim.LabAddr) of the BMC tests, all in this
@@ -26,9 +26,7 @@ import (
 // skips the test when that needs root.
 func labAddrs(t *testing.T, idxs ...int) []netip.Addr {
 	t.Helper()
-	if err := ipmisim.LabAvailable(); err != nil {
-		t.Skip(err)
-	}
+	testenv.Need(t, ipmisim.LabAvailable())
 	addrs, closeFn, err := ipmisim.LabAddrs(context.Background(), idxs...)
 	if err != nil {
 		t.Fatal(err)
@@ -43,12 +41,8 @@ func labAddrs(t *testing.T, idxs ...int) []netip.Addr {
 
 func needSim(t *testing.T) {
 	t.Helper()
-	if err := ipmisim.Available(); err != nil {
-		t.Skip(err)
-	}
-	if _, err := exec.LookPath("ipmitool"); err != nil {
-		t.Skip("ipmitool is not installed: run make deps (Debian package ipmitool)")
-	}
+	testenv.Need(t, ipmisim.Available())
+	testenv.RequireBinary(t, "ipmitool")
 }
 
 func testFRU(name string) *ipmisim.FRU {

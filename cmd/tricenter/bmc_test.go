@@ -5,13 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tricenter/terraform-provider-tricenter/internal/ipmisim"
+	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
 )
 
 // bmcLab starts three ipmi_sim BMCs on lab addresses (ipmisim.LabAddr
@@ -22,12 +22,8 @@ import (
 // and s2 comes from $TRICENTER_TEST_BMC_PW, s3's from a file.
 func bmcLab(t *testing.T) (string, []*ipmisim.BMC) {
 	t.Helper()
-	if err := ipmisim.Available(); err != nil {
-		t.Skip(err)
-	}
-	if _, err := exec.LookPath("ipmitool"); err != nil {
-		t.Skip("ipmitool is not installed: run make deps (Debian package ipmitool)")
-	}
+	testenv.Need(t, ipmisim.Available())
+	testenv.RequireBinary(t, "ipmitool")
 	addrs, closeAddrs, err := ipmisim.LabAddrs(context.Background(), 508, 509, 510)
 	if err != nil {
 		t.Fatal(err)

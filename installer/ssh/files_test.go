@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
 )
 
 // TestHashFunc runs the host-side sha256 helper with openssl and, with a
@@ -23,9 +25,10 @@ func TestHashFunc(t *testing.T) {
 	want := hex.EncodeToString(s[:])
 	only := filepath.Join(dir, "bin")
 	os.Mkdir(only, 0o755)
+	testenv.RequireBinary(t, "sha256sum")
 	sum, err := exec.LookPath("sha256sum")
 	if err != nil {
-		t.Skip("sha256sum (coreutils) is missing")
+		t.Fatal(err)
 	}
 	if err := os.Symlink(sum, filepath.Join(only, "sha256sum")); err != nil {
 		t.Fatal(err)

@@ -25,6 +25,7 @@ import (
 
 	"github.com/tricenter/terraform-provider-tricenter/installer/ssh"
 	"github.com/tricenter/terraform-provider-tricenter/installer/sshtest"
+	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
 )
 
 // This package's labs use 198.18.16.0/22 (see installer/sshtest).
@@ -643,9 +644,7 @@ func appendAuthorized(t *testing.T, l *sshtest.Lab, pub xssh.PublicKey) {
 // startAgent runs a real ssh-agent in the foreground and kills it by pid.
 func startAgent(t *testing.T) string {
 	t.Helper()
-	if _, err := exec.LookPath("ssh-agent"); err != nil {
-		t.Skip("ssh-agent (openssh-client) is not installed: run make deps")
-	}
+	testenv.RequireBinary(t, "ssh-agent")
 	sock := filepath.Join(t.TempDir(), "agent.sock")
 	cmd := exec.Command("ssh-agent", "-D", "-a", sock)
 	if err := cmd.Start(); err != nil {

@@ -47,6 +47,7 @@ import (
 	xssh "golang.org/x/crypto/ssh"
 
 	"github.com/tricenter/terraform-provider-tricenter/internal/labnet"
+	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
 )
 
 var installerBlock = netip.MustParsePrefix("198.18.16.0/20")
@@ -255,12 +256,13 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 	return l, nil
 }
 
-// New starts a lab for a test, skipping the test (with the reason) when
-// the machine cannot run one, and stops it in t.Cleanup.
+// New starts a lab for a test and stops it in t.Cleanup. When the machine
+// cannot run one the test is skipped with the reason, or fails under
+// CI=true (internal/testenv).
 func New(t testing.TB, o Options) *Lab {
 	t.Helper()
 	if err := Available(); err != nil {
-		t.Skipf("real sshd hosts need root, iproute2 and openssh-server: %v", err)
+		testenv.Need(t, fmt.Errorf("real sshd hosts need root, iproute2 and openssh-server: %w", err))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -14,16 +14,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
 )
 
 func needSim(t *testing.T) {
 	t.Helper()
-	if err := Available(); err != nil {
-		t.Skip(err)
-	}
-	if _, err := exec.LookPath("ipmitool"); err != nil {
-		t.Skip("ipmitool is not installed: run make deps (Debian package ipmitool)")
-	}
+	testenv.Need(t, Available())
+	testenv.RequireBinary(t, "ipmitool")
 }
 
 func ipmitool(t *testing.T, b *BMC, _ string, args ...string) string {
@@ -72,9 +70,7 @@ func TestLabAddr(t *testing.T) {
 // and are gone after close; an interface left by a dead process is
 // removed by the next call, one of a live process is kept.
 func TestLabAddrs(t *testing.T) {
-	if err := LabAvailable(); err != nil {
-		t.Skip(err)
-	}
+	testenv.Need(t, LabAvailable())
 	ctx := context.Background()
 	addrs, closeFn, err := LabAddrs(ctx, 257, 258)
 	if err != nil {

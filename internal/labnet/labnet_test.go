@@ -5,12 +5,12 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
 )
 
 func TestBridgeAndNamespacesPing(t *testing.T) {
-	if err := Available(); err != nil {
-		t.Skipf("skipping: %v", err)
-	}
+	testenv.Need(t, Available())
 	lab, err := New()
 	if err != nil {
 		t.Fatal(err)
