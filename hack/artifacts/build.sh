@@ -4,7 +4,11 @@
 # (SHA256SUMS, sha256sum format). A component is rebuilt only when its build
 # module (go.mod, go.sum, sources) changed since the last build.
 #
-#   hack/artifacts/build.sh [etcd] [kubernetes]     (default: both)
+# pause and coredns are container images for nodes without a registry: OCI
+# image layout tarballs (pause.oci.tar, coredns.oci.tar) that
+# `ctr -n k8s.io images import` takes, byte-for-byte reproducible.
+#
+#   hack/artifacts/build.sh [etcd] [kubernetes] [pause] [coredns]   (default: all)
 #   ARTIFACTS_DIR=/path hack/artifacts/build.sh etcd
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -12,7 +16,11 @@ out=${ARTIFACTS_DIR:-$root/.cache/artifacts}
 mkdir -p "$out"
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 parts=("$@")
-[[ ${#parts[@]} -eq 0 ]] && parts=(etcd kubernetes)
+[[ ${#parts[@]} -eq 0 ]] && parts=(etcd kubernetes pause coredns)
+# Image names, as containerd's sandbox_image and the CoreDNS Deployment use
+# them (installer/node DefaultPause, DefaultCoreDNS).
+PAUSE_IMAGE=${PAUSE_IMAGE:-registry.k8s.io/pause:3.10}
+COREDNS_IMAGE=${COREDNS_IMAGE:-registry.k8s.io/coredns/coredns:v1.12.0}
 
 # stamp DIR: a hash of the build module's inputs.
 stamp() { (cd "$1" && cat go.mod go.sum ./*.go 2>/dev/null | sha256sum | cut -d' ' -f1); }
@@ -65,11 +73,90 @@ build_kubernetes() {
   stamp "$dir" > "$out/.kubernetes.stamp"
 }
 
+# blob DIR FILE: move FILE into the layout's blobs as its digest; print
+# "sha256:HEX SIZE".
+blob() {
+  local sum size
+  sum=$(sha256sum "$2" | cut -d' ' -f1); size=$(stat -c %s "$2")
+  mkdir -p "$1/blobs/sha256" && mv -f "$2" "$1/blobs/sha256/$sum"
+  echo "sha256:$sum $size"
+}
+
+# oci_image ROOTFS NAME ENTRYPOINT USER PORTS OUT: pack the directory ROOTFS
+# as a one-layer OCI image layout tarball OUT holding image NAME. Every
+# timestamp is the epoch and every owner root, so the same inputs give the
+# same bytes (and digests).
+oci_image() {
+  local rootfs=$1 name=$2 entry=$3 user=$4 ports=$5 dest=$6
+  local lay; lay=$(mktemp -d "$out/.oci.XXXXXX")
+  local tarflags=(--sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=posix
+    --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime)
+  tar -C "$rootfs" "${tarflags[@]}" -cf "$lay/layer" .
+  local layer; layer=$(blob "$lay" "$lay/layer")
+  local exposed=""
+  if [[ -n $ports ]]; then
+    local p sep=""
+    for p in $ports; do exposed+="$sep\"$p\":{}"; sep=,; done
+    exposed=",\"ExposedPorts\":{$exposed}"
+  fi
+  printf '{"architecture":"amd64","os":"linux","created":"1970-01-01T00:00:00Z","config":{"User":"%s","Entrypoint":["%s"],"WorkingDir":"/"%s},"rootfs":{"type":"layers","diff_ids":["%s"]}}' \
+    "$user" "$entry" "$exposed" "${layer% *}" > "$lay/config"
+  local config; config=$(blob "$lay" "$lay/config")
+  printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"%s","size":%s}]}' \
+    "${config% *}" "${config#* }" "${layer% *}" "${layer#* }" > "$lay/manifest"
+  local manifest; manifest=$(blob "$lay" "$lay/manifest")
+  printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":%s,"platform":{"architecture":"amd64","os":"linux"},"annotations":{"io.containerd.image.name":"%s","org.opencontainers.image.ref.name":"%s"}}]}' \
+    "${manifest% *}" "${manifest#* }" "$name" "$name" > "$lay/index.json"
+  printf '{"imageLayoutVersion":"1.0.0"}' > "$lay/oci-layout"
+  tar -C "$lay" "${tarflags[@]}" -cf "$out/.$dest.tmp" oci-layout index.json blobs
+  rm -rf "$lay"
+  chmod 0644 "$out/.$dest.tmp" && mv -f "$out/.$dest.tmp" "$out/$dest"
+  echo "$dest: $name, manifest ${manifest% *}"
+}
+
+build_pause() {
+  local dir=$root/hack/artifacts/kubernetes
+  local stampval; stampval=$( (stamp "$dir"; echo "$PAUSE_IMAGE"; declare -f oci_image build_pause) | sha256sum | cut -d' ' -f1)
+  if [[ -f "$out/.pause.stamp" && "$(cat "$out/.pause.stamp")" == "$stampval" && -f "$out/pause.oci.tar" ]]; then
+    echo "pause: up to date in $out"; return
+  fi
+  local src; src=$(cd "$dir" && go mod download -json k8s.io/kubernetes | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [[ -f "$src/build/pause/linux/pause.c" ]] || { echo "pause: no build/pause/linux/pause.c in the k8s.io/kubernetes module ($src)" >&2; exit 1; }
+  command -v gcc >/dev/null || { echo "pause: gcc is missing: run make deps (hack/packages.txt)" >&2; exit 1; }
+  local tag; tag=$(sed -n 's/^TAG ?= *//p' "$src/build/pause/Makefile")
+  echo "==> building pause $tag (from $src) as $PAUSE_IMAGE"
+  local rootfs; rootfs=$(mktemp -d "$out/.pause-root.XXXXXX"); chmod 0755 "$rootfs"
+  gcc -Os -Wall -Werror -static -DVERSION="v$tag-tricenter" -o "$rootfs/pause" "$src/build/pause/linux/pause.c"
+  strip "$rootfs/pause"
+  chmod 0755 "$rootfs/pause"
+  oci_image "$rootfs" "$PAUSE_IMAGE" /pause 65535:65535 "" pause.oci.tar
+  rm -rf "$rootfs"
+  echo "$stampval" > "$out/.pause.stamp"
+}
+
+build_coredns() {
+  local dir=$root/hack/artifacts/coredns
+  local stampval; stampval=$( (stamp "$dir"; echo "$COREDNS_IMAGE"; declare -f oci_image build_coredns) | sha256sum | cut -d' ' -f1)
+  if [[ -f "$out/.coredns.stamp" && "$(cat "$out/.coredns.stamp")" == "$stampval" && -f "$out/coredns.oci.tar" ]]; then
+    echo "coredns: up to date in $out"; return
+  fi
+  local v; v=$(cd "$dir" && go list -m -f '{{.Version}}' github.com/coredns/coredns)
+  echo "==> building coredns $v as $COREDNS_IMAGE"
+  local rootfs; rootfs=$(mktemp -d "$out/.coredns-root.XXXXXX"); chmod 0755 "$rootfs"
+  (cd "$dir" && go build -trimpath -ldflags="-s -w -X github.com/coredns/coredns/coremain.GitCommit=$v" -o "$rootfs/coredns" .)
+  chmod 0755 "$rootfs/coredns"
+  oci_image "$rootfs" "$COREDNS_IMAGE" /coredns 0:0 "53/tcp 53/udp 9153/tcp" coredns.oci.tar
+  rm -rf "$rootfs"
+  echo "$stampval" > "$out/.coredns.stamp"
+}
+
 for p in "${parts[@]}"; do
   case "$p" in
     etcd) build_etcd ;;
     kubernetes) build_kubernetes ;;
-    *) echo "unknown artifact $p: use etcd or kubernetes" >&2; exit 2 ;;
+    pause) build_pause ;;
+    coredns) build_coredns ;;
+    *) echo "unknown artifact $p: use etcd, kubernetes, pause or coredns" >&2; exit 2 ;;
   esac
 done
 manifest
