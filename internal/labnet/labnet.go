@@ -113,6 +113,9 @@ func checkLab(p netip.Prefix) error {
 type NS struct {
 	Name string
 	lab  *Lab
+
+	mu        sync.Mutex
+	hostLinks map[string]string // ifname in the namespace → bridge-side veth
 }
 
 // Namespace creates a namespace with loopback up.
@@ -199,7 +202,39 @@ func (n *NS) Attach(b *Bridge, ifname string, addr netip.Prefix) error {
 			return err
 		}
 	}
-	return n.setup(peer, ifname, addr)
+	if err := n.setup(peer, ifname, addr); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	if n.hostLinks == nil {
+		n.hostLinks = map[string]string{}
+	}
+	n.hostLinks[ifname] = host
+	n.mu.Unlock()
+	return nil
+}
+
+// HostLink returns the bridge side of the veth pair Attach made for
+// ifname (the name of the link in the root namespace), or "".
+func (n *NS) HostLink(ifname string) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.hostLinks[ifname]
+}
+
+// SetPortUp brings the bridge side of ifname's veth pair up or down. Down,
+// the namespace is cut off like a host whose cable was pulled: nothing it
+// sends leaves its link and nothing reaches it, and no peer is told.
+func (n *NS) SetPortUp(ifname string, up bool) error {
+	host := n.HostLink(ifname)
+	if host == "" {
+		return fmt.Errorf("namespace %s has no bridge port for %s", n.Name, ifname)
+	}
+	state := "down"
+	if up {
+		state = "up"
+	}
+	return ip("link", "set", host, state)
 }
 
 func (n *NS) setup(peer, ifname string, addr netip.Prefix) error {

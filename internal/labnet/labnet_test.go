@@ -54,3 +54,54 @@ func TestBridgeAndNamespacesPing(t *testing.T) {
 		t.Fatal("a bridge outside 198.18.0.0/15 was accepted")
 	}
 }
+
+// A namespace whose bridge port is down is cut off (no answer to ping) and
+// reachable again once the port is back up. (acceptance/nspawn tests that a
+// TCP peer of a powered-off machine sees no reset.)
+func TestSetPortUpCutsSilently(t *testing.T) {
+	testenv.Need(t, Available())
+	lab, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := lab.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	br, err := lab.Bridge(netip.MustParsePrefix("198.18.13.1/24"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := lab.Namespace("cut")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Attach(br, "eth0", netip.MustParsePrefix("198.18.13.10/24")); err != nil {
+		t.Fatal(err)
+	}
+	if a.HostLink("eth0") == "" || a.HostLink("nope") != "" {
+		t.Fatalf("HostLink: eth0 %q, nope %q", a.HostLink("eth0"), a.HostLink("nope"))
+	}
+	ping := func() error {
+		return a.Command(context.Background(), "ping", "-c1", "-W1", "198.18.13.1").Run()
+	}
+	if err := ping(); err != nil {
+		t.Fatalf("ping before the cut: %v", err)
+	}
+	if err := a.SetPortUp("eth0", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := ping(); err == nil {
+		t.Fatal("ping through a port that is down answered")
+	}
+	if err := a.SetPortUp("eth0", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := ping(); err != nil {
+		t.Fatalf("ping after the port came back: %v", err)
+	}
+	if err := a.SetPortUp("nope", false); err == nil || !strings.Contains(err.Error(), "no bridge port for nope") {
+		t.Fatalf("SetPortUp on an unknown link: %v", err)
+	}
+}
