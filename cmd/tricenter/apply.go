@@ -6,84 +6,89 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/tricenter/terraform-provider-tricenter/installer"
 	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
-	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
 func newApplyCmd(g *globals) *cobra.Command {
 	var f engineFlags
-	var only, output string
+	var only, servers []string
+	var output string
 	var yes, planOnly bool
 	cmd := &cobra.Command{
-		Use:   "apply -f FILE --only etcd",
-		Short: "Plan, confirm and converge the hosts on the inventory (etcd so far)",
+		Use:   "apply -f FILE [--only COMPONENT,...] [--servers NAME,...]",
+		Short: "Plan, confirm and converge the hosts on the inventory",
 		Long: `apply computes what differs between the inventory and the hosts (a dry run
 of the very code that applies it), prints that plan, asks for confirmation
-(or takes --yes) and converges. When nothing differs it changes nothing.
+(or takes --yes) and converges: etcd, the BGP agents, the control plane,
+the node agents and the add-ons, in that order, then the verification gates.
+When nothing differs it changes nothing.
+
+--only limits the run to some components (etcd, bgp, control-plane, nodes,
+addons); --servers limits the per-node components to some servers (adding a
+worker touches only it).
 
 An inventory whose etcd placement would not survive the loss of a center is
 refused before any host is touched (unless etcd.allowDegradedPlacement).`,
+		Example: `  tricenter apply -f cluster.yaml
+  tricenter apply -f cluster.yaml --only etcd --yes
+  tricenter apply -f cluster.yaml --servers dc1-r02-w03 --yes`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			if only != "etcd" {
-				return fmt.Errorf("--only %q: only etcd can be applied by this version: pass --only etcd", only)
+			if _, err := installer.ParseComponents(only); err != nil {
+				return fmt.Errorf("--only: %w", err)
 			}
-			return runApplyEtcd(cmd.Context(), g, &f, yes, planOnly, output, cmd.InOrStdin())
+			return runApply(cmd.Context(), g, &f, installer.Options{Only: only, Servers: servers}, yes, planOnly, output, cmd.InOrStdin())
 		},
 	}
 	addEngineFlags(cmd, &f)
 	addOutputFlag(cmd, &output)
-	cmd.Flags().StringVar(&only, "only", "", "component to apply: etcd")
+	cmd.Flags().StringSliceVar(&only, "only", nil, "components to apply: etcd, bgp, control-plane, nodes, addons (default: all)")
+	cmd.Flags().StringSliceVar(&servers, "servers", nil, "limit the per-node components to these servers")
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "apply without asking for confirmation")
 	cmd.Flags().BoolVar(&planOnly, "plan", false, "print the plan and stop (a dry run)")
 	return cmd
 }
 
 type applyReport struct {
-	Plan      *etcd.Result  `json:"plan"`
-	Applied   *etcd.Result  `json:"applied,omitempty"`
-	Converged bool          `json:"converged"`
-	PlanTime  time.Duration `json:"planTime"`
-	ApplyTime time.Duration `json:"applyTime,omitempty"`
+	Plan      *installer.Result `json:"plan"`
+	Applied   *installer.Result `json:"applied,omitempty"`
+	Converged bool              `json:"converged"`
+	PlanTime  time.Duration     `json:"planTime"`
+	ApplyTime time.Duration     `json:"applyTime,omitempty"`
 }
 
-func runApplyEtcd(ctx context.Context, g *globals, f *engineFlags, yes, planOnly bool, output string, in io.Reader) error {
-	e, err := loadEtcdEnv(g, f, true)
+func runApply(ctx context.Context, g *globals, f *engineFlags, o installer.Options, yes, planOnly bool, output string, in io.Reader) error {
+	e, _, err := loadEngine(g, f)
 	if err != nil {
 		return err
 	}
-	opts := etcd.Options{Cluster: e.cluster, Placement: e.placement, Prior: e.prior, PKI: e.pki,
-		Artifacts: e.artifacts(), Logger: e.log}
 	rep := &applyReport{}
 	start := time.Now()
-	dry := e.manager(true, nil)
-	opts.Manager = dry
-	plan, err := etcd.Apply(ctx, opts)
-	dry.Close()
+	plan, err := e.Plan(ctx, o)
 	rep.Plan, rep.PlanTime = plan, time.Since(start)
 	if err != nil {
-		return fmt.Errorf("planning etcd: %w", err)
+		return fmt.Errorf("planning: %w", err)
 	}
 	if output == "table" {
-		printEtcdPlan(g.stdout, e, plan)
+		printPlan(g.stdout, e, plan)
 	}
-	if plan.Converged() {
+	if plan.Converged() && !hasAPIComponents(plan) {
 		rep.Converged = true
-		if err := e.state.RecordEtcd(e.placement.Etcd.Members); err != nil {
-			return err
-		}
 		if output == "json" {
 			return writeJSON(g, rep)
 		}
-		fmt.Fprintf(g.stdout, "etcd is converged: nothing to do (checked in %v)\n", rep.PlanTime.Round(time.Millisecond))
+		fmt.Fprintf(g.stdout, "converged: nothing to do (checked in %v)\n", rep.PlanTime.Round(time.Millisecond))
 		return nil
 	}
 	if planOnly {
@@ -92,7 +97,7 @@ func runApplyEtcd(ctx context.Context, g *globals, f *engineFlags, yes, planOnly
 		}
 		return nil
 	}
-	if !yes {
+	if !plan.Converged() && !yes {
 		ok, err := confirm(g.stdout, in, "Apply these changes?")
 		if err != nil {
 			return err
@@ -102,49 +107,100 @@ func runApplyEtcd(ctx context.Context, g *globals, f *engineFlags, yes, planOnly
 		}
 	}
 	start = time.Now()
-	m := e.manager(false, g.stderr)
-	defer m.Close()
-	opts.Manager = m
-	res, err := etcd.Apply(ctx, opts)
+	res, err := e.Apply(ctx, o)
 	rep.Applied, rep.ApplyTime = res, time.Since(start)
-	if err != nil {
-		return fmt.Errorf("applying etcd: %w", err)
-	}
-	if err := e.state.RecordEtcd(e.placement.Etcd.Members); err != nil {
-		return err
+	if res != nil {
+		rep.Converged = res.Converged()
 	}
 	if output == "json" {
-		return writeJSON(g, rep)
+		if werr := writeJSON(g, rep); werr != nil && err == nil {
+			err = werr
+		}
+	} else if res != nil {
+		printApplied(g.stdout, e, res, rep.ApplyTime)
 	}
-	fmt.Fprintf(g.stdout, "etcd applied in %v: %d members healthy, leader %s\n", rep.ApplyTime.Round(time.Millisecond),
-		len(e.placement.Etcd.Members), leaderName(res.Health))
+	if err != nil {
+		return fmt.Errorf("applying: %w", err)
+	}
 	return nil
 }
 
-func printEtcdPlan(w io.Writer, e *etcdEnv, r *etcd.Result) {
-	p := e.placement.Etcd
+// hasAPIComponents: components whose convergence is checked against the
+// API (add-ons, gates) run even when no host changes.
+func hasAPIComponents(r *installer.Result) bool {
+	for _, c := range r.Components {
+		if c == installer.Addons {
+			return true
+		}
+	}
+	return false
+}
+
+func printPlan(w io.Writer, e *installer.Engine, r *installer.Result) {
+	for _, c := range r.Components {
+		if c == installer.Etcd && r.Etcd != nil {
+			printEtcdPlan(w, e.Cluster(), e.Placement(), r.Etcd)
+		}
+	}
+	if len(r.Changes) == 0 {
+		fmt.Fprintln(w, "no host changes")
+		return
+	}
+	fmt.Fprintf(w, "changes on %d hosts:\n", len(r.Changes))
+	for _, h := range r.Hosts() {
+		fmt.Fprintf(w, "  %s:\n", h)
+		for _, c := range r.Changes[h] {
+			fmt.Fprintf(w, "    %s\n", c)
+		}
+	}
+}
+
+func printApplied(w io.Writer, e *installer.Engine, r *installer.Result, took time.Duration) {
+	fmt.Fprintf(w, "applied %s in %v: %d hosts changed\n", joinComps(r.Components), took.Round(time.Millisecond), len(r.Changes))
+	for _, t := range r.Timings {
+		fmt.Fprintf(w, "  %-14s %v\n", t.Component, t.Took.Round(time.Millisecond))
+	}
+	if r.Etcd != nil && r.Etcd.Health != nil {
+		fmt.Fprintf(w, "etcd: %d members healthy, leader %s\n", len(e.Placement().Etcd.Members), leaderName(r.Etcd.Health))
+	}
+	for _, gt := range r.Gates {
+		mark := "ok"
+		if !gt.OK {
+			mark = "FAILED"
+		}
+		fmt.Fprintf(w, "gate %-40s %-6s %v  %s\n", gt.Name, mark, gt.Took.Round(time.Millisecond), gt.Detail)
+	}
+	for _, x := range r.Warnings {
+		fmt.Fprintln(w, "Warning:", x)
+	}
+}
+
+func joinComps(cs []installer.Component) string {
+	s := make([]string, len(cs))
+	for i, c := range cs {
+		s[i] = string(c)
+	}
+	return strings.Join(s, ", ")
+}
+
+func printEtcdPlan(w io.Writer, c *inventory.Cluster, pl *inventory.Placement, r *etcd.Result) {
+	p := pl.Etcd
 	fmt.Fprintf(w, "etcd plan for %s: %d members (quorum %d), heartbeat %d ms, election timeout %d ms\n",
-		e.cluster.Metadata.Name, p.Count, p.Quorum, p.Timers.HeartbeatMs, p.Timers.ElectionTimeoutMs)
-	for _, c := range sortedCenters(p.PerCenter) {
+		c.Metadata.Name, p.Count, p.Quorum, p.Timers.HeartbeatMs, p.Timers.ElectionTimeoutMs)
+	for _, ctr := range sortedCenters(p.PerCenter) {
 		var names []string
 		for _, m := range p.Members {
-			if m.Center == c {
+			if m.Center == ctr {
 				names = append(names, m.Name)
 			}
 		}
-		fmt.Fprintf(w, "  %-12s %d  %s\n", c, p.PerCenter[c], strings.Join(names, ", "))
+		fmt.Fprintf(w, "  %-12s %d  %s\n", ctr, p.PerCenter[ctr], strings.Join(names, ", "))
 	}
 	if r.Bootstrap {
 		fmt.Fprintln(w, "  bootstrap a new cluster")
 	}
 	for _, s := range r.Steps {
 		fmt.Fprintln(w, "  membership:", s)
-	}
-	for _, h := range phase.HostNames(r.Changes) {
-		fmt.Fprintf(w, "  %s:\n", h)
-		for _, c := range r.Changes[h] {
-			fmt.Fprintf(w, "    %s\n", c)
-		}
 	}
 }
 
@@ -153,11 +209,7 @@ func sortedCenters(m map[string]int) []string {
 	for k := range m {
 		out = append(out, k)
 	}
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && out[j] < out[j-1]; j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
+	sort.Strings(out)
 	return out
 }
 

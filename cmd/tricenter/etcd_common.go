@@ -2,14 +2,13 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"github.com/tricenter/terraform-provider-tricenter/installer"
 	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
 	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
@@ -33,11 +32,40 @@ func addEngineFlags(cmd *cobra.Command, f *engineFlags) {
 	cmd.Flags().IntVar(&f.perCenter, "per-center", 0, "hosts worked on at once per center (0: no limit)")
 }
 
-// etcdEnv is what every etcd command loads: the inventory, its state, the
-// placement (prior-aware) and the etcd PKI.
+// loadEngine reads the inventory and its state directory and builds the
+// engine every host-reaching command calls.
+func loadEngine(g *globals, f *engineFlags) (*installer.Engine, *state.Dir, error) {
+	log, err := g.logger()
+	if err != nil {
+		return nil, nil, err
+	}
+	c, lines, err := inventory.Load(f.file)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := state.Open(f.stateDir, c.Metadata.Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	e, err := installer.New(installer.Config{Cluster: c, Lines: lines, Source: f.file, Store: st, Logger: log,
+		Progress: progress.NewPrinter(g.stderr, isTTY(g.stderr)), Concurrency: f.concurrency, PerCenter: f.perCenter})
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, w := range e.Warnings() {
+		warn(g, w)
+	}
+	return e, st, nil
+}
+
+func warn(g *globals, w string) { _, _ = io.WriteString(g.stderr, "Warning: "+w+"\n") }
+
+// etcdEnv is what the etcd commands (status, snapshot, drill) use: the
+// engine's view of the inventory, its state and the etcd PKI.
 type etcdEnv struct {
 	g         *globals
 	f         *engineFlags
+	eng       *installer.Engine
 	log       *slog.Logger
 	cluster   *inventory.Cluster
 	state     *state.Dir
@@ -47,71 +75,34 @@ type etcdEnv struct {
 }
 
 // errNoPKI: commands other than apply need the PKI apply created.
-var errNoPKI = errors.New("no etcd PKI in the state directory: run tricenter apply --only etcd first (or pass --state-dir)")
+var errNoPKI = errors.New("no etcd PKI in the state directory: run tricenter apply first (or pass --state-dir)")
 
 func loadEtcdEnv(g *globals, f *engineFlags, createPKI bool) (*etcdEnv, error) {
-	log, err := g.logger()
+	e, st, err := loadEngine(g, f)
 	if err != nil {
 		return nil, err
 	}
-	// Placement keeps the members the last apply recorded; an inventory
-	// that cannot survive a center loss fails here, before any host is
-	// touched (a degraded placement it accepts was warned about).
-	c, plan, prior, err := loadPlan(f.file, f.stateDir, g.stderr)
+	p, err := e.EtcdPKI(createPKI)
+	if errors.Is(err, installer.ErrNoPKI) {
+		return nil, errNoPKI
+	}
 	if err != nil {
 		return nil, err
 	}
-	st, err := state.Open(f.stateDir, c.Metadata.Name)
-	if err != nil {
-		return nil, err
-	}
-	p := plan.Placement()
-	e := &etcdEnv{g: g, f: f, log: log, cluster: c, state: st, prior: prior, placement: p}
-	store := st.PKI()
-	if !createPKI {
-		if _, err := os.Stat(filepath.Join(store.Dir, pki.EtcdCA, "ca.crt")); err != nil {
-			return nil, errNoPKI
-		}
-	}
-	var members []pki.EtcdMember
-	for _, m := range p.Etcd.Members {
-		members = append(members, pki.EtcdMember{Name: m.Name, Address: m.Address})
-	}
-	if e.pki, err = store.EnsureEtcd(members); err != nil {
-		return nil, fmt.Errorf("etcd PKI: %w", err)
-	}
-	if _, _, err := store.EnsureClusterCAs(); err != nil {
-		return nil, err
-	}
-	return e, nil
+	return &etcdEnv{g: g, f: f, eng: e, log: e.Logger(), cluster: e.Cluster(), state: st, prior: e.Prior(),
+		placement: e.Placement(), pki: p}, nil
 }
 
 func (e *etcdEnv) manager(dryRun bool, out io.Writer) *phase.Manager {
-	rep := progress.Discard
+	m := e.eng.Manager(dryRun)
+	m.Progress = progress.Discard
 	if out != nil {
-		rep = progress.NewPrinter(out, isTTY(out))
+		m.Progress = progress.NewPrinter(out, isTTY(out))
 	}
-	return &phase.Manager{Cluster: e.cluster, Concurrency: e.f.concurrency, PerCenter: e.f.perCenter,
-		DryRun: dryRun, Logger: e.log, Progress: rep}
+	return m
 }
 
-func (e *etcdEnv) client() (*etcd.Client, error) {
-	tc, err := etcd.TLSConfig(e.pki)
-	if err != nil {
-		return nil, err
-	}
-	var eps []string
-	for _, m := range e.placement.Etcd.Members {
-		eps = append(eps, etcd.ClientURL(m.Address))
-	}
-	return etcd.NewClient(eps, tc, e.log)
-}
-
-func (e *etcdEnv) artifacts() etcd.Artifacts {
-	k := e.cluster.Spec.Kubernetes
-	return etcd.Artifacts{Dir: k.ArtifactDir, MirrorURL: k.MirrorURL,
-		CacheDir: filepath.Join(e.state.Path, "artifacts")}
-}
+func (e *etcdEnv) client() (*etcd.Client, error) { return e.eng.EtcdClient(e.pki) }
 
 func isTTY(w io.Writer) bool {
 	f, ok := w.(*os.File)

@@ -111,3 +111,6 @@ func (d *Dir) RecordEtcd(members []inventory.Member) error {
 	}
 	return d.SavePrior(p)
 }
+
+// ArtifactCache is where artifacts fetched from a mirror are kept.
+func (d *Dir) ArtifactCache() string { return filepath.Join(d.Path, "artifacts") }

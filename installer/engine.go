@@ -1,0 +1,290 @@
+package installer
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
+	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
+	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
+	"github.com/tricenter/terraform-provider-tricenter/installer/progress"
+	"github.com/tricenter/terraform-provider-tricenter/installer/ssh"
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
+)
+
+// Component is a part of the cluster apply builds, in this order.
+type Component string
+
+// The components.
+const (
+	Etcd         Component = "etcd"
+	BGP          Component = "bgp"
+	ControlPlane Component = "control-plane"
+	Nodes        Component = "nodes"
+	Addons       Component = "addons"
+)
+
+// Components lists every component in apply order.
+func Components() []Component { return []Component{Etcd, BGP, ControlPlane, Nodes, Addons} }
+
+// ParseComponents reads names such as "etcd,control-plane" (as given to
+// --only); the result is in apply order. Empty means every component.
+func ParseComponents(names []string) ([]Component, error) {
+	if len(names) == 0 {
+		return Components(), nil
+	}
+	want := map[Component]bool{}
+	for _, n := range names {
+		for _, x := range strings.Split(n, ",") {
+			x = strings.TrimSpace(x)
+			if x == "" {
+				continue
+			}
+			if !slices.Contains(Components(), Component(x)) {
+				return nil, fmt.Errorf("unknown component %q: use %s", x, joinComponents(Components()))
+			}
+			want[Component(x)] = true
+		}
+	}
+	var out []Component
+	for _, c := range Components() {
+		if want[c] {
+			out = append(out, c)
+		}
+	}
+	if len(out) == 0 {
+		return Components(), nil
+	}
+	return out, nil
+}
+
+func joinComponents(cs []Component) string {
+	s := make([]string, len(cs))
+	for i, c := range cs {
+		s[i] = string(c)
+	}
+	return strings.Join(s, ", ")
+}
+
+// Defaults of Config.
+const (
+	DefaultHealthTimeout = 3 * time.Minute
+	DefaultGateTimeout   = 5 * time.Minute
+)
+
+// Config configures an Engine. Cluster and Store are required.
+type Config struct {
+	// Cluster is the inventory (defaults set by inventory.Load/Parse).
+	Cluster *inventory.Cluster
+	// Lines maps field paths to YAML lines for error messages (optional).
+	Lines *inventory.Lines
+	// Source names the inventory in messages (a path, or "inline").
+	Source string
+	Store  Store
+	// SSH configures the transport; jump hosts come from the inventory.
+	SSH ssh.Options
+	// Bastion is a first hop in front of every connection (optional).
+	Bastion *ssh.Endpoint
+	// AgentBinary is the local tricenter-bgp to install (default: the
+	// artifact directory's, else the one beside the running program).
+	AgentBinary string
+	Logger      *slog.Logger
+	// Progress shows per-host work of real (not dry) runs.
+	Progress progress.Reporter
+	// Concurrency bounds hosts worked on at once (default
+	// phase.DefaultConcurrency); PerCenter, when positive, per center.
+	Concurrency int
+	PerCenter   int
+	// HealthTimeout bounds waits for health after changes (default
+	// DefaultHealthTimeout); GateTimeout each verification gate.
+	HealthTimeout time.Duration
+	GateTimeout   time.Duration
+	// Clock is the time source for measurements (default time.Now).
+	Clock func() time.Time
+}
+
+// Engine applies one inventory. It is safe to call its methods one after
+// the other; calls are not meant to run concurrently.
+type Engine struct {
+	cfg   Config
+	log   *slog.Logger
+	plan  *inventory.Plan
+	prior *inventory.Prior
+}
+
+// ErrNoPKI is returned by operations that need the PKI an apply creates.
+var ErrNoPKI = errors.New("no PKI recorded for this cluster: run apply first (or point at the right state)")
+
+// New validates the inventory against what the last apply recorded and
+// computes placement and IPAM. It touches no host.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Cluster == nil {
+		return nil, errors.New("installer: no inventory")
+	}
+	if cfg.Store == nil {
+		return nil, errors.New("installer: no state store")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Progress == nil {
+		cfg.Progress = progress.Discard
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = phase.DefaultConcurrency
+	}
+	if cfg.HealthTimeout <= 0 {
+		cfg.HealthTimeout = DefaultHealthTimeout
+	}
+	if cfg.GateTimeout <= 0 {
+		cfg.GateTimeout = DefaultGateTimeout
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Source == "" {
+		cfg.Source = "inventory"
+	}
+	prior, err := cfg.Store.Prior()
+	if err != nil {
+		return nil, fmt.Errorf("reading the last apply's allocations: %w", err)
+	}
+	plan, err := inventory.BuildPlan(cfg.Cluster, cfg.Lines, prior)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.Source, err)
+	}
+	return &Engine{cfg: cfg, log: cfg.Logger, plan: plan, prior: prior}, nil
+}
+
+// Cluster is the inventory.
+func (e *Engine) Cluster() *inventory.Cluster { return e.cfg.Cluster }
+
+// Plan is the derived plan (placement, IPAM, per-node facts).
+func (e *Engine) InventoryPlan() *inventory.Plan { return e.plan }
+
+// Placement is where etcd and the control plane run.
+func (e *Engine) Placement() *inventory.Placement { return e.plan.Placement() }
+
+// IPs is the IP plan.
+func (e *Engine) IPs() *inventory.IPPlan { return e.plan.IPs() }
+
+// Prior is what the last apply recorded (nil on a first run).
+func (e *Engine) Prior() *inventory.Prior { return e.prior }
+
+// Warnings are the inventory's validation warnings.
+func (e *Engine) Warnings() []string {
+	out := make([]string, 0, len(e.plan.Warnings))
+	for _, w := range e.plan.Warnings {
+		out = append(out, w.String())
+	}
+	return out
+}
+
+// Logger is the engine's logger.
+func (e *Engine) Logger() *slog.Logger { return e.log }
+
+// Manager returns a phase manager for one run (close it when done). A
+// dry run records "would …" instead of changing anything and reports no
+// progress.
+func (e *Engine) Manager(dryRun bool) *phase.Manager {
+	rep := e.cfg.Progress
+	if dryRun {
+		rep = progress.Discard
+	}
+	return &phase.Manager{Cluster: e.cfg.Cluster, Concurrency: e.cfg.Concurrency, PerCenter: e.cfg.PerCenter,
+		DryRun: dryRun, Logger: e.log, Progress: rep, SSH: e.cfg.SSH, Bastion: e.cfg.Bastion}
+}
+
+// EtcdPKI returns the etcd certificates, creating what is missing when
+// create is set; without create a cluster that was never applied gives
+// ErrNoPKI.
+func (e *Engine) EtcdPKI(create bool) (*pki.Etcd, error) {
+	store := e.cfg.Store.PKI()
+	if !create {
+		if _, err := os.Stat(filepath.Join(store.Dir, pki.EtcdCA, "ca.crt")); err != nil {
+			return nil, ErrNoPKI
+		}
+	}
+	var members []pki.EtcdMember
+	for _, m := range e.Placement().Etcd.Members {
+		members = append(members, pki.EtcdMember{Name: m.Name, Address: m.Address})
+	}
+	p, err := store.EnsureEtcd(members)
+	if err != nil {
+		return nil, fmt.Errorf("etcd PKI: %w", err)
+	}
+	if _, _, err := store.EnsureClusterCAs(); err != nil {
+		return nil, fmt.Errorf("cluster PKI: %w", err)
+	}
+	return p, nil
+}
+
+// EtcdClient connects to every planned etcd member with the client
+// certificate.
+func (e *Engine) EtcdClient(p *pki.Etcd) (*etcd.Client, error) {
+	tc, err := etcd.TLSConfig(p)
+	if err != nil {
+		return nil, err
+	}
+	var eps []string
+	for _, m := range e.Placement().Etcd.Members {
+		eps = append(eps, etcd.ClientURL(m.Address))
+	}
+	return etcd.NewClient(eps, tc, e.log)
+}
+
+// EtcdArtifacts says where etcd's binaries come from.
+func (e *Engine) EtcdArtifacts() etcd.Artifacts {
+	k := e.cfg.Cluster.Spec.Kubernetes
+	return etcd.Artifacts{Dir: k.ArtifactDir, MirrorURL: k.MirrorURL, CacheDir: e.cfg.Store.ArtifactCache()}
+}
+
+// agentBinary finds tricenter-bgp.
+func (e *Engine) agentBinary() (string, error) {
+	cands := []string{}
+	if e.cfg.AgentBinary != "" {
+		cands = append(cands, e.cfg.AgentBinary)
+	} else {
+		if d := e.cfg.Cluster.Spec.Kubernetes.ArtifactDir; d != "" {
+			cands = append(cands, filepath.Join(d, "tricenter-bgp"))
+		}
+		if exe, err := os.Executable(); err == nil {
+			cands = append(cands, filepath.Join(filepath.Dir(exe), "tricenter-bgp"))
+		}
+	}
+	for _, c := range cands {
+		if st, err := os.Stat(c); err == nil && st.Mode().IsRegular() {
+			return c, nil
+		}
+	}
+	return "", fmt.Errorf("tricenter-bgp not found (looked at %s): run make build, or set the agent binary", strings.Join(cands, ", "))
+}
+
+// record saves the allocations of a successful apply so the next run
+// keeps them.
+func (e *Engine) record(etcdMembers bool) error {
+	p := &inventory.Prior{PodCIDRs: map[string]string{}}
+	if e.prior != nil {
+		p.EtcdMembers = append(p.EtcdMembers, e.prior.EtcdMembers...)
+	}
+	for name, cidr := range e.IPs().PodCIDRs {
+		p.PodCIDRs[name] = cidr.String()
+	}
+	if etcdMembers {
+		p.EtcdMembers = p.EtcdMembers[:0]
+		for _, m := range e.Placement().Etcd.Members {
+			p.EtcdMembers = append(p.EtcdMembers, m.Name)
+		}
+	}
+	if err := e.cfg.Store.SavePrior(p); err != nil {
+		return fmt.Errorf("recording allocations: %w", err)
+	}
+	e.prior = p
+	return nil
+}
