@@ -1,0 +1,100 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
+)
+
+// CNIPlugins are the plugin binaries the node's network needs in
+// CNIBinDir (loopback: containerd sets up each pod's lo with it).
+var CNIPlugins = []string{"bridge", "host-local", "portmap", "loopback"}
+
+type cniConflist struct {
+	CNIVersion string `json:"cniVersion"`
+	Name       string `json:"name"`
+	Plugins    []any  `json:"plugins"`
+}
+
+type cniBridge struct {
+	Type        string  `json:"type"`
+	Bridge      string  `json:"bridge"`
+	IsGateway   bool    `json:"isGateway"`
+	IPMasq      bool    `json:"ipMasq"`
+	HairpinMode bool    `json:"hairpinMode"`
+	IPAM        cniIPAM `json:"ipam"`
+}
+
+type cniIPAM struct {
+	Type    string       `json:"type"`
+	Ranges  [][]cniRange `json:"ranges"`
+	Routes  []cniRoute   `json:"routes"`
+	DataDir string       `json:"dataDir"`
+}
+
+type cniRange struct {
+	Subnet string `json:"subnet"`
+}
+
+type cniRoute struct {
+	Dst string `json:"dst"`
+}
+
+type cniPortmap struct {
+	Type         string          `json:"type"`
+	Capabilities map[string]bool `json:"capabilities"`
+}
+
+// RenderCNI renders the node's CNI network: a bridge whose address is the
+// pods' gateway, with ipMasq false (pods are routed by BGP, never NATed),
+// host-local addresses from the node's pod CIDR, and portmap for hostPort.
+func RenderCNI(podCIDR netip.Prefix) ([]byte, error) {
+	if !podCIDR.IsValid() {
+		return nil, fmt.Errorf("CNI config: invalid pod CIDR")
+	}
+	def := "0.0.0.0/0"
+	if podCIDR.Addr().Is6() {
+		def = "::/0"
+	}
+	c := cniConflist{CNIVersion: "1.0.0", Name: CNINetwork, Plugins: []any{
+		cniBridge{Type: "bridge", Bridge: CNIBridge, IsGateway: true, IPMasq: false, HairpinMode: true,
+			IPAM: cniIPAM{Type: "host-local", Ranges: [][]cniRange{{{Subnet: podCIDR.Masked().String()}}},
+				Routes: []cniRoute{{Dst: def}}, DataDir: CNIStateDir + "/networks"}},
+		cniPortmap{Type: "portmap", Capabilities: map[string]bool{"portMappings": true}},
+	}}
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// cni checks the plugin binaries and writes the conflist. containerd
+// reads the configuration when it changes: no restart.
+func (r *run) cni(ctx context.Context, h *phase.Host) error {
+	f, err := r.facts(h)
+	if err != nil {
+		return err
+	}
+	var check []string
+	for _, p := range CNIPlugins {
+		check = append(check, fmt.Sprintf("test -x %s/%s || printf '%%s ' %s", CNIBinDir, p, p))
+	}
+	missing, err := h.Query(ctx, strings.Join(check, "; "))
+	if err != nil {
+		return fmt.Errorf("looking for the CNI plugins: %w", err)
+	}
+	if m := trim(missing); m != "" {
+		return fmt.Errorf("CNI plugins missing in %s: %s (Debian package containernetworking-plugins)", CNIBinDir, m)
+	}
+	conf, err := RenderCNI(f.podCIDR)
+	if err != nil {
+		return err
+	}
+	_, err = h.WriteFile(ctx, CNIConfig, conf, 0o644)
+	return err
+}

@@ -1,0 +1,91 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"path"
+	"strings"
+
+	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
+	"github.com/tricenter/terraform-provider-tricenter/installer/ssh"
+)
+
+// ParseImageList parses the output of `ctr -n k8s.io images ls -q`: one
+// image reference per line. Blank lines are skipped; a line with spaces
+// (not -q output) is an error.
+func ParseImageList(out string) (map[string]bool, error) {
+	refs := map[string]bool{}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	n := 0
+	for sc.Scan() {
+		n++
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
+			continue
+		}
+		if strings.ContainsAny(line, " \t") {
+			return nil, fmt.Errorf("image list line %d: %q is not one image reference", n, shorten(line, 80))
+		}
+		refs[line] = true
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading the image list: %w", err)
+	}
+	return refs, nil
+}
+
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+const ctrCmd = "ctr -n " + containerdNS + " images "
+
+// images uploads the image tarballs (skipped when identical) and imports
+// each one whose image is missing from containerd, or whose tarball
+// changed.
+func (r *run) images(ctx context.Context, h *phase.Host) error {
+	list, err := h.Query(ctx, ctrCmd+"ls -q")
+	if err != nil {
+		return fmt.Errorf("listing containerd images (is containerd running?): %w", err)
+	}
+	have, err := ParseImageList(list)
+	if err != nil {
+		return err
+	}
+	for _, img := range []struct{ key, ref string }{
+		{ImagePause, r.o.PauseImage},
+		{ImageCoreDNS, r.o.CoreDNSImage},
+	} {
+		remote := path.Join(ImageDir, img.key)
+		up, err := h.Upload(ctx, r.o.Binaries[img.key], remote, 0o644)
+		if err != nil {
+			return err
+		}
+		if have[img.ref] && !up.Changed {
+			continue
+		}
+		if _, err := h.Sudo(ctx, ctrCmd+"import "+ssh.Quote(remote)); err != nil {
+			return fmt.Errorf("importing %s: %w", remote, err)
+		}
+		if h.DryRun() {
+			continue
+		}
+		after, err := h.Query(ctx, ctrCmd+"ls -q")
+		if err != nil {
+			return fmt.Errorf("listing containerd images: %w", err)
+		}
+		now, err := ParseImageList(after)
+		if err != nil {
+			return err
+		}
+		if !now[img.ref] {
+			return fmt.Errorf("importing %s did not yield image %s: the tarball must name it (annotation io.containerd.image.name)", remote, img.ref)
+		}
+	}
+	return nil
+}

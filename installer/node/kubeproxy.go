@@ -1,0 +1,103 @@
+package node
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/tricenter/terraform-provider-tricenter/installer/kubeconfig"
+	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
+	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	componentbasev1alpha1 "k8s.io/component-base/config/v1alpha1"
+	kubeproxyv1alpha1 "k8s.io/kube-proxy/config/v1alpha1"
+)
+
+// KubeProxyParams are what kube-proxy's configuration is rendered from.
+type KubeProxyParams struct {
+	Node string
+	// ClusterCIDR is the cluster's pod CIDR (spec.network.podCIDR): traffic
+	// from inside it is local.
+	ClusterCIDR string
+	Profile     Profile
+}
+
+// RenderKubeProxyConfig renders the KubeProxyConfiguration (typed,
+// k8s.io/kube-proxy/config/v1alpha1): iptables mode, the cluster CIDR, the
+// node name, and in nspawn machines conntrack.maxPerCore 0 (nf_conntrack_max
+// is not writable there).
+func RenderKubeProxyConfig(p KubeProxyParams) ([]byte, error) {
+	if p.ClusterCIDR == "" {
+		return nil, fmt.Errorf("kube-proxy config for %s: no cluster CIDR", p.Node)
+	}
+	c := kubeproxyv1alpha1.KubeProxyConfiguration{
+		TypeMeta:         metav1.TypeMeta{APIVersion: "kubeproxy.config.k8s.io/v1alpha1", Kind: "KubeProxyConfiguration"},
+		ClientConnection: componentbasev1alpha1.ClientConnectionConfiguration{Kubeconfig: KubeProxyKubecfg},
+		Mode:             "iptables",
+		ClusterCIDR:      p.ClusterCIDR,
+		HostnameOverride: p.Node,
+	}
+	if p.Profile == ProfileNspawn {
+		c.Conntrack.MaxPerCore = ptr(int32(0))
+	}
+	return marshalSparse(c, kubeproxyv1alpha1.KubeProxyConfiguration{})
+}
+
+// RenderKubeProxyUnit renders kube-proxy.service.
+func RenderKubeProxyUnit() []byte {
+	return []byte(`# Written by tricenter.
+[Unit]
+Description=Kubernetes kube-proxy (tricenter)
+Documentation=https://kubernetes.io/docs/reference/command-line-tools-reference/kube-proxy/
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+ExecStart=` + BinDir + `/kube-proxy --config=` + KubeProxyConfig + `
+Restart=always
+RestartSec=2
+StartLimitInterval=0
+
+[Install]
+WantedBy=multi-user.target
+`)
+}
+
+// RenderKubeProxyKubeconfig renders kube-proxy's kubeconfig (clientcmd).
+// It holds a private key: write it 0600.
+func RenderKubeProxyKubeconfig(cluster, server string, ca []byte, client *pki.KeyPair) ([]byte, error) {
+	return kubeconfig.Render(kubeconfig.Config{Cluster: cluster, User: "system:kube-proxy", Server: server, CA: ca,
+		CertPEM: client.CertPEM, KeyPEM: client.KeyPEM})
+}
+
+// kubeProxy installs kube-proxy and restarts it only when a file changed.
+func (r *run) kubeProxy(ctx context.Context, h *phase.Host) error {
+	cfg, err := RenderKubeProxyConfig(KubeProxyParams{Node: h.Name, ClusterCIDR: r.o.Cluster.Spec.Network.PodCIDR, Profile: r.o.Profile})
+	if err != nil {
+		return err
+	}
+	kc, err := RenderKubeProxyKubeconfig(r.clusterName(), r.o.Server, r.o.CA, r.proxy)
+	if err != nil {
+		return err
+	}
+	bin, err := h.Upload(ctx, r.o.Binaries[BinKubeProxy], BinDir+"/kube-proxy", 0o755)
+	if err != nil {
+		return err
+	}
+	changed, err := writeAll(ctx, h, []file{
+		{KubeProxyKubecfg, kc, 0o600},
+		{KubeProxyConfig, cfg, 0o644},
+	})
+	if err != nil {
+		return err
+	}
+	unit, err := h.WriteFile(ctx, KubeProxyUnitFile, RenderKubeProxyUnit(), 0o644)
+	if err != nil {
+		return err
+	}
+	if unit.Changed {
+		if err := h.SystemctlDaemonReload(ctx); err != nil {
+			return err
+		}
+	}
+	return ensureRunning(ctx, h, KubeProxyUnit, bin.Changed || changed || unit.Changed)
+}
