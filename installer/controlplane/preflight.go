@@ -1,0 +1,152 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
+	"github.com/tricenter/terraform-provider-tricenter/installer/ssh"
+)
+
+// UnitState is a control-plane unit as systemd reports it.
+type UnitState struct {
+	Active  bool
+	Enabled bool
+}
+
+// Facts is what preflight learns about a control-plane server.
+type Facts struct {
+	Units map[string]UnitState // by component
+	// PortsBusy lists programs other than ours listening on 6443, 10257
+	// or 10259.
+	PortsBusy []string
+	FreeDisk  int64 // bytes free under /usr/local/bin
+	Skew      time.Duration
+}
+
+// ourListeners are the process names (as ss shows them, cut to 15
+// characters) that may hold the control-plane ports.
+var ourListeners = []string{"kube-apiserver", "kube-controller", "kube-scheduler"}
+
+// factsCmd prints the server's clock, unit states, port holders and free
+// disk, then the state of every managed file.
+func (r *run) factsCmd() string {
+	var b strings.Builder
+	b.WriteString("echo now=$(date +%s.%N)\n")
+	for _, c := range Components() {
+		u := ssh.Quote(UnitName(c))
+		fmt.Fprintf(&b, "echo unit %s $(systemctl is-active %s 2>/dev/null || true) $(systemctl is-enabled %s 2>/dev/null || true)\n", c, u, u)
+	}
+	fmt.Fprintf(&b, "echo listeners=$(ss -Hltnp '( sport = :%d or sport = :%d or sport = :%d )' 2>/dev/null | grep -o 'users:((\"[^\"]*\"' | sed 's/users:((\"//; s/\"//' | sort -u | tr '\\n' ,)\n",
+		APIServerPort, ControllerManagerPort, SchedulerPort)
+	d := r.path(BinDir)
+	fmt.Fprintf(&b, "echo avail=$(df --output=avail -B1 %s 2>/dev/null | tail -1)\n", ssh.Quote(d))
+	b.WriteString(r.filesCmd())
+	return b.String()
+}
+
+// filesCmd prints "MODE SHA256 PATH" per managed file, "stat SIZE MTIME
+// PATH" per binary and "rec ..." per line of the binaries record. A
+// binary's sha256 comes from the record while its size and mtime match.
+func (r *run) filesCmd() string {
+	var bins, confs []string
+	for _, b := range Binaries() {
+		bins = append(bins, ssh.Quote(r.path(BinDir+"/"+b)))
+	}
+	for _, f := range managedFiles() {
+		confs = append(confs, ssh.Quote(r.path(f)))
+	}
+	return `R=` + ssh.Quote(r.path(BinariesRecord)) + `
+for f in ` + strings.Join(bins, " ") + `; do
+  [ -f "$f" ] || continue
+  set -- $(stat -c '%a %s %Y' "$f")
+  s=$(awk -v p="$f" -v z="$2" -v t="$3" '$4==p && $2==z && $3==t {print $1}' "$R" 2>/dev/null)
+  [ -n "$s" ] || s=$(sha256sum "$f" | cut -d' ' -f1)
+  echo "$1 $s $f"; echo "stat $2 $3 $f"
+done
+for f in ` + strings.Join(confs, " ") + `; do [ -f "$f" ] && echo "$(stat -c %a "$f") $(sha256sum "$f")"; done
+[ -f "$R" ] && sed 's/^/rec /' "$R"
+true
+`
+}
+
+// parseFacts reads the facts part of factsCmd's output; before and after
+// bracket the query on this machine's clock.
+func parseFacts(out string, before, after time.Time) *Facts {
+	f := &Facts{Units: map[string]UnitState{}}
+	kv := map[string]string{}
+	for _, l := range strings.Split(out, "\n") {
+		l = strings.TrimSpace(l)
+		if x := strings.Fields(l); len(x) >= 2 && x[0] == "unit" {
+			st := UnitState{}
+			if len(x) > 2 {
+				st.Active = x[2] == "active"
+			}
+			if len(x) > 3 {
+				st.Enabled = x[3] == "enabled"
+			}
+			f.Units[x[1]] = st
+			continue
+		}
+		if k, v, ok := strings.Cut(l, "="); ok {
+			kv[k] = v
+		}
+	}
+	for _, p := range strings.Split(kv["listeners"], ",") {
+		if p != "" && !slices.Contains(ourListeners, p) {
+			f.PortsBusy = append(f.PortsBusy, p)
+		}
+	}
+	f.FreeDisk, _ = strconv.ParseInt(kv["avail"], 10, 64)
+	if now, err := strconv.ParseFloat(kv["now"], 64); err == nil {
+		remote := time.Unix(0, int64(now*1e9))
+		switch {
+		case remote.Before(before):
+			f.Skew = before.Sub(remote)
+		case remote.After(after):
+			f.Skew = remote.Sub(after)
+		}
+	}
+	return f
+}
+
+// preflight checks a server can run the control plane and records its
+// facts and file states. The host's name is added by the phase engine.
+func (r *run) preflight(ctx context.Context, h *phase.Host) error {
+	before := time.Now()
+	out, err := h.Query(ctx, r.factsCmd())
+	after := time.Now()
+	if err != nil {
+		return fmt.Errorf("reading the server's state: %w", err)
+	}
+	f := parseFacts(out, before, after)
+	files := parseFileStates(out)
+	r.rekey(files)
+	s := r.state(h.Name)
+	r.mu.Lock()
+	s.facts, s.files = f, files
+	r.mu.Unlock()
+	var errs []error
+	if len(f.PortsBusy) > 0 {
+		errs = append(errs, fmt.Errorf("ports %d/%d/%d are in use by %s: stop it or choose another server",
+			APIServerPort, ControllerManagerPort, SchedulerPort, strings.Join(f.PortsBusy, ", ")))
+	}
+	if f.Skew > r.o.MaxClockSkew {
+		errs = append(errs, fmt.Errorf("clock is %v off this machine's (at most %v): fix NTP on the server",
+			f.Skew.Round(time.Millisecond), r.o.MaxClockSkew))
+	}
+	_, hasBinary := files.files[BinDir+"/"+APIServer]
+	if !hasBinary && f.FreeDisk > 0 && f.FreeDisk < r.o.MinFreeDisk {
+		errs = append(errs, fmt.Errorf("only %d MiB free under %s, at least %d MiB needed for the Kubernetes binaries",
+			f.FreeDisk>>20, BinDir, r.o.MinFreeDisk>>20))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("preflight: %w", err)
+	}
+	return nil
+}

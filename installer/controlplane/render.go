@@ -1,0 +1,178 @@
+package controlplane
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Settings are the cluster-wide values the rendered files use.
+type Settings struct {
+	ClusterName   string
+	ServiceCIDR   string
+	ClusterDomain string
+	// EtcdServers are the client URLs of every etcd member.
+	EtcdServers []string
+}
+
+// ServiceAccountIssuer is the issuer of service-account tokens.
+func (s Settings) ServiceAccountIssuer() string {
+	return "https://kubernetes.default.svc." + s.ClusterDomain
+}
+
+// Files on the hosts (rendered files name these absolute paths).
+const (
+	CACert                = PKIDir + "/ca.crt"
+	CAKey                 = PKIDir + "/ca.key"
+	APIServerCert         = PKIDir + "/apiserver.crt"
+	APIServerKey          = PKIDir + "/apiserver.key"
+	EtcdCACert            = PKIDir + "/etcd/ca.crt"
+	EtcdClientCert        = PKIDir + "/apiserver-etcd-client.crt"
+	EtcdClientKey         = PKIDir + "/apiserver-etcd-client.key"
+	KubeletClientCert     = PKIDir + "/apiserver-kubelet-client.crt"
+	KubeletClientKey      = PKIDir + "/apiserver-kubelet-client.key"
+	FrontProxyCACert      = PKIDir + "/front-proxy-ca.crt"
+	FrontProxyClientCert  = PKIDir + "/front-proxy-client.crt"
+	FrontProxyClientKey   = PKIDir + "/front-proxy-client.key"
+	ServiceAccountKey     = PKIDir + "/sa.key"
+	ServiceAccountPub     = PKIDir + "/sa.pub"
+	ControllerManagerConf = ConfDir + "/controller-manager.conf"
+	SchedulerConf         = ConfDir + "/scheduler.conf"
+)
+
+// APIServerFlags are kube-apiserver's flags on the server at address.
+// Everything not named keeps the Kubernetes default (admission plugins
+// included: NodeRestriction is added to the default set). Anonymous
+// requests stay enabled so /readyz, /livez and /healthz are readable by
+// system:public-info-viewer (the BGP agent's health check among others).
+func APIServerFlags(s Settings, address string) []string {
+	return []string{
+		"--advertise-address=" + address,
+		"--allow-privileged=true",
+		"--anonymous-auth=true",
+		"--authorization-mode=Node,RBAC",
+		// The API VIP is on lo of every control-plane server (added by the
+		// node BGP agent): listening everywhere accepts it.
+		"--bind-address=0.0.0.0",
+		"--client-ca-file=" + CACert,
+		"--enable-admission-plugins=NodeRestriction",
+		"--enable-bootstrap-token-auth=true",
+		"--etcd-cafile=" + EtcdCACert,
+		"--etcd-certfile=" + EtcdClientCert,
+		"--etcd-keyfile=" + EtcdClientKey,
+		"--etcd-servers=" + strings.Join(s.EtcdServers, ","),
+		"--kubelet-certificate-authority=" + CACert,
+		"--kubelet-client-certificate=" + KubeletClientCert,
+		"--kubelet-client-key=" + KubeletClientKey,
+		"--kubelet-preferred-address-types=InternalIP",
+		"--proxy-client-cert-file=" + FrontProxyClientCert,
+		"--proxy-client-key-file=" + FrontProxyClientKey,
+		"--requestheader-allowed-names=front-proxy-client",
+		"--requestheader-client-ca-file=" + FrontProxyCACert,
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+		"--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-username-headers=X-Remote-User",
+		"--secure-port=" + strconv.Itoa(APIServerPort),
+		"--service-account-issuer=" + s.ServiceAccountIssuer(),
+		"--service-account-key-file=" + ServiceAccountPub,
+		"--service-account-signing-key-file=" + ServiceAccountKey,
+		"--service-cluster-ip-range=" + s.ServiceCIDR,
+		"--tls-cert-file=" + APIServerCert,
+		"--tls-private-key-file=" + APIServerKey,
+	}
+}
+
+// ControllerManagerFlags are kube-controller-manager's flags. Pod CIDRs
+// come from tricenter's IPAM and are set on each Node by the node
+// component, so the controller-manager allocates none.
+func ControllerManagerFlags(s Settings) []string {
+	return []string{
+		"--allocate-node-cidrs=false",
+		"--authentication-kubeconfig=" + ControllerManagerConf,
+		"--authorization-kubeconfig=" + ControllerManagerConf,
+		"--bind-address=127.0.0.1",
+		"--client-ca-file=" + CACert,
+		"--cluster-name=" + s.ClusterName,
+		"--cluster-signing-cert-file=" + CACert,
+		"--cluster-signing-key-file=" + CAKey,
+		"--controllers=*,bootstrapsigner,tokencleaner",
+		"--kubeconfig=" + ControllerManagerConf,
+		"--leader-elect=true",
+		"--requestheader-client-ca-file=" + FrontProxyCACert,
+		"--root-ca-file=" + CACert,
+		"--secure-port=" + strconv.Itoa(ControllerManagerPort),
+		"--service-account-private-key-file=" + ServiceAccountKey,
+		"--service-cluster-ip-range=" + s.ServiceCIDR,
+		"--use-service-account-credentials=true",
+	}
+}
+
+// SchedulerFlags are kube-scheduler's flags.
+func SchedulerFlags() []string {
+	return []string{
+		"--authentication-kubeconfig=" + SchedulerConf,
+		"--authorization-kubeconfig=" + SchedulerConf,
+		"--bind-address=127.0.0.1",
+		"--kubeconfig=" + SchedulerConf,
+		"--leader-elect=true",
+		"--secure-port=" + strconv.Itoa(SchedulerPort),
+	}
+}
+
+// Flags returns a component's flags on the server at address.
+func Flags(component string, s Settings, address string) ([]string, error) {
+	switch component {
+	case APIServer:
+		return APIServerFlags(s, address), nil
+	case ControllerManager:
+		return ControllerManagerFlags(s), nil
+	case Scheduler:
+		return SchedulerFlags(), nil
+	}
+	return nil, fmt.Errorf("unknown control-plane component %q", component)
+}
+
+var descriptions = map[string][2]string{
+	APIServer:         {"Kubernetes API server", "kube-apiserver"},
+	ControllerManager: {"Kubernetes controller manager", "kube-controller-manager"},
+	Scheduler:         {"Kubernetes scheduler", "kube-scheduler"},
+}
+
+// RenderUnit renders a component's systemd unit with its flags on the
+// ExecStart line, so a changed flag is a changed unit.
+func RenderUnit(component string, flags []string) ([]byte, error) {
+	d, ok := descriptions[component]
+	if !ok {
+		return nil, fmt.Errorf("unknown control-plane component %q", component)
+	}
+	for _, f := range flags {
+		// Flags are passed verbatim: systemd would split, expand or
+		// unescape these.
+		if f == "" || strings.ContainsAny(f, " \t\n\"'\\$%;") {
+			return nil, fmt.Errorf("%s flag %q is empty or holds a character systemd would interpret", component, f)
+		}
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, `# Managed by tricenter
+[Unit]
+Description=%s (tricenter)
+Documentation=https://kubernetes.io/docs/reference/command-line-tools-reference/%s/
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+ExecStart=%s/%s`, d[0], d[1], BinDir, component)
+	for _, f := range flags {
+		b.WriteString(" \\\n  " + f)
+	}
+	b.WriteString(`
+Restart=always
+RestartSec=5s
+LimitNOFILE=65536
+
+[Install]
+WantedBy=multi-user.target
+`)
+	return b.Bytes(), nil
+}

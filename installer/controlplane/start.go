@@ -1,0 +1,141 @@
+package controlplane
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
+	"github.com/tricenter/terraform-provider-tricenter/installer/ssh"
+)
+
+// start brings the control plane up one server at a time: units are
+// enabled, stopped ones started and running ones whose binary, unit or
+// inputs changed restarted; then the server's /readyz must answer before
+// the next server is touched, so the API stays up through a rolling
+// change. A server where nothing changed and everything runs is left
+// alone.
+func (r *run) start(ctx context.Context) error {
+	hosts, err := r.m.Hosts(r.selector())
+	if err != nil {
+		return err
+	}
+	for _, h := range hosts {
+		if err := r.startHost(ctx, h); err != nil {
+			return &phase.HostError{Host: h.Name, Err: err}
+		}
+	}
+	return nil
+}
+
+func (r *run) startHost(ctx context.Context, h *phase.Host) error {
+	st := r.state(h.Name)
+	r.mu.Lock()
+	facts := st.facts
+	changed := make(map[string]bool, len(st.changed))
+	for c, v := range st.changed {
+		changed[c] = v
+	}
+	r.mu.Unlock()
+	acted := false
+	for _, c := range Components() {
+		u, unit := facts.Units[c], UnitName(c)
+		if !u.Enabled {
+			if err := h.Systemctl(ctx, "enable", unit); err != nil {
+				return fmt.Errorf("enabling %s: %w", unit, err)
+			}
+		}
+		switch {
+		case !u.Active:
+			r.log.Info("Starting control-plane component", "host", h.Name, "unit", unit)
+			if err := h.Systemctl(ctx, "start", unit); err != nil {
+				return fmt.Errorf("starting %s: %w", unit, err)
+			}
+		case changed[c]:
+			r.log.Info("Restarting control-plane component: its binary, unit or a file it reads changed", "host", h.Name, "unit", unit)
+			if err := h.SystemctlRestart(ctx, unit); err != nil {
+				return fmt.Errorf("restarting %s: %w", unit, err)
+			}
+		default:
+			continue
+		}
+		acted = true
+	}
+	if !acted || h.DryRun() {
+		return nil
+	}
+	return r.waitReady(ctx, h)
+}
+
+// readyChecks are the commands that must all succeed on a server before
+// the next one is touched: the local apiserver's /readyz (read with the
+// scheduler's kubeconfig: /readyz is open to every authenticated user),
+// every unit active, and the controller-manager's and scheduler's
+// /healthz on their secure ports (always allowed paths).
+func (r *run) readyChecks() []string {
+	kubectl := ssh.Quote(r.path(BinDir + "/" + Kubectl))
+	conf := ssh.Quote(r.path(SchedulerConf))
+	units := make([]string, 0, 3)
+	for _, c := range Components() {
+		units = append(units, ssh.Quote(UnitName(c)))
+	}
+	health := func(port int) string {
+		return fmt.Sprintf("%s --kubeconfig=%s --server=https://127.0.0.1:%d --insecure-skip-tls-verify=true get --raw=/healthz 2>&1",
+			kubectl, conf, port)
+	}
+	return []string{
+		kubectl + " --kubeconfig=" + conf + " get --raw=/readyz 2>&1",
+		"systemctl is-active " + strings.Join(units, " ") + " 2>&1",
+		health(ControllerManagerPort),
+		health(SchedulerPort),
+	}
+}
+
+// waitReady polls the ready checks until they all pass or ReadyTimeout
+// runs out.
+func (r *run) waitReady(ctx context.Context, h *phase.Host) error {
+	deadline := time.Now().Add(r.o.ReadyTimeout)
+	checks := r.readyChecks()
+	r.log.Info("Waiting for the control plane to be ready", "host", h.Name, "timeout", r.o.ReadyTimeout)
+	tick := time.NewTicker(readyPoll)
+	defer tick.Stop()
+	start := time.Now()
+	for {
+		failed, why := "", ""
+		for _, c := range checks {
+			out, err := h.Query(ctx, c)
+			if err != nil {
+				failed, why = c, strings.TrimSpace(out)
+				if why == "" {
+					why = err.Error()
+				}
+				break
+			}
+		}
+		if failed == "" {
+			r.log.Info("Control plane ready", "host", h.Name, "elapsed", time.Since(start).Round(time.Millisecond))
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("control plane not ready after %v (%s: %s): see journalctl -u %s -u %s -u %s on the server",
+				r.o.ReadyTimeout, failed, lastLine(why), UnitName(APIServer), UnitName(ControllerManager), UnitName(Scheduler))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}
