@@ -138,10 +138,18 @@ type Pool struct {
 	closed  bool
 }
 
+// dialCall is one dial shared by the callers that want the same
+// connection. It runs under its own context, detached from any one
+// caller's, so a caller that gives up does not fail the others: the dial
+// is cancelled only when every caller waiting for it has given up.
 type dialCall struct {
 	done chan struct{}
 	c    *Client
 	err  error
+	// waiters and abandoned are guarded by Pool.mu.
+	waiters   int
+	abandoned bool
+	cancel    context.CancelFunc
 }
 
 // NewPool checks the options and reads the known_hosts files.
@@ -209,7 +217,8 @@ func (p *Pool) Close() error {
 
 // Client returns the connection to ep, dialling it (and the jump hosts in
 // front of it) when there is none or the cached one broke. Concurrent
-// callers share one dial.
+// callers share one dial; a caller whose ctx ends stops waiting without
+// failing the others, and the dial stops when every caller has.
 func (p *Pool) Client(ctx context.Context, ep Endpoint) (*Client, error) {
 	k := ep.key()
 	p.mu.Lock()
@@ -221,33 +230,61 @@ func (p *Pool) Client(ctx context.Context, ep Endpoint) (*Client, error) {
 		p.mu.Unlock()
 		return c, nil
 	}
-	if call := p.dialing[k]; call != nil {
-		p.mu.Unlock()
-		select {
-		case <-call.done:
-			return call.c, call.err
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+	call := p.dialing[k]
+	if call == nil {
+		// The dial keeps the first caller's values (not its cancellation)
+		// and is bounded by the dial and handshake timeouts.
+		dctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		call = &dialCall{done: make(chan struct{}), cancel: cancel}
+		p.dialing[k] = call
+		go p.runDial(dctx, k, ep, call)
 	}
-	call := &dialCall{done: make(chan struct{})}
-	p.dialing[k] = call
+	call.waiters++
 	p.mu.Unlock()
-
-	c, err := p.dial(ctx, ep)
-
-	p.mu.Lock()
-	delete(p.dialing, k)
-	if err == nil {
-		if old := p.conns[k]; old != nil {
-			old.Close()
+	select {
+	case <-call.done:
+		return call.c, call.err
+	case <-ctx.Done():
+		p.mu.Lock()
+		call.waiters--
+		if call.waiters == 0 {
+			// Nobody wants this dial any more: stop it, and let a later
+			// caller start afresh rather than join a cancelled one.
+			call.abandoned = true
+			call.cancel()
+			if p.dialing[k] == call {
+				delete(p.dialing, k)
+			}
 		}
-		p.conns[k] = c
+		p.mu.Unlock()
+		return nil, ctx.Err()
+	}
+}
+
+// runDial dials ep for every caller waiting on call and caches the result.
+func (p *Pool) runDial(ctx context.Context, k string, ep Endpoint, call *dialCall) {
+	defer call.cancel()
+	c, err := p.dial(ctx, ep)
+	p.mu.Lock()
+	if p.dialing[k] == call {
+		delete(p.dialing, k)
+	}
+	if err == nil {
+		if p.closed || call.abandoned {
+			// Nobody owns the connection: the pool closed, or every
+			// caller gave up, while dialling.
+			c.Close()
+			c, err = nil, errors.New("ssh pool is closed")
+		} else {
+			if old := p.conns[k]; old != nil {
+				old.Close()
+			}
+			p.conns[k] = c
+		}
 	}
 	p.mu.Unlock()
 	call.c, call.err = c, err
 	close(call.done)
-	return c, err
 }
 
 func (p *Pool) dial(ctx context.Context, ep Endpoint) (*Client, error) {
