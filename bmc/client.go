@@ -81,10 +81,21 @@ func (c *Client) dropLocked() {
 	if c.conn == nil {
 		return
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel() // a cancelled context closes the socket without waiting for the BMC
-	_ = c.conn.Close(ctx)
+	abandon(c.conn)
 	c.conn = nil
+}
+
+// abandon closes a failed go-ipmi client's socket without waiting for it.
+// go-ipmi's UDP Close waits for an exchange still reading (one that a
+// cancelled context walked away from) until that read's deadline, which
+// would hold a cancelled command for up to ExchangeTimeout; the goroutine
+// ends by then.
+func abandon(conn *client.Client) {
+	go func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // a cancelled context closes the socket without waiting for the BMC
+		_ = conn.Close(ctx)
+	}()
 }
 
 // connectLocked opens a session, trying the cipher suites in order.
@@ -120,9 +131,7 @@ func (c *Client) openSession(ctx context.Context, suite int) (*client.Client, er
 		WithRetry(max(c.opts.ExchangeRetries, 0)).
 		WithMaxPrivilegeLevel(types.PrivilegeLevelAdministrator)
 	fail := func(step string, err error) (*client.Client, error) {
-		cctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		_ = conn.Close(cctx)
+		abandon(conn)
 		return nil, classify(step, err)
 	}
 	if _, err := conn.OpenSession(ctx); err != nil {

@@ -203,26 +203,79 @@ func TestFleet50(t *testing.T) {
 	}
 }
 
-// TestFleetCancel: a cancelled context stops a fleet run with a result per
-// server saying so.
+// TestFleetCancel: cancelling the context ends a fleet run at once with a
+// result per server saying so, both for the commands in flight and for
+// those still waiting for a slot. The BMCs are UDP sockets that read every
+// datagram and never answer, with an exchange timeout far longer than the
+// test's bound, so only the cancellation can end the commands in flight.
 func TestFleetCancel(t *testing.T) {
 	ghost := labAddrs(t, 233)[0]
+	const n = 5
+	heard := make(chan int, 64) // the port of every datagram the mute BMCs read
 	var ts []Target
-	for i := 0; i < 5; i++ {
-		ts = append(ts, Target{Server: fmt.Sprintf("s%d", i), Address: ghost.String(), Port: 700 + i, User: "u", Password: "p", CipherSuites: []int{3}})
+	for i := 0; i < n; i++ {
+		port := 700 + i
+		pc, err := net.ListenPacket("udp", net.JoinHostPort(ghost.String(), strconv.Itoa(port)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pc.Close() })
+		go func() {
+			buf := make([]byte, 1500)
+			for {
+				if _, _, err := pc.ReadFrom(buf); err != nil {
+					return
+				}
+				select {
+				case heard <- port:
+				default:
+				}
+			}
+		}()
+		ts = append(ts, Target{Server: fmt.Sprintf("s%d", i), Address: ghost.String(), Port: port, User: "u", Password: "p", CipherSuites: []int{3}})
 	}
+	const protocolTimeout = 30 * time.Second // one exchange, before its resend
 	opts := fastOptions(nil)
-	opts.Concurrency = 2
+	opts.Concurrency, opts.ExchangeTimeout, opts.RetryBudget = 2, protocolTimeout, -1
 	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	res := NewPool(opts).Run(ctx, ts, Request{Op: OpStatus})
-	for _, r := range res {
-		if !errors.Is(r.Err, context.Canceled) && !errors.Is(r.Err, ErrUnreachable) {
-			t.Errorf("%s: %v", r.Server, r.Err)
+	defer cancel()
+	done := make(chan []Result, 1)
+	go func() { done <- NewPool(opts).Run(ctx, ts, Request{Op: OpStatus}) }()
+
+	// Cancel only once both slots have a command in flight.
+	busy := map[int]bool{}
+	deadline := time.After(10 * time.Second)
+	for len(busy) < opts.Concurrency {
+		select {
+		case port := <-heard:
+			busy[port] = true
+		case res := <-done:
+			t.Fatalf("the run ended before cancellation: %+v", res)
+		case <-deadline:
+			t.Fatalf("the mute BMCs heard from only %d of %d servers in flight", len(busy), opts.Concurrency)
 		}
 	}
-	if len(res) != 5 {
-		t.Fatalf("%d results", len(res))
+	cancelled := time.Now()
+	cancel()
+	const bound = 2 * time.Second // well below protocolTimeout
+	var res []Result
+	select {
+	case res = <-done:
+	case <-time.After(protocolTimeout):
+		t.Fatalf("the run did not end %v after cancellation", protocolTimeout)
+	}
+	took := time.Since(cancelled)
+	t.Logf("the run ended %v after cancellation", took.Round(time.Millisecond))
+	if took > bound {
+		t.Errorf("the run ended %v after cancellation, want under %v", took, bound)
+	}
+	if len(res) != n {
+		t.Fatalf("%d results, want %d", len(res), n)
+	}
+	for _, r := range res {
+		if !errors.Is(r.Err, context.Canceled) {
+			t.Errorf("%s: %v, want context.Canceled", r.Server, r.Err)
+		}
 	}
 }
 
