@@ -2,6 +2,7 @@ package etcd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,9 +20,10 @@ import (
 
 // Power takes a server down and brings it back, for the drill.
 type Power interface {
-	// Off makes the server's etcd member vanish as in a center loss.
+	// Off takes the server down as in a center loss; when it returns nil
+	// the server is down.
 	Off(ctx context.Context, h inventory.Host) error
-	// On brings it back.
+	// On brings it back (a no-op for a server that is up).
 	On(ctx context.Context, h inventory.Host) error
 	// Describe names the method ("BMC power off", ...).
 	Describe() string
@@ -83,15 +85,22 @@ func (p *BMCPower) On(ctx context.Context, h inventory.Host) error {
 	return nil
 }
 
-// SSHPower simulates the loss over SSH where no BMC is available: etcd is
+// SSHPower stands in for a power cut where no BMC is available: etcd is
 // killed with SIGKILL (no graceful leader transfer) and held stopped; On
-// starts it again. The server itself stays up.
+// starts it again. It is not a power cut: the server stays up, its kernel
+// closes the member's connections at once (so clients fail over faster
+// than after a real loss) and only etcd members are touched.
 type SSHPower struct {
 	Manager *phase.Manager
 }
 
 // Describe names the method.
-func (p *SSHPower) Describe() string { return "SSH: SIGKILL etcd and hold it stopped" }
+func (p *SSHPower) Describe() string {
+	return "SSH: SIGKILL etcd and hold it stopped (not a power cut: the servers stay up)"
+}
+
+// StopsOnlyEtcd reports that SSHPower stops etcd, not the server.
+func (p *SSHPower) StopsOnlyEtcd() bool { return true }
 
 func (p *SSHPower) host(h inventory.Host) (*phase.Host, error) {
 	hs, err := p.Manager.Hosts(inventory.Selector{Servers: []string{h.Name}})
@@ -120,6 +129,44 @@ func (p *SSHPower) On(ctx context.Context, h inventory.Host) error {
 	return x.Systemctl(ctx, "start", "--no-block", Unit)
 }
 
+// EtcdOnly is implemented by a Power that does not cut a server's power
+// but only stops its etcd member (SSHPower): the drill then takes down the
+// center's etcd members only, and its report says it was no power cut.
+type EtcdOnly interface {
+	StopsOnlyEtcd() bool
+}
+
+// Probe is a check run periodically while a center is lost, so other
+// components (the Kubernetes API through its VIP, ...) can measure their
+// own disturbance during the drill. Check must honour ctx's deadline.
+type Probe interface {
+	Name() string
+	Check(ctx context.Context) error
+}
+
+// ProbeReport is what one probe saw from the loss until the center was
+// healthy again (or the drill ended).
+type ProbeReport struct {
+	Name     string `json:"name"`
+	Attempts int    `json:"attempts"`
+	Failures int    `json:"failures"`
+	// MaxGap is the longest time without a successful check.
+	MaxGap    time.Duration `json:"maxGap"`
+	LastError string        `json:"lastError,omitempty"`
+}
+
+// Drill defaults.
+const (
+	// DefaultDrillHealthTimeout bounds the wait for health after the
+	// center is powered back on: real servers take minutes to boot.
+	DefaultDrillHealthTimeout = 10 * time.Minute
+	// DefaultRestoreTimeout bounds powering the center's servers back on
+	// (the On calls and their retries).
+	DefaultRestoreTimeout = 2 * time.Minute
+	// DefaultProbeInterval is the time between two checks of a probe.
+	DefaultProbeInterval = 250 * time.Millisecond
+)
+
 // DrillOptions configure the center-loss drill.
 type DrillOptions struct {
 	Cluster   *inventory.Cluster
@@ -133,44 +180,162 @@ type DrillOptions struct {
 	Hold time.Duration
 	// WriteTimeout bounds one write (default 1 s).
 	WriteTimeout time.Duration
-	// HealthTimeout bounds the wait for health after restoring.
+	// ResumeTimeout bounds the wait for writes to resume after the loss
+	// (default: the election timeout + 30 s).
+	ResumeTimeout time.Duration
+	// RestoreTimeout bounds powering the center back on
+	// (DefaultRestoreTimeout).
+	RestoreTimeout time.Duration
+	// HealthTimeout bounds the wait for health after restoring
+	// (DefaultDrillHealthTimeout).
 	HealthTimeout time.Duration
 	// Writers is the number of concurrent writers (default 1).
 	Writers int
+	// Probes are checked every ProbeInterval (DefaultProbeInterval) from
+	// the loss until the center is healthy again.
+	Probes        []Probe
+	ProbeInterval time.Duration
+	// Abandon, once closed, gives up the restore (the CLI's second
+	// Ctrl-C): the report then lists the servers that may still be off.
+	// Cancelling ctx does not stop the restore: it runs under its own
+	// context and deadlines.
+	Abandon <-chan struct{}
+}
+
+// DrillServer is one server of the lost center.
+type DrillServer struct {
+	Name       string `json:"name"`
+	EtcdMember bool   `json:"etcdMember"`
+	// OffAt is when its power-off was confirmed (the server was down no
+	// later than that); zero when the power-off failed.
+	OffAt    time.Time `json:"offAt,omitzero"`
+	OffError string    `json:"offError,omitempty"`
+	// PoweredOn says the restore's power-on succeeded, at OnAt.
+	PoweredOn bool      `json:"poweredOn"`
+	OnAt      time.Time `json:"onAt,omitzero"`
+	OnError   string    `json:"onError,omitempty"`
 }
 
 // DrillReport is what the drill measured.
 type DrillReport struct {
-	Center        string   `json:"center"`
-	Method        string   `json:"method"`
+	Center string `json:"center"`
+	Method string `json:"method"`
+	// PowerCut is false when the method only stops etcd (SSH).
+	PowerCut bool   `json:"powerCut"`
+	Note     string `json:"note,omitempty"`
+	// Servers are the servers taken down: every server of the center for
+	// a power cut, its etcd members otherwise.
+	Servers []DrillServer `json:"servers"`
+	// Stopped names the servers the drill tried to take down.
 	Stopped       []string `json:"stopped"`
 	LeaderBefore  string   `json:"leaderBefore"`
 	LeaderDuring  string   `json:"leaderDuring"`
 	LeaderWasLost bool     `json:"leaderWasLost"`
 	// ElectionTimeout is the configured raft election timeout.
 	ElectionTimeout time.Duration `json:"electionTimeout"`
-	// WriteGap is the longest time between two acknowledged writes from
-	// the moment the center went down until it was restored.
-	WriteGap time.Duration `json:"writeGap"`
-	// ResumedAfter is the time from the end of the power-off until the
-	// first write issued after it was acknowledged.
-	ResumedAfter time.Duration `json:"resumedAfter"`
-	// PowerOffTook is how long the power-off commands took.
+	// LossAt is when the first server of the center was confirmed down.
+	LossAt time.Time `json:"lossAt,omitzero"`
+	// PowerOffTook is the time from issuing the first power-off until the
+	// last one returned.
 	PowerOffTook time.Duration `json:"powerOffTook"`
-	Acknowledged int           `json:"acknowledged"`
-	Failed       int           `json:"failed"`
+	// ResumedAfter is the time from LossAt until the first write issued
+	// after every etcd member of the center was down was acknowledged.
+	ResumedAfter time.Duration `json:"resumedAfter"`
+	// WriteGap is the longest time between two acknowledged writes from
+	// the first power-off until the center was powered back on.
+	WriteGap time.Duration `json:"writeGap"`
+	// RejoinWriteGap is the longest time between two acknowledged writes
+	// from power-on until Hold after the cluster was healthy again (or
+	// until the restore ended).
+	RejoinWriteGap time.Duration `json:"rejoinWriteGap"`
+	Acknowledged   int           `json:"acknowledged"`
+	Failed         int           `json:"failed"`
+	// Verified says every acknowledged write was read back; otherwise
+	// NotVerified says why and Lost means nothing.
+	Verified    bool   `json:"verified"`
+	NotVerified string `json:"notVerified,omitempty"`
 	// Lost counts acknowledged writes missing when read back: must be 0.
-	Lost            int           `json:"lost"`
+	Lost int `json:"lost"`
+	// Restored says the restore ran; PoweredBackOn and StillOff list the
+	// servers it powered on and those that may still be off.
+	Restored      bool     `json:"restored"`
+	PoweredBackOn []string `json:"poweredBackOn"`
+	StillOff      []string `json:"stillOff,omitempty"`
+	// RestoreAbandoned: the restore was given up (Abandon closed).
+	RestoreAbandoned bool `json:"restoreAbandoned,omitempty"`
+	// Healthy: the cluster was healthy again after the restore, at
+	// RestoredHealthy after power-on.
+	Healthy         bool          `json:"healthy"`
 	RestoredHealthy time.Duration `json:"restoredHealthy"`
+	RestoreError    string        `json:"restoreError,omitempty"`
+	Probes          []ProbeReport `json:"probes,omitempty"`
+}
+
+// MarshalJSON writes lost as null unless the writes were read back, so
+// a consumer of -o json cannot mistake "not checked" for "0 lost".
+func (r DrillReport) MarshalJSON() ([]byte, error) {
+	type plain DrillReport
+	var lost *int
+	if r.Verified {
+		lost = &r.Lost
+	}
+	return json.Marshal(struct {
+		plain
+		Lost *int `json:"lost"`
+	}{plain(r), lost})
 }
 
 // ErrDrillFailed is wrapped when the drill lost writes or did not recover.
 var ErrDrillFailed = errors.New("center-loss drill failed")
 
-// Drill stops every etcd member of one center, measures how long until
-// writes succeed again and that no acknowledged write was lost, then
-// restores the center and waits for health.
+// ErrRestoreAbandoned is wrapped when the restore was given up.
+var ErrRestoreAbandoned = errors.New("restore abandoned")
+
+// drillCluster is what the drill needs from etcd (a *Client; fakes in
+// unit tests).
+type drillCluster interface {
+	WaitHealthy(ctx context.Context, plan []inventory.Member, timeout time.Duration) (*ClusterHealth, error)
+	Health(ctx context.Context, plan []inventory.Member) *ClusterHealth
+	Put(ctx context.Context, key, value string) error
+	GetPrefix(ctx context.Context, prefix string) (map[string]string, error)
+}
+
+type clientCluster struct{ *Client }
+
+func (c clientCluster) Put(ctx context.Context, key, value string) error {
+	_, err := c.cli.Put(ctx, key, value)
+	return err
+}
+
+func (c clientCluster) GetPrefix(ctx context.Context, prefix string) (map[string]string, error) {
+	r, err := c.cli.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(r.Kvs))
+	for _, kv := range r.Kvs {
+		out[string(kv.Key)] = string(kv.Value)
+	}
+	return out, nil
+}
+
+// Drill takes one center down while writes go on — every server of it
+// through its BMC, or only its etcd members when the Power only stops
+// etcd — measures how long until writes succeed again, restores the
+// center, waits for health and reads every acknowledged write back.
+//
+// Once anything was powered off, the restore runs on every path (a
+// failed power-off, writes that never resume, a cancelled ctx) under its
+// own context and deadlines; only closing o.Abandon gives it up. The
+// report always says what was restored and what was verified.
 func Drill(ctx context.Context, o DrillOptions) (*DrillReport, error) {
+	if o.Client == nil {
+		return nil, errors.New("drill: no etcd client")
+	}
+	return drill(ctx, o, clientCluster{o.Client})
+}
+
+func (o *DrillOptions) setDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -180,99 +345,369 @@ func Drill(ctx context.Context, o DrillOptions) (*DrillReport, error) {
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = time.Second
 	}
+	if o.RestoreTimeout <= 0 {
+		o.RestoreTimeout = DefaultRestoreTimeout
+	}
 	if o.HealthTimeout <= 0 {
-		o.HealthTimeout = DefaultHealthTimeout
+		o.HealthTimeout = DefaultDrillHealthTimeout
 	}
 	if o.Writers <= 0 {
 		o.Writers = 1
 	}
+	if o.ProbeInterval <= 0 {
+		o.ProbeInterval = DefaultProbeInterval
+	}
+}
+
+// victims are the servers the drill takes down: the whole center for a
+// power cut, its etcd members when the power only stops etcd.
+func victims(o DrillOptions, etcdOnly bool) ([]inventory.Host, map[string]bool, error) {
+	members := map[string]bool{}
+	for _, m := range o.Placement.Etcd.Members {
+		if m.Center == o.Center {
+			members[m.Name] = true
+		}
+	}
+	if len(members) == 0 {
+		return nil, nil, fmt.Errorf("center %s holds no etcd member: choose a center with one", o.Center)
+	}
+	hosts, err := o.Cluster.Select(inventory.Selector{Centers: []string{o.Center}})
+	if err != nil {
+		return nil, nil, err
+	}
+	var out []inventory.Host
+	for _, h := range hosts {
+		if !etcdOnly || members[h.Name] {
+			out = append(out, h)
+		}
+	}
+	return out, members, nil
+}
+
+func drill(ctx context.Context, o DrillOptions, cl drillCluster) (*DrillReport, error) {
+	o.setDefaults()
 	if o.Cluster.Center(o.Center) == nil {
 		return nil, fmt.Errorf("no center named %q in the inventory", o.Center)
 	}
+	eo, ok := o.Power.(EtcdOnly)
+	etcdOnly := ok && eo.StopsOnlyEtcd()
+	hosts, members, err := victims(o, etcdOnly)
+	if err != nil {
+		return nil, err
+	}
 	plan := o.Placement.Etcd.Members
-	var victims []inventory.Host
-	for _, m := range plan {
-		if m.Center == o.Center {
-			h, _ := o.Cluster.Host(m.Name)
-			victims = append(victims, h)
-		}
-	}
-	if len(victims) == 0 {
-		return nil, fmt.Errorf("center %s holds no etcd member", o.Center)
-	}
-	rep := &DrillReport{Center: o.Center, Method: o.Power.Describe(),
+	rep := &DrillReport{Center: o.Center, Method: o.Power.Describe(), PowerCut: !etcdOnly,
 		ElectionTimeout: time.Duration(o.Placement.Etcd.Timers.ElectionTimeoutMs) * time.Millisecond}
-	h, err := o.Client.WaitHealthy(ctx, plan, 30*time.Second)
+	if etcdOnly {
+		rep.Note = "only etcd was stopped on the center's members; the servers stayed up, so this is not a power cut " +
+			"(their kernels closed connections at once, which a dead server does not do)"
+	}
+	for _, h := range hosts {
+		rep.Servers = append(rep.Servers, DrillServer{Name: h.Name, EtcdMember: members[h.Name]})
+		rep.Stopped = append(rep.Stopped, h.Name)
+	}
+	h, err := cl.WaitHealthy(ctx, plan, 30*time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("the cluster must be healthy before the drill: %w", err)
 	}
 	rep.LeaderBefore = memberName(h, h.Leader)
 
 	prefix := fmt.Sprintf("/tricenter/drill/%s/%d/", o.Center, time.Now().UnixNano())
-	w := newWriter(o.Client.KV(), prefix, o.WriteTimeout, o.Writers)
-	w.start(ctx)
-	// Let the writer get going before the loss.
+	w := newWriter(cl, prefix, o.WriteTimeout, o.Writers)
+	// The writes go on through the restore (the rejoin is measured too),
+	// whatever happens to ctx.
+	w.start(context.WithoutCancel(ctx))
+	defer w.stop()
 	if err := waitUntil(ctx, 10*time.Second, func() bool { return w.acked() >= 20 }); err != nil {
-		w.stop()
 		return nil, fmt.Errorf("writes did not start: %w", err)
 	}
-	o.Logger.Info("Stopping center", "center", o.Center, "members", len(victims), "method", rep.Method)
+
+	o.Logger.Info("Stopping center", "center", o.Center, "servers", len(hosts), "method", rep.Method)
 	down := time.Now()
+	probes := startProbes(context.WithoutCancel(ctx), o.Probes, o.ProbeInterval, o.WriteTimeout)
+	outage := powerOff(ctx, o.Power, hosts, rep)
+	rep.PowerOffTook = time.Since(down)
+	for _, s := range rep.Servers {
+		if !s.OffAt.IsZero() && (rep.LossAt.IsZero() || s.OffAt.Before(rep.LossAt)) {
+			rep.LossAt = s.OffAt
+		}
+	}
+	if outage == nil {
+		outage = measureOutage(ctx, o, cl, w, rep, plan)
+	}
+
+	// From here on the restore runs whatever happened.
+	up := time.Now()
+	healthyAt, restoreErr := restore(ctx, o, cl, hosts, rep, plan)
+	if !healthyAt.IsZero() && ctx.Err() == nil {
+		// A member that rejoins can still disturb the cluster (an
+		// election it forces): keep measuring for Hold after health.
+		select {
+		case <-time.After(o.Hold):
+		case <-ctx.Done():
+		}
+	}
+	end := time.Now()
+	rep.WriteGap = w.maxGap(down, up)
+	rep.RejoinWriteGap = w.maxGap(up, end)
+	from := rep.LossAt
+	if from.IsZero() {
+		from = down
+	}
+	rep.Probes = probes.stop(from, end)
+	w.stop()
+	rep.Acknowledged, rep.Failed = w.acked(), w.failed()
+	var lost int
+	var verr error
+	if abandoned(o.Abandon) {
+		verr = ErrRestoreAbandoned
+		rep.NotVerified = "the restore was abandoned before the writes were read back"
+	} else {
+		verifyCtx, cancel := abandonable(context.WithoutCancel(ctx), 30*time.Second, o.Abandon)
+		lost, verr = w.verify(verifyCtx)
+		cancel()
+	}
+	switch {
+	case rep.NotVerified != "":
+	case verr != nil:
+		rep.NotVerified = "reading the writes back failed: " + verr.Error()
+	default:
+		rep.Verified, rep.Lost = true, lost
+	}
+
+	var errs []error
+	if outage != nil {
+		errs = append(errs, outage)
+	}
+	if restoreErr != nil {
+		errs = append(errs, restoreErr)
+	}
+	if verr != nil {
+		errs = append(errs, fmt.Errorf("%w: acknowledged writes not verified: reading them back: %w", ErrDrillFailed, verr))
+	} else if lost > 0 {
+		errs = append(errs, fmt.Errorf("%w: %d acknowledged writes lost", ErrDrillFailed, lost))
+	}
+	return rep, errors.Join(errs...)
+}
+
+// powerOff takes every host down at once and records when each was
+// confirmed down.
+func powerOff(ctx context.Context, p Power, hosts []inventory.Host, rep *DrillReport) error {
 	var wg sync.WaitGroup
-	errs := make([]error, len(victims))
-	for i, v := range victims {
-		rep.Stopped = append(rep.Stopped, v.Name)
+	errs := make([]error, len(hosts))
+	for i, h := range hosts {
 		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = o.Power.Off(ctx, v) }()
+		go func() {
+			defer wg.Done()
+			if err := p.Off(ctx, h); err != nil {
+				errs[i] = fmt.Errorf("taking %s down: %w", h.Name, err)
+				rep.Servers[i].OffError = err.Error()
+				return
+			}
+			rep.Servers[i].OffAt = time.Now()
+		}()
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		w.stop()
-		return rep, fmt.Errorf("stopping center %s: %w", o.Center, err)
+		return fmt.Errorf("%w: stopping center %s: %w", ErrDrillFailed, rep.Center, err)
 	}
-	offDone := time.Now()
-	rep.PowerOffTook = offDone.Sub(down)
-	// Writes resume when one issued after the loss succeeds.
-	if err := waitUntil(ctx, rep.ElectionTimeout+30*time.Second, func() bool { return w.firstAckAfter(offDone) > 0 }); err != nil {
-		w.stop()
-		return rep, fmt.Errorf("%w: writes did not resume: %w", ErrDrillFailed, err)
+	return nil
+}
+
+// measureOutage waits until writes resume after the loss, holds the
+// center down and records the leader the survivors elected.
+func measureOutage(ctx context.Context, o DrillOptions, cl drillCluster, w *writer, rep *DrillReport, plan []inventory.Member) error {
+	limit := o.ResumeTimeout
+	if limit <= 0 {
+		limit = rep.ElectionTimeout + 30*time.Second
 	}
-	rep.ResumedAfter = w.firstAckAfter(offDone)
+	// Only a write issued once every etcd member of the center was down
+	// proves the survivors took over; the time counts from the loss.
+	var membersDown time.Time
+	for _, s := range rep.Servers {
+		if s.EtcdMember && s.OffAt.After(membersDown) {
+			membersDown = s.OffAt
+		}
+	}
+	if err := waitUntil(ctx, limit, func() bool { return !w.firstAckAfter(membersDown).IsZero() }); err != nil {
+		return fmt.Errorf("%w: writes did not resume after losing center %s: %w", ErrDrillFailed, rep.Center, err)
+	}
+	rep.ResumedAfter = w.firstAckAfter(membersDown).Sub(rep.LossAt)
+	o.Logger.Info("Writes resumed", "center", o.Center, "after", rep.ResumedAfter)
 	select {
 	case <-time.After(o.Hold):
 	case <-ctx.Done():
+		return fmt.Errorf("holding center %s down: %w", rep.Center, ctx.Err())
 	}
-	if st := o.Client.Health(ctx, survivors(plan, o.Center)); st.Leader != 0 {
+	if st := cl.Health(ctx, survivors(plan, o.Center)); st.Leader != 0 {
 		rep.LeaderDuring = memberName(st, st.Leader)
 	}
 	rep.LeaderWasLost = rep.LeaderDuring != rep.LeaderBefore
-	o.Logger.Info("Restoring center", "center", o.Center)
-	up := time.Now()
-	for i, v := range victims {
+	return nil
+}
+
+// abandonable is a context with its own deadline that Abandon cancels.
+func abandonable(parent context.Context, limit time.Duration, abandon <-chan struct{}) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(parent, limit)
+	if abandon == nil {
+		return ctx, cancel
+	}
+	stop := make(chan struct{})
+	go func() {
+		select {
+		case <-abandon:
+			cancel()
+		case <-stop:
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { close(stop); cancel() }
+}
+
+func abandoned(ch <-chan struct{}) bool {
+	if ch == nil {
+		return false
+	}
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// restore powers every host of the center back on (retrying each for the
+// restore deadline) and waits until the cluster is healthy. It ignores
+// ctx's cancellation: only o.Abandon stops it.
+func restore(ctx context.Context, o DrillOptions, cl drillCluster, hosts []inventory.Host, rep *DrillReport, plan []inventory.Member) (healthyAt time.Time, _ error) {
+	rep.Restored = true
+	base := context.WithoutCancel(ctx)
+	o.Logger.Info("Restoring center", "center", o.Center, "servers", len(hosts))
+	rctx, cancel := abandonable(base, o.RestoreTimeout, o.Abandon)
+	var wg sync.WaitGroup
+	errs := make([]error, len(hosts))
+	for i, h := range hosts {
 		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = o.Power.On(ctx, v) }()
+		go func() {
+			defer wg.Done()
+			errs[i] = powerOn(rctx, o.Power, h)
+			if errs[i] != nil {
+				rep.Servers[i].OnError = errs[i].Error()
+				return
+			}
+			rep.Servers[i].PoweredOn, rep.Servers[i].OnAt = true, time.Now()
+		}()
 	}
 	wg.Wait()
-	restoreErr := errors.Join(errs...)
-	rep.WriteGap = w.maxGap(down, time.Now())
-	if restoreErr == nil {
-		_, restoreErr = o.Client.WaitHealthy(ctx, plan, o.HealthTimeout)
-		rep.RestoredHealthy = time.Since(up)
+	cancel()
+	for _, s := range rep.Servers {
+		if s.PoweredOn {
+			rep.PoweredBackOn = append(rep.PoweredBackOn, s.Name)
+		} else {
+			rep.StillOff = append(rep.StillOff, s.Name)
+		}
 	}
-	w.stop()
-	rep.Acknowledged, rep.Failed = w.acked(), w.failed()
-	lost, err := w.verify(ctx)
+	if abandoned(o.Abandon) {
+		rep.RestoreAbandoned = true
+		rep.RestoreError = "restore abandoned"
+		return time.Time{}, fmt.Errorf("%w: %w: center %s: servers that may still be off: %v", ErrDrillFailed, ErrRestoreAbandoned, o.Center, rep.StillOff)
+	}
+	if err := errors.Join(errs...); err != nil {
+		rep.RestoreError = err.Error()
+		return time.Time{}, fmt.Errorf("%w: restoring center %s: %w", ErrDrillFailed, o.Center, err)
+	}
+	up := time.Now()
+	hctx, cancel := abandonable(base, o.HealthTimeout, o.Abandon)
+	defer cancel()
+	_, err := cl.WaitHealthy(hctx, plan, o.HealthTimeout)
 	if err != nil {
-		return rep, fmt.Errorf("reading the writes back: %w", err)
+		if abandoned(o.Abandon) {
+			rep.RestoreAbandoned = true
+			rep.RestoreError = "restore abandoned while waiting for health"
+			return time.Time{}, fmt.Errorf("%w: %w: center %s powered back on but not yet healthy", ErrDrillFailed, ErrRestoreAbandoned, o.Center)
+		}
+		rep.RestoreError = err.Error()
+		return time.Time{}, fmt.Errorf("%w: center %s powered back on but the cluster did not become healthy: %w", ErrDrillFailed, o.Center, err)
 	}
-	rep.Lost = lost
-	if restoreErr != nil {
-		return rep, fmt.Errorf("%w: restoring center %s: %w", ErrDrillFailed, o.Center, restoreErr)
+	healthyAt = time.Now()
+	rep.Healthy, rep.RestoredHealthy = true, healthyAt.Sub(up)
+	o.Logger.Info("Center restored", "center", o.Center, "healthyAfter", rep.RestoredHealthy)
+	return healthyAt, nil
+}
+
+// powerOn retries a failed power-on until ctx ends (a BMC may be busy
+// right after a power-off).
+func powerOn(ctx context.Context, p Power, h inventory.Host) error {
+	for {
+		err := p.On(ctx, h)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("powering %s back on: %w", h.Name, err)
+		case <-time.After(time.Second):
+		}
 	}
-	if lost > 0 {
-		return rep, fmt.Errorf("%w: %d acknowledged writes lost", ErrDrillFailed, lost)
+}
+
+// probeRun runs the probes until stopped.
+type probeRun struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	reps   []ProbeReport
+	oks    [][]time.Time
+}
+
+func startProbes(ctx context.Context, ps []Probe, every, timeout time.Duration) *probeRun {
+	r := &probeRun{reps: make([]ProbeReport, len(ps)), oks: make([][]time.Time, len(ps))}
+	ctx, r.cancel = context.WithCancel(ctx)
+	for i, p := range ps {
+		r.reps[i].Name = p.Name()
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			t := time.NewTicker(every)
+			defer t.Stop()
+			for {
+				cctx, cancel := context.WithTimeout(ctx, timeout)
+				err := p.Check(cctx)
+				cancel()
+				if ctx.Err() != nil {
+					return
+				}
+				r.mu.Lock()
+				r.reps[i].Attempts++
+				if err != nil {
+					r.reps[i].Failures++
+					r.reps[i].LastError = err.Error()
+				} else {
+					r.oks[i] = append(r.oks[i], time.Now())
+				}
+				r.mu.Unlock()
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+			}
+		}()
 	}
-	return rep, nil
+	return r
+}
+
+// stop ends the probes and reports them; MaxGap is measured in [from, to].
+func (r *probeRun) stop(from, to time.Time) []ProbeReport {
+	r.cancel()
+	r.wg.Wait()
+	if len(r.reps) == 0 {
+		return nil
+	}
+	for i := range r.reps {
+		r.reps[i].MaxGap = maxGap(r.oks[i], from, to)
+	}
+	return r.reps
 }
 
 func survivors(plan []inventory.Member, center string) []inventory.Member {
@@ -312,7 +747,7 @@ func waitUntil(ctx context.Context, limit time.Duration, cond func() bool) error
 // writer writes a numbered sequence of keys and remembers which writes
 // etcd acknowledged, and when.
 type writer struct {
-	kv      *clientv3.Client
+	kv      drillCluster
 	prefix  string
 	timeout time.Duration
 	n       int
@@ -325,7 +760,7 @@ type writer struct {
 	wg      sync.WaitGroup
 }
 
-func newWriter(kv *clientv3.Client, prefix string, timeout time.Duration, n int) *writer {
+func newWriter(kv drillCluster, prefix string, timeout time.Duration, n int) *writer {
 	return &writer{kv: kv, prefix: prefix, timeout: timeout, n: n, acks: map[int]time.Time{}, issued: map[int]time.Time{}}
 }
 
@@ -345,7 +780,7 @@ func (w *writer) start(ctx context.Context) {
 				w.issued[s] = at
 				w.mu.Unlock()
 				cctx, cancel := context.WithTimeout(ctx, w.timeout)
-				_, err := w.kv.Put(cctx, key(w.prefix, s), strconv.Itoa(s))
+				err := w.kv.Put(cctx, key(w.prefix, s), strconv.Itoa(s))
 				cancel()
 				w.mu.Lock()
 				if err == nil {
@@ -384,9 +819,9 @@ func (w *writer) failed() int {
 	return w.fails
 }
 
-// firstAckAfter is the time from t to the acknowledgement of the first
-// write issued after t, or 0.
-func (w *writer) firstAckAfter(t time.Time) time.Duration {
+// firstAckAfter is when the first write issued after t was
+// acknowledged, or the zero time.
+func (w *writer) firstAckAfter(t time.Time) time.Time {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var best time.Time
@@ -395,25 +830,31 @@ func (w *writer) firstAckAfter(t time.Time) time.Duration {
 			best = at
 		}
 	}
-	if best.IsZero() {
-		return 0
-	}
-	return best.Sub(t)
+	return best
 }
 
 // maxGap is the longest interval without an acknowledgement in [from, to].
 func (w *writer) maxGap(from, to time.Time) time.Duration {
 	w.mu.Lock()
-	var ts []time.Time
+	ts := make([]time.Time, 0, len(w.acks))
 	for _, at := range w.acks {
-		if !at.Before(from) && !at.After(to) {
-			ts = append(ts, at)
-		}
+		ts = append(ts, at)
 	}
 	w.mu.Unlock()
-	sortTimes(ts)
-	prev, gap := from, time.Duration(0)
+	return maxGap(ts, from, to)
+}
+
+// maxGap is the longest interval in [from, to] that holds none of ts.
+func maxGap(ts []time.Time, from, to time.Time) time.Duration {
+	var in []time.Time
 	for _, t := range ts {
+		if !t.Before(from) && !t.After(to) {
+			in = append(in, t)
+		}
+	}
+	sort.Slice(in, func(i, j int) bool { return in[i].Before(in[j]) })
+	prev, gap := from, time.Duration(0)
+	for _, t := range in {
 		if d := t.Sub(prev); d > gap {
 			gap = d
 		}
@@ -425,22 +866,12 @@ func (w *writer) maxGap(from, to time.Time) time.Duration {
 	return gap
 }
 
-func sortTimes(ts []time.Time) {
-	sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
-}
-
 // verify reads the prefix back (a linearizable read) and counts
 // acknowledged writes that are missing or wrong.
 func (w *writer) verify(ctx context.Context) (int, error) {
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	r, err := w.kv.Get(cctx, w.prefix, clientv3.WithPrefix())
+	have, err := w.kv.GetPrefix(ctx, w.prefix)
 	if err != nil {
 		return 0, err
-	}
-	have := map[string]string{}
-	for _, kv := range r.Kvs {
-		have[string(kv.Key)] = string(kv.Value)
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
