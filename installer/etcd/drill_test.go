@@ -163,7 +163,7 @@ type fakePower struct {
 	// onFailures makes the first n On calls of each server fail.
 	onFailures int
 	// onBlock makes On wait until its context ends.
-	onBlock bool
+	onBlock  bool
 	afterOff func()
 	onCalled chan string
 
