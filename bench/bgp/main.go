@@ -124,10 +124,11 @@ func run(invPath, work string, runs, kills int) error {
 			return false, err
 		}
 	}
-	goneFRR := func(prefix string) func() (bool, error) {
-		return func() (bool, error) {
+	// goneFRR and goneKernel count what is left of a prefix, for waitGone.
+	goneFRR := func(prefix string) func() (int, error) {
+		return func() (int, error) {
 			p, err := router.Paths(prefix)
-			return len(p) == 0, err
+			return len(p), err
 		}
 	}
 	inKernel := func(prefix string) func() (bool, error) {
@@ -136,10 +137,10 @@ func run(invPath, work string, runs, kills int) error {
 			return len(nh) > 0, err
 		}
 	}
-	goneKernel := func(prefix string) func() (bool, error) {
-		return func() (bool, error) {
+	goneKernel := func(prefix string) func() (int, error) {
+		return func() (int, error) {
 			nh, err := router.KernelNextHops(prefix)
-			return len(nh) == 0, err
+			return len(nh), err
 		}
 	}
 	start := &series{name: "agent start -> pod CIDR in FRR BGP table", goalText: "<= 2.5 s", goal: 2500 * time.Millisecond}
@@ -207,20 +208,20 @@ func run(invPath, work string, runs, kills int) error {
 		if err := hup(a); err != nil {
 			return err
 		}
-		if _, err := bgplab.WaitFor(5*time.Second, poll, goneFRR(extra)); err != nil {
-			return err
+		if _, err := waitGone(5*time.Second, poll, goneFRR(extra)); err != nil {
+			return fmt.Errorf("run %d: %s: %w", i, wd.name, err)
 		}
 		wd.add(time.Since(t2))
 
 		t3 := time.Now()
 		done := make(chan error, 1)
 		go func() { done <- a.Stop() }()
-		if _, err := bgplab.WaitFor(5*time.Second, poll, goneFRR(pod)); err != nil {
-			return err
+		if _, err := waitGone(5*time.Second, poll, goneFRR(pod)); err != nil {
+			return fmt.Errorf("run %d: %s: %w", i, stop.name, err)
 		}
 		stop.add(time.Since(t3))
-		if _, err := bgplab.WaitFor(5*time.Second, poll, goneKernel(pod)); err != nil {
-			return err
+		if _, err := waitGone(5*time.Second, poll, goneKernel(pod)); err != nil {
+			return fmt.Errorf("run %d: %s: %w", i, stopK.name, err)
 		}
 		stopK.add(time.Since(t3))
 		if err := <-done; err != nil {
@@ -238,8 +239,8 @@ func run(invPath, work string, runs, kills int) error {
 		}
 		t0 := time.Now()
 		a.Kill()
-		if _, err := bgplab.WaitFor(20*time.Second, 5*time.Millisecond, goneFRR(pod)); err != nil {
-			return err
+		if _, err := waitGone(20*time.Second, 5*time.Millisecond, goneFRR(pod)); err != nil {
+			return fmt.Errorf("kill %d: %s: %w", i, kill.name, err)
 		}
 		kill.add(time.Since(t0))
 	}
@@ -259,6 +260,27 @@ func run(invPath, work string, runs, kills int) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", s.name, s.goalText, fmtD(s.q(0.5)), fmtD(s.q(0.9)), fmtD(s.q(1)), ratio)
 	}
 	return tw.Flush()
+}
+
+// waitGone polls query until it counts nothing left and returns how long
+// that took. A failed query fails the measurement at once: a router that
+// cannot be asked (FRR down, vtysh or ip failing) has not withdrawn the
+// route, so an error is never taken for "gone".
+func waitGone(d, interval time.Duration, query func() (int, error)) (time.Duration, error) {
+	start := time.Now()
+	for {
+		n, err := query()
+		if err != nil {
+			return time.Since(start), fmt.Errorf("querying the router (a failed query is not a withdrawn route): %w", err)
+		}
+		if n == 0 {
+			return time.Since(start), nil
+		}
+		if time.Since(start) > d {
+			return time.Since(start), fmt.Errorf("still %d left after %s", n, d)
+		}
+		time.Sleep(interval)
+	}
 }
 
 func hup(a *bgplab.Agent) error {
