@@ -278,9 +278,21 @@ type BGP struct {
 
 // Kubernetes selects the Kubernetes version and where its binaries come from.
 type Kubernetes struct {
-	Version     string `yaml:"version,omitempty" json:"version,omitempty"`
+	Version string `yaml:"version,omitempty" json:"version,omitempty"`
+	// ArtifactDir is a local artifact directory with its SHA256SUMS (the
+	// air-gapped default, built by make artifacts).
 	ArtifactDir string `yaml:"artifactDir,omitempty" json:"artifactDir,omitempty"`
-	MirrorURL   string `yaml:"mirrorURL,omitempty" json:"mirrorURL,omitempty"`
+	// MirrorURL is an https mirror with the same layout. The mirror's
+	// manifest is trusted only when it matches the operator's pin
+	// (MirrorManifestSHA256) or is replaced by the operator's copy
+	// (MirrorManifest): one of them is required.
+	MirrorURL string `yaml:"mirrorURL,omitempty" json:"mirrorURL,omitempty"`
+	// MirrorManifestSHA256 is the sha256 of the mirror's SHA256SUMS.
+	MirrorManifestSHA256 string `yaml:"mirrorManifestSHA256,omitempty" json:"mirrorManifestSHA256,omitempty"`
+	// MirrorManifest is a local SHA256SUMS used instead of the mirror's.
+	MirrorManifest string `yaml:"mirrorManifest,omitempty" json:"mirrorManifest,omitempty"`
+	// AllowInsecureMirror accepts an http:// mirror (labs only).
+	AllowInsecureMirror bool `yaml:"allowInsecureMirror,omitempty" json:"allowInsecureMirror,omitempty"`
 }
 
 // Etcd configures the etcd cluster.

@@ -684,18 +684,46 @@ func (v *validator) kubernetes() {
 	if !reVersion.MatchString(k.Version) {
 		v.r.errorf("spec.kubernetes.version", "%q is not a version: write it as v1.33.13", k.Version)
 	}
-	if k.MirrorURL != "" {
-		u, err := url.Parse(k.MirrorURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			v.r.errorf("spec.kubernetes.mirrorURL", "%q is not an http(s) URL", k.MirrorURL)
-		} else if u.User != nil {
-			v.r.errorf("spec.kubernetes.mirrorURL", "credentials in the URL would end up in logs: use a mirror without inline credentials")
+	if k.MirrorURL == "" {
+		for _, f := range []struct {
+			path string
+			set  bool
+		}{
+			{"spec.kubernetes.mirrorManifestSHA256", k.MirrorManifestSHA256 != ""},
+			{"spec.kubernetes.mirrorManifest", k.MirrorManifest != ""},
+			{"spec.kubernetes.allowInsecureMirror", k.AllowInsecureMirror},
+		} {
+			if f.set {
+				v.r.errorf(f.path, "is set without mirrorURL: remove it, or set mirrorURL")
+			}
 		}
-		if k.ArtifactDir != "" && k.ArtifactDir != DefaultArtifactDir {
-			v.r.errorf("spec.kubernetes", "artifactDir and mirrorURL are both set: choose one source")
-		}
+		return
+	}
+	u, err := url.Parse(k.MirrorURL)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		v.r.errorf("spec.kubernetes.mirrorURL", "%q is not an http(s) URL", k.MirrorURL)
+	case u.User != nil:
+		v.r.errorf("spec.kubernetes.mirrorURL", "credentials in the URL would end up in logs: use a mirror without inline credentials")
+	case u.Scheme == "http" && !k.AllowInsecureMirror:
+		v.r.errorf("spec.kubernetes.mirrorURL", "%q is plain http: use https, or set allowInsecureMirror: true for a lab", k.MirrorURL)
+	case u.Scheme == "http":
+		v.r.warnf("spec.kubernetes.allowInsecureMirror", "the mirror %s is plain http: anyone on the path sees what is fetched and can stall it (the pinned manifest still rejects altered files); use https outside a lab", u.Host)
+	case k.AllowInsecureMirror:
+		v.r.warnf("spec.kubernetes.allowInsecureMirror", "has no effect: the mirror is https; remove it")
+	}
+	if k.ArtifactDir != "" && k.ArtifactDir != DefaultArtifactDir {
+		v.r.errorf("spec.kubernetes", "artifactDir and mirrorURL are both set: choose one source")
+	}
+	if k.MirrorManifestSHA256 == "" && k.MirrorManifest == "" {
+		v.r.errorf("spec.kubernetes.mirrorManifestSHA256", "is required with mirrorURL: pin the sha256 of the mirror's SHA256SUMS (sha256sum SHA256SUMS on a copy you trust), or set mirrorManifest to your own copy of it")
+	}
+	if s := k.MirrorManifestSHA256; s != "" && !reSHA256.MatchString(s) {
+		v.r.errorf("spec.kubernetes.mirrorManifestSHA256", "%q is not a sha256: write the 64 lowercase hex characters sha256sum prints", s)
 	}
 }
+
+var reSHA256 = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 func (v *validator) placement() {
 	var issues []placementIssue
