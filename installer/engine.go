@@ -1,13 +1,16 @@
 package installer
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
@@ -116,6 +119,34 @@ type Engine struct {
 	log   *slog.Logger
 	plan  *inventory.Plan
 	prior *inventory.Prior
+	// net holds the SSH connections API clients dial through (Close).
+	netMu sync.Mutex
+	net   *phase.Manager
+}
+
+// Close closes the connections the engine's API clients used.
+func (e *Engine) Close() error {
+	e.netMu.Lock()
+	defer e.netMu.Unlock()
+	if e.net == nil {
+		return nil
+	}
+	err := e.net.Close()
+	e.net = nil
+	return err
+}
+
+// Dial opens a TCP connection to a cluster address (etcd, the API, the
+// VIP) the way the installer reaches the servers: directly, or through
+// the jump host in front of them.
+func (e *Engine) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	e.netMu.Lock()
+	if e.net == nil {
+		e.net = e.Manager(true)
+	}
+	d := e.dialer(e.net)
+	e.netMu.Unlock()
+	return d.DialContext(ctx, network, addr)
 }
 
 // ErrNoPKI is returned by operations that need the PKI an apply creates.
@@ -236,7 +267,7 @@ func (e *Engine) EtcdClient(p *pki.Etcd) (*etcd.Client, error) {
 	for _, m := range e.Placement().Etcd.Members {
 		eps = append(eps, etcd.ClientURL(m.Address))
 	}
-	return etcd.NewClient(eps, tc, e.log)
+	return etcd.NewClient(eps, tc, e.log, etcd.WithDialer(e.Dial))
 }
 
 // EtcdArtifacts says where etcd's binaries come from.

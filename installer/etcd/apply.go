@@ -44,6 +44,9 @@ type Options struct {
 	HealthTimeout time.Duration
 	MaxClockSkew  time.Duration
 	MinFreeDisk   int64
+	// Dial, when set, opens the client connections to etcd (e.g. through
+	// the jump hosts); default: direct TCP.
+	Dial DialFunc
 }
 
 // Result says what Apply did (or, in a dry run, would do).
@@ -133,7 +136,11 @@ func Apply(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if r.cli, err = NewClient(r.endpoints(), tc, r.log); err != nil {
+	var copts []ClientOption
+	if o.Dial != nil {
+		copts = append(copts, WithDialer(o.Dial))
+	}
+	if r.cli, err = NewClient(r.endpoints(), tc, r.log, copts...); err != nil {
 		return nil, err
 	}
 	defer r.cli.Close()

@@ -65,6 +65,8 @@ type Client struct {
 	cli  *clientv3.Client
 	eps  []string
 	dial time.Duration
+	// dialer, when set, opens every connection (through a jump host).
+	dialer DialFunc
 
 	withCerts bool
 	mu        sync.Mutex
@@ -76,7 +78,11 @@ const DialTimeout = 3 * time.Second
 
 // NewClient connects to the given client URLs (it does not fail when some
 // are down: calls go to the ones that answer).
-func NewClient(endpoints []string, tc *tls.Config, log *slog.Logger) (*Client, error) {
+func NewClient(endpoints []string, tc *tls.Config, log *slog.Logger, opts ...ClientOption) (*Client, error) {
+	var o clientOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if len(endpoints) == 0 {
 		return nil, errors.New("no etcd endpoints")
 	}
@@ -87,12 +93,33 @@ func NewClient(endpoints []string, tc *tls.Config, log *slog.Logger) (*Client, e
 		Endpoints: endpoints, TLS: tc.Clone(), DialTimeout: DialTimeout,
 		DialKeepAliveTime: 2 * time.Second, DialKeepAliveTimeout: 2 * time.Second,
 		Logger:      zap.NewNop(),
-		DialOptions: []grpc.DialOption{},
+		DialOptions: o.grpcDial(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connecting to etcd at %v: %w", endpoints, err)
 	}
-	return &Client{tls: tc, log: log, cli: cli, eps: endpoints, dial: DialTimeout}, nil
+	return &Client{tls: tc, log: log, cli: cli, eps: endpoints, dial: DialTimeout, dialer: o.dial}, nil
+}
+
+// DialFunc opens a connection to host:port (e.g. through an SSH jump host).
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// ClientOption tunes NewClient.
+type ClientOption func(*clientOptions)
+
+type clientOptions struct{ dial DialFunc }
+
+// WithDialer makes every connection to etcd go through dial.
+func WithDialer(dial DialFunc) ClientOption { return func(o *clientOptions) { o.dial = dial } }
+
+func (o clientOptions) grpcDial() []grpc.DialOption {
+	if o.dial == nil {
+		return []grpc.DialOption{}
+	}
+	d := o.dial
+	return []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+		return d(ctx, "tcp", addr)
+	})}
 }
 
 // KV exposes the raw client for reads and writes (the drill, benchmarks).
@@ -196,7 +223,7 @@ func (c *Client) single(endpoint string) (*clientv3.Client, error) {
 		return one, nil
 	}
 	one, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, TLS: c.tls.Clone(),
-		DialTimeout: c.dial, Logger: zap.NewNop()})
+		DialTimeout: c.dial, Logger: zap.NewNop(), DialOptions: clientOptions{dial: c.dialer}.grpcDial()})
 	if err != nil {
 		return nil, err
 	}
@@ -217,13 +244,28 @@ func (c *Client) serverCertExpiry(ctx context.Context, endpoint string) (time.Ti
 	if err != nil {
 		return time.Time{}, err
 	}
-	d := tls.Dialer{Config: c.tls.Clone(), NetDialer: &net.Dialer{Timeout: 2 * time.Second}}
-	conn, err := d.DialContext(ctx, "tcp", u.Host)
+	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var raw net.Conn
+	if c.dialer != nil {
+		raw, err = c.dialer(dctx, "tcp", u.Host)
+	} else {
+		var nd net.Dialer
+		raw, err = nd.DialContext(dctx, "tcp", u.Host)
+	}
 	if err != nil {
 		return time.Time{}, err
 	}
+	tc := c.tls.Clone()
+	if tc.ServerName == "" {
+		tc.ServerName = u.Hostname()
+	}
+	conn := tls.Client(raw, tc)
 	defer conn.Close()
-	certs := conn.(*tls.Conn).ConnectionState().PeerCertificates
+	if err := conn.HandshakeContext(dctx); err != nil {
+		return time.Time{}, err
+	}
+	certs := conn.ConnectionState().PeerCertificates
 	if len(certs) == 0 {
 		return time.Time{}, errors.New("no server certificate")
 	}

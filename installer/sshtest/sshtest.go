@@ -50,7 +50,18 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
 )
 
-var installerBlock = netip.MustParsePrefix("198.18.16.0/20")
+// installerBlocks hold the labs' /22s: 198.18.16.0/20 (ssh, phase, CLI,
+// bench) and 198.18.112.0/20 (the engine).
+var installerBlocks = []netip.Prefix{netip.MustParsePrefix("198.18.16.0/20"), netip.MustParsePrefix("198.18.112.0/20")}
+
+func inInstallerBlocks(p netip.Prefix) bool {
+	for _, b := range installerBlocks {
+		if b.Contains(p.Addr()) {
+			return true
+		}
+	}
+	return false
+}
 
 // Options shape a lab.
 type Options struct {
@@ -135,8 +146,8 @@ func Start(ctx context.Context, o Options) (_ *Lab, err error) {
 	if err := Available(); err != nil {
 		return nil, err
 	}
-	if !o.Block.IsValid() || o.Block.Bits() != 22 || !installerBlock.Contains(o.Block.Addr()) || o.Block.Masked() != o.Block {
-		return nil, fmt.Errorf("sshtest: Block %s must be a /22 inside %s", o.Block, installerBlock)
+	if !o.Block.IsValid() || o.Block.Bits() != 22 || !inInstallerBlocks(o.Block) || o.Block.Masked() != o.Block {
+		return nil, fmt.Errorf("sshtest: Block %s must be a /22 inside %v", o.Block, installerBlocks)
 	}
 	if o.Hosts < 1 || o.Hosts > 150 {
 		return nil, fmt.Errorf("sshtest: Hosts %d must be between 1 and 150", o.Hosts)
