@@ -1,0 +1,44 @@
+package provider
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+
+	"github.com/hashicorp/terraform-plugin-framework/providerserver"
+	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
+
+	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
+)
+
+// Lab address indices (ipmisim.LabAddr) of the provider tests: this
+// package's block is 762-1015 (198.18.51.0/24). 762-779 BMCs that run,
+// 1000-1015 addresses where nothing listens.
+const (
+	labIdxServer      = 762
+	labIdxUnreachable = 1000
+)
+
+// testAccProtoV6ProviderFactories serve the provider in-process to the
+// terraform binary that terraform-plugin-testing runs.
+var testAccProtoV6ProviderFactories = map[string]func() (tfprotov6.ProviderServer, error){
+	"tricenter": providerserver.NewProtocol6WithError(New("test")()),
+}
+
+// testAccPreCheck runs before an acceptance test starts real peers: it
+// skips outside TF_ACC=1 and needs the terraform binary (Terraform 1.11 or
+// later, for write-only arguments), which it hands to
+// terraform-plugin-testing so that nothing is downloaded.
+func testAccPreCheck(t *testing.T) {
+	t.Helper()
+	if os.Getenv("TF_ACC") == "" {
+		t.Skip("acceptance test: set TF_ACC=1 (make testacc)")
+	}
+	if p := os.Getenv("TF_ACC_TERRAFORM_PATH"); p != "" {
+		testenv.RequireFile(t, "TF_ACC_TERRAFORM_PATH names no file: install Terraform >= 1.11", p)
+		return
+	}
+	p, err := exec.LookPath("terraform")
+	testenv.Require(t, "terraform on PATH (Terraform >= 1.11; /usr/local/bin/terraform on the lab machines) or TF_ACC_TERRAFORM_PATH", err == nil)
+	t.Setenv("TF_ACC_TERRAFORM_PATH", p)
+}
