@@ -293,7 +293,18 @@ type Kubernetes struct {
 	MirrorManifest string `yaml:"mirrorManifest,omitempty" json:"mirrorManifest,omitempty"`
 	// AllowInsecureMirror accepts an http:// mirror (labs only).
 	AllowInsecureMirror bool `yaml:"allowInsecureMirror,omitempty" json:"allowInsecureMirror,omitempty"`
+	// NodeProfile selects host-specific node agent settings: "bare-metal"
+	// (the default: production kubelet and containerd settings) or
+	// "nspawn" (servers that are systemd-nspawn machines, as in the lab:
+	// no eviction thresholds, cgroup v1 allowed, conntrack left alone).
+	NodeProfile string `yaml:"nodeProfile,omitempty" json:"nodeProfile,omitempty"`
 }
+
+// Node profiles.
+const (
+	NodeProfileBareMetal = "bare-metal"
+	NodeProfileNspawn    = "nspawn"
+)
 
 // Etcd configures the etcd cluster.
 type Etcd struct {

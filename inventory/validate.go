@@ -684,6 +684,11 @@ func (v *validator) kubernetes() {
 	if !reVersion.MatchString(k.Version) {
 		v.r.errorf("spec.kubernetes.version", "%q is not a version: write it as v1.33.13", k.Version)
 	}
+	switch k.NodeProfile {
+	case "", NodeProfileBareMetal, NodeProfileNspawn:
+	default:
+		v.r.errorf("spec.kubernetes.nodeProfile", "%q is not a node profile: use bare-metal (real servers) or nspawn (the lab's machines)", k.NodeProfile)
+	}
 	if k.MirrorURL == "" {
 		for _, f := range []struct {
 			path string

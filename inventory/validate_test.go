@@ -144,6 +144,7 @@ func TestValidateRules(t *testing.T) {
 		{"pod CIDR too small for servers", func(c *inventory.Cluster) { c.Spec.Network.PodCIDR = "10.128.0.0/20" }, "spec.network.podCIDR", "no free /24"},
 		{"service CIDR too big", func(c *inventory.Cluster) { c.Spec.Network.ServiceCIDR = "10.64.0.0/10" }, "spec.network.serviceCIDR", "/12 or longer"},
 		{"kubernetes version", func(c *inventory.Cluster) { c.Spec.Kubernetes.Version = "1.33" }, "spec.kubernetes.version", "v1.33.13"},
+		{"node profile", func(c *inventory.Cluster) { c.Spec.Kubernetes.NodeProfile = "vm" }, "spec.kubernetes.nodeProfile", "bare-metal"},
 		{"mirror with credentials", func(c *inventory.Cluster) {
 			c.Spec.Kubernetes.MirrorURL = "https://u:p@mirror.example/k8s"
 			c.Spec.Kubernetes.ArtifactDir = ""
