@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"sort"
 	"strings"
 
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
@@ -57,10 +58,14 @@ func (r *run) images(ctx context.Context, h *phase.Host) error {
 	if err != nil {
 		return err
 	}
-	for _, img := range []struct{ key, ref string }{
+	imgs := []struct{ key, ref string }{
 		{ImagePause, r.o.PauseImage},
 		{ImageCoreDNS, r.o.CoreDNSImage},
-	} {
+	}
+	for _, key := range sortedKeys(r.o.ExtraImages) {
+		imgs = append(imgs, struct{ key, ref string }{key, r.o.ExtraImages[key]})
+	}
+	for _, img := range imgs {
 		remote := path.Join(ImageDir, img.key)
 		up, err := h.Upload(ctx, r.o.Binaries[img.key], remote, 0o644)
 		if err != nil {
@@ -88,4 +93,13 @@ func (r *run) images(ctx context.Context, h *phase.Host) error {
 		}
 	}
 	return nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

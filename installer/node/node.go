@@ -65,7 +65,10 @@ type Options struct {
 	// CoreDNSImage is the image the CoreDNS tarball holds (default
 	// DefaultCoreDNS).
 	CoreDNSImage string
-	Profile      Profile
+	// ExtraImages are further image tarballs to import, by Binaries key
+	// (e.g. the gates' probe image), with the image each holds.
+	ExtraImages map[string]string
+	Profile     Profile
 	// Select picks the servers (zero: every server).
 	Select inventory.Selector
 	Logger *slog.Logger
