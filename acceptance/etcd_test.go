@@ -323,7 +323,6 @@ func TestEtcdThreeCenters(t *testing.T) {
 	defer cancel()
 	inv5, inv3 := e.inventory(t, 5, true), e.inventory(t, 3, true)
 	c5 := e.cluster(t, 5, true)
-	electionTimeout := time.Second // derived: 10 × max(100 ms, 20 ms RTT)
 
 	var cold time.Duration
 	t.Run("apply from scratch", func(t *testing.T) {
@@ -361,6 +360,7 @@ func TestEtcdThreeCenters(t *testing.T) {
 			t.Fatal(err)
 		}
 		cli := e.client(t, c5, p)
+		planned := electionTimeout(t, p)
 		for _, center := range []string{"dc1", "dc2", "dc3"} {
 			rep, err := etcd.Drill(ctx, etcd.DrillOptions{Cluster: c5, Placement: p, Center: center, Client: cli,
 				Power: labPower{e.lab}, Logger: e.log, Hold: 2 * time.Second})
@@ -372,11 +372,20 @@ func TestEtcdThreeCenters(t *testing.T) {
 			if err != nil {
 				t.Fatalf("drill %s: %v", center, err)
 			}
-			if rep.Lost != 0 {
+			if !rep.Verified {
+				t.Errorf("drill %s: acknowledged writes not verified: %s", center, rep.NotVerified)
+			} else if rep.Lost != 0 {
 				t.Errorf("drill %s lost %d acknowledged writes", center, rep.Lost)
 			}
-			if limit := electionTimeout + 2*time.Second; rep.WriteGap > limit || rep.ResumedAfter > limit {
-				t.Errorf("drill %s: writes stalled %v (resumed after %v), limit election timeout + 2 s = %v", center, rep.WriteGap, rep.ResumedAfter, limit)
+			// The limit comes from the election timeout the report used,
+			// which must be the placement's (derived from the centers' RTTs
+			// or overridden in the inventory), never a constant here.
+			if rep.ElectionTimeout != planned {
+				t.Errorf("drill %s: report's election timeout %v, placement's %v", center, rep.ElectionTimeout, planned)
+			}
+			if limit := rep.ElectionTimeout + 2*time.Second; rep.WriteGap > limit || rep.ResumedAfter > limit {
+				t.Errorf("drill %s: writes stalled %v (resumed after %v), limit election timeout %v + 2 s = %v",
+					center, rep.WriteGap, rep.ResumedAfter, rep.ElectionTimeout, limit)
 			}
 		}
 	})
@@ -407,7 +416,7 @@ func TestEtcdThreeCenters(t *testing.T) {
 		if lost != 0 {
 			t.Errorf("%d acknowledged writes lost while scaling", lost)
 		}
-		if limit := electionTimeout + 2*time.Second; gap > limit {
+		if limit := electionTimeout(t, p5) + 2*time.Second; gap > limit {
 			t.Errorf("writes stalled %v while scaling (quorum lost?), limit %v", gap, limit)
 		}
 	})
@@ -466,6 +475,17 @@ func TestEtcdThreeCenters(t *testing.T) {
 		}
 		resetAndCheck(t, ctx, e, inv5)
 	})
+}
+
+// electionTimeout is the placement's raft election timeout, the base of
+// the write-gap limits.
+func electionTimeout(t testing.TB, p *inventory.Placement) time.Duration {
+	t.Helper()
+	et := time.Duration(p.Etcd.Timers.ElectionTimeoutMs) * time.Millisecond
+	if et <= 0 {
+		t.Fatalf("the placement has no election timeout: %+v", p.Etcd.Timers)
+	}
+	return et
 }
 
 func resetAndCheck(t testing.TB, ctx context.Context, e *etcdLab, inv string) {
