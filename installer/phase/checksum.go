@@ -12,7 +12,12 @@ import (
 )
 
 // checksums computes the sha256 of each local file once per run, however
-// many hosts upload it; it recomputes when size or mtime change.
+// many hosts upload it; it recomputes when size or mtime change. A file
+// rewritten in place with its size and mtime kept would keep a stale
+// digest here, but nothing unverified is installed because of it: every
+// host checks the bytes it received against the digest before the rename,
+// so the upload fails (ssh.ErrChecksumMismatch). With FileOptions.SHA256
+// the digest must also be the one the artifact manifest lists.
 type checksums struct {
 	mu sync.Mutex
 	m  map[string]*sumEntry

@@ -212,6 +212,11 @@ type FileOptions struct {
 	// the transfer keeps the digest off the host's command lines and file
 	// names (see ssh.PutOptions.Secret). It is still verified and atomic.
 	Secret bool
+	// SHA256, for UploadFile, is the digest the local file must have (from
+	// an artifact manifest): a file that changed since it was checked is
+	// refused instead of uploaded, and the host verifies what it receives
+	// against this digest.
+	SHA256 string
 }
 
 // FileResult says what Upload or WriteFile did.
@@ -231,11 +236,22 @@ func (h *Host) Upload(ctx context.Context, local, remote string, mode fs.FileMod
 	return h.UploadFile(ctx, local, remote, FileOptions{Mode: mode})
 }
 
-// UploadFile is Upload with an owner.
+// ErrLocalChanged: a local file no longer has the digest it was checked
+// against (FileOptions.SHA256).
+var ErrLocalChanged = errors.New("local file changed since it was checked")
+
+// UploadFile is Upload with an owner, a secret flag or an expected digest.
 func (h *Host) UploadFile(ctx context.Context, local, remote string, o FileOptions) (FileResult, error) {
 	sum, size, err := h.m.sums.get(local)
 	if err != nil {
 		return FileResult{}, fmt.Errorf("uploading %s: %w", local, err)
+	}
+	if want := strings.ToLower(o.SHA256); want != "" && sum != want {
+		if o.Secret {
+			return FileResult{}, fmt.Errorf("uploading %s: %w: check the file and rerun", local, ErrLocalChanged)
+		}
+		return FileResult{}, fmt.Errorf("uploading %s: %w: it has sha256 %s now, %s when it was checked against its manifest; it changed since: check the artifact directory and rerun",
+			local, ErrLocalChanged, sum, want)
 	}
 	open := func() (io.ReadCloser, error) { return os.Open(local) }
 	return h.put(ctx, remote, sum, size, o, open, "upload "+remote+" ("+describeContent(sum, size, o.Secret)+")")
