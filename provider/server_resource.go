@@ -198,7 +198,13 @@ func (r *serverResource) Schema(ctx context.Context, _ resource.SchemaRequest, r
 			},
 		},
 		Blocks: map[string]schema.Block{
-			"timeouts": timeouts.Block(ctx, timeouts.Opts{Create: true, Read: true, Update: true, Delete: true}),
+			"timeouts": timeouts.Block(ctx, timeouts.Opts{
+				Create: true, Read: true, Update: true, Delete: true,
+				CreateDescription: fmt.Sprintf("How long create may take, boot device and power included (default %s). A Go duration such as `30s` or `15m`.", DefaultServerCreateTimeout),
+				ReadDescription:   fmt.Sprintf("How long a refresh may wait for the BMC before it warns and keeps the last state (default %s).", DefaultServerReadTimeout),
+				UpdateDescription: fmt.Sprintf("How long an update may take, waiting for the power state included (default %s).", DefaultServerUpdateTimeout),
+				DeleteDescription: fmt.Sprintf("How long destroy may take when it powers the server off (default %s).", DefaultServerDeleteTimeout),
+			}),
 		},
 	}
 }
