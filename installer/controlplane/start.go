@@ -32,40 +32,61 @@ func (r *run) start(ctx context.Context) error {
 func (r *run) startHost(ctx context.Context, h *phase.Host) error {
 	st := r.state(h.Name)
 	r.mu.Lock()
-	facts := st.facts
-	changed := make(map[string]bool, len(st.changed))
-	for c, v := range st.changed {
-		changed[c] = v
-	}
+	acts := unitActions(st.facts, st.changed)
 	r.mu.Unlock()
-	acted := false
-	for _, c := range Components() {
-		u, unit := facts.Units[c], UnitName(c)
-		if !u.Enabled {
-			if err := h.Systemctl(ctx, "enable", unit); err != nil {
-				return fmt.Errorf("enabling %s: %w", unit, err)
-			}
-		}
-		switch {
-		case !u.Active:
+	restarted := false
+	for _, a := range acts {
+		unit := UnitName(a.component)
+		var err error
+		switch a.verb {
+		case verbEnable:
+			err = h.Systemctl(ctx, "enable", unit)
+		case verbStart:
 			r.log.Info("Starting control-plane component", "host", h.Name, "unit", unit)
-			if err := h.Systemctl(ctx, "start", unit); err != nil {
-				return fmt.Errorf("starting %s: %w", unit, err)
-			}
-		case changed[c]:
+			err = h.Systemctl(ctx, "start", unit)
+			restarted = true
+		case verbRestart:
 			r.log.Info("Restarting control-plane component: its binary, unit or a file it reads changed", "host", h.Name, "unit", unit)
-			if err := h.SystemctlRestart(ctx, unit); err != nil {
-				return fmt.Errorf("restarting %s: %w", unit, err)
-			}
-		default:
-			continue
+			err = h.SystemctlRestart(ctx, unit)
+			restarted = true
 		}
-		acted = true
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", a.verb, unit, err)
+		}
 	}
-	if !acted || h.DryRun() {
+	if !restarted || h.DryRun() {
 		return nil
 	}
 	return r.waitReady(ctx, h)
+}
+
+// What start does with a unit.
+const (
+	verbEnable  = "enable"
+	verbStart   = "start"
+	verbRestart = "restart"
+)
+
+type unitAction struct{ verb, component string }
+
+// unitActions decides, per component in start order: enable it when it is
+// not enabled, start it when it is not running, restart it when it runs
+// and its binary, unit or a file it reads changed; nothing otherwise.
+func unitActions(facts *Facts, changed map[string]bool) []unitAction {
+	var out []unitAction
+	for _, c := range Components() {
+		u := facts.Units[c]
+		if !u.Enabled {
+			out = append(out, unitAction{verbEnable, c})
+		}
+		switch {
+		case !u.Active:
+			out = append(out, unitAction{verbStart, c})
+		case changed[c]:
+			out = append(out, unitAction{verbRestart, c})
+		}
+	}
+	return out
 }
 
 // readyChecks are the commands that must all succeed on a server before
@@ -73,7 +94,7 @@ func (r *run) startHost(ctx context.Context, h *phase.Host) error {
 // scheduler's kubeconfig: /readyz is open to every authenticated user),
 // every unit active, and the controller-manager's and scheduler's
 // /healthz on their secure ports (always allowed paths).
-func (r *run) readyChecks() []string {
+func (r *run) readyChecks() []readyCheck {
 	kubectl := ssh.Quote(r.path(BinDir + "/" + Kubectl))
 	conf := ssh.Quote(r.path(SchedulerConf))
 	units := make([]string, 0, 3)
@@ -84,13 +105,16 @@ func (r *run) readyChecks() []string {
 		return fmt.Sprintf("%s --kubeconfig=%s --server=https://127.0.0.1:%d --insecure-skip-tls-verify=true get --raw=/healthz 2>&1",
 			kubectl, conf, port)
 	}
-	return []string{
-		kubectl + " --kubeconfig=" + conf + " get --raw=/readyz 2>&1",
-		"systemctl is-active " + strings.Join(units, " ") + " 2>&1",
-		health(ControllerManagerPort),
-		health(SchedulerPort),
+	return []readyCheck{
+		{APIServer + " /readyz", kubectl + " --kubeconfig=" + conf + " get --raw=/readyz 2>&1"},
+		{"units active", "systemctl is-active " + strings.Join(units, " ") + " 2>&1"},
+		{ControllerManager + " /healthz", health(ControllerManagerPort)},
+		{Scheduler + " /healthz", health(SchedulerPort)},
 	}
 }
+
+// readyCheck is a named read-only command that succeeds when ready.
+type readyCheck struct{ name, cmd string }
 
 // waitReady polls the ready checks until they all pass or ReadyTimeout
 // runs out.
@@ -104,9 +128,9 @@ func (r *run) waitReady(ctx context.Context, h *phase.Host) error {
 	for {
 		failed, why := "", ""
 		for _, c := range checks {
-			out, err := h.Query(ctx, c)
+			out, err := h.Query(ctx, c.cmd)
 			if err != nil {
-				failed, why = c, strings.TrimSpace(out)
+				failed, why = c.name, strings.TrimSpace(out)
 				if why == "" {
 					why = err.Error()
 				}

@@ -1,0 +1,209 @@
+package controlplane
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
+)
+
+func testIPs() *inventory.IPPlan {
+	return &inventory.IPPlan{
+		KubernetesServiceIP: netip.MustParseAddr("198.19.96.1"),
+		ClusterDNSIP:        netip.MustParseAddr("198.19.96.10"),
+		APIVIP:              netip.MustParseAddr("198.19.120.10"),
+	}
+}
+
+func testOptions(t *testing.T) Options {
+	c := &inventory.Cluster{}
+	c.Metadata.Name = "lab"
+	c.Spec.Network = inventory.Network{ServiceCIDR: "198.19.96.0/20", PodCIDR: "198.19.128.0/17", ClusterDomain: "cluster.local"}
+	p := &inventory.Placement{ControlPlane: []inventory.Member{testServer}}
+	p.Etcd.Members = []inventory.Member{testServer}
+	bins := map[string]string{}
+	for _, b := range Binaries() {
+		bins[b] = "/nonexistent/" + b
+	}
+	return Options{Cluster: c, Placement: p, IPs: testIPs(), PKI: &pki.Store{Dir: t.TempDir()}, Binaries: bins}
+}
+
+type idPhase interface{ ID() string }
+
+func TestPhasesInOrderWithStableIDs(t *testing.T) {
+	ps, err := Phases(testOptions(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, p := range ps {
+		ip, ok := p.(idPhase)
+		if !ok {
+			t.Fatalf("phase %q has no ID", p.Title())
+		}
+		ids = append(ids, ip.ID())
+		if !strings.HasPrefix(ip.ID(), "control-plane/") || p.Title() == "" {
+			t.Errorf("phase %q: ID %q", p.Title(), ip.ID())
+		}
+	}
+	if !slices.Equal(ids, PhaseIDs()) {
+		t.Fatalf("Phases IDs %v, PhaseIDs %v", ids, PhaseIDs())
+	}
+	if !slices.Equal(PhaseIDs(), []string{"control-plane/preflight", "control-plane/certificates",
+		"control-plane/binaries", "control-plane/configuration", "control-plane/start"}) {
+		t.Fatalf("stable IDs changed: %v", PhaseIDs())
+	}
+}
+
+func TestPhasesValidateOptions(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(o *Options)
+		want   string
+	}{
+		{"no cluster", func(o *Options) { o.Cluster = nil }, "needs Cluster"},
+		{"no PKI", func(o *Options) { o.PKI = nil }, "needs Cluster"},
+		{"no control plane", func(o *Options) { o.Placement.ControlPlane = nil }, "no control-plane server"},
+		{"no etcd", func(o *Options) { o.Placement.Etcd.Members = nil }, "no etcd member"},
+		{"no kubectl", func(o *Options) { delete(o.Binaries, Kubectl) }, "no local path for kubectl"},
+		{"bad service CIDR", func(o *Options) { o.Cluster.Spec.Network.ServiceCIDR = "x" }, "serviceCIDR"},
+		{"no domain", func(o *Options) { o.Cluster.Spec.Network.ClusterDomain = "" }, "clusterDomain"},
+		{"bad address", func(o *Options) { o.Placement.ControlPlane = []inventory.Member{{Name: "a", Address: "a"}} }, "address"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			o := testOptions(t)
+			tc.mutate(&o)
+			_, err := Phases(o)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want one mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestUnitActions(t *testing.T) {
+	running := UnitState{Active: true, Enabled: true}
+	all := func(u UnitState) *Facts {
+		return &Facts{Units: map[string]UnitState{APIServer: u, ControllerManager: u, Scheduler: u}}
+	}
+	str := func(as []unitAction) string {
+		var s []string
+		for _, a := range as {
+			s = append(s, a.verb+" "+a.component)
+		}
+		return strings.Join(s, ", ")
+	}
+	tests := []struct {
+		name    string
+		facts   *Facts
+		changed map[string]bool
+		want    string
+	}{
+		{"converged: nothing", all(running), nil, ""},
+		{"fresh server: enable and start all", all(UnitState{}), nil,
+			"enable kube-apiserver, start kube-apiserver, enable kube-controller-manager, start kube-controller-manager, enable kube-scheduler, start kube-scheduler"},
+		{"fresh server with changes: start, not restart", all(UnitState{}), map[string]bool{APIServer: true},
+			"enable kube-apiserver, start kube-apiserver, enable kube-controller-manager, start kube-controller-manager, enable kube-scheduler, start kube-scheduler"},
+		{"only the changed one restarts", all(running), map[string]bool{Scheduler: true}, "restart kube-scheduler"},
+		{"a stopped one starts", &Facts{Units: map[string]UnitState{APIServer: running, ControllerManager: {Enabled: true}, Scheduler: running}},
+			nil, "start kube-controller-manager"},
+		{"a disabled running one is enabled, not restarted", &Facts{Units: map[string]UnitState{APIServer: {Active: true}, ControllerManager: running, Scheduler: running}},
+			nil, "enable kube-apiserver"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := str(unitActions(tc.facts, tc.changed)); got != tc.want {
+				t.Fatalf("actions %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseFacts(t *testing.T) {
+	before := time.Unix(1000, 0)
+	after := before.Add(100 * time.Millisecond)
+	tests := []struct {
+		name  string
+		out   string
+		units map[string]UnitState
+		busy  []string
+		disk  int64
+		skew  time.Duration
+	}{
+		{"running server", "now=1000.05\nunit kube-apiserver active enabled\nunit kube-controller-manager active enabled\n" +
+			"unit kube-scheduler activating disabled\nlisteners=kube-apiserver,kube-controller,kube-scheduler,\navail=2147483648\n",
+			map[string]UnitState{APIServer: {true, true}, ControllerManager: {true, true}, Scheduler: {false, false}},
+			nil, 2 << 30, 0},
+		{"fresh server with a foreign listener and a slow clock", "now=997.5\nunit kube-apiserver inactive\nunit kube-controller-manager\n" +
+			"listeners=haproxy,\navail=1048576\n",
+			map[string]UnitState{APIServer: {}, ControllerManager: {}},
+			[]string{"haproxy"}, 1 << 20, 2500 * time.Millisecond},
+		{"clock ahead", "now=1003.1\n", map[string]UnitState{}, nil, 0, 3 * time.Second},
+		{"garbage", "x\n=\nunit\n", map[string]UnitState{}, nil, 0, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := parseFacts(tc.out, before, after)
+			if fmt.Sprint(f.Units) != fmt.Sprint(tc.units) || !slices.Equal(f.PortsBusy, tc.busy) ||
+				f.FreeDisk != tc.disk || f.Skew.Round(time.Millisecond) != tc.skew {
+				t.Fatalf("facts %+v, want units %v busy %v disk %d skew %v", f, tc.units, tc.busy, tc.disk, tc.skew)
+			}
+		})
+	}
+}
+
+func TestParseFileStates(t *testing.T) {
+	sum := strings.Repeat("ab", 32)
+	out := "755 " + sum + " /srv/r/usr/local/bin/kubectl\nstat 123 456 /srv/r/usr/local/bin/kubectl\n" +
+		"600 " + sum + " /srv/r/etc/kubernetes/pki/ca.key\n644 short /x\nrec " + sum + " 123 456 /srv/r/usr/local/bin/kubectl\n"
+	r := &run{o: Options{Root: "/srv/r/"}}
+	fs := parseFileStates(out)
+	r.rekey(fs)
+	if !fs.same(BinDir+"/kubectl", sum, 0o755) || !fs.same(CAKey, sum, 0o600) || fs.same(CAKey, sum, 0o644) {
+		t.Fatalf("files %v", fs.files)
+	}
+	if len(fs.files) != 2 || fs.stat[BinDir+"/kubectl"] != "123 456" {
+		t.Fatalf("files %v stat %v", fs.files, fs.stat)
+	}
+	if fs.record != sum+" 123 456 /srv/r/usr/local/bin/kubectl\n" {
+		t.Fatalf("record %q", fs.record)
+	}
+}
+
+func FuzzParseFileStates(f *testing.F) {
+	f.Add("755 " + strings.Repeat("0", 64) + " /usr/local/bin/kubectl\nstat 1 2 /usr/local/bin/kubectl\nrec a b c d\n")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, out string) {
+		fs := parseFileStates(out)
+		for p, rf := range fs.files {
+			if rf.mode&^0o777 != 0 || len(rf.sum) != 64 || p == "" {
+				t.Fatalf("bad entry %q %+v", p, rf)
+			}
+		}
+		if fs.record != "" && !strings.HasSuffix(fs.record, "\n") {
+			t.Fatalf("record %q", fs.record)
+		}
+	})
+}
+
+func FuzzParseFacts(f *testing.F) {
+	f.Add("now=1000.5\nunit kube-apiserver active enabled\nlisteners=a,b,\navail=12\n")
+	f.Add("now=NaN\nnow=1e300\n")
+	f.Fuzz(func(t *testing.T, out string) {
+		fa := parseFacts(out, time.Unix(1000, 0), time.Unix(1001, 0))
+		if fa.Skew < 0 {
+			t.Fatalf("negative skew %v", fa.Skew)
+		}
+		for _, p := range fa.PortsBusy {
+			if p == "" || slices.Contains(ourListeners, p) {
+				t.Fatalf("busy port holder %q", p)
+			}
+		}
+	})
+}
