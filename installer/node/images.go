@@ -7,14 +7,15 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"unicode"
 
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
 	"github.com/tricenter/terraform-provider-tricenter/installer/ssh"
 )
 
 // ParseImageList parses the output of `ctr -n k8s.io images ls -q`: one
-// image reference per line. Blank lines are skipped; a line with spaces
-// (not -q output) is an error.
+// image reference per line. Blank lines are skipped; a line with white space
+// inside (not -q output) is an error.
 func ParseImageList(out string) (map[string]bool, error) {
 	refs := map[string]bool{}
 	sc := bufio.NewScanner(strings.NewReader(out))
@@ -26,7 +27,7 @@ func ParseImageList(out string) (map[string]bool, error) {
 		if line == "" {
 			continue
 		}
-		if strings.ContainsAny(line, " \t") {
+		if strings.ContainsFunc(line, unicode.IsSpace) {
 			return nil, fmt.Errorf("image list line %d: %q is not one image reference", n, shorten(line, 80))
 		}
 		refs[line] = true

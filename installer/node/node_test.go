@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
@@ -370,7 +371,7 @@ func FuzzParseImageList(f *testing.F) {
 			return
 		}
 		for r := range refs {
-			if r == "" || strings.ContainsAny(r, " \t\r\n") {
+			if r == "" || strings.ContainsFunc(r, unicode.IsSpace) {
 				t.Fatalf("parsed reference %q from %q", r, s)
 			}
 			if !strings.Contains(s, r) {
