@@ -45,7 +45,9 @@ func (r *run) factsCmd() string {
 	fmt.Fprintf(&b, "echo listeners=$(ss -Hltnp '( sport = :%d or sport = :%d or sport = :%d )' 2>/dev/null | grep -o 'users:((\"[^\"]*\"' | sed 's/users:((\"//; s/\"//' | sort -u | tr '\\n' ,)\n",
 		APIServerPort, ControllerManagerPort, SchedulerPort)
 	d := r.path(BinDir)
-	fmt.Fprintf(&b, "echo avail=$(df --output=avail -B1 %s 2>/dev/null | tail -1)\n", ssh.Quote(d))
+	// The nearest existing directory: a fresh server may have no BinDir.
+	fmt.Fprintf(&b, "d=%s; while [ ! -d \"$d\" ]; do d=$(dirname \"$d\"); done\n", ssh.Quote(d))
+	b.WriteString("echo avail=$(df --output=avail -B1 \"$d\" 2>/dev/null | tail -1)\n")
 	b.WriteString(r.filesCmd())
 	return b.String()
 }

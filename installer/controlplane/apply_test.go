@@ -1,0 +1,335 @@
+package controlplane
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
+	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
+	"github.com/tricenter/terraform-provider-tricenter/installer/sshtest"
+	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
+)
+
+// This package's sshd labs use 198.18.116.0/22 (see installer/sshtest).
+var block = netip.MustParsePrefix("198.18.116.0/22")
+
+// stageRoot is where the test hosts get their files: /srv is a private
+// tmpfs per sshd host, so nothing reaches this machine's /etc or
+// /usr/local.
+const stageRoot = "/srv/cp-root"
+
+// fakeSystemctl is a recording fake of systemctl for the sshd test hosts
+// (which share this machine's systemd, where these units must never run):
+// it keeps unit state per host under /srv/fake-systemd, logs every call
+// and refuses units whose file was not written.
+const fakeSystemctl = `#!/bin/sh
+# fake systemctl (tests only)
+d=/srv/fake-systemd; mkdir -p $d
+echo "$*" >> $d/calls
+cmd=$1; shift
+case "$cmd" in
+is-active) rc=0; for u; do if [ -e "$d/$u.active" ]; then echo active; else echo inactive; rc=3; fi; done; exit $rc;;
+is-enabled) rc=0; for u; do if [ -e "$d/$u.enabled" ]; then echo enabled; else echo disabled; rc=1; fi; done; exit $rc;;
+daemon-reload) exit 0;;
+enable|start|restart)
+  for u; do
+    [ -f ` + stageRoot + `/etc/systemd/system/"$u" ] || { echo "Unit $u not found." >&2; exit 5; }
+    case "$cmd" in enable) touch "$d/$u.enabled";; *) touch "$d/$u.active";; esac
+  done;;
+*) echo "fake systemctl: unsupported $cmd" >&2; exit 1;;
+esac
+`
+
+// fakeKubectl answers the ready checks when the fake units run.
+const fakeKubectl = `#!/bin/sh
+# fake kubectl (tests only)
+[ -e /srv/fake-systemd/kube-apiserver.service.active ] || { echo "connection refused" >&2; exit 1; }
+echo ok
+`
+
+type fakeLab struct {
+	lab   *sshtest.Lab
+	opts  Options
+	bins  string
+	calls func(h *sshtest.Host) []string
+}
+
+// newFakeLab starts three sshd hosts (one control-plane server per
+// center) whose root login shell puts the fake systemctl first in PATH.
+func newFakeLab(t *testing.T) *fakeLab {
+	testenv.Need(t, sshtest.Available())
+	l := sshtest.New(t, sshtest.Options{Block: block, Hosts: 3})
+	fakebin := filepath.Join(l.Dir, "fakebin")
+	if err := os.Mkdir(fakebin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(fakebin, "systemctl"), []byte(fakeSystemctl), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	shell := filepath.Join(l.Dir, "fakeshell")
+	if err := os.WriteFile(shell, []byte("#!/bin/sh\nPATH="+fakebin+":$PATH; export PATH\nexec /bin/sh \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	passwdPath := filepath.Join(l.Dir, "passwd")
+	passwd, err := os.ReadFile(passwdPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(passwd), "\n")
+	found := false
+	for i, ln := range lines {
+		if f := strings.Split(ln, ":"); len(f) == 7 && f[0] == "root" {
+			f[6] = shell
+			lines[i] = strings.Join(f, ":")
+			found = true
+		}
+	}
+	if !found {
+		t.Fatal("the lab's passwd has no root line")
+	}
+	// In place: the hosts see the file through a bind mount of its inode.
+	if err := os.WriteFile(passwdPath, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	c := l.Cluster(sshtest.ClusterOptions{})
+	p, err := inventory.Place(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ips, err := inventory.AllocateIPs(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.ControlPlane) != 3 {
+		t.Fatalf("placement has %d control-plane servers, want 3", len(p.ControlPlane))
+	}
+	store := &pki.Store{Dir: t.TempDir()}
+	var members []pki.EtcdMember
+	for _, m := range p.Etcd.Members {
+		members = append(members, pki.EtcdMember{Name: m.Name, Address: m.Address})
+	}
+	if _, err := store.EnsureEtcd(members); err != nil {
+		t.Fatal(err)
+	}
+	fl := &fakeLab{lab: l, bins: t.TempDir()}
+	fl.opts = Options{Cluster: c, Placement: p, IPs: ips, PKI: store, Binaries: map[string]string{},
+		Root: stageRoot, ReadyTimeout: 30 * time.Second, MinFreeDisk: 1 << 20}
+	for _, b := range Binaries() {
+		content := "#!/bin/sh\n# fake " + b + " (tests only)\n"
+		if b == Kubectl {
+			content = fakeKubectl
+		}
+		fl.setBinary(t, b, content)
+	}
+	fl.calls = func(h *sshtest.Host) []string {
+		b, err := os.ReadFile(h.Path("/srv/fake-systemd/calls"))
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		return strings.Split(strings.TrimSpace(string(b)), "\n")
+	}
+	return fl
+}
+
+func (fl *fakeLab) setBinary(t *testing.T, name, content string) {
+	t.Helper()
+	p := filepath.Join(fl.bins, name)
+	if err := os.WriteFile(p, []byte(content), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fl.opts.Binaries[name] = p
+}
+
+// apply runs the control-plane phases on a fresh manager and returns the
+// changes per host.
+func (fl *fakeLab) apply(t *testing.T, dryRun bool) map[string][]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ps, err := Phases(fl.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &phase.Manager{Cluster: fl.opts.Cluster, DryRun: dryRun}
+	defer m.Close()
+	if err := m.Run(ctx, ps...); err != nil {
+		t.Fatalf("apply (dry run %v): %v", dryRun, err)
+	}
+	return m.Changes()
+}
+
+// mutatingCalls are the fake systemctl calls that change something.
+func mutatingCalls(calls []string) []string {
+	var out []string
+	for _, c := range calls {
+		if c != "" && !strings.HasPrefix(c, "is-active ") && !strings.HasPrefix(c, "is-enabled ") {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func TestApplyOnSSHHostsConvergesAndRestartsOnlyWhatChanged(t *testing.T) {
+	fl := newFakeLab(t)
+	hosts := fl.lab.Hosts
+
+	// A dry run on fresh servers plans everything and changes nothing.
+	plan := fl.apply(t, true)
+	for _, h := range hosts {
+		got := plan[h.Name]
+		all := strings.Join(got, "\n")
+		for _, want := range []string{
+			"would upload " + stageRoot + "/usr/local/bin/kube-apiserver",
+			"would upload " + stageRoot + "/usr/local/bin/kubectl",
+			"would write " + stageRoot + "/etc/kubernetes/pki/ca.key (secret content",
+			"would write " + stageRoot + "/etc/kubernetes/scheduler.conf (secret content",
+			"would write " + stageRoot + "/etc/kubernetes/pki/ca.crt (",
+			"would write " + stageRoot + "/etc/systemd/system/kube-apiserver.service (",
+			"would reload systemd units",
+			"would systemctl enable kube-scheduler.service",
+			"would systemctl start kube-apiserver.service",
+		} {
+			if !strings.Contains(all, want) {
+				t.Errorf("%s: dry run lacks %q:\n%s", h.Name, want, all)
+			}
+		}
+		for _, c := range got {
+			if strings.Contains(c, "secret content") && strings.Contains(c, "sha256") {
+				t.Errorf("%s: a secret's digest is in the plan: %s", h.Name, c)
+			}
+		}
+		if _, err := os.Stat(h.Path(stageRoot)); !os.IsNotExist(err) {
+			t.Errorf("%s: the dry run wrote %s (%v)", h.Name, stageRoot, err)
+		}
+		if m := mutatingCalls(fl.calls(h)); len(m) > 0 {
+			t.Errorf("%s: the dry run ran systemctl %v", h.Name, m)
+		}
+	}
+
+	// The first apply installs and starts everything.
+	first := fl.apply(t, false)
+	t.Logf("first apply on %s:\n%s", hosts[0].Name, strings.Join(first[hosts[0].Name], "\n"))
+	cp, err := fl.opts.PKI.EnsureControlPlane(pkiRequest(t, fl.opts))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hosts {
+		if len(first[h.Name]) == 0 {
+			t.Fatalf("%s: the first apply changed nothing", h.Name)
+		}
+		if got := mutatingCalls(fl.calls(h)); !slices.Equal(got, []string{"daemon-reload",
+			"enable kube-apiserver.service", "start kube-apiserver.service",
+			"enable kube-controller-manager.service", "start kube-controller-manager.service",
+			"enable kube-scheduler.service", "start kube-scheduler.service"}) {
+			t.Errorf("%s: systemctl calls %v", h.Name, got)
+		}
+		m, _ := fl.opts.Cluster.Host(h.Name)
+		files, err := hostFiles(mustSettings(t, fl.opts), cp, inventory.Member{Name: h.Name, Address: m.SSH.Address})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			p := h.Path(stageRoot + f.path)
+			st, err := os.Stat(p)
+			if err != nil {
+				t.Errorf("%s: %v", h.Name, err)
+				continue
+			}
+			b, _ := os.ReadFile(p)
+			if st.Mode().Perm() != f.mode || !bytes.Equal(b, f.data) {
+				t.Errorf("%s: %s has mode %o and %d bytes, want %o and %d", h.Name, f.path, st.Mode().Perm(), len(b), f.mode, len(f.data))
+			}
+		}
+		unit, _ := os.ReadFile(h.Path(stageRoot + UnitDir + "/kube-apiserver.service"))
+		if !strings.Contains(string(unit), "--advertise-address="+m.SSH.Address+" ") {
+			t.Errorf("%s: kube-apiserver does not advertise its own address", h.Name)
+		}
+	}
+
+	// Re-applying changes nothing: no upload, no write, no restart.
+	before := map[string]int{}
+	for _, h := range hosts {
+		before[h.Name] = len(mutatingCalls(fl.calls(h)))
+	}
+	if again := fl.apply(t, false); len(again) != 0 {
+		t.Fatalf("re-apply changed %v", again)
+	}
+	if plan := fl.apply(t, true); len(plan) != 0 {
+		t.Fatalf("a dry run after apply plans %v", plan)
+	}
+	for _, h := range hosts {
+		if n := len(mutatingCalls(fl.calls(h))); n != before[h.Name] {
+			t.Errorf("%s: re-apply ran systemctl %v", h.Name, mutatingCalls(fl.calls(h))[before[h.Name]:])
+		}
+	}
+
+	// A new scheduler binary restarts the scheduler only, on every server.
+	fl.setBinary(t, Scheduler, "#!/bin/sh\n# fake kube-scheduler v2 (tests only)\n")
+	changed := fl.apply(t, false)
+	t.Logf("new scheduler binary on %s:\n%s", hosts[0].Name, strings.Join(changed[hosts[0].Name], "\n"))
+	for _, h := range hosts {
+		got := strings.Join(changed[h.Name], "\n")
+		if !strings.Contains(got, "upload "+stageRoot+"/usr/local/bin/kube-scheduler") ||
+			!strings.Contains(got, "restart kube-scheduler.service") || len(changed[h.Name]) != 3 {
+			t.Errorf("%s: a new scheduler binary changed:\n%s\nwant its upload, the binaries record and its restart", h.Name, got)
+		}
+		calls := mutatingCalls(fl.calls(h))
+		if got := calls[before[h.Name]:]; !slices.Equal(got, []string{"restart kube-scheduler.service"}) {
+			t.Errorf("%s: systemctl calls %v, want only the scheduler's restart", h.Name, got)
+		}
+	}
+
+	// A control-plane server more reissues the apiserver certificate
+	// (new SAN): only kube-apiserver restarts.
+	extra := inventory.Member{Name: "extra", Address: "198.18.116.200"}
+	fl.opts.Placement.ControlPlane = append(fl.opts.Placement.ControlPlane, extra)
+	if _, err := fl.opts.PKI.EnsureControlPlane(pkiRequest(t, fl.opts)); err != nil {
+		t.Fatal(err)
+	}
+	fl.opts.Placement.ControlPlane = fl.opts.Placement.ControlPlane[:3]
+	// Back to three servers: the certificate is reissued again by the run.
+	changed = fl.apply(t, false)
+	for _, h := range hosts {
+		var restarts []string
+		for _, c := range changed[h.Name] {
+			if strings.HasPrefix(c, "restart ") {
+				restarts = append(restarts, c)
+			}
+		}
+		if !slices.Equal(restarts, []string{"restart kube-apiserver.service"}) {
+			t.Errorf("%s: a new apiserver certificate restarted %v", h.Name, restarts)
+		}
+		if got := strings.Join(changed[h.Name], "\n"); !strings.Contains(got, "apiserver.key (secret content") {
+			t.Errorf("%s: changes %s", h.Name, got)
+		}
+	}
+}
+
+func pkiRequest(t *testing.T, o Options) pki.ControlPlaneRequest {
+	t.Helper()
+	req := pki.ControlPlaneRequest{APIVIP: o.IPs.APIVIP, ServiceIP: o.IPs.KubernetesServiceIP,
+		ClusterDomain: o.Cluster.Spec.Network.ClusterDomain}
+	for _, m := range o.Placement.ControlPlane {
+		req.Servers = append(req.Servers, pki.ControlPlaneServer{Name: m.Name, Address: m.Address})
+	}
+	return req
+}
+
+func mustSettings(t *testing.T, o Options) Settings {
+	t.Helper()
+	s, err := settingsFor(o.Cluster, o.Placement)
+	if err != nil {
+		t.Fatal(fmt.Errorf("settings: %w", err))
+	}
+	return s
+}
