@@ -24,6 +24,7 @@
 //	0-253      198.18.48.0/24  bmc tests
 //	254-507    198.18.49.0/24  internal/ipmisim tests
 //	508-761    198.18.50.0/24  cmd/tricenter tests
+//	762-1015   198.18.51.0/24  provider tests
 //	1016-1269  198.18.52.0/24  the benchmark (bench/bmc.sh)
 package ipmisim
 
