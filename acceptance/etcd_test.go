@@ -77,7 +77,7 @@ func startEtcdLab(t testing.TB) *etcdLab {
 	e.stateDir = filepath.Join(e.dir, "state")
 	c := e.cluster(t, 5, true)
 	start := time.Now()
-	e.lab, err = nspawn.Up(ctx, nspawn.Config{Cluster: c, Rootfs: rootfs, Logger: log,
+	e.lab, err = nspawn.Up(ctx, nspawn.Config{Cluster: c, Rootfs: rootfs, Logger: log, NoFRR: true,
 		Dir: filepath.Join(cache, "nspawn", "machines", "acc-"+filepath.Base(e.dir))})
 	if err != nil {
 		t.Fatal(err)
