@@ -18,6 +18,8 @@ import (
 
 	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
 
+	"github.com/tricenter/terraform-provider-tricenter/bgp"
+	"github.com/tricenter/terraform-provider-tricenter/bgp/bgplab"
 	"github.com/tricenter/terraform-provider-tricenter/internal/labnet"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
@@ -43,16 +45,26 @@ type Config struct {
 	Hosts []string
 	// Delay gives the centers their RTTs (default true).
 	NoDelay bool
-	Logger  *slog.Logger
+	// NoFRR leaves BGP out: the router namespace then only routes between
+	// the rack subnets. By default FRR (zebra + bgpd) runs there with the
+	// configuration `tricenter bgp render-frr` renders, playing every
+	// rack's TOR, so pod CIDRs and the API VIP reach the router's kernel
+	// table from the node agents (every racks[].tor.asn must be equal).
+	NoFRR  bool
+	Logger *slog.Logger
 }
 
 // Lab is a running set of machines. Close tears everything down.
 type Lab struct {
+	id       string
+	hostHeld bool
 	cfg      Config
 	log      *slog.Logger
 	net      *labnet.Lab
 	router   *labnet.NS
 	delayer  *Delayer
+	frr      *bgplab.Router
+	bgpPlan  *bgp.Plan
 	machines map[string]*Machine
 	order    []string
 }
@@ -79,16 +91,31 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 	if err := checkAddresses(c); err != nil {
 		return nil, err
 	}
+	var frrConf []byte
+	var bgpPlan *bgp.Plan
+	if !cfg.NoFRR {
+		if err := bgplab.Available(); err != nil {
+			return nil, fmt.Errorf("lab router: %w", err)
+		}
+		var err error
+		if frrConf, bgpPlan, err = routerConfig(c); err != nil {
+			return nil, err
+		}
+	}
 	nl, err := labnet.New()
 	if err != nil {
 		return nil, err
 	}
-	l := &Lab{cfg: cfg, log: cfg.Logger, net: nl, machines: map[string]*Machine{}}
+	l := &Lab{id: randHex(3), cfg: cfg, log: cfg.Logger, net: nl, machines: map[string]*Machine{}}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, l.Close())
 		}
 	}()
+	if err := prepareHost(); err != nil {
+		return nil, fmt.Errorf("preparing the host for kubelets in the machines: %w", err)
+	}
+	l.hostHeld = true
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -176,6 +203,13 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 				}
 			}
 		}
+	}
+	if !cfg.NoFRR {
+		if l.frr, err = bgplab.StartRouter(l.router, labRouterName, frrConf); err != nil {
+			return nil, fmt.Errorf("lab router: starting FRR: %w", err)
+		}
+		l.bgpPlan = bgpPlan
+		l.log.Debug("FRR runs in the lab router", "dir", l.frr.Dir)
 	}
 	want := map[string]bool{}
 	for _, h := range cfg.Hosts {
@@ -333,6 +367,10 @@ func shortName(s string) string {
 	return s
 }
 
+// cgroupName is the name of a machine's own cgroup under the lab
+// process's cgroup (the lab's id keeps concurrent labs apart).
+func (l *Lab) cgroupName(machine string) string { return "tricenter-" + l.id + "-" + machine }
+
 // Machine returns the named machine, or nil.
 func (l *Lab) Machine(name string) *Machine { return l.machines[name] }
 
@@ -394,10 +432,20 @@ func (l *Lab) Close() error {
 		}()
 	}
 	wg.Wait()
+	if l.frr != nil {
+		l.frr.Stop()
+		l.frr = nil
+	}
 	if l.delayer != nil {
 		if err := l.delayer.Close(); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if l.hostHeld {
+		if err := releaseHost(); err != nil {
+			errs = append(errs, fmt.Errorf("restoring the host sysctls: %w", err))
+		}
+		l.hostHeld = false
 	}
 	if err := l.net.Close(); err != nil {
 		errs = append(errs, err)

@@ -39,16 +39,50 @@ type Machine struct {
 	cmd     *exec.Cmd
 	done    chan struct{}
 	mounted bool
+	cg      *machineCgroup
+	// cut is set while the machine's bridge port is down (power off).
+	cut bool
 }
 
 func (m *Machine) upper() string  { return filepath.Join(m.dir, "upper") }
 func (m *Machine) merged() string { return filepath.Join(m.dir, "merged") }
 
+// stateDirs are bound into the machine from its own directory on the
+// host's file system: containerd's overlayfs snapshotter and kubelet cannot
+// work on the machine's overlay root ("failed to mount rootfs component
+// &{overlay ...}: invalid argument").
+var stateDirs = []string{"/var/lib/containerd", "/var/lib/kubelet"}
+
+func (m *Machine) stateDir(p string) string {
+	return filepath.Join(m.dir, "state", filepath.Base(p))
+}
+
+// nspawnArgs are the flags that let containerd and kubelet run inside the
+// machine (../shared/LAB.md, "Kubernetes inside nspawn machines"): every
+// capability, /dev/kmsg for kubelet's OOM watcher, the keyring and bpf
+// system calls for runc, and the machine's own network namespace.
+func (m *Machine) nspawnArgs() []string {
+	args := []string{"--register=no", "--keep-unit", "--quiet",
+		"-D", m.merged(), "-M", m.Name, "--boot", "--console=pipe",
+		"--network-namespace-path=/run/netns/" + m.ns.Name,
+		"--resolv-conf=off", "--timezone=off", "--link-journal=no",
+		"--capability=all", "--bind=/dev/kmsg", "--system-call-filter=@keyring bpf"}
+	for _, d := range stateDirs {
+		args = append(args, "--bind="+m.stateDir(d)+":"+d)
+	}
+	return args
+}
+
+// launcher is the shell that moves itself into the machine's cgroups and
+// then execs systemd-nspawn: the lab process itself stays where it is.
+const launcher = `while [ "$1" != -- ]; do echo $$ > "$1" || { echo "cannot join cgroup $1" >&2; exit 97; }; shift; done; shift; exec "$@"`
+
 // prepare creates the overlay directories and the machine's identity: host
 // name, machine-id, its own SSH host key and the lab's authorized key.
 func (m *Machine) prepare(ctx context.Context, authorized []byte) error {
 	for _, d := range []string{m.upper(), filepath.Join(m.dir, "work"), m.merged(),
-		filepath.Join(m.upper(), "etc/ssh"), filepath.Join(m.upper(), "root/.ssh")} {
+		filepath.Join(m.upper(), "etc/ssh"), filepath.Join(m.upper(), "root/.ssh"),
+		m.stateDir(stateDirs[0]), m.stateDir(stateDirs[1])} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
@@ -127,10 +161,23 @@ func (m *Machine) Start(ctx context.Context) error {
 		m.mu.Unlock()
 		return err
 	}
-	cmd := exec.Command("systemd-nspawn", "--register=no", "--keep-unit", "--quiet",
-		"-D", m.merged(), "-M", m.Name, "--boot", "--console=pipe",
-		"--network-namespace-path=/run/netns/"+m.ns.Name,
-		"--resolv-conf=off", "--timezone=off", "--link-journal=no")
+	if m.cg == nil {
+		if m.cg, err = newMachineCgroup(m.lab.cgroupName(m.Name)); err != nil {
+			logf.Close()
+			m.mu.Unlock()
+			return err
+		}
+	}
+	if m.cut {
+		if err := m.reconnect(ctx); err != nil {
+			logf.Close()
+			m.mu.Unlock()
+			return err
+		}
+	}
+	args := append([]string{"-c", launcher, "sh"}, m.cg.procsFiles()...)
+	args = append(append(args, "--", "systemd-nspawn"), m.nspawnArgs()...)
+	cmd := exec.Command("/bin/sh", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	m.log.Debug("Booting machine")
@@ -157,27 +204,54 @@ func (m *Machine) Start(ctx context.Context) error {
 	return nil
 }
 
-// PowerOff cuts the machine's power: every process in it is killed at once
-// (SIGKILL to its init, which takes the whole PID namespace down), like a
-// BMC "power off". It returns once the machine is down.
+// PowerOff cuts the machine's power like a BMC "power off": first its
+// network port goes dark (a dead server sends nothing: no FIN, no RST, so
+// its peers must notice by timeout, as they would in a datacenter), then
+// every process in it is killed at once (SIGKILL to its init, which takes
+// the whole PID namespace down). It returns once the machine is down; the
+// port stays dark until Start.
 func (m *Machine) PowerOff(ctx context.Context) error {
 	m.mu.Lock()
 	cmd, done := m.cmd, m.done
-	m.mu.Unlock()
 	if done == nil {
+		m.mu.Unlock()
 		return nil
 	}
 	select {
 	case <-done:
+		m.mu.Unlock()
 		return nil
 	default:
 	}
+	if !m.cut {
+		if err := m.ns.SetPortUp("host0", false); err != nil {
+			m.mu.Unlock()
+			return fmt.Errorf("machine %s: silencing its network before the power cut: %w", m.Name, err)
+		}
+		m.cut = true
+	}
+	m.mu.Unlock()
 	if leader := childOf(cmd.Process.Pid); leader > 0 {
 		_ = syscall.Kill(leader, syscall.SIGKILL)
 	} else {
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 	}
 	return m.waitDown(ctx, 10*time.Second, cmd)
+}
+
+// reconnect drops what the killed machine's kernel still holds for its
+// dead sockets (so no stale FIN or RST leaves when the port comes back:
+// a rebooted server has no memory of its connections) and brings its
+// bridge port up. Called with m.mu held.
+func (m *Machine) reconnect(ctx context.Context) error {
+	if out, err := m.ns.Command(ctx, "ss", "-K", "-t", "-a").CombinedOutput(); err != nil {
+		m.log.Debug("Dropping the dead machine's sockets failed", "err", err, "output", strings.TrimSpace(string(out)))
+	}
+	if err := m.ns.SetPortUp("host0", true); err != nil {
+		return fmt.Errorf("machine %s: reconnecting its network at power on: %w", m.Name, err)
+	}
+	m.cut = false
+	return nil
 }
 
 // Shutdown asks the machine to power off cleanly (systemd stops its units).
@@ -244,6 +318,17 @@ func (m *Machine) destroy() error {
 	var errs []error
 	if err := m.PowerOff(context.Background()); err != nil {
 		errs = append(errs, err)
+	}
+	if m.cg != nil {
+		// The kernel empties the cgroups as the killed processes exit.
+		deadline := time.Now().Add(10 * time.Second)
+		for m.cg.tasks() > 0 && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err := m.cg.remove(); err != nil {
+			errs = append(errs, fmt.Errorf("machine %s: %w", m.Name, err))
+		}
+		m.cg = nil
 	}
 	if m.mounted {
 		if out, err := exec.Command("umount", m.merged()).CombinedOutput(); err != nil {

@@ -27,16 +27,17 @@ import (
 
 // Packages the root filesystem holds besides debootstrap's minbase: systemd
 // and sshd for the installer; containerd, runc and the CNI plugins for the
-// Kubernetes bootstrap; ping for RTT checks.
+// Kubernetes bootstrap; conntrack, iptables and socat for kubelet and
+// kube-proxy; ping for RTT checks.
 var Packages = []string{
 	"systemd", "systemd-sysv", "dbus", "openssh-server", "iproute2", "procps",
 	"iputils-ping", "ca-certificates", "kmod", "containerd", "runc",
-	"containernetworking-plugins",
+	"containernetworking-plugins", "conntrack", "iptables", "socat",
 }
 
 // rootfsRecipe changes whenever the customisation below changes, so the
 // cache key follows it.
-const rootfsRecipe = "v2: no host keys, sshd key-only, containerd and timers disabled"
+const rootfsRecipe = "v3: no host keys, sshd key-only, timers disabled, containerd enabled, cgroups/proc-sys-net rw unit, journald ReadKMsg=no"
 
 // DefaultMirror is the Debian mirror debootstrap uses unless
 // TRICENTER_DEBIAN_MIRROR says otherwise.
@@ -143,19 +144,81 @@ func customize(ctx context.Context, root string) error {
 	if err := os.WriteFile(filepath.Join(root, "etc/machine-id"), nil, 0o444); err != nil {
 		return err
 	}
-	// Nothing the lab does not need runs at boot; the Kubernetes bootstrap
-	// enables containerd itself.
-	args := []string{root, "systemctl", "disable", "containerd.service", "apt-daily.timer",
+	// Kubernetes inside nspawn (../shared/LAB.md): cgroups and
+	// /proc/sys/net writable, / shared for mount propagation, systemd
+	// re-probing the controllers; journald must not read /dev/kmsg.
+	for p, f := range imageFiles {
+		path := filepath.Join(root, p)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(path, []byte(f.data), f.mode); err != nil {
+			return err
+		}
+	}
+	// Nothing the lab does not need runs at boot; containerd does (its
+	// state lives on the machine's own directory, bound at
+	// /var/lib/containerd).
+	args := []string{root, "systemctl", "disable", "apt-daily.timer",
 		"apt-daily-upgrade.timer", "dpkg-db-backup.timer", "e2scrub_all.timer", "fstrim.timer",
 		"e2scrub_reap.service"}
 	if out, err := exec.CommandContext(ctx, "chroot", args...).CombinedOutput(); err != nil {
 		return fmt.Errorf("disabling units in the root filesystem: %w: %s", err, tail(out, 500))
+	}
+	if out, err := exec.CommandContext(ctx, "chroot", root, "systemctl", "enable", "containerd.service",
+		prepUnit).CombinedOutput(); err != nil {
+		return fmt.Errorf("enabling units in the root filesystem: %w: %s", err, tail(out, 500))
 	}
 	if out, err := exec.CommandContext(ctx, "chroot", root, "systemctl", "mask", "getty@tty1.service",
 		"console-getty.service", "systemd-networkd-wait-online.service").CombinedOutput(); err != nil {
 		return fmt.Errorf("masking units in the root filesystem: %w: %s", err, tail(out, 500))
 	}
 	return os.MkdirAll(filepath.Join(root, "root/.ssh"), 0o700)
+}
+
+// prepUnit prepares a machine for containerd and kubelet at every boot.
+const prepUnit = "tricenter-nspawn-prep.service"
+
+type imageFile struct {
+	data string
+	mode os.FileMode
+}
+
+// imageFiles are written into the root filesystem. Each part was measured
+// as required (../shared/LAB.md, "Kubernetes inside nspawn machines"):
+// runc cannot create cgroups in read-only hierarchies, the bridge CNI
+// plugin cannot write /proc/sys/net under --network-namespace-path, kubelet
+// needs / shared, and systemd must re-probe the controllers once they are
+// writable or it keeps containerd and kubelet out of their memory and pids
+// cgroups.
+var imageFiles = map[string]imageFile{
+	"usr/local/sbin/tricenter-nspawn-prep": {mode: 0o755, data: `#!/bin/sh
+# tricenter lab machine: make cgroups and /proc/sys/net writable for
+# containerd and kubelet inside systemd-nspawn.
+set -eu
+findmnt -rn -t cgroup,cgroup2 -O ro -o TARGET | while read -r m; do
+	mount -o remount,bind,rw "$m"
+done
+mount --bind /proc/sys/net /proc/sys/net
+mount -o remount,bind,rw /proc/sys/net
+mount --make-rshared /
+`},
+	"etc/systemd/system/" + prepUnit: {mode: 0o644, data: `[Unit]
+Description=tricenter lab: writable cgroups and /proc/sys/net for containerd and kubelet
+DefaultDependencies=no
+After=systemd-remount-fs.service
+Before=sysinit.target containerd.service kubelet.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/tricenter-nspawn-prep
+ExecStartPost=/bin/systemctl daemon-reexec
+
+[Install]
+WantedBy=sysinit.target
+`},
+	"etc/systemd/journald.conf.d/tricenter.conf": {mode: 0o644, data: "[Journal]\nReadKMsg=no\n"},
 }
 
 func flock(ctx context.Context, f *os.File) error {

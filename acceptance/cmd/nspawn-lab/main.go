@@ -21,23 +21,21 @@ import (
 
 func main() {
 	file := flag.String("f", "examples/inventory/nspawn-lab.yaml", "lab inventory")
+	rootfsOnly := flag.Bool("rootfs-only", false, "build (or find) the cached machine root filesystem and exit")
 	flag.Parse()
+	if *rootfsOnly {
+		*file = ""
+	}
 	if err := run(*file); err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		os.Exit(1)
 	}
 }
 
+// run brings the lab of file up; without a file it only builds the root
+// filesystem.
 func run(file string) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return err
-	}
-	c, err := nspawn.ParseInventory(data, nil)
-	if err != nil {
-		return err
-	}
 	cache, err := nspawn.CacheDir()
 	if err != nil {
 		return err
@@ -45,6 +43,18 @@ func run(file string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rootfs, err := nspawn.EnsureRootfs(ctx, cache, log)
+	if err != nil {
+		return err
+	}
+	if file == "" {
+		fmt.Println(rootfs)
+		return nil
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	c, err := nspawn.ParseInventory(data, nil)
 	if err != nil {
 		return err
 	}
