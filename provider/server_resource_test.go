@@ -368,3 +368,63 @@ type (
 	attrValue = attr.Value
 	attrType  = attr.Type
 )
+
+// TestAccServerWriteOnlyPassword creates a server with the write-only
+// password (refresh uses the provider's reference), checks that the
+// password is nowhere in state, and that destroy with
+// power_off_on_destroy powers the machine off. A write-only password
+// without any reference for refresh is refused at plan time.
+func TestAccServerWriteOnlyPassword(t *testing.T) {
+	testAccPreCheck(t)
+	b := startServerSim(t, labIdxServer+1)
+	t.Setenv(EnvBMCPassword, "")
+	t.Setenv(EnvBMCPasswordFile, "")
+	addr := b.Address().String()
+	const pw = "prov-s3cret"
+	const res = "tricenter_server.wo"
+	cfg := func(provider string) string {
+		return provider + fmt.Sprintf(`
+resource "tricenter_server" "wo" {
+  address              = %q
+  user                 = "admin"
+  password             = %q
+  power_state          = "on"
+  power_off_on_destroy = true
+  timeouts {
+    create = "1m"
+  }
+}
+`, addr, pw)
+	}
+	acc.Test(t, acc.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		CheckDestroy:             simPower(b, false),
+		Steps: []acc.TestStep{
+			{
+				Config:      cfg(`provider "tricenter" {}`),
+				ExpectError: regexp.MustCompile(`No password reference for refresh`),
+			},
+			{
+				Config: cfg(testProviderBlock),
+				Check: acc.ComposeAggregateTestCheckFunc(
+					acc.TestCheckResourceAttr(res, "observed_power_state", "on"),
+					acc.TestCheckResourceAttr(res, "name", addr),
+					acc.TestCheckNoResourceAttr(res, "password"),
+					simPower(b, true),
+					func(s *terraform.State) error {
+						for _, m := range s.Modules {
+							for name, r := range m.Resources {
+								for k, v := range r.Primary.Attributes {
+									if strings.Contains(v, pw) {
+										return fmt.Errorf("%s.%s holds the password", name, k)
+									}
+								}
+							}
+						}
+						return nil
+					},
+				),
+			},
+		},
+	})
+}
