@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tricenter/terraform-provider-tricenter/installer/addons"
+	"github.com/tricenter/terraform-provider-tricenter/installer/artifacts"
 	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
 	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
@@ -108,6 +110,9 @@ type Config struct {
 	// DefaultHealthTimeout); GateTimeout each verification gate.
 	HealthTimeout time.Duration
 	GateTimeout   time.Duration
+	// FRU labels nodes with the hardware their BMC reports, by server
+	// name (optional; the provider and `tricenter bmc` know it).
+	FRU map[string]addons.FRU
 	// Clock is the time source for measurements (default time.Now).
 	Clock func() time.Time
 }
@@ -270,10 +275,12 @@ func (e *Engine) EtcdClient(p *pki.Etcd) (*etcd.Client, error) {
 	return etcd.NewClient(eps, tc, e.log, etcd.WithDialer(e.Dial))
 }
 
-// EtcdArtifacts says where etcd's binaries come from.
-func (e *Engine) EtcdArtifacts() etcd.Artifacts {
-	k := e.cfg.Cluster.Spec.Kubernetes
-	return etcd.Artifacts{Dir: k.ArtifactDir, MirrorURL: k.MirrorURL, CacheDir: e.cfg.Store.ArtifactCache()}
+// EtcdArtifacts says where the binaries come from (etcd's and the
+// Kubernetes components').
+func (e *Engine) EtcdArtifacts() artifacts.Source {
+	s := artifacts.FromInventory(e.cfg.Cluster.Spec.Kubernetes, e.cfg.Store.ArtifactCache())
+	s.Logger = e.log
+	return s
 }
 
 // agentBinary finds tricenter-bgp.

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tricenter/terraform-provider-tricenter/installer/artifacts"
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
 	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
 	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
@@ -37,7 +38,7 @@ type Options struct {
 	// plan are found and retired.
 	Prior     *inventory.Prior
 	PKI       *pki.Etcd
-	Artifacts Artifacts
+	Artifacts artifacts.Source
 	// Manager runs the phases; Manager.DryRun makes Apply a plan.
 	Manager       *phase.Manager
 	Logger        *slog.Logger
@@ -129,8 +130,15 @@ func Apply(ctx context.Context, o Options) (*Result, error) {
 		r.byName[m.Name] = m
 	}
 	var err error
-	if r.bins, err = o.Artifacts.Resolve(ctx, "etcd", "etcdctl"); err != nil {
+	files, err := o.Artifacts.Files(ctx, "etcd", "etcdctl")
+	if err != nil {
 		return nil, err
+	}
+	// The manifest's digests, just checked, are what the uploads expect.
+	r.bins = map[string]string{}
+	for n, f := range files {
+		r.bins[n] = f.Path
+		r.sums[f.Path] = f.SHA256
 	}
 	tc, err := TLSConfig(o.PKI)
 	if err != nil {
@@ -367,7 +375,7 @@ func (r *run) install(ctx context.Context, h *phase.Host) error {
 		if same(BinDir+"/"+b, sum, 0o755) {
 			continue
 		}
-		res, err := h.Upload(ctx, r.bins[b], BinDir+"/"+b, 0o755)
+		res, err := h.UploadFile(ctx, r.bins[b], BinDir+"/"+b, phase.FileOptions{Mode: 0o755, SHA256: sum})
 		if err != nil {
 			return fmt.Errorf("uploading %s to %s: %w", b, h.Name, err)
 		}

@@ -1,7 +1,6 @@
 package etcd
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"os"
@@ -9,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
@@ -132,47 +130,6 @@ func TestCheckRemove(t *testing.T) {
 	if err := CheckRemove(ms, h, 1); !errors.Is(err, ErrQuorumRisk) {
 		t.Fatalf("removing a healthy member with another down: err = %v, want ErrQuorumRisk", err)
 	}
-}
-
-func TestArtifactsChecksum(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "etcd"), []byte("binary"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	sum, _ := fsutil.FileSHA256(filepath.Join(dir, "etcd"))
-	if err := os.WriteFile(filepath.Join(dir, ManifestName), []byte(sum+"  etcd\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	a := Artifacts{Dir: dir}
-	got, err := a.Resolve(context.Background(), "etcd")
-	if err != nil || got["etcd"] != filepath.Join(dir, "etcd") {
-		t.Fatalf("Resolve = %v, %v", got, err)
-	}
-	if _, err := a.Resolve(context.Background(), "etcdctl"); err == nil || !strings.Contains(err.Error(), "not listed") {
-		t.Fatalf("missing artifact: err = %v", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "etcd"), []byte("tampered"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Resolve(context.Background(), "etcd"); !errors.Is(err, ErrChecksum) {
-		t.Fatalf("tampered artifact: err = %v, want ErrChecksum", err)
-	}
-}
-
-func FuzzParseManifest(f *testing.F) {
-	f.Add([]byte("9b26d025f1d07134a3cabc002329d343e4b6aaed6d480ae00c04b2ff47642b87  etcd\n"))
-	f.Add([]byte("# comment\n\nzz  x\n"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		m, err := parseManifest(b)
-		if err != nil {
-			return
-		}
-		for name, sum := range m {
-			if len(sum) != 64 || name == "" {
-				t.Fatalf("accepted entry %q=%q", name, sum)
-			}
-		}
-	})
 }
 
 func TestParseFileStates(t *testing.T) {
