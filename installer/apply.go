@@ -37,6 +37,9 @@ type Result struct {
 	Etcd *etcd.Result `json:"etcd,omitempty"`
 	// Changes lists per host what changed (or would change).
 	Changes map[string][]string `json:"changes"`
+	// APIChanges lists what the add-ons created or updated through the
+	// Kubernetes API (not known in a dry run).
+	APIChanges []string `json:"apiChanges,omitempty"`
 	// Gates are the verification gates of an apply, in order.
 	Gates   []Gate   `json:"gates,omitempty"`
 	Timings []Timing `json:"timings"`
@@ -52,7 +55,7 @@ func (r *Result) Converged() bool {
 	if r.Etcd != nil && !r.Etcd.Converged() {
 		return false
 	}
-	return len(r.Changes) == 0
+	return len(r.Changes) == 0 && len(r.APIChanges) == 0
 }
 
 // Hosts lists the hosts with changes, sorted.

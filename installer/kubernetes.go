@@ -3,8 +3,200 @@ package installer
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/tricenter/terraform-provider-tricenter/installer/addons"
+	"github.com/tricenter/terraform-provider-tricenter/installer/apivip"
+	"github.com/tricenter/terraform-provider-tricenter/installer/controlplane"
+	"github.com/tricenter/terraform-provider-tricenter/installer/kubeconfig"
+	"github.com/tricenter/terraform-provider-tricenter/installer/node"
+	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
-func (r *applyRun) kubernetes(_ context.Context, c Component) error {
-	return fmt.Errorf("component %s is not available in this build", c)
+// APIPort is kube-apiserver's port on every control-plane server and on
+// the API VIP.
+const APIPort = 6443
+
+// APIServerURL is the URL kubelets, kube-proxy and the admin kubeconfig
+// use: the API VIP (announced by the control-plane servers' BGP agents
+// while their apiserver is ready), else the first control-plane server.
+func (e *Engine) APIServerURL() string {
+	if ip := e.IPs().APIVIP; ip.IsValid() {
+		return "https://" + net.JoinHostPort(ip.String(), fmt.Sprint(APIPort))
+	}
+	cp := e.Placement().ControlPlane
+	if len(cp) == 0 {
+		return ""
+	}
+	return "https://" + net.JoinHostPort(cp[0].Address, fmt.Sprint(APIPort))
+}
+
+// nodeProfile is the node agents' host profile from the inventory.
+func (e *Engine) nodeProfile() node.Profile {
+	if p := e.cfg.Cluster.Spec.Kubernetes.NodeProfile; p != "" {
+		return node.Profile(p)
+	}
+	return node.ProfileBareMetal
+}
+
+// kubernetesCA returns the Kubernetes CA (created with the etcd PKI).
+func (e *Engine) kubernetesCA() (*pki.KeyPair, error) {
+	kube, _, err := e.cfg.Store.PKI().EnsureClusterCAs()
+	if err != nil {
+		return nil, fmt.Errorf("cluster PKI: %w", err)
+	}
+	return kube, nil
+}
+
+// AdminKubeconfig returns the admin kubeconfig (client certificate in
+// system:masters) for server (default: APIServerURL). It holds a private
+// key: write it 0600, never log it.
+func (e *Engine) AdminKubeconfig(server string) ([]byte, error) {
+	if server == "" {
+		server = e.APIServerURL()
+	}
+	ca, err := e.kubernetesCA()
+	if err != nil {
+		return nil, err
+	}
+	admin, err := e.cfg.Store.PKI().EnsureAdmin()
+	if err != nil {
+		return nil, fmt.Errorf("admin certificate: %w", err)
+	}
+	return kubeconfig.Render(kubeconfig.Config{Cluster: e.cfg.Cluster.Metadata.Name, User: "admin", Server: server,
+		CA: ca.CertPEM, CertPEM: admin.CertPEM, KeyPEM: admin.KeyPEM})
+}
+
+// restConfig is the admin REST config for server, dialling through the
+// jump hosts when needed.
+func (e *Engine) restConfig(server string) (*rest.Config, error) {
+	kc, err := e.AdminKubeconfig(server)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := kubeconfig.REST(kc)
+	if err != nil {
+		return nil, err
+	}
+	rc.Dial = e.Dial
+	rc.Timeout = 30 * time.Second
+	rc.QPS, rc.Burst = 50, 100
+	return rc, nil
+}
+
+// Clientset is an admin client of the cluster through the API VIP.
+func (e *Engine) Clientset() (kubernetes.Interface, error) {
+	rc, err := e.restConfig("")
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(rc)
+}
+
+// apiHTTPClient is an HTTPS client that trusts the Kubernetes CA and
+// presents the admin certificate, for /readyz probes of single servers.
+func (e *Engine) apiHTTPClient(server string) (*http.Client, error) {
+	rc, err := e.restConfig(server)
+	if err != nil {
+		return nil, err
+	}
+	return rest.HTTPClientFor(rc)
+}
+
+func (r *applyRun) kubernetes(ctx context.Context, c Component) error {
+	switch c {
+	case ControlPlane:
+		return r.controlPlane(ctx)
+	case Nodes:
+		return r.nodes(ctx)
+	case Addons:
+		return r.addons(ctx)
+	}
+	return fmt.Errorf("unknown component %s", c)
+}
+
+func (r *applyRun) controlPlane(ctx context.Context) error {
+	e := r.e
+	bins, err := e.EtcdArtifacts().Resolve(ctx, controlplane.Binaries()...)
+	if err != nil {
+		return err
+	}
+	phases, err := controlplane.Phases(controlplane.Options{Cluster: e.cfg.Cluster, Placement: e.Placement(),
+		IPs: e.IPs(), PKI: e.cfg.Store.PKI(), Binaries: bins, Logger: e.log, ReadyTimeout: e.cfg.HealthTimeout})
+	if err != nil {
+		return err
+	}
+	if err := r.m.Run(ctx, phases...); err != nil {
+		return err
+	}
+	return r.apiVIP(ctx)
+}
+
+func (r *applyRun) nodes(ctx context.Context) error {
+	e := r.e
+	names := []string{}
+	for _, h := range e.cfg.Cluster.Hosts() {
+		names = append(names, h.Name)
+	}
+	names = r.limit(names)
+	if len(names) == 0 {
+		return nil
+	}
+	bins, err := e.EtcdArtifacts().Resolve(ctx, "kubelet", "kube-proxy", node.ImagePause, node.ImageCoreDNS, ImageProbe)
+	if err != nil {
+		return err
+	}
+	ca, err := e.kubernetesCA()
+	if err != nil {
+		return err
+	}
+	phases, err := node.Phases(node.Options{Cluster: e.cfg.Cluster, IPs: e.IPs(), PKI: e.cfg.Store.PKI(),
+		CA: ca.CertPEM, Server: e.APIServerURL(), Binaries: bins, Profile: e.nodeProfile(),
+		ExtraImages: map[string]string{ImageProbe: ProbeImage},
+		Select:      inventory.Selector{Servers: names}, Logger: e.log})
+	if err != nil {
+		return err
+	}
+	return r.m.Run(ctx, phases...)
+}
+
+func newGet(ctx context.Context, url string) (*http.Request, error) {
+	return http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+}
+
+// apiVIP puts the API VIP on lo of every control-plane server.
+func (r *applyRun) apiVIP(ctx context.Context) error {
+	vip := r.e.IPs().APIVIP
+	if !vip.IsValid() {
+		return nil
+	}
+	var names []string
+	for _, m := range r.e.Placement().ControlPlane {
+		names = append(names, m.Name)
+	}
+	return r.m.Run(ctx, apivip.Phase(vip, names))
+}
+
+// addons applies CoreDNS and the node labels through the API. In a dry
+// run it changes nothing and says the add-ons are checked at apply.
+func (r *applyRun) addons(ctx context.Context) error {
+	e := r.e
+	if r.dry {
+		return nil
+	}
+	cs, err := e.Clientset()
+	if err != nil {
+		return err
+	}
+	names := r.limit(hostNames(e.cfg.Cluster.Hosts()))
+	changed, err := addons.Apply(ctx, cs, addons.Options{Cluster: e.cfg.Cluster, IPs: e.IPs(),
+		Select: inventory.Selector{Servers: names}, WaitForNodes: e.cfg.GateTimeout, FRU: e.cfg.FRU, Logger: e.log})
+	r.res.APIChanges = append(r.res.APIChanges, changed...)
+	return err
 }

@@ -2,14 +2,13 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"github.com/tricenter/terraform-provider-tricenter/installer"
 	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -358,26 +357,7 @@ func collectBGPStatus(ctx context.Context, m *phase.Manager, hosts []*phase.Host
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	var mu sync.Mutex
-	statuses := map[string]*bgp.Status{}
-	errs := map[string]error{}
-	cmd := install.BinaryPath + " status -o json --socket " + bgp.DefaultStatusSocket
-	_ = m.Each(ctx, hosts, func(ctx context.Context, h *phase.Host) error {
-		out, err := h.Query(ctx, cmd)
-		var st bgp.Status
-		if err == nil {
-			err = json.Unmarshal([]byte(out), &st)
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if err != nil {
-			errs[h.Name] = err
-			return err
-		}
-		statuses[h.Name] = &st
-		return nil
-	})
-	return statuses, errs
+	return installer.BGPStatuses(ctx, m, hosts)
 }
 
 func newBGPInstallCmd(g *globals) *cobra.Command {
