@@ -251,10 +251,12 @@ type file struct {
 }
 
 // writeAll writes files through the gate and reports whether any changed.
+// Files only their owner may read (keys, kubeconfigs) are written as
+// secrets: no digest of them in logs, plans or command lines.
 func writeAll(ctx context.Context, h *phase.Host, files []file) (bool, error) {
 	changed := false
 	for _, f := range files {
-		res, err := h.WriteFile(ctx, f.path, f.data, fsMode(f.mode))
+		res, err := h.WriteFileOpts(ctx, f.path, f.data, phase.FileOptions{Mode: fsMode(f.mode), Secret: f.mode&0o077 == 0})
 		if err != nil {
 			return false, fmt.Errorf("writing %s: %w", f.path, err)
 		}
