@@ -19,7 +19,9 @@ func main() {
 func run(args []string) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	// First Ctrl-C cancels gracefully; the second one exits at once.
+	// First Ctrl-C cancels gracefully; the second one exits at once,
+	// unless a command claimed it (the drill's restore): then the third.
+	ctx, second := withSecondInterrupt(ctx)
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	go func() {
@@ -27,6 +29,9 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "\nInterrupted: stopping after the running steps (Ctrl-C again to exit now)")
 		cancel()
 		<-sig
+		if second.handOver() {
+			<-sig
+		}
 		os.Exit(130)
 	}()
 

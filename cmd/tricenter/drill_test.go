@@ -1,0 +1,511 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
+	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
+	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
+	"github.com/tricenter/terraform-provider-tricenter/installer/state"
+	"github.com/tricenter/terraform-provider-tricenter/internal/labnet"
+	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
+)
+
+const drillInventory = "testdata/drill-inventory.yaml"
+
+// etcdMember is one real etcd process in its own network namespace.
+type etcdMember struct {
+	m    inventory.Member
+	ns   *labnet.NS
+	args []string
+	log  *bytes.Buffer
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func (em *etcdMember) start(t testing.TB, bin string) {
+	t.Helper()
+	em.mu.Lock()
+	defer em.mu.Unlock()
+	cmd := em.ns.Command(context.Background(), bin, em.args...)
+	cmd.Stdout, cmd.Stderr = em.log, em.log
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting etcd %s: %v", em.m.Name, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	em.cmd, em.done = cmd, done
+}
+
+// kill stops the process (SIGKILL) and waits for it.
+func (em *etcdMember) kill() {
+	em.mu.Lock()
+	cmd, done := em.cmd, em.done
+	em.cmd = nil
+	em.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	<-done
+}
+
+// etcdLab is a real etcd cluster for the drill-inventory's members, each in
+// its own namespace on one bridge; the root namespace reaches them.
+type etcdLab struct {
+	bin      string
+	inv      string
+	stateDir string
+	members  map[string]*etcdMember
+}
+
+func startDrillEtcd(t *testing.T) *etcdLab {
+	t.Helper()
+	testenv.Need(t, labnet.Available())
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(root, ".cache/artifacts/etcd")
+	testenv.RequireFile(t, "run make artifacts (builds the pinned etcd)", bin)
+
+	l := &etcdLab{bin: bin, inv: drillInventory, stateDir: t.TempDir(), members: map[string]*etcdMember{}}
+	c, _, err := inventory.Load(drillInventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDefaults()
+	p, err := inventory.Place(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := state.Open(l.stateDir, c.Metadata.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pm []pki.EtcdMember
+	for _, m := range p.Etcd.Members {
+		pm = append(pm, pki.EtcdMember{Name: m.Name, Address: m.Address})
+	}
+	certs, err := st.PKI().EnsureEtcd(pm)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	n, err := labnet.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := n.Close(); err != nil {
+			t.Errorf("removing the etcd lab network: %v", err)
+		}
+	})
+	br, err := n.Bridge(netip.MustParsePrefix("198.19.240.254/24"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(ca, certs.CA.CertPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var initial []string
+	for _, m := range p.Etcd.Members {
+		initial = append(initial, m.Name+"="+etcd.PeerURL(m.Address))
+	}
+	tm := p.Etcd.Timers
+	for _, m := range p.Etcd.Members {
+		ns, err := n.Namespace("etcd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ns.Attach(br, "eth0", netip.PrefixFrom(netip.MustParseAddr(m.Address), 24)); err != nil {
+			t.Fatal(err)
+		}
+		md := filepath.Join(dir, m.Name)
+		if err := os.Mkdir(md, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		for _, kp := range []struct {
+			name string
+			kp   *pki.KeyPair
+		}{{"server", certs.Server[m.Name]}, {"peer", certs.Peer[m.Name]}} {
+			if err := kp.kp.Save(filepath.Join(md, kp.name+".crt"), filepath.Join(md, kp.name+".key")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		em := &etcdMember{m: m, ns: ns, log: &bytes.Buffer{}, args: []string{
+			"--name", m.Name, "--data-dir", filepath.Join(md, "data"),
+			"--listen-client-urls", etcd.ClientURL(m.Address), "--advertise-client-urls", etcd.ClientURL(m.Address),
+			"--listen-peer-urls", etcd.PeerURL(m.Address), "--initial-advertise-peer-urls", etcd.PeerURL(m.Address),
+			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new", "--initial-cluster-token", "drill-test",
+			"--cert-file", filepath.Join(md, "server.crt"), "--key-file", filepath.Join(md, "server.key"),
+			"--trusted-ca-file", ca, "--client-cert-auth",
+			"--peer-cert-file", filepath.Join(md, "peer.crt"), "--peer-key-file", filepath.Join(md, "peer.key"),
+			"--peer-trusted-ca-file", ca, "--peer-client-cert-auth",
+			"--heartbeat-interval", fmt.Sprint(tm.HeartbeatMs), "--election-timeout", fmt.Sprint(tm.ElectionTimeoutMs),
+			"--log-level", "warn",
+		}}
+		l.members[m.Name] = em
+		em.start(t, bin)
+		t.Cleanup(em.kill)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for name, em := range l.members {
+				t.Logf("etcd %s log (tail):\n%s", name, tailOf(em.log.String(), 2000))
+			}
+		}
+	})
+	tc, err := etcd.TLSConfig(certs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var eps []string
+	for _, m := range p.Etcd.Members {
+		eps = append(eps, etcd.ClientURL(m.Address))
+	}
+	cli, err := etcd.NewClient(eps, tc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	if _, err := cli.WaitHealthy(context.Background(), p.Etcd.Members, 30*time.Second); err != nil {
+		t.Fatalf("the test's etcd cluster did not become healthy: %v", err)
+	}
+	return l
+}
+
+func tailOf(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[len(s)-n:]
+}
+
+// fakeLabPower stands in for the BMCs: it cuts an etcd member's network
+// port first (a dead server sends nothing), then kills its process; On
+// brings the port up and starts etcd again. Servers without etcd are only
+// recorded. block makes On wait until its context ends.
+type fakeLabPower struct {
+	t     *testing.T
+	lab   *etcdLab
+	block bool
+	onOff func(name string)
+	onOn  func(name string)
+
+	mu   sync.Mutex
+	offs []string
+	ons  []string
+}
+
+func (p *fakeLabPower) Describe() string { return "fake power: port down and SIGKILL etcd" }
+
+func (p *fakeLabPower) Off(ctx context.Context, h inventory.Host) error {
+	p.mu.Lock()
+	p.offs = append(p.offs, h.Name)
+	p.mu.Unlock()
+	if em := p.lab.members[h.Name]; em != nil {
+		if err := em.ns.SetPortUp("eth0", false); err != nil {
+			return err
+		}
+		em.kill()
+	}
+	if p.onOff != nil {
+		p.onOff(h.Name)
+	}
+	return nil
+}
+
+func (p *fakeLabPower) On(ctx context.Context, h inventory.Host) error {
+	p.mu.Lock()
+	p.ons = append(p.ons, h.Name)
+	p.mu.Unlock()
+	if p.onOn != nil {
+		p.onOn(h.Name)
+	}
+	if p.block {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	if em := p.lab.members[h.Name]; em != nil {
+		if err := em.ns.SetPortUp("eth0", true); err != nil {
+			return err
+		}
+		em.mu.Lock()
+		running := em.cmd != nil
+		em.mu.Unlock()
+		if !running {
+			em.start(p.t, p.lab.bin)
+		}
+	}
+	return nil
+}
+
+func (p *fakeLabPower) calls() (offs, ons []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.offs...), append([]string(nil), p.ons...)
+}
+
+// runDrillCmd runs "drill center-loss" with the given power; kinds
+// records the --power the command chose.
+func runDrillCmd(ctx context.Context, l *etcdLab, pw etcd.Power, kinds *[]string, args ...string) (string, string, error) {
+	var out, errb bytes.Buffer
+	g := &globals{stdout: &out, stderr: &errb, logFormat: "text", logLevel: "warn"}
+	cmd := newDrillCenterLossCmd(g, func(kind string, e *etcdEnv, m *phase.Manager) (etcd.Power, error) {
+		*kinds = append(*kinds, kind)
+		return pw, nil
+	})
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	cmd.SetArgs(append([]string{"-f", l.inv, "--state-dir", l.stateDir, "--hold", "500ms"}, args...))
+	cmd.SetOut(&out)
+	cmd.SetErr(&errb)
+	err := cmd.ExecuteContext(ctx)
+	return out.String(), errb.String(), err
+}
+
+// TestDrillCommand runs "tricenter drill center-loss" against a real
+// three-member etcd cluster, with a fake power that cuts the members'
+// network and kills them.
+func TestDrillCommand(t *testing.T) {
+	l := startDrillEtcd(t)
+
+	t.Run("table: every server of dc1, restored and verified", func(t *testing.T) {
+		pw := &fakeLabPower{t: t, lab: l}
+		var kinds []string
+		start := time.Now()
+		out, errOut, err := runDrillCmd(context.Background(), l, pw, &kinds, "--center", "dc1", "--health-timeout", "45s")
+		t.Logf("drill dc1 took %v:\n%s%s", time.Since(start).Round(time.Millisecond), out, errOut)
+		if err != nil {
+			t.Fatalf("drill: %v", err)
+		}
+		if len(kinds) != 1 || kinds[0] != "bmc" {
+			t.Errorf("power chosen %v, want bmc (every dc1 server has a BMC)", kinds)
+		}
+		offs, ons := pw.calls()
+		if strings.Join(sortedCopy(offs), ",") != "dc1-s01,dc1-s02" || strings.Join(sortedCopy(ons), ",") != "dc1-s01,dc1-s02" {
+			t.Errorf("powered off %v and on %v, want both dc1 servers", offs, ons)
+		}
+		for _, want := range []string{
+			"powered off        dc1-s01 (etcd), dc1-s02",
+			"0 acknowledged but lost",
+			"restore            powered back on: dc1-s01, dc1-s02",
+			"restored healthy   ",
+			"power-off took     ",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("output lacks %q", want)
+			}
+		}
+		if strings.Contains(out, "not verified") || strings.Contains(out, "STILL DOWN") {
+			t.Errorf("a clean drill reported a problem:\n%s", out)
+		}
+	})
+
+	t.Run("json: dc3", func(t *testing.T) {
+		pw := &fakeLabPower{t: t, lab: l}
+		var kinds []string
+		out, errOut, err := runDrillCmd(context.Background(), l, pw, &kinds, "--center", "dc3", "-o", "json", "--health-timeout", "45s")
+		if err != nil {
+			t.Fatalf("drill: %v\n%s%s", err, out, errOut)
+		}
+		if len(kinds) != 1 || kinds[0] != "ssh" {
+			t.Errorf("power chosen %v, want ssh (dc3-s01 has no BMC)", kinds)
+		}
+		var rep map[string]any
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatalf("output is not JSON: %v\n%s", err, out)
+		}
+		if rep["verified"] != true || rep["lost"] != float64(0) || rep["healthy"] != true || rep["restored"] != true {
+			t.Errorf("verified=%v lost=%v healthy=%v restored=%v", rep["verified"], rep["lost"], rep["healthy"], rep["restored"])
+		}
+		if fmt.Sprint(rep["poweredBackOn"]) != "[dc3-s01]" || rep["acknowledged"].(float64) < 20 {
+			t.Errorf("poweredBackOn=%v acknowledged=%v", rep["poweredBackOn"], rep["acknowledged"])
+		}
+		t.Logf("dc3: resumed %vns after the loss, power-off took %vns, gaps %v/%v ns, healthy %vns after power-on",
+			rep["resumedAfter"], rep["powerOffTook"], rep["writeGap"], rep["rejoinWriteGap"], rep["restoredHealthy"])
+	})
+
+	t.Run("second Ctrl-C abandons the restore and says what is still off", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		ctx, second := withSecondInterrupt(ctx)
+		var once sync.Once
+		pw := &fakeLabPower{t: t, lab: l, block: true,
+			onOff: func(string) { cancel() }, // first Ctrl-C during the power-off
+			onOn:  func(string) { once.Do(func() { go second.handOver() }) },
+		}
+		var kinds []string
+		start := time.Now()
+		out, errOut, err := runDrillCmd(ctx, l, pw, &kinds, "--center", "dc1", "--restore-timeout", "5m")
+		if err == nil {
+			t.Fatalf("an abandoned drill succeeded:\n%s%s", out, errOut)
+		}
+		if took := time.Since(start); took > time.Minute {
+			t.Errorf("abandoning took %v", took)
+		}
+		for _, want := range []string{
+			"Restoring center dc1 before exiting (Ctrl-C again to abandon the restore)",
+			"Servers of center dc1 that may still be off: dc1-s01, dc1-s02",
+			"tricenter bmc on -f testdata/drill-inventory.yaml --server dc1-s01,dc1-s02",
+		} {
+			if !strings.Contains(errOut, want) {
+				t.Errorf("stderr lacks %q:\n%s", want, errOut)
+			}
+		}
+		if !strings.Contains(out, "STILL DOWN         dc1-s01, dc1-s02") || !strings.Contains(out, "loss not verified (") {
+			t.Errorf("table does not say what is down and unverified:\n%s", out)
+		}
+		// The printed command is a real one.
+		root := newRootCmd(&bytes.Buffer{}, &bytes.Buffer{})
+		c, rest, err := root.Find([]string{"bmc", "on", "-f", drillInventory, "--server", "dc1-s01,dc1-s02"})
+		if err != nil || c.Name() != "on" {
+			t.Fatalf("bmc on: %v", err)
+		}
+		if err := c.ParseFlags(rest); err != nil {
+			t.Fatalf("the printed command does not parse: %v", err)
+		}
+		if v, _ := c.Flags().GetStringSlice("server"); strings.Join(v, ",") != "dc1-s01,dc1-s02" {
+			t.Errorf("--server parsed as %v", v)
+		}
+		// Bring dc1 back for any later test.
+		pw.block = false
+		for _, n := range []string{"dc1-s01", "dc1-s02"} {
+			h, _ := mustCluster(t).Host(n)
+			if err := pw.On(context.Background(), h); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
+
+func mustCluster(t *testing.T) *inventory.Cluster {
+	t.Helper()
+	c, _, err := inventory.Load(drillInventory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDefaults()
+	return c
+}
+
+func sortedCopy(xs []string) []string {
+	out := append([]string(nil), xs...)
+	for i := range out {
+		for j := i + 1; j < len(out); j++ {
+			if out[j] < out[i] {
+				out[i], out[j] = out[j], out[i]
+			}
+		}
+	}
+	return out
+}
+
+func TestDrillTableNeverClaimsWhatWasNotChecked(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		rep       etcd.DrillReport
+		want, not []string
+	}{
+		{"not verified", etcd.DrillReport{Center: "dc1", PowerCut: true, Acknowledged: 78, Failed: 3,
+			NotVerified: "reading the writes back failed: context deadline exceeded", Restored: true,
+			PoweredBackOn: []string{"a"}, StillOff: []string{"b"}, RestoreError: "restoring center dc1: powering b back on: timeout"},
+			[]string{"loss not verified (reading the writes back failed: context deadline exceeded)", "STILL DOWN         b",
+				"restored healthy   NO: restoring center dc1"},
+			[]string{"acknowledged but lost"}},
+		{"verified", etcd.DrillReport{Center: "dc1", PowerCut: true, Acknowledged: 78, Verified: true, Restored: true, Healthy: true,
+			PoweredBackOn: []string{"a", "b"}, RestoredHealthy: 2560 * time.Millisecond, ResumedAfter: 2088 * time.Millisecond,
+			PowerOffTook: 120 * time.Millisecond, Probes: []etcd.ProbeReport{{Name: "api", Attempts: 9, Failures: 2, MaxGap: time.Second}}},
+			[]string{"0 acknowledged but lost", "writes resumed     2.088s after the loss", "power-off took     120ms",
+				"restored healthy   2.56s after power-on", "probe api          9 checks, 2 failed, longest gap 1s"},
+			[]string{"not verified", "STILL DOWN"}},
+		{"ssh is no power cut", etcd.DrillReport{Center: "dc1", PowerCut: false, Note: "not a power cut", Verified: true,
+			Servers: []etcd.DrillServer{{Name: "a", EtcdMember: true}}, Restored: true, Healthy: true, PoweredBackOn: []string{"a"}},
+			[]string{"note               not a power cut", "etcd stopped on    a (etcd)", "etcd started on: a"},
+			[]string{"powered off"}},
+	} {
+		var b bytes.Buffer
+		printDrill(&b, &tc.rep)
+		for _, w := range tc.want {
+			if !strings.Contains(b.String(), w) {
+				t.Errorf("%s: output lacks %q:\n%s", tc.name, w, b.String())
+			}
+		}
+		for _, n := range tc.not {
+			if strings.Contains(b.String(), n) {
+				t.Errorf("%s: output says %q:\n%s", tc.name, n, b.String())
+			}
+		}
+	}
+}
+
+func TestChoosePower(t *testing.T) {
+	c := mustCluster(t)
+	for _, tc := range []struct {
+		kind, center, want, err string
+	}{
+		{"", "dc1", "bmc", ""},
+		{"", "dc3", "ssh", ""},
+		{"bmc", "dc3", "", "servers of center dc3 without a bmc block: dc3-s01"},
+		{"ssh", "dc1", "ssh", ""},
+		{"", "dc9", "", `no center named "dc9"`},
+	} {
+		got, err := choosePower(tc.kind, c, tc.center)
+		if got != tc.want || (err == nil) != (tc.err == "") || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("choosePower(%q, %s) = %q, %v; want %q, error containing %q", tc.kind, tc.center, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+func TestRestoreCommand(t *testing.T) {
+	for _, tc := range []struct{ kind, inv, want string }{
+		{"bmc", "inv.yaml", "tricenter bmc on -f inv.yaml --server a,b"},
+		{"bmc", "my inv.yaml", "tricenter bmc on -f 'my inv.yaml' --server a,b"},
+		{"ssh", "inv.yaml", "tricenter exec -f inv.yaml --sudo --host a,b -- systemctl start etcd.service"},
+	} {
+		if got := restoreCommand(tc.kind, tc.inv, []string{"a", "b"}); got != tc.want {
+			t.Errorf("restoreCommand(%s, %q) = %q, want %q", tc.kind, tc.inv, got, tc.want)
+		}
+	}
+}
+
+func TestSecondInterruptGoesToTheCommandThatClaimedIt(t *testing.T) {
+	ctx, s := withSecondInterrupt(context.Background())
+	if s.handOver() {
+		t.Fatal("handOver with no claim: main must exit at once")
+	}
+	ch := claimSecondInterrupt(ctx)
+	select {
+	case <-ch:
+		t.Fatal("closed before the second Ctrl-C")
+	default:
+	}
+	if !s.handOver() || !s.handOver() {
+		t.Fatal("handOver after a claim returned false")
+	}
+	select {
+	case <-ch:
+	default:
+		t.Fatal("the claimed channel is not closed after the second Ctrl-C")
+	}
+	if claimSecondInterrupt(context.Background()) != nil {
+		t.Error("a context without main's hook gave a channel")
+	}
+}
