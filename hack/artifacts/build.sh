@@ -8,7 +8,10 @@
 # image layout tarballs (pause.oci.tar, coredns.oci.tar) that
 # `ctr -n k8s.io images import` takes, byte-for-byte reproducible.
 #
-#   hack/artifacts/build.sh [etcd] [kubernetes] [pause] [coredns]   (default: all)
+# agent is the node BGP agent and probe the gates' workload image, both
+# built from this checkout.
+#
+#   hack/artifacts/build.sh [etcd] [kubernetes] [pause] [coredns] [agent] [probe]   (default: all)
 #   ARTIFACTS_DIR=/path hack/artifacts/build.sh etcd
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -16,11 +19,13 @@ out=${ARTIFACTS_DIR:-$root/.cache/artifacts}
 mkdir -p "$out"
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 parts=("$@")
-[[ ${#parts[@]} -eq 0 ]] && parts=(etcd kubernetes pause coredns)
+[[ ${#parts[@]} -eq 0 ]] && parts=(etcd kubernetes pause coredns agent probe)
 # Image names, as containerd's sandbox_image and the CoreDNS Deployment use
 # them (installer/node DefaultPause, DefaultCoreDNS).
 PAUSE_IMAGE=${PAUSE_IMAGE:-registry.k8s.io/pause:3.10}
 COREDNS_IMAGE=${COREDNS_IMAGE:-registry.k8s.io/coredns/coredns:v1.12.0}
+# The gates' workload (installer.ProbeImage).
+PROBE_IMAGE=${PROBE_IMAGE:-tricenter.io/tricenter-probe:v1}
 
 # stamp DIR: a hash of the build module's inputs.
 stamp() { (cd "$1" && cat go.mod go.sum ./*.go 2>/dev/null | sha256sum | cut -d' ' -f1); }
@@ -150,13 +155,33 @@ build_coredns() {
   echo "$stampval" > "$out/.coredns.stamp"
 }
 
+# build_agent: the node BGP agent from this checkout (the Go build cache
+# makes a rebuild take seconds; -trimpath keeps the bytes reproducible).
+build_agent() {
+  echo "==> building tricenter-bgp"
+  (cd "$root" && go build -trimpath -ldflags='-s -w' -o "$out/.tricenter-bgp.tmp" ./cmd/tricenter-bgp)
+  install_bin "$out/.tricenter-bgp.tmp" tricenter-bgp
+}
+
+# build_probe: the gates' workload (cmd/tricenter-probe) as an image.
+build_probe() {
+  echo "==> building the probe image $PROBE_IMAGE"
+  local rootfs; rootfs=$(mktemp -d "$out/.probe-root.XXXXXX"); chmod 0755 "$rootfs"
+  (cd "$root" && go build -trimpath -ldflags='-s -w' -o "$rootfs/tricenter-probe" ./cmd/tricenter-probe)
+  chmod 0755 "$rootfs/tricenter-probe"
+  oci_image "$rootfs" "$PROBE_IMAGE" /tricenter-probe 65534:65534 "8080/tcp" probe.oci.tar
+  rm -rf "$rootfs"
+}
+
 for p in "${parts[@]}"; do
   case "$p" in
+    agent) build_agent ;;
+    probe) build_probe ;;
     etcd) build_etcd ;;
     kubernetes) build_kubernetes ;;
     pause) build_pause ;;
     coredns) build_coredns ;;
-    *) echo "unknown artifact $p: use etcd, kubernetes, pause or coredns" >&2; exit 2 ;;
+    *) echo "unknown artifact $p: use etcd, kubernetes, pause, coredns, agent or probe" >&2; exit 2 ;;
   esac
 done
 manifest
