@@ -51,7 +51,8 @@ import (
 )
 
 // installerBlocks hold the labs' /22s: 198.18.16.0/20 (ssh, phase, CLI,
-// bench) and 198.18.112.0/20 (the engine).
+// bench) and 198.18.112.0/20 (the engine 112, controlplane 116, etcd drill
+// 120).
 var installerBlocks = []netip.Prefix{netip.MustParsePrefix("198.18.16.0/20"), netip.MustParsePrefix("198.18.112.0/20")}
 
 func inInstallerBlocks(p netip.Prefix) bool {

@@ -26,6 +26,7 @@
 //	508-761    198.18.50.0/24  cmd/tricenter tests
 //	762-1015   198.18.51.0/24  provider tests
 //	1016-1269  198.18.52.0/24  the benchmark (bench/bmc.sh)
+//	1270-1523  198.18.53.0/24  installer/etcd tests (the drill's BMC power)
 package ipmisim
 
 import (
