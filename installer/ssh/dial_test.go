@@ -63,7 +63,7 @@ func TestSharedDialSurvivesCancelledCaller(t *testing.T) {
 	l := sshtest.New(t, sshtest.Options{Block: block, Hosts: 1})
 	ctx := ctxT(t)
 	h := l.Hosts[0]
-	const delay = 800 * time.Millisecond
+	const delay = 1500 * time.Millisecond
 	addr, conns := slowProxy(t, l.Gateway, net.JoinHostPort(h.Addr.String(), "22"), delay)
 	host, port, _ := net.SplitHostPort(addr)
 	pn, _ := strconv.Atoi(port)
@@ -92,7 +92,7 @@ func TestSharedDialSurvivesCancelledCaller(t *testing.T) {
 		c2, err = p.Client(ctx, ep)
 		second <- err
 	}()
-	time.Sleep(50 * time.Millisecond) // let the second caller join the dial
+	time.Sleep(150 * time.Millisecond) // let the second caller join the dial (it cannot be observed from outside)
 	cancelFirst()
 	select {
 	case err := <-firstErr:
