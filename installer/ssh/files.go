@@ -102,6 +102,17 @@ type PutOptions struct {
 	// derived from the digest (so a secret upload is never resumed), the
 	// host answers "same" or "differs" instead of printing the target's
 	// digest, and a mismatch error names no digest.
+	//
+	// Why compare on the host with the digest on stdin, rather than read
+	// the target back or use a keyed HMAC: the host already holds the
+	// content, so what must not happen is the digest being recorded where
+	// others read it (argv in ps and /proc, sudo's auth.log, file names,
+	// logs). The stdin of the root shell and its variables are recorded
+	// nowhere, and the comparison is the shell's [ builtin, so neither
+	// digest becomes a process argument. Reading the target back would
+	// send every unchanged secret over the network again on every run; an
+	// HMAC would need a keyed hash on the host, and openssl dgst -hmac
+	// takes its key in argv.
 	Secret   bool
 	Progress func(n int64)
 }
