@@ -482,9 +482,12 @@ func drill(ctx context.Context, o DrillOptions, cl drillCluster) (*DrillReport, 
 	if restoreErr != nil {
 		errs = append(errs, restoreErr)
 	}
-	if verr != nil {
+	switch {
+	case rep.RestoreAbandoned:
+		// The restore error says it; the report says what was not verified.
+	case verr != nil:
 		errs = append(errs, fmt.Errorf("%w: acknowledged writes not verified: reading them back: %w", ErrDrillFailed, verr))
-	} else if lost > 0 {
+	case lost > 0:
 		errs = append(errs, fmt.Errorf("%w: %d acknowledged writes lost", ErrDrillFailed, lost))
 	}
 	return rep, errors.Join(errs...)
@@ -783,9 +786,11 @@ func (w *writer) start(ctx context.Context) {
 				err := w.kv.Put(cctx, key(w.prefix, s), strconv.Itoa(s))
 				cancel()
 				w.mu.Lock()
-				if err == nil {
+				switch {
+				case err == nil:
 					w.acks[s] = time.Now()
-				} else {
+				case ctx.Err() == nil:
+					// A write cut short by stop is no failure.
 					w.fails++
 				}
 				w.mu.Unlock()
