@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tricenter/terraform-provider-tricenter/bgp/bgplab"
 	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
 )
 
@@ -20,6 +21,9 @@ func startLab(t *testing.T, file string) (*Lab, string, string) {
 	t.Helper()
 	if err := Available(); err != nil {
 		testenv.Need(t, fmt.Errorf("nspawn lab: %w", err))
+	}
+	if err := bgplab.Available(); err != nil {
+		testenv.Need(t, fmt.Errorf("nspawn lab router: %w", err))
 	}
 	cache, err := CacheDir()
 	if err != nil {
