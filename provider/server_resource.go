@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -469,8 +470,14 @@ func parseImportID(id string) (user, host string, port int64, err error) {
 		}
 		host, port = h, int64(n)
 	}
-	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-	if host == "" || strings.ContainsAny(host, " /@") {
+	if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
+		host = host[1 : len(host)-1]
+	}
+	if strings.Contains(host, ":") {
+		if a, perr := netip.ParseAddr(host); perr != nil || !a.Is6() || a.Zone() != "" {
+			return "", "", 0, fmt.Errorf("import ID %q: %q is not an IPv6 address: use [user@]address[:port], e.g. [2001:db8::10]:623", id, host)
+		}
+	} else if !regexpHostName.MatchString(host) {
 		return "", "", 0, fmt.Errorf("import ID %q: use [user@]address[:port], e.g. 198.18.0.10:623", id)
 	}
 	return user, host, port, nil

@@ -428,3 +428,24 @@ resource "tricenter_server" "wo" {
 		},
 	})
 }
+
+// FuzzParseImportID: any input either fails or gives an endpoint that
+// parses back to the same address and port.
+func FuzzParseImportID(f *testing.F) {
+	for _, s := range []string{"198.18.0.10", "admin@198.18.0.10:623", "[2001:db8::1]:6230", "a@b@c", ":623", "[]:1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, id string) {
+		_, host, port, err := parseImportID(id)
+		if err != nil {
+			return
+		}
+		if host == "" || port < 1 || port > 65535 {
+			t.Fatalf("%q gave host %q port %d", id, host, port)
+		}
+		_, h2, p2, err := parseImportID(endpointID(host, port))
+		if err != nil || h2 != host || p2 != port {
+			t.Fatalf("%q: endpoint %q parses to %q %d (%v)", id, endpointID(host, port), h2, p2, err)
+		}
+	})
+}

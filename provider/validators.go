@@ -16,6 +16,8 @@ import (
 var (
 	regexpHTTPURL = regexp.MustCompile(`^https?://[^\s/]+`)
 	regexpEnvName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// regexpHostName is an IPv4 address or a DNS name.
+	regexpHostName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$`)
 )
 
 // cipherSuitesValidators check a cipher suite list at plan time: at least
