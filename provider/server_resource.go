@@ -87,7 +87,7 @@ func (r *serverResource) Schema(ctx context.Context, _ resource.SchemaRequest, r
 			"power state and the next boot device, and every refresh reads the real power state, boot override and FRU " +
 			"(serial, model, manufacturer) from the BMC: a server powered off behind Terraform's back shows up as a diff in " +
 			"the next plan. A BMC that does not answer during refresh gives a warning and the last known state is kept; the " +
-			"resource is never dropped from state for it. Destroying the resource leaves the server as it is unless " +
+			"resource is never dropped from state for it (credentials the BMC rejects are an error: they need fixing). Destroying the resource leaves the server as it is unless " +
 			"`power_off_on_destroy` is true.\n\nThe BMC password never reaches the state: it is read from an environment " +
 			"variable or a file at each use, or given as a write-only argument for apply. " + refreshNote,
 		Attributes: map[string]schema.Attribute{
