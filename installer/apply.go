@@ -158,7 +158,7 @@ func (r *applyRun) component(ctx context.Context, c Component) error {
 func (r *applyRun) etcd(ctx context.Context) error {
 	e := r.e
 	res, err := etcd.Apply(ctx, etcd.Options{Cluster: e.cfg.Cluster, Placement: e.Placement(), Prior: e.prior,
-		PKI: r.etcdPKI, Artifacts: e.EtcdArtifacts(), Logger: e.log, Manager: r.m,
+		PKI: r.etcdPKI, Artifacts: e.Artifacts(), Logger: e.log, Manager: r.m,
 		HealthTimeout: e.cfg.HealthTimeout, Dial: e.Dial})
 	r.res.Etcd = res
 	return err

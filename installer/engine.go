@@ -275,9 +275,9 @@ func (e *Engine) EtcdClient(p *pki.Etcd) (*etcd.Client, error) {
 	return etcd.NewClient(eps, tc, e.log, etcd.WithDialer(e.Dial))
 }
 
-// EtcdArtifacts says where the binaries come from (etcd's and the
+// Artifacts says where the binaries come from (etcd's and the
 // Kubernetes components').
-func (e *Engine) EtcdArtifacts() artifacts.Source {
+func (e *Engine) Artifacts() artifacts.Source {
 	s := artifacts.FromInventory(e.cfg.Cluster.Spec.Kubernetes, e.cfg.Store.ArtifactCache())
 	s.Logger = e.log
 	return s

@@ -123,7 +123,7 @@ func (r *applyRun) kubernetes(ctx context.Context, c Component) error {
 
 func (r *applyRun) controlPlane(ctx context.Context) error {
 	e := r.e
-	bins, err := e.EtcdArtifacts().Resolve(ctx, controlplane.Binaries()...)
+	bins, err := e.Artifacts().Resolve(ctx, controlplane.Binaries()...)
 	if err != nil {
 		return err
 	}
@@ -148,7 +148,7 @@ func (r *applyRun) nodes(ctx context.Context) error {
 	if len(names) == 0 {
 		return nil
 	}
-	bins, err := e.EtcdArtifacts().Resolve(ctx, "kubelet", "kube-proxy", node.ImagePause, node.ImageCoreDNS, ImageProbe)
+	bins, err := e.Artifacts().Resolve(ctx, "kubelet", "kube-proxy", node.ImagePause, node.ImageCoreDNS, ImageProbe)
 	if err != nil {
 		return err
 	}
