@@ -118,6 +118,10 @@ func runDrill(ctx context.Context, g *globals, f *engineFlags, d *drillFlags, po
 	if err != nil {
 		return err
 	}
+	if kind == "ssh" {
+		e.log.Warn("Power ssh only stops etcd on the center's members: the servers stay up, so this is not a power cut",
+			"center", d.center)
+	}
 	m := e.manager(false, nil)
 	defer m.Close()
 	pw, err := powerFor(kind, e, m)

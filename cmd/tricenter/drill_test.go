@@ -329,6 +329,9 @@ func TestDrillCommand(t *testing.T) {
 		if len(kinds) != 1 || kinds[0] != "ssh" {
 			t.Errorf("power chosen %v, want ssh (dc3-s01 has no BMC)", kinds)
 		}
+		if !strings.Contains(errOut, "not a power cut") {
+			t.Errorf("choosing ssh did not warn that it is no power cut:\n%s", errOut)
+		}
 		var rep map[string]any
 		if err := json.Unmarshal([]byte(out), &rep); err != nil {
 			t.Fatalf("output is not JSON: %v\n%s", err, out)
