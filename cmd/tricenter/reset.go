@@ -2,71 +2,60 @@ package main
 
 import (
 	"fmt"
-	"sort"
 
 	"github.com/spf13/cobra"
 
-	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
-	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
-	"github.com/tricenter/terraform-provider-tricenter/inventory"
+	"github.com/tricenter/terraform-provider-tricenter/installer"
 )
 
 func newResetCmd(g *globals) *cobra.Command {
 	var f engineFlags
-	var only string
+	var only, servers []string
 	var yes bool
 	cmd := &cobra.Command{
-		Use:   "reset -f FILE --only etcd",
-		Short: "Remove what apply installed from the hosts (etcd so far): destroys the data",
-		Args:  cobra.NoArgs,
+		Use:   "reset -f FILE [--only COMPONENT,...] [--servers NAME,...]",
+		Short: "Remove what apply installed from the hosts: destroys the cluster's data",
+		Long: `reset tears down what apply built, in a safe order: node agents, the API VIP
+and the control plane, the BGP agents, and etcd last (its data is destroyed).
+
+With --servers it removes those workers only: each Node is drained (pod
+disruption budgets respected) and deleted through the API, then kubelet,
+kube-proxy and the BGP agent stop (the routers withdraw the node's pod CIDR)
+and their files go. Take the servers out of the inventory afterwards. A
+server that holds etcd or the control plane is refused: change its roles
+and apply first.
+
+It prints what it would remove and asks for confirmation (or takes --yes).`,
+		Example: `  tricenter reset -f cluster.yaml
+  tricenter reset -f cluster.yaml --servers dc1-r02-w03 --yes
+  tricenter reset -f cluster.yaml --only etcd`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if only != "etcd" {
-				return fmt.Errorf("--only %q: only etcd can be reset by this version: pass --only etcd", only)
-			}
-			e, err := loadEtcdEnv(g, &f, true)
+			e, _, err := loadEngine(g, &f)
 			if err != nil {
 				return err
 			}
-			// Every server that is, was or could be a member.
-			names := map[string]bool{}
-			for _, m := range e.placement.Etcd.Members {
-				names[m.Name] = true
-			}
-			if e.prior != nil {
-				for _, n := range e.prior.EtcdMembers {
-					if _, ok := e.cluster.Host(n); ok {
-						names[n] = true
-					}
-				}
-			}
-			for _, h := range e.cluster.Hosts() {
-				if h.HasRole(inventory.RoleEtcd) {
-					names[h.Name] = true
-				}
-			}
-			servers := make([]string, 0, len(names))
-			for n := range names {
-				servers = append(servers, n)
-			}
-			sort.Strings(servers)
-			dry := e.manager(true, nil)
-			err = etcd.Reset(cmd.Context(), dry, servers)
-			changes := dry.Changes()
-			dry.Close()
+			defer e.Close()
+			o := installer.Options{Only: only, Servers: servers}
+			plan, err := e.PlanReset(cmd.Context(), o)
 			if err != nil {
 				return err
 			}
-			if len(changes) == 0 {
-				fmt.Fprintln(g.stdout, "Nothing to reset: no etcd files on any server")
-				return e.state.RecordEtcd(nil)
+			if len(plan.Changes) == 0 && len(servers) == 0 {
+				fmt.Fprintln(g.stdout, "Nothing to reset: no tricenter files on any server")
+				_, err := e.Reset(cmd.Context(), o)
+				return err
 			}
-			for _, h := range phase.HostNames(changes) {
-				for _, c := range changes[h] {
+			for _, h := range plan.Hosts() {
+				for _, c := range plan.Changes[h] {
 					fmt.Fprintf(g.stdout, "  %s: %s\n", h, c)
 				}
 			}
+			for _, s := range servers {
+				fmt.Fprintf(g.stdout, "  drain and delete Node %s\n", s)
+			}
 			if !yes {
-				ok, err := confirm(g.stdout, cmd.InOrStdin(), "Destroy etcd and its data on these servers?")
+				ok, err := confirm(g.stdout, cmd.InOrStdin(), "Remove these components (their data is destroyed)?")
 				if err != nil {
 					return err
 				}
@@ -74,20 +63,17 @@ func newResetCmd(g *globals) *cobra.Command {
 					return &exitError{code: 1, err: fmt.Errorf("not reset")}
 				}
 			}
-			m := e.manager(false, g.stderr)
-			defer m.Close()
-			if err := etcd.Reset(cmd.Context(), m, servers); err != nil {
+			res, err := e.Reset(cmd.Context(), o)
+			if err != nil {
 				return err
 			}
-			if err := e.state.RecordEtcd(nil); err != nil {
-				return err
-			}
-			fmt.Fprintf(g.stdout, "etcd removed from %d servers\n", len(changes))
+			fmt.Fprintf(g.stdout, "reset %s on %d servers\n", joinComps(res.Components), len(res.Changes))
 			return nil
 		},
 	}
 	addEngineFlags(cmd, &f)
-	cmd.Flags().StringVar(&only, "only", "", "component to reset: etcd")
+	cmd.Flags().StringSliceVar(&only, "only", nil, "components to remove: etcd, bgp, control-plane, nodes (default: all)")
+	cmd.Flags().StringSliceVar(&servers, "servers", nil, "remove only these workers (drained and deleted first)")
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "reset without asking for confirmation")
 	return cmd
 }

@@ -46,7 +46,7 @@ Start with an inventory file (see examples/inventory/), then:
 		newPlanCmd(g),
 		newBGPCmd(g),
 		newBMCCmd(g),
-		newApplyCmd(g), newEtcdCmd(g), newDrillCmd(g), newResetCmd(g),
+		newApplyCmd(g), newStatusCmd(g), newKubeconfigCmd(g), newEtcdCmd(g), newDrillCmd(g), newResetCmd(g),
 		newSSHCheckCmd(g), newExecCmd(g),
 	)
 	return root

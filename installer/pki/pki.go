@@ -72,6 +72,9 @@ type Request struct {
 	DNSNames     []string
 	IPs          []net.IP
 	Usage        Usage
+	// Validity is how long the certificate is valid (default
+	// LeafValidity; never past the CA's expiry).
+	Validity time.Duration
 }
 
 func (r Request) normalized() Request {
@@ -199,6 +202,10 @@ func Issue(ca *KeyPair, req Request, now time.Time) (*KeyPair, error) {
 		return nil, fmt.Errorf("certificate request %s has no usage (server, client or both)", req.CommonName)
 	}
 	req = req.normalized()
+	validity := req.Validity
+	if validity <= 0 {
+		validity = LeafValidity
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -207,7 +214,7 @@ func Issue(ca *KeyPair, req Request, now time.Time) (*KeyPair, error) {
 		SerialNumber:   serial(),
 		Subject:        pkix.Name{CommonName: req.CommonName, Organization: req.Organization},
 		NotBefore:      now.Add(-time.Hour),
-		NotAfter:       now.Add(LeafValidity),
+		NotAfter:       now.Add(validity),
 		KeyUsage:       x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage:    extUsages(req.Usage),
 		DNSNames:       req.DNSNames,

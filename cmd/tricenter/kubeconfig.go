@@ -1,0 +1,63 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+func sortStrings(s []string) { sort.Strings(s) }
+
+func newKubeconfigCmd(g *globals) *cobra.Command {
+	var f engineFlags
+	var out, user, server string
+	var groups []string
+	var ttl time.Duration
+	cmd := &cobra.Command{
+		Use:   "kubeconfig -f FILE [-o PATH] [--user NAME --group G --ttl 8h]",
+		Short: "Write the admin kubeconfig (0600), or a short-lived one for a user",
+		Long: `kubeconfig writes a kubeconfig for the cluster's API VIP, atomically and
+mode 0600 (it holds a private key), to -o PATH or to stdout.
+
+Without --user it is the admin kubeconfig (group system:masters) kept in the
+state directory's PKI. With --user it is a new client certificate for that
+user and --group(s), valid for --ttl and stored nowhere: RBAC decides what
+it may do.`,
+		Example: `  tricenter kubeconfig -f cluster.yaml -o admin.conf
+  tricenter kubeconfig -f cluster.yaml --user alice --group platform --ttl 8h -o alice.conf`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			e, _, err := loadEngine(g, &f)
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			if _, err := e.EtcdPKI(false); err != nil {
+				return fmt.Errorf("%w (run tricenter apply first)", err)
+			}
+			var data []byte
+			if user == "" {
+				data, err = e.AdminKubeconfig(server)
+			} else {
+				var until time.Time
+				data, until, err = e.UserKubeconfig(user, groups, ttl)
+				if err == nil {
+					fmt.Fprintf(g.stderr, "certificate for %s valid until %s\n", user, until.UTC().Format(time.RFC3339))
+				}
+			}
+			if err != nil {
+				return err
+			}
+			return writeOut(g, out, data, 0o600)
+		},
+	}
+	addEngineFlags(cmd, &f)
+	cmd.Flags().StringVarP(&out, "output-file", "o", "", "write to PATH (0600) instead of stdout")
+	cmd.Flags().StringVar(&user, "user", "", "issue a short-lived certificate for this user instead of the admin's")
+	cmd.Flags().StringSliceVar(&groups, "group", nil, "groups of --user (repeatable)")
+	cmd.Flags().DurationVar(&ttl, "ttl", 8*time.Hour, "validity of the --user certificate")
+	cmd.Flags().StringVar(&server, "server", "", "API URL in the admin kubeconfig (default: the API VIP)")
+	return cmd
+}

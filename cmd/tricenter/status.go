@@ -1,0 +1,113 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tricenter/terraform-provider-tricenter/installer"
+)
+
+func newStatusCmd(g *globals) *cobra.Command {
+	var f engineFlags
+	var output string
+	cmd := &cobra.Command{
+		Use:   "status -f FILE",
+		Short: "Show the cluster as observed: etcd per center, the API, nodes per center and rack, BGP",
+		Long: `status asks the cluster, not the inventory: every etcd member (health, leader,
+members per center), /readyz through every control-plane server and through
+the API VIP, every server's Node (registered, Ready, version, pod CIDR) by
+center and rack, and every BGP agent's sessions. It exits 1 when anything is
+not as planned, listing why.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			e, _, err := loadEngine(g, &f)
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			st, err := e.Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				if err := writeJSON(g, st); err != nil {
+					return err
+				}
+			} else {
+				printStatus(g.stdout, st)
+			}
+			if !st.OK() {
+				return &exitError{code: 1, err: fmt.Errorf("%d problems", len(st.Problems))}
+			}
+			return nil
+		},
+	}
+	addEngineFlags(cmd, &f)
+	addOutputFlag(cmd, &output)
+	return cmd
+}
+
+func printStatus(w io.Writer, st *installer.Status) {
+	fmt.Fprintf(w, "cluster %s\n", st.Cluster)
+	if h := st.Etcd; h != nil {
+		fmt.Fprintf(w, "etcd: leader %s, members per center %v\n", leaderName(h), h.PerCenter)
+	}
+	fmt.Fprintln(w, "API:")
+	for _, a := range st.API {
+		state := "ready"
+		if !a.Ready {
+			state = "NOT READY"
+		}
+		fmt.Fprintf(w, "  %-16s %-34s %s\n", a.Name, a.URL, state)
+	}
+	fmt.Fprintln(w, "nodes:")
+	fmt.Fprintf(w, "  %-8s %-12s %-16s %-9s %-10s %s\n", "CENTER", "RACK", "NAME", "STATUS", "VERSION", "POD CIDR")
+	for _, n := range st.Nodes {
+		s := "Ready"
+		switch {
+		case !n.Registered:
+			s = "absent"
+		case !n.Ready:
+			s = "NotReady"
+		}
+		fmt.Fprintf(w, "  %-8s %-12s %-16s %-9s %-10s %s\n", n.Center, n.Rack, n.Name, s, n.Version, n.PodCIDR)
+	}
+	if len(st.BGP) > 0 {
+		fmt.Fprintln(w, "BGP:")
+		for _, n := range sortedBGP(st) {
+			b := st.BGP[n]
+			up := 0
+			for _, s := range b.Sessions {
+				if s.Established() {
+					up++
+				}
+			}
+			var pfx []string
+			for _, a := range b.Announced {
+				pfx = append(pfx, a.Prefix)
+			}
+			fmt.Fprintf(w, "  %-16s %d/%d sessions Established, announcing %s\n", n, up, len(b.Sessions), strings.Join(pfx, " "))
+		}
+	}
+	if len(st.Problems) > 0 {
+		fmt.Fprintln(w, "problems:")
+		for _, p := range st.Problems {
+			fmt.Fprintln(w, "  -", p)
+		}
+	}
+}
+
+func sortedBGP(st *installer.Status) []string {
+	out := make([]string, 0, len(st.BGP))
+	for k := range st.BGP {
+		out = append(out, k)
+	}
+	sortStrings(out)
+	return out
+}

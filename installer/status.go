@@ -1,0 +1,181 @@
+package installer
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"sort"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/tricenter/terraform-provider-tricenter/bgp"
+	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
+	"github.com/tricenter/terraform-provider-tricenter/installer/kubeconfig"
+	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
+)
+
+// Status is the cluster as observed: nothing in it is assumed from the
+// inventory or the last apply.
+type Status struct {
+	Cluster string `json:"cluster"`
+	// Etcd is the health of every planned member (nil: not reachable,
+	// see Problems).
+	Etcd *etcd.ClusterHealth `json:"etcd,omitempty"`
+	// API is /readyz of every control-plane server and of the API VIP.
+	API []APIStatus `json:"api"`
+	// Nodes are the inventory's servers as Kubernetes sees them.
+	Nodes []NodeStatus `json:"nodes"`
+	// BGP is every agent's sessions and announcements, by server.
+	BGP map[string]*bgp.Status `json:"bgp,omitempty"`
+	// Problems lists what is not as planned, or could not be checked.
+	Problems []string `json:"problems,omitempty"`
+}
+
+// OK reports whether everything observed is as planned.
+func (s *Status) OK() bool { return len(s.Problems) == 0 }
+
+// APIStatus is one API endpoint's readiness.
+type APIStatus struct {
+	Name   string `json:"name"`
+	URL    string `json:"url"`
+	Ready  bool   `json:"ready"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// NodeStatus is one server's Node.
+type NodeStatus struct {
+	Name       string `json:"name"`
+	Center     string `json:"center"`
+	Rack       string `json:"rack"`
+	Registered bool   `json:"registered"`
+	Ready      bool   `json:"ready"`
+	Version    string `json:"version,omitempty"`
+	PodCIDR    string `json:"podCIDR,omitempty"`
+}
+
+// Status observes etcd (per member and center), the API through every
+// control-plane server and the VIP, the Nodes and the BGP agents. It does
+// not fail when parts are unreachable: those become Problems.
+func (e *Engine) Status(ctx context.Context) (*Status, error) {
+	st := &Status{Cluster: e.cfg.Cluster.Metadata.Name, BGP: map[string]*bgp.Status{}}
+	p, err := e.EtcdPKI(false)
+	if err != nil {
+		return nil, err
+	}
+	if cli, err := e.EtcdClient(p); err != nil {
+		st.Problems = append(st.Problems, "etcd: "+err.Error())
+	} else {
+		hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		st.Etcd = cli.Health(hctx, e.Placement().Etcd.Members)
+		cancel()
+		_ = cli.Close()
+		for _, pr := range st.Etcd.Problems {
+			st.Problems = append(st.Problems, "etcd: "+pr)
+		}
+	}
+	var urls []APIStatus
+	for _, m := range e.Placement().ControlPlane {
+		urls = append(urls, APIStatus{Name: m.Name, URL: "https://" + net.JoinHostPort(m.Address, fmt.Sprint(APIPort))})
+	}
+	if vip := e.IPs().APIVIP; vip.IsValid() {
+		urls = append(urls, APIStatus{Name: "API VIP", URL: e.APIServerURL()})
+	}
+	for _, a := range urls {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		d, err := e.readyz(rctx, a.URL)
+		cancel()
+		a.Ready, a.Detail = err == nil, d
+		if err != nil {
+			a.Detail = err.Error()
+			st.Problems = append(st.Problems, fmt.Sprintf("API %s: %v", a.Name, err))
+		}
+		st.API = append(st.API, a)
+	}
+	e.nodeStatus(ctx, st)
+	m := e.Manager(true)
+	defer m.Close()
+	if hosts, err := m.Hosts(inventory.Selector{}); err == nil {
+		sts, errs := BGPStatuses(ctx, m, hosts)
+		st.BGP = sts
+		for _, n := range sortedKeysErr(errs) {
+			st.Problems = append(st.Problems, fmt.Sprintf("BGP agent on %s: %v", n, errs[n]))
+		}
+		for _, n := range sortedKeysStatus(sts) {
+			for _, s := range sts[n].Sessions {
+				if !s.Established() {
+					st.Problems = append(st.Problems, fmt.Sprintf("BGP %s: session %s (%s) %s", n, s.Name, s.Address, s.State))
+				}
+			}
+		}
+	}
+	return st, nil
+}
+
+func sortedKeysStatus(m map[string]*bgp.Status) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (e *Engine) nodeStatus(ctx context.Context, st *Status) {
+	cs, err := e.Clientset()
+	if err != nil {
+		st.Problems = append(st.Problems, "nodes: "+err.Error())
+		return
+	}
+	lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	list, err := cs.CoreV1().Nodes().List(lctx, metav1.ListOptions{})
+	if err != nil {
+		st.Problems = append(st.Problems, "nodes: "+err.Error())
+		return
+	}
+	byName := map[string]int{}
+	for i, n := range list.Items {
+		byName[n.Name] = i
+	}
+	for _, h := range e.cfg.Cluster.Hosts() {
+		ns := NodeStatus{Name: h.Name, Center: h.Center.Name, Rack: h.Rack.Name}
+		if cidr, ok := e.IPs().PodCIDR(h.Name); ok {
+			ns.PodCIDR = cidr.String()
+		}
+		if i, ok := byName[h.Name]; ok {
+			n := &list.Items[i]
+			ns.Registered, ns.Ready, ns.Version = true, nodeReady(n), n.Status.NodeInfo.KubeletVersion
+		}
+		st.Nodes = append(st.Nodes, ns)
+	}
+	st.Problems = append(st.Problems, NodeProblems(e.cfg.Cluster, hostNames(e.cfg.Cluster.Hosts()), list.Items)...)
+}
+
+// UserKubeconfig issues a short-lived client certificate for user (with
+// groups) signed by the cluster CA, and returns a kubeconfig with it for
+// the API VIP. The certificate is not stored; RBAC decides what the user
+// may do.
+func (e *Engine) UserKubeconfig(user string, groups []string, ttl time.Duration) ([]byte, time.Time, error) {
+	if user == "" {
+		return nil, time.Time{}, fmt.Errorf("no user name")
+	}
+	if ttl <= 0 || ttl > pki.LeafValidity {
+		return nil, time.Time{}, fmt.Errorf("--ttl %v: use a duration between 1m and %v", ttl, pki.LeafValidity)
+	}
+	ca, err := e.kubernetesCA()
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	kp, err := pki.Issue(ca, pki.Request{CommonName: user, Organization: groups, Usage: pki.Client, Validity: ttl}, e.cfg.Clock())
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("issuing a certificate for %s: %w", user, err)
+	}
+	b, err := kubeconfig.Render(kubeconfig.Config{Cluster: e.cfg.Cluster.Metadata.Name, User: user, Server: e.APIServerURL(),
+		CA: ca.CertPEM, CertPEM: kp.CertPEM, KeyPEM: kp.KeyPEM})
+	return b, expiry(kp.Cert), err
+}
+
+func expiry(c *x509.Certificate) time.Time { return c.NotAfter }
