@@ -1,0 +1,375 @@
+package acceptance
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tricenter/terraform-provider-tricenter/acceptance/nspawn"
+	"github.com/tricenter/terraform-provider-tricenter/installer"
+	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
+	"github.com/tricenter/terraform-provider-tricenter/installer/state"
+	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
+)
+
+// kubeLab is the nspawn lab of examples/inventory/nspawn-lab.yaml with
+// FRR routing pod CIDRs and the API VIP, and the engine pointed at it.
+type kubeLab struct {
+	lab      *nspawn.Lab
+	dir      string
+	arts     string
+	inv      []byte // the inventory with run-time paths
+	stateDir string
+	log      *slog.Logger
+}
+
+// newWorker is left out of the first apply and added later.
+const newWorker = "dc2-r01-w01"
+
+func startKubeLab(t *testing.T) *kubeLab {
+	t.Helper()
+	if err := nspawn.Available(); err != nil {
+		testenv.Need(t, fmt.Errorf("nspawn lab: %w", err))
+	}
+	root := repoRoot(t)
+	cache := filepath.Join(root, ".cache")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	k := &kubeLab{dir: t.TempDir(), arts: filepath.Join(cache, "artifacts"),
+		log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	k.stateDir = filepath.Join(k.dir, "state")
+	start := time.Now()
+	build := exec.CommandContext(ctx, filepath.Join(root, "hack/artifacts/build.sh"))
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("make artifacts: %v\n%s", err, out)
+	}
+	t.Logf("artifacts ready in %v", time.Since(start).Round(time.Millisecond))
+	b, err := os.ReadFile(filepath.Join(root, "examples/inventory/nspawn-lab.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.NewReplacer(".cache/nspawn-lab/id_ed25519", filepath.Join(k.dir, "id_ed25519"),
+		".cache/nspawn-lab/known_hosts", filepath.Join(k.dir, "known_hosts"),
+		"artifactDir: .cache/artifacts", "artifactDir: "+k.arts).Replace(string(b))
+	k.inv = []byte(s)
+	c, err := nspawn.ParseInventory(k.inv, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Spec.Kubernetes.NodeProfile != inventory.NodeProfileNspawn {
+		t.Fatalf("examples/inventory/nspawn-lab.yaml: spec.kubernetes.nodeProfile is %q, want nspawn", c.Spec.Kubernetes.NodeProfile)
+	}
+	rootfs, err := nspawn.EnsureRootfs(ctx, cache, k.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	k.lab, err = nspawn.Up(ctx, nspawn.Config{Cluster: c, Rootfs: rootfs, Logger: k.log,
+		Dir: filepath.Join(cache, "nspawn", "machines", "kube-"+filepath.Base(k.dir))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := k.lab.Close(); err != nil {
+			t.Errorf("closing the lab: %v", err)
+		}
+	})
+	t.Logf("lab: %d machines up in %v", len(k.lab.Machines()), time.Since(start).Round(time.Millisecond))
+	// This process is the operator's workstation: the API VIP, services
+	// and pods are reached through the lab's router, as in a datacenter.
+	n := c.Spec.Network
+	var routes []netip.Prefix
+	for _, s := range []string{n.ServiceCIDR, n.PodCIDR, n.APIVIP + "/32"} {
+		routes = append(routes, netip.MustParsePrefix(s))
+	}
+	if err := k.lab.RouteFromHost(ctx, routes...); err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// cluster is the lab inventory without the servers in drop.
+func (k *kubeLab) cluster(t *testing.T, drop ...string) *inventory.Cluster {
+	t.Helper()
+	c, lines, err := inventory.Parse(k.inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range c.Spec.Racks {
+		r := &c.Spec.Racks[i]
+		r.Servers = slices.DeleteFunc(r.Servers, func(s inventory.Server) bool { return slices.Contains(drop, s.Name) })
+	}
+	if err := c.Validate(lines).Err(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (k *kubeLab) engine(t *testing.T, c *inventory.Cluster) *installer.Engine {
+	t.Helper()
+	st, err := state.Open(k.stateDir, c.Metadata.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := installer.New(installer.Config{Cluster: c, Store: st, Logger: k.log,
+		AgentBinary: filepath.Join(k.arts, "tricenter-bgp")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	return e
+}
+
+func failedGates(r *installer.Result) []string {
+	var out []string
+	for _, g := range r.Gates {
+		if !g.OK {
+			out = append(out, g.Name+": "+g.Detail)
+		}
+	}
+	return out
+}
+
+// TestKubernetes applies the whole cluster on the lab from scratch and
+// checks every gate, kubectl's view, a no-op re-apply, adding and removing
+// a worker (touching only it), and reset.
+func TestKubernetes(t *testing.T) {
+	k := startKubeLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	timings := map[string]time.Duration{}
+	step := func(name string, f func()) {
+		start := time.Now()
+		f()
+		timings[name] = time.Since(start)
+		t.Logf("%s: %v", name, timings[name].Round(time.Millisecond))
+	}
+
+	e := k.engine(t, k.cluster(t, newWorker))
+	step("cold apply", func() {
+		res, err := e.Apply(ctx, installer.Options{})
+		if err != nil {
+			t.Fatalf("apply: %v\ngates failed: %v", err, failedGates(res))
+		}
+		if len(res.Gates) < 6 || len(failedGates(res)) > 0 {
+			t.Fatalf("gates: %+v", res.Gates)
+		}
+		for _, g := range res.Gates {
+			t.Logf("gate %s: %s (%v)", g.Name, g.Detail, g.Took.Round(time.Millisecond))
+		}
+	})
+	kubeconfig := filepath.Join(k.dir, "admin.conf")
+	kc, err := e.AdminKubeconfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	checkKubectlNodes(t, ctx, k, kubeconfig, e.Cluster(), newWorker)
+	checkRouterRoutes(t, k, e)
+
+	step("no-op re-apply", func() {
+		res, err := e.Apply(ctx, installer.Options{})
+		if err != nil {
+			t.Fatalf("re-apply: %v", err)
+		}
+		if !res.Converged() {
+			t.Fatalf("re-apply changed things: hosts %v, API %v", res.Changes, res.APIChanges)
+		}
+	})
+
+	full := k.engine(t, k.cluster(t))
+	step("add one worker", func() {
+		res, err := full.Apply(ctx, installer.Options{})
+		if err != nil {
+			t.Fatalf("apply with %s: %v", newWorker, err)
+		}
+		for h, ch := range res.Changes {
+			if h != newWorker {
+				t.Errorf("adding %s touched %s: %v", newWorker, h, ch)
+			}
+		}
+		if len(res.Changes[newWorker]) == 0 {
+			t.Errorf("adding %s changed nothing on it", newWorker)
+		}
+	})
+	checkKubectlNodes(t, ctx, k, kubeconfig, full.Cluster())
+
+	step("remove the worker", func() {
+		res, err := full.Reset(ctx, installer.Options{Servers: []string{newWorker}})
+		if err != nil {
+			t.Fatalf("removing %s: %v", newWorker, err)
+		}
+		for h := range res.Changes {
+			if h != newWorker {
+				t.Errorf("removing %s touched %s", newWorker, h)
+			}
+		}
+		cidr, _ := full.IPs().PodCIDR(newWorker)
+		if err := pollUntil(ctx, 30*time.Second, func() error {
+			routes, err := k.lab.BGPRoutes()
+			if err != nil {
+				return err
+			}
+			if _, ok := routes[cidr.String()]; ok {
+				return fmt.Errorf("the router still has %s", cidr)
+			}
+			return nil
+		}); err != nil {
+			t.Errorf("route of the removed worker: %v", err)
+		}
+	})
+	e = k.engine(t, k.cluster(t, newWorker))
+
+	for _, center := range []string{"dc3", "dc1", "dc2"} {
+		step("drill "+center, func() { drillCenter(t, ctx, k, e, center) })
+	}
+
+	step("reset", func() {
+		if _, err := e.Reset(ctx, installer.Options{}); err != nil {
+			t.Fatalf("reset: %v", err)
+		}
+		plan, err := e.PlanReset(ctx, installer.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(plan.Changes) != 0 {
+			t.Fatalf("after reset the hosts still hold: %v", plan.Changes)
+		}
+	})
+	var names []string
+	for n := range timings {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		t.Logf("timing %-20s %v", n, timings[n].Round(time.Millisecond))
+	}
+}
+
+func pollUntil(ctx context.Context, limit time.Duration, f func() error) error {
+	deadline := time.Now().Add(limit)
+	for {
+		err := f()
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// checkKubectlNodes runs the real kubectl with the admin kubeconfig.
+func checkKubectlNodes(t *testing.T, ctx context.Context, k *kubeLab, kubeconfig string, c *inventory.Cluster, absent ...string) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, filepath.Join(k.arts, "kubectl"), "--kubeconfig", kubeconfig, "get", "nodes",
+		"--no-headers", "-L", "topology.kubernetes.io/zone,tricenter.io/rack")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl get nodes: %v\n%s", err, out)
+	}
+	t.Logf("kubectl get nodes:\n%s", out)
+	rows := map[string][]string{}
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 7 {
+			rows[f[0]] = f
+		}
+	}
+	for _, h := range c.Hosts() {
+		f, ok := rows[h.Name]
+		if !ok {
+			t.Errorf("kubectl does not list %s", h.Name)
+			continue
+		}
+		if f[1] != "Ready" && !strings.HasPrefix(f[1], "Ready,") {
+			t.Errorf("%s is %s", h.Name, f[1])
+		}
+		if f[len(f)-2] != h.Center.Name || f[len(f)-1] != h.Rack.Name {
+			t.Errorf("%s: zone/rack %s/%s, want %s/%s", h.Name, f[len(f)-2], f[len(f)-1], h.Center.Name, h.Rack.Name)
+		}
+	}
+	for _, a := range absent {
+		if _, ok := rows[a]; ok {
+			t.Errorf("kubectl lists %s, which is not in the inventory", a)
+		}
+	}
+}
+
+// checkRouterRoutes: the lab's FRR learnt every pod CIDR and the API VIP
+// by BGP.
+func checkRouterRoutes(t *testing.T, k *kubeLab, e *installer.Engine) {
+	t.Helper()
+	routes, err := k.lab.BGPRoutes()
+	if err != nil {
+		t.Fatalf("router BGP table: %v", err)
+	}
+	want := []string{netip.PrefixFrom(e.IPs().APIVIP, 32).String()}
+	for _, h := range e.Cluster().Hosts() {
+		p, _ := e.IPs().PodCIDR(h.Name)
+		want = append(want, p.String())
+	}
+	for _, w := range want {
+		if _, ok := routes[w]; !ok {
+			t.Errorf("the router has no BGP route to %s (has %d routes)", w, len(routes))
+		}
+	}
+}
+
+// drillCenter powers off every server of one center (a real cut) while
+// etcd takes writes and the API is asked through the VIP.
+func drillCenter(t *testing.T, ctx context.Context, k *kubeLab, e *installer.Engine, center string) {
+	t.Helper()
+	p, err := e.EtcdPKI(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := e.EtcdClient(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	probes, err := e.DrillProbes(center)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := etcd.Drill(ctx, etcd.DrillOptions{Cluster: e.Cluster(), Placement: e.Placement(), Center: center,
+		Client: cli, Power: labPower{k.lab}, Logger: k.log, Hold: 5 * time.Second, Probes: probes})
+	if err != nil {
+		t.Fatalf("drill %s: %v", center, err)
+	}
+	t.Logf("drill %s: %+v", center, rep)
+	if len(rep.Probes) != len(probes) {
+		t.Fatalf("drill %s: %d probe reports for %d probes", center, len(rep.Probes), len(probes))
+	}
+	// A dead server sends nothing: the routers drop its VIP route when the
+	// BGP hold timer expires, so the VIP may be dark for up to that long.
+	hold := time.Duration(e.Cluster().Spec.Network.BGP.HoldSeconds) * time.Second
+	for _, pr := range rep.Probes {
+		t.Logf("drill %s: probe %q: %d attempts, %d failed, longest gap %v (last error: %s)",
+			center, pr.Name, pr.Attempts, pr.Failures, pr.MaxGap.Round(time.Millisecond), pr.LastError)
+		if pr.Attempts == 0 {
+			t.Errorf("drill %s: probe %s never ran", center, pr.Name)
+		}
+		switch {
+		case strings.Contains(pr.Name, "VIP"):
+			if pr.MaxGap > hold+6*time.Second {
+				t.Errorf("drill %s: the API VIP was dark for %v (BGP hold time %v)", center, pr.MaxGap, hold)
+			}
+		case pr.Failures > 0:
+			t.Errorf("drill %s: probe %s failed %d of %d times (last: %s)", center, pr.Name, pr.Failures, pr.Attempts, pr.LastError)
+		}
+	}
+	if rep.Lost != 0 || !rep.Verified {
+		t.Errorf("drill %s: lost %d acknowledged writes (verified %v: %s)", center, rep.Lost, rep.Verified, rep.NotVerified)
+	}
+}

@@ -1,0 +1,99 @@
+package installer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
+)
+
+// DrillProbes are the Kubernetes checks of a center-loss drill, run while
+// the center is down: the API answers /readyz through the VIP (the routers
+// move it to a surviving center once the lost servers' BGP sessions time
+// out), and every Node outside the lost center stays Ready (asked through a
+// surviving control-plane server, so the check does not depend on the VIP).
+// Without a control plane in the placement there is nothing to probe.
+func (e *Engine) DrillProbes(center string) ([]etcd.Probe, error) {
+	if e.cfg.Cluster.Center(center) == nil {
+		return nil, fmt.Errorf("center %q is not in the inventory", center)
+	}
+	var survivor string
+	for _, m := range e.Placement().ControlPlane {
+		if m.Center != center {
+			survivor = m.Address
+			break
+		}
+	}
+	if survivor == "" {
+		return nil, nil
+	}
+	var probes []etcd.Probe
+	if e.IPs().APIVIP.IsValid() {
+		probes = append(probes, &readyzProbe{e: e, url: e.APIServerURL()})
+	}
+	rc, err := e.restConfig("https://" + net.JoinHostPort(survivor, fmt.Sprint(APIPort)))
+	if err != nil {
+		return nil, err
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	var watch []string
+	for _, h := range e.cfg.Cluster.Hosts() {
+		if h.Center.Name != center {
+			watch = append(watch, h.Name)
+		}
+	}
+	probes = append(probes, &nodesProbe{cs: cs, names: watch, via: survivor})
+	return probes, nil
+}
+
+type readyzProbe struct {
+	e   *Engine
+	url string
+}
+
+func (p *readyzProbe) Name() string { return "API /readyz through the VIP" }
+
+func (p *readyzProbe) Check(ctx context.Context) error {
+	_, err := p.e.readyz(ctx, p.url)
+	return err
+}
+
+type nodesProbe struct {
+	cs    kubernetes.Interface
+	names []string
+	via   string
+}
+
+func (p *nodesProbe) Name() string {
+	return fmt.Sprintf("nodes of the surviving centers Ready (asked through %s)", p.via)
+}
+
+func (p *nodesProbe) Check(ctx context.Context) error {
+	list, err := p.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	ready := map[string]bool{}
+	for i := range list.Items {
+		ready[list.Items[i].Name] = nodeReady(&list.Items[i])
+	}
+	var bad []string
+	for _, n := range p.names {
+		if !ready[n] {
+			bad = append(bad, n)
+		}
+	}
+	if len(bad) > 0 {
+		return errors.New("not Ready: " + strings.Join(bad, ", "))
+	}
+	return nil
+}
