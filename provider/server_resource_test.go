@@ -238,8 +238,11 @@ func TestAccServerResource(t *testing.T) {
 					simPower(b, true),
 					func(*terraform.State) error {
 						dev, err := b.BootDevice()
-						if err != nil || dev != "pxe" {
-							return fmt.Errorf("ipmi_sim boot device = %q (%v), want pxe", dev, err)
+						if err != nil {
+							return err
+						}
+						if dev != "pxe" {
+							return fmt.Errorf("ipmi_sim boot device = %q, want pxe", dev)
 						}
 						return nil
 					},
