@@ -36,10 +36,12 @@ const fakeSystemctl = `#!/bin/sh
 d=/srv/fake-systemd; mkdir -p $d
 echo "$*" >> $d/calls
 cmd=$1; shift
+q=; [ "$1" = -q ] && { q=1; shift; }
 case "$cmd" in
-is-active) rc=0; for u; do if [ -e "$d/$u.active" ]; then echo active; else echo inactive; rc=3; fi; done; exit $rc;;
-is-enabled) rc=0; for u; do if [ -e "$d/$u.enabled" ]; then echo enabled; else echo disabled; rc=1; fi; done; exit $rc;;
-daemon-reload) exit 0;;
+is-active) rc=0; for u; do if [ -e "$d/$u.active" ]; then s=active; else s=inactive; rc=3; fi; [ -n "$q" ] || echo $s; done; exit $rc;;
+is-enabled) rc=0; for u; do if [ -e "$d/$u.enabled" ]; then s=enabled; else s=disabled; rc=1; fi; [ -n "$q" ] || echo $s; done; exit $rc;;
+daemon-reload|reset-failed) exit 0;;
+disable) for u; do [ "$u" = --now ] || rm -f "$d/$u.enabled" "$d/$u.active"; done;;
 enable|start|restart)
   for u; do
     [ -f ` + stageRoot + `/etc/systemd/system/"$u" ] || { echo "Unit $u not found." >&2; exit 5; }
@@ -332,4 +334,64 @@ func mustSettings(t *testing.T, o Options) Settings {
 		t.Fatal(fmt.Errorf("settings: %w", err))
 	}
 	return s
+}
+
+func TestRemoveOnSSHHosts(t *testing.T) {
+	fl := newFakeLab(t)
+	fl.apply(t, false)
+	// A file of the node agents under /etc/kubernetes stays.
+	other := stageRoot + "/etc/kubernetes/kubelet/kubelet.conf"
+	for _, h := range fl.lab.Hosts {
+		writeFile(t, h.Path(other), []byte("not ours\n"), 0o600)
+	}
+	remove := func(dryRun bool) map[string][]string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		m := &phase.Manager{Cluster: fl.opts.Cluster, DryRun: dryRun}
+		defer m.Close()
+		if err := m.Run(ctx, removePhase(fl.selector(), stageRoot)); err != nil {
+			t.Fatalf("remove (dry run %v): %v", dryRun, err)
+		}
+		return m.Changes()
+	}
+	plan := remove(true)
+	for _, h := range fl.lab.Hosts {
+		if len(plan[h.Name]) != 1 || !strings.HasPrefix(plan[h.Name][0], "would run stop and remove kube-apiserver") {
+			t.Errorf("%s: remove plans %v", h.Name, plan[h.Name])
+		}
+		if _, err := os.Stat(h.Path(stageRoot + SchedulerConf)); err != nil {
+			t.Errorf("%s: the dry run removed files: %v", h.Name, err)
+		}
+	}
+	done := remove(false)
+	for _, h := range fl.lab.Hosts {
+		if len(done[h.Name]) != 1 {
+			t.Errorf("%s: remove changed %v", h.Name, done[h.Name])
+		}
+		for _, p := range append(managedFiles(), BinDir+"/"+Kubectl, BinariesRecord, PKIDir) {
+			if _, err := os.Stat(h.Path(stageRoot + p)); !os.IsNotExist(err) {
+				t.Errorf("%s: %s is left (%v)", h.Name, p, err)
+			}
+		}
+		if _, err := os.Stat(h.Path(other)); err != nil {
+			t.Errorf("%s: remove took the node agents' file: %v", h.Name, err)
+		}
+		for _, c := range Components() {
+			if _, err := os.Stat(h.Path("/srv/fake-systemd/" + UnitName(c) + ".active")); !os.IsNotExist(err) {
+				t.Errorf("%s: %s still runs", h.Name, c)
+			}
+		}
+	}
+	if again := remove(false); len(again) != 0 {
+		t.Fatalf("removing again changed %v", again)
+	}
+}
+
+func (fl *fakeLab) selector() inventory.Selector {
+	var names []string
+	for _, m := range fl.opts.Placement.ControlPlane {
+		names = append(names, m.Name)
+	}
+	return inventory.Selector{Servers: names}
 }
