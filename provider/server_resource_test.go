@@ -2,7 +2,12 @@ package provider
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -148,9 +153,20 @@ func TestCheckCredentials(t *testing.T) {
 // FRU and powered off; the password is exported as TRICENTER_TEST_BMC_PW.
 func startServerSim(t *testing.T, idx int) *ipmisim.BMC {
 	t.Helper()
+	return startServerSims(t, []string{"tfsrv1"}, idx)[0]
+}
+
+// startServerSims starts one ipmi_sim per name at consecutive lab
+// indices from idx, each with a FRU whose serial is "SN-" + name.
+func startServerSims(t *testing.T, names []string, idx int) []*ipmisim.BMC {
+	t.Helper()
 	testenv.Need(t, ipmisim.Available())
 	testenv.RequireBinary(t, "ipmitool")
-	addrs, closeAddrs, err := ipmisim.LabAddrs(context.Background(), idx)
+	idxs := make([]int, len(names))
+	for i := range names {
+		idxs[i] = idx + i
+	}
+	addrs, closeAddrs, err := ipmisim.LabAddrs(context.Background(), idxs...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,18 +176,23 @@ func startServerSim(t *testing.T, idx int) *ipmisim.BMC {
 		}
 	})
 	const pw = "prov-s3cret"
+	dir := t.TempDir()
+	cfgs := make([]ipmisim.Config, len(names))
+	for i, name := range names {
+		cfgs[i] = ipmisim.Config{
+			Name: name, Address: addrs[i], User: "admin", Password: pw, Dir: dir,
+			FRU: &ipmisim.FRU{Manufacturer: "Tricenter Lab", Product: "TL-1000 Server", Serial: "SN-" + name, PartNumber: "P-1"},
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	b, err := ipmisim.Start(ctx, ipmisim.Config{
-		Name: "tfsrv1", Address: addrs[0], User: "admin", Password: pw, Dir: t.TempDir(),
-		FRU: &ipmisim.FRU{Manufacturer: "Tricenter Lab", Product: "TL-1000 Server", Serial: "SN-tfsrv1", PartNumber: "P-1"},
-	})
+	bmcs, err := ipmisim.StartAll(ctx, cfgs, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = b.Stop() })
+	t.Cleanup(func() { ipmisim.StopAll(bmcs) })
 	t.Setenv("TRICENTER_TEST_BMC_PW", pw)
-	return b
+	return bmcs
 }
 
 const testProviderBlock = `provider "tricenter" {
@@ -451,4 +472,123 @@ func FuzzParseImportID(f *testing.F) {
 			t.Fatalf("%q: endpoint %q parses to %q %d (%v)", id, endpointID(host, port), h2, p2, err)
 		}
 	})
+}
+
+// TestAccInventoryDrivesServers is the flow of the examples, run the way
+// a user runs it: the provider binary is built and loaded through a
+// dev_overrides CLI configuration (as docs/index.md describes), and the
+// inventory data source's servers map drives one tricenter_server per
+// server with for_each (which terraform-plugin-testing's state checks do
+// not support), against three ipmi_sim BMCs named in the inventory. It
+// applies, checks that the next plan is empty, powers one machine off with
+// ipmitool and expects the next plan to show it, then destroys.
+func TestAccInventoryDrivesServers(t *testing.T) {
+	testAccPreCheck(t)
+	testenv.RequireBinary(t, "go")
+	names := []string{"s1", "s2", "s3"}
+	bmcs := startServerSims(t, names, labIdxServer+2)
+	doc := validInline
+	for i, b := range bmcs {
+		old := fmt.Sprintf("{name: %s, roles:", names[i])
+		line := doc[strings.Index(doc, old):]
+		line = line[:strings.Index(line, "\n")]
+		bmcPart := fmt.Sprintf(", bmc: {address: %s, user: admin, password: {env: TRICENTER_TEST_BMC_PW}, cipherSuites: [3]}}", b.Address())
+		newLine := strings.TrimSuffix(line, "}") + bmcPart
+		if i := strings.Index(line, ", bmc:"); i >= 0 {
+			newLine = line[:i] + bmcPart
+		}
+		doc = strings.Replace(doc, line, newLine, 1)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	bin, work := t.TempDir(), t.TempDir()
+	build := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(bin, "terraform-provider-tricenter"), "..")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the provider: %v\n%s", err, out)
+	}
+	rc := filepath.Join(work, "dev.tfrc")
+	writeTestFile(t, rc, fmt.Sprintf("provider_installation {\n  dev_overrides {\n    \"tricenter/tricenter\" = %q\n  }\n  direct {}\n}\n", bin))
+	writeTestFile(t, filepath.Join(work, "inventory.yaml"), doc)
+	writeTestFile(t, filepath.Join(work, "main.tf"), `terraform {
+  required_providers {
+    tricenter = { source = "tricenter/tricenter" }
+  }
+}
+`+testProviderBlock+`
+data "tricenter_inventory" "lab" {
+  path = "${path.module}/inventory.yaml"
+}
+
+resource "tricenter_server" "node" {
+  for_each = { for name, s in data.tricenter_inventory.lab.servers : name => s if s.bmc != null }
+
+  name          = each.key
+  address       = each.value.bmc.address
+  port          = each.value.bmc.port
+  user          = each.value.bmc.user
+  password_env  = each.value.bmc.password_env
+  cipher_suites = each.value.bmc.cipher_suites
+  power_state   = "on"
+}
+
+output "serials" {
+  value = { for k, s in tricenter_server.node : k => s.fru_serial }
+}
+`)
+	tf := func(args ...string) (string, int) {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, os.Getenv("TF_ACC_TERRAFORM_PATH"), args...)
+		cmd.Dir = work
+		cmd.Env = append(os.Environ(), "TF_CLI_CONFIG_FILE="+rc, "TF_IN_AUTOMATION=1", "CHECKPOINT_DISABLE=1")
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatalf("terraform %s: %v", strings.Join(args, " "), err)
+		}
+		return string(out), cmd.ProcessState.ExitCode()
+	}
+	start := time.Now()
+	if out, code := tf("apply", "-auto-approve", "-input=false", "-no-color"); code != 0 {
+		t.Fatalf("terraform apply exited %d:\n%s", code, out)
+	}
+	t.Logf("apply of 3 servers: %s", time.Since(start).Round(time.Millisecond))
+	for _, b := range bmcs {
+		if err := simPower(b, true)(nil); err != nil {
+			t.Error(err)
+		}
+	}
+	out, code := tf("output", "-json", "serials")
+	var serials map[string]string
+	if err := json.Unmarshal([]byte(out), &serials); code != 0 || err != nil {
+		t.Fatalf("terraform output exited %d (%v):\n%s", code, err, out)
+	}
+	for _, n := range names {
+		if serials[n] != "SN-"+n {
+			t.Errorf("serial of %s = %q, want SN-%s", n, serials[n], n)
+		}
+	}
+	if out, code := tf("plan", "-detailed-exitcode", "-input=false", "-no-color"); code != 0 {
+		t.Fatalf("plan after apply exited %d, want 0 (no changes):\n%s", code, out)
+	}
+	if _, err := bmcs[1].Ipmitool(ctx, "chassis", "power", "off"); err != nil {
+		t.Fatal(err)
+	}
+	out, code = tf("plan", "-detailed-exitcode", "-input=false", "-no-color")
+	if code != 2 || !strings.Contains(out, `tricenter_server.node["s2"] will be updated`) || !strings.Contains(out, `"off" -> "on"`) {
+		t.Fatalf("plan after powering s2 off exited %d, want 2 with s2 updated off -> on:\n%s", code, out)
+	}
+	if out, code := tf("destroy", "-auto-approve", "-input=false", "-no-color"); code != 0 {
+		t.Fatalf("terraform destroy exited %d:\n%s", code, out)
+	}
+	// power_off_on_destroy is false: destroy leaves the machines alone.
+	if err := simPower(bmcs[0], true)(nil); err != nil {
+		t.Error(err)
+	}
+}
+
+func writeTestFile(t *testing.T, name, content string) {
+	t.Helper()
+	if err := os.WriteFile(name, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
