@@ -11,18 +11,24 @@ import (
 // CIDRs) from this machine — the operator's workstation of the lab — to
 // the lab router through the first rack's TOR address, as a datacenter
 // routes them to its core. The routes leave with the rack bridge when the
-// lab closes; every prefix must lie in the lab's block.
+// lab closes; every prefix must lie in the lab's block. The routes name
+// the lab's own bridge, so another lab with the same subnets cannot capture
+// them.
 func (l *Lab) RouteFromHost(ctx context.Context, prefixes ...netip.Prefix) error {
 	racks := l.cfg.Cluster.Spec.Racks
 	if len(racks) == 0 {
 		return fmt.Errorf("the lab has no rack")
 	}
 	gw := racks[0].TOR.Gateway
+	br := l.bridges[racks[0].Name]
+	if br == nil {
+		return fmt.Errorf("rack %s has no bridge", racks[0].Name)
+	}
 	for _, p := range prefixes {
 		if !labRange.Contains(p.Addr()) || p.Bits() < labRange.Bits() {
 			return fmt.Errorf("host route %s: outside the lab's %s", p, labRange)
 		}
-		out, err := exec.CommandContext(ctx, "ip", "route", "replace", p.Masked().String(), "via", gw).CombinedOutput()
+		out, err := exec.CommandContext(ctx, "ip", "route", "replace", p.Masked().String(), "via", gw, "dev", br.Name).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("host route %s via %s: %w: %s", p, gw, err, out)
 		}

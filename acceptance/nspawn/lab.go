@@ -67,6 +67,8 @@ type Lab struct {
 	bgpPlan  *bgp.Plan
 	machines map[string]*Machine
 	order    []string
+	// bridges are the racks' bridges, by rack name.
+	bridges map[string]*labnet.Bridge
 }
 
 // Up builds the networks and boots the machines, waiting for each one's
@@ -144,6 +146,7 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 		centerIdx[ctr.Name] = i
 	}
 	bridges := map[string]*labnet.Bridge{}
+	l.bridges = bridges
 	var zones []zone
 	type rackIf struct {
 		ifname string
