@@ -35,6 +35,7 @@ const fakeSystemctl = `#!/bin/sh
 # fake systemctl (tests only)
 d=/srv/fake-systemd; mkdir -p $d
 echo "$*" >> $d/calls
+echo "$(date +%s.%N) $*" >> $d/timeline
 cmd=$1; shift
 q=; [ "$1" = -q ] && { q=1; shift; }
 case "$cmd" in
@@ -51,10 +52,16 @@ enable|start|restart)
 esac
 `
 
-// fakeKubectl answers the ready checks when the fake units run.
+// fakeKubectl answers the ready checks once the fake units have run for
+// a second since their last (re)start, and logs when it first said so.
 const fakeKubectl = `#!/bin/sh
 # fake kubectl (tests only)
-[ -e /srv/fake-systemd/kube-apiserver.service.active ] || { echo "connection refused" >&2; exit 1; }
+d=/srv/fake-systemd
+[ -e $d/kube-apiserver.service.active ] || { echo "connection refused" >&2; exit 1; }
+newest=$(for f in $d/*.active; do date -r "$f" +%s.%N; done | sort -n | tail -1)
+now=$(date +%s.%N)
+awk -v a="$now" -v b="$newest" 'BEGIN { exit !(a - b >= 1) }' || { echo "not ready yet" >&2; exit 1; }
+echo "$now ready" >> $d/timeline
 echo ok
 `
 
@@ -291,6 +298,20 @@ func TestApplyOnSSHHostsConvergesAndRestartsOnlyWhatChanged(t *testing.T) {
 		}
 	}
 
+	// One server at a time: each restart waits until the server before
+	// is ready again.
+	var prevReady float64
+	for i, h := range hosts {
+		restart, ready := timelineAfter(t, h, "restart kube-scheduler.service")
+		if restart == 0 || ready == 0 {
+			t.Fatalf("%s: no restart or no ready check after it in the timeline", h.Name)
+		}
+		if i > 0 && restart < prevReady {
+			t.Errorf("%s restarted the scheduler at %.3f, before %s was ready at %.3f", h.Name, restart, hosts[i-1].Name, prevReady)
+		}
+		prevReady = ready
+	}
+
 	// A control-plane server more reissues the apiserver certificate
 	// (new SAN): only kube-apiserver restarts.
 	extra := inventory.Member{Name: "extra", Address: "198.18.116.200"}
@@ -394,4 +415,31 @@ func (fl *fakeLab) selector() inventory.Selector {
 		names = append(names, m.Name)
 	}
 	return inventory.Selector{Servers: names}
+}
+
+// timelineAfter returns when the fake systemctl last ran call on h and
+// when the fake kubectl first reported ready after that (Unix seconds).
+func timelineAfter(t *testing.T, h *sshtest.Host, call string) (at, ready float64) {
+	t.Helper()
+	b, err := os.ReadFile(h.Path("/srv/fake-systemd/timeline"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		ts, what, ok := strings.Cut(l, " ")
+		if !ok {
+			continue
+		}
+		var x float64
+		if _, err := fmt.Sscan(ts, &x); err != nil {
+			t.Fatalf("timeline line %q: %v", l, err)
+		}
+		switch {
+		case what == call:
+			at, ready = x, 0
+		case what == "ready" && at > 0 && ready == 0:
+			ready = x
+		}
+	}
+	return at, ready
 }

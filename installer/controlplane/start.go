@@ -102,11 +102,11 @@ func (r *run) readyChecks() []readyCheck {
 		units = append(units, ssh.Quote(UnitName(c)))
 	}
 	health := func(port int) string {
-		return fmt.Sprintf("%s --kubeconfig=%s --server=https://127.0.0.1:%d --insecure-skip-tls-verify=true get --raw=/healthz 2>&1",
+		return fmt.Sprintf("%s --kubeconfig=%s --request-timeout=5s --server=https://127.0.0.1:%d --insecure-skip-tls-verify=true get --raw=/healthz 2>&1",
 			kubectl, conf, port)
 	}
 	return []readyCheck{
-		{APIServer + " /readyz", kubectl + " --kubeconfig=" + conf + " get --raw=/readyz 2>&1"},
+		{APIServer + " /readyz", kubectl + " --kubeconfig=" + conf + " --request-timeout=5s get --raw=/readyz 2>&1"},
 		{"units active", "systemctl is-active " + strings.Join(units, " ") + " 2>&1"},
 		{ControllerManager + " /healthz", health(ControllerManagerPort)},
 		{Scheduler + " /healthz", health(SchedulerPort)},
