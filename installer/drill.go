@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -96,4 +97,16 @@ func (p *nodesProbe) Check(ctx context.Context) error {
 		return errors.New("not Ready: " + strings.Join(bad, ", "))
 	}
 	return nil
+}
+
+// APIReady asks the API for /readyz through the VIP (or the first
+// control-plane server without one).
+func (e *Engine) APIReady(ctx context.Context) error {
+	if e.APIServerURL() == "" {
+		return errors.New("no control-plane server in the placement")
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := e.readyz(rctx, e.APIServerURL())
+	return err
 }

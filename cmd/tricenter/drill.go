@@ -38,7 +38,7 @@ func newDrillCmd(g *globals) *cobra.Command {
 }
 
 type drillFlags struct {
-	center, power, output         string
+	center, power, output, k8s    string
 	hold, restoreTimeout, healthT time.Duration
 	writers                       int
 }
@@ -78,6 +78,7 @@ and prints the servers still off and the command that brings them back.`,
 	fl.DurationVar(&d.restoreTimeout, "restore-timeout", etcd.DefaultRestoreTimeout, "deadline for powering the center back on (retries included)")
 	fl.DurationVar(&d.healthT, "health-timeout", etcd.DefaultDrillHealthTimeout, "deadline for the cluster to be healthy after power-on (real servers take minutes to boot)")
 	fl.IntVar(&d.writers, "writers", 1, "concurrent writers")
+	fl.StringVar(&d.k8s, "kubernetes", "auto", "probe the API through the VIP and the surviving centers' nodes during the outage: auto (when the API answers before the drill), on or off")
 	return cmd
 }
 
@@ -133,6 +134,10 @@ func runDrill(ctx context.Context, g *globals, f *engineFlags, d *drillFlags, po
 		return err
 	}
 	defer cli.Close()
+	probes, err := drillProbes(ctx, g, e, d)
+	if err != nil {
+		return err
+	}
 	abandon := claimSecondInterrupt(ctx)
 	stopNotice := context.AfterFunc(ctx, func() {
 		fmt.Fprintf(g.stderr, "Restoring center %s before exiting (Ctrl-C again to abandon the restore)\n", d.center)
@@ -140,7 +145,7 @@ func runDrill(ctx context.Context, g *globals, f *engineFlags, d *drillFlags, po
 	defer stopNotice()
 	rep, err := etcd.Drill(ctx, etcd.DrillOptions{Cluster: e.cluster, Placement: e.placement,
 		Center: d.center, Client: cli, Power: pw, Logger: e.log, Hold: d.hold, Writers: d.writers,
-		RestoreTimeout: d.restoreTimeout, HealthTimeout: d.healthT, Abandon: abandon})
+		RestoreTimeout: d.restoreTimeout, HealthTimeout: d.healthT, Abandon: abandon, Probes: probes})
 	if rep != nil {
 		if d.output == "json" {
 			if jerr := writeJSON(g, rep); jerr != nil {
@@ -242,4 +247,23 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// drillProbes are the Kubernetes checks of the drill (--kubernetes).
+func drillProbes(ctx context.Context, g *globals, e *etcdEnv, d *drillFlags) ([]etcd.Probe, error) {
+	switch d.k8s {
+	case "off":
+		return nil, nil
+	case "auto", "on":
+	default:
+		return nil, fmt.Errorf("--kubernetes %q: use auto, on or off", d.k8s)
+	}
+	if err := e.eng.APIReady(ctx); err != nil {
+		if d.k8s == "on" {
+			return nil, fmt.Errorf("--kubernetes on: the API does not answer before the drill: %w", err)
+		}
+		fmt.Fprintf(g.stderr, "Kubernetes not checked during the drill (the API does not answer: %v)\n", err)
+		return nil, nil
+	}
+	return e.eng.DrillProbes(d.center)
 }
