@@ -46,6 +46,8 @@ const (
 // included: NodeRestriction is added to the default set). Anonymous
 // requests stay enabled so /readyz, /livez and /healthz are readable by
 // system:public-info-viewer (the BGP agent's health check among others).
+// Bootstrap-token authentication stays off: kubelets get client
+// certificates from tricenter's PKI (installer/node), not TLS bootstrap.
 func APIServerFlags(s Settings, address string) []string {
 	return []string{
 		"--advertise-address=" + address,
@@ -57,7 +59,6 @@ func APIServerFlags(s Settings, address string) []string {
 		"--bind-address=0.0.0.0",
 		"--client-ca-file=" + CACert,
 		"--enable-admission-plugins=NodeRestriction",
-		"--enable-bootstrap-token-auth=true",
 		"--etcd-cafile=" + EtcdCACert,
 		"--etcd-certfile=" + EtcdClientCert,
 		"--etcd-keyfile=" + EtcdClientKey,
