@@ -12,6 +12,9 @@
 //	control-plane/configuration  /etc/kubernetes/pki, /etc/kubernetes/*.conf, the systemd units
 //	control-plane/start          one server at a time: start or restart what changed, wait for /readyz
 //
+// Remove (control-plane/remove) stops the control plane and deletes its
+// files on a reset.
+//
 // Every remote change goes through the phase engine's mutation gate, so a
 // dry run (the plan) is the same code recording "would …". A unit restarts
 // only when its binary, unit (flags included) or a file it reads changed:
