@@ -207,3 +207,44 @@ func FuzzParseFacts(f *testing.F) {
 		}
 	})
 }
+
+func TestCheckFacts(t *testing.T) {
+	r, err := newRun(testOptions(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		facts     Facts
+		hasBinary bool
+		want      []string
+	}{
+		{"fine", Facts{FreeDisk: 2 << 30, Skew: time.Second}, false, nil},
+		{"foreign listener", Facts{PortsBusy: []string{"haproxy"}, FreeDisk: 2 << 30}, false, []string{"in use by haproxy"}},
+		{"clock", Facts{Skew: 3 * time.Second, FreeDisk: 2 << 30}, false, []string{"clock is 3s off", "fix NTP"}},
+		{"disk", Facts{FreeDisk: 100 << 20}, false, []string{"only 100 MiB free", "1024 MiB needed"}},
+		{"disk with binaries already there", Facts{FreeDisk: 100 << 20}, true, nil},
+		{"disk unknown", Facts{}, false, nil},
+		{"everything", Facts{PortsBusy: []string{"nginx"}, Skew: time.Minute, FreeDisk: 1}, false,
+			[]string{"nginx", "clock", "MiB free"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := r.checkFacts(&tc.facts, tc.hasBinary)
+			if len(tc.want) == 0 {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("no error, want one mentioning %q", tc.want)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}

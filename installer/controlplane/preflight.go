@@ -133,6 +133,15 @@ func (r *run) preflight(ctx context.Context, h *phase.Host) error {
 	r.mu.Lock()
 	s.facts, s.files = f, files
 	r.mu.Unlock()
+	_, hasBinary := files.files[BinDir+"/"+APIServer]
+	if err := r.checkFacts(f, hasBinary); err != nil {
+		return fmt.Errorf("preflight: %w", err)
+	}
+	return nil
+}
+
+// checkFacts says every reason a server cannot run the control plane.
+func (r *run) checkFacts(f *Facts, hasBinary bool) error {
 	var errs []error
 	if len(f.PortsBusy) > 0 {
 		errs = append(errs, fmt.Errorf("ports %d/%d/%d are in use by %s: stop it or choose another server",
@@ -142,13 +151,9 @@ func (r *run) preflight(ctx context.Context, h *phase.Host) error {
 		errs = append(errs, fmt.Errorf("clock is %v off this machine's (at most %v): fix NTP on the server",
 			f.Skew.Round(time.Millisecond), r.o.MaxClockSkew))
 	}
-	_, hasBinary := files.files[BinDir+"/"+APIServer]
 	if !hasBinary && f.FreeDisk > 0 && f.FreeDisk < r.o.MinFreeDisk {
 		errs = append(errs, fmt.Errorf("only %d MiB free under %s, at least %d MiB needed for the Kubernetes binaries",
 			f.FreeDisk>>20, BinDir, r.o.MinFreeDisk>>20))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("preflight: %w", err)
-	}
-	return nil
+	return errors.Join(errs...)
 }
