@@ -97,9 +97,15 @@ func TestBGPInstallAndStatusOnLab(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := os.MkdirAll(filepath.Join(cache, "nspawn", "machines"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mdir, err := os.MkdirTemp(filepath.Join(cache, "nspawn", "machines"), "bgp-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
-	lab, err := nspawn.Up(ctx, nspawn.Config{Cluster: c, Rootfs: rootfs, Logger: log,
-		Dir: filepath.Join(cache, "nspawn", "machines", "bgp-"+filepath.Base(dir))})
+	lab, err := nspawn.Up(ctx, nspawn.Config{Cluster: c, Rootfs: rootfs, Logger: log, Dir: mdir})
 	if err != nil {
 		t.Fatal(err)
 	}

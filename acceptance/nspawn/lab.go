@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
@@ -58,6 +59,7 @@ type Config struct {
 type Lab struct {
 	id       string
 	hostHeld bool
+	dirLock  *os.File
 	cfg      Config
 	log      *slog.Logger
 	net      *labnet.Lab
@@ -120,6 +122,17 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 	l.hostHeld = true
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, err
+	}
+	// Two labs on one directory would boot machines on each other's
+	// overlays and remove them on Close: the first one holds it.
+	if l.dirLock, err = os.Open(cfg.Dir); err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(l.dirLock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		l.dirLock.Close()
+		l.dirLock = nil
+		l.cfg.Dir = "" // not ours to remove
+		return nil, fmt.Errorf("lab directory %s is in use by another lab (%w): give each lab its own Config.Dir", cfg.Dir, err)
 	}
 	if err := ensureClientKey(ctx, cfg.KeyFile); err != nil {
 		return nil, err
@@ -453,10 +466,14 @@ func (l *Lab) Close() error {
 	if err := l.net.Close(); err != nil {
 		errs = append(errs, err)
 	}
-	if l.cfg.Dir != "" {
+	if l.cfg.Dir != "" && l.dirLock != nil {
 		if err := os.RemoveAll(l.cfg.Dir); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if l.dirLock != nil {
+		l.dirLock.Close()
+		l.dirLock = nil
 	}
 	return errors.Join(errs...)
 }

@@ -46,8 +46,17 @@ func startLab(t *testing.T, file string) (*Lab, string, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Its own machine directory: t.TempDir's base name ("001") is the
+	// same in every test process.
+	if err := os.MkdirAll(filepath.Join(cache, "nspawn", "machines"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mdir, err := os.MkdirTemp(filepath.Join(cache, "nspawn", "machines"), "nspawn-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
-	lab, err := Up(ctx, Config{Cluster: c, Rootfs: rootfs, Dir: filepath.Join(cache, "nspawn", "machines", filepath.Base(dir)), Logger: log})
+	lab, err := Up(ctx, Config{Cluster: c, Rootfs: rootfs, Dir: mdir, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

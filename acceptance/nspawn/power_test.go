@@ -7,9 +7,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
 )
 
 // dialSSH opens a TCP connection from the host's namespace to the machine's
@@ -81,5 +85,36 @@ func TestPowerOffSendsNothing(t *testing.T) {
 	}
 	if _, err := os.Stat("/run/netns/" + m.ns.Name); err != nil {
 		t.Fatalf("the machine's network namespace is gone: %v", err)
+	}
+}
+
+// Two labs never share a machine directory: the second Up fails naming it
+// and leaves the first lab's directory alone.
+func TestUpRefusesADirectoryInUse(t *testing.T) {
+	testenv.Need(t, Available())
+	dir := t.TempDir()
+	f, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(dir, "first-lab")
+	if err := os.WriteFile(marker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := ParseInventory(loadTestInventory(t, "testdata/two-nodes.yaml"),
+		map[string]string{"KEYFILE": filepath.Join(dir, "k"), "KNOWNHOSTS": filepath.Join(dir, "kh")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Up(context.Background(), Config{Cluster: c, Rootfs: "/nonexistent", Dir: dir})
+	if err == nil || !strings.Contains(err.Error(), "is in use by another lab") {
+		t.Fatalf("Up on a directory in use: %v", err)
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatalf("the failed Up removed the other lab's files: %v", err)
 	}
 }
