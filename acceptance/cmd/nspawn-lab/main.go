@@ -73,6 +73,9 @@ func run(file string) error {
 	for _, m := range lab.Machines() {
 		fmt.Printf("  %-14s %s\n", m.Name, m.Address)
 	}
+	if r := lab.Router(); r != nil {
+		fmt.Printf("FRR router (every rack's TOR): vtysh --vty_socket %s -c 'show bgp ipv4 unicast summary'\n", r.Dir)
+	}
 	fmt.Printf("SSH key %s, known hosts %s. Ctrl-C to tear down.\n", c.Spec.SSH.KeyFile, c.Spec.SSH.KnownHosts)
 	<-ctx.Done()
 	return nil
