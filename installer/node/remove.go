@@ -8,6 +8,9 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
+// stateDirs are the agents' state directories; Remove empties them.
+const stateDirs = KubeletStateDir + " " + CNIStateDir
+
 // leftoversCmd prints what Remove would clean up on a host, one word per
 // item; nothing when the host is clean.
 const leftoversCmd = `for u in ` + KubeletUnit + ` ` + KubeProxyUnit + `; do
@@ -15,8 +18,11 @@ const leftoversCmd = `for u in ` + KubeletUnit + ` ` + KubeProxyUnit + `; do
   systemctl is-enabled -q "$u" 2>/dev/null && printf 'enabled:%s ' "$u"
 done
 for p in ` + KubeletUnitFile + ` ` + KubeProxyUnitFile + ` ` + BinDir + `/kubelet ` + BinDir + `/kube-proxy ` +
-	KubeletDir + ` ` + KubeProxyDir + ` ` + KubeletStateDir + ` ` + CNIConfig + ` ` + CNIStateDir + `; do
+	KubeletDir + ` ` + KubeProxyDir + ` ` + CNIConfig + `; do
   test -e "$p" && printf 'file:%s ' "$p"
+done
+for d in ` + stateDirs + `; do
+  [ -n "$(ls -A "$d" 2>/dev/null)" ] && printf 'state:%s ' "$d"
 done
 ip link show ` + CNIBridge + ` >/dev/null 2>&1 && printf 'link:` + CNIBridge + ` '
 command -v ctr >/dev/null 2>&1 && [ -n "$(ctr -n ` + containerdNS + ` tasks ls -q 2>/dev/null)" ] && printf 'pods '
@@ -38,7 +44,11 @@ for m in $(findmnt -rn -o TARGET 2>/dev/null | grep -E '^` + KubeletStateDir + `
 rm -f /run/netns/cni-* 2>/dev/null
 ip link delete ` + CNIBridge + ` 2>/dev/null
 rm -rf ` + KubeletUnitFile + ` ` + KubeProxyUnitFile + ` ` + BinDir + `/kubelet ` + BinDir + `/kube-proxy ` +
-	KubeletDir + ` ` + KubeProxyDir + ` ` + KubeletStateDir + ` ` + CNIConfig + ` ` + CNIStateDir + `
+	KubeletDir + ` ` + KubeProxyDir + ` ` + CNIConfig + `
+# A state directory may be a mount point (its own disk): empty it, keep it.
+for d in ` + stateDirs + `; do
+  if mountpoint -q "$d"; then find "$d" -mindepth 1 -maxdepth 1 -exec rm -rf {} + ; else rm -rf "$d"; fi
+done
 systemctl daemon-reload
 systemctl reset-failed ` + KubeletUnit + ` ` + KubeProxyUnit + ` 2>/dev/null
 true`

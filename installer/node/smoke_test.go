@@ -1,0 +1,249 @@
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tricenter/terraform-provider-tricenter/acceptance/nspawn"
+	"github.com/tricenter/terraform-provider-tricenter/installer/node"
+	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
+	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
+	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
+)
+
+// staticPod runs the pause image on the pod network: kubelet starts it from
+// its manifest directory without an API server, so it proves containerd's
+// configuration, the imported image, the CNI network and the kubelet's
+// settings inside an nspawn machine.
+const staticPod = `apiVersion: v1
+kind: Pod
+metadata:
+  name: smoke
+  namespace: default
+spec:
+  containers:
+  - name: pause
+    image: registry.k8s.io/pause:3.10
+    imagePullPolicy: Never
+`
+
+// TestNodeAgentsOnNspawnMachine installs the node agents with the real
+// phases over SSH on a real nspawn machine (containerd, runc and the CNI
+// plugins from its Debian packages; kubelet and kube-proxy from make
+// artifacts), runs a pod on the pod network, checks that a re-run changes
+// nothing and that Remove leaves the machine clean.
+func TestNodeAgentsOnNspawnMachine(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots an nspawn machine")
+	}
+	if err := nspawn.Available(); err != nil {
+		testenv.Need(t, fmt.Errorf("nspawn machine: %w", err))
+	}
+	cache, err := nspawn.CacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bins := map[string]string{}
+	for key, file := range map[string]string{node.BinKubelet: "kubelet", node.BinKubeProxy: "kube-proxy",
+		node.ImagePause: "pause.oci.tar", node.ImageCoreDNS: "coredns.oci.tar"} {
+		p := filepath.Join(cache, "artifacts", file)
+		if _, err := os.Stat(p); err != nil {
+			testenv.Need(t, fmt.Errorf("%s is not built: run make artifacts", p))
+		}
+		bins[key] = p
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	rootfs, err := nspawn.EnsureRootfs(ctx, cache, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	key, kh := filepath.Join(dir, "id_ed25519"), filepath.Join(dir, "known_hosts")
+	data, err := os.ReadFile(filepath.Join("testdata", "smoke-inventory.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := nspawn.ParseInventory(data, map[string]string{"KEYFILE": key, "KNOWNHOSTS": kh})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const name = "kn-s1"
+	start := time.Now()
+	lab, err := nspawn.Up(ctx, nspawn.Config{Cluster: c, Rootfs: rootfs, Hosts: []string{name}, NoFRR: true, NoDelay: true,
+		Dir: filepath.Join(cache, "nspawn", "machines", filepath.Base(dir)), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := lab.Close(); err != nil {
+			t.Errorf("closing the lab: %v", err)
+		}
+	})
+	t.Logf("machine up in %v", time.Since(start).Round(time.Millisecond))
+	m := lab.Machine(name)
+	run := func(cmd string) (string, error) {
+		out, err := exec.CommandContext(ctx, "ssh", "-i", key, "-o", "UserKnownHostsFile="+kh,
+			"-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
+			"root@"+m.Address.String(), cmd).CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	if out, err := run("systemctl is-system-running --wait >/dev/null; systemctl is-active containerd"); err != nil {
+		t.Fatalf("containerd not running on %s: %v\n%s", name, err, out)
+	}
+
+	ips, err := inventory.AllocateIPs(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &pki.Store{Dir: filepath.Join(dir, "pki")}
+	ca, err := store.CA(pki.KubernetesCA, pki.KubernetesCACommonName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := node.Options{Cluster: c, IPs: ips, PKI: store, CA: ca.CertPEM,
+		Server: "https://" + ips.APIVIP.String() + ":6443", Binaries: bins, Profile: node.ProfileNspawn,
+		Select: inventory.Selector{Servers: []string{name}}, Logger: log}
+	apply := func(dry bool) map[string][]string {
+		t.Helper()
+		phases, err := node.Phases(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mgr := &phase.Manager{Cluster: c, DryRun: dry, Logger: log}
+		defer mgr.Close()
+		start := time.Now()
+		if err := mgr.Run(ctx, phases...); err != nil {
+			t.Fatalf("node phases (dry run %v): %v", dry, err)
+		}
+		t.Logf("node phases (dry run %v) in %v", dry, time.Since(start).Round(time.Millisecond))
+		return mgr.Changes()
+	}
+
+	// A dry run changes nothing and lists the work.
+	plan := apply(true)
+	if len(plan[name]) == 0 {
+		t.Fatal("dry run lists no change on a fresh machine")
+	}
+	if out, _ := run("test -e " + node.KubeletConfig + " && echo present"); out == "present" {
+		t.Fatal("the dry run wrote the kubelet configuration")
+	}
+
+	first := apply(false)
+	joined := strings.Join(first[name], "\n")
+	for _, want := range []string{"upload /usr/local/bin/kubelet", "restart kubelet.service", "restart kube-proxy.service",
+		"restart containerd.service", "ctr -n k8s.io images import"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("first apply did not %q:\n%s", want, joined)
+		}
+	}
+	imgs, err := run("ctr -n k8s.io images ls -q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs, err := node.ParseImageList(imgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !refs[node.DefaultPause] || !refs[node.DefaultCoreDNS] {
+		t.Fatalf("images after apply: %v", refs)
+	}
+
+	// The static pod gets an address from the node's pod CIDR.
+	cidr, _ := ips.PodCIDR(name)
+	if out, err := run("mkdir -p " + node.StaticPodDir + " && cat > " + node.StaticPodDir + "/smoke.yaml <<'EOF'\n" + staticPod + "EOF"); err != nil {
+		t.Fatalf("writing the static pod: %v\n%s", err, out)
+	}
+	podStart := time.Now()
+	deadline := podStart.Add(2 * time.Minute)
+	var podIP netip.Addr
+	for podIP == (netip.Addr{}) {
+		out, _ := run("ls " + node.CNIStateDir + "/networks/" + node.CNINetwork + " 2>/dev/null")
+		for _, f := range strings.Fields(out) {
+			if a, err := netip.ParseAddr(f); err == nil && cidr.Contains(a) {
+				podIP = a
+			}
+		}
+		if podIP.IsValid() {
+			break
+		}
+		if time.Now().After(deadline) {
+			logs, _ := run("systemctl status kubelet --no-pager | tail -5; journalctl -u kubelet --no-pager | tail -40")
+			t.Fatalf("no pod address from %s within 2m; kubelet:\n%s", cidr, logs)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	t.Logf("static pod on the pod network at %s after %v", podIP, time.Since(podStart).Round(time.Millisecond))
+	gw, err := run("ip -4 -o addr show " + node.CNIBridge)
+	if err != nil || !strings.Contains(gw, cidr.Addr().Next().String()+"/") {
+		t.Errorf("bridge %s does not hold the pods' gateway %s: %v\n%s", node.CNIBridge, cidr.Addr().Next(), err, gw)
+	}
+	if out, err := run("iptables -t nat -S POSTROUTING"); err != nil || strings.Contains(out, cidr.String()) {
+		t.Errorf("pod traffic is NATed (CNI ipMasq) or iptables failed: %v\n%s", err, out)
+	}
+	for _, u := range []string{"kubelet", "kube-proxy", "containerd"} {
+		if out, err := run("systemctl is-active " + u); err != nil {
+			t.Errorf("%s is %s after apply", u, out)
+		}
+	}
+
+	// Re-apply: nothing uploaded, written or restarted.
+	if again := apply(false); len(again) != 0 {
+		t.Errorf("re-apply changed %v", again)
+	}
+
+	// Remove, then nothing is left; a second Remove changes nothing.
+	rm := func() map[string][]string {
+		t.Helper()
+		mgr := &phase.Manager{Cluster: c, Logger: log}
+		defer mgr.Close()
+		if err := node.Remove(ctx, mgr, inventory.Selector{Servers: []string{name}}); err != nil {
+			t.Fatalf("Remove: %v", err)
+		}
+		return mgr.Changes()
+	}
+	if ch := rm(); len(ch[name]) == 0 {
+		t.Fatal("Remove changed nothing on a node with agents")
+	}
+	for _, u := range []string{node.KubeletUnit, node.KubeProxyUnit} {
+		if out, _ := run("systemctl is-active " + u); out == "active" {
+			t.Errorf("%s still active after Remove", u)
+		}
+	}
+	for _, p := range []string{node.KubeletDir, node.KubeProxyDir, node.CNIConfig, node.BinDir + "/kubelet", node.KubeletUnitFile} {
+		if out, _ := run("test -e " + p + " && echo left"); out == "left" {
+			t.Errorf("%s left after Remove", p)
+		}
+	}
+	for _, d := range []string{node.KubeletStateDir, node.CNIStateDir} {
+		if out, _ := run("ls -A " + d + " 2>/dev/null"); out != "" {
+			t.Errorf("%s not empty after Remove: %s", d, out)
+		}
+	}
+	if _, err := run("ip link show " + node.CNIBridge); err == nil {
+		t.Errorf("bridge %s left after Remove", node.CNIBridge)
+	}
+	if out, _ := run("ctr -n k8s.io tasks ls -q"); out != "" {
+		t.Errorf("containers left after Remove: %s", out)
+	}
+	if ch := rm(); len(ch) != 0 {
+		t.Errorf("second Remove changed %v", ch)
+	}
+	if out, _ := run("ctr -n k8s.io images ls -q"); !strings.Contains(out, node.DefaultPause) {
+		t.Errorf("Remove dropped the imported images (a rejoining server would import them again):\n%s", out)
+	}
+}
