@@ -45,7 +45,10 @@ func shorten(s string, n int) string {
 	return s[:n] + "…"
 }
 
-const ctrCmd = "ctr -n " + containerdNS + " images "
+const (
+	ctrCmd      = "ctr -n " + containerdNS + " images "
+	pinnedLabel = "io.cri-containerd.pinned=pinned"
+)
 
 // images uploads the image tarballs (skipped when identical) and imports
 // each one whose image is missing from containerd, or whose tarball
@@ -75,7 +78,9 @@ func (r *run) images(ctx context.Context, h *phase.Host) error {
 		if have[img.ref] && !up.Changed {
 			continue
 		}
-		if _, err := h.Sudo(ctx, ctrCmd+"import "+ssh.Quote(remote)); err != nil {
+		// Pinned: kubelets on containerd 1.7+ never garbage-collect an
+		// image no registry could give back (1.6 keeps the label unused).
+		if _, err := h.Sudo(ctx, ctrCmd+"import "+ssh.Quote(remote)+" && "+ctrCmd+"label "+ssh.Quote(img.ref)+" "+pinnedLabel); err != nil {
 			return fmt.Errorf("importing %s: %w", remote, err)
 		}
 		if h.DryRun() {

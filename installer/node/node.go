@@ -144,7 +144,14 @@ func prepare(o Options) (*run, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("node phases need %v", missing)
 	}
-	for _, k := range []string{BinKubelet, BinKubeProxy, ImagePause, ImageCoreDNS} {
+	keys := []string{BinKubelet, BinKubeProxy, ImagePause, ImageCoreDNS}
+	for k, ref := range o.ExtraImages {
+		if ref == "" {
+			return nil, fmt.Errorf("node phases: extra image tarball %q names no image", k)
+		}
+		keys = append(keys, k)
+	}
+	for _, k := range keys {
 		p := o.Binaries[k]
 		if p == "" {
 			return nil, fmt.Errorf("node phases: no local path for %q in the artifacts", k)

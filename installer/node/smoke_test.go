@@ -158,6 +158,9 @@ func TestNodeAgentsOnNspawnMachine(t *testing.T) {
 	if !refs[node.DefaultPause] || !refs[node.DefaultCoreDNS] {
 		t.Fatalf("images after apply: %v", refs)
 	}
+	if out, _ := run("ctr -n k8s.io images ls | grep -F " + node.DefaultCoreDNS); !strings.Contains(out, "io.cri-containerd.pinned=pinned") {
+		t.Errorf("imported CoreDNS image not pinned against image GC:\n%s", out)
+	}
 
 	// The static pod gets an address from the node's pod CIDR.
 	cidr, _ := ips.PodCIDR(name)
