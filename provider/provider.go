@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/ephemeral"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/provider"
 	"github.com/hashicorp/terraform-plugin-framework/provider/schema"
@@ -50,7 +51,10 @@ const (
 // at once when concurrency is not set.
 const DefaultConcurrency = bmc.DefaultConcurrency
 
-var _ provider.Provider = (*tricenterProvider)(nil)
+var (
+	_ provider.Provider                       = (*tricenterProvider)(nil)
+	_ provider.ProviderWithEphemeralResources = (*tricenterProvider)(nil)
+)
 
 type tricenterProvider struct {
 	version string
@@ -296,6 +300,7 @@ func (p *tricenterProvider) Configure(ctx context.Context, req provider.Configur
 	}
 	resp.DataSourceData = d
 	resp.ResourceData = d
+	resp.EphemeralResourceData = d
 }
 
 // configure translates the provider configuration, with its environment
@@ -460,7 +465,11 @@ func providerDataFrom(data any, diags *diag.Diagnostics) *providerData {
 }
 
 func (p *tricenterProvider) Resources(context.Context) []func() resource.Resource {
-	return []func() resource.Resource{NewServerResource}
+	return []func() resource.Resource{NewServerResource, NewClusterResource, NewNodeResource}
+}
+
+func (p *tricenterProvider) EphemeralResources(context.Context) []func() ephemeral.EphemeralResource {
+	return []func() ephemeral.EphemeralResource{NewKubeconfigEphemeralResource}
 }
 
 func (p *tricenterProvider) DataSources(context.Context) []func() datasource.DataSource {

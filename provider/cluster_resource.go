@@ -1,0 +1,718 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
+	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/setvalidator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
+
+	"github.com/tricenter/terraform-provider-tricenter/installer"
+	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
+	"github.com/tricenter/terraform-provider-tricenter/installer/state"
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
+)
+
+// Default timeouts of tricenter_cluster, overridden by its timeouts block.
+const (
+	DefaultClusterCreateTimeout = 60 * time.Minute
+	DefaultClusterReadTimeout   = 3 * time.Minute
+	DefaultClusterUpdateTimeout = 60 * time.Minute
+	DefaultClusterDeleteTimeout = 30 * time.Minute
+)
+
+var (
+	_ resource.ResourceWithConfigure   = (*clusterResource)(nil)
+	_ resource.ResourceWithImportState = (*clusterResource)(nil)
+	_ resource.ResourceWithModifyPlan  = (*clusterResource)(nil)
+)
+
+// NewClusterResource returns the tricenter_cluster resource.
+func NewClusterResource() resource.Resource { return &clusterResource{} }
+
+type clusterResource struct {
+	data *providerData
+}
+
+type clusterResourceModel struct {
+	ID              types.String   `tfsdk:"id"`
+	Path            types.String   `tfsdk:"path"`
+	YAML            types.String   `tfsdk:"yaml"`
+	Components      types.List     `tfsdk:"components"`
+	NodeServers     types.Set      `tfsdk:"node_servers"`
+	InventorySHA256 types.String   `tfsdk:"inventory_sha256"`
+	State           types.String   `tfsdk:"state"`
+	Kubeconfig      types.String   `tfsdk:"kubeconfig"`
+	CACertificate   types.String   `tfsdk:"ca_certificate"`
+	APIServerURL    types.String   `tfsdk:"api_server_url"`
+	EtcdMembers     types.Map      `tfsdk:"etcd_members"`
+	EtcdPerCenter   types.Map      `tfsdk:"etcd_members_per_center"`
+	Gates           types.List     `tfsdk:"gates"`
+	ChangedHosts    types.List     `tfsdk:"changed_hosts"`
+	Healthy         types.Bool     `tfsdk:"healthy"`
+	Problems        types.List     `tfsdk:"problems"`
+	Timeouts        timeouts.Value `tfsdk:"timeouts"`
+}
+
+func (m clusterResourceModel) input() inventoryInput {
+	return inventoryInput{Path: m.Path, YAML: m.YAML}
+}
+
+// nodeServers is node_servers as a sorted slice.
+func (m clusterResourceModel) nodeServers(ctx context.Context) ([]string, diag.Diagnostics) {
+	var out []string
+	if m.NodeServers.IsNull() || m.NodeServers.IsUnknown() {
+		return out, nil
+	}
+	diags := m.NodeServers.ElementsAs(ctx, &out, false)
+	sort.Strings(out)
+	return out, diags
+}
+
+func (m clusterResourceModel) components(ctx context.Context) ([]string, diag.Diagnostics) {
+	var out []string
+	if m.Components.IsNull() || m.Components.IsUnknown() {
+		return out, nil
+	}
+	diags := m.Components.ElementsAs(ctx, &out, false)
+	return out, diags
+}
+
+func (r *clusterResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_cluster"
+}
+
+func componentNames() []string {
+	var out []string
+	for _, c := range installer.Components() {
+		out = append(out, string(c))
+	}
+	return out
+}
+
+func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+	strList := func(desc string) schema.ListAttribute {
+		return schema.ListAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: desc}
+	}
+	resp.Schema = schema.Schema{
+		MarkdownDescription: "The Kubernetes cluster of one inventory: PKI, etcd across the three centers, the BGP agents, " +
+			"the control plane, the node agents and the add-ons, built by the same engine as `tricenter apply`.\n\n" +
+			"**Create and update** run the engine over the whole inventory (or the `components` given) and then its " +
+			"verification gates (etcd quorum per center, `/readyz` through the API VIP, nodes Ready, BGP sessions " +
+			"Established, pod-to-pod traffic); etcd membership changes are quorum-safe, one member at a time. The plan " +
+			"names the etcd members an update adds or removes, and a change the placement rules forbid is refused at " +
+			"plan time. **Refresh** observes the cluster (etcd members per center, the API through every control-plane " +
+			"server and the VIP, the Nodes, the BGP agents): what is not as planned becomes `healthy = false` and " +
+			"`problems` (and a warning), so the next plan shows an update that converges it again; an unreachable " +
+			"center gives a warning, never an error, and the resource is never dropped from state for it. " +
+			"**Destroy** resets every server in a quorum-safe order (node agents, API VIP and control plane, BGP agents, etcd last).\n\n" +
+			"The engine's state (certificate authorities and keys, the last apply's allocations) is kept in the " +
+			"Sensitive `state` attribute, not in a directory: protect the Terraform state as you would the cluster's CA. " +
+			"When an apply fails half-way the state reached so far is saved with the error, and the next apply continues " +
+			"from it (after a failed *create* Terraform marks the resource tainted: `terraform untaint` it to continue " +
+			"instead of resetting and rebuilding).\n\n" +
+			"Workers listed in `node_servers` are left to `tricenter_node` resources (one per server, `for_each` over a " +
+			"map or set keyed by server name), so adding one touches only that server.",
+		Attributes: map[string]schema.Attribute{
+			"id": schema.StringAttribute{
+				Computed:            true,
+				MarkdownDescription: "The cluster name (`metadata.name`).",
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"path": schema.StringAttribute{
+				Optional:            true,
+				MarkdownDescription: "Path of the inventory file (apiVersion `" + inventory.APIVersion + "`, kind `" + inventory.Kind + "`). Exactly one of `path` and `yaml`. Edits of the file show up in the plan through `inventory_sha256`.",
+				Validators: []validator.String{
+					stringvalidator.LengthAtLeast(1),
+					stringvalidator.ExactlyOneOf(path.MatchRoot("path"), path.MatchRoot("yaml")),
+				},
+			},
+			"yaml": schema.StringAttribute{
+				Optional:            true,
+				MarkdownDescription: "The inventory document inline, e.g. from `file()` or `templatefile()`.",
+				Validators:          []validator.String{stringvalidator.LengthAtLeast(1)},
+			},
+			"components": schema.ListAttribute{
+				Optional:    true,
+				ElementType: types.StringType,
+				MarkdownDescription: "Limit create and update to these components, applied in the engine's order (`" +
+					strings.Join(componentNames(), "`, `") + "`). Default: all of them.",
+				Validators: []validator.List{
+					listvalidator.SizeAtLeast(1),
+					listvalidator.UniqueValues(),
+					listvalidator.ValueStringsAre(stringvalidator.OneOf(componentNames()...)),
+				},
+			},
+			"node_servers": schema.SetAttribute{
+				Optional:    true,
+				ElementType: types.StringType,
+				MarkdownDescription: "Workers of the inventory that `tricenter_node` resources join, one resource per server: " +
+					"this resource's apply and health checks leave them out. Use the same names as the `for_each` keys of " +
+					"those resources. They must be workers (neither etcd members nor control plane).",
+				Validators: []validator.Set{setvalidator.ValueStringsAre(stringvalidator.LengthAtLeast(1))},
+			},
+			"inventory_sha256": schema.StringAttribute{
+				Computed:            true,
+				MarkdownDescription: "SHA-256 of the inventory document the last apply used; a different one in the plan means the inventory changed.",
+			},
+			"state": schema.StringAttribute{
+				Computed:  true,
+				Sensitive: true,
+				MarkdownDescription: "The engine's state: a JSON object of the files of the CLI's state directory (PKI with its private keys, " +
+					"`prior.json`). Pass it to `tricenter_node` and `tricenter_kubeconfig` as `cluster_state`.",
+			},
+			"kubeconfig": schema.StringAttribute{
+				Computed:            true,
+				Sensitive:           true,
+				MarkdownDescription: "Admin kubeconfig for the API VIP (client certificate of `system:masters`). Use the ephemeral `tricenter_kubeconfig` to keep credentials out of plans and outputs.",
+			},
+			"ca_certificate": schema.StringAttribute{
+				Computed:            true,
+				MarkdownDescription: "PEM of the Kubernetes cluster CA.",
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"api_server_url": schema.StringAttribute{
+				Computed:            true,
+				MarkdownDescription: "URL of the Kubernetes API through the VIP.",
+			},
+			"etcd_members": schema.MapAttribute{
+				Computed:    true,
+				ElementType: types.StringType,
+				MarkdownDescription: "etcd members, server name → center. The plan shows the placement's members (so added and " +
+					"removed members appear as a diff); refresh records the members etcd reports.",
+			},
+			"etcd_members_per_center": schema.MapAttribute{
+				Computed:            true,
+				ElementType:         types.Int64Type,
+				MarkdownDescription: "Started voting etcd members per center, as observed by the last refresh or apply.",
+			},
+			"gates":         strList("The verification gates of the last apply: `name: ok|FAILED (detail)`."),
+			"changed_hosts": strList("Servers the last apply changed something on."),
+			"healthy": schema.BoolAttribute{
+				Computed:            true,
+				MarkdownDescription: "Whether the last refresh found everything as planned. A cluster found unhealthy plans an update (`false` → `true`) that converges it.",
+			},
+			"problems": strList("What the last refresh found not as planned, or could not check (e.g. an unreachable center)."),
+		},
+		Blocks: map[string]schema.Block{
+			"timeouts": timeouts.Block(ctx, timeouts.Opts{
+				Create: true, Read: true, Update: true, Delete: true,
+				CreateDescription: fmt.Sprintf("How long create may take, gates included (default %s).", DefaultClusterCreateTimeout),
+				ReadDescription:   fmt.Sprintf("How long a refresh may check health (default %s).", DefaultClusterReadTimeout),
+				UpdateDescription: fmt.Sprintf("How long an update may take, gates included (default %s).", DefaultClusterUpdateTimeout),
+				DeleteDescription: fmt.Sprintf("How long destroy (reset of every server) may take (default %s).", DefaultClusterDeleteTimeout),
+			}),
+		},
+	}
+}
+
+func (r *clusterResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	r.data = providerDataFrom(req.ProviderData, &resp.Diagnostics)
+}
+
+// applyServers is what the cluster's apply covers: every server but the
+// node resources' (nil when there are none: the whole inventory).
+func applyServers(c *inventory.Cluster, nodeServers []string) []string {
+	if len(nodeServers) == 0 {
+		return nil
+	}
+	var out []string
+	for _, h := range c.Hosts() {
+		if !slices.Contains(nodeServers, h.Name) {
+			out = append(out, h.Name)
+		}
+	}
+	return out
+}
+
+// checkNodeServers refuses node_servers that are not workers of the
+// inventory.
+func checkNodeServers(c *inventory.Cluster, p *inventory.Placement, names []string) diag.Diagnostics {
+	var diags diag.Diagnostics
+	for _, n := range names {
+		switch {
+		case !hasHost(c, n):
+			diags.AddAttributeError(path.Root("node_servers"), "Unknown server",
+				fmt.Sprintf("node_servers names %q, which is not in the inventory: add it to a rack or drop it from node_servers.", n))
+		case p.IsEtcdMember(n) || p.IsControlPlane(n):
+			diags.AddAttributeError(path.Root("node_servers"), "Not a worker",
+				fmt.Sprintf("node_servers names %q, which the placement makes an etcd member or control-plane server: only workers are joined by tricenter_node.", n))
+		}
+	}
+	return diags
+}
+
+func hasHost(c *inventory.Cluster, name string) bool {
+	_, ok := c.Host(name)
+	return ok
+}
+
+// planEngine builds the engine for a plan (no host is touched) from the
+// configuration and the state's recorded allocations.
+func (r *clusterResource) planEngine(ctx context.Context, m clusterResourceModel, files map[string]string) (*engineRun, []byte, diag.Diagnostics) {
+	c, lines, diags := loadCluster(m.input(), r.data)
+	if diags.HasError() {
+		return nil, nil, diags
+	}
+	doc, err := m.input().content()
+	if err != nil {
+		diags.AddAttributeError(m.input().source().attr, "Cannot read the inventory", err.Error())
+		return nil, nil, diags
+	}
+	src := m.input().source()
+	run, err := newEngineRun(ctx, engineOptions{Cluster: c, Lines: lines, Source: src.name, Files: files, Data: r.data})
+	if err != nil {
+		diags.AddAttributeError(src.attr, "Change refused", fmt.Sprintf("%s: %v", src.name, err))
+		return nil, nil, diags
+	}
+	return run, doc, diags
+}
+
+func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	if req.Plan.Raw.IsNull() {
+		if !req.State.Raw.IsNull() {
+			resp.Diagnostics.AddWarning("Destroying the cluster resets every server",
+				"tricenter_cluster's destroy stops and removes Kubernetes, the BGP agents and etcd on every server of the inventory (etcd last); the data in etcd is lost.")
+		}
+		return
+	}
+	var plan, prior clusterResourceModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if !req.State.Raw.IsNull() {
+		resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
+	}
+	if resp.Diagnostics.HasError() || plan.input().unknown() || plan.NodeServers.IsUnknown() {
+		return
+	}
+	files, err := decodeFiles(prior.State)
+	if err != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("state"), "Unreadable engine state", err.Error())
+		return
+	}
+	run, doc, diags := r.planEngine(ctx, plan, files)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	defer run.Close()
+	e := run.eng
+	for _, w := range e.Warnings() {
+		resp.Diagnostics.AddAttributeWarning(plan.input().source().attr, "Inventory warning", w)
+	}
+	nodeServers, diags := plan.nodeServers(ctx)
+	resp.Diagnostics.Append(diags...)
+	resp.Diagnostics.Append(checkNodeServers(e.Cluster(), e.Placement(), nodeServers)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	name := e.Cluster().Metadata.Name
+	if !prior.ID.IsNull() && prior.ID.ValueString() != name {
+		resp.RequiresReplace = append(resp.RequiresReplace, path.Root("id"))
+	}
+	next := etcdMembersOf(e.Placement())
+	if !req.State.Raw.IsNull() {
+		prev := map[string]string{}
+		resp.Diagnostics.Append(prior.EtcdMembers.ElementsAs(ctx, &prev, false)...)
+		if added, removed := memberDiff(prev, next); len(added)+len(removed) > 0 {
+			resp.Diagnostics.AddAttributeWarning(path.Root("etcd_members"), "etcd membership changes",
+				membershipMessage(added, removed))
+		}
+	}
+	plan.ID = types.StringValue(name)
+	plan.APIServerURL = types.StringValue(e.APIServerURL())
+	plan.InventorySHA256 = types.StringValue(inventorySHA256(doc))
+	plan.Healthy = types.BoolValue(true)
+	if !plan.Components.IsNull() && !prior.Healthy.IsNull() {
+		// A partial cluster (components limited) is never healthy as a
+		// whole: refresh reports it, but it plans no update for it.
+		plan.Healthy = prior.Healthy
+	}
+	var d diag.Diagnostics
+	plan.EtcdMembers, d = types.MapValueFrom(ctx, types.StringType, next)
+	resp.Diagnostics.Append(d...)
+	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
+	if resp.Diagnostics.HasError() || req.State.Raw.IsNull() || resp.Plan.Raw.Equal(req.State.Raw) {
+		return
+	}
+	// Something changes: everything an apply recomputes is unknown.
+	plan.State = types.StringUnknown()
+	plan.Kubeconfig = types.StringUnknown()
+	plan.Gates = types.ListUnknown(types.StringType)
+	plan.ChangedHosts = types.ListUnknown(types.StringType)
+	plan.Problems = types.ListUnknown(types.StringType)
+	plan.EtcdPerCenter = types.MapUnknown(types.Int64Type)
+	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
+}
+
+// membershipMessage tells what an update does to etcd.
+func membershipMessage(added, removed []string) string {
+	var parts []string
+	if len(added) > 0 {
+		parts = append(parts, "adds "+strings.Join(added, ", "))
+	}
+	if len(removed) > 0 {
+		parts = append(parts, "removes "+strings.Join(removed, ", "))
+	}
+	return "This apply " + strings.Join(parts, " and ") + " as etcd members, one member at a time, keeping quorum in every step."
+}
+
+func (r *clusterResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	var m clusterResourceModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := m.Timeouts.Create(ctx, DefaultClusterCreateTimeout)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	r.apply(ctx, &m, map[string]string{}, &resp.Diagnostics)
+	if m.State.IsNull() || m.State.IsUnknown() {
+		return // nothing was created: no state to keep
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+}
+
+func (r *clusterResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	var m, prior clusterResourceModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
+	resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := m.Timeouts.Update(ctx, DefaultClusterUpdateTimeout)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	files, err := decodeFiles(prior.State)
+	if err != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("state"), "Unreadable engine state", err.Error())
+		return
+	}
+	m.State = prior.State
+	r.apply(ctx, &m, files, &resp.Diagnostics)
+	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+}
+
+// apply runs the engine and fills m with what it produced. On failure the
+// engine state reached so far is still put in m.State (partial progress
+// is kept) with an error diagnostic.
+func (r *clusterResource) apply(ctx context.Context, m *clusterResourceModel, files map[string]string, diags *diag.Diagnostics) {
+	run, doc, d := r.planEngine(ctx, *m, files)
+	diags.Append(d...)
+	if diags.HasError() {
+		return
+	}
+	defer run.Close()
+	e := run.eng
+	nodeServers, d := m.nodeServers(ctx)
+	diags.Append(d...)
+	comps, d := m.components(ctx)
+	diags.Append(d...)
+	if diags.HasError() {
+		return
+	}
+	o := installer.Options{Only: comps, Servers: applyServers(e.Cluster(), nodeServers)}
+	tflog.Info(ctx, "Applying the cluster", map[string]any{"cluster": e.Cluster().Metadata.Name, "components": comps})
+	res, applyErr := e.Apply(ctx, o)
+	saved, err := run.files()
+	if err != nil {
+		diags.AddError("Cannot save the engine state", err.Error())
+		return
+	}
+	enc, err := encodeFiles(saved)
+	if err != nil {
+		diags.AddError("Cannot save the engine state", err.Error())
+		return
+	}
+	m.State = types.StringValue(enc)
+	m.ID = types.StringValue(e.Cluster().Metadata.Name)
+	m.APIServerURL = types.StringValue(e.APIServerURL())
+	m.InventorySHA256 = types.StringValue(inventorySHA256(doc))
+	m.Gates = stringList(gateLines(res))
+	m.ChangedHosts = stringList(changedHosts(res))
+	var dd diag.Diagnostics
+	m.EtcdMembers, dd = types.MapValueFrom(ctx, types.StringType, etcdMembersOf(e.Placement()))
+	diags.Append(dd...)
+	m.EtcdPerCenter = perCenterValue(res)
+	m.CACertificate = types.StringValue(saved["pki/"+pki.KubernetesCA+"/ca.crt"])
+	m.Kubeconfig = types.StringNull()
+	if kc, err := e.AdminKubeconfig(""); err == nil {
+		m.Kubeconfig = types.StringValue(string(kc))
+		// AdminKubeconfig may have issued the admin certificate: keep it.
+		if saved, err = run.files(); err == nil {
+			if enc, err = encodeFiles(saved); err == nil {
+				m.State = types.StringValue(enc)
+			}
+		}
+	}
+	if res != nil {
+		for _, w := range res.Warnings {
+			diags.AddWarning("Engine warning", w)
+		}
+	}
+	if applyErr != nil {
+		m.Healthy = types.BoolValue(false)
+		m.Problems = stringList([]string{applyErr.Error()})
+		diags.AddError("Cluster apply failed", engineErrorDetail("applying "+e.Cluster().Metadata.Name, applyErr)+
+			" The state reached so far is saved.")
+		return
+	}
+	m.Healthy = types.BoolValue(true)
+	m.Problems = stringList(nil)
+}
+
+// perCenterValue is etcd's started members per center from an apply's
+// health check (null when etcd was not part of it).
+func perCenterValue(res *installer.Result) types.Map {
+	if res == nil || res.Etcd == nil || res.Etcd.Health == nil {
+		return types.MapNull(types.Int64Type)
+	}
+	return perCenterMap(res.Etcd.Health.PerCenter)
+}
+
+func perCenterMap(pc map[string]int) types.Map {
+	vals := map[string]attr.Value{}
+	for k, v := range pc {
+		vals[k] = types.Int64Value(int64(v))
+	}
+	mv, _ := types.MapValue(types.Int64Type, vals)
+	return mv
+}
+
+func stringList(xs []string) types.List {
+	vals := make([]attr.Value, 0, len(xs))
+	for _, x := range xs {
+		vals = append(vals, types.StringValue(x))
+	}
+	lv, _ := types.ListValue(types.StringType, vals)
+	return lv
+}
+
+func (r *clusterResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	var m clusterResourceModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := m.Timeouts.Read(ctx, DefaultClusterReadTimeout)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	r.read(ctx, &m, &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+}
+
+// read observes the cluster and records what it found in m. Only a state
+// that cannot be interpreted is an error: anything unreachable is a
+// warning and leaves the last values in place.
+func (r *clusterResource) read(ctx context.Context, m *clusterResourceModel, diags *diag.Diagnostics) {
+	files, err := decodeFiles(m.State)
+	if err != nil {
+		diags.AddAttributeError(path.Root("state"), "Unreadable engine state", err.Error())
+		return
+	}
+	imported := m.ID.IsNull()
+	c, lines, d := loadCluster(m.input(), r.data)
+	if d.HasError() {
+		if imported {
+			diags.Append(d...)
+			return
+		}
+		diags.AddWarning("Cluster health not checked", "The inventory cannot be read, so the cluster was not checked and the last state is kept: "+summary(d))
+		return
+	}
+	nodeServers, d := m.nodeServers(ctx)
+	diags.Append(d...)
+	src := m.input().source()
+	run, err := newEngineRun(ctx, engineOptions{Cluster: withoutServers(c, nodeServers), Lines: lines, Source: src.name, Files: files, Data: r.data})
+	if err != nil {
+		if imported {
+			diags.AddAttributeError(src.attr, "Cannot import the cluster", fmt.Sprintf("%s: %v", src.name, err))
+			return
+		}
+		diags.AddWarning("Cluster health not checked", fmt.Sprintf("%s no longer matches the applied cluster (%v); the next plan shows the change.", src.name, err))
+		return
+	}
+	defer run.Close()
+	e := run.eng
+	if imported {
+		r.fillImported(ctx, m, run, files, diags)
+		if diags.HasError() {
+			return
+		}
+	}
+	st, err := e.Status(ctx)
+	if err != nil {
+		diags.AddWarning("Cluster health not checked", fmt.Sprintf("Checking %s: %v. The last state is kept.", e.Cluster().Metadata.Name, err))
+		return
+	}
+	m.Healthy = types.BoolValue(st.OK())
+	m.Problems = stringList(st.Problems)
+	if st.Etcd != nil && len(st.Etcd.Members) > 0 {
+		m.EtcdPerCenter = perCenterMap(st.Etcd.PerCenter)
+		observed := map[string]string{}
+		for _, mem := range st.Etcd.Members {
+			if !mem.Started() || mem.IsLearner {
+				continue
+			}
+			center := "unknown"
+			if h, ok := c.Host(mem.Name); ok {
+				center = h.Center.Name
+			}
+			observed[mem.Name] = center
+		}
+		var dd diag.Diagnostics
+		m.EtcdMembers, dd = types.MapValueFrom(ctx, types.StringType, observed)
+		diags.Append(dd...)
+	}
+	if !st.OK() {
+		diags.AddWarning(fmt.Sprintf("Cluster %s is not as planned", st.Cluster),
+			"Refresh found: "+strings.Join(st.Problems, "; ")+
+				". Unreachable members or centers are reported, not removed; the next apply converges what it can reach.")
+	}
+}
+
+// fillImported sets what an apply would have recorded, for a cluster
+// imported from the CLI's state directory.
+func (r *clusterResource) fillImported(ctx context.Context, m *clusterResourceModel, run *engineRun, files map[string]string, diags *diag.Diagnostics) {
+	e := run.eng
+	if _, err := e.EtcdPKI(false); err != nil {
+		diags.AddError("Cannot import the cluster", fmt.Sprintf("The state directory holds no PKI for %s (%v): import the directory `tricenter apply` used.", e.Cluster().Metadata.Name, err))
+		return
+	}
+	doc, err := m.input().content()
+	if err != nil {
+		diags.AddError("Cannot import the cluster", err.Error())
+		return
+	}
+	m.ID = types.StringValue(e.Cluster().Metadata.Name)
+	m.InventorySHA256 = types.StringValue(inventorySHA256(doc))
+	m.APIServerURL = types.StringValue(e.APIServerURL())
+	m.CACertificate = types.StringValue(files["pki/"+pki.KubernetesCA+"/ca.crt"])
+	members := map[string]string{}
+	if p := e.Prior(); p != nil {
+		for _, n := range p.EtcdMembers {
+			center := "unknown"
+			if h, ok := e.Cluster().Host(n); ok {
+				center = h.Center.Name
+			}
+			members[n] = center
+		}
+	}
+	var d diag.Diagnostics
+	m.EtcdMembers, d = types.MapValueFrom(ctx, types.StringType, members)
+	diags.Append(d...)
+	m.Gates = stringList(nil)
+	m.ChangedHosts = stringList(nil)
+	m.EtcdPerCenter = types.MapNull(types.Int64Type)
+	if kc, err := e.AdminKubeconfig(""); err == nil {
+		m.Kubeconfig = types.StringValue(string(kc))
+		if saved, err := run.files(); err == nil {
+			if enc, err := encodeFiles(saved); err == nil {
+				m.State = types.StringValue(enc)
+			}
+		}
+	}
+}
+
+func summary(d diag.Diagnostics) string {
+	var out []string
+	for _, x := range d.Errors() {
+		out = append(out, x.Summary()+": "+x.Detail())
+	}
+	return strings.Join(out, "; ")
+}
+
+func (r *clusterResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	var m clusterResourceModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := m.Timeouts.Delete(ctx, DefaultClusterDeleteTimeout)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	files, err := decodeFiles(m.State)
+	if err != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("state"), "Unreadable engine state", err.Error())
+		return
+	}
+	run, _, d := r.planEngine(ctx, m, files)
+	resp.Diagnostics.Append(d...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	defer run.Close()
+	tflog.Info(ctx, "Resetting the cluster", map[string]any{"cluster": run.eng.Cluster().Metadata.Name})
+	if _, err := run.eng.Reset(ctx, installer.Options{}); err != nil {
+		resp.Diagnostics.AddError("Cluster reset failed", engineErrorDetail("resetting "+run.eng.Cluster().Metadata.Name, err)+
+			" The resource stays in state; destroy again to continue.")
+		return
+	}
+}
+
+// ImportState takes "STATE_DIR#INVENTORY": the CLI's state directory of
+// the cluster (DIR/<cluster>, holding pki/ and prior.json) and the
+// inventory file it was applied from.
+func (r *clusterResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	dir, inv, ok := parseClusterImportID(req.ID)
+	if !ok {
+		resp.Diagnostics.AddError("Invalid import ID",
+			fmt.Sprintf("%q: use STATE_DIR#INVENTORY, e.g. ~/.local/state/tricenter/lab#/etc/tricenter/lab.yaml (the cluster's directory under the CLI's state directory, then the inventory file).", req.ID))
+		return
+	}
+	files, err := state.Snapshot(dir)
+	if err != nil {
+		resp.Diagnostics.AddError("Cannot import the cluster", err.Error()+": give the cluster's directory under the CLI's state directory (DIR/<metadata.name>).")
+		return
+	}
+	enc, err := encodeFiles(files)
+	if err != nil {
+		resp.Diagnostics.AddError("Cannot import the cluster", err.Error())
+		return
+	}
+	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("state"), enc)...)
+	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("path"), inv)...)
+	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("healthy"), true)...)
+}
+
+func parseClusterImportID(id string) (dir, inv string, ok bool) {
+	i := strings.LastIndex(id, "#")
+	if i <= 0 || i == len(id)-1 {
+		return "", "", false
+	}
+	return id[:i], id[i+1:], true
+}

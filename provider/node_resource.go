@@ -1,0 +1,467 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/tricenter/terraform-provider-tricenter/installer"
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
+)
+
+// Default timeouts of tricenter_node, overridden by its timeouts block.
+const (
+	DefaultNodeCreateTimeout = 20 * time.Minute
+	DefaultNodeReadTimeout   = 2 * time.Minute
+	DefaultNodeUpdateTimeout = 20 * time.Minute
+	DefaultNodeDeleteTimeout = 15 * time.Minute
+)
+
+// nodeComponents are what joining one worker runs: its BGP agent, its
+// node agents and its labels and taints.
+var nodeComponents = []string{string(installer.BGP), string(installer.Nodes), string(installer.Addons)}
+
+var (
+	_ resource.ResourceWithConfigure  = (*nodeResource)(nil)
+	_ resource.ResourceWithModifyPlan = (*nodeResource)(nil)
+)
+
+// NewNodeResource returns the tricenter_node resource.
+func NewNodeResource() resource.Resource { return &nodeResource{} }
+
+type nodeResource struct {
+	data *providerData
+}
+
+type nodeResourceModel struct {
+	ID           types.String   `tfsdk:"id"`
+	Server       types.String   `tfsdk:"server"`
+	Path         types.String   `tfsdk:"path"`
+	YAML         types.String   `tfsdk:"yaml"`
+	ClusterState types.String   `tfsdk:"cluster_state"`
+	State        types.String   `tfsdk:"state"`
+	Center       types.String   `tfsdk:"center"`
+	Rack         types.String   `tfsdk:"rack"`
+	PodCIDR      types.String   `tfsdk:"pod_cidr"`
+	ChangedHosts types.List     `tfsdk:"changed_hosts"`
+	Gates        types.List     `tfsdk:"gates"`
+	Ready        types.Bool     `tfsdk:"ready"`
+	Problems     types.List     `tfsdk:"problems"`
+	Timeouts     timeouts.Value `tfsdk:"timeouts"`
+}
+
+func (m nodeResourceModel) input() inventoryInput { return inventoryInput{Path: m.Path, YAML: m.YAML} }
+
+func (r *nodeResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_node"
+}
+
+func (r *nodeResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+	resp.Schema = schema.Schema{
+		MarkdownDescription: "One worker of a `tricenter_cluster`, joined on its own: its BGP agent (announcing its pod CIDR), " +
+			"containerd, kubelet and kube-proxy, and its labels and taints. **Create** runs the engine for this server " +
+			"only (components `" + strings.Join(nodeComponents, "`, `") + "`): no other server is touched. **Refresh** " +
+			"reads the Node from the API and the agent's BGP sessions: a Node that is gone or not Ready, or a session not " +
+			"Established, sets `ready = false` and the next plan shows an update that converges it; an unreachable API " +
+			"gives a warning and keeps the last state. **Destroy** drains the Node, deletes it, stops the node agents " +
+			"and the BGP agent (the routers withdraw the pod CIDR) and removes their files.\n\n" +
+			"Key node resources by server name with `for_each` over a map or set, never `count` over a list: then adding " +
+			"or removing one never shifts another. List the same names in the cluster's `node_servers` so the cluster " +
+			"leaves them to these resources. The server must be a worker: etcd members and control-plane servers belong " +
+			"to the cluster.",
+		Attributes: map[string]schema.Attribute{
+			"id": schema.StringAttribute{
+				Computed:            true,
+				MarkdownDescription: "The server name.",
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"server": schema.StringAttribute{
+				Required:            true,
+				MarkdownDescription: "Name of the worker in the inventory (typically `each.key`). Changing it replaces the resource.",
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()},
+				Validators:          []validator.String{stringvalidator.LengthAtLeast(1)},
+			},
+			"path": schema.StringAttribute{
+				Optional:            true,
+				MarkdownDescription: "Path of the inventory file, the cluster's. Exactly one of `path` and `yaml`.",
+				Validators: []validator.String{
+					stringvalidator.LengthAtLeast(1),
+					stringvalidator.ExactlyOneOf(path.MatchRoot("path"), path.MatchRoot("yaml")),
+				},
+			},
+			"yaml": schema.StringAttribute{
+				Optional:            true,
+				MarkdownDescription: "The inventory document inline, the cluster's.",
+				Validators:          []validator.String{stringvalidator.LengthAtLeast(1)},
+			},
+			"cluster_state": schema.StringAttribute{
+				Required:  true,
+				Sensitive: true,
+				MarkdownDescription: "The cluster's engine state: `tricenter_cluster.<name>.state`. Referring to it orders the node after " +
+					"the cluster and shares its PKI and allocations.",
+			},
+			"state": schema.StringAttribute{
+				Computed:            true,
+				Sensitive:           true,
+				MarkdownDescription: "What joining this node added to the cluster's engine state (its certificates), as a JSON object of files.",
+			},
+			"center": schema.StringAttribute{
+				Computed:            true,
+				MarkdownDescription: "Center of the server (its Kubernetes zone).",
+			},
+			"rack": schema.StringAttribute{
+				Computed:            true,
+				MarkdownDescription: "Rack of the server.",
+			},
+			"pod_cidr": schema.StringAttribute{
+				Computed:            true,
+				MarkdownDescription: "Pod CIDR of the node, announced by its BGP agent.",
+			},
+			"changed_hosts": schema.ListAttribute{
+				Computed:            true,
+				ElementType:         types.StringType,
+				MarkdownDescription: "Servers the last apply changed something on: only this one.",
+			},
+			"gates": schema.ListAttribute{
+				Computed:            true,
+				ElementType:         types.StringType,
+				MarkdownDescription: "The verification gates of the last apply: `name: ok|FAILED (detail)`.",
+			},
+			"ready": schema.BoolAttribute{
+				Computed:            true,
+				MarkdownDescription: "Whether the last refresh found the Node Ready and the agent's BGP sessions Established.",
+			},
+			"problems": schema.ListAttribute{
+				Computed:            true,
+				ElementType:         types.StringType,
+				MarkdownDescription: "What the last refresh found not as planned.",
+			},
+		},
+		Blocks: map[string]schema.Block{
+			"timeouts": timeouts.Block(ctx, timeouts.Opts{
+				Create: true, Read: true, Update: true, Delete: true,
+				CreateDescription: fmt.Sprintf("How long joining may take, gates included (default %s).", DefaultNodeCreateTimeout),
+				ReadDescription:   fmt.Sprintf("How long a refresh may take (default %s).", DefaultNodeReadTimeout),
+				UpdateDescription: fmt.Sprintf("How long a re-converging update may take (default %s).", DefaultNodeUpdateTimeout),
+				DeleteDescription: fmt.Sprintf("How long draining and removal may take (default %s).", DefaultNodeDeleteTimeout),
+			}),
+		},
+	}
+}
+
+func (r *nodeResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	r.data = providerDataFrom(req.ProviderData, &resp.Diagnostics)
+}
+
+// checkWorker refuses a server that is not in the inventory or that the
+// placement gives etcd or the control plane.
+func checkWorker(c *inventory.Cluster, p *inventory.Placement, name string) diag.Diagnostics {
+	var diags diag.Diagnostics
+	switch {
+	case !hasHost(c, name):
+		diags.AddAttributeError(path.Root("server"), "Unknown server",
+			fmt.Sprintf("%q is not in the inventory: add it to a rack first.", name))
+	case p.IsEtcdMember(name) || p.IsControlPlane(name):
+		diags.AddAttributeError(path.Root("server"), "Not a worker",
+			fmt.Sprintf("%q is an etcd member or control-plane server in the placement: it is part of tricenter_cluster, not a tricenter_node.", name))
+	}
+	return diags
+}
+
+// engine builds the engine over the cluster's state with this node's
+// files on top.
+func (r *nodeResource) engine(ctx context.Context, m nodeResourceModel) (*engineRun, map[string]string, diag.Diagnostics) {
+	c, lines, diags := loadCluster(m.input(), r.data)
+	if diags.HasError() {
+		return nil, nil, diags
+	}
+	base, err := decodeFiles(m.ClusterState)
+	if err != nil {
+		diags.AddAttributeError(path.Root("cluster_state"), "Unreadable cluster state", err.Error())
+		return nil, nil, diags
+	}
+	own, err := decodeFiles(m.State)
+	if err != nil {
+		diags.AddAttributeError(path.Root("state"), "Unreadable node state", err.Error())
+		return nil, nil, diags
+	}
+	src := m.input().source()
+	run, err := newEngineRun(ctx, engineOptions{Cluster: c, Lines: lines, Source: src.name, Files: overlay(base, own), Data: r.data})
+	if err != nil {
+		diags.AddAttributeError(src.attr, "Invalid inventory for this cluster", fmt.Sprintf("%s: %v", src.name, err))
+		return nil, nil, diags
+	}
+	diags.Append(checkWorker(run.eng.Cluster(), run.eng.Placement(), m.Server.ValueString())...)
+	if diags.HasError() {
+		run.Close()
+		return nil, nil, diags
+	}
+	return run, base, diags
+}
+
+func (r *nodeResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	if req.Plan.Raw.IsNull() {
+		return
+	}
+	var plan, prior nodeResourceModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if !req.State.Raw.IsNull() {
+		resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
+	}
+	if resp.Diagnostics.HasError() || plan.input().unknown() || plan.Server.IsUnknown() {
+		return
+	}
+	name := plan.Server.ValueString()
+	c, _, diags := loadCluster(plan.input(), r.data)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	h, ok := c.Host(name)
+	if !ok {
+		resp.Diagnostics.AddAttributeError(path.Root("server"), "Unknown server", fmt.Sprintf("%q is not in the inventory: add it to a rack first.", name))
+		return
+	}
+	plan.ID = types.StringValue(name)
+	plan.Center = types.StringValue(h.Center.Name)
+	plan.Rack = types.StringValue(h.Rack.Name)
+	plan.Ready = types.BoolValue(true)
+	if !plan.ClusterState.IsUnknown() {
+		run, _, d := r.engine(ctx, plan)
+		resp.Diagnostics.Append(d...)
+		if resp.Diagnostics.HasError() {
+			return
+		}
+		if cidr, ok := run.eng.IPs().PodCIDR(name); ok {
+			plan.PodCIDR = types.StringValue(cidr.String())
+		}
+		run.Close()
+	}
+	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
+	if resp.Diagnostics.HasError() || req.State.Raw.IsNull() || resp.Plan.Raw.Equal(req.State.Raw) {
+		return
+	}
+	plan.State = types.StringUnknown()
+	plan.ChangedHosts = types.ListUnknown(types.StringType)
+	plan.Gates = types.ListUnknown(types.StringType)
+	plan.Problems = types.ListUnknown(types.StringType)
+	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
+}
+
+func (r *nodeResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	var m nodeResourceModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := m.Timeouts.Create(ctx, DefaultNodeCreateTimeout)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	m.State = types.StringNull()
+	r.apply(ctx, &m, &resp.Diagnostics)
+	if m.State.IsNull() || m.State.IsUnknown() {
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+}
+
+func (r *nodeResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	var m, prior nodeResourceModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
+	resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := m.Timeouts.Update(ctx, DefaultNodeUpdateTimeout)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	m.State = prior.State
+	r.apply(ctx, &m, &resp.Diagnostics)
+	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+}
+
+// apply joins (or re-converges) the one server and records in m what it
+// did; the node's own files are kept even when the apply fails.
+func (r *nodeResource) apply(ctx context.Context, m *nodeResourceModel, diags *diag.Diagnostics) {
+	run, base, d := r.engine(ctx, *m)
+	diags.Append(d...)
+	if diags.HasError() {
+		return
+	}
+	defer run.Close()
+	e := run.eng
+	name := m.Server.ValueString()
+	tflog.Info(ctx, "Joining the node", map[string]any{"server": name})
+	res, applyErr := e.Apply(ctx, installer.Options{Only: nodeComponents, Servers: []string{name}})
+	files, err := run.files()
+	if err != nil {
+		diags.AddError("Cannot save the node's engine state", err.Error())
+		return
+	}
+	enc, err := encodeFiles(nodeFiles(base, files))
+	if err != nil {
+		diags.AddError("Cannot save the node's engine state", err.Error())
+		return
+	}
+	h, _ := e.Cluster().Host(name)
+	m.ID = types.StringValue(name)
+	m.State = types.StringValue(enc)
+	m.Center = types.StringValue(h.Center.Name)
+	m.Rack = types.StringValue(h.Rack.Name)
+	m.PodCIDR = types.StringNull()
+	if cidr, ok := e.IPs().PodCIDR(name); ok {
+		m.PodCIDR = types.StringValue(cidr.String())
+	}
+	m.ChangedHosts = stringList(changedHosts(res))
+	m.Gates = stringList(gateLines(res))
+	if applyErr != nil {
+		m.Ready = types.BoolValue(false)
+		m.Problems = stringList([]string{applyErr.Error()})
+		diags.AddError("Joining "+name+" failed", engineErrorDetail("joining "+name, applyErr)+" What was done so far is saved.")
+		return
+	}
+	m.Ready = types.BoolValue(true)
+	m.Problems = stringList(nil)
+}
+
+// nodeFiles keeps what a node's apply added to or changed in the PKI;
+// prior.json stays the cluster's.
+func nodeFiles(base, after map[string]string) map[string]string {
+	out := diffFiles(base, after)
+	for k := range out {
+		if !strings.HasPrefix(k, "pki/") {
+			delete(out, k)
+		}
+	}
+	return out
+}
+
+func (r *nodeResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	var m nodeResourceModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := m.Timeouts.Read(ctx, DefaultNodeReadTimeout)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	run, _, d := r.engine(ctx, m)
+	if d.HasError() {
+		resp.Diagnostics.AddWarning("Node not checked", "The node's inventory or state cannot be used, so the last state is kept: "+summary(d))
+		return
+	}
+	defer run.Close()
+	problems, reached := observeNode(ctx, run.eng, m.Server.ValueString())
+	if !reached {
+		resp.Diagnostics.AddWarning("Node not checked", strings.Join(problems, "; ")+". The last state is kept.")
+		return
+	}
+	m.Ready = types.BoolValue(len(problems) == 0)
+	m.Problems = stringList(problems)
+	if len(problems) > 0 {
+		resp.Diagnostics.AddWarning("Node "+m.Server.ValueString()+" is not as planned", strings.Join(problems, "; "))
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+}
+
+// observeNode reads the Node and the BGP agent of one server. reached is
+// false when the API could not be asked (problems then say why).
+func observeNode(ctx context.Context, e *installer.Engine, name string) (problems []string, reached bool) {
+	cs, err := e.Clientset()
+	if err != nil {
+		return []string{"Kubernetes API: " + err.Error()}, false
+	}
+	gctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	n, err := cs.CoreV1().Nodes().Get(gctx, name, metav1.GetOptions{})
+	cancel()
+	switch {
+	case apierrors.IsNotFound(err):
+		problems = append(problems, "Node "+name+" is not registered")
+	case err != nil:
+		return []string{"Kubernetes API: " + err.Error()}, false
+	case !nodeIsReady(n):
+		problems = append(problems, "Node "+name+" is not Ready")
+	}
+	m := e.Manager(true)
+	defer m.Close()
+	hosts, err := m.Hosts(inventory.Selector{Servers: []string{name}})
+	if err != nil {
+		return append(problems, "BGP agent: "+err.Error()), true
+	}
+	sts, errs := installer.BGPStatuses(ctx, m, hosts)
+	if err := errs[name]; err != nil {
+		problems = append(problems, "BGP agent on "+name+": "+err.Error())
+	} else if st := sts[name]; st != nil {
+		for _, s := range st.Sessions {
+			if !s.Established() {
+				problems = append(problems, fmt.Sprintf("BGP session %s (%s) is %s", s.Name, s.Address, s.State))
+			}
+		}
+	}
+	return problems, true
+}
+
+func nodeIsReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func (r *nodeResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	var m nodeResourceModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := m.Timeouts.Delete(ctx, DefaultNodeDeleteTimeout)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	run, _, d := r.engine(ctx, m)
+	resp.Diagnostics.Append(d...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	defer run.Close()
+	name := m.Server.ValueString()
+	tflog.Info(ctx, "Removing the node", map[string]any{"server": name})
+	if _, err := run.eng.Reset(ctx, installer.Options{Servers: []string{name}}); err != nil {
+		resp.Diagnostics.AddError("Removing "+name+" failed", engineErrorDetail("removing "+name, err)+
+			" The resource stays in state; destroy again to continue.")
+	}
+}
