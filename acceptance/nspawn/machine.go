@@ -197,7 +197,20 @@ func (m *Machine) Start(ctx context.Context) error {
 	}()
 	bctx, cancel := context.WithTimeout(ctx, BootTimeout)
 	defer cancel()
+	go func() {
+		// A launcher or nspawn that exits ends the wait at once.
+		select {
+		case <-done:
+			cancel()
+		case <-bctx.Done():
+		}
+	}()
 	if err := waitTCP(bctx, netip.AddrPortFrom(m.Address, 22).String()); err != nil {
+		select {
+		case <-done:
+			return fmt.Errorf("machine %s stopped while booting (%s): see its console log %s", m.Name, cmd.ProcessState, filepath.Join(m.dir, "console.log"))
+		default:
+		}
 		return fmt.Errorf("machine %s did not boot: %w (console log: %s)", m.Name, err, filepath.Join(m.dir, "console.log"))
 	}
 	m.log.Debug("Machine up", "took", time.Since(start).Round(time.Millisecond))
