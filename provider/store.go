@@ -145,19 +145,26 @@ func loadCluster(in inventoryInput, d *providerData) (*inventory.Cluster, *inven
 	return c, lines, diags
 }
 
-// applySSHDefaults fills the inventory's spec.ssh from the provider's ssh
-// block where the inventory is silent. A private key given inline is
-// written by engineRun (it needs a file) and set there.
+// inlineKeyFile stands for the provider's ssh.private_key in spec.ssh.keyFile
+// until newEngineRun writes the key to its private directory.
+const inlineKeyFile = "(provider ssh.private_key)"
+
+// applySSHDefaults fills the inventory's SSH settings from the provider's
+// ssh block where the inventory is silent: spec.ssh, then (through the
+// inventory's own defaulting) every server and jump host. A private key
+// given inline is written by newEngineRun (it needs a file) and set there.
+// The login user is not among them: the inventory defaults it to root.
 func applySSHDefaults(c *inventory.Cluster, d *providerData) {
 	if d == nil {
 		return
 	}
 	sp := &c.Spec.SSH
-	if sp.User == "" {
-		sp.User = d.SSH.User
-	}
-	if sp.KeyFile == "" && d.SSH.PrivateKeyFile != "" {
+	switch {
+	case sp.KeyFile != "":
+	case d.SSH.PrivateKeyFile != "":
 		sp.KeyFile = d.SSH.PrivateKeyFile
+	case d.SSH.PrivateKey != "":
+		sp.KeyFile = inlineKeyFile
 	}
 	if sp.Agent == nil && d.SSH.Agent {
 		t := true
@@ -167,6 +174,41 @@ func applySSHDefaults(c *inventory.Cluster, d *providerData) {
 		b := *d.SSH.Bastion
 		sp.Bastion = &b
 	}
+	c.SetDefaults()
+}
+
+// withKeyFile is a copy of c whose SSH key files named from are key: the
+// servers, the jump hosts and the bastion (c is not changed).
+func withKeyFile(c *inventory.Cluster, from, key string) *inventory.Cluster {
+	cc := *c
+	swap := func(p *string) {
+		if *p == from {
+			*p = key
+		}
+	}
+	swap(&cc.Spec.SSH.KeyFile)
+	if b := cc.Spec.SSH.Bastion; b != nil {
+		bb := *b
+		swap(&bb.KeyFile)
+		cc.Spec.SSH.Bastion = &bb
+	}
+	cc.Spec.Centers = slices.Clone(c.Spec.Centers)
+	for i := range cc.Spec.Centers {
+		if j := cc.Spec.Centers[i].JumpHost; j != nil {
+			jj := *j
+			swap(&jj.KeyFile)
+			cc.Spec.Centers[i].JumpHost = &jj
+		}
+	}
+	cc.Spec.Racks = slices.Clone(c.Spec.Racks)
+	for i := range cc.Spec.Racks {
+		r := &cc.Spec.Racks[i]
+		r.Servers = slices.Clone(r.Servers)
+		for j := range r.Servers {
+			swap(&r.Servers[j].SSH.KeyFile)
+		}
+	}
+	return &cc
 }
 
 // withoutServers is a copy of c without the named servers (the status
@@ -222,15 +264,13 @@ func newEngineRun(ctx context.Context, o engineOptions) (*engineRun, error) {
 		d = &providerData{Concurrency: DefaultConcurrency}
 	}
 	c := o.Cluster
-	if d.SSH.PrivateKey != "" && c.Spec.SSH.KeyFile == "" {
+	if d.SSH.PrivateKey != "" {
 		key := filepath.Join(root, "ssh-key")
 		if err := fsutil.WriteFileAtomic(key, []byte(d.SSH.PrivateKey), 0o600); err != nil {
 			r.Close()
 			return nil, fmt.Errorf("writing the provider's SSH key to the private directory: %w", err)
 		}
-		cc := *c
-		cc.Spec.SSH.KeyFile = key
-		c = &cc
+		c = withKeyFile(c, inlineKeyFile, key)
 	}
 	cfg := installer.Config{Cluster: c, Lines: o.Lines, Source: o.Source, Store: r.store,
 		SSH: ssh.Options{KnownHosts: d.SSH.KnownHosts}, Logger: newLogger(ctx), Concurrency: d.Concurrency}

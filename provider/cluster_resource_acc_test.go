@@ -1,0 +1,477 @@
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
+	"github.com/hashicorp/terraform-plugin-testing/plancheck"
+	"github.com/hashicorp/terraform-plugin-testing/terraform"
+	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
+
+	"github.com/tricenter/terraform-provider-tricenter/acceptance/nspawn"
+	"github.com/tricenter/terraform-provider-tricenter/installer"
+	"github.com/tricenter/terraform-provider-tricenter/installer/state"
+	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
+)
+
+// tfLab is the provider's nspawn lab (testdata/acc/nspawn-lab-tf.yaml: its
+// own addresses and machine names, so it runs beside the acceptance
+// package's Kubernetes lab).
+type tfLab struct {
+	lab  *nspawn.Lab
+	dir  string
+	arts string
+	inv  string // the inventory with run-time paths
+	file string // where inv is written
+}
+
+const (
+	tfLabNodeWorker = "tf-dc2-w01"
+	tfLabCluster    = "tricenter_cluster.lab"
+	tfLabNode       = `tricenter_node.worker["` + tfLabNodeWorker + `"]`
+)
+
+func startTFLab(t *testing.T) *tfLab {
+	t.Helper()
+	if err := nspawn.Available(); err != nil {
+		testenv.Need(t, fmt.Errorf("nspawn lab: %w", err))
+	}
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(root, ".cache")
+	k := &tfLab{dir: t.TempDir(), arts: filepath.Join(cache, "artifacts")}
+	var need []string
+	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl",
+		"tricenter-bgp", "pause.oci.tar", "coredns.oci.tar"} {
+		need = append(need, filepath.Join(k.arts, b))
+	}
+	testenv.RequireFile(t, "the Kubernetes artifacts: run make artifacts", need...)
+	b, err := os.ReadFile("testdata/acc/nspawn-lab-tf.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.inv = strings.NewReplacer("@DIR@", k.dir, "@ARTS@", k.arts).Replace(string(b))
+	k.file = filepath.Join(k.dir, "inventory.yaml")
+	if err := os.WriteFile(k.file, []byte(k.inv), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := nspawn.ParseInventory([]byte(k.inv), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	rootfs, err := nspawn.EnsureRootfs(ctx, cache, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	k.lab, err = nspawn.Up(ctx, nspawn.Config{Cluster: c, Rootfs: rootfs, Logger: log,
+		Dir: filepath.Join(cache, "nspawn", "machines", "tf-"+filepath.Base(k.dir))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := k.lab.Close(); err != nil {
+			t.Errorf("closing the lab: %v", err)
+		}
+	})
+	t.Logf("lab: %d machines up in %v", len(k.lab.Machines()), time.Since(start).Round(time.Millisecond))
+	n := c.Spec.Network
+	var routes []netip.Prefix
+	for _, s := range []string{n.ServiceCIDR, n.PodCIDR, n.APIVIP + "/32"} {
+		routes = append(routes, netip.MustParsePrefix(s))
+	}
+	if err := k.lab.RouteFromHost(ctx, routes...); err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// writeVariant writes the lab inventory with replacements applied and
+// returns its path.
+func (k *tfLab) writeVariant(t *testing.T, name string, oldnew ...string) string {
+	t.Helper()
+	s := strings.NewReplacer(oldnew...).Replace(k.inv)
+	if s == k.inv {
+		t.Fatalf("variant %s changes nothing", name)
+	}
+	p := filepath.Join(k.dir, name+".yaml")
+	if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func tfLabConfig(inv string, nodes bool) string {
+	cfg := fmt.Sprintf(`
+provider "tricenter" {}
+
+resource "tricenter_cluster" "lab" {
+  path         = %q
+  node_servers = [%q]
+}
+
+output "kubeconfig" {
+  value     = tricenter_cluster.lab.kubeconfig
+  sensitive = true
+}
+`, inv, tfLabNodeWorker)
+	if nodes {
+		cfg += fmt.Sprintf(`
+resource "tricenter_node" "worker" {
+  for_each      = toset([%q])
+  server        = each.key
+  path          = %q
+  cluster_state = tricenter_cluster.lab.state
+}
+`, tfLabNodeWorker, inv)
+	}
+	return cfg
+}
+
+// stepTimer records how long each step took, from its PreConfig to its
+// Check.
+type stepTimer struct {
+	t      *testing.T
+	mu     sync.Mutex
+	start  time.Time
+	name   string
+	took   map[string]time.Duration
+	order  []string
+	lastAt time.Time
+}
+
+func (s *stepTimer) begin(name string) func() {
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.name, s.start = name, time.Now()
+	}
+}
+
+func (s *stepTimer) end() resource.TestCheckFunc {
+	return func(*terraform.State) error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		d := time.Since(s.start)
+		s.took[s.name] = d
+		s.order = append(s.order, s.name)
+		s.lastAt = time.Now()
+		s.t.Logf("step %q: %v", s.name, d.Round(time.Millisecond))
+		return nil
+	}
+}
+
+// attrs returns a resource's flat state attributes.
+func attrs(s *terraform.State, name string) (map[string]string, error) {
+	rs, ok := s.RootModule().Resources[name]
+	if !ok {
+		return nil, fmt.Errorf("%s is not in state", name)
+	}
+	return rs.Primary.Attributes, nil
+}
+
+// TestAccClusterNspawnLab builds the lab cluster with terraform, joins and
+// removes one worker through tricenter_node, shows an etcd membership
+// change in the plan, refuses a placement the rules forbid, and destroys
+// everything.
+func TestAccClusterNspawnLab(t *testing.T) {
+	testAccPreCheck(t)
+	k := startTFLab(t)
+	timer := &stepTimer{t: t, took: map[string]time.Duration{}}
+	var (
+		engineState string // the cluster's engine state after create
+		nodeCIDR    string
+	)
+	kubeconfig := filepath.Join(k.dir, "admin.conf")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Minute)
+	defer cancel()
+
+	fiveMembers := k.writeVariant(t, "five-members",
+		"        - {name: tf-dc1-w01, roles: [worker], ssh: {address: 198.19.42.20}}",
+		"        - {name: tf-dc1-w01, roles: [worker], ssh: {address: 198.19.42.20}}\n        - {name: tf-dc1-s02, roles: [etcd, control-plane], ssh: {address: 198.19.42.11}}",
+		"        - {name: tf-dc2-w01, roles: [worker], ssh: {address: 198.19.44.20}}",
+		"        - {name: tf-dc2-w01, roles: [worker], ssh: {address: 198.19.44.20}}\n        - {name: tf-dc2-s02, roles: [etcd, control-plane], ssh: {address: 198.19.44.11}}",
+		"members: 3", "members: 5")
+	tooFew := k.writeVariant(t, "too-few", "members: 3", "members: 5")
+
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{
+				PreConfig: timer.begin("create cluster"),
+				Config:    tfLabConfig(k.file, false),
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr(tfLabCluster, "id", "tf-lab"),
+					resource.TestCheckResourceAttr(tfLabCluster, "healthy", "true"),
+					resource.TestCheckResourceAttr(tfLabCluster, "problems.#", "0"),
+					resource.TestCheckResourceAttr(tfLabCluster, "etcd_members.%", "3"),
+					resource.TestCheckResourceAttr(tfLabCluster, "etcd_members.tf-dc3-s01", "dc3"),
+					resource.TestCheckResourceAttr(tfLabCluster, "api_server_url", "https://198.19.64.10:6443"),
+					resource.TestCheckResourceAttrWith(tfLabCluster, "ca_certificate", prefixCheck("-----BEGIN CERTIFICATE-----")),
+					func(s *terraform.State) error {
+						a, err := attrs(s, tfLabCluster)
+						if err != nil {
+							return err
+						}
+						if err := checkGates(a); err != nil {
+							return err
+						}
+						if hasListValue(a, "changed_hosts", tfLabNodeWorker) {
+							return fmt.Errorf("the cluster's apply touched %s, which node_servers leaves to tricenter_node", tfLabNodeWorker)
+						}
+						engineState = a["state"]
+						var files map[string]string
+						if err := json.Unmarshal([]byte(engineState), &files); err != nil || files["prior.json"] == "" {
+							return fmt.Errorf("state is not the engine's files (prior.json missing): %v", err)
+						}
+						if err := os.WriteFile(kubeconfig, []byte(a["kubeconfig"]), 0o600); err != nil {
+							return err
+						}
+						return kubectlNodes(ctx, k, kubeconfig, []string{"tf-dc1-s01", "tf-dc2-s01", "tf-dc3-s01", "tf-dc1-w01"}, []string{tfLabNodeWorker})
+					},
+					timer.end(),
+				),
+			},
+			{
+				PreConfig: timer.begin("add tricenter_node"),
+				Config:    tfLabConfig(k.file, true),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(tfLabNode, plancheck.ResourceActionCreate),
+					plancheck.ExpectResourceAction(tfLabCluster, plancheck.ResourceActionNoop),
+				}},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr(tfLabNode, "changed_hosts.#", "1"),
+					resource.TestCheckResourceAttr(tfLabNode, "changed_hosts.0", tfLabNodeWorker),
+					resource.TestCheckResourceAttr(tfLabNode, "ready", "true"),
+					resource.TestCheckResourceAttr(tfLabNode, "center", "dc2"),
+					func(s *terraform.State) error {
+						a, err := attrs(s, tfLabNode)
+						if err != nil {
+							return err
+						}
+						nodeCIDR = a["pod_cidr"]
+						if _, err := netip.ParsePrefix(nodeCIDR); err != nil {
+							return fmt.Errorf("pod_cidr %q: %v", nodeCIDR, err)
+						}
+						if err := checkGates(a); err != nil {
+							return err
+						}
+						if err := kubectlNodes(ctx, k, kubeconfig, []string{"tf-dc1-s01", "tf-dc2-s01", "tf-dc3-s01", "tf-dc1-w01", tfLabNodeWorker}, nil); err != nil {
+							return err
+						}
+						return pollFor(ctx, 30*time.Second, func() error {
+							routes, err := k.lab.BGPRoutes()
+							if err != nil {
+								return err
+							}
+							if _, ok := routes[nodeCIDR]; !ok {
+								return fmt.Errorf("the lab router has no BGP route to %s's pod CIDR %s", tfLabNodeWorker, nodeCIDR)
+							}
+							return nil
+						})
+					},
+					timer.end(),
+				),
+			},
+			{
+				PreConfig: timer.begin("remove tricenter_node"),
+				Config:    tfLabConfig(k.file, false),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(tfLabNode, plancheck.ResourceActionDestroy),
+					plancheck.ExpectResourceAction(tfLabCluster, plancheck.ResourceActionNoop),
+				}},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr(tfLabCluster, "healthy", "true"),
+					func(s *terraform.State) error {
+						if _, ok := s.RootModule().Resources[tfLabNode]; ok {
+							return fmt.Errorf("%s is still in state", tfLabNode)
+						}
+						if err := kubectlNodes(ctx, k, kubeconfig, []string{"tf-dc1-s01", "tf-dc2-s01", "tf-dc3-s01", "tf-dc1-w01"}, []string{tfLabNodeWorker}); err != nil {
+							return err
+						}
+						return pollFor(ctx, 30*time.Second, func() error {
+							routes, err := k.lab.BGPRoutes()
+							if err != nil {
+								return err
+							}
+							if _, ok := routes[nodeCIDR]; ok {
+								return fmt.Errorf("the lab router still has a route to the removed worker's pod CIDR %s", nodeCIDR)
+							}
+							return nil
+						})
+					},
+					timer.end(),
+				),
+			},
+			{
+				PreConfig:          timer.begin("plan five etcd members"),
+				Config:             tfLabConfig(fiveMembers, false),
+				PlanOnly:           true,
+				ExpectNonEmptyPlan: true,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PostApplyPostRefresh: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(tfLabCluster, plancheck.ResourceActionUpdate),
+					plancheck.ExpectKnownValue(tfLabCluster, tfjsonpath.New("etcd_members"), knownvalue.MapExact(map[string]knownvalue.Check{
+						"tf-dc1-s01": knownvalue.StringExact("dc1"),
+						"tf-dc1-s02": knownvalue.StringExact("dc1"),
+						"tf-dc2-s01": knownvalue.StringExact("dc2"),
+						"tf-dc2-s02": knownvalue.StringExact("dc2"),
+						"tf-dc3-s01": knownvalue.StringExact("dc3"),
+					})),
+				}},
+			},
+			{
+				PreConfig:   timer.begin("refuse five members on three servers"),
+				Config:      tfLabConfig(tooFew, false),
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`5\s+members\s+need\s+5\s+servers`),
+			},
+		},
+		CheckDestroy: func(*terraform.State) error {
+			timer.mu.Lock()
+			timer.took["destroy"] = time.Since(timer.lastAt)
+			timer.mu.Unlock()
+			return checkHostsClean(ctx, k, engineState)
+		},
+	})
+	var names []string
+	for n := range timer.took {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		t.Logf("timing %-40s %v", n, timer.took[n].Round(time.Millisecond))
+	}
+}
+
+func prefixCheck(prefix string) func(string) error {
+	return func(v string) error {
+		if !strings.HasPrefix(v, prefix) {
+			return fmt.Errorf("want a value starting with %q, got %.40q", prefix, v)
+		}
+		return nil
+	}
+}
+
+func hasListValue(a map[string]string, name, v string) bool {
+	for k, x := range a {
+		if strings.HasPrefix(k, name+".") && k != name+".#" && x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// checkGates fails unless the gates list is non-empty and every gate
+// passed.
+func checkGates(a map[string]string) error {
+	n := a["gates.#"]
+	if n == "" || n == "0" {
+		return fmt.Errorf("no gates recorded")
+	}
+	for k, v := range a {
+		if strings.HasPrefix(k, "gates.") && k != "gates.#" && !strings.Contains(v, ": ok (") {
+			return fmt.Errorf("gate failed: %s", v)
+		}
+	}
+	return nil
+}
+
+// kubectlNodes runs the real kubectl with the kubeconfig from the state:
+// every name in want is a Ready Node, none in absent is listed.
+func kubectlNodes(ctx context.Context, k *tfLab, kubeconfig string, want, absent []string) error {
+	out, err := exec.CommandContext(ctx, filepath.Join(k.arts, "kubectl"), "--kubeconfig", kubeconfig,
+		"get", "nodes", "--no-headers").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("kubectl get nodes: %v\n%s", err, out)
+	}
+	rows := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 {
+			rows[f[0]] = f[1]
+		}
+	}
+	var errs []string
+	for _, n := range want {
+		if st, ok := rows[n]; !ok || (st != "Ready" && !strings.HasPrefix(st, "Ready,")) {
+			errs = append(errs, fmt.Sprintf("%s is %q", n, st))
+		}
+	}
+	for _, n := range absent {
+		if _, ok := rows[n]; ok {
+			errs = append(errs, n+" is listed")
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("kubectl get nodes: %s\n%s", strings.Join(errs, "; "), out)
+	}
+	return nil
+}
+
+// checkHostsClean: after destroy, a reset planned over the whole
+// inventory (with the cluster's engine state) would change nothing.
+func checkHostsClean(ctx context.Context, k *tfLab, engineState string) error {
+	var files map[string]string
+	if err := json.Unmarshal([]byte(engineState), &files); err != nil {
+		return fmt.Errorf("engine state from the create step: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "tf-lab-state-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	st := &state.Dir{Path: filepath.Join(dir, "state")}
+	if err := state.Restore(st.Path, files); err != nil {
+		return err
+	}
+	c, lines, err := inventory.Load(k.file)
+	if err != nil {
+		return err
+	}
+	e, err := installer.New(installer.Config{Cluster: c, Lines: lines, Store: st, AgentBinary: filepath.Join(k.arts, "tricenter-bgp")})
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	plan, err := e.PlanReset(ctx, installer.Options{})
+	if err != nil {
+		return fmt.Errorf("planning a reset after destroy: %w", err)
+	}
+	if len(plan.Changes) != 0 {
+		return fmt.Errorf("after destroy the hosts still hold: %v", plan.Changes)
+	}
+	return nil
+}
+
+func pollFor(ctx context.Context, limit time.Duration, f func() error) error {
+	deadline := time.Now().Add(limit)
+	for {
+		err := f()
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}

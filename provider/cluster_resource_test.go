@@ -1,0 +1,375 @@
+package provider
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
+	"github.com/hashicorp/terraform-plugin-testing/plancheck"
+	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
+
+	"github.com/tricenter/terraform-provider-tricenter/installer/state"
+	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
+)
+
+// labInventory is the acceptance lab's inventory with fixed paths: valid,
+// and nothing in a unit test reads those paths.
+func labInventory(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("testdata/acc/nspawn-lab-tf.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.NewReplacer("@DIR@", "/nonexistent/tf-lab", "@ARTS@", "/nonexistent/artifacts").Replace(string(b))
+}
+
+func parseLab(t *testing.T, doc string) *inventory.Cluster {
+	t.Helper()
+	c, lines, err := inventory.Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(lines).Err(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestMemberDiff(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		prev, next     map[string]string
+		added, removed []string
+	}{
+		{"same", map[string]string{"a": "dc1"}, map[string]string{"a": "dc1"}, nil, nil},
+		{"first apply", map[string]string{}, map[string]string{"b": "dc2", "a": "dc1"}, []string{"a (dc1)", "b (dc2)"}, nil},
+		{"grow", map[string]string{"a": "dc1", "b": "dc2", "c": "dc3"}, map[string]string{"a": "dc1", "b": "dc2", "c": "dc3", "d": "dc1", "e": "dc2"},
+			[]string{"d (dc1)", "e (dc2)"}, nil},
+		{"move", map[string]string{"a": "dc1", "b": "dc2"}, map[string]string{"a": "dc1", "c": "dc2"}, []string{"c (dc2)"}, []string{"b (dc2)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			added, removed := memberDiff(tc.prev, tc.next)
+			if !reflect.DeepEqual(added, tc.added) || !reflect.DeepEqual(removed, tc.removed) {
+				t.Fatalf("memberDiff = %v, %v; want %v, %v", added, removed, tc.added, tc.removed)
+			}
+		})
+	}
+	msg := membershipMessage([]string{"d (dc1)"}, []string{"b (dc2)"})
+	if !strings.Contains(msg, "adds d (dc1)") || !strings.Contains(msg, "removes b (dc2)") || !strings.Contains(msg, "quorum") {
+		t.Errorf("membershipMessage = %q", msg)
+	}
+}
+
+func TestStateConversion(t *testing.T) {
+	files := map[string]string{"prior.json": "{}\n", "pki/etcd/ca.crt": "C", "pki/etcd/ca.key": "K"}
+	enc, err := encodeFiles(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := encodeFiles(map[string]string{"pki/etcd/ca.key": "K", "pki/etcd/ca.crt": "C", "prior.json": "{}\n"})
+	if err != nil || again != enc {
+		t.Fatalf("encoding depends on map order: %q vs %q (%v)", enc, again, err)
+	}
+	dec, err := decodeFiles(types.StringValue(enc))
+	if err != nil || !reflect.DeepEqual(dec, files) {
+		t.Fatalf("decode = %v, %v", dec, err)
+	}
+	for _, v := range []types.String{types.StringNull(), types.StringUnknown(), types.StringValue("")} {
+		if f, err := decodeFiles(v); err != nil || len(f) != 0 {
+			t.Errorf("decode(%v) = %v, %v; want no files", v, f, err)
+		}
+	}
+	if _, err := decodeFiles(types.StringValue("[1]")); err == nil {
+		t.Error("decode accepted a JSON list")
+	}
+	if enc, _ := encodeFiles(nil); enc != "{}" {
+		t.Errorf("no files encode as %q", enc)
+	}
+
+	next := overlay(files, map[string]string{"pki/kubernetes/kubelet-w1.crt": "N", "prior.json": "{\"x\":1}"})
+	if files["prior.json"] != "{}\n" || len(files) != 3 {
+		t.Fatal("overlay changed its input")
+	}
+	own := nodeFiles(files, next)
+	if !reflect.DeepEqual(own, map[string]string{"pki/kubernetes/kubelet-w1.crt": "N"}) {
+		t.Fatalf("nodeFiles = %v: want the new certificate only (prior.json stays the cluster's)", own)
+	}
+	if p, err := priorOf(map[string]string{"prior.json": `{"etcdMembers":["a"]}`}); err != nil || p == nil || p.EtcdMembers[0] != "a" {
+		t.Fatalf("priorOf = %+v, %v", p, err)
+	}
+	if p, err := priorOf(map[string]string{}); err != nil || p != nil {
+		t.Fatalf("priorOf(no file) = %+v, %v", p, err)
+	}
+}
+
+func TestParseClusterImportID(t *testing.T) {
+	for _, tc := range []struct {
+		id, dir, inv string
+		ok           bool
+	}{
+		{"/var/lib/tricenter/lab#/etc/lab.yaml", "/var/lib/tricenter/lab", "/etc/lab.yaml", true},
+		{"a#b#c.yaml", "a#b", "c.yaml", true},
+		{"/var/lib/tricenter/lab", "", "", false},
+		{"#inv.yaml", "", "", false},
+		{"dir#", "", "", false},
+	} {
+		dir, inv, ok := parseClusterImportID(tc.id)
+		if dir != tc.dir || inv != tc.inv || ok != tc.ok {
+			t.Errorf("parseClusterImportID(%q) = %q, %q, %v; want %q, %q, %v", tc.id, dir, inv, ok, tc.dir, tc.inv, tc.ok)
+		}
+	}
+}
+
+func TestNodeServersSplit(t *testing.T) {
+	c := parseLab(t, labInventory(t))
+	got := applyServers(c, []string{"tf-dc2-w01"})
+	want := []string{"tf-dc1-s01", "tf-dc1-w01", "tf-dc2-s01", "tf-dc3-s01"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("applyServers = %v, want %v", got, want)
+	}
+	if applyServers(c, nil) != nil {
+		t.Fatal("without node_servers the apply must cover the whole inventory (nil)")
+	}
+	w := withoutServers(c, []string{"tf-dc2-w01"})
+	if _, ok := w.Host("tf-dc2-w01"); ok {
+		t.Fatal("withoutServers kept the server")
+	}
+	if _, ok := c.Host("tf-dc2-w01"); !ok {
+		t.Fatal("withoutServers changed its input")
+	}
+	p, err := inventory.BuildPlan(c, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		names []string
+		want  string
+	}{
+		{[]string{"tf-dc2-w01", "tf-dc1-w01"}, ""},
+		{[]string{"tf-dc1-s01"}, "Not a worker"},
+		{[]string{"nope"}, "Unknown server"},
+	} {
+		d := checkNodeServers(c, p.Placement(), tc.names)
+		if got := summary(d); (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+			t.Errorf("checkNodeServers(%v) = %q, want %q", tc.names, got, tc.want)
+		}
+		if len(tc.names) == 1 {
+			d := checkWorker(c, p.Placement(), tc.names[0])
+			if got := summary(d); !strings.Contains(got, tc.want) || got == "" {
+				t.Errorf("checkWorker(%v) = %q, want %q", tc.names[0], got, tc.want)
+			}
+		}
+	}
+}
+
+func TestApplySSHDefaults(t *testing.T) {
+	doc := strings.Replace(labInventory(t), "    user: root\n    keyFile: /nonexistent/tf-lab/id_ed25519\n", "", 1)
+	c, _, err := inventory.Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &providerData{SSH: sshDefaults{User: "ops", PrivateKeyFile: "/keys/id", Agent: true,
+		Bastion: &inventory.JumpHost{Address: "198.18.0.1"}}}
+	applySSHDefaults(c, d)
+	sp := c.Spec.SSH
+	if sp.KeyFile != "/keys/id" || sp.Agent == nil || !*sp.Agent || sp.Bastion == nil || sp.Bastion.Address != "198.18.0.1" {
+		t.Fatalf("defaults not applied: %+v", sp)
+	}
+	for _, h := range c.Hosts() {
+		if h.SSH.KeyFile != "/keys/id" || h.SSH.Agent == nil || !*h.SSH.Agent {
+			t.Errorf("%s: the provider's key and agent did not reach the server: %+v", h.Name, h.SSH)
+		}
+	}
+	c = parseLab(t, labInventory(t))
+	applySSHDefaults(c, d)
+	if c.Spec.SSH.User != "root" || c.Spec.SSH.KeyFile != "/nonexistent/tf-lab/id_ed25519" {
+		t.Fatalf("the inventory's own settings were overridden: %+v", c.Spec.SSH)
+	}
+}
+
+// TestEngineRunPrivateDir: the engine state is materialised in a 0700
+// directory with keys 0600, an inline SSH key lands there too, and Close
+// removes everything.
+func TestEngineRunPrivateDir(t *testing.T) {
+	data := &providerData{Concurrency: 2, SSH: sshDefaults{PrivateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\n"}}
+	c, _, diags := loadCluster(inventoryInput{Path: types.StringNull(),
+		YAML: types.StringValue(strings.Replace(labInventory(t), "    keyFile: /nonexistent/tf-lab/id_ed25519\n", "", 1))}, data)
+	if diags.HasError() {
+		t.Fatalf("an inventory without keyFile and the provider's inline key: %v", diags)
+	}
+	if c.Spec.SSH.KeyFile != inlineKeyFile {
+		t.Fatalf("keyFile = %q before the engine runs", c.Spec.SSH.KeyFile)
+	}
+	files := map[string]string{"prior.json": `{"etcdMembers":["tf-dc1-s01","tf-dc2-s01","tf-dc3-s01"]}`, "pki/etcd/ca.key": "secret", "pki/etcd/ca.crt": "cert"}
+	run, err := newEngineRun(context.Background(), engineOptions{Cluster: c, Files: files, Data: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(run.root)
+	if err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("private directory: %v, %v", st, err)
+	}
+	if st, err := os.Stat(filepath.Join(run.store.Path, "pki/etcd/ca.key")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("key restored as %v, %v", st, err)
+	}
+	key := run.eng.Cluster().Spec.SSH.KeyFile
+	for _, h := range run.eng.Cluster().Hosts() {
+		if h.SSH.KeyFile != key {
+			t.Errorf("%s uses key %q, want the written %q", h.Name, h.SSH.KeyFile, key)
+		}
+	}
+	if filepath.Dir(key) != run.root {
+		t.Fatalf("inline key written to %q, want inside %s", key, run.root)
+	}
+	if st, err := os.Stat(key); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("inline key: %v, %v", st, err)
+	}
+	if h, _ := c.Host("tf-dc1-s01"); c.Spec.SSH.KeyFile != inlineKeyFile || h.SSH.KeyFile != inlineKeyFile {
+		t.Fatal("newEngineRun changed the caller's inventory")
+	}
+	if got := run.eng.Prior(); got == nil || len(got.EtcdMembers) != 3 {
+		t.Fatalf("engine prior = %+v", got)
+	}
+	snap, err := run.files()
+	if err != nil || !reflect.DeepEqual(snap, files) {
+		t.Fatalf("snapshot = %v, %v", snap, err)
+	}
+	run.Close()
+	if _, err := os.Stat(run.root); !os.IsNotExist(err) {
+		t.Fatalf("private directory left behind: %v", err)
+	}
+}
+
+// terraformForUnitTests points terraform-plugin-testing at the terraform
+// binary for plan-only tests that touch no host.
+func terraformForUnitTests(t *testing.T) {
+	t.Helper()
+	if p := os.Getenv("TF_ACC_TERRAFORM_PATH"); p != "" {
+		testenv.RequireFile(t, "TF_ACC_TERRAFORM_PATH names no file: install Terraform >= 1.11", p)
+		return
+	}
+	p, err := exec.LookPath("terraform")
+	testenv.Require(t, "terraform on PATH (Terraform >= 1.11; /usr/local/bin/terraform on the lab machines) or TF_ACC_TERRAFORM_PATH", err == nil)
+	t.Setenv("TF_ACC_TERRAFORM_PATH", p)
+}
+
+// TestClusterPlan runs terraform plan (no apply: nothing is contacted) on
+// tricenter_cluster and tricenter_node: the planned etcd members come
+// from the placement, and changes the placement rules forbid are refused
+// before apply with the attribute named.
+func TestClusterPlan(t *testing.T) {
+	terraformForUnitTests(t)
+	dir := t.TempDir()
+	inv := filepath.Join(dir, "lab.yaml")
+	if err := os.WriteFile(inv, []byte(labInventory(t)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tooFew := filepath.Join(dir, "too-few.yaml")
+	if err := os.WriteFile(tooFew, []byte(strings.Replace(labInventory(t), "members: 3", "members: 5", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cluster := func(inv, nodeServers string) string {
+		return `
+resource "tricenter_cluster" "lab" {
+  path         = "` + inv + `"
+  node_servers = [` + nodeServers + `]
+}
+`
+	}
+	resource.UnitTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			{
+				Config:             cluster(inv, `"tf-dc2-w01"`),
+				PlanOnly:           true,
+				ExpectNonEmptyPlan: true,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PostApplyPostRefresh: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction("tricenter_cluster.lab", plancheck.ResourceActionCreate),
+					plancheck.ExpectKnownValue("tricenter_cluster.lab", tfjsonpath.New("etcd_members"), knownvalue.MapExact(map[string]knownvalue.Check{
+						"tf-dc1-s01": knownvalue.StringExact("dc1"),
+						"tf-dc2-s01": knownvalue.StringExact("dc2"),
+						"tf-dc3-s01": knownvalue.StringExact("dc3"),
+					})),
+					plancheck.ExpectKnownValue("tricenter_cluster.lab", tfjsonpath.New("id"), knownvalue.StringExact("tf-lab")),
+					plancheck.ExpectKnownValue("tricenter_cluster.lab", tfjsonpath.New("api_server_url"), knownvalue.StringExact("https://198.19.64.10:6443")),
+					plancheck.ExpectKnownValue("tricenter_cluster.lab", tfjsonpath.New("inventory_sha256"), knownvalue.StringRegexp(regexp.MustCompile(`^[0-9a-f]{64}$`))),
+					plancheck.ExpectUnknownValue("tricenter_cluster.lab", tfjsonpath.New("state")),
+					plancheck.ExpectSensitiveValue("tricenter_cluster.lab", tfjsonpath.New("state")),
+					plancheck.ExpectSensitiveValue("tricenter_cluster.lab", tfjsonpath.New("kubeconfig")),
+				}},
+			},
+			{
+				Config:      cluster(tooFew, ""),
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`5\s+members\s+need\s+5\s+servers`),
+			},
+			{
+				Config:      cluster(inv, `"tf-dc1-s01"`),
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`Not a worker`),
+			},
+			{
+				Config: cluster(inv, `"tf-dc2-w01"`) + `
+resource "tricenter_node" "w" {
+  for_each      = toset(["tf-dc2-w01"])
+  server        = each.key
+  path          = "` + inv + `"
+  cluster_state = tricenter_cluster.lab.state
+}
+`,
+				PlanOnly:           true,
+				ExpectNonEmptyPlan: true,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PostApplyPostRefresh: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(`tricenter_node.w["tf-dc2-w01"]`, plancheck.ResourceActionCreate),
+					plancheck.ExpectKnownValue(`tricenter_node.w["tf-dc2-w01"]`, tfjsonpath.New("center"), knownvalue.StringExact("dc2")),
+					plancheck.ExpectKnownValue(`tricenter_node.w["tf-dc2-w01"]`, tfjsonpath.New("rack"), knownvalue.StringExact("tf-dc2-r02")),
+				}},
+			},
+			{
+				Config: cluster(inv, "") + `
+resource "tricenter_node" "w" {
+  server        = "tf-dc3-s01"
+  path          = "` + inv + `"
+  cluster_state = "{}"
+}
+`,
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`Not a worker`),
+			},
+		},
+	})
+}
+
+// TestClusterImportFromCLIState snapshots a CLI state directory the way
+// import does and checks the refusal of a directory without PKI.
+func TestClusterImportFromCLIState(t *testing.T) {
+	d, err := state.Open(t.TempDir(), "tf-lab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := state.Snapshot(d.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 0 {
+		t.Fatalf("empty state directory snapshots as %v", files)
+	}
+	c := parseLab(t, labInventory(t))
+	run, err := newEngineRun(context.Background(), engineOptions{Cluster: c, Files: files})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer run.Close()
+	if _, err := run.eng.EtcdPKI(false); err == nil {
+		t.Fatal("a state directory without PKI was accepted for import")
+	}
+}
