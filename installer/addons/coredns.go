@@ -76,7 +76,9 @@ func CoreDNS(o Options) (*CoreDNSObjects, error) {
 	meta := func(name string) metav1.ObjectMeta {
 		return metav1.ObjectMeta{Name: name, Namespace: Namespace, Labels: labels()}
 	}
-	tm := func(apiVersion, kind string) metav1.TypeMeta { return metav1.TypeMeta{APIVersion: apiVersion, Kind: kind} }
+	tm := func(apiVersion, kind string) metav1.TypeMeta {
+		return metav1.TypeMeta{APIVersion: apiVersion, Kind: kind}
+	}
 	x := &CoreDNSObjects{}
 	x.ServiceAccount = &corev1.ServiceAccount{TypeMeta: tm("v1", "ServiceAccount"), ObjectMeta: meta(CoreDNSName)}
 	x.ClusterRole = &rbacv1.ClusterRole{

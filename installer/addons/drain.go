@@ -2,9 +2,11 @@ package addons
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -66,23 +68,8 @@ func DrainAndDelete(ctx context.Context, cs kubernetes.Interface, node string, t
 		if len(pods) == 0 {
 			break
 		}
-		for _, p := range pods {
-			if p.DeletionTimestamp != nil {
-				continue // evicted, terminating
-			}
-			err := cs.PolicyV1().Evictions(p.Namespace).Evict(ctx, &policyv1.Eviction{
-				ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace},
-			})
-			key := p.Namespace + "/" + p.Name
-			switch {
-			case err == nil || apierrors.IsNotFound(err):
-				delete(blocked, key)
-			case apierrors.IsTooManyRequests(err):
-				blocked[key] = "a PodDisruptionBudget refuses the eviction"
-			case ctx.Err() != nil:
-			default:
-				return fmt.Errorf("draining Node %s: evicting pod %s: %w", node, key, err)
-			}
+		if err := evictAll(ctx, cs, node, pods, blocked); err != nil {
+			return err
 		}
 		select {
 		case <-ctx.Done():
@@ -95,6 +82,63 @@ func DrainAndDelete(ctx context.Context, cs kubernetes.Interface, node string, t
 		return fmt.Errorf("deleting Node %s: %w", node, err)
 	}
 	return nil
+}
+
+// evictCallTimeout bounds one eviction request: client-go itself retries
+// an eviction the API refuses with 429 and Retry-After (a
+// PodDisruptionBudget), which would otherwise hold a drain round for
+// minutes.
+const evictCallTimeout = 5 * time.Second
+
+const refused = "a PodDisruptionBudget refuses the eviction"
+
+// evictAll asks for the eviction of every pod not yet terminating, in
+// parallel, recording in blocked the pods whose eviction is refused.
+func evictAll(ctx context.Context, cs kubernetes.Interface, node string, pods []corev1.Pod, blocked map[string]string) error {
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		errs []error
+	)
+	sem := make(chan struct{}, 8)
+	callTimeout := evictCallTimeout
+	if d, ok := ctx.Deadline(); ok {
+		// Leave time to record why before the drain's deadline.
+		callTimeout = min(callTimeout, time.Until(d)/2)
+	}
+	for _, p := range pods {
+		if p.DeletionTimestamp != nil {
+			continue // evicted, terminating
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			cctx, cancel := context.WithTimeout(ctx, callTimeout)
+			defer cancel()
+			err := cs.PolicyV1().Evictions(p.Namespace).Evict(cctx, &policyv1.Eviction{
+				ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace},
+			})
+			key := p.Namespace + "/" + p.Name
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil || apierrors.IsNotFound(err):
+				delete(blocked, key)
+			case apierrors.IsTooManyRequests(err):
+				blocked[key] = refused
+			case ctx.Err() != nil:
+			case cctx.Err() != nil:
+				// Still being retried by the client after a 429.
+				blocked[key] = refused
+			default:
+				errs = append(errs, fmt.Errorf("draining Node %s: evicting pod %s: %w", node, key, err))
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 func drainTimeout(node string, timeout time.Duration, pods []corev1.Pod, blocked map[string]string) error {
