@@ -158,6 +158,7 @@ func realAPIServer(t *testing.T) kubernetes.Interface {
 		t.Fatal(err)
 	}
 	rc.Timeout = 10 * time.Second
+	rc.QPS, rc.Burst = 50, 100 // as the engine's clients
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		t.Fatal(err)
