@@ -48,7 +48,8 @@ func labSSH(ctx context.Context, key, kh string, m *nspawn.Machine, command stri
 
 // The success path of `tricenter bgp install` and `tricenter bgp status`,
 // for real: the CLI uploads tricenter-bgp to the seven machines of the
-// example lab over SSH, installs and starts its unit, and the agents
+// example lab (examples/inventory/nspawn-lab.yaml, on rack subnets of its
+// own) over SSH, installs and starts its unit, and the agents
 // establish sessions with the lab's FRR router (configured by render-frr's
 // code), which learns every pod CIDR and the API VIP and installs them in
 // its kernel table. Stopping one agent withdraws its route: the routes come
@@ -83,8 +84,14 @@ func TestBGPInstallAndStatusOnLab(t *testing.T) {
 		t.Fatal(err)
 	}
 	inv := filepath.Join(dir, "inventory.yaml")
+	// Its racks move to 198.19.41-45.0/24: labs share the host's root
+	// namespace, where each rack bridge has an address, so a lab of the
+	// example inventory run by another test at the same time must not
+	// have the same rack subnets.
 	s := strings.NewReplacer(".cache/nspawn-lab/id_ed25519", key, ".cache/nspawn-lab/known_hosts", kh,
-		"artifactDir: .cache/artifacts", "artifactDir: "+filepath.Join(cache, "artifacts")).Replace(string(data))
+		"artifactDir: .cache/artifacts", "artifactDir: "+filepath.Join(cache, "artifacts"),
+		"198.19.1.", "198.19.41.", "198.19.2.", "198.19.42.", "198.19.3.", "198.19.43.",
+		"198.19.4.", "198.19.44.", "198.19.5.", "198.19.45.").Replace(string(data))
 	if err := os.WriteFile(inv, []byte(s), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -243,20 +250,47 @@ func TestBGPInstallAndStatusOnLab(t *testing.T) {
 	t.Logf("router: 7 sessions Established, %d pod CIDRs and the VIP (ECMP over %d) in FRR and the kernel (waited %v)",
 		len(plan.Nodes), len(vipHops), waited.Round(time.Millisecond))
 
+	// Pod traffic between racks of different centers follows those routes:
+	// a "pod" address (the first of each pod CIDR, on the node's loopback)
+	// reaches another rack's pod address through the router.
+	var worker, other bgp.Node
+	for _, n := range plan.Nodes {
+		if !n.ControlPlane && worker.Name == "" {
+			worker = n
+		}
+	}
+	for _, n := range plan.Nodes {
+		if n.Center != worker.Center && n.Rack != worker.Rack {
+			other = n
+			break
+		}
+	}
+	podIP := func(n bgp.Node) string { return n.PodCIDR.Addr().Next().String() }
+	for _, n := range []bgp.Node{worker, other} {
+		if out, err := lab.Machine(n.Name).Command(ctx, "ip", "addr", "add", podIP(n)+"/32", "dev", "lo").CombinedOutput(); err != nil {
+			t.Fatalf("%s: pod address: %v %s", n.Name, err, out)
+		}
+	}
+	podPing := func() error {
+		out, err := lab.Machine(other.Name).Command(ctx, "ping", "-n", "-q", "-c", "1", "-W", "2", "-I", podIP(other), podIP(worker)).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("ping %s (%s) → %s (%s): %w: %s", podIP(other), other.Name, podIP(worker), worker.Name, err, out)
+		}
+		return nil
+	}
+	if err := podPing(); err != nil {
+		t.Fatalf("pod to pod across centers: %v", err)
+	}
+	t.Logf("pod %s (%s) reaches pod %s (%s) through the router's BGP routes", podIP(other), other.Name, podIP(worker), worker.Name)
+
 	// A second install changes nothing.
 	out, errOut, err = run(installArgs...)
 	if err != nil || !strings.Contains(out, "converged: nothing to do") {
 		t.Fatalf("second bgp install: %v\nstdout: %s\nstderr: %s", err, out, tailLines(errOut, 30))
 	}
 
-	// Routes come from BGP: a stopped agent's pod CIDR leaves the router.
-	var worker bgp.Node
-	for _, n := range plan.Nodes {
-		if !n.ControlPlane {
-			worker = n
-			break
-		}
-	}
+	// Routes come from BGP: a stopped agent's pod CIDR leaves the router,
+	// and its pods are unreachable.
 	if _, err := labSSH(ctx, key, kh, lab.Machine(worker.Name), "systemctl stop tricenter-bgp.service"); err != nil {
 		t.Fatal(err)
 	}
@@ -274,6 +308,9 @@ func TestBGPInstallAndStatusOnLab(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%s's agent stopped: its pod CIDR left the router's kernel table in %v", worker.Name, waited.Round(time.Millisecond))
+	if err := podPing(); err == nil {
+		t.Fatalf("%s's pod address still answers after its route was withdrawn: a route other than BGP's reaches it", worker.Name)
+	}
 }
 
 // testCA returns a throwaway self-signed CA certificate (PEM).

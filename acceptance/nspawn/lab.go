@@ -95,6 +95,9 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 	if err := checkAddresses(c); err != nil {
 		return nil, err
 	}
+	if err := checkHostFree(c); err != nil {
+		return nil, err
+	}
 	var frrConf []byte
 	var bgpPlan *bgp.Plan
 	if !cfg.NoFRR {
@@ -335,6 +338,34 @@ func checkAddresses(c *inventory.Cluster) error {
 		}
 		if h.JumpHost() != nil {
 			errs = append(errs, fmt.Errorf("server %s: the nspawn lab has no jump hosts: drop the center's jumpHost", h.Name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkHostFree fails when a rack subnet is already on one of this host's
+// interfaces: another lab with the same addresses is running, and the host
+// would reach the wrong machines.
+func checkHostFree(c *inventory.Cluster) error {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return fmt.Errorf("listing the host's addresses: %w", err)
+	}
+	var errs []error
+	for _, r := range c.Spec.Racks {
+		subnet, err := netip.ParsePrefix(r.Subnet)
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			ipn, ok := a.(*net.IPNet)
+			if !ok {
+				continue
+			}
+			if ip, ok := netip.AddrFromSlice(ipn.IP); ok && subnet.Masked().Contains(ip.Unmap()) {
+				errs = append(errs, fmt.Errorf("rack %s: subnet %s is already in use on this host (address %s): another lab with the same rack subnets is running; stop it or give this lab other subnets", r.Name, r.Subnet, ip.Unmap()))
+				break
+			}
 		}
 	}
 	return errors.Join(errs...)

@@ -19,7 +19,7 @@ import (
 )
 
 // BootTimeout bounds how long a machine may take from start to sshd.
-const BootTimeout = 60 * time.Second
+const BootTimeout = 2 * time.Minute
 
 // Machine is one server: a systemd-nspawn container with systemd as PID 1
 // in its own network namespace, on an overlay of the shared root

@@ -221,3 +221,21 @@ func FuzzParseRouterOutput(f *testing.F) {
 		}
 	})
 }
+
+// A rack subnet already on one of the host's interfaces (another lab's
+// bridge) is refused; a free one is not.
+func TestCheckHostFree(t *testing.T) {
+	c, err := ParseInventory(loadTestInventory(t, "testdata/two-nodes.yaml"), map[string]string{"KEYFILE": "/k", "KNOWNHOSTS": "/kh"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Spec.Racks[0].Subnet = "198.18.255.0/24" // no lab uses it
+	if err := checkHostFree(c); err != nil {
+		t.Fatalf("free subnets refused: %v", err)
+	}
+	c.Spec.Racks[1].Subnet = "127.0.0.0/8" // loopback is on every host
+	err = checkHostFree(c)
+	if err == nil || !strings.Contains(err.Error(), "rack dc2-r1: subnet 127.0.0.0/8 is already in use on this host") {
+		t.Fatalf("subnet in use: %v", err)
+	}
+}
