@@ -154,7 +154,9 @@ func (p *tricenterProvider) Schema(_ context.Context, _ provider.SchemaRequest, 
 		Description: "Takes bare-metal servers in two sites and three centers from BMC-only to a running, verified Kubernetes cluster.",
 		MarkdownDescription: "Takes bare-metal servers in two sites and three centers from BMC-only to a running, verified " +
 			"Kubernetes cluster. The data sources read the same inventory file as the `tricenter` CLI and compute the same " +
-			"placement and IP plan; `tricenter_server` manages a server's power and boot device through its BMC (IPMI 2.0).\n\n" +
+			"placement and IP plan; `tricenter_server` manages a server's power and boot device through its BMC (IPMI 2.0); " +
+			"`tricenter_cluster` and `tricenter_node` build the cluster and join workers through the same engine as `tricenter apply`, " +
+			"and the ephemeral `tricenter_kubeconfig` issues kubeconfigs that never reach the state.\n\n" +
 			"Every argument is optional and most fall back to an environment variable, named in its description.",
 		Attributes: map[string]schema.Attribute{
 			"ssh": schema.SingleNestedAttribute{
