@@ -103,7 +103,33 @@ func startTFLab(t *testing.T) *tfLab {
 	if err := k.lab.RouteFromHost(ctx, routes...); err != nil {
 		t.Fatal(err)
 	}
+	keepRoutes(t, k.lab, routes)
 	return k
+}
+
+// keepRoutes re-asserts the host routes to the lab's VIP, service and pod
+// ranges every second until the test ends: other tests' labs on this
+// machine have been seen to take host routes in 198.19.0.0/16 away while
+// they tear down, which would cut this lab's API VIP off mid-apply.
+func keepRoutes(t *testing.T, lab *nspawn.Lab, routes []netip.Prefix) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				if err := lab.RouteFromHost(ctx, routes...); err != nil && ctx.Err() == nil {
+					t.Logf("re-asserting host routes: %v", err)
+				}
+			}
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
 }
 
 // writeVariant writes the lab inventory with replacements applied and
@@ -209,8 +235,8 @@ func TestAccClusterNspawnLab(t *testing.T) {
 	fiveMembers := k.writeVariant(t, "five-members",
 		"        - {name: tf-dc1-w01, roles: [worker], ssh: {address: 198.19.42.20}}",
 		"        - {name: tf-dc1-w01, roles: [worker], ssh: {address: 198.19.42.20}}\n        - {name: tf-dc1-s02, roles: [etcd, control-plane], ssh: {address: 198.19.42.11}}",
-		"        - {name: tf-dc2-w01, roles: [worker], ssh: {address: 198.19.44.20}}",
-		"        - {name: tf-dc2-w01, roles: [worker], ssh: {address: 198.19.44.20}}\n        - {name: tf-dc2-s02, roles: [etcd, control-plane], ssh: {address: 198.19.44.11}}",
+		"        - {name: tf-dc2-w01, roles: [worker], ssh: {address: 198.19.46.20}}",
+		"        - {name: tf-dc2-w01, roles: [worker], ssh: {address: 198.19.46.20}}\n        - {name: tf-dc2-s02, roles: [etcd, control-plane], ssh: {address: 198.19.46.11}}",
 		"members: 3", "members: 5")
 	tooFew := k.writeVariant(t, "too-few", "members: 3", "members: 5")
 
@@ -430,6 +456,9 @@ func kubectlNodes(ctx context.Context, k *tfLab, kubeconfig string, want, absent
 // checkHostsClean: after destroy, a reset planned over the whole
 // inventory (with the cluster's engine state) would change nothing.
 func checkHostsClean(ctx context.Context, k *tfLab, engineState string) error {
+	if engineState == "" {
+		return fmt.Errorf("the create step did not finish: no engine state to check the hosts with")
+	}
 	var files map[string]string
 	if err := json.Unmarshal([]byte(engineState), &files); err != nil {
 		return fmt.Errorf("engine state from the create step: %w", err)
