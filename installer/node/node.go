@@ -232,14 +232,20 @@ func (r *run) clusterDomain() string {
 // ensureRunning restarts unit when its files changed or it is not active,
 // enabling it first; a unit that runs and changed nothing is left alone.
 func ensureRunning(ctx context.Context, h *phase.Host, unit string, changed bool) error {
-	enabled, _ := h.Query(ctx, "systemctl is-enabled "+unit+" 2>/dev/null || true")
+	enabled, err := h.Query(ctx, "systemctl is-enabled "+unit+" 2>/dev/null || true")
+	if err != nil {
+		return fmt.Errorf("checking whether %s is enabled: %w", unit, err)
+	}
 	if trim(enabled) != "enabled" {
 		if err := h.Systemctl(ctx, "enable", unit); err != nil {
 			return fmt.Errorf("enabling %s: %w", unit, err)
 		}
 	}
 	if !changed {
-		active, _ := h.Query(ctx, "systemctl is-active "+unit+" 2>/dev/null || true")
+		active, err := h.Query(ctx, "systemctl is-active "+unit+" 2>/dev/null || true")
+		if err != nil {
+			return fmt.Errorf("checking whether %s runs: %w", unit, err)
+		}
 		if trim(active) == "active" {
 			return nil
 		}

@@ -81,7 +81,7 @@ func TestNodeAgentsOnNspawnMachine(t *testing.T) {
 	const name = "kn-s1"
 	start := time.Now()
 	lab, err := nspawn.Up(ctx, nspawn.Config{Cluster: c, Rootfs: rootfs, Hosts: []string{name}, NoFRR: true, NoDelay: true,
-		Dir: filepath.Join(cache, "nspawn", "machines", filepath.Base(dir)), Logger: log})
+		Dir: filepath.Join(cache, "nspawn", "machines", "node-"+filepath.Base(filepath.Dir(dir))), Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
