@@ -18,11 +18,18 @@ import (
 // from inside a machine (/proc/sys is read-only there): without them it
 // restart-loops with "Failed to start ContainerManager ... open
 // /proc/sys/kernel/panic: read-only file system" (../shared/LAB.md).
+//
+// The inotify limits are raised too: every machine's systemd, containerd
+// and kubelet hold inotify instances of the host's one user (root), and
+// with the default 128 a machine booting next to a running cluster fails
+// with "Failed to allocate manager object: Too many open files".
 var HostSysctls = map[string]string{
-	"vm.overcommit_memory": "1",
-	"vm.panic_on_oom":      "0",
-	"kernel.panic":         "10",
-	"kernel.panic_on_oops": "1",
+	"fs.inotify.max_user_instances": "8192",
+	"fs.inotify.max_user_watches":   "1048576",
+	"vm.overcommit_memory":          "1",
+	"vm.panic_on_oom":               "0",
+	"kernel.panic":                  "10",
+	"kernel.panic_on_oops":          "1",
 }
 
 // hostPrepDir holds the record of the host's original values, shared by
@@ -127,13 +134,18 @@ func prepareHost() error {
 	err := withHostPrep(func(st *hostPrepState) (*hostPrepState, error) {
 		if len(st.Holders) == 0 || st.Original == nil {
 			st.Original = map[string]string{}
-			for _, k := range keys(HostSysctls) {
-				v, err := readSysctl(k)
-				if err != nil {
-					return nil, err
-				}
-				st.Original[k] = v
+		}
+		// Record what nobody changed yet (all of it for the first lab; a
+		// key a newer lab version added, when older labs hold the host).
+		for _, k := range keys(HostSysctls) {
+			if _, ok := st.Original[k]; ok {
+				continue
 			}
+			v, err := readSysctl(k)
+			if err != nil {
+				return nil, err
+			}
+			st.Original[k] = v
 		}
 		for _, k := range keys(HostSysctls) {
 			if err := writeSysctl(k, HostSysctls[k]); err != nil {

@@ -192,6 +192,15 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 		zones = append(zones, zone{prefix: subnet, center: centerIdx[r.Center]})
 		rifs = append(rifs, rackIf{ifname, centerIdx[r.Center], subnet})
 	}
+	if bgpPlan != nil {
+		// Pod CIDRs sit in their node's center: traffic between pods of
+		// different centers gets the centers' RTT too. (The lab plans pod
+		// CIDRs as a first apply does; a later apply that allocates
+		// others leaves those undelayed.)
+		for _, n := range bgpPlan.Nodes {
+			zones = append(zones, zone{prefix: n.PodCIDR, center: centerIdx[n.Center]})
+		}
+	}
 	if !cfg.NoDelay {
 		rtt := centerRTTs(c)
 		if len(rtt) > 0 {
@@ -217,6 +226,18 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 					}
 					if err := rtrCmd("ip", "rule", "add", "pref", strconv.Itoa(pref), "iif", a.ifname,
 						"to", b.subnet.String(), "lookup", "100"); err != nil {
+						return nil, err
+					}
+				}
+				if bgpPlan == nil {
+					continue
+				}
+				for _, n := range bgpPlan.Nodes {
+					if ci := centerIdx[n.Center]; ci == a.center || rtt[pairKey(a.center, ci)] == 0 {
+						continue
+					}
+					if err := rtrCmd("ip", "rule", "add", "pref", strconv.Itoa(pref), "iif", a.ifname,
+						"to", n.PodCIDR.String(), "lookup", "100"); err != nil {
 						return nil, err
 					}
 				}
@@ -417,6 +438,12 @@ func shortName(s string) string {
 // cgroupName is the name of a machine's own cgroup under the lab
 // process's cgroup (the lab's id keeps concurrent labs apart).
 func (l *Lab) cgroupName(machine string) string { return "tricenter-" + l.id + "-" + machine }
+
+// machineName is a machine's systemd-nspawn name (-M): unique on the host,
+// since nspawn keeps per-name state under /run/systemd/nspawn and two labs
+// of one inventory may run at once. Inside, the machine's host name is
+// still its server name (/etc/hostname).
+func (l *Lab) machineName(server string) string { return server + "-" + l.id }
 
 // Machine returns the named machine, or nil.
 func (l *Lab) Machine(name string) *Machine { return l.machines[name] }

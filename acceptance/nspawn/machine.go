@@ -63,7 +63,7 @@ func (m *Machine) stateDir(p string) string {
 // system calls for runc, and the machine's own network namespace.
 func (m *Machine) nspawnArgs() []string {
 	args := []string{"--register=no", "--keep-unit", "--quiet",
-		"-D", m.merged(), "-M", m.Name, "--boot", "--console=pipe",
+		"-D", m.merged(), "-M", m.lab.machineName(m.Name), "--boot", "--console=pipe",
 		"--network-namespace-path=/run/netns/" + m.ns.Name,
 		"--resolv-conf=off", "--timezone=off", "--link-journal=no",
 		"--capability=all", "--bind=/dev/kmsg", "--system-call-filter=@keyring bpf"}
@@ -208,7 +208,8 @@ func (m *Machine) Start(ctx context.Context) error {
 	if err := waitTCP(bctx, netip.AddrPortFrom(m.Address, 22).String()); err != nil {
 		select {
 		case <-done:
-			return fmt.Errorf("machine %s stopped while booting (%s): see its console log %s", m.Name, cmd.ProcessState, filepath.Join(m.dir, "console.log"))
+			console, _ := os.ReadFile(filepath.Join(m.dir, "console.log"))
+			return fmt.Errorf("machine %s stopped while booting (%s); its console log ends: %s", m.Name, cmd.ProcessState, tail(console, 800))
 		default:
 		}
 		return fmt.Errorf("machine %s did not boot: %w (console log: %s)", m.Name, err, filepath.Join(m.dir, "console.log"))
