@@ -268,7 +268,7 @@ func TestAccClusterNspawnLab(t *testing.T) {
 						engineState = a["state"]
 						var files map[string]string
 						if err := json.Unmarshal([]byte(engineState), &files); err != nil || files["prior.json"] == "" {
-							return fmt.Errorf("state is not the engine's files (prior.json missing): %v", err)
+							return fmt.Errorf("state is not the engine's files (prior.json missing): %w", err)
 						}
 						if err := os.WriteFile(kubeconfig, []byte(a["kubeconfig"]), 0o600); err != nil {
 							return err
@@ -297,7 +297,7 @@ func TestAccClusterNspawnLab(t *testing.T) {
 						}
 						nodeCIDR = a["pod_cidr"]
 						if _, err := netip.ParsePrefix(nodeCIDR); err != nil {
-							return fmt.Errorf("pod_cidr %q: %v", nodeCIDR, err)
+							return fmt.Errorf("pod_cidr %q: %w", nodeCIDR, err)
 						}
 						if err := checkGates(a); err != nil {
 							return err
@@ -428,7 +428,7 @@ func kubectlNodes(ctx context.Context, k *tfLab, kubeconfig string, want, absent
 	out, err := exec.CommandContext(ctx, filepath.Join(k.arts, "kubectl"), "--kubeconfig", kubeconfig,
 		"get", "nodes", "--no-headers").CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("kubectl get nodes: %v\n%s", err, out)
+		return fmt.Errorf("kubectl get nodes: %w\n%s", err, out)
 	}
 	rows := map[string]string{}
 	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {

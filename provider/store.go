@@ -49,7 +49,7 @@ func decodeFiles(v types.String) (map[string]string, error) {
 		return files, nil
 	}
 	if err := json.Unmarshal([]byte(v.ValueString()), &files); err != nil {
-		return nil, fmt.Errorf("the engine state in Terraform state is not a JSON object of files (%v): restore the state from a backup", err)
+		return nil, fmt.Errorf("the engine state in Terraform state is not a JSON object of files (%w): restore the state from a backup", err)
 	}
 	return files, nil
 }
