@@ -84,14 +84,14 @@ func TestBGPInstallAndStatusOnLab(t *testing.T) {
 		t.Fatal(err)
 	}
 	inv := filepath.Join(dir, "inventory.yaml")
-	// Its racks move to 198.19.41-45.0/24: labs share the host's root
+	// Its racks move to 198.19.61-65.0/24: labs share the host's root
 	// namespace, where each rack bridge has an address, so a lab of the
 	// example inventory run by another test at the same time must not
 	// have the same rack subnets.
 	s := strings.NewReplacer(".cache/nspawn-lab/id_ed25519", key, ".cache/nspawn-lab/known_hosts", kh,
 		"artifactDir: .cache/artifacts", "artifactDir: "+filepath.Join(cache, "artifacts"),
-		"198.19.1.", "198.19.41.", "198.19.2.", "198.19.42.", "198.19.3.", "198.19.43.",
-		"198.19.4.", "198.19.44.", "198.19.5.", "198.19.45.").Replace(string(data))
+		"198.19.1.", "198.19.61.", "198.19.2.", "198.19.62.", "198.19.3.", "198.19.63.",
+		"198.19.4.", "198.19.64.", "198.19.5.", "198.19.65.").Replace(string(data))
 	if err := os.WriteFile(inv, []byte(s), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -260,8 +260,8 @@ func TestBGPInstallAndStatusOnLab(t *testing.T) {
 		}
 	}
 	for _, n := range plan.Nodes {
-		if n.Center != worker.Center && n.Rack != worker.Rack {
-			other = n
+		if n.Site != worker.Site {
+			other = n // the remote center: 20 ms away
 			break
 		}
 	}
@@ -271,17 +271,30 @@ func TestBGPInstallAndStatusOnLab(t *testing.T) {
 			t.Fatalf("%s: pod address: %v %s", n.Name, err, out)
 		}
 	}
+	var podOut []byte
 	podPing := func() error {
-		out, err := lab.Machine(other.Name).Command(ctx, "ping", "-n", "-q", "-c", "1", "-W", "2", "-I", podIP(other), podIP(worker)).CombinedOutput()
+		out, err := lab.Machine(other.Name).Command(ctx, "ping", "-n", "-q", "-c", "3", "-i", "0.2", "-W", "2", "-I", podIP(other), podIP(worker)).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("ping %s (%s) → %s (%s): %w: %s", podIP(other), other.Name, podIP(worker), worker.Name, err, out)
 		}
+		podOut = out
 		return nil
 	}
 	if err := podPing(); err != nil {
 		t.Fatalf("pod to pod across centers: %v", err)
 	}
-	t.Logf("pod %s (%s) reaches pod %s (%s) through the router's BGP routes", podIP(other), other.Name, podIP(worker), worker.Name)
+	// rtt min/avg/max/mdev = 20.101/20.215/20.402/0.090 ms
+	var rttMin float64
+	if i := bytes.Index(podOut, []byte("= ")); i < 0 {
+		t.Fatalf("ping output: %s", podOut)
+	} else if _, err := fmt.Sscanf(string(podOut[i+2:]), "%f/", &rttMin); err != nil {
+		t.Fatalf("ping output %q: %v", podOut, err)
+	}
+	if rttMin < 15 {
+		t.Errorf("pod RTT %s (%s) ↔ %s (%s) is %.1f ms: the 20 ms between the sites is missing", other.Name, other.Center, worker.Name, worker.Center, rttMin)
+	}
+	t.Logf("pod %s (%s, %s) reaches pod %s (%s, %s) through the router's BGP routes, min RTT %.1f ms",
+		podIP(other), other.Name, other.Center, podIP(worker), worker.Name, worker.Center, rttMin)
 
 	// A second install changes nothing.
 	out, errOut, err = run(installArgs...)
