@@ -74,7 +74,7 @@ func startKubeLab(t *testing.T) *kubeLab {
 	}
 	start = time.Now()
 	k.lab, err = nspawn.Up(ctx, nspawn.Config{Cluster: c, Rootfs: rootfs, Logger: k.log,
-		Dir: filepath.Join(cache, "nspawn", "machines", "kube-"+filepath.Base(k.dir))})
+		Dir: filepath.Join(cache, "nspawn", "machines", "kube-"+filepath.Base(filepath.Dir(k.dir)))})
 	if err != nil {
 		t.Fatal(err)
 	}

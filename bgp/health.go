@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"time"
@@ -28,6 +30,7 @@ type checker struct {
 	gen     uint64
 	check   Check
 	client  *http.Client
+	tr      *http.Transport
 	out     chan<- healthEvent
 }
 
@@ -37,26 +40,42 @@ func newChecker(service string, gen uint64, ch Check, out chan<- healthEvent) (*
 		MaxIdleConnsPerHost: 1,
 		IdleConnTimeout:     30 * time.Second,
 	}
-	if ch.CAFile != "" {
-		pem, err := os.ReadFile(ch.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("service %s: reading check CA: %w", service, err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("service %s: check CA %s holds no PEM certificate", service, ch.CAFile)
-		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	}
-	return &checker{
-		service: service, gen: gen, check: ch, out: out,
+	c := &checker{
+		service: service, gen: gen, check: ch, out: out, tr: tr,
 		client: &http.Client{Transport: tr, Timeout: ch.Timeout.Duration,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-	}, nil
+	}
+	// A CA file that does not exist yet (the agent starts before the
+	// control plane writes its certificates) is read again at each probe;
+	// one that exists but holds no certificate is a configuration error.
+	if err := c.loadCA(); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	return c, nil
+}
+
+// loadCA reads the check's CA bundle into the transport once.
+func (c *checker) loadCA() error {
+	if c.check.CAFile == "" || c.tr.TLSClientConfig != nil {
+		return nil
+	}
+	pem, err := os.ReadFile(c.check.CAFile)
+	if err != nil {
+		return fmt.Errorf("service %s: reading check CA: %w", c.service, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return fmt.Errorf("service %s: check CA %s holds no PEM certificate", c.service, c.check.CAFile)
+	}
+	c.tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return nil
 }
 
 // probe runs one check: nil when the endpoint answered 2xx in time.
 func (c *checker) probe(ctx context.Context) error {
+	if err := c.loadCA(); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.check.Timeout.Duration)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.check.URL, nil)

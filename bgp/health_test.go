@@ -2,8 +2,11 @@ package bgp
 
 import (
 	"context"
+	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -54,9 +57,32 @@ func TestCheckerRiseFall(t *testing.T) {
 	}
 }
 
-func TestCheckerBadCA(t *testing.T) {
-	_, err := newChecker("api", 1, Check{URL: "https://127.0.0.1:1/", CAFile: "/nonexistent/ca.crt"}, nil)
-	if err == nil || !strings.Contains(err.Error(), "service api: reading check CA") {
-		t.Errorf("got %v", err)
+// A CA file that is not there yet (the agent starts before the control
+// plane writes its certificates) fails the probe with the reason and is
+// read again at the next one; a file without a certificate is refused.
+func TestCheckerCAAppearsLater(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer srv.Close()
+	ca := filepath.Join(t.TempDir(), "ca.crt")
+	c, err := newChecker("api", 1, Check{URL: srv.URL, CAFile: ca, Timeout: Duration{time.Second}}, nil)
+	if err != nil {
+		t.Fatalf("a CA file that does not exist yet: %v", err)
+	}
+	if err := c.probe(context.Background()); err == nil || !strings.Contains(err.Error(), "service api: reading check CA") {
+		t.Fatalf("probe without the CA: %v", err)
+	}
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	if err := os.WriteFile(ca, pemBytes, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.probe(context.Background()); err != nil {
+		t.Fatalf("probe once the CA exists: %v", err)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.crt")
+	if err := os.WriteFile(bad, []byte("not a certificate"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newChecker("api", 1, Check{URL: srv.URL, CAFile: bad}, nil); err == nil || !strings.Contains(err.Error(), "holds no PEM certificate") {
+		t.Errorf("a CA file without a certificate: %v", err)
 	}
 }

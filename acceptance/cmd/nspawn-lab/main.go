@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -69,6 +70,18 @@ func run(file string) error {
 			fmt.Fprintln(os.Stderr, "Error tearing the lab down:", err)
 		}
 	}()
+	// This machine plays the operator's workstation: the API VIP, services
+	// and pods are reached through the lab's router.
+	n := c.Spec.Network
+	var routes []netip.Prefix
+	for _, s := range []string{n.ServiceCIDR, n.PodCIDR, n.APIVIP + "/32"} {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			routes = append(routes, p)
+		}
+	}
+	if err := lab.RouteFromHost(ctx, routes...); err != nil {
+		return err
+	}
 	fmt.Printf("Lab %s up in %v:\n", c.Metadata.Name, time.Since(start).Round(time.Millisecond))
 	for _, m := range lab.Machines() {
 		fmt.Printf("  %-14s %s\n", m.Name, m.Address)
