@@ -48,7 +48,7 @@ func labSSH(ctx context.Context, key, kh string, m *nspawn.Machine, command stri
 
 // The success path of `tricenter bgp install` and `tricenter bgp status`,
 // for real: the CLI uploads tricenter-bgp to the seven machines of the
-// example lab (examples/inventory/nspawn-lab.yaml, on rack subnets of its
+// example lab (examples/inventory/nspawn-lab.yaml, on addresses of its
 // own) over SSH, installs and starts its unit, and the agents
 // establish sessions with the lab's FRR router (configured by render-frr's
 // code), which learns every pod CIDR and the API VIP and installs them in
@@ -84,14 +84,23 @@ func TestBGPInstallAndStatusOnLab(t *testing.T) {
 		t.Fatal(err)
 	}
 	inv := filepath.Join(dir, "inventory.yaml")
-	// Its racks move to 198.19.61-65.0/24: labs share the host's root
-	// namespace, where each rack bridge has an address, so a lab of the
-	// example inventory run by another test at the same time must not
-	// have the same rack subnets.
+	// Its addresses move to a block of their own (racks 198.19.31-35.0/24,
+	// pods 198.19.36.0/22, services 198.19.30.0/24, VIP 198.19.40.10): labs
+	// share the host's root namespace, where each rack bridge has an
+	// address, so a lab of the example inventory run by another test at
+	// the same time must not collide with this one.
 	s := strings.NewReplacer(".cache/nspawn-lab/id_ed25519", key, ".cache/nspawn-lab/known_hosts", kh,
 		"artifactDir: .cache/artifacts", "artifactDir: "+filepath.Join(cache, "artifacts"),
-		"198.19.1.", "198.19.61.", "198.19.2.", "198.19.62.", "198.19.3.", "198.19.63.",
-		"198.19.4.", "198.19.64.", "198.19.5.", "198.19.65.").Replace(string(data))
+		"198.19.1.", "198.19.31.", "198.19.2.", "198.19.32.", "198.19.3.", "198.19.33.",
+		"198.19.4.", "198.19.34.", "198.19.5.", "198.19.35.",
+		"podCIDR: 198.19.128.0/17", "podCIDR: 198.19.36.0/22", "podMaskSize: 24", "podMaskSize: 26",
+		"serviceCIDR: 198.19.96.0/20", "serviceCIDR: 198.19.30.0/24",
+		"apiVIP: 198.19.120.10", "apiVIP: 198.19.40.10").Replace(string(data))
+	for _, want := range []string{"198.19.36.0/22", "198.19.30.0/24", "198.19.40.10", "198.19.35.0/24"} {
+		if !strings.Contains(s, want) {
+			t.Fatalf("the example inventory changed: %s not substituted", want)
+		}
+	}
 	if err := os.WriteFile(inv, []byte(s), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -295,6 +304,13 @@ func TestBGPInstallAndStatusOnLab(t *testing.T) {
 	}
 	t.Logf("pod %s (%s, %s) reaches pod %s (%s, %s) through the router's BGP routes, min RTT %.1f ms",
 		podIP(other), other.Name, other.Center, podIP(worker), worker.Name, worker.Center, rttMin)
+	// The test process reaches a pod through the router too.
+	if err := lab.HostRoute(ctx, worker.PodCIDR); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.CommandContext(ctx, "ping", "-n", "-q", "-c", "1", "-W", "2", podIP(worker)).CombinedOutput(); err != nil {
+		t.Fatalf("ping %s from the host through the lab router: %v\n%s", podIP(worker), err, out)
+	}
 
 	// A second install changes nothing.
 	out, errOut, err = run(installArgs...)

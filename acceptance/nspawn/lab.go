@@ -2,6 +2,7 @@ package nspawn
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -67,8 +68,12 @@ type Lab struct {
 	delayer  *Delayer
 	frr      *bgplab.Router
 	bgpPlan  *bgp.Plan
-	machines map[string]*Machine
-	order    []string
+	// routerGW is the router's address on the first rack bridge: where
+	// HostRoute sends the host's traffic.
+	routerGW   netip.Addr
+	hostRoutes []netip.Prefix
+	machines   map[string]*Machine
+	order      []string
 	// bridges are the racks' bridges, by rack name.
 	bridges map[string]*labnet.Bridge
 }
@@ -191,6 +196,9 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 		}
 		zones = append(zones, zone{prefix: subnet, center: centerIdx[r.Center]})
 		rifs = append(rifs, rackIf{ifname, centerIdx[r.Center], subnet})
+		if !l.routerGW.IsValid() {
+			l.routerGW = gw
+		}
 	}
 	if bgpPlan != nil {
 		// Pod CIDRs sit in their node's center: traffic between pods of
@@ -365,14 +373,30 @@ func checkAddresses(c *inventory.Cluster) error {
 }
 
 // checkHostFree fails when a rack subnet is already on one of this host's
-// interfaces: another lab with the same addresses is running, and the host
-// would reach the wrong machines.
+// interfaces or overlaps one of its routes: another lab with the same
+// addresses is running, and the host would reach the wrong machines.
 func checkHostFree(c *inventory.Cluster) error {
 	addrs, err := net.InterfaceAddrs()
 	if err != nil {
 		return fmt.Errorf("listing the host's addresses: %w", err)
 	}
+	routes, err := hostRoutes()
+	if err != nil {
+		return err
+	}
 	var errs []error
+	for _, r := range c.Spec.Racks {
+		subnet, err := netip.ParsePrefix(r.Subnet)
+		if err != nil {
+			continue
+		}
+		for _, rt := range routes {
+			if rt.Overlaps(subnet.Masked()) {
+				errs = append(errs, fmt.Errorf("rack %s: subnet %s overlaps the host's route to %s (another lab's): stop that lab or give this one other subnets", r.Name, r.Subnet, rt))
+				break
+			}
+		}
+	}
 	for _, r := range c.Spec.Racks {
 		subnet, err := netip.ParsePrefix(r.Subnet)
 		if err != nil {
@@ -390,6 +414,37 @@ func checkHostFree(c *inventory.Cluster) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// hostRoutes lists the destinations of the host's main-table routes in
+// the lab range that go through a gateway (what another lab adds with
+// HostRoute); directly connected subnets are found by their addresses.
+func hostRoutes() ([]netip.Prefix, error) {
+	out, err := exec.Command("ip", "-j", "route", "show", "table", "main").Output()
+	if err != nil {
+		return nil, fmt.Errorf("listing the host's routes: %w", err)
+	}
+	var rs []struct {
+		Dst     string `json:"dst"`
+		Gateway string `json:"gateway"`
+	}
+	if err := json.Unmarshal(out, &rs); err != nil {
+		return nil, fmt.Errorf("parsing the host's routes: %w", err)
+	}
+	var ps []netip.Prefix
+	for _, r := range rs {
+		if r.Gateway == "" || r.Dst == "default" {
+			continue
+		}
+		d := r.Dst
+		if !strings.Contains(d, "/") {
+			d += "/32"
+		}
+		if p, err := netip.ParsePrefix(d); err == nil && netip.MustParsePrefix("198.18.0.0/15").Overlaps(p) {
+			ps = append(ps, p)
+		}
+	}
+	return ps, nil
 }
 
 // freeAddr picks the highest address of the subnet that no server, TOR or
@@ -444,6 +499,23 @@ func (l *Lab) cgroupName(machine string) string { return "tricenter-" + l.id + "
 // of one inventory may run at once. Inside, the machine's host name is
 // still its server name (/etc/hostname).
 func (l *Lab) machineName(server string) string { return server + "-" + l.id }
+
+// HostRoute routes prefix from the host (the test process's namespace)
+// through the lab's router, e.g. the pod CIDR and the API VIP, which only
+// the router learns (by BGP). Close removes the route. Prefixes must lie
+// in 198.18.0.0/15; a prefix another lab already routes is refused.
+func (l *Lab) HostRoute(ctx context.Context, prefix netip.Prefix) error {
+	prefix = prefix.Masked()
+	if !netip.MustParsePrefix("198.18.0.0/15").Contains(prefix.Addr()) || prefix.Bits() < 15 {
+		return fmt.Errorf("host route %s: only prefixes inside 198.18.0.0/15 may be routed to the lab", prefix)
+	}
+	out, err := exec.CommandContext(ctx, "ip", "route", "add", prefix.String(), "via", l.routerGW.String()).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("host route %s via the lab router %s (another lab may route it): %w: %s", prefix, l.routerGW, err, strings.TrimSpace(string(out)))
+	}
+	l.hostRoutes = append(l.hostRoutes, prefix)
+	return nil
+}
 
 // Machine returns the named machine, or nil.
 func (l *Lab) Machine(name string) *Machine { return l.machines[name] }
@@ -506,6 +578,12 @@ func (l *Lab) Close() error {
 		}()
 	}
 	wg.Wait()
+	for _, p := range l.hostRoutes {
+		if out, err := exec.Command("ip", "route", "del", p.String(), "via", l.routerGW.String()).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("removing the host route to %s: %w: %s", p, err, strings.TrimSpace(string(out))))
+		}
+	}
+	l.hostRoutes = nil
 	if l.frr != nil {
 		l.frr.Stop()
 		l.frr = nil

@@ -23,11 +23,12 @@ import (
 func main() {
 	file := flag.String("f", "examples/inventory/nspawn-lab.yaml", "lab inventory")
 	rootfsOnly := flag.Bool("rootfs-only", false, "build (or find) the cached machine root filesystem and exit")
+	noFRR := flag.Bool("no-frr", false, "route between the racks without FRR (inventories whose TORs have different ASNs)")
 	flag.Parse()
 	if *rootfsOnly {
 		*file = ""
 	}
-	if err := run(*file); err != nil {
+	if err := run(*file, *noFRR); err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		os.Exit(1)
 	}
@@ -35,7 +36,7 @@ func main() {
 
 // run brings the lab of file up; without a file it only builds the root
 // filesystem.
-func run(file string) error {
+func run(file string, noFRR bool) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	cache, err := nspawn.CacheDir()
 	if err != nil {
@@ -60,7 +61,7 @@ func run(file string) error {
 		return err
 	}
 	start := time.Now()
-	lab, err := nspawn.Up(ctx, nspawn.Config{Cluster: c, Rootfs: rootfs,
+	lab, err := nspawn.Up(ctx, nspawn.Config{Cluster: c, Rootfs: rootfs, NoFRR: noFRR,
 		Dir: filepath.Join(cache, "nspawn", "machines", c.Metadata.Name), Logger: log})
 	if err != nil {
 		return err
