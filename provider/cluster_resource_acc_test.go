@@ -43,7 +43,10 @@ type tfLab struct {
 const (
 	tfLabNodeWorker = "tf-dc2-w01"
 	tfLabCluster    = "tricenter_cluster.lab"
-	tfLabNode       = `tricenter_node.worker["` + tfLabNodeWorker + `"]`
+	// terraform-plugin-testing's state checks cannot address for_each
+	// instances: the test names its one node resource (the examples key
+	// node resources with for_each).
+	tfLabNode = "tricenter_node.tf_dc2_w01"
 )
 
 func startTFLab(t *testing.T) *tfLab {
@@ -163,9 +166,8 @@ output "kubeconfig" {
 `, inv, tfLabNodeWorker)
 	if nodes {
 		cfg += fmt.Sprintf(`
-resource "tricenter_node" "worker" {
-  for_each      = toset([%q])
-  server        = each.key
+resource "tricenter_node" "tf_dc2_w01" {
+  server        = %q
   path          = %q
   cluster_state = tricenter_cluster.lab.state
 }
@@ -277,6 +279,25 @@ func TestAccClusterNspawnLab(t *testing.T) {
 					},
 					timer.end(),
 				),
+			},
+			{
+				// Import the same cluster from a CLI state directory holding
+				// its engine state (as `tricenter apply` leaves it).
+				ResourceName: tfLabCluster,
+				ImportState:  true,
+				ImportStateIdFunc: func(*terraform.State) (string, error) {
+					var files map[string]string
+					if err := json.Unmarshal([]byte(engineState), &files); err != nil {
+						return "", err
+					}
+					dir := filepath.Join(k.dir, "cli-state", "tf-lab")
+					if err := state.Restore(dir, files); err != nil {
+						return "", err
+					}
+					return dir + "#" + k.file, nil
+				},
+				ImportStateVerify:       true,
+				ImportStateVerifyIgnore: []string{"gates", "changed_hosts", "node_servers", "timeouts", "etcd_members_per_center", "problems", "healthy"},
 			},
 			{
 				PreConfig: timer.begin("add tricenter_node"),
