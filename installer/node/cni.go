@@ -91,10 +91,60 @@ func (r *run) cni(ctx context.Context, h *phase.Host) error {
 	if m := trim(missing); m != "" {
 		return fmt.Errorf("CNI plugins missing in %s: %s (Debian package containernetworking-plugins)", CNIBinDir, m)
 	}
+	if err := r.kernel(ctx, h); err != nil {
+		return err
+	}
 	conf, err := RenderCNI(f.podCIDR)
 	if err != nil {
 		return err
 	}
 	_, err = h.WriteFile(ctx, CNIConfig, conf, 0o644)
 	return err
+}
+
+// Kernel settings routed pods and kube-proxy need: forwarding, and
+// bridged pod-to-pod replies passing iptables so that a Service's
+// backend on the client's own bridge answers through conntrack.
+const (
+	SysctlConfig  = "/etc/sysctl.d/90-tricenter-k8s.conf"
+	ModulesConfig = "/etc/modules-load.d/tricenter-k8s.conf"
+	sysctls       = "# Written by tricenter.\nnet.ipv4.ip_forward = 1\nnet.bridge.bridge-nf-call-iptables = 1\n"
+	modules       = "# Written by tricenter.\nbr_netfilter\n"
+)
+
+// kernel loads br_netfilter (bare metal: an nspawn machine shares the
+// host's kernel and cannot load modules) and applies the sysctls, each
+// only when its file changed or the setting is missing.
+func (r *run) kernel(ctx context.Context, h *phase.Host) error {
+	if r.o.Profile != ProfileNspawn {
+		mod, err := h.WriteFile(ctx, ModulesConfig, []byte(modules), 0o644)
+		if err != nil {
+			return err
+		}
+		loaded, err := h.Query(ctx, "test -e /proc/sys/net/bridge/bridge-nf-call-iptables && echo yes || true")
+		if err != nil {
+			return fmt.Errorf("checking for br_netfilter: %w", err)
+		}
+		if mod.Changed || trim(loaded) != "yes" {
+			if _, err := h.Sudo(ctx, "modprobe br_netfilter"); err != nil {
+				return fmt.Errorf("loading br_netfilter: %w", err)
+			}
+		}
+	}
+	sc, err := h.WriteFile(ctx, SysctlConfig, []byte(sysctls), 0o644)
+	if err != nil {
+		return err
+	}
+	now, err := h.Query(ctx, "cat /proc/sys/net/ipv4/ip_forward; cat /proc/sys/net/bridge/bridge-nf-call-iptables 2>/dev/null || echo absent")
+	if err != nil {
+		return fmt.Errorf("reading sysctls: %w", err)
+	}
+	v := strings.Fields(now)
+	if sc.Changed || len(v) != 2 || v[0] != "1" || (v[1] != "1" && v[1] != "absent") {
+		// -e: a kernel without br_netfilter (a container) keeps its bridge default.
+		if _, err := h.Sudo(ctx, "sysctl -q -e -p "+SysctlConfig); err != nil {
+			return fmt.Errorf("applying %s: %w", SysctlConfig, err)
+		}
+	}
+	return nil
 }

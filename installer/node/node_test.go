@@ -103,6 +103,8 @@ func TestGolden(t *testing.T) {
 	}
 	golden(t, "cni-w1.conflist", cni)
 	golden(t, "kube-proxy.service", RenderKubeProxyUnit())
+	golden(t, "sysctl.conf", []byte(sysctls))
+	golden(t, "modules.conf", []byte(modules))
 	kk, err := RenderKubeletKubeconfig("golden", "https://198.19.120.10:6443", placeholderCA, placeholder, "w1")
 	if err != nil {
 		t.Fatal(err)

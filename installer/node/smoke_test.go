@@ -198,6 +198,9 @@ func TestNodeAgentsOnNspawnMachine(t *testing.T) {
 	if out, err := run("iptables -t nat -S POSTROUTING"); err != nil || strings.Contains(out, cidr.String()) {
 		t.Errorf("pod traffic is NATed (CNI ipMasq) or iptables failed: %v\n%s", err, out)
 	}
+	if out, err := run("sysctl -n net.ipv4.ip_forward"); err != nil || out != "1" {
+		t.Errorf("ip_forward %q after apply: %v", out, err)
+	}
 	for _, u := range []string{"kubelet", "kube-proxy", "containerd"} {
 		if out, err := run("systemctl is-active " + u); err != nil {
 			t.Errorf("%s is %s after apply", u, out)
