@@ -305,7 +305,7 @@ func TestBGPInstallAndStatusOnLab(t *testing.T) {
 	t.Logf("pod %s (%s, %s) reaches pod %s (%s, %s) through the router's BGP routes, min RTT %.1f ms",
 		podIP(other), other.Name, other.Center, podIP(worker), worker.Name, worker.Center, rttMin)
 	// The test process reaches a pod through the router too.
-	if err := lab.HostRoute(ctx, worker.PodCIDR); err != nil {
+	if err := lab.RouteFromHost(ctx, worker.PodCIDR); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := exec.CommandContext(ctx, "ping", "-n", "-q", "-c", "1", "-W", "2", podIP(worker)).CombinedOutput(); err != nil {

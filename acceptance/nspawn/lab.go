@@ -68,12 +68,8 @@ type Lab struct {
 	delayer  *Delayer
 	frr      *bgplab.Router
 	bgpPlan  *bgp.Plan
-	// routerGW is the router's address on the first rack bridge: where
-	// HostRoute sends the host's traffic.
-	routerGW   netip.Addr
-	hostRoutes []netip.Prefix
-	machines   map[string]*Machine
-	order      []string
+	machines map[string]*Machine
+	order    []string
 	// bridges are the racks' bridges, by rack name.
 	bridges map[string]*labnet.Bridge
 }
@@ -196,9 +192,6 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 		}
 		zones = append(zones, zone{prefix: subnet, center: centerIdx[r.Center]})
 		rifs = append(rifs, rackIf{ifname, centerIdx[r.Center], subnet})
-		if !l.routerGW.IsValid() {
-			l.routerGW = gw
-		}
 	}
 	if bgpPlan != nil {
 		// Pod CIDRs sit in their node's center: traffic between pods of
@@ -418,7 +411,7 @@ func checkHostFree(c *inventory.Cluster) error {
 
 // hostRoutes lists the destinations of the host's main-table routes in
 // the lab range that go through a gateway (what another lab adds with
-// HostRoute); directly connected subnets are found by their addresses.
+// RouteFromHost); directly connected subnets are found by their addresses.
 func hostRoutes() ([]netip.Prefix, error) {
 	out, err := exec.Command("ip", "-j", "route", "show", "table", "main").Output()
 	if err != nil {
@@ -500,23 +493,6 @@ func (l *Lab) cgroupName(machine string) string { return "tricenter-" + l.id + "
 // still its server name (/etc/hostname).
 func (l *Lab) machineName(server string) string { return server + "-" + l.id }
 
-// HostRoute routes prefix from the host (the test process's namespace)
-// through the lab's router, e.g. the pod CIDR and the API VIP, which only
-// the router learns (by BGP). Close removes the route. Prefixes must lie
-// in 198.18.0.0/15; a prefix another lab already routes is refused.
-func (l *Lab) HostRoute(ctx context.Context, prefix netip.Prefix) error {
-	prefix = prefix.Masked()
-	if !netip.MustParsePrefix("198.18.0.0/15").Contains(prefix.Addr()) || prefix.Bits() < 15 {
-		return fmt.Errorf("host route %s: only prefixes inside 198.18.0.0/15 may be routed to the lab", prefix)
-	}
-	out, err := exec.CommandContext(ctx, "ip", "route", "add", prefix.String(), "via", l.routerGW.String()).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("host route %s via the lab router %s (another lab may route it): %w: %s", prefix, l.routerGW, err, strings.TrimSpace(string(out)))
-	}
-	l.hostRoutes = append(l.hostRoutes, prefix)
-	return nil
-}
-
 // Machine returns the named machine, or nil.
 func (l *Lab) Machine(name string) *Machine { return l.machines[name] }
 
@@ -578,12 +554,6 @@ func (l *Lab) Close() error {
 		}()
 	}
 	wg.Wait()
-	for _, p := range l.hostRoutes {
-		if out, err := exec.Command("ip", "route", "del", p.String(), "via", l.routerGW.String()).CombinedOutput(); err != nil {
-			errs = append(errs, fmt.Errorf("removing the host route to %s: %w: %s", p, err, strings.TrimSpace(string(out))))
-		}
-	}
-	l.hostRoutes = nil
 	if l.frr != nil {
 		l.frr.Stop()
 		l.frr = nil
