@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -52,7 +54,7 @@ func (e *Engine) DrillProbes(center string) ([]etcd.Probe, error) {
 			watch = append(watch, h.Name)
 		}
 	}
-	probes = append(probes, &nodesProbe{cs: cs, names: watch, via: survivor})
+	probes = append(probes, &NodesProbe{cs: cs, names: watch, via: survivor, notReady: map[string]bool{}})
 	return probes, nil
 }
 
@@ -68,20 +70,29 @@ func (p *readyzProbe) Check(ctx context.Context) error {
 	return err
 }
 
-type nodesProbe struct {
+// NodesProbe checks that the Nodes outside the lost center stay Ready.
+// A failed List (the API briefly unavailable) counts as a failed check;
+// NotReady lists the Nodes that were seen NotReady, which a drill must
+// never show.
+type NodesProbe struct {
 	cs    kubernetes.Interface
 	names []string
 	via   string
+
+	mu       sync.Mutex
+	notReady map[string]bool
 }
 
-func (p *nodesProbe) Name() string {
+// Name says what is checked and through which server.
+func (p *NodesProbe) Name() string {
 	return fmt.Sprintf("nodes of the surviving centers Ready (asked through %s)", p.via)
 }
 
-func (p *nodesProbe) Check(ctx context.Context) error {
+// Check lists the Nodes once.
+func (p *NodesProbe) Check(ctx context.Context) error {
 	list, err := p.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return err
+		return fmt.Errorf("asking the API: %w", err)
 	}
 	ready := map[string]bool{}
 	for i := range list.Items {
@@ -94,9 +105,26 @@ func (p *nodesProbe) Check(ctx context.Context) error {
 		}
 	}
 	if len(bad) > 0 {
+		p.mu.Lock()
+		for _, n := range bad {
+			p.notReady[n] = true
+		}
+		p.mu.Unlock()
 		return errors.New("not Ready: " + strings.Join(bad, ", "))
 	}
 	return nil
+}
+
+// NotReady lists the surviving centers' Nodes seen NotReady, sorted.
+func (p *NodesProbe) NotReady() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]string, 0, len(p.notReady))
+	for n := range p.notReady {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // APIReady asks the API for /readyz through the VIP (or the first

@@ -286,9 +286,11 @@ func (r *applyRun) gateDataplane(ctx context.Context) (string, error) {
 		return "", err
 	}
 	defer func() {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		// The namespace goes in the background; the next run waits for it.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		if err := deleteNamespace(dctx, cs, gateNamespace); err != nil {
+		err := cs.CoreV1().Namespaces().Delete(dctx, gateNamespace, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
 			r.e.log.Warn("Gate namespace not removed", "namespace", gateNamespace, "err", err)
 		}
 	}()
@@ -324,9 +326,10 @@ func probePod(name, node string, args []string) *corev1.Pod {
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: gateNamespace, Labels: map[string]string{"app": name}},
 		Spec: corev1.PodSpec{
-			NodeName:      node,
-			RestartPolicy: corev1.RestartPolicyNever,
-			Tolerations:   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+			NodeName:                      node,
+			RestartPolicy:                 corev1.RestartPolicyNever,
+			TerminationGracePeriodSeconds: ptrInt64(0),
+			Tolerations:                   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
 			Containers: []corev1.Container{{
 				Name: "probe", Image: ProbeImage, ImagePullPolicy: corev1.PullNever,
 				Command: append([]string{"/tricenter-probe"}, args...),
@@ -473,3 +476,5 @@ func waitFor(ctx context.Context, cond func() (bool, error)) error {
 		}
 	}
 }
+
+func ptrInt64(v int64) *int64 { return &v }
