@@ -176,35 +176,43 @@ resource "tricenter_node" "tf_dc2_w01" {
 	return cfg
 }
 
-// stepTimer records how long each step took, from its PreConfig to its
-// Check.
+// stepTimer records how long each step took: from its PreConfig to its
+// Check, or, for plan-only steps (which have no Check), to the next step's
+// PreConfig.
 type stepTimer struct {
-	t      *testing.T
-	mu     sync.Mutex
-	start  time.Time
-	name   string
-	took   map[string]time.Duration
-	order  []string
-	lastAt time.Time
+	t     *testing.T
+	mu    sync.Mutex
+	start time.Time
+	name  string
+	open  bool
+	took  map[string]time.Duration
 }
 
 func (s *stepTimer) begin(name string) func() {
 	return func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		s.name, s.start = name, time.Now()
+		s.closeLocked("")
+		s.name, s.start, s.open = name, time.Now(), true
 	}
+}
+
+// closeLocked records the open step, with suffix added to its name.
+func (s *stepTimer) closeLocked(suffix string) {
+	if !s.open {
+		return
+	}
+	d := time.Since(s.start)
+	s.took[s.name+suffix] = d
+	s.open = false
+	s.t.Logf("step %q: %v", s.name+suffix, d.Round(time.Millisecond))
 }
 
 func (s *stepTimer) end() resource.TestCheckFunc {
 	return func(*terraform.State) error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		d := time.Since(s.start)
-		s.took[s.name] = d
-		s.order = append(s.order, s.name)
-		s.lastAt = time.Now()
-		s.t.Logf("step %q: %v", s.name, d.Round(time.Millisecond))
+		s.closeLocked("")
 		return nil
 	}
 }
@@ -395,7 +403,7 @@ func TestAccClusterNspawnLab(t *testing.T) {
 		},
 		CheckDestroy: func(*terraform.State) error {
 			timer.mu.Lock()
-			timer.took["destroy"] = time.Since(timer.lastAt)
+			timer.closeLocked(", then destroy")
 			timer.mu.Unlock()
 			return checkHostsClean(ctx, k, engineState)
 		},
