@@ -2,6 +2,8 @@ package provider
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,7 +11,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
@@ -371,5 +375,63 @@ func TestClusterImportFromCLIState(t *testing.T) {
 	defer run.Close()
 	if _, err := run.eng.EtcdPKI(false); err == nil {
 		t.Fatal("a state directory without PKI was accepted for import")
+	}
+}
+
+// TestClusterApplyKeepsPartialProgress: an apply that stops half-way (here
+// before any host is reached: the artifact directory is missing, and the
+// deadline has passed anyway) still returns the engine state it created —
+// the PKI — with the error, and the next apply starts from that state
+// (same CA).
+func TestClusterApplyKeepsPartialProgress(t *testing.T) {
+	r := &clusterResource{}
+	m := clusterResourceModel{Path: types.StringNull(), YAML: types.StringValue(labInventory(t)),
+		Components: types.ListNull(types.StringType), NodeServers: types.SetNull(types.StringType)}
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	var diags diag.Diagnostics
+	r.apply(ctx, &m, map[string]string{}, &diags)
+	if !diags.HasError() || !strings.Contains(summary(diags), "state reached so far is saved") {
+		t.Fatalf("diagnostics = %q", summary(diags))
+	}
+	if m.Healthy.ValueBool() || len(m.Problems.Elements()) == 0 {
+		t.Errorf("healthy %v, problems %v after a failed apply", m.Healthy, m.Problems)
+	}
+	files, err := decodeFiles(m.State)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := files["pki/kubernetes/ca.crt"]
+	if files["pki/etcd/ca.key"] == "" || ca == "" || m.CACertificate.ValueString() != ca {
+		t.Fatalf("partial state lacks the PKI: %v", keysOf(files))
+	}
+	m2 := m
+	var diags2 diag.Diagnostics
+	r.apply(ctx, &m2, files, &diags2)
+	files2, err := decodeFiles(m2.State)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files2["pki/kubernetes/ca.crt"] != ca || files2["pki/etcd/ca.key"] != files["pki/etcd/ca.key"] {
+		t.Fatal("the second apply did not continue from the saved state: the CA changed")
+	}
+}
+
+func keysOf(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func TestEngineErrorDetail(t *testing.T) {
+	d := engineErrorDetail("applying lab", fmt.Errorf("etcd on s1: %w", context.DeadlineExceeded))
+	if !strings.Contains(d, "etcd on s1") || !strings.Contains(d, "timeouts block") {
+		t.Errorf("deadline: %q", d)
+	}
+	d = engineErrorDetail("applying lab", errors.New("gate failed"))
+	if !strings.Contains(d, "gate failed") || strings.Contains(d, "timeouts block") || !strings.Contains(d, "apply again") {
+		t.Errorf("other error: %q", d)
 	}
 }
