@@ -21,11 +21,9 @@
 #
 #   go run ./acceptance/cmd/nspawn-lab -f examples/inventory/nspawn-lab.yaml
 #
-# The API VIP (198.19.120.10), the service range and the pod range are
-# announced by the node agents to the lab's router; this machine reaches
-# them through it, so route them from the host to the router's address on
-# the first rack's bridge (198.19.1.1), as the acceptance tests do with
-# nspawn.Lab.RouteFromHost. Then, as root:
+# The lab command also routes the API VIP (198.19.120.10), the service
+# range and the pod range from this machine to the lab's router, which
+# learns them from the node agents by BGP. Then, as root:
 #
 #   cd examples/lab
 #   terraform apply                 # no terraform init with dev_overrides
