@@ -28,7 +28,7 @@
 #   cd examples/lab
 #   terraform apply                 # no terraform init with dev_overrides
 #   terraform output -raw kubeconfig > admin.conf
-#   .cache/artifacts/kubectl --kubeconfig admin.conf get nodes   # from the repository root
+#   ../../.cache/artifacts/kubectl --kubeconfig admin.conf get nodes
 #
 # `terraform destroy` resets every machine (node agents, control plane, BGP
 # agents, then etcd). The acceptance package's Kubernetes test uses the same
