@@ -35,7 +35,7 @@ type kubeLab struct {
 // newWorker is left out of the first apply and added later.
 const newWorker = "dc2-r01-w01"
 
-func startKubeLab(t *testing.T) *kubeLab {
+func startKubeLab(t testing.TB) *kubeLab {
 	t.Helper()
 	if err := nspawn.Available(); err != nil {
 		testenv.Need(t, fmt.Errorf("nspawn lab: %w", err))
@@ -98,7 +98,7 @@ func startKubeLab(t *testing.T) *kubeLab {
 }
 
 // cluster is the lab inventory without the servers in drop.
-func (k *kubeLab) cluster(t *testing.T, drop ...string) *inventory.Cluster {
+func (k *kubeLab) cluster(t testing.TB, drop ...string) *inventory.Cluster {
 	t.Helper()
 	c, lines, err := inventory.Parse(k.inv)
 	if err != nil {
@@ -114,7 +114,7 @@ func (k *kubeLab) cluster(t *testing.T, drop ...string) *inventory.Cluster {
 	return c
 }
 
-func (k *kubeLab) engine(t *testing.T, c *inventory.Cluster) *installer.Engine {
+func (k *kubeLab) engine(t testing.TB, c *inventory.Cluster) *installer.Engine {
 	t.Helper()
 	st, err := state.Open(k.stateDir, c.Metadata.Name)
 	if err != nil {
@@ -379,7 +379,7 @@ func drillCenter(t *testing.T, ctx context.Context, k *kubeLab, e *installer.Eng
 	}
 }
 
-func logTimings(t *testing.T, what string, r *installer.Result) {
+func logTimings(t testing.TB, what string, r *installer.Result) {
 	var parts []string
 	for _, x := range r.Timings {
 		parts = append(parts, fmt.Sprintf("%s %v", x.Component, x.Took.Round(time.Millisecond)))

@@ -100,13 +100,21 @@ func (e *Engine) Clientset() (kubernetes.Interface, error) {
 }
 
 // apiHTTPClient is an HTTPS client that trusts the Kubernetes CA and
-// presents the admin certificate, for /readyz probes of single servers.
+// presents the admin certificate, for /readyz probes. Each request opens a
+// new connection: a pooled HTTP/2 connection to a server that died would
+// hide for half a minute that the VIP already moved to a live one.
 func (e *Engine) apiHTTPClient(server string) (*http.Client, error) {
 	rc, err := e.restConfig(server)
 	if err != nil {
 		return nil, err
 	}
-	return rest.HTTPClientFor(rc)
+	tc, err := rest.TLSConfigFor(rc)
+	if err != nil {
+		return nil, err
+	}
+	tr := &http.Transport{DialContext: e.Dial, TLSClientConfig: tc, DisableKeepAlives: true,
+		TLSHandshakeTimeout: 10 * time.Second, Proxy: nil}
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}, nil
 }
 
 func (r *applyRun) kubernetes(ctx context.Context, c Component) error {
