@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -66,6 +67,10 @@ It prints what it would remove and asks for confirmation (or takes --yes).`,
 			res, err := e.Reset(cmd.Context(), o)
 			if err != nil {
 				return err
+			}
+			if len(servers) > 0 {
+				fmt.Fprintf(g.stdout, "removed %s: drained, deleted, agents stopped and routes withdrawn\n", strings.Join(servers, ", "))
+				return nil
 			}
 			fmt.Fprintf(g.stdout, "reset %s on %d servers\n", joinComps(res.Components), len(res.Changes))
 			return nil
