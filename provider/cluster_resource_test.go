@@ -435,3 +435,46 @@ func TestEngineErrorDetail(t *testing.T) {
 		t.Errorf("other error: %q", d)
 	}
 }
+
+// TestResourceExamples plans the documented examples of tricenter_cluster
+// and tricenter_node and examples/lab/main.tf (plan only: nothing is
+// contacted), so the HCL users copy keeps working.
+func TestResourceExamples(t *testing.T) {
+	terraformForUnitTests(t)
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	terraformBlock := regexp.MustCompile(`(?s)terraform \{.*?\n\}\n`)
+	for _, tc := range []struct {
+		file    string
+		cluster string
+		members int
+	}{
+		{"examples/resources/tricenter_cluster/resource.tf", "tricenter_cluster.lab", 5},
+		{"examples/resources/tricenter_node/resource.tf", "tricenter_cluster.lab", 5},
+		{"examples/lab/main.tf", "tricenter_cluster.lab", 5},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			b, err := os.ReadFile(filepath.Join(root, tc.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := strings.NewReplacer("${path.module}/../../inventory/", root+"/examples/inventory/",
+				`abspath("${path.module}/../..")`, `"`+root+`"`).Replace(string(b))
+			cfg = terraformBlock.ReplaceAllString(cfg, "")
+			resource.UnitTest(t, resource.TestCase{
+				ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+				Steps: []resource.TestStep{{
+					Config:             cfg,
+					PlanOnly:           true,
+					ExpectNonEmptyPlan: true,
+					ConfigPlanChecks: resource.ConfigPlanChecks{PostApplyPostRefresh: []plancheck.PlanCheck{
+						plancheck.ExpectResourceAction(tc.cluster, plancheck.ResourceActionCreate),
+						plancheck.ExpectKnownValue(tc.cluster, tfjsonpath.New("etcd_members"), knownvalue.MapSizeExact(tc.members)),
+					}},
+				}},
+			})
+		})
+	}
+}
