@@ -385,8 +385,7 @@ func (r *clusterResource) Create(ctx context.Context, req resource.CreateRequest
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	r.apply(ctx, &m, map[string]string{}, &resp.Diagnostics)
-	if m.State.IsNull() || m.State.IsUnknown() {
+	if !r.apply(ctx, &m, map[string]string{}, &resp.Diagnostics) {
 		return // nothing was created: no state to keep
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
@@ -412,18 +411,23 @@ func (r *clusterResource) Update(ctx context.Context, req resource.UpdateRequest
 		return
 	}
 	m.State = prior.State
-	r.apply(ctx, &m, files, &resp.Diagnostics)
+	if !r.apply(ctx, &m, files, &resp.Diagnostics) {
+		// The engine did not run: the state stays as it was.
+		resp.Diagnostics.Append(resp.State.Set(ctx, &prior)...)
+		return
+	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
 }
 
 // apply runs the engine and fills m with what it produced. On failure the
 // engine state reached so far is still put in m.State (partial progress
-// is kept) with an error diagnostic.
-func (r *clusterResource) apply(ctx context.Context, m *clusterResourceModel, files map[string]string, diags *diag.Diagnostics) {
+// is kept) with an error diagnostic. It reports whether m was filled
+// (false: the engine did not run, or its state could not be saved).
+func (r *clusterResource) apply(ctx context.Context, m *clusterResourceModel, files map[string]string, diags *diag.Diagnostics) bool {
 	run, doc, d := r.planEngine(ctx, *m, files)
 	diags.Append(d...)
 	if diags.HasError() {
-		return
+		return false
 	}
 	defer run.Close()
 	e := run.eng
@@ -432,7 +436,7 @@ func (r *clusterResource) apply(ctx context.Context, m *clusterResourceModel, fi
 	comps, d := m.components(ctx)
 	diags.Append(d...)
 	if diags.HasError() {
-		return
+		return false
 	}
 	o := installer.Options{Only: comps, Servers: applyServers(e.Cluster(), nodeServers)}
 	tflog.Info(ctx, "Applying the cluster", map[string]any{"cluster": e.Cluster().Metadata.Name, "components": comps})
@@ -440,12 +444,12 @@ func (r *clusterResource) apply(ctx context.Context, m *clusterResourceModel, fi
 	saved, err := run.files()
 	if err != nil {
 		diags.AddError("Cannot save the engine state", err.Error())
-		return
+		return false
 	}
 	enc, err := encodeFiles(saved)
 	if err != nil {
 		diags.AddError("Cannot save the engine state", err.Error())
-		return
+		return false
 	}
 	m.State = types.StringValue(enc)
 	m.ID = types.StringValue(e.Cluster().Metadata.Name)
@@ -478,10 +482,11 @@ func (r *clusterResource) apply(ctx context.Context, m *clusterResourceModel, fi
 		m.Problems = stringList([]string{applyErr.Error()})
 		diags.AddError("Cluster apply failed", engineErrorDetail("applying "+e.Cluster().Metadata.Name, applyErr)+
 			" The state reached so far is saved.")
-		return
+		return true
 	}
 	m.Healthy = types.BoolValue(true)
 	m.Problems = stringList(nil)
+	return true
 }
 
 // perCenterValue is etcd's started members per center from an apply's

@@ -390,7 +390,9 @@ func TestClusterApplyKeepsPartialProgress(t *testing.T) {
 	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
 	defer cancel()
 	var diags diag.Diagnostics
-	r.apply(ctx, &m, map[string]string{}, &diags)
+	if !r.apply(ctx, &m, map[string]string{}, &diags) {
+		t.Fatalf("apply reports nothing to save: %q", summary(diags))
+	}
 	if !diags.HasError() || !strings.Contains(summary(diags), "state reached so far is saved") {
 		t.Fatalf("diagnostics = %q", summary(diags))
 	}
@@ -407,7 +409,9 @@ func TestClusterApplyKeepsPartialProgress(t *testing.T) {
 	}
 	m2 := m
 	var diags2 diag.Diagnostics
-	r.apply(ctx, &m2, files, &diags2)
+	if !r.apply(ctx, &m2, files, &diags2) {
+		t.Fatalf("second apply reports nothing to save: %q", summary(diags2))
+	}
 	files2, err := decodeFiles(m2.State)
 	if err != nil {
 		t.Fatal(err)
@@ -423,6 +427,22 @@ func keysOf(m map[string]string) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// TestClusterApplyRefusedKeepsNothing: an inventory the engine refuses
+// runs nothing and reports that there is nothing to save (Update then
+// keeps the prior state, Create records none).
+func TestClusterApplyRefusedKeepsNothing(t *testing.T) {
+	r := &clusterResource{}
+	m := clusterResourceModel{Path: types.StringNull(), YAML: types.StringValue(strings.Replace(labInventory(t), "members: 3", "members: 5", 1)),
+		Components: types.ListNull(types.StringType), NodeServers: types.SetNull(types.StringType), State: types.StringUnknown()}
+	var diags diag.Diagnostics
+	if r.apply(context.Background(), &m, map[string]string{}, &diags) {
+		t.Fatal("apply of a refused inventory reports a state to save")
+	}
+	if !diags.HasError() || !m.State.IsUnknown() {
+		t.Fatalf("diagnostics %q, state %v", summary(diags), m.State)
+	}
 }
 
 func TestEngineErrorDetail(t *testing.T) {

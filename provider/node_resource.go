@@ -279,9 +279,8 @@ func (r *nodeResource) Create(ctx context.Context, req resource.CreateRequest, r
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	m.State = types.StringNull()
-	r.apply(ctx, &m, &resp.Diagnostics)
-	if m.State.IsNull() || m.State.IsUnknown() {
-		return
+	if !r.apply(ctx, &m, &resp.Diagnostics) {
+		return // nothing was done: no state to keep
 	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
 }
@@ -301,17 +300,22 @@ func (r *nodeResource) Update(ctx context.Context, req resource.UpdateRequest, r
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	m.State = prior.State
-	r.apply(ctx, &m, &resp.Diagnostics)
+	if !r.apply(ctx, &m, &resp.Diagnostics) {
+		// The engine did not run: the state stays as it was.
+		resp.Diagnostics.Append(resp.State.Set(ctx, &prior)...)
+		return
+	}
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
 }
 
 // apply joins (or re-converges) the one server and records in m what it
-// did; the node's own files are kept even when the apply fails.
-func (r *nodeResource) apply(ctx context.Context, m *nodeResourceModel, diags *diag.Diagnostics) {
+// did; the node's own files are kept even when the apply fails. It
+// reports whether m was filled (false: the engine did not run).
+func (r *nodeResource) apply(ctx context.Context, m *nodeResourceModel, diags *diag.Diagnostics) bool {
 	run, base, d := r.engine(ctx, *m)
 	diags.Append(d...)
 	if diags.HasError() {
-		return
+		return false
 	}
 	defer run.Close()
 	e := run.eng
@@ -321,12 +325,12 @@ func (r *nodeResource) apply(ctx context.Context, m *nodeResourceModel, diags *d
 	files, err := run.files()
 	if err != nil {
 		diags.AddError("Cannot save the node's engine state", err.Error())
-		return
+		return false
 	}
 	enc, err := encodeFiles(nodeFiles(base, files))
 	if err != nil {
 		diags.AddError("Cannot save the node's engine state", err.Error())
-		return
+		return false
 	}
 	h, _ := e.Cluster().Host(name)
 	m.ID = types.StringValue(name)
@@ -343,10 +347,11 @@ func (r *nodeResource) apply(ctx context.Context, m *nodeResourceModel, diags *d
 		m.Ready = types.BoolValue(false)
 		m.Problems = stringList([]string{applyErr.Error()})
 		diags.AddError("Joining "+name+" failed", engineErrorDetail("joining "+name, applyErr)+" What was done so far is saved.")
-		return
+		return true
 	}
 	m.Ready = types.BoolValue(true)
 	m.Problems = stringList(nil)
+	return true
 }
 
 // nodeFiles keeps what a node's apply added to or changed in the PKI;
