@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
 )
 
 // Settings are the cluster-wide values the rendered files use.
@@ -62,7 +64,7 @@ func APIServerFlags(s Settings, address string) []string {
 		"--etcd-cafile=" + EtcdCACert,
 		"--etcd-certfile=" + EtcdClientCert,
 		"--etcd-keyfile=" + EtcdClientKey,
-		"--etcd-servers=" + strings.Join(s.EtcdServers, ","),
+		"--etcd-servers=" + strings.Join(EtcdServersFor(s, address), ","),
 		"--kubelet-certificate-authority=" + CACert,
 		"--kubelet-client-certificate=" + KubeletClientCert,
 		"--kubelet-client-key=" + KubeletClientKey,
@@ -176,4 +178,25 @@ LimitNOFILE=65536
 WantedBy=multi-user.target
 `)
 	return b.Bytes(), nil
+}
+
+// EtcdServersFor is the --etcd-servers list of the apiserver on address.
+// On a server that is itself an etcd member (stacked, as kubeadm does) it is
+// that member alone: the apiserver is ready exactly when its local member is
+// healthy and in quorum, and a lost center never leaves it waiting on dead
+// endpoints (the etcd client spreads requests over every endpoint it is
+// given, and connections to a server that died silently hang until the
+// keepalive gives up: on the lab that kept every surviving apiserver
+// unready, and the API VIP dark, for the whole outage of a center). The
+// BGP agent withdraws the VIP from a server whose apiserver is not ready, so
+// the VIP is served by the servers whose members are healthy. A
+// control-plane server without etcd gets every member.
+func EtcdServersFor(s Settings, address string) []string {
+	local := etcd.ClientURL(address)
+	for _, u := range s.EtcdServers {
+		if u == local {
+			return []string{local}
+		}
+	}
+	return s.EtcdServers
 }

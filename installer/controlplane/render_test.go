@@ -95,13 +95,22 @@ func flagMap(flags []string) map[string]string {
 	return m
 }
 
+func TestEtcdServersFor(t *testing.T) {
+	if got := strings.Join(EtcdServersFor(testSettings, "198.19.3.10"), ","); got != "https://198.19.3.10:2379" {
+		t.Errorf("stacked server: %s, want its own member only", got)
+	}
+	if got := strings.Join(EtcdServersFor(testSettings, "198.19.9.10"), ","); got != strings.Join(testSettings.EtcdServers, ",") {
+		t.Errorf("control-plane server without etcd: %s, want every member", got)
+	}
+}
+
 func TestAPIServerFlags(t *testing.T) {
 	f := flagMap(APIServerFlags(testSettings, "198.19.2.10"))
 	want := map[string]string{
 		"advertise-address":               "198.19.2.10",
 		"bind-address":                    "0.0.0.0",
 		"secure-port":                     "6443",
-		"etcd-servers":                    "https://198.19.1.10:2379,https://198.19.2.10:2379,https://198.19.3.10:2379",
+		"etcd-servers":                    "https://198.19.2.10:2379",
 		"service-cluster-ip-range":        "198.19.96.0/20",
 		"service-account-issuer":          "https://kubernetes.default.svc.cluster.local",
 		"authorization-mode":              "Node,RBAC",
