@@ -86,12 +86,7 @@ func startKubeLab(t testing.TB) *kubeLab {
 	t.Logf("lab: %d machines up in %v", len(k.lab.Machines()), time.Since(start).Round(time.Millisecond))
 	// This process is the operator's workstation: the API VIP, services
 	// and pods are reached through the lab's router, as in a datacenter.
-	n := c.Spec.Network
-	var routes []netip.Prefix
-	for _, s := range []string{n.ServiceCIDR, n.PodCIDR, n.APIVIP + "/32"} {
-		routes = append(routes, netip.MustParsePrefix(s))
-	}
-	if err := k.lab.RouteFromHost(ctx, routes...); err != nil {
+	if err := k.lab.RouteClusterFromHost(ctx); err != nil {
 		t.Fatal(err)
 	}
 	return k

@@ -98,15 +98,10 @@ func startTFLab(t *testing.T) *tfLab {
 		}
 	})
 	t.Logf("lab: %d machines up in %v", len(k.lab.Machines()), time.Since(start).Round(time.Millisecond))
-	n := c.Spec.Network
-	var routes []netip.Prefix
-	for _, s := range []string{n.ServiceCIDR, n.PodCIDR, n.APIVIP + "/32"} {
-		routes = append(routes, netip.MustParsePrefix(s))
-	}
-	if err := k.lab.RouteFromHost(ctx, routes...); err != nil {
+	if err := k.lab.RouteClusterFromHost(ctx); err != nil {
 		t.Fatal(err)
 	}
-	keepRoutes(t, k.lab, routes)
+	keepRoutes(t, k.lab)
 	return k
 }
 
@@ -114,7 +109,7 @@ func startTFLab(t *testing.T) *tfLab {
 // ranges every second until the test ends: other tests' labs on this
 // machine have been seen to take host routes in 198.19.0.0/16 away while
 // they tear down, which would cut this lab's API VIP off mid-apply.
-func keepRoutes(t *testing.T, lab *nspawn.Lab, routes []netip.Prefix) {
+func keepRoutes(t *testing.T, lab *nspawn.Lab) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -126,7 +121,7 @@ func keepRoutes(t *testing.T, lab *nspawn.Lab, routes []netip.Prefix) {
 			case <-ctx.Done():
 				return
 			case <-tick.C:
-				if err := lab.RouteFromHost(ctx, routes...); err != nil && ctx.Err() == nil {
+				if err := lab.RouteClusterFromHost(ctx); err != nil && ctx.Err() == nil {
 					t.Logf("re-asserting host routes: %v", err)
 				}
 			}

@@ -35,3 +35,19 @@ func (l *Lab) RouteFromHost(ctx context.Context, prefixes ...netip.Prefix) error
 	}
 	return nil
 }
+
+// RouteClusterFromHost routes the inventory's API VIP, service range and
+// pod range from this machine to the lab's router (RouteFromHost).
+func (l *Lab) RouteClusterFromHost(ctx context.Context) error {
+	n := l.cfg.Cluster.Spec.Network
+	var routes []netip.Prefix
+	for _, s := range []string{n.ServiceCIDR, n.PodCIDR} {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			routes = append(routes, p)
+		}
+	}
+	if a, err := netip.ParseAddr(n.APIVIP); err == nil {
+		routes = append(routes, netip.PrefixFrom(a, 32))
+	}
+	return l.RouteFromHost(ctx, routes...)
+}

@@ -10,7 +10,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -73,14 +72,7 @@ func run(file string, noFRR bool) error {
 	}()
 	// This machine plays the operator's workstation: the API VIP, services
 	// and pods are reached through the lab's router.
-	n := c.Spec.Network
-	var routes []netip.Prefix
-	for _, s := range []string{n.ServiceCIDR, n.PodCIDR, n.APIVIP + "/32"} {
-		if p, err := netip.ParsePrefix(s); err == nil {
-			routes = append(routes, p)
-		}
-	}
-	if err := lab.RouteFromHost(ctx, routes...); err != nil {
+	if err := lab.RouteClusterFromHost(ctx); err != nil {
 		return err
 	}
 	fmt.Printf("Lab %s up in %v:\n", c.Metadata.Name, time.Since(start).Round(time.Millisecond))
