@@ -195,10 +195,10 @@ func TestBGPInstallAndStatusOnLab(t *testing.T) {
 		out, errOut, err = run("bgp", "status", "-f", inv, "--require-api-vip", "-o", "json")
 		rep = bgp.GateReport{}
 		if jerr := json.Unmarshal([]byte(out), &rep); jerr != nil {
-			return false, fmt.Errorf("%v / %w\nstdout: %s\nstderr: %s", err, jerr, out, tailLines(errOut, 30))
+			return false, fmt.Errorf("%w / %w\nstdout: %s\nstderr: %s", err, jerr, out, tailLines(errOut, 30))
 		}
 		if err != nil || !rep.OK {
-			return false, fmt.Errorf("gate failed (%v): %s", err, out)
+			return false, fmt.Errorf("gate failed (%w): %s", err, out)
 		}
 		return true, nil
 	}); err != nil {

@@ -201,7 +201,7 @@ func New(cfg Config) (*Engine, error) {
 // Cluster is the inventory.
 func (e *Engine) Cluster() *inventory.Cluster { return e.cfg.Cluster }
 
-// Plan is the derived plan (placement, IPAM, per-node facts).
+// InventoryPlan is the derived plan (placement, IPAM, per-node facts).
 func (e *Engine) InventoryPlan() *inventory.Plan { return e.plan }
 
 // Placement is where etcd and the control plane run.

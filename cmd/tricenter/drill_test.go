@@ -500,7 +500,8 @@ func TestSecondInterruptGoesToTheCommandThatClaimedIt(t *testing.T) {
 		t.Fatal("closed before the second Ctrl-C")
 	default:
 	}
-	if !s.handOver() || !s.handOver() {
+	first, again := s.handOver(), s.handOver()
+	if !first || !again {
 		t.Fatal("handOver after a claim returned false")
 	}
 	select {

@@ -169,8 +169,6 @@ type hostState struct {
 	files *fileStates
 	// changed are the components whose binary, unit or inputs changed.
 	changed map[string]bool
-	// unitsChanged is set when a unit file was written.
-	unitsChanged bool
 }
 
 func newRun(o Options) (*run, error) {

@@ -77,15 +77,6 @@ func (f *fakeCluster) setDown(name string, down bool) {
 	}
 }
 
-func (f *fakeCluster) anyMemberDown() bool {
-	for n, d := range f.down {
-		if d && f.isMember(n) {
-			return true
-		}
-	}
-	return false
-}
-
 func (f *fakeCluster) Put(ctx context.Context, key, value string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

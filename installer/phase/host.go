@@ -236,8 +236,8 @@ func (h *Host) Upload(ctx context.Context, local, remote string, mode fs.FileMod
 	return h.UploadFile(ctx, local, remote, FileOptions{Mode: mode})
 }
 
-// ErrLocalChanged: a local file no longer has the digest it was checked
-// against (FileOptions.SHA256).
+// ErrLocalChanged is returned when a local file no longer has the digest it
+// was checked against (FileOptions.SHA256).
 var ErrLocalChanged = errors.New("local file changed since it was checked")
 
 // UploadFile is Upload with an owner, a secret flag or an expected digest.
