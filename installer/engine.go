@@ -280,6 +280,18 @@ func (e *Engine) EtcdClient(p *pki.Etcd) (*etcd.Client, error) {
 func (e *Engine) Artifacts() artifacts.Source {
 	s := artifacts.FromInventory(e.cfg.Cluster.Spec.Kubernetes, e.cfg.Store.ArtifactCache())
 	s.Logger = e.log
+	// A relative artifactDir is relative to where tricenter runs; the
+	// phases get absolute paths.
+	if s.Dir != "" && !filepath.IsAbs(s.Dir) {
+		if abs, err := filepath.Abs(s.Dir); err == nil {
+			s.Dir = abs
+		}
+	}
+	if s.CacheDir != "" && !filepath.IsAbs(s.CacheDir) {
+		if abs, err := filepath.Abs(s.CacheDir); err == nil {
+			s.CacheDir = abs
+		}
+	}
 	return s
 }
 
@@ -298,7 +310,7 @@ func (e *Engine) agentBinary() (string, error) {
 	}
 	for _, c := range cands {
 		if st, err := os.Stat(c); err == nil && st.Mode().IsRegular() {
-			return c, nil
+			return filepath.Abs(c)
 		}
 	}
 	return "", fmt.Errorf("tricenter-bgp not found (looked at %s): run make build, or set the agent binary", strings.Join(cands, ", "))

@@ -3,8 +3,10 @@ package installer
 import (
 	"bufio"
 	"context"
+	"log/slog"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/tricenter/terraform-provider-tricenter/installer/sshtest"
 	"github.com/tricenter/terraform-provider-tricenter/installer/state"
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
 // The engine's sshd labs use 198.18.112.0/22 (see installer/sshtest).
@@ -86,5 +89,21 @@ func TestDialThroughJumpHost(t *testing.T) {
 	hops := d.hops(netip.MustParseAddr("198.18.113.250"))
 	if len(hops) == 0 || hops[0] == nil {
 		t.Fatalf("a VIP is dialled directly, want through the jump host: %v", hops)
+	}
+}
+
+// A relative artifactDir (as in the lab inventory) reaches the phases as
+// an absolute path.
+func TestArtifactsAbsolute(t *testing.T) {
+	c := &inventory.Cluster{}
+	c.Spec.Kubernetes.ArtifactDir = ".cache/artifacts"
+	st, err := state.Open(t.TempDir(), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &Engine{cfg: Config{Cluster: c, Store: st}, log: slog.New(slog.DiscardHandler)}
+	s := e.Artifacts()
+	if !filepath.IsAbs(s.Dir) || !strings.HasSuffix(s.Dir, "/.cache/artifacts") {
+		t.Fatalf("artifact dir %q", s.Dir)
 	}
 }
