@@ -127,7 +127,7 @@ func (k *kubeLab) engine(t testing.TB, c *inventory.Cluster) *installer.Engine {
 func failedGates(r *installer.Result) []string {
 	var out []string
 	for _, g := range r.Gates {
-		if !g.OK {
+		if !g.OK && g.NotRun == "" {
 			out = append(out, g.Name+": "+g.Detail)
 		}
 	}
@@ -181,6 +181,14 @@ func TestKubernetes(t *testing.T) {
 		}
 		if !res.Converged() {
 			t.Fatalf("re-apply changed things: hosts %v, API %v", res.Changes, res.APIChanges)
+		}
+		if f := failedGates(res); len(f) > 0 {
+			t.Fatalf("gates after a no-op re-apply: %v", f)
+		}
+		for _, g := range res.Gates {
+			if strings.HasPrefix(g.Name, "pod to pod") && g.NotRun == "" {
+				t.Errorf("a no-op re-apply created gate pods")
+			}
 		}
 		logTimings(t, "no-op re-apply", res)
 	})

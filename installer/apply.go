@@ -21,6 +21,9 @@ type Options struct {
 	// to these servers — adding one worker touches only it. etcd and the
 	// control plane always consider their whole placement.
 	Servers []string
+	// Verify runs every gate, the pod gate included, even when nothing
+	// changed.
+	Verify bool
 }
 
 // Timing is how long one component took.

@@ -2,10 +2,13 @@ package installer
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"sort"
 	"strings"
@@ -22,8 +25,11 @@ import (
 
 // Gate is one verification after apply.
 type Gate struct {
-	Name   string        `json:"name"`
-	OK     bool          `json:"ok"`
+	Name string `json:"name"`
+	OK   bool   `json:"ok"`
+	// NotRun says why a gate was not checked this time (OK is then
+	// false and the gate does not fail the run).
+	NotRun string        `json:"notRun,omitempty"`
 	Detail string        `json:"detail,omitempty"`
 	Took   time.Duration `json:"took"`
 }
@@ -40,9 +46,12 @@ const (
 
 // The gates' workload image (imported on every node, never pulled).
 const (
-	ImageProbe     = "probe.oci.tar"
-	ProbeImage     = "tricenter.io/tricenter-probe:v1"
-	gateNamespace  = "tricenter-gates"
+	ImageProbe = "probe.oci.tar"
+	ProbeImage = "tricenter.io/tricenter-probe:v1"
+	// nsPrefix names each run's namespace (a random suffix, so
+	// a run never waits for the last one's to terminate).
+	nsPrefix       = "tricenter-gates-"
+	gateLabel      = "tricenter.io/gate"
 	probePort      = 8080
 	gatePoll       = time.Second
 	gateFieldOwner = "tricenter"
@@ -80,11 +89,18 @@ func (r *applyRun) gates(ctx context.Context) error {
 		r.gate(ctx, "nodes Ready with their center and rack", r.gateNodes)
 	}
 	if has(Addons) {
-		r.gate(ctx, "pod to pod across racks without NAT, DNS, Service", r.gateDataplane)
+		const name = "pod to pod across racks without NAT, DNS, Service"
+		// The pod gate creates pods: a run that changed nothing leaves the
+		// cluster alone unless asked (Options.Verify).
+		if len(r.res.Changes) > 0 || len(r.res.APIChanges) > 0 || r.o.Verify {
+			r.gate(ctx, name, r.gateDataplane)
+		} else {
+			r.res.Gates = append(r.res.Gates, Gate{Name: name, NotRun: "nothing changed (apply --verify runs it)"})
+		}
 	}
 	var failed []string
 	for _, g := range r.res.Gates {
-		if !g.OK {
+		if !g.OK && g.NotRun == "" {
 			failed = append(failed, g.Name+": "+g.Detail)
 		}
 	}
@@ -285,46 +301,50 @@ func (r *applyRun) gateDataplane(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	removeGateNamespaces(ctx, cs, r.e.log) // left by an interrupted run
+	ns := nsPrefix + randomSuffix()
 	defer func() {
-		// The namespace goes in the background; the next run waits for it.
+		// The namespace terminates in the background.
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		err := cs.CoreV1().Namespaces().Delete(dctx, gateNamespace, metav1.DeleteOptions{})
+		err := cs.CoreV1().Namespaces().Delete(dctx, ns, metav1.DeleteOptions{})
 		if err != nil && !apierrors.IsNotFound(err) {
-			r.e.log.Warn("Gate namespace not removed", "namespace", gateNamespace, "err", err)
+			r.e.log.Warn("Gate namespace not removed", "namespace", ns, "err", err)
 		}
 	}()
-	rep, err := runProbe(ctx, cs, r.e.cfg.Cluster.Spec.Network.ClusterDomain, srvNode, cliNode)
+	rep, err := runProbe(ctx, cs, ns, r.e.cfg.Cluster.Spec.Network.ClusterDomain, srvNode, cliNode)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", errPermanent, err)
 	}
 	return rep, nil
 }
 
-func deleteNamespace(ctx context.Context, cs kubernetes.Interface, ns string) error {
-	err := cs.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
+// removeGateNamespaces deletes gate namespaces an earlier run left behind
+// (without waiting for them to terminate).
+func removeGateNamespaces(ctx context.Context, cs kubernetes.Interface, log *slog.Logger) {
+	list, err := cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: gateLabel + "=true"})
 	if err != nil {
-		return err
+		return
 	}
-	for {
-		_, err := cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return nil
+	for _, n := range list.Items {
+		if n.DeletionTimestamp != nil {
+			continue
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("namespace %s still terminating: %w", ns, ctx.Err())
-		case <-time.After(gatePoll):
+		if err := cs.CoreV1().Namespaces().Delete(ctx, n.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			log.Warn("Old gate namespace not removed", "namespace", n.Name, "err", err)
 		}
 	}
 }
 
-func probePod(name, node string, args []string) *corev1.Pod {
+func randomSuffix() string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func probePod(ns, name, node string, args []string) *corev1.Pod {
 	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: gateNamespace, Labels: map[string]string{"app": name}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": name}},
 		Spec: corev1.PodSpec{
 			NodeName:                      node,
 			RestartPolicy:                 corev1.RestartPolicyNever,
@@ -341,37 +361,35 @@ func probePod(name, node string, args []string) *corev1.Pod {
 
 // runProbe starts a whoami server pod on one node and a checking pod on a
 // node in another rack, and reads the checker's report.
-func runProbe(ctx context.Context, cs kubernetes.Interface, domain, srvNode, cliNode string) (string, error) {
+func runProbe(ctx context.Context, cs kubernetes.Interface, ns, domain, srvNode, cliNode string) (string, error) {
 	if domain == "" {
 		domain = "cluster.local"
 	}
-	if err := deleteNamespace(ctx, cs, gateNamespace); err != nil {
-		return "", err
-	}
-	_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: gateNamespace}},
+	_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns,
+		Labels: map[string]string{gateLabel: "true"}}},
 		metav1.CreateOptions{FieldManager: gateFieldOwner})
 	if err != nil {
-		return "", fmt.Errorf("creating namespace %s: %w", gateNamespace, err)
+		return "", fmt.Errorf("creating namespace %s: %w", ns, err)
 	}
 	// The namespace's default ServiceAccount appears asynchronously;
 	// pods are refused until it exists.
 	if err := waitFor(ctx, func() (bool, error) {
-		_, err := cs.CoreV1().ServiceAccounts(gateNamespace).Get(ctx, "default", metav1.GetOptions{})
+		_, err := cs.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
 		return err == nil, nil
 	}); err != nil {
 		return "", fmt.Errorf("waiting for the default service account: %w", err)
 	}
-	pods := cs.CoreV1().Pods(gateNamespace)
-	if _, err := pods.Create(ctx, probePod("probe-server", srvNode, []string{"serve", "--listen", fmt.Sprintf(":%d", probePort)}),
+	pods := cs.CoreV1().Pods(ns)
+	if _, err := pods.Create(ctx, probePod(ns, "probe-server", srvNode, []string{"serve", "--listen", fmt.Sprintf(":%d", probePort)}),
 		metav1.CreateOptions{FieldManager: gateFieldOwner}); err != nil {
 		return "", fmt.Errorf("creating the server pod on %s: %w", srvNode, err)
 	}
 	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "probe", Namespace: gateNamespace},
+		ObjectMeta: metav1.ObjectMeta{Name: "probe", Namespace: ns},
 		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "probe-server"},
 			Ports: []corev1.ServicePort{{Port: probePort, TargetPort: intstr.FromInt32(probePort)}}},
 	}
-	if _, err := cs.CoreV1().Services(gateNamespace).Create(ctx, svc, metav1.CreateOptions{FieldManager: gateFieldOwner}); err != nil {
+	if _, err := cs.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{FieldManager: gateFieldOwner}); err != nil {
 		return "", fmt.Errorf("creating the probe Service: %w", err)
 	}
 	var srvIP string
@@ -388,14 +406,14 @@ func runProbe(ctx context.Context, cs kubernetes.Interface, domain, srvNode, cli
 	}); err != nil {
 		return "", fmt.Errorf("server pod on %s: %w", srvNode, err)
 	}
-	svcName := fmt.Sprintf("probe.%s.svc.%s", gateNamespace, domain)
+	svcName := fmt.Sprintf("probe.%s.svc.%s", ns, domain)
 	args := []string{"check",
 		"--peer", fmt.Sprintf("http://%s/whoami", net.JoinHostPort(srvIP, fmt.Sprint(probePort))),
 		"--resolve", "kubernetes.default.svc." + domain,
 		"--resolve", svcName,
 		"--service", fmt.Sprintf("http://%s/whoami", net.JoinHostPort(svcName, fmt.Sprint(probePort))),
 		"--timeout", "90s"}
-	if _, err := pods.Create(ctx, probePod("probe-client", cliNode, args), metav1.CreateOptions{FieldManager: gateFieldOwner}); err != nil {
+	if _, err := pods.Create(ctx, probePod(ns, "probe-client", cliNode, args), metav1.CreateOptions{FieldManager: gateFieldOwner}); err != nil {
 		return "", fmt.Errorf("creating the client pod on %s: %w", cliNode, err)
 	}
 	var done *corev1.Pod

@@ -360,6 +360,10 @@ func gateLines(r *installer.Result) []string {
 		return out
 	}
 	for _, g := range r.Gates {
+		if g.NotRun != "" {
+			out = append(out, g.Name+": not run ("+g.NotRun+")")
+			continue
+		}
 		verdict := "ok"
 		if !g.OK {
 			verdict = "FAILED"

@@ -21,7 +21,7 @@ func newApplyCmd(g *globals) *cobra.Command {
 	var f engineFlags
 	var only, servers []string
 	var output string
-	var yes, planOnly bool
+	var yes, planOnly, verify bool
 	cmd := &cobra.Command{
 		Use:   "apply -f FILE [--only COMPONENT,...] [--servers NAME,...]",
 		Short: "Plan, confirm and converge the hosts on the inventory",
@@ -48,7 +48,7 @@ refused before any host is touched (unless etcd.allowDegradedPlacement).`,
 			if _, err := installer.ParseComponents(only); err != nil {
 				return fmt.Errorf("--only: %w", err)
 			}
-			return runApply(cmd.Context(), g, &f, installer.Options{Only: only, Servers: servers}, yes, planOnly, output, cmd.InOrStdin())
+			return runApply(cmd.Context(), g, &f, installer.Options{Only: only, Servers: servers, Verify: verify}, yes, planOnly, output, cmd.InOrStdin())
 		},
 	}
 	addEngineFlags(cmd, &f)
@@ -57,6 +57,7 @@ refused before any host is touched (unless etcd.allowDegradedPlacement).`,
 	cmd.Flags().StringSliceVar(&servers, "servers", nil, "limit the per-node components to these servers")
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "apply without asking for confirmation")
 	cmd.Flags().BoolVar(&planOnly, "plan", false, "print the plan and stop (a dry run)")
+	cmd.Flags().BoolVar(&verify, "verify", false, "run every gate even when nothing changed (the pod gate creates pods)")
 	return cmd
 }
 
@@ -165,7 +166,11 @@ func printApplied(w io.Writer, e *installer.Engine, r *installer.Result, took ti
 	}
 	for _, gt := range r.Gates {
 		mark := "ok"
-		if !gt.OK {
+		switch {
+		case gt.NotRun != "":
+			fmt.Fprintf(w, "gate %-40s not run: %s\n", gt.Name, gt.NotRun)
+			continue
+		case !gt.OK:
 			mark = "FAILED"
 		}
 		fmt.Fprintf(w, "gate %-40s %-6s %v  %s\n", gt.Name, mark, gt.Took.Round(time.Millisecond), gt.Detail)
