@@ -50,8 +50,11 @@ const (
 	ProbeImage = "tricenter.io/tricenter-probe:v1"
 	// nsPrefix names each run's namespace (a random suffix, so
 	// a run never waits for the last one's to terminate).
-	nsPrefix       = "tricenter-gates-"
-	gateLabel      = "tricenter.io/gate"
+	nsPrefix  = "tricenter-gates-"
+	gateLabel = "tricenter.io/gate"
+	// staleGate is the age past which a gate namespace is an interrupted
+	// run's leftover (a gate run takes seconds to a few minutes).
+	staleGate      = 30 * time.Minute
 	probePort      = 8080
 	gatePoll       = time.Second
 	gateFieldOwner = "tricenter"
@@ -319,15 +322,17 @@ func (r *applyRun) gateDataplane(ctx context.Context) (string, error) {
 	return rep, nil
 }
 
-// removeGateNamespaces deletes gate namespaces an earlier run left behind
-// (without waiting for them to terminate).
+// removeGateNamespaces deletes gate namespaces an interrupted run left
+// behind (older than staleGate; without waiting for them to terminate).
+// Younger ones may belong to a run going on beside this one (Terraform
+// applies node resources in parallel).
 func removeGateNamespaces(ctx context.Context, cs kubernetes.Interface, log *slog.Logger) {
 	list, err := cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: gateLabel + "=true"})
 	if err != nil {
 		return
 	}
 	for _, n := range list.Items {
-		if n.DeletionTimestamp != nil {
+		if n.DeletionTimestamp != nil || time.Since(n.CreationTimestamp.Time) < staleGate {
 			continue
 		}
 		if err := cs.CoreV1().Namespaces().Delete(ctx, n.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
