@@ -205,9 +205,6 @@ func realAPIServer(t *testing.T) kubernetes.Interface {
 // (server-side defaulting, validation, admission, the eviction API and
 // PodDisruptionBudgets), re-applies with no change, and drains a Node.
 func TestAgainstRealAPIServer(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts etcd and kube-apiserver")
-	}
 	cs := realAPIServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

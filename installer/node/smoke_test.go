@@ -42,9 +42,6 @@ spec:
 // artifacts), runs a pod on the pod network, checks that a re-run changes
 // nothing and that Remove leaves the machine clean.
 func TestNodeAgentsOnNspawnMachine(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots an nspawn machine")
-	}
 	if err := nspawn.Available(); err != nil {
 		testenv.Need(t, fmt.Errorf("nspawn machine: %w", err))
 	}
