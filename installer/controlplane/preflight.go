@@ -105,15 +105,7 @@ func parseFacts(out string, before, after time.Time) *Facts {
 		}
 	}
 	f.FreeDisk, _ = strconv.ParseInt(kv["avail"], 10, 64)
-	if now, err := strconv.ParseFloat(kv["now"], 64); err == nil {
-		remote := time.Unix(0, int64(now*1e9))
-		switch {
-		case remote.Before(before):
-			f.Skew = before.Sub(remote)
-		case remote.After(after):
-			f.Skew = remote.Sub(after)
-		}
-	}
+	f.Skew = phase.ClockSkew(before, after, kv["now"])
 	return f
 }
 

@@ -248,15 +248,7 @@ func (r *run) preflight(ctx context.Context, h *phase.Host) error {
 		}
 	}
 	f.FreeDisk, _ = strconv.ParseInt(kv["avail"], 10, 64)
-	if now, err := strconv.ParseFloat(kv["now"], 64); err == nil {
-		remote := time.Unix(0, int64(now*1e9))
-		switch {
-		case remote.Before(before):
-			f.Skew = before.Sub(remote)
-		case remote.After(after):
-			f.Skew = remote.Sub(after)
-		}
-	}
+	f.Skew = phase.ClockSkew(before, after, kv["now"])
 	r.mu.Lock()
 	r.facts[h.Name] = f
 	r.mu.Unlock()
