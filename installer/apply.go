@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -107,7 +108,7 @@ func (e *Engine) run(ctx context.Context, o Options, dry bool) (*Result, error) 
 	if dry {
 		return res, nil
 	}
-	etcdDone := containsComponent(comps, Etcd)
+	etcdDone := slices.Contains(comps, Etcd)
 	if err := e.record(etcdDone); err != nil {
 		return res, err
 	}
@@ -115,15 +116,6 @@ func (e *Engine) run(ctx context.Context, o Options, dry bool) (*Result, error) 
 		return res, err
 	}
 	return res, nil
-}
-
-func containsComponent(cs []Component, c Component) bool {
-	for _, x := range cs {
-		if x == c {
-			return true
-		}
-	}
-	return false
 }
 
 // checkServers refuses unknown names in Options.Servers.

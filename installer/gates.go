@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -64,7 +66,7 @@ const (
 // is named with its reason.
 func (r *applyRun) gates(ctx context.Context) error {
 	comps := r.res.Components
-	has := func(c Component) bool { return containsComponent(comps, c) }
+	has := func(c Component) bool { return slices.Contains(comps, c) }
 	if has(Etcd) && r.res.Etcd != nil && r.res.Etcd.Health != nil {
 		g := Gate{Name: "etcd healthy as planned", OK: r.res.Etcd.Health.OK()}
 		if !g.OK {
@@ -173,7 +175,7 @@ func (r *applyRun) gateBGP(ctx context.Context) (string, error) {
 	}
 	sts, errs := BGPStatuses(ctx, r.m, hosts)
 	var problems []string
-	for _, n := range sortedKeysErr(errs) {
+	for _, n := range slices.Sorted(maps.Keys(errs)) {
 		problems = append(problems, n+": "+errs[n].Error())
 	}
 	sessions, routes := 0, 0
@@ -211,15 +213,6 @@ func hostNames(hs []inventory.Host) []string {
 	for _, h := range hs {
 		out = append(out, h.Name)
 	}
-	return out
-}
-
-func sortedKeysErr(m map[string]error) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
 	return out
 }
 

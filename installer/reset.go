@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -62,7 +63,7 @@ func (e *Engine) reset(ctx context.Context, o Options, dry bool) (*Result, error
 	res := &Result{DryRun: dry, Components: comps, Changes: map[string][]string{}}
 	m := e.Manager(dry)
 	defer m.Close()
-	has := func(c Component) bool { return containsComponent(comps, c) }
+	has := func(c Component) bool { return slices.Contains(comps, c) }
 	all := hostNames(e.cfg.Cluster.Hosts())
 	targets := all
 	if len(o.Servers) > 0 {

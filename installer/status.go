@@ -4,8 +4,9 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"maps"
 	"net"
-	"sort"
+	"slices"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -100,10 +101,10 @@ func (e *Engine) Status(ctx context.Context) (*Status, error) {
 	if hosts, err := m.Hosts(inventory.Selector{}); err == nil {
 		sts, errs := BGPStatuses(ctx, m, hosts)
 		st.BGP = sts
-		for _, n := range sortedKeysErr(errs) {
+		for _, n := range slices.Sorted(maps.Keys(errs)) {
 			st.Problems = append(st.Problems, fmt.Sprintf("BGP agent on %s: %v", n, errs[n]))
 		}
-		for _, n := range sortedKeysStatus(sts) {
+		for _, n := range slices.Sorted(maps.Keys(sts)) {
 			for _, s := range sts[n].Sessions {
 				if !s.Established() {
 					st.Problems = append(st.Problems, fmt.Sprintf("BGP %s: session %s (%s) %s", n, s.Name, s.Address, s.State))
@@ -112,15 +113,6 @@ func (e *Engine) Status(ctx context.Context) (*Status, error) {
 		}
 	}
 	return st, nil
-}
-
-func sortedKeysStatus(m map[string]*bgp.Status) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func (e *Engine) nodeStatus(ctx context.Context, st *Status) {

@@ -5,8 +5,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -192,7 +193,7 @@ func printEtcdPlan(w io.Writer, c *inventory.Cluster, pl *inventory.Placement, r
 	p := pl.Etcd
 	fmt.Fprintf(w, "etcd plan for %s: %d members (quorum %d), heartbeat %d ms, election timeout %d ms\n",
 		c.Metadata.Name, p.Count, p.Quorum, p.Timers.HeartbeatMs, p.Timers.ElectionTimeoutMs)
-	for _, ctr := range sortedCenters(p.PerCenter) {
+	for _, ctr := range slices.Sorted(maps.Keys(p.PerCenter)) {
 		var names []string
 		for _, m := range p.Members {
 			if m.Center == ctr {
@@ -207,15 +208,6 @@ func printEtcdPlan(w io.Writer, c *inventory.Cluster, pl *inventory.Placement, r
 	for _, s := range r.Steps {
 		fmt.Fprintln(w, "  membership:", s)
 	}
-}
-
-func sortedCenters(m map[string]int) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func leaderName(h *etcd.ClusterHealth) string {

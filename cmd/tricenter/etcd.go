@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -100,7 +102,7 @@ func printEtcdStatus(g *globals, e *etcdEnv, r *etcdStatusReport) {
 	}
 	w.Flush()
 	var per []string
-	for _, c := range sortedCenters(r.PlannedPerCt) {
+	for _, c := range slices.Sorted(maps.Keys(r.PlannedPerCt)) {
 		per = append(per, fmt.Sprintf("%s %d/%d", c, r.Health.PerCenter[c], r.PlannedPerCt[c]))
 	}
 	fmt.Fprintf(g.stdout, "\nVoting members per center (healthy/planned): %s\n", strings.Join(per, ", "))

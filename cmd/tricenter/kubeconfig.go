@@ -2,13 +2,10 @@ package main
 
 import (
 	"fmt"
-	"sort"
 	"time"
 
 	"github.com/spf13/cobra"
 )
-
-func sortStrings(s []string) { sort.Strings(s) }
 
 func newKubeconfigCmd(g *globals) *cobra.Command {
 	var f engineFlags

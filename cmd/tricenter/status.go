@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -80,7 +82,7 @@ func printStatus(w io.Writer, st *installer.Status) {
 	}
 	if len(st.BGP) > 0 {
 		fmt.Fprintln(w, "BGP:")
-		for _, n := range sortedBGP(st) {
+		for _, n := range slices.Sorted(maps.Keys(st.BGP)) {
 			b := st.BGP[n]
 			up := 0
 			for _, s := range b.Sessions {
@@ -101,13 +103,4 @@ func printStatus(w io.Writer, st *installer.Status) {
 			fmt.Fprintln(w, "  -", p)
 		}
 	}
-}
-
-func sortedBGP(st *installer.Status) []string {
-	out := make([]string, 0, len(st.BGP))
-	for k := range st.BGP {
-		out = append(out, k)
-	}
-	sortStrings(out)
-	return out
 }
