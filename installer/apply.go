@@ -25,6 +25,10 @@ type Options struct {
 	// Verify runs every gate, the pod gate included, even when nothing
 	// changed.
 	Verify bool
+	// WaitReachable, when positive, first waits up to this long for every
+	// server of the run to accept SSH (servers just powered on are still
+	// booting); otherwise an unreachable server fails its component.
+	WaitReachable time.Duration
 }
 
 // Timing is how long one component took.
@@ -93,6 +97,9 @@ func (e *Engine) run(ctx context.Context, o Options, dry bool) (*Result, error) 
 	r := &applyRun{e: e, o: o, m: m, res: res, dry: dry}
 	if r.etcdPKI, err = e.EtcdPKI(true); err != nil {
 		return nil, err
+	}
+	if err := e.waitReachable(ctx, m, o); err != nil {
+		return res, err
 	}
 	for _, c := range comps {
 		start := time.Now()

@@ -68,6 +68,7 @@ type clusterResourceModel struct {
 	Healthy         types.Bool     `tfsdk:"healthy"`
 	Problems        types.List     `tfsdk:"problems"`
 	Timeouts        timeouts.Value `tfsdk:"timeouts"`
+	WaitReachable   types.String   `tfsdk:"wait_reachable"`
 }
 
 func (m clusterResourceModel) input() inventoryInput {
@@ -130,6 +131,7 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 			"Workers listed in `node_servers` are left to `tricenter_node` resources (one per server, `for_each` over a " +
 			"map or set keyed by server name), so adding one touches only that server.",
 		Attributes: map[string]schema.Attribute{
+			"wait_reachable": waitReachableAttribute(),
 			"id": schema.StringAttribute{
 				Computed:            true,
 				MarkdownDescription: "The cluster name (`metadata.name`).",
@@ -438,7 +440,7 @@ func (r *clusterResource) apply(ctx context.Context, m *clusterResourceModel, fi
 	if diags.HasError() {
 		return false
 	}
-	o := installer.Options{Only: comps, Servers: applyServers(e.Cluster(), nodeServers)}
+	o := installer.Options{Only: comps, Servers: applyServers(e.Cluster(), nodeServers), WaitReachable: waitReachable(m.WaitReachable)}
 	tflog.Info(ctx, "Applying the cluster", map[string]any{"cluster": e.Cluster().Metadata.Name, "components": comps})
 	res, applyErr := e.Apply(ctx, o)
 	saved, err := run.files()

@@ -51,20 +51,21 @@ type nodeResource struct {
 }
 
 type nodeResourceModel struct {
-	ID           types.String   `tfsdk:"id"`
-	Server       types.String   `tfsdk:"server"`
-	Path         types.String   `tfsdk:"path"`
-	YAML         types.String   `tfsdk:"yaml"`
-	ClusterState types.String   `tfsdk:"cluster_state"`
-	State        types.String   `tfsdk:"state"`
-	Center       types.String   `tfsdk:"center"`
-	Rack         types.String   `tfsdk:"rack"`
-	PodCIDR      types.String   `tfsdk:"pod_cidr"`
-	ChangedHosts types.List     `tfsdk:"changed_hosts"`
-	Gates        types.List     `tfsdk:"gates"`
-	Ready        types.Bool     `tfsdk:"ready"`
-	Problems     types.List     `tfsdk:"problems"`
-	Timeouts     timeouts.Value `tfsdk:"timeouts"`
+	ID            types.String   `tfsdk:"id"`
+	Server        types.String   `tfsdk:"server"`
+	Path          types.String   `tfsdk:"path"`
+	YAML          types.String   `tfsdk:"yaml"`
+	ClusterState  types.String   `tfsdk:"cluster_state"`
+	State         types.String   `tfsdk:"state"`
+	Center        types.String   `tfsdk:"center"`
+	Rack          types.String   `tfsdk:"rack"`
+	PodCIDR       types.String   `tfsdk:"pod_cidr"`
+	ChangedHosts  types.List     `tfsdk:"changed_hosts"`
+	Gates         types.List     `tfsdk:"gates"`
+	Ready         types.Bool     `tfsdk:"ready"`
+	Problems      types.List     `tfsdk:"problems"`
+	Timeouts      timeouts.Value `tfsdk:"timeouts"`
+	WaitReachable types.String   `tfsdk:"wait_reachable"`
 }
 
 func (m nodeResourceModel) input() inventoryInput { return inventoryInput{Path: m.Path, YAML: m.YAML} }
@@ -111,6 +112,7 @@ func (r *nodeResource) Schema(ctx context.Context, _ resource.SchemaRequest, res
 				MarkdownDescription: "The inventory document inline, the cluster's.",
 				Validators:          []validator.String{stringvalidator.LengthAtLeast(1)},
 			},
+			"wait_reachable": waitReachableAttribute(),
 			"cluster_state": schema.StringAttribute{
 				Required:  true,
 				Sensitive: true,
@@ -321,7 +323,7 @@ func (r *nodeResource) apply(ctx context.Context, m *nodeResourceModel, diags *d
 	e := run.eng
 	name := m.Server.ValueString()
 	tflog.Info(ctx, "Joining the node", map[string]any{"server": name})
-	res, applyErr := e.Apply(ctx, installer.Options{Only: nodeComponents, Servers: []string{name}})
+	res, applyErr := e.Apply(ctx, installer.Options{Only: nodeComponents, Servers: []string{name}, WaitReachable: waitReachable(m.WaitReachable)})
 	files, err := run.files()
 	if err != nil {
 		diags.AddError("Cannot save the node's engine state", err.Error())

@@ -8,7 +8,9 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/tricenter/terraform-provider-tricenter/bmc"
 )
@@ -56,4 +58,25 @@ func (v durationValidator) ValidateString(ctx context.Context, req validator.Str
 		resp.Diagnostics.AddAttributeError(req.Path, "Invalid duration",
 			fmt.Sprintf("%s is %q: %s.", req.Path, req.ConfigValue.ValueString(), v.Description(ctx)))
 	}
+}
+
+// waitReachableAttribute is the wait_reachable attribute of the resources
+// that install servers.
+func waitReachableAttribute() schema.StringAttribute {
+	return schema.StringAttribute{
+		Optional: true,
+		MarkdownDescription: "How long create and update first wait for every server they install to accept SSH, a Go " +
+			"duration such as `5m`: servers just powered on by `tricenter_server` are still booting. Default: no wait " +
+			"(an unreachable server fails the apply at once).",
+		Validators: []validator.String{durationValidator{}},
+	}
+}
+
+// waitReachable is the configured wait_reachable (validated at plan).
+func waitReachable(v types.String) time.Duration {
+	if v.IsNull() || v.IsUnknown() {
+		return 0
+	}
+	d, _ := time.ParseDuration(v.ValueString())
+	return d
 }

@@ -21,6 +21,9 @@ func (l *Lab) RouteFromHost(ctx context.Context, prefixes ...netip.Prefix) error
 	}
 	gw := racks[0].TOR.Gateway
 	br := l.bridges[racks[0].Name]
+	if mg := l.cfg.Management; mg != nil {
+		gw, br = mg.Router.String(), l.mgmt
+	}
 	if br == nil {
 		return fmt.Errorf("rack %s has no bridge", racks[0].Name)
 	}
@@ -48,6 +51,15 @@ func (l *Lab) RouteClusterFromHost(ctx context.Context) error {
 	}
 	if a, err := netip.ParseAddr(n.APIVIP); err == nil {
 		routes = append(routes, netip.PrefixFrom(a, 32))
+	}
+	if l.cfg.Management != nil {
+		// The racks are routed too, so that the host's packets to them
+		// meet the router's filter instead of the host's default route.
+		for _, r := range l.cfg.Cluster.Spec.Racks {
+			if p, err := netip.ParsePrefix(r.Subnet); err == nil {
+				routes = append(routes, p.Masked())
+			}
+		}
 	}
 	return l.RouteFromHost(ctx, routes...)
 }

@@ -54,6 +54,42 @@ type Config struct {
 	// table from the node agents (every racks[].tor.asn must be equal).
 	NoFRR  bool
 	Logger *slog.Logger
+
+	// Management, when set, makes the lab a datacenter the host cannot
+	// walk into: the rack bridges get no host address, the host and the
+	// router meet on a management network, and the router forwards from
+	// it to the racks only what comes from Management.Allow (the jump
+	// hosts). Without it the host has an address on every rack.
+	Management *Management
+	// PoweredOff leaves every machine off at Up (a BMC powers it on).
+	PoweredOff bool
+	// Skip names servers the lab does not run as machines (they are
+	// libvirt VMs, for example, attached to Bridge(rack)).
+	Skip map[string]bool
+	// Extra are machines outside the inventory on the management network
+	// (jump hosts); they boot at Up even with PoweredOff.
+	Extra []Extra
+	// KnownHostLines are added to the known_hosts file the lab writes
+	// (host keys of machines it does not run itself).
+	KnownHostLines []string
+}
+
+// Management is the lab's management network (Config.Management).
+type Management struct {
+	// Subnet holds Host, Router and every Extra machine.
+	Subnet netip.Prefix
+	// Host is this machine's address on it, Router the lab router's.
+	Host, Router netip.Addr
+	// Allow are the management addresses whose traffic the router lets
+	// through to the racks; the rest (the host) reaches only the routes
+	// of RouteFromHost that are not rack subnets.
+	Allow []netip.Addr
+}
+
+// Extra is a machine outside the inventory (Config.Extra).
+type Extra struct {
+	Name    string
+	Address netip.Addr
 }
 
 // Lab is a running set of machines. Close tears everything down.
@@ -72,6 +108,7 @@ type Lab struct {
 	order    []string
 	// bridges are the racks' bridges, by rack name.
 	bridges map[string]*labnet.Bridge
+	mgmt    *labnet.Bridge
 }
 
 // Up builds the networks and boots the machines, waiting for each one's
@@ -93,7 +130,7 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 	if cfg.KeyFile == "" || cfg.KnownHosts == "" {
 		return nil, errors.New("lab inventory: set spec.ssh.keyFile and spec.ssh.knownHosts: the lab writes its key and the machines' host keys there")
 	}
-	if err := checkAddresses(c); err != nil {
+	if err := checkAddresses(c, cfg.Management != nil); err != nil {
 		return nil, err
 	}
 	if err := checkHostFree(c); err != nil {
@@ -177,7 +214,11 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 		if err != nil {
 			return nil, err
 		}
-		br, err := nl.Bridge(netip.PrefixFrom(hostAddr, subnet.Bits()))
+		hostPrefix := netip.PrefixFrom(hostAddr, subnet.Bits())
+		if cfg.Management != nil {
+			hostPrefix = netip.Prefix{} // the host is not in the racks
+		}
+		br, err := nl.Bridge(hostPrefix)
 		if err != nil {
 			return nil, fmt.Errorf("rack %s: %w", r.Name, err)
 		}
@@ -192,6 +233,11 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 		}
 		zones = append(zones, zone{prefix: subnet, center: centerIdx[r.Center]})
 		rifs = append(rifs, rackIf{ifname, centerIdx[r.Center], subnet})
+	}
+	if mg := cfg.Management; mg != nil {
+		if err := l.management(ctx, mg, rtrCmd); err != nil {
+			return nil, err
+		}
 	}
 	if bgpPlan != nil {
 		// Pod CIDRs sit in their node's center: traffic between pods of
@@ -256,22 +302,44 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 	for _, h := range cfg.Hosts {
 		want[h] = true
 	}
-	var known []string
+	known := append([]string(nil), cfg.KnownHostLines...)
+	type spec struct {
+		name    string
+		addr    netip.Addr
+		gateway netip.Addr
+		subnet  netip.Prefix
+		bridge  *labnet.Bridge
+		port    int
+		extra   bool
+	}
+	var specs []spec
 	for _, h := range c.Hosts() {
-		subnet := netip.MustParsePrefix(h.Rack.Subnet).Masked()
-		m := &Machine{
-			Name: h.Name, Address: h.Addr(), lab: l,
-			gateway: netip.MustParseAddr(h.Rack.TOR.Gateway), prefix: subnet.Bits(),
-			dir: filepath.Join(cfg.Dir, h.Name), rootfs: cfg.Rootfs, log: l.log.With("machine", h.Name),
+		if cfg.Skip[h.Name] {
+			continue
 		}
-		if m.ns, err = nl.Namespace(shortName(h.Name)); err != nil {
+		subnet := netip.MustParsePrefix(h.Rack.Subnet).Masked()
+		specs = append(specs, spec{h.Name, h.Addr(), netip.MustParseAddr(h.Rack.TOR.Gateway), subnet, bridges[h.Rack.Name], h.SSH.Port, false})
+	}
+	for _, x := range cfg.Extra {
+		if cfg.Management == nil {
+			return nil, fmt.Errorf("machine %s: extra machines live on the management network: set Config.Management", x.Name)
+		}
+		specs = append(specs, spec{x.Name, x.Address, cfg.Management.Router, cfg.Management.Subnet, l.mgmt, 22, true})
+	}
+	for _, sp := range specs {
+		m := &Machine{
+			Name: sp.name, Address: sp.addr, lab: l, extra: sp.extra,
+			gateway: sp.gateway, prefix: sp.subnet.Bits(),
+			dir: filepath.Join(cfg.Dir, sp.name), rootfs: cfg.Rootfs, log: l.log.With("machine", sp.name),
+		}
+		if m.ns, err = nl.Namespace(shortName(sp.name)); err != nil {
 			return nil, err
 		}
-		if err := m.ns.Attach(bridges[h.Rack.Name], "host0", netip.PrefixFrom(m.Address, subnet.Bits())); err != nil {
-			return nil, fmt.Errorf("machine %s: %w", h.Name, err)
+		if err := m.ns.Attach(sp.bridge, "host0", netip.PrefixFrom(m.Address, sp.subnet.Bits())); err != nil {
+			return nil, fmt.Errorf("machine %s: %w", sp.name, err)
 		}
 		if err := m.ns.Route(netip.MustParsePrefix("198.18.0.0/15"), m.gateway); err != nil {
-			return nil, fmt.Errorf("machine %s: %w", h.Name, err)
+			return nil, fmt.Errorf("machine %s: %w", sp.name, err)
 		}
 		if err := m.prepare(ctx, pub); err != nil {
 			return nil, err
@@ -281,14 +349,14 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 			return nil, err
 		}
 		f := strings.Fields(string(hostPub))
-		port := h.SSH.Port
+		port := sp.port
 		hostPattern := m.Address.String()
 		if port != 0 && port != 22 {
 			hostPattern = "[" + hostPattern + "]:" + strconv.Itoa(port)
 		}
 		known = append(known, hostPattern+" "+f[0]+" "+f[1])
-		l.machines[h.Name] = m
-		l.order = append(l.order, h.Name)
+		l.machines[sp.name] = m
+		l.order = append(l.order, sp.name)
 	}
 	sort.Strings(known)
 	if err := fsutil.WriteFileAtomic(cfg.KnownHosts, []byte(strings.Join(known, "\n")+"\n"), 0o644); err != nil {
@@ -297,7 +365,7 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 	var wg sync.WaitGroup
 	errs := make([]error, len(l.order))
 	for i, name := range l.order {
-		if len(want) > 0 && !want[name] {
+		if len(want) > 0 && !want[name] || cfg.PoweredOff && !l.machines[name].extra {
 			continue
 		}
 		wg.Add(1)
@@ -343,7 +411,7 @@ func centerRTTs(c *inventory.Cluster) map[[2]int]time.Duration {
 	return out
 }
 
-func checkAddresses(c *inventory.Cluster) error {
+func checkAddresses(c *inventory.Cluster, jumpHosts bool) error {
 	var errs []error
 	for _, r := range c.Spec.Racks {
 		p, err := netip.ParsePrefix(r.Subnet)
@@ -358,7 +426,7 @@ func checkAddresses(c *inventory.Cluster) error {
 		if !labRange.Contains(h.Addr()) {
 			errs = append(errs, fmt.Errorf("server %s: address %q must lie inside %s for the nspawn lab", h.Name, h.SSH.Address, labRange))
 		}
-		if h.JumpHost() != nil {
+		if h.JumpHost() != nil && !jumpHosts {
 			errs = append(errs, fmt.Errorf("server %s: the nspawn lab has no jump hosts: drop the center's jumpHost", h.Name))
 		}
 	}

@@ -34,6 +34,8 @@ type Machine struct {
 	dir     string
 	rootfs  string
 	log     *slog.Logger
+	// extra machines are outside the inventory (jump hosts).
+	extra bool
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -205,7 +207,7 @@ func (m *Machine) Start(ctx context.Context) error {
 		case <-bctx.Done():
 		}
 	}()
-	if err := waitTCP(bctx, netip.AddrPortFrom(m.Address, 22).String()); err != nil {
+	if err := waitTCPIn(bctx, "/run/netns/"+m.ns.Name, netip.AddrPortFrom(m.Address, 22).String()); err != nil {
 		select {
 		case <-done:
 			console, _ := os.ReadFile(filepath.Join(m.dir, "console.log"))

@@ -23,6 +23,7 @@ func newApplyCmd(g *globals) *cobra.Command {
 	var only, servers []string
 	var output string
 	var yes, planOnly, verify bool
+	var waitReachable time.Duration
 	cmd := &cobra.Command{
 		Use:   "apply -f FILE [--only COMPONENT,...] [--servers NAME,...]",
 		Short: "Plan, confirm and converge the hosts on the inventory",
@@ -49,7 +50,7 @@ refused before any host is touched (unless etcd.allowDegradedPlacement).`,
 			if _, err := installer.ParseComponents(only); err != nil {
 				return fmt.Errorf("--only: %w", err)
 			}
-			return runApply(cmd.Context(), g, &f, installer.Options{Only: only, Servers: servers, Verify: verify}, yes, planOnly, output, cmd.InOrStdin())
+			return runApply(cmd.Context(), g, &f, installer.Options{Only: only, Servers: servers, Verify: verify, WaitReachable: waitReachable}, yes, planOnly, output, cmd.InOrStdin())
 		},
 	}
 	addEngineFlags(cmd, &f)
@@ -59,6 +60,7 @@ refused before any host is touched (unless etcd.allowDegradedPlacement).`,
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "apply without asking for confirmation")
 	cmd.Flags().BoolVar(&planOnly, "plan", false, "print the plan and stop (a dry run)")
 	cmd.Flags().BoolVar(&verify, "verify", false, "run every gate even when nothing changed (the pod gate creates pods)")
+	cmd.Flags().DurationVar(&waitReachable, "wait-reachable", 0, "first wait up to this long for every server to accept SSH (servers just powered on through their BMCs are still booting)")
 	return cmd
 }
 

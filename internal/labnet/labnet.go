@@ -22,8 +22,10 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 var labRange = netip.MustParsePrefix("198.18.0.0/15")
@@ -59,6 +61,11 @@ func New() (*Lab, error) {
 	}
 	return &Lab{id: hex.EncodeToString(b)}, nil
 }
+
+// ID is the lab's random suffix: every namespace ("tc-HINT-ID-N") and
+// link ("tcbIDN", "tchIDN", ...) it creates carries it, so a teardown
+// after a crash can find them (Sweep).
+func (l *Lab) ID() string { return l.id }
 
 // name returns a unique interface-safe name (at most 15 bytes).
 func (l *Lab) name(prefix string) string {
@@ -282,4 +289,90 @@ func (n *NS) Route(dst netip.Prefix, via netip.Addr) error {
 		return err
 	}
 	return n.IP("route", "add", dst.String(), "via", via.String())
+}
+
+// Sweep removes what a lab with this id left behind when its process died
+// before Close: every process in its namespaces (killed), the namespaces
+// and every link whose name carries the id. It returns what it removed.
+func Sweep(id string) ([]string, error) {
+	if len(id) < 6 {
+		return nil, fmt.Errorf("lab id %q is too short to sweep safely", id)
+	}
+	var removed []string
+	var errs []error
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		return nil, fmt.Errorf("listing namespaces: %w", err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || !strings.HasPrefix(f[0], "tc-") || !strings.Contains(f[0], "-"+id+"-") {
+			continue
+		}
+		ns := f[0]
+		if pids, err := exec.Command("ip", "netns", "pids", ns).Output(); err == nil {
+			for _, p := range strings.Fields(string(pids)) {
+				if pid, err := strconv.Atoi(p); err == nil && pid > 1 {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+		}
+		if err := ip("netns", "del", ns); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, "namespace "+ns)
+	}
+	links, err := exec.Command("ip", "-o", "link", "show").Output()
+	if err != nil {
+		return removed, errors.Join(append(errs, fmt.Errorf("listing links: %w", err))...)
+	}
+	for _, line := range strings.Split(string(links), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+		if len(name) < 3 || !strings.HasPrefix(name, "tc") || !strings.HasPrefix(name[3:], id) {
+			continue
+		}
+		if err := ip("link", "del", name); err != nil {
+			// The peer of a pair already removed goes with it.
+			if exec.Command("ip", "link", "show", name).Run() == nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		removed = append(removed, "link "+name)
+	}
+	return removed, errors.Join(errs...)
+}
+
+// Leftovers lists the namespaces and links a lab with this id still has.
+func Leftovers(id string) ([]string, error) {
+	var left []string
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		return nil, fmt.Errorf("listing namespaces: %w", err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], "tc-") && strings.Contains(f[0], "-"+id+"-") {
+			left = append(left, "namespace "+f[0])
+		}
+	}
+	links, err := exec.Command("ip", "-o", "link", "show").Output()
+	if err != nil {
+		return nil, fmt.Errorf("listing links: %w", err)
+	}
+	for _, line := range strings.Split(string(links), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+		if len(name) >= 3 && strings.HasPrefix(name, "tc") && strings.HasPrefix(name[3:], id) {
+			left = append(left, "link "+name)
+		}
+	}
+	return left, nil
 }

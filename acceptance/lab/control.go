@@ -1,0 +1,273 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tricenter/terraform-provider-tricenter/acceptance/nspawn"
+)
+
+// UpTimeout bounds `lab up`: the first run builds the root filesystem and
+// the VM image (minutes); later ones take seconds.
+const UpTimeout = 20 * time.Minute
+
+// ResolveDir is the lab directory for a description and an optional
+// explicit directory.
+func ResolveDir(specFile, dir string) (string, error) {
+	if dir == "" {
+		s, err := LoadSpec(specFile)
+		if err != nil {
+			return "", err
+		}
+		dir = filepath.Join(".cache", "lab", s.Metadata.Name)
+	}
+	return filepath.Abs(dir)
+}
+
+// Up starts the lab in the background (`binary lab serve`) and waits until
+// it is ready, copying its progress to out. A lab already up in that
+// directory is left as it is (Up is idempotent); one whose process died is
+// swept first.
+func Up(ctx context.Context, binary string, opts Options, out io.Writer) (*Record, error) {
+	s, err := LoadSpec(opts.SpecFile)
+	if err != nil {
+		return nil, err
+	}
+	if err := opts.resolve(s); err != nil {
+		return nil, err
+	}
+	if rec, err := ReadRecord(opts.Dir); err == nil {
+		if rec.Process().Alive() {
+			if rec.SpecFile != opts.SpecFile {
+				return nil, fmt.Errorf("lab %s in %s runs %s, not %s: run `tricenter lab down --dir %s` first", rec.Name, opts.Dir, rec.SpecFile, opts.SpecFile, opts.Dir)
+			}
+			if rec.Ready {
+				fmt.Fprintf(out, "Lab %s is already up (pid %d).\n", rec.Name, rec.PID)
+				return rec, nil
+			}
+			return wait(ctx, rec.Process(), opts.Dir, out, 0)
+		}
+		fmt.Fprintf(out, "Lab %s in %s is not running (its process %d is gone): removing what it left first.\n", rec.Name, opts.Dir, rec.PID)
+		if err := Down(ctx, opts.Dir, out); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	logf, err := os.OpenFile(Paths{Dir: opts.Dir}.Log(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	fi, _ := logf.Stat()
+	from := fi.Size()
+	cmd := exec.Command(binary, "lab", "serve", "-f", opts.SpecFile, "--dir", opts.Dir, "--artifact-dir", opts.ArtifactDir)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Stdin = nil
+	// Its own session: the lab outlives this command and the terminal.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting the lab process: %w", err)
+	}
+	st, _ := procStart(cmd.Process.Pid)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	return waitExited(ctx, Proc{PID: cmd.Process.Pid, Start: st}, opts.Dir, out, from, exited)
+}
+
+func wait(ctx context.Context, p Proc, dir string, out io.Writer, from int64) (*Record, error) {
+	return waitExited(ctx, p, dir, out, from, nil)
+}
+
+func waitExited(ctx context.Context, p Proc, dir string, out io.Writer, from int64, exited <-chan error) (*Record, error) {
+	ctx, cancel := context.WithTimeout(ctx, UpTimeout)
+	defer cancel()
+	cctx, stopCopy := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		copyLines(cctx, Paths{Dir: dir}.Log(), from, out)
+		close(done)
+	}()
+	defer func() {
+		stopCopy()
+		<-done
+	}()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		rec, err := ReadRecord(dir)
+		if err == nil && rec.PID == p.PID && rec.Ready {
+			time.Sleep(300 * time.Millisecond) // let the log copy catch up
+			return rec, nil
+		}
+		if err == nil && rec.PID == p.PID && rec.Error != "" {
+			return nil, fmt.Errorf("lab up failed: %s (log: %s)", rec.Error, Paths{Dir: dir}.Log())
+		}
+		select {
+		case err := <-exited:
+			return nil, fmt.Errorf("the lab process exited before the lab was ready (%v): see %s", err, Paths{Dir: dir}.Log())
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for the lab in %s: %w (it keeps running: `tricenter lab status`, `tricenter lab down`)", dir, ctx.Err())
+		case <-tick.C:
+		}
+		if exited == nil && !p.Alive() {
+			return nil, fmt.Errorf("the lab process %d exited before the lab was ready: see %s", p.PID, Paths{Dir: dir}.Log())
+		}
+	}
+}
+
+// StopTimeout bounds how long Down waits for the lab process to tear down
+// before it kills it and sweeps.
+const StopTimeout = 3 * time.Minute
+
+// Down stops the lab in dir and removes everything it made: it asks the lab
+// process to tear down, kills it if it does not, then sweeps what a crashed
+// lab leaves (processes, machine cgroups, mounts, namespaces, links, VMs,
+// libvirtd, libvirt's iptables chains), removes the directory and checks
+// that nothing is left.
+func Down(ctx context.Context, dir string, out io.Writer) error {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	rec, err := ReadRecord(dir)
+	if errors.Is(err, ErrNoLab) {
+		if _, serr := os.Stat(dir); serr == nil {
+			fmt.Fprintf(out, "No lab record in %s: removing the directory.\n", dir)
+			return os.RemoveAll(dir)
+		}
+		fmt.Fprintf(out, "No lab in %s.\n", dir)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if p := rec.Process(); p.Alive() {
+		fmt.Fprintf(out, "Stopping lab %s (pid %d)...\n", rec.Name, p.PID)
+		_ = syscall.Kill(p.PID, syscall.SIGTERM)
+		deadline := time.Now().Add(StopTimeout)
+		for p.Alive() && time.Now().Before(deadline) {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		if p.Alive() {
+			fmt.Fprintf(out, "Lab process %d did not stop in %v: killing it.\n", p.PID, StopTimeout)
+			_ = syscall.Kill(p.PID, syscall.SIGKILL)
+			for i := 0; i < 50 && p.Alive(); i++ {
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	}
+	removed, err := sweep(ctx, rec)
+	for _, r := range removed {
+		fmt.Fprintf(out, "  removed leftover %s\n", r)
+	}
+	if err != nil {
+		return fmt.Errorf("lab %s: removing leftovers: %w", rec.Name, err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("lab %s: removing %s: %w", rec.Name, dir, err)
+	}
+	left, err := Leftovers(ctx, rec)
+	if err != nil {
+		return err
+	}
+	if len(left) > 0 {
+		return fmt.Errorf("lab %s: still left after down: %s", rec.Name, strings.Join(left, ", "))
+	}
+	fmt.Fprintf(out, "Lab %s is down: nothing left (%v).\n", rec.Name, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// sweep removes what the lab of rec left behind.
+func sweep(ctx context.Context, rec *Record) ([]string, error) {
+	var removed []string
+	var errs []error
+	// Processes outside the namespaces first (BMCs, VM daemons last: the
+	// domains go before libvirtd does).
+	for _, p := range rec.Procs {
+		if strings.HasPrefix(p.What, "ipmi_sim") && p.Alive() {
+			_ = syscall.Kill(p.PID, syscall.SIGKILL)
+			removed = append(removed, fmt.Sprintf("process %d (%s)", p.PID, p.What))
+		}
+	}
+	if len(rec.Domains) > 0 || hasLibvirt(rec) {
+		r, err := sweepVMs(ctx, rec)
+		removed = append(removed, r...)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	r, err := nspawn.Sweep(rec.NetID, rec.MachinesID, rec.Dir)
+	removed = append(removed, r...)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, p := range rec.Procs {
+		if p.Alive() {
+			_ = syscall.Kill(p.PID, syscall.SIGKILL)
+			removed = append(removed, fmt.Sprintf("process %d (%s)", p.PID, p.What))
+		}
+	}
+	return removed, errors.Join(errs...)
+}
+
+func hasLibvirt(rec *Record) bool {
+	for _, p := range rec.Procs {
+		if strings.HasPrefix(p.What, "libvirtd") || strings.HasPrefix(p.What, "virtlogd") {
+			return true
+		}
+	}
+	return false
+}
+
+// Leftovers lists what of the lab of rec still exists: its process and
+// every process it started, machine cgroups, mounts, namespaces, links,
+// libvirt domains and libvirt's iptables chains, and its directory.
+func Leftovers(ctx context.Context, rec *Record) ([]string, error) {
+	var left []string
+	if p := rec.Process(); p.Alive() {
+		left = append(left, fmt.Sprintf("process %d (%s)", p.PID, p.What))
+	}
+	for _, p := range rec.Procs {
+		if p.Alive() {
+			left = append(left, fmt.Sprintf("process %d (%s)", p.PID, p.What))
+		}
+	}
+	l, err := nspawn.Leftovers(rec.NetID, rec.MachinesID, rec.Dir)
+	if err != nil {
+		return nil, err
+	}
+	left = append(left, l...)
+	doms, err := domainLeftovers(ctx, rec)
+	if err != nil {
+		return nil, err
+	}
+	left = append(left, doms...)
+	chains, err := iptablesChains()
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range chains {
+		left = append(left, "iptables chain "+c)
+	}
+	if _, err := os.Stat(rec.Dir); err == nil {
+		left = append(left, "directory "+rec.Dir)
+	}
+	sort.Strings(left)
+	return left, nil
+}

@@ -1,0 +1,202 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/tricenter/terraform-provider-tricenter/acceptance/libvirt"
+	"github.com/tricenter/terraform-provider-tricenter/acceptance/nspawn"
+	"github.com/tricenter/terraform-provider-tricenter/internal/ipmisim"
+)
+
+// vmTier is the lab's libvirt VMs and the libvirtd they run under.
+type vmTier struct {
+	daemon *libvirt.Daemon
+	img    *libvirt.Image
+	dir    string
+	prefix string
+	doms   map[string]*libvirt.Domain
+	order  []string
+}
+
+// domainPrefix names a lab's domains: "tricenter-lab-NAME-SERVER".
+func domainPrefix(lab string) string { return "tricenter-lab-" + lab + "-" }
+
+func startVMTier(ctx context.Context, cache string, p Paths, log *slog.Logger) (*vmTier, error) {
+	if err := libvirt.Available(); err != nil {
+		return nil, fmt.Errorf("the lab description has libvirt VMs: %w", err)
+	}
+	img, err := libvirt.EnsureImage(ctx, cache, log)
+	if err != nil {
+		return nil, err
+	}
+	d, err := libvirt.StartDaemon(ctx, filepath.Join(p.Dir, "libvirt"), log)
+	if err != nil {
+		return nil, err
+	}
+	rec, _ := ReadRecord(p.Dir)
+	name := ""
+	if rec != nil {
+		name = rec.Name
+	}
+	return &vmTier{daemon: d, img: img, dir: p.VMs(), prefix: domainPrefix(name), doms: map[string]*libvirt.Domain{}}, nil
+}
+
+func (v *vmTier) procs() []Proc {
+	var out []Proc
+	for _, pid := range v.daemon.Pids() {
+		st, _ := procStart(pid)
+		what := "libvirt daemon"
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil {
+			what = strings.TrimSpace(string(b))
+		}
+		out = append(out, Proc{PID: pid, Start: st, What: what})
+	}
+	return out
+}
+
+// define makes the VMs (powered off) on their racks' bridges and returns
+// their known_hosts lines.
+func (v *vmTier) define(ctx context.Context, plan Plan, names []string, nl *nspawn.Lab, pub []byte, memMiB, vcpus int) ([]string, error) {
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	var known []string
+	for i, sv := range plan.Servers {
+		if !want[sv.Name] {
+			continue
+		}
+		br := nl.Bridge(sv.Rack)
+		if br == "" {
+			return known, fmt.Errorf("server %s: rack %s has no bridge", sv.Name, sv.Rack)
+		}
+		d, err := libvirt.Define(ctx, v.img, libvirt.DomainConfig{
+			Name: v.prefix + sv.Name, Dir: filepath.Join(v.dir, sv.Name), Bridge: br,
+			MAC:     fmt.Sprintf("52:54:00:7c:%02x:%02x", i/256, i%256),
+			Address: netip.PrefixFrom(sv.Address, sv.Bits), Gateway: sv.Gateway, Hostname: sv.Name,
+			AuthorizedKey: pub, MemoryMiB: memMiB, VCPUs: vcpus,
+		})
+		if err != nil {
+			return known, fmt.Errorf("server %s: %w", sv.Name, err)
+		}
+		v.doms[sv.Name] = d
+		v.order = append(v.order, sv.Name)
+		f := strings.Fields(d.HostKey())
+		if len(f) < 2 {
+			return known, fmt.Errorf("server %s: VM has no host key", sv.Name)
+		}
+		known = append(known, sv.Address.String()+" "+f[0]+" "+f[1])
+	}
+	return known, nil
+}
+
+func (v *vmTier) domainNames() []string {
+	var out []string
+	for _, n := range v.order {
+		out = append(out, v.doms[n].Name())
+	}
+	return out
+}
+
+func (v *vmTier) power(server string) ipmisim.Power { return v.doms[server].Power() }
+
+func (v *vmTier) close() error {
+	var errs []error
+	for _, n := range v.order {
+		if err := v.doms[n].Undefine(context.Background()); err != nil {
+			errs = append(errs, fmt.Errorf("server %s: %w", n, err))
+		}
+	}
+	if err := v.daemon.Stop(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// sweepVMs removes the domains of a lab whose process died: through
+// libvirtd while it still runs, else by their qemu pid files and
+// definitions; then libvirt's iptables chains.
+func sweepVMs(ctx context.Context, rec *Record) ([]string, error) {
+	var removed []string
+	var errs []error
+	prefix := domainPrefix(rec.Name)
+	if libvirt.Available() == nil {
+		if doms, err := libvirt.ListDomains(ctx, prefix); err == nil {
+			for _, d := range doms {
+				if err := libvirt.UndefineDomain(ctx, d); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				removed = append(removed, "domain "+d)
+			}
+		}
+	}
+	for _, f := range domainFiles(prefix) {
+		if strings.HasSuffix(f, ".pid") {
+			if b, err := os.ReadFile(f); err == nil {
+				if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+					removed = append(removed, fmt.Sprintf("qemu process %d", pid))
+				}
+			}
+		}
+		if err := os.Remove(f); err == nil {
+			removed = append(removed, "file "+f)
+		}
+	}
+	if err := libvirt.RemoveIptablesChains(); err != nil {
+		errs = append(errs, err)
+	}
+	return removed, errors.Join(errs...)
+}
+
+// domainFiles are libvirt's files of the lab's domains: definitions and
+// runtime state (pid files, XML of running domains).
+func domainFiles(prefix string) []string {
+	var out []string
+	for _, dir := range []string{"/etc/libvirt/qemu", "/run/libvirt/qemu", "/var/lib/libvirt/qemu"} {
+		m, _ := filepath.Glob(filepath.Join(dir, prefix+"*"))
+		out = append(out, m...)
+	}
+	return out
+}
+
+func domainLeftovers(_ context.Context, rec *Record) ([]string, error) {
+	var left []string
+	for _, f := range domainFiles(domainPrefix(rec.Name)) {
+		left = append(left, "libvirt file "+f)
+	}
+	return left, nil
+}
+
+// iptablesChains lists libvirt's chains (LIBVIRT_*) in every table.
+func iptablesChains() ([]string, error) {
+	if _, err := exec.LookPath("iptables-save"); err != nil {
+		return nil, nil // no iptables: no chains
+	}
+	out, err := exec.Command("iptables-save").Output()
+	if err != nil {
+		return nil, fmt.Errorf("iptables-save: %w", err)
+	}
+	var chains []string
+	table := ""
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, "*") {
+			table = l[1:]
+		}
+		if strings.HasPrefix(l, ":LIBVIRT_") {
+			chains = append(chains, table+"/"+strings.Fields(l[1:])[0])
+		}
+	}
+	return chains, nil
+}
