@@ -1,0 +1,341 @@
+package libvirt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// DaemonStartTimeout bounds how long libvirtd may take to answer after
+// start (it probes qemu's capabilities first: ~8 s here).
+const DaemonStartTimeout = 90 * time.Second
+
+// virtlogdSocket is where virtlogd listens; libvirtd's qemu driver sends
+// every VM's serial console through it.
+const virtlogdSocket = "/run/libvirt/virtlogd-sock"
+
+// Daemon is the virtlogd and libvirtd this process started, or nothing
+// when a libvirtd already answered (then Stop leaves it alone).
+type Daemon struct {
+	runDir string
+	log    *slog.Logger
+	procs  []*child // in start order
+
+	mu      sync.Mutex
+	stopped bool
+}
+
+// child is a daemon started as a child process of this one.
+type child struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func (c *child) exited() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// qemuConf is libvirtd's qemu driver configuration: qemu runs as root
+// without relabelling files (the lab's disks live in directories only root
+// may enter), without a private /dev, outside libvirt's cgroups (this
+// machine has no systemd to delegate them).
+const qemuConf = `# tricenter lab: written by acceptance/libvirt.StartDaemon
+user = "root"
+group = "root"
+dynamic_ownership = 0
+remember_owner = 0
+security_driver = "none"
+namespaces = [ ]
+cgroup_controllers = [ ]
+`
+
+// libvirtdConf is libvirtd's own configuration: its warnings and errors go
+// to its stderr (runDir/libvirtd.log).
+const libvirtdConf = `# tricenter lab: written by acceptance/libvirt.StartDaemon
+log_outputs = "3:stderr"
+`
+
+// StartDaemon makes a libvirtd answer on qemu:///system. When one already
+// does, it returns a Daemon that owns nothing. Otherwise it creates
+// /var/lib/libvirt/dnsmasq (libvirtd's network driver wants it), starts
+// virtlogd (unless one listens already) and libvirtd as child processes
+// logging to runDir/virtlogd.log and runDir/libvirtd.log, and waits until
+// libvirtd answers.
+//
+// libvirtd gets a configuration directory of its own, runDir/etc, bound
+// over /etc/libvirt in a mount namespace only it (and the qemu processes
+// it starts) sees: the lab's qemu.conf, no libvirt network at all (the
+// packaged "default" NAT network can never start), and the definitions of
+// the domains it holds. A later StartDaemon with the same runDir finds
+// them again. Files the VMs use must not live on a file system mounted
+// after the daemon started.
+//
+// Both daemons die with this process (SIGTERM when it exits); VMs that run
+// at that moment keep running, and the next libvirtd takes them over.
+func StartDaemon(ctx context.Context, runDir string, log *slog.Logger) (*Daemon, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := Available(); err != nil {
+		return nil, err
+	}
+	runDir, err := filepath.Abs(runDir)
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{runDir: runDir, log: log}
+	if answers(ctx) == nil {
+		log.Info("Using the libvirtd that already runs", "uri", URI)
+		return d, nil
+	}
+	etc := filepath.Join(runDir, "etc")
+	for _, dir := range []string{"/var/lib/libvirt/dnsmasq", etc} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("libvirt daemon: %w", err)
+		}
+	}
+	if fi, err := os.Stat("/etc/libvirt"); err != nil || !fi.IsDir() {
+		return nil, errors.New("libvirt daemon: /etc/libvirt does not exist: run make deps (Debian package libvirt-clients)")
+	}
+	for name, data := range map[string]string{"qemu.conf": qemuConf, "libvirtd.conf": libvirtdConf} {
+		if err := os.WriteFile(filepath.Join(etc, name), []byte(data), 0o644); err != nil {
+			return nil, fmt.Errorf("libvirt daemon: %w", err)
+		}
+	}
+
+	if dialUnix(virtlogdSocket) != nil {
+		log.Info("Starting virtlogd", "log", filepath.Join(runDir, "virtlogd.log"))
+		c, err := d.start("virtlogd", exec.Command("virtlogd"), false)
+		if err != nil {
+			return nil, err
+		}
+		if err := d.waitFor(ctx, c, 10*time.Second, func() error { return dialUnix(virtlogdSocket) }); err != nil {
+			_ = d.Stop()
+			return nil, err
+		}
+	}
+
+	log.Info("Starting libvirtd", "log", filepath.Join(runDir, "libvirtd.log"), "config", etc)
+	// The shell binds the configuration and execs libvirtd: the child's
+	// pid is libvirtd's.
+	cmd := exec.Command("/bin/sh", "-c", `mount --bind "$1" /etc/libvirt && exec libvirtd`, "sh", etc)
+	c, err := d.start("libvirtd", cmd, true)
+	if err != nil {
+		_ = d.Stop()
+		return nil, err
+	}
+	start := time.Now()
+	if err := d.waitFor(ctx, c, DaemonStartTimeout, func() error { return answers(ctx) }); err != nil {
+		_ = d.Stop()
+		return nil, err
+	}
+	log.Info("libvirtd answers", "took", time.Since(start).Round(time.Millisecond))
+	return d, nil
+}
+
+// start starts one daemon in the foreground, in its own process group,
+// logging to runDir/NAME.log; with newNS in a mount namespace of its own.
+func (d *Daemon) start(name string, cmd *exec.Cmd, newNS bool) (*child, error) {
+	logf, err := os.OpenFile(filepath.Join(d.runDir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("libvirt daemon: %w", err)
+	}
+	defer logf.Close()
+	cmd.Dir = d.runDir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if newNS {
+		// Go makes the new namespace's mounts private before exec.
+		cmd.SysProcAttr.Unshareflags = syscall.CLONE_NEWNS
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	c := &child{name: name, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		close(c.done)
+	}()
+	d.procs = append(d.procs, c)
+	return c, nil
+}
+
+// waitFor polls ready until it succeeds, the child exits, or limit passes.
+func (d *Daemon) waitFor(ctx context.Context, c *child, limit time.Duration, ready func() error) error {
+	deadline := time.Now().Add(limit)
+	logPath := filepath.Join(d.runDir, c.name+".log")
+	for {
+		err := ready()
+		if err == nil {
+			return nil
+		}
+		if c.exited() {
+			out, _ := os.ReadFile(logPath)
+			return fmt.Errorf("%s exited during start-up (%s); its log %s ends: %s", c.name, c.cmd.ProcessState, logPath, tail(out, 1500))
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not answer within %s: %w (log: %s)", c.name, limit, err, logPath)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// answers reports whether a libvirtd answers on URI.
+func answers(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "virsh", "-c", URI, "version").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("virsh -c %s version: %w: %s", URI, err, tail(out, 300))
+	}
+	return nil
+}
+
+func dialUnix(path string) error {
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+// Pids returns the process ids of the daemons this Daemon started (none
+// when it found a libvirtd running).
+func (d *Daemon) Pids() []int {
+	var pids []int
+	for _, c := range d.procs {
+		pids = append(pids, c.cmd.Process.Pid)
+	}
+	return pids
+}
+
+// Stop stops the daemons this Daemon started, libvirtd first (SIGTERM,
+// SIGKILL after 15 s), then removes the LIBVIRT_* iptables chains libvirtd
+// may have left (RemoveIptablesChains). It does not touch VMs: undefine
+// them first, or they keep running without a libvirtd. Stop is safe to
+// call more than once; a Daemon that owns nothing does nothing.
+func (d *Daemon) Stop() error {
+	d.mu.Lock()
+	if d.stopped {
+		d.mu.Unlock()
+		return nil
+	}
+	d.stopped = true
+	d.mu.Unlock()
+	if len(d.procs) == 0 {
+		return nil
+	}
+	var errs []error
+	for i := len(d.procs) - 1; i >= 0; i-- {
+		c := d.procs[i]
+		d.log.Info("Stopping "+c.name, "pid", c.cmd.Process.Pid)
+		_ = c.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-c.done:
+		case <-time.After(15 * time.Second):
+			d.log.Warn(c.name+" ignored SIGTERM: killing it", "pid", c.cmd.Process.Pid)
+			_ = c.cmd.Process.Kill()
+			select {
+			case <-c.done:
+			case <-time.After(10 * time.Second):
+				errs = append(errs, fmt.Errorf("%s (pid %d) did not stop", c.name, c.cmd.Process.Pid))
+			}
+		}
+	}
+	if err := RemoveIptablesChains(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// RemoveIptablesChains removes every chain named LIBVIRT_* (and the rules
+// that jump to one) from the filter, nat, mangle and raw tables, for IPv4
+// and IPv6: what libvirtd's network driver leaves behind. The lab's
+// teardown calls it after a crash too. Call it only when no libvirtd that
+// relies on them runs. Without iptables on this machine there is nothing
+// to remove.
+func RemoveIptablesChains() error {
+	var errs []error
+	for _, bin := range []string{"iptables", "ip6tables"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			continue
+		}
+		for _, table := range []string{"filter", "nat", "mangle", "raw"} {
+			if err := removeChains(bin, table); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func removeChains(bin, table string) error {
+	out, err := exec.Command(bin, "-w", "-t", table, "-S").Output()
+	if err != nil {
+		// A table this kernel does not have.
+		return nil
+	}
+	rules, chains := libvirtRules(string(out))
+	if len(chains) == 0 {
+		return nil
+	}
+	var errs []error
+	run := func(args ...string) {
+		full := append([]string{"-w", "-t", table}, args...)
+		if out, err := exec.Command(bin, full...).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("%s %s: %w: %s", bin, strings.Join(full, " "), err, strings.TrimSpace(string(out))))
+		}
+	}
+	for _, r := range rules {
+		run(append([]string{"-D"}, r...)...)
+	}
+	for _, c := range chains {
+		run("-F", c)
+	}
+	for _, c := range chains {
+		run("-X", c)
+	}
+	return errors.Join(errs...)
+}
+
+// libvirtRules parses `iptables -S` output: the rules outside LIBVIRT_*
+// chains that jump to one (as -D arguments) and the LIBVIRT_* chains.
+func libvirtRules(s string) (rules [][]string, chains []string) {
+	for _, l := range strings.Split(s, "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		switch {
+		case f[0] == "-N" && strings.HasPrefix(f[1], "LIBVIRT_"):
+			chains = append(chains, f[1])
+		case f[0] == "-A" && !strings.HasPrefix(f[1], "LIBVIRT_"):
+			for i := 2; i+1 < len(f); i++ {
+				if (f[i] == "-j" || f[i] == "-g") && strings.HasPrefix(f[i+1], "LIBVIRT_") {
+					rules = append(rules, f[1:])
+					break
+				}
+			}
+		}
+	}
+	return rules, chains
+}
