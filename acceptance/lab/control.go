@@ -115,7 +115,7 @@ func waitExited(ctx context.Context, p Proc, dir string, out io.Writer, from int
 		}
 		select {
 		case err := <-exited:
-			return nil, fmt.Errorf("the lab process exited before the lab was ready (%v): see %s", err, Paths{Dir: dir}.Log())
+			return nil, fmt.Errorf("the lab process exited before the lab was ready (%v); its log (%s) ends:\n%s", err, Paths{Dir: dir}.Log(), logTail(dir, from))
 		case <-ctx.Done():
 			return nil, fmt.Errorf("waiting for the lab in %s: %w (it keeps running: `tricenter lab status`, `tricenter lab down`)", dir, ctx.Err())
 		case <-tick.C:
@@ -270,4 +270,17 @@ func Leftovers(ctx context.Context, rec *Record) ([]string, error) {
 	}
 	sort.Strings(left)
 	return left, nil
+}
+
+// logTail is the end of the lab's log written since offset from.
+func logTail(dir string, from int64) string {
+	b, err := os.ReadFile(Paths{Dir: dir}.Log())
+	if err != nil || int64(len(b)) < from {
+		return ""
+	}
+	b = b[from:]
+	if len(b) > 3000 {
+		b = b[len(b)-3000:]
+	}
+	return strings.TrimSpace(string(b))
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tricenter/terraform-provider-tricenter/bmc"
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
 // Report is `lab status`: the lab process and every server's power as its
@@ -40,7 +41,7 @@ func Status(ctx context.Context, dir string) (*Report, error) {
 	defer pool.Close(context.Background())
 	var targets []bmc.Target
 	for _, s := range rec.Servers {
-		targets = append(targets, bmc.Target{Server: s.Name, Address: s.BMC, User: BMCUser, Password: strings.TrimSpace(string(pw)), CipherSuites: []int{3}})
+		targets = append(targets, bmc.Target{Server: s.Name, Address: s.BMC, Port: inventory.DefaultBMCPort, User: BMCUser, Password: strings.TrimSpace(string(pw)), CipherSuites: []int{3}})
 	}
 	for _, r := range pool.Run(ctx, targets, bmc.Request{Op: bmc.OpStatus}) {
 		if r.Err != nil {
