@@ -47,7 +47,7 @@ Start with an inventory file (see examples/inventory/), then:
 		newBGPCmd(g),
 		newBMCCmd(g),
 		newApplyCmd(g), newStatusCmd(g), newKubeconfigCmd(g), newEtcdCmd(g), newDrillCmd(g), newResetCmd(g),
-		newSSHCheckCmd(g), newExecCmd(g), newLabCmd(g),
+		newSSHCheckCmd(g), newExecCmd(g), newLabCmd(g), newStateCmd(g),
 	)
 	return root
 }

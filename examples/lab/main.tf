@@ -1,13 +1,14 @@
-# The nspawn lab cluster with Terraform: seven systemd-nspawn machines from
-# examples/inventory/nspawn-lab.yaml (two sites, three centers, five etcd
-# members stacked with the control plane, two workers) become a Kubernetes
-# cluster, and kubectl works with the kubeconfig output.
+# A Kubernetes cluster on the tricenter lab, from powered-off servers:
+# every server is powered on through its BMC (tricenter_server), then etcd
+# across the three centers, the BGP agents, the control plane behind the
+# BGP-announced API VIP, the node agents and the add-ons are installed
+# through each center's jump host (tricenter_cluster), and the workers are
+# joined one by one (tricenter_node).
 #
-# The provider is not on a registry: build it and use a development
-# override (see "Using a local build" in docs/index.md):
+# As root, from the repository (make demo does all of this):
 #
-#   make build                      # bin/terraform-provider-tricenter, bin/tricenter-bgp
-#   make artifacts                  # .cache/artifacts: Kubernetes, etcd, CoreDNS, pause
+#   make build artifacts
+#   bin/tricenter lab up -f examples/lab/lab.yaml    # writes .cache/lab/lab/terraform.tfvars
 #   cat > dev.tfrc <<TFRC
 #   provider_installation {
 #     dev_overrides { "tricenter/tricenter" = "$PWD/bin" }
@@ -15,25 +16,12 @@
 #   }
 #   TFRC
 #   export TF_CLI_CONFIG_FILE=$PWD/dev.tfrc
-#
-# Start the lab as root in another shell (it stays in the foreground until
-# Ctrl-C; it writes the SSH key and host keys under .cache/nspawn-lab):
-#
-#   go run ./acceptance/cmd/nspawn-lab -f examples/inventory/nspawn-lab.yaml
-#
-# The lab command also routes the API VIP (198.19.120.10), the service
-# range and the pod range from this machine to the lab's router, which
-# learns them from the node agents by BGP. Then, as root:
-#
 #   cd examples/lab
-#   terraform apply                 # no terraform init with dev_overrides
+#   terraform apply -var-file=../../.cache/lab/lab/terraform.tfvars
 #   terraform output -raw kubeconfig > admin.conf
-#   ../../.cache/artifacts/kubectl --kubeconfig admin.conf get nodes
-#
-# `terraform destroy` resets every machine (node agents, control plane, BGP
-# agents, then etcd). The acceptance package's Kubernetes test uses the same
-# addresses: do not run both at once (the provider's own acceptance test
-# has a lab on other addresses, provider/testdata/acc).
+#   ../../.cache/artifacts/kubectl --kubeconfig admin.conf get nodes -L topology.kubernetes.io/zone,tricenter.io/rack
+#   terraform destroy -var-file=../../.cache/lab/lab/terraform.tfvars   # resets the hosts, powers the servers off
+#   ../../bin/tricenter lab down -f ../../examples/lab/lab.yaml
 
 terraform {
   required_version = ">= 1.11"
@@ -44,32 +32,58 @@ terraform {
   }
 }
 
+variable "inventory_file" {
+  description = "The inventory `tricenter lab up` wrote (absolute paths inside)."
+  type        = string
+}
+
+variable "workers" {
+  description = "Workers joined one by one with tricenter_node (the rest come with the cluster)."
+  type        = set(string)
+  default     = []
+}
+
 provider "tricenter" {}
 
-locals {
-  repo = abspath("${path.module}/../..")
-  # The inventory names its key, known_hosts and artifacts relative to the
-  # repository: make them absolute so terraform can run from here.
-  inventory = replace(file("${local.repo}/examples/inventory/nspawn-lab.yaml"), ".cache/", "${local.repo}/.cache/")
-  # Workers joined one by one, keyed by name.
-  workers = toset(["dc1-r01-w01", "dc2-r01-w01"])
+data "tricenter_inventory" "lab" {
+  path = var.inventory_file
+}
+
+# Power every server on through its BMC; destroy powers it off again.
+resource "tricenter_server" "lab" {
+  for_each = data.tricenter_inventory.lab.servers
+
+  name                 = each.key
+  address              = each.value.bmc.address
+  port                 = each.value.bmc.port
+  user                 = each.value.bmc.user
+  password_file        = each.value.bmc.password_file
+  cipher_suites        = each.value.bmc.cipher_suites
+  power_state          = "on"
+  power_off_on_destroy = true
 }
 
 resource "tricenter_cluster" "lab" {
-  yaml         = local.inventory
-  node_servers = local.workers
+  path         = var.inventory_file
+  node_servers = var.workers
+  # Servers the BMCs just powered on are still booting (a VM takes tens
+  # of seconds).
+  wait_reachable = "5m"
 
   timeouts {
     create = "60m"
   }
+
+  depends_on = [tricenter_server.lab]
 }
 
 resource "tricenter_node" "worker" {
-  for_each = local.workers
+  for_each = var.workers
 
-  server        = each.key
-  yaml          = tricenter_cluster.lab.yaml
-  cluster_state = tricenter_cluster.lab.state
+  server         = each.key
+  path           = var.inventory_file
+  cluster_state  = tricenter_cluster.lab.state
+  wait_reachable = "5m"
 }
 
 output "api_server_url" {
@@ -80,11 +94,19 @@ output "etcd_members" {
   value = tricenter_cluster.lab.etcd_members
 }
 
-output "gates" {
-  value = tricenter_cluster.lab.gates
+output "server_serials" {
+  description = "FRU serial numbers the BMCs report."
+  value       = { for k, s in tricenter_server.lab : k => s.fru_serial }
 }
 
 output "kubeconfig" {
   value     = tricenter_cluster.lab.kubeconfig
+  sensitive = true
+}
+
+# For the CLI on a cluster Terraform manages:
+#   terraform output -raw engine_state | tricenter state restore -f INVENTORY --from - --state-dir DIR
+output "engine_state" {
+  value     = tricenter_cluster.lab.state
   sensitive = true
 }
