@@ -1,98 +1,108 @@
 #!/usr/bin/env bash
-# make demo: the most complete real run tricenter has today, on this machine.
-#  1. validate and plan the three-center example (48 servers, 8 racks);
-#  2. build the pinned artifacts (etcd, Kubernetes, the BGP agent, the
-#     pause, CoreDNS and probe images; cached under .cache/artifacts);
-#  3. bring up the nspawn lab: seven machines in three centers behind
-#     per-rack bridges, FRR in the router playing every TOR, 1 ms inside
-#     site-a and 20 ms to the remote center;
-#  4. apply the whole cluster over SSH (strict host keys): etcd, BGP agents,
-#     control plane behind the BGP-announced API VIP, node agents, CoreDNS,
-#     then the gates; show kubectl's view of the nodes with their center and
-#     rack, and the routes the router learnt by BGP;
-#  5. re-apply (a no-op), lose etcd in the remote center and then in
-#     production under writes, with the API probed through the VIP;
-#  6. reset the hosts and tear the lab down.
+# make demo: tricenter end to end on the lab, through Terraform.
+#  1. install the Debian packages, build tricenter, the provider and the
+#     pinned artifacts (etcd, Kubernetes, the BGP agent, the pause, CoreDNS
+#     and probe images; cached under .cache/artifacts after the first run);
+#  2. tricenter lab up -f examples/lab/lab.yaml: two sites, three centers,
+#     nspawn machines and libvirt VMs, every server powered off behind its
+#     own ipmi_sim BMC, a jump host per center, FRR playing the TORs;
+#  3. terraform apply in examples/lab with the provider built from this
+#     checkout: every server powered on through its BMC, then etcd, the BGP
+#     agents, the control plane behind the BGP-announced API VIP, the node
+#     agents and the add-ons through the jump hosts, the workers joined one
+#     by one, and the verification gates;
+#  4. kubectl get nodes with the output kubeconfig, the routes the lab
+#     router learnt by BGP;
+#  5. the loss of the production center dc1: every server of it powered
+#     off through its BMC under etcd writes, the API probed through the VIP,
+#     then powered back on;
+#  6. terraform destroy (resets the hosts, powers the servers off) and
+#     tricenter lab down (checks nothing is left).
 # Needs root. Everything stays on 198.19.0.0/16 inside this machine.
-# KEEP=1 leaves the lab up at the end (Ctrl-C the lab process to stop it).
+# KEEP=1 leaves the cluster and the lab up at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ $(id -u) -ne 0 ]]; then
-  echo "make demo needs root: the lab uses network namespaces and systemd-nspawn" >&2
+  echo "make demo needs root: the lab uses network namespaces, systemd-nspawn, libvirt and IPMI on port 623" >&2
   exit 1
 fi
-./hack/deps.sh
-make --no-print-directory build
-inv=examples/inventory/nspawn-lab.yaml
-work=.cache/demo
-rm -rf "$work/state"
-mkdir -p "$work"
-export TRICENTER_STATE_DIR=$work/state
+command -v terraform >/dev/null || { echo "terraform is not on PATH: install Terraform >= 1.11" >&2; exit 1; }
+repo=$PWD
+lab=examples/lab/lab.yaml
+labdir=$repo/.cache/lab/lab
+work=$repo/.cache/demo
 step() { printf '\n==> %s\n' "$*"; }
 begin=$(date +%s)
 
-step "Validate and plan the three-center example"
-bin/tricenter validate -f examples/inventory/three-center.yaml
-bin/tricenter plan -f examples/inventory/three-center.yaml --state-dir= | sed -n '1,/^control plane/p'
+step "Install the Debian packages, build tricenter and the provider"
+./hack/deps.sh
+make --no-print-directory build
 
 step "Build the pinned artifacts (reused when cached)"
 hack/artifacts/build.sh | tail -n 14
 
-step "Bring up the nspawn lab ($inv)"
-go build -o bin/nspawn-lab ./acceptance/cmd/nspawn-lab
-bin/nspawn-lab -f "$inv" > "$work/lab.log" 2>&1 &
-lab=$!
-cleanup() {
-  if kill -0 "$lab" 2>/dev/null; then
-    if [[ "${KEEP:-}" == 1 ]]; then
-      echo "The lab stays up (pid $lab): kill -INT $lab to tear it down"
-      return
-    fi
-    step "Tear the lab down"
-    kill -INT "$lab"
-    wait "$lab" || true
-  fi
+step "Bring the lab up: every server powered off behind its BMC"
+bin/tricenter lab down -f "$lab" >/dev/null
+t=$(date +%s)
+bin/tricenter lab up -f "$lab"
+echo "lab up took $(( $(date +%s) - t )) s"
+
+mkdir -p "$work"
+cat > "$work/dev.tfrc" <<TFRC
+provider_installation {
+  dev_overrides { "tricenter/tricenter" = "$repo/bin" }
+  direct {}
 }
-trap cleanup EXIT
-for _ in $(seq 600); do
-  grep -q 'Ctrl-C to tear down' "$work/lab.log" && break
-  if ! kill -0 "$lab" 2>/dev/null; then cat "$work/lab.log"; echo "the lab failed to start" >&2; exit 1; fi
-  sleep 0.5
-done
-grep -q 'Ctrl-C to tear down' "$work/lab.log" || { cat "$work/lab.log"; echo "the lab did not come up in 5 minutes" >&2; exit 1; }
-sed -n '/^Lab /,$p' "$work/lab.log"
+TFRC
+export TF_CLI_CONFIG_FILE=$work/dev.tfrc
+tf() { terraform -chdir=examples/lab "$@"; }
+tfvars=(-var-file="$labdir/terraform.tfvars")
+teardown() {
+  if [[ "${KEEP:-}" == 1 ]]; then
+    echo
+    echo "The cluster and the lab stay up:"
+    echo "  kubectl:     .cache/artifacts/kubectl --kubeconfig $work/admin.conf get nodes"
+    echo "  lab:         bin/tricenter lab status"
+    echo "  tear down:   TF_CLI_CONFIG_FILE=$work/dev.tfrc terraform -chdir=examples/lab destroy -auto-approve -var-file=$labdir/terraform.tfvars"
+    echo "               bin/tricenter lab down"
+    return
+  fi
+  step "terraform destroy: reset the hosts, power the servers off"
+  t=$(date +%s)
+  tf destroy -auto-approve "${tfvars[@]}" | tail -n 3 || true
+  echo "destroy took $(( $(date +%s) - t )) s"
+  step "Tear the lab down"
+  bin/tricenter lab down -f "$lab"
+  rm -f examples/lab/terraform.tfstate examples/lab/terraform.tfstate.backup
+  echo "demo took $(( $(date +%s) - begin )) s"
+}
+trap teardown EXIT
 
-step "Check SSH to every machine"
-bin/tricenter ssh-check -f "$inv"
+step "terraform apply: power on through the BMCs, then the cluster through the jump hosts"
+t=$(date +%s)
+tf apply -auto-approve "${tfvars[@]}" | grep -v "Still creating\|Reading\|Read complete" | tail -n 25
+echo "apply took $(( $(date +%s) - t )) s"
 
-step "Apply the cluster: etcd, BGP, control plane, node agents, add-ons, gates"
-time bin/tricenter apply -f "$inv" --yes --log-level warn
-
-step "kubectl with the admin kubeconfig"
-bin/tricenter kubeconfig -f "$inv" -o "$work/admin.conf"
+step "kubectl with the kubeconfig Terraform output"
+tf output -raw kubeconfig > "$work/admin.conf"
+chmod 600 "$work/admin.conf"
 .cache/artifacts/kubectl --kubeconfig "$work/admin.conf" get nodes -o wide -L topology.kubernetes.io/zone,tricenter.io/rack
-.cache/artifacts/kubectl --kubeconfig "$work/admin.conf" -n kube-system get pods -o wide
 
-step "Routes the lab's router learnt by BGP (pod CIDRs and the API VIP)"
-frr=$(sed -n "s/^FRR router.*--vty_socket \([^ ]*\) .*/\1/p" "$work/lab.log")
-if [[ -n "$frr" ]]; then
-  vtysh --vty_socket "$frr" -c 'show ip route bgp' | sed -n '/^B/,$p'
-fi
+step "Routes the lab router learnt by BGP (the API VIP and the pod CIDRs)"
+vty=$(sed -n 's/.*"routerVty": "\(.*\)".*/\1/p' "$labdir/lab.json")
+vtysh --vty_socket "$vty" -c 'show ip route bgp' | sed -n '/^B/,$p'
 
-step "Cluster status"
-bin/tricenter status -f "$inv"
+step "Drill: lose the production center dc1 (its servers powered off through their BMCs)"
+inv=$labdir/inventory.yaml
+tf output -raw engine_state | bin/tricenter state restore -f "$inv" --from - --state-dir "$work/state"
+bin/tricenter drill center-loss -f "$inv" --state-dir "$work/state" --center dc1 --log-level warn
+rm -rf "$work/state"
 
-step "Re-apply: nothing uploaded, nothing restarted"
-time bin/tricenter apply -f "$inv" --yes --log-level warn
+step "The lab after the drill"
+bin/tricenter lab status -f "$lab"
 
-# The lab's servers have no BMCs yet: the drill stops etcd over SSH (not a
-# power cut; acceptance/kubernetes_test.go cuts the machines' power).
-step "Drill: lose etcd in the remote center (dc3), the API probed through the VIP"
-bin/tricenter drill center-loss -f "$inv" --center dc3 --log-level warn
-
-step "Drill: lose etcd in production (dc1)"
-bin/tricenter drill center-loss -f "$inv" --center dc1 --log-level warn
-
-step "Reset the hosts"
-bin/tricenter reset -f "$inv" --yes --log-level warn
-echo "demo took $(( $(date +%s) - begin )) s"
+step "dc1 rejoins: every node Ready again"
+t=$(date +%s)
+.cache/artifacts/kubectl --kubeconfig "$work/admin.conf" wait --for=condition=Ready nodes --all --timeout=5m
+echo "every node Ready $(( $(date +%s) - t )) s after the drill ended"
+.cache/artifacts/kubectl --kubeconfig "$work/admin.conf" get nodes -L topology.kubernetes.io/zone
