@@ -413,7 +413,12 @@ func undefine(ctx context.Context, name, dir string) error {
 		return err
 	}
 	if _, err := virsh(ctx, "undefine", name); err != nil {
-		return fmt.Errorf("VM %s: %w", name, err)
+		// A transient domain (one a new libvirtd found running after a
+		// crash, its definition lost with the old configuration
+		// directory) is gone once destroyed.
+		if _, serr := domState(ctx, name); serr == nil {
+			return fmt.Errorf("VM %s: %w", name, err)
+		}
 	}
 	if dir != "" {
 		if err := os.RemoveAll(dir); err != nil {
@@ -471,8 +476,8 @@ func (d *Domain) WaitSSH(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			console, _ := os.ReadFile(d.ConsoleLog())
-			return fmt.Errorf("VM %s: no SSH banner on %s (%v): %w; its console (%s) ends: %s",
-				d.cfg.Name, addr, last, ctx.Err(), d.ConsoleLog(), tail(console, 1500))
+			return fmt.Errorf("VM %s: no SSH banner on %s: %w; its console (%s) ends: %s",
+				d.cfg.Name, addr, errors.Join(ctx.Err(), last), d.ConsoleLog(), tail(console, 1500))
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
