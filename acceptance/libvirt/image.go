@@ -86,13 +86,22 @@ func EnsureImage(ctx context.Context, cacheDir string, log *slog.Logger) (*Image
 	if _, err := os.Stat(filepath.Join(dir, "recipe")); err == nil {
 		return img, nil
 	}
+	// Holding the lock, every build directory is a leftover of a build
+	// that was killed.
+	stale, _ := filepath.Glob(filepath.Join(base, "image-*.tmp-*"))
+	for _, s := range stale {
+		log.Info("Removing an unfinished VM image build", "dir", s)
+		if err := removeBuildDir(s); err != nil {
+			return nil, err
+		}
+	}
 	for _, bin := range []string{"debootstrap", "mke2fs", "qemu-img", "chroot"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			return nil, fmt.Errorf("building the VM image needs %s: run make deps (hack/packages.txt)", bin)
 		}
 	}
 	tmp := dir + ".tmp-" + randHex(3)
-	defer os.RemoveAll(tmp)
+	defer func() { _ = removeBuildDir(tmp) }()
 	root := filepath.Join(tmp, "root")
 	log.Info("Building the VM image with debootstrap", "dir", dir, "mirror", mirror)
 	start := time.Now()
@@ -133,6 +142,30 @@ func EnsureImage(ctx context.Context, cacheDir string, log *slog.Logger) (*Image
 	}
 	log.Info("VM image ready", "dir", dir, "took", time.Since(start).Round(time.Second))
 	return img, nil
+}
+
+// removeBuildDir removes a build directory, first unmounting what a
+// killed debootstrap may have left mounted in it (proc, sys, devpts):
+// removing files under a mounted /sys or /proc must never be tried.
+func removeBuildDir(dir string) error {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	var mounts []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
+			mounts = append(mounts, f[4])
+		}
+	}
+	// Deepest first.
+	slices.SortFunc(mounts, func(a, b string) int { return len(b) - len(a) })
+	for _, m := range mounts {
+		if out, err := exec.Command("umount", "-l", m).CombinedOutput(); err != nil {
+			return fmt.Errorf("unmounting %s before removing the unfinished VM image build: %w: %s", m, err, tail(out, 300))
+		}
+	}
+	return os.RemoveAll(dir)
 }
 
 // copyBoot copies the newest kernel and its initramfs out of root/boot.

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -311,5 +313,32 @@ func TestPowerHook(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(state, "libvirt-stopping")); err == nil {
 		t.Error("on left the stopping mark behind")
+	}
+}
+
+// A build killed while debootstrap had proc mounted in it is removed
+// after unmounting, never by deleting files through the mount.
+func TestRemoveBuildDirUnmounts(t *testing.T) {
+	testenv.RequireRoot(t, "mounting a tmpfs")
+	dir := filepath.Join(t.TempDir(), "image-x.tmp-1")
+	mnt := filepath.Join(dir, "root", "proc")
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("mount: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", mnt).Run() })
+	if err := os.WriteFile(filepath.Join(mnt, "file"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := removeBuildDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); err == nil {
+		t.Fatalf("%s is still there", dir)
+	}
+	if b, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(b), mnt) {
+		t.Fatalf("%s is still mounted", mnt)
 	}
 }
