@@ -64,6 +64,10 @@ func EnsureImage(ctx context.Context, cacheDir string, log *slog.Logger) (*Image
 	if mirror == "" {
 		mirror = nspawn.DefaultMirror
 	}
+	cacheDir, err := filepath.Abs(cacheDir)
+	if err != nil {
+		return nil, err
+	}
 	h := sha256.Sum256([]byte(nspawn.Suite + "\n" + strings.Join(Packages, ",") + "\n" + imageRecipe))
 	base := filepath.Join(cacheDir, "libvirt")
 	dir := filepath.Join(base, "image-"+hex.EncodeToString(h[:6]))

@@ -66,7 +66,7 @@ var programs = []struct{ bin, pkg string }{
 // libvirt-daemon-system creates (libvirtd refuses to start without it).
 func Available() error {
 	if os.Geteuid() != 0 {
-		return errors.New("libvirt VMs need root (libvirtd, bridges, tap devices)")
+		return errors.New("libvirt VMs need root (libvirtd, bridges, tap devices): run the tests as root")
 	}
 	var missing []string
 	for _, p := range programs {

@@ -230,6 +230,8 @@ systemctl is-active containerd; lsmod | awk '$1 == "overlay" || $1 == "br_netfil
 		t.Errorf("modules loaded at boot: %q, want br_netfilter and overlay", lines[5])
 	}
 
+	rss := qemuRSS(t, name)
+
 	// Power off: the domain is shut off within seconds.
 	start = time.Now()
 	ipmi("chassis", "power", "off")
@@ -315,10 +317,10 @@ systemctl is-active containerd; lsmod | awk '$1 == "overlay" || $1 == "br_netfil
 	t.Logf("BMC power events: %q", evs)
 
 	t.Logf("measured: image %v (first call: a build or the cache), cached %v; libvirtd start %v; "+
-		"power on to SSH %v, again %v; power off %v; power cycle to SSH %v; soft off %v",
-		imageFirst.Round(time.Millisecond), imageCached, daemonStart.Round(time.Millisecond),
+		"power on to SSH %v, again %v; power off %v; power cycle to SSH %v; soft off %v; qemu RSS after boot %s",
+		imageFirst.Round(time.Microsecond), imageCached, daemonStart.Round(time.Millisecond),
 		firstBoot.Round(time.Millisecond), secondBoot.Round(time.Millisecond), powerOff.Round(time.Millisecond),
-		cycle.Round(time.Millisecond), softOff.Round(time.Millisecond))
+		cycle.Round(time.Millisecond), softOff.Round(time.Millisecond), rss)
 }
 
 // removeStaleBridge deletes a labnet bridge that holds addr, left by a run
@@ -344,4 +346,24 @@ func removeStaleBridge(t *testing.T, addr netip.Prefix) {
 			t.Fatalf("ip link del %s: %v: %s", f[1], err, out)
 		}
 	}
+}
+
+// qemuRSS is the VmRSS of the VM's qemu process (its pid file is in
+// libvirtd's state directory), for the log.
+func qemuRSS(t *testing.T, name string) string {
+	t.Helper()
+	pid, err := os.ReadFile(filepath.Join("/run/libvirt/qemu", name+".pid"))
+	if err != nil {
+		return "unknown (" + err.Error() + ")"
+	}
+	status, err := os.ReadFile(filepath.Join("/proc", strings.TrimSpace(string(pid)), "status"))
+	if err != nil {
+		return "unknown (" + err.Error() + ")"
+	}
+	for _, l := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
 }
