@@ -32,7 +32,7 @@ const (
 )
 
 // TBCacheMiB is the size of qemu's TCG translation cache per VM: without
-// the limit a VM grows to ~1.1 GB of RSS, with it it stays near 400 MB.
+// the limit a VM grows to ~1.1 GB of RSS, with it it stays near 500 MB.
 const TBCacheMiB = 128
 
 // PowerOnWait bounds how long the BMC's power-on hook waits for a VM that
