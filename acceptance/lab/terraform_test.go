@@ -175,7 +175,16 @@ func TestLabTerraform(t *testing.T) {
 					for _, p := range rep.Probes {
 						t.Logf("drill probe %s: %d checks, %d failed, longest gap %v", p.Name, p.Attempts, p.Failures, p.MaxGap)
 					}
-					timer.begin("rejoin: every node Ready again")()
+					timer.begin("rejoin: dc1's kubelets back, every node Ready")()
+					var dc1 []string
+					for _, sv := range rec.Servers {
+						if sv.Center == "dc1" {
+							dc1 = append(dc1, sv.Name)
+						}
+					}
+					if err := kubeletsBack(ctx, artifacts, kubeconfig, dc1, time.Now(), 5*time.Minute); err != nil {
+						t.Fatal(err)
+					}
 					if err := nodesReady(ctx, artifacts, kubeconfig, allNodes, 5*time.Minute); err != nil {
 						t.Fatal(err)
 					}
@@ -279,6 +288,30 @@ func nodesReady(ctx context.Context, artifacts, kubeconfig string, nodes []strin
 		}
 		time.Sleep(2 * time.Second)
 	}
+}
+
+// kubeletsBack waits until the kubelet of every named node renewed its
+// lease after since: the servers booted again and their kubelets rejoined
+// (a Node stays Ready for the grace period after its server died, so
+// Ready alone proves nothing right after a drill).
+func kubeletsBack(ctx context.Context, artifacts, kubeconfig string, nodes []string, since time.Time, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for _, n := range nodes {
+		for {
+			out, err := exec.CommandContext(ctx, filepath.Join(artifacts, "kubectl"), "--kubeconfig", kubeconfig, "-n", "kube-node-lease",
+				"get", "lease", n, "-o", "jsonpath={.spec.renewTime}").CombinedOutput()
+			if err == nil {
+				if at, perr := time.Parse(time.RFC3339Nano, strings.TrimSpace(string(out))); perr == nil && at.After(since) {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("node %s: kubelet did not renew its lease within %v of the drill: %s", n, limit, out)
+			}
+			time.Sleep(2 * time.Second)
+		}
+	}
+	return nil
 }
 
 // routesOnRouter checks the lab router learnt the API VIP from every

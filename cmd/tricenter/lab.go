@@ -70,7 +70,7 @@ minutes); later runs take seconds.`,
 				return err
 			}
 			rep.Print(g.stdout)
-			fmt.Fprintf(g.stdout, "\nNext: tricenter apply -f %s --power-on, or terraform apply in examples/lab (terraform.tfvars: %s)\n", rec.Inventory, rec.TFVars)
+			fmt.Fprintf(g.stdout, "\nNext: tricenter bmc on -f %[1]s, then tricenter apply -f %[1]s --wait-reachable 5m;\nor terraform apply -var-file=%[2]s in examples/lab\n", rec.Inventory, rec.TFVars)
 			return nil
 		},
 	}
