@@ -121,6 +121,7 @@ func TestLabTerraform(t *testing.T) {
 	}
 	const cluster = "tricenter_cluster.lab"
 
+	example := exampleConfig(t)
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: map[string]func() (tfprotov6.ProviderServer, error){
 			"tricenter": providerserver.NewProtocol6WithError(provider.New("test")()),
@@ -128,7 +129,7 @@ func TestLabTerraform(t *testing.T) {
 		Steps: []resource.TestStep{
 			{
 				PreConfig:       timer.begin("terraform apply (power on → cluster → nodes)"),
-				ConfigDirectory: config.StaticDirectory("../../examples/lab"),
+				Config:          example,
 				ConfigVariables: vars,
 				Check: resource.ComposeAggregateTestCheckFunc(
 					timer.end(),
@@ -191,7 +192,7 @@ func TestLabTerraform(t *testing.T) {
 					timer.done()
 					timer.begin("terraform apply after the drill (no-op)")()
 				},
-				ConfigDirectory: config.StaticDirectory("../../examples/lab"),
+				Config:          example,
 				ConfigVariables: vars,
 				Check: resource.ComposeAggregateTestCheckFunc(
 					timer.end(),
@@ -222,6 +223,24 @@ func TestLabTerraform(t *testing.T) {
 			return nil
 		},
 	})
+}
+
+// exampleConfig is examples/lab/main.tf without its terraform block: the
+// test serves the provider in-process (terraform-plugin-testing names it
+// by its short name), while the example pins its registry source.
+func exampleConfig(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../../examples/lab/main.tf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	i := strings.Index(s, "terraform {")
+	j := strings.Index(s, "\nvariable ")
+	if i < 0 || j < i {
+		t.Fatal("examples/lab/main.tf: no terraform block before the variables")
+	}
+	return s[:i] + s[j:]
 }
 
 // drill runs `tricenter drill center-loss` through the BMCs and checks
