@@ -88,9 +88,9 @@ tf output -raw kubeconfig > "$work/admin.conf"
 chmod 600 "$work/admin.conf"
 .cache/artifacts/kubectl --kubeconfig "$work/admin.conf" get nodes -o wide -L topology.kubernetes.io/zone,tricenter.io/rack
 
-step "Routes the lab router learnt by BGP (the API VIP and the pod CIDRs)"
-vty=$(sed -n 's/.*"routerVty": "\(.*\)".*/\1/p' "$labdir/lab.json")
-vtysh --vty_socket "$vty" -c 'show ip route bgp' | sed -n '/^B/,$p'
+step "Routes site-a's core router learnt by BGP from the TORs (the API VIP and the pod CIDRs)"
+core=$(sed -n 's/.*"vty": "\(.*\)".*/\1/p' "$labdir/lab.json" | head -n 1)
+vtysh --vty_socket "$core" -c 'show ip route bgp' | sed -n '/^B/,$p'
 
 step "Drill: lose the production center dc1 (its servers powered off through their BMCs)"
 inv=$labdir/inventory.yaml

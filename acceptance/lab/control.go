@@ -217,6 +217,15 @@ func sweep(ctx context.Context, rec *Record) ([]string, error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
+	for _, d := range routerDirs(rec) {
+		if _, err := os.Stat(d); err == nil {
+			if err := os.RemoveAll(d); err != nil {
+				errs = append(errs, err)
+			} else {
+				removed = append(removed, "directory "+d)
+			}
+		}
+	}
 	for _, p := range rec.Procs {
 		if p.Alive() {
 			_ = syscall.Kill(p.PID, syscall.SIGKILL)
@@ -265,8 +274,10 @@ func Leftovers(ctx context.Context, rec *Record) ([]string, error) {
 	for _, c := range chains {
 		left = append(left, "iptables chain "+c)
 	}
-	if _, err := os.Stat(rec.Dir); err == nil {
-		left = append(left, "directory "+rec.Dir)
+	for _, d := range append([]string{rec.Dir}, routerDirs(rec)...) {
+		if _, err := os.Stat(d); err == nil {
+			left = append(left, "directory "+d)
+		}
 	}
 	sort.Strings(left)
 	return left, nil
@@ -283,4 +294,21 @@ func logTail(dir string, from int64) string {
 		b = b[len(b)-3000:]
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// routerDirs are the FRR directories of the lab's routers (under the
+// temporary directory); names of any other form are ignored.
+func routerDirs(rec *Record) []string {
+	all := []string{rec.RouterVty}
+	for _, c := range rec.CoreRouters {
+		all = append(all, c.Vty)
+	}
+	var out []string
+	for _, d := range all {
+		d = filepath.Clean(d)
+		if d != "." && filepath.Dir(d) == filepath.Clean(os.TempDir()) && strings.HasPrefix(filepath.Base(d), "tricenter-frr-") {
+			out = append(out, d)
+		}
+	}
+	return out
 }

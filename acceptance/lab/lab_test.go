@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -219,6 +220,15 @@ func TestLabUpDown(t *testing.T) {
 			t.Errorf("server %s starts with power %q, want off", name, p)
 		}
 	}
+	// Each site's core router has its session to the TORs up.
+	if len(rec.CoreRouters) != 2 {
+		t.Fatalf("lab record has core routers %+v, want core-a and core-b", rec.CoreRouters)
+	}
+	for _, c := range rec.CoreRouters {
+		if err := waitEstablished(ctx, c.Vty, 30*time.Second); err != nil {
+			t.Errorf("core router %s: %v", c.Name, err)
+		}
+	}
 	// Only the jump hosts are reachable from here; servers are not.
 	for _, j := range rec.JumpHosts {
 		c, err := net.DialTimeout("tcp", net.JoinHostPort(j.Address, "22"), 3*time.Second)
@@ -383,4 +393,33 @@ func assertNothingLeft(t *testing.T, rec *Record) {
 	if _, err := os.Stat(rec.Dir); err == nil {
 		t.Errorf("lab directory %s still exists", rec.Dir)
 	}
+}
+
+// waitEstablished waits until every BGP session of the FRR router whose
+// vty directory is dir is Established.
+func waitEstablished(ctx context.Context, dir string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	var last string
+	for time.Now().Before(deadline) {
+		out, err := exec.CommandContext(ctx, "vtysh", "--vty_socket", dir, "-c", "show bgp ipv4 unicast summary json").Output()
+		last = string(out)
+		var sum struct {
+			Peers map[string]struct {
+				State string `json:"state"`
+			} `json:"peers"`
+		}
+		if err == nil && json.Unmarshal(out, &sum) == nil && len(sum.Peers) > 0 {
+			up := 0
+			for _, p := range sum.Peers {
+				if p.State == "Established" {
+					up++
+				}
+			}
+			if up == len(sum.Peers) {
+				return nil
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return fmt.Errorf("BGP sessions not all Established after %v: %s", limit, last)
 }

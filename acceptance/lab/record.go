@@ -34,12 +34,13 @@ type Record struct {
 	Procs   []Proc   `json:"procs,omitempty"`
 	Domains []string `json:"domains,omitempty"`
 
-	Servers   []RecordServer `json:"servers,omitempty"`
-	JumpHosts []RecordJump   `json:"jumpHosts,omitempty"`
-	RouterVty string         `json:"routerVty,omitempty"`
-	APIVIP    string         `json:"apiVIP,omitempty"`
-	Inventory string         `json:"inventory,omitempty"`
-	TFVars    string         `json:"tfvars,omitempty"`
+	Servers     []RecordServer `json:"servers,omitempty"`
+	JumpHosts   []RecordJump   `json:"jumpHosts,omitempty"`
+	RouterVty   string         `json:"routerVty,omitempty"`
+	CoreRouters []RecordCore   `json:"coreRouters,omitempty"`
+	APIVIP      string         `json:"apiVIP,omitempty"`
+	Inventory   string         `json:"inventory,omitempty"`
+	TFVars      string         `json:"tfvars,omitempty"`
 }
 
 // Proc is a process the lab started, named by pid and start time.
@@ -67,6 +68,14 @@ type RecordServer struct {
 	Address string   `json:"address"`
 	BMC     string   `json:"bmc"`
 	Roles   []string `json:"roles"`
+}
+
+// RecordCore is a site's core router.
+type RecordCore struct {
+	Name string `json:"name"`
+	Site string `json:"site"`
+	ASN  uint32 `json:"asn"`
+	Vty  string `json:"vty"`
 }
 
 // RecordJump is a center's jump host.

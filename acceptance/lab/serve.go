@@ -170,11 +170,19 @@ func (r *running) up(ctx context.Context) error {
 		extra = append(extra, nspawn.Extra{Name: r.plan.JumpName[c.Name], Address: r.plan.Jump[c.Name]})
 		allow = append(allow, r.plan.Jump[c.Name])
 	}
-	r.log.Info("Building the networks, the router and the jump hosts")
+	var cores []nspawn.CoreRouter
+	var transit netip.Prefix
+	for _, c := range s.Spec.CoreRouters.Routers {
+		cores = append(cores, nspawn.CoreRouter{Name: c.Name, Site: c.Site, ASN: c.ASN})
+	}
+	if len(cores) > 0 {
+		transit = netip.MustParsePrefix(s.Spec.CoreRouters.Transit)
+	}
+	r.log.Info("Building the networks, the routers and the jump hosts")
 	r.nspawn, err = nspawn.Up(ctx, nspawn.Config{Cluster: cluster, Rootfs: rootfs, Dir: p.Machines(),
 		KeyFile: p.Key(), KnownHosts: p.KnownHosts(), Logger: r.log,
 		Management: &nspawn.Management{Subnet: r.plan.Management, Host: r.plan.Host, Router: r.plan.Router, Allow: allow},
-		PoweredOff: true, Skip: skip, Extra: extra})
+		PoweredOff: true, Skip: skip, Extra: extra, CoreRouters: cores, CoreTransit: transit})
 	if err != nil {
 		return err
 	}
@@ -253,6 +261,11 @@ func (r *running) fillRecord() {
 	}
 	if rt := r.nspawn.Router(); rt != nil {
 		r.rec.RouterVty = rt.Dir
+	}
+	r.rec.CoreRouters = nil
+	for i, c := range r.nspawn.Cores() {
+		spec := r.spec.Spec.CoreRouters.Routers[i]
+		r.rec.CoreRouters = append(r.rec.CoreRouters, RecordCore{Name: spec.Name, Site: spec.Site, ASN: spec.ASN, Vty: c.Dir})
 	}
 	r.rec.APIVIP = r.spec.Spec.Network.APIVIP
 	r.rec.Inventory = r.paths.Inventory()

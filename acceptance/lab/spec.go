@@ -59,7 +59,17 @@ type LabSpec struct {
 	Centers []Center `yaml:"centers"`
 	// TORASN is the AS number of every rack's TOR (FRR plays them all).
 	TORASN uint32 `yaml:"torASN"`
-	Racks  []Rack `yaml:"racks"`
+	// CoreRouters are the sites' core routers: each an FRR router of its
+	// own peering with the TORs over a /31 from Transit.
+	CoreRouters struct {
+		Transit string `yaml:"transit"`
+		Routers []struct {
+			Name string `yaml:"name"`
+			Site string `yaml:"site"`
+			ASN  uint32 `yaml:"asn"`
+		} `yaml:"routers"`
+	} `yaml:"coreRouters"`
+	Racks []Rack `yaml:"racks"`
 	// Network is copied into the inventory (podCIDR, serviceCIDR, apiVIP).
 	Network struct {
 		PodCIDR     string `yaml:"podCIDR"`
@@ -149,11 +159,31 @@ func (s *Spec) check() error {
 	if s.Spec.TORASN == 0 {
 		bad("spec.torASN: set the TORs' AS number (e.g. 65200)")
 	}
+	if cr := s.Spec.CoreRouters; len(cr.Routers) > 0 {
+		tp, err := netip.ParsePrefix(cr.Transit)
+		if err != nil || !labBlock.Contains(tp.Addr()) || tp.Bits() > 32-len(cr.Routers) {
+			bad("spec.coreRouters.transit: %q must be a prefix inside %s with room for a /31 per core router", cr.Transit, labBlock)
+		} else if mg.IsValid() && tp.Overlaps(mg) {
+			bad("spec.coreRouters.transit: %s overlaps the management network", tp)
+		}
+		sites := map[string]bool{}
+		for _, st := range s.Spec.Sites {
+			sites[st.Name] = true
+		}
+		for i, r := range cr.Routers {
+			if r.Name == "" || r.ASN == 0 || r.ASN == s.Spec.TORASN || !sites[r.Site] {
+				bad("spec.coreRouters.routers[%d] (%s): give it a name, a site of spec.sites and an ASN other than the TORs'", i, r.Name)
+			}
+		}
+	}
 	servers := 0
 	for i, r := range s.Spec.Racks {
 		p, err := netip.ParsePrefix(r.Subnet)
 		if err != nil || !labBlock.Contains(p.Addr()) || p.Bits() != 24 {
 			bad("spec.racks[%d] (%s): subnet %q must be a /24 inside %s", i, r.Name, r.Subnet, labBlock)
+		}
+		if tp, terr := netip.ParsePrefix(s.Spec.CoreRouters.Transit); err == nil && terr == nil && p.Overlaps(tp) {
+			bad("spec.racks[%d] (%s): subnet %s overlaps spec.coreRouters.transit", i, r.Name, r.Subnet)
 		}
 		if err == nil && mg.IsValid() && p.Overlaps(mg) {
 			bad("spec.racks[%d] (%s): subnet %s overlaps the management network", i, r.Name, r.Subnet)

@@ -72,7 +72,10 @@ func (rep *Report) Print(w io.Writer) {
 		fmt.Fprintf(w, "  API VIP     %s (routed from this machine through the lab router)\n", rec.APIVIP)
 	}
 	if rec.RouterVty != "" {
-		fmt.Fprintf(w, "  router      vtysh --vty_socket %s -c 'show ip route bgp'\n", rec.RouterVty)
+		fmt.Fprintf(w, "  TORs        vtysh --vty_socket %s -c 'show ip route bgp'\n", rec.RouterVty)
+	}
+	for _, c := range rec.CoreRouters {
+		fmt.Fprintf(w, "  %-11s vtysh --vty_socket %s -c 'show ip route bgp'  (core router of %s, AS %d)\n", c.Name, c.Vty, c.Site, c.ASN)
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

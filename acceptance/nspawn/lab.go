@@ -69,6 +69,10 @@ type Config struct {
 	// Extra are machines outside the inventory on the management network
 	// (jump hosts); they boot at Up even with PoweredOff.
 	Extra []Extra
+	// CoreRouters are the sites' core routers, peering with the lab
+	// router over /31 links from CoreTransit (needs FRR).
+	CoreRouters []CoreRouter
+	CoreTransit netip.Prefix
 	// KnownHostLines are added to the known_hosts file the lab writes
 	// (host keys of machines it does not run itself).
 	KnownHostLines []string
@@ -109,6 +113,7 @@ type Lab struct {
 	// bridges are the racks' bridges, by rack name.
 	bridges map[string]*labnet.Bridge
 	mgmt    *labnet.Bridge
+	cores   []*bgplab.Router
 }
 
 // Up builds the networks and boots the machines, waiting for each one's
@@ -291,9 +296,19 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 			}
 		}
 	}
+	if len(cfg.CoreRouters) > 0 && (cfg.NoFRR || !labRange.Contains(cfg.CoreTransit.Addr()) || cfg.CoreTransit.Bits() > 32-len(cfg.CoreRouters)) {
+		return nil, fmt.Errorf("core routers need FRR and a transit prefix inside %s with room for %d /31 links (got %s)", labRange, len(cfg.CoreRouters), cfg.CoreTransit)
+	}
 	if !cfg.NoFRR {
+		if len(cfg.CoreRouters) > 0 {
+			b := c.Spec.Network.BGP
+			frrConf = append(frrConf, torCoreConfig(c.Spec.Racks[0].TOR.ASN, cfg.CoreTransit, cfg.CoreRouters, b.KeepaliveSeconds, b.HoldSeconds)...)
+		}
 		if l.frr, err = bgplab.StartRouter(l.router, labRouterName, frrConf); err != nil {
 			return nil, fmt.Errorf("lab router: starting FRR: %w", err)
+		}
+		if err := l.startCores(); err != nil {
+			return nil, err
 		}
 		l.bgpPlan = bgpPlan
 		l.log.Debug("FRR runs in the lab router", "dir", l.frr.Dir)
@@ -622,6 +637,10 @@ func (l *Lab) Close() error {
 		}()
 	}
 	wg.Wait()
+	for _, r := range l.cores {
+		r.Stop()
+	}
+	l.cores = nil
 	if l.frr != nil {
 		l.frr.Stop()
 		l.frr = nil
