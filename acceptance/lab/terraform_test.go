@@ -333,34 +333,49 @@ func kubeletsBack(ctx context.Context, artifacts, kubeconfig string, nodes []str
 	return nil
 }
 
-// routesOnRouter checks the lab router learnt the API VIP from every
-// control-plane server and a pod CIDR from every node, by BGP.
+// routesOnRouter checks the TORs learnt the API VIP from every
+// control-plane server and a pod CIDR from every node by BGP, and that each
+// site's core router learnt them all from the TORs.
 func routesOnRouter(rec *Record, s *Spec) error {
-	out, err := exec.Command("vtysh", "--vty_socket", rec.RouterVty, "-c", "show ip route bgp json").Output()
-	if err != nil {
-		return fmt.Errorf("vtysh: %w", err)
+	podRange := netip.MustParsePrefix(s.Spec.Network.PodCIDR)
+	check := func(name, vty string, vipPaths int) error {
+		out, err := exec.Command("vtysh", "--vty_socket", vty, "-c", "show ip route bgp json").Output()
+		if err != nil {
+			return fmt.Errorf("%s: vtysh: %w", name, err)
+		}
+		var routes map[string][]struct {
+			Nexthops []struct {
+				IP string `json:"ip"`
+			} `json:"nexthops"`
+		}
+		if err := json.Unmarshal(out, &routes); err != nil {
+			return err
+		}
+		vip := routes[s.Spec.Network.APIVIP+"/32"]
+		if len(vip) == 0 || len(vip[0].Nexthops) != vipPaths {
+			return fmt.Errorf("%s: API VIP %s has routes %+v, want %d next hops", name, s.Spec.Network.APIVIP, vip, vipPaths)
+		}
+		pods := 0
+		for p := range routes {
+			if pp, err := netip.ParsePrefix(p); err == nil && podRange.Contains(pp.Addr()) && pp.Bits() == 24 {
+				pods++
+			}
+		}
+		if pods != len(rec.Servers) {
+			return fmt.Errorf("%s: %d pod CIDRs learnt, want %d (one per node)", name, pods, len(rec.Servers))
+		}
+		return nil
 	}
-	var routes map[string][]struct {
-		Nexthops []struct {
-			IP string `json:"ip"`
-		} `json:"nexthops"`
-	}
-	if err := json.Unmarshal(out, &routes); err != nil {
+	if err := check("TORs", rec.RouterVty, 5); err != nil {
 		return err
 	}
-	vip := routes[s.Spec.Network.APIVIP+"/32"]
-	if len(vip) == 0 || len(vip[0].Nexthops) != 5 {
-		return fmt.Errorf("router: API VIP %s has routes %+v, want 5 next hops (one per control-plane server)", s.Spec.Network.APIVIP, vip)
+	if len(rec.CoreRouters) == 0 {
+		return fmt.Errorf("the lab has no core routers")
 	}
-	podRange := netip.MustParsePrefix(s.Spec.Network.PodCIDR)
-	pods := 0
-	for p := range routes {
-		if pp, err := netip.ParsePrefix(p); err == nil && podRange.Contains(pp.Addr()) && pp.Bits() == 24 {
-			pods++
+	for _, c := range rec.CoreRouters {
+		if err := check("core router "+c.Name, c.Vty, 1); err != nil {
+			return err
 		}
-	}
-	if pods != len(rec.Servers) {
-		return fmt.Errorf("router: %d pod CIDRs learnt, want %d (one per node)", pods, len(rec.Servers))
 	}
 	return nil
 }
