@@ -14,10 +14,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/tricenter/terraform-provider-tricenter/acceptance/nspawn"
+
+	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
 )
 
 // Image is the shared base of every VM: a qcow2 disk holding an ext4 root
@@ -84,7 +85,7 @@ func EnsureImage(ctx context.Context, cacheDir string, log *slog.Logger) (*Image
 		return nil, err
 	}
 	defer lock.Close()
-	if err := flock(ctx, lock); err != nil {
+	if err := fsutil.Lock(ctx, lock); err != nil {
 		return nil, fmt.Errorf("waiting for another build of the VM image in %s: %w", base, err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "recipe")); err == nil {
@@ -349,23 +350,6 @@ func customize(ctx context.Context, root string) error {
 		}
 	}
 	return nil
-}
-
-func flock(ctx context.Context, f *os.File) error {
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }
 
 func randHex(n int) string {

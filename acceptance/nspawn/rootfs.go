@@ -21,8 +21,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
 )
 
 // Packages the root filesystem holds besides debootstrap's minbase: systemd
@@ -100,7 +101,7 @@ func EnsureRootfs(ctx context.Context, cacheDir string, log *slog.Logger) (strin
 		return "", err
 	}
 	defer lock.Close()
-	if err := flock(ctx, lock); err != nil {
+	if err := fsutil.Lock(ctx, lock); err != nil {
 		return "", err
 	}
 	if _, err := os.Stat(filepath.Join(dir, "etc", "tricenter-rootfs")); err == nil {
@@ -219,23 +220,6 @@ ExecStartPost=/bin/systemctl daemon-reexec
 WantedBy=sysinit.target
 `},
 	"etc/systemd/journald.conf.d/tricenter.conf": {mode: 0o644, data: "[Journal]\nReadKMsg=no\n"},
-}
-
-func flock(ctx context.Context, f *os.File) error {
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }
 
 func randHex(n int) string {
