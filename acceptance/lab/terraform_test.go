@@ -19,59 +19,59 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/terraform-plugin-framework/providerserver"
-	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
-	"github.com/hashicorp/terraform-plugin-testing/config"
-	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
-	"github.com/hashicorp/terraform-plugin-testing/terraform"
+	"github.com/hashicorp/terraform-exec/tfexec"
+	tfjson "github.com/hashicorp/terraform-json"
 
 	"github.com/tricenter/terraform-provider-tricenter/acceptance/libvirt"
 	"github.com/tricenter/terraform-provider-tricenter/bmc"
 	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
 	"github.com/tricenter/terraform-provider-tricenter/installer/state"
 	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
-	"github.com/tricenter/terraform-provider-tricenter/provider"
 )
 
 // stepTimer records how long each step of the test took.
 type stepTimer struct {
 	t     *testing.T
-	name  string
-	start time.Time
 	lines []string
 }
 
-func (s *stepTimer) begin(name string) func() {
-	return func() { s.name, s.start = name, time.Now() }
-}
-
-func (s *stepTimer) done() {
-	line := fmt.Sprintf("%-44s %v", s.name, time.Since(s.start).Round(100*time.Millisecond))
+// step runs f and records its time under name; an error ends the test.
+func (s *stepTimer) step(name string, f func() error) {
+	s.t.Helper()
+	start := time.Now()
+	err := f()
+	line := fmt.Sprintf("%-48s %v", name, time.Since(start).Round(100*time.Millisecond))
 	s.lines = append(s.lines, line)
 	s.t.Log(line)
+	if err != nil {
+		s.t.Fatalf("%s: %v", name, err)
+	}
 }
 
-func (s *stepTimer) end() resource.TestCheckFunc {
-	return func(*terraform.State) error { s.done(); return nil }
-}
-
-// TestLabTerraform: lab up, then examples/lab/main.tf: every server powered
-// on through its BMC, SSH through the jump hosts, etcd across the centers,
-// control plane, nodes Ready, BGP routes on the lab router, kubectl with the
-// output kubeconfig; then the loss of dc1 (a libvirt VM among its servers)
-// by powering every server of it off through its BMC, with writes and the
-// API probed; power back on and the center rejoins; destroy; lab down
-// leaves nothing.
+// TestLabTerraform runs examples/lab/main.tf with the real terraform binary
+// and the provider built from this checkout (a dev_overrides CLI
+// configuration, as a user runs it) against the whole lab: lab up, every
+// server powered on through its BMC, SSH through the jump hosts, etcd
+// across the centers, control plane, nodes Ready, BGP routes on the TORs
+// and the core routers, kubectl with the output kubeconfig; the loss of
+// dc1 (a libvirt VM among its servers) by powering every server of it off
+// through its BMC, with writes and the API probed; power back on, the
+// center rejoins and the next plan is empty; destroy powers every server
+// off; lab down leaves nothing.
+//
+// terraform-plugin-testing cannot run this configuration: its state shim
+// rejects resources keyed by for_each ("unexpected index type (string) ...
+// for_each is not supported", in its post-test destroy too), and the
+// example keys servers and nodes by name. terraform-exec drives the same
+// terraform binary instead.
 func TestLabTerraform(t *testing.T) {
 	needLab(t)
 	testenv.Need(t, libvirt.Available())
-	tf, err := exec.LookPath("terraform")
+	tfPath, err := exec.LookPath("terraform")
 	if p := os.Getenv("TF_ACC_TERRAFORM_PATH"); p != "" {
-		tf, err = p, nil
+		tfPath, err = p, nil
 	}
 	testenv.Require(t, "terraform on PATH (Terraform >= 1.11) or TF_ACC_TERRAFORM_PATH", err == nil)
-	t.Setenv("TF_ACC_TERRAFORM_PATH", tf)
-	t.Setenv("TF_ACC", "1")
 	artifacts, _ := filepath.Abs("../../.cache/artifacts")
 	testenv.RequireFile(t, "build the artifacts first: make artifacts", filepath.Join(artifacts, "kubectl"))
 
@@ -82,165 +82,202 @@ func TestLabTerraform(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
 	defer cancel()
 
-	timer.begin("lab up")()
-	run(t, bin, "lab", "up", "-f", spec, "--dir", dir, "--artifact-dir", artifacts)
-	timer.done()
+	// The provider binary and a CLI configuration pointing terraform at it.
+	pluginDir, work := t.TempDir(), t.TempDir()
+	timer.step("build the provider", func() error {
+		out, err := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(pluginDir, "terraform-provider-tricenter"), "../..").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%w\n%s", err, out)
+		}
+		return nil
+	})
+	rc := filepath.Join(work, "dev.tfrc")
+	tfrc := fmt.Sprintf("provider_installation {\n  dev_overrides {\n    \"tricenter/tricenter\" = %q\n  }\n  direct {}\n}\n", pluginDir)
+	if err := os.WriteFile(rc, []byte(tfrc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	example, err := os.ReadFile("../../examples/lab/main.tf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(work, "main.tf"), example, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tf, err := tfexec.NewTerraform(work, tfPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tf.SetEnv(map[string]string{"TF_CLI_CONFIG_FILE": rc, "CHECKPOINT_DISABLE": "1", "PATH": os.Getenv("PATH"), "HOME": os.Getenv("HOME")}); err != nil {
+		t.Fatal(err)
+	}
+	var tfOut bytes.Buffer
+	tf.SetStdout(&tfOut)
+	tf.SetStderr(&tfOut)
+
+	timer.step("lab up", func() error {
+		out, err := exec.CommandContext(ctx, bin, "lab", "up", "-f", spec, "--dir", dir, "--artifact-dir", artifacts).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%w\n%s", err, out)
+		}
+		return nil
+	})
 	rec, err := ReadRecord(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	destroyed := false
 	t.Cleanup(func() {
+		if !destroyed {
+			_ = tf.Destroy(context.Background(), tfexec.VarFile(rec.TFVars))
+		}
 		start := time.Now()
 		out, err := exec.Command(bin, "lab", "down", "-f", spec, "--dir", dir).CombinedOutput()
 		if err != nil {
 			t.Errorf("lab down: %v\n%s", err, out)
 		}
-		t.Logf("%-44s %v", "lab down", time.Since(start).Round(100*time.Millisecond))
+		t.Logf("%-48s %v", "lab down", time.Since(start).Round(100*time.Millisecond))
 		assertNothingLeft(t, rec)
 		for _, l := range timer.lines {
 			t.Log("timing: " + l)
+		}
+		if t.Failed() {
+			t.Logf("terraform output (end):\n%s", tailString(tfOut.String(), 6000))
 		}
 	})
 	s, err := LoadSpec(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var workers []config.Variable
-	for _, w := range []string{"dc1-r01-w01", "dc2-r01-w01", "dc3-r01-w01"} {
-		workers = append(workers, config.StringVariable(w))
-	}
-	vars := config.Variables{
-		"inventory_file": config.StringVariable(rec.Inventory),
-		"workers":        config.SetVariable(workers...),
-	}
+	vars := tfexec.VarFile(rec.TFVars)
 	kubeconfig := filepath.Join(t.TempDir(), "admin.conf")
 	stateDir := filepath.Join(t.TempDir(), "state")
-	var allNodes []string
+	var allNodes, dc1 []string
 	for _, sv := range rec.Servers {
 		allNodes = append(allNodes, sv.Name)
+		if sv.Center == "dc1" {
+			dc1 = append(dc1, sv.Name)
+		}
 	}
-	const cluster = "tricenter_cluster.lab"
 
-	example := exampleConfig(t)
-	resource.Test(t, resource.TestCase{
-		ProtoV6ProviderFactories: map[string]func() (tfprotov6.ProviderServer, error){
-			"tricenter": providerserver.NewProtocol6WithError(provider.New("test")()),
-		},
-		Steps: []resource.TestStep{
-			{
-				PreConfig:       timer.begin("terraform apply (power on → cluster → nodes)"),
-				Config:          example,
-				ConfigVariables: vars,
-				Check: resource.ComposeAggregateTestCheckFunc(
-					timer.end(),
-					resource.TestCheckResourceAttr(cluster, "healthy", "true"),
-					resource.TestCheckResourceAttr(cluster, "etcd_members.%", "5"),
-					resource.TestCheckResourceAttr(cluster, "api_server_url", "https://"+s.Spec.Network.APIVIP+":6443"),
-					resource.TestCheckResourceAttr("tricenter_server.lab[\"dc1-r01-w01\"]", "observed_power_state", "on"),
-					resource.TestCheckResourceAttr("tricenter_server.lab[\"dc1-r01-w01\"]", "fru_serial", "LAB-dc1-r01-w01"),
-					resource.TestCheckResourceAttr("tricenter_server.lab[\"dc1-r01-w01\"]", "fru_model", "lab libvirt"),
-					resource.TestCheckResourceAttr("tricenter_node.worker[\"dc2-r01-w01\"]", "ready", "true"),
-					func(st *terraform.State) error {
-						a := st.RootModule().Resources[cluster].Primary.Attributes
-						if err := os.WriteFile(kubeconfig, []byte(a["kubeconfig"]), 0o600); err != nil {
-							return err
-						}
-						var files map[string]string
-						if err := json.Unmarshal([]byte(a["state"]), &files); err != nil {
-							return fmt.Errorf("engine state: %w", err)
-						}
-						if err := state.Restore(filepath.Join(stateDir, s.Metadata.Name), files); err != nil {
-							return err
-						}
-						start := time.Now()
-						if err := nodesReady(ctx, artifacts, kubeconfig, allNodes, 3*time.Minute); err != nil {
-							return err
-						}
-						t.Logf("%-44s %v", "kubectl: every node Ready", time.Since(start).Round(100*time.Millisecond))
-						return routesOnRouter(rec, s)
-					},
-				),
-			},
-			{
-				// The loss of dc1 through its BMCs, then the same config:
-				// nothing to change, the cluster healthy, every node Ready.
-				PreConfig: func() {
-					timer.begin("center-loss drill dc1 through the BMCs")()
-					rep, err := drill(ctx, bin, rec.Inventory, stateDir, "dc1")
-					timer.done()
-					if err != nil {
-						t.Fatal(err)
-					}
-					t.Logf("drill dc1: power-off %v, writes resumed %v after the loss, longest gap %v, %d acknowledged, %d lost (verified %v), healthy %v after power-on",
-						rep.PowerOffTook, rep.ResumedAfter, rep.WriteGap, rep.Acknowledged, rep.Lost, rep.Verified, rep.RestoredHealthy)
-					for _, p := range rep.Probes {
-						t.Logf("drill probe %s: %d checks, %d failed, longest gap %v", p.Name, p.Attempts, p.Failures, p.MaxGap)
-					}
-					timer.begin("rejoin: dc1's kubelets back, every node Ready")()
-					var dc1 []string
-					for _, sv := range rec.Servers {
-						if sv.Center == "dc1" {
-							dc1 = append(dc1, sv.Name)
-						}
-					}
-					if err := kubeletsBack(ctx, artifacts, kubeconfig, dc1, time.Now(), 5*time.Minute); err != nil {
-						t.Fatal(err)
-					}
-					if err := nodesReady(ctx, artifacts, kubeconfig, allNodes, 5*time.Minute); err != nil {
-						t.Fatal(err)
-					}
-					timer.done()
-					timer.begin("terraform apply after the drill (no-op)")()
-				},
-				Config:          example,
-				ConfigVariables: vars,
-				Check: resource.ComposeAggregateTestCheckFunc(
-					timer.end(),
-					resource.TestCheckResourceAttr(cluster, "healthy", "true"),
-					resource.TestCheckResourceAttr(cluster, "problems.#", "0"),
-					resource.TestCheckResourceAttr("tricenter_server.lab[\"dc1-r01-s01\"]", "observed_power_state", "on"),
-				),
-			},
-		},
-		CheckDestroy: func(*terraform.State) error {
-			// destroy powered every server off through its BMC.
-			pw, err := os.ReadFile(Paths{Dir: dir}.BMCPassword())
-			if err != nil {
-				return err
-			}
-			pool := bmc.NewPool(bmc.Options{})
-			defer pool.Close(context.Background())
-			var targets []bmc.Target
-			for _, sv := range rec.Servers {
-				targets = append(targets, bmc.Target{Server: sv.Name, Address: sv.BMC, Port: 623, User: BMCUser,
-					Password: strings.TrimSpace(string(pw)), CipherSuites: []int{3}})
-			}
-			for _, r := range pool.Run(ctx, targets, bmc.Request{Op: bmc.OpStatus}) {
-				if r.Err != nil || r.Power != bmc.PowerOff {
-					return fmt.Errorf("after destroy server %s is %q (%v), want off", r.Server, r.Power, r.Err)
-				}
-			}
-			return nil
-		},
-	})
-}
-
-// exampleConfig is examples/lab/main.tf without its terraform block: the
-// test serves the provider in-process (terraform-plugin-testing names it
-// by its short name), while the example pins its registry source.
-func exampleConfig(t *testing.T) string {
-	t.Helper()
-	b, err := os.ReadFile("../../examples/lab/main.tf")
+	timer.step("terraform apply (power on → cluster → nodes)", func() error { return tf.Apply(ctx, vars) })
+	st, err := tf.Show(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := string(b)
-	i := strings.Index(s, "terraform {")
-	j := strings.Index(s, "\nvariable ")
-	if i < 0 || j < i {
-		t.Fatal("examples/lab/main.tf: no terraform block before the variables")
+	cl := attributes(t, st, "tricenter_cluster.lab")
+	for k, want := range map[string]any{"healthy": true, "api_server_url": "https://" + s.Spec.Network.APIVIP + ":6443"} {
+		if cl[k] != want {
+			t.Errorf("tricenter_cluster.lab %s = %v, want %v", k, cl[k], want)
+		}
 	}
-	return s[:i] + s[j:]
+	if m, _ := cl["etcd_members"].(map[string]any); len(m) != 5 {
+		t.Errorf("etcd_members = %v, want 5 members", cl["etcd_members"])
+	}
+	for _, sv := range rec.Servers {
+		a := attributes(t, st, fmt.Sprintf("tricenter_server.lab[%q]", sv.Name))
+		if a["observed_power_state"] != "on" || a["fru_serial"] != "LAB-"+sv.Name || a["fru_model"] != "lab "+sv.Machine {
+			t.Errorf("tricenter_server.lab[%q]: power %v, FRU serial %v, model %v", sv.Name, a["observed_power_state"], a["fru_serial"], a["fru_model"])
+		}
+	}
+	for _, w := range []string{"dc1-r01-w01", "dc2-r01-w01", "dc3-r01-w01"} {
+		if a := attributes(t, st, fmt.Sprintf("tricenter_node.worker[%q]", w)); a["ready"] != true {
+			t.Errorf("tricenter_node.worker[%q] ready = %v", w, a["ready"])
+		}
+	}
+	if err := os.WriteFile(kubeconfig, []byte(fmt.Sprint(cl["kubeconfig"])), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	timer.step("kubectl: every node Ready with center and rack", func() error {
+		return nodesReady(ctx, artifacts, kubeconfig, allNodes, 3*time.Minute)
+	})
+	timer.step("BGP routes on the TORs and the core routers", func() error { return routesOnRouter(rec, s) })
+	timer.step("terraform plan after apply (empty)", func() error { return planEmpty(ctx, tf, vars) })
+
+	var files map[string]string
+	if err := json.Unmarshal([]byte(fmt.Sprint(cl["state"])), &files); err != nil {
+		t.Fatalf("engine state: %v", err)
+	}
+	if err := state.Restore(filepath.Join(stateDir, s.Metadata.Name), files); err != nil {
+		t.Fatal(err)
+	}
+	var rep *etcd.DrillReport
+	timer.step("center-loss drill dc1 through the BMCs", func() error {
+		rep, err = drill(ctx, bin, rec.Inventory, stateDir, "dc1")
+		return err
+	})
+	t.Logf("drill dc1: power-off %v, writes resumed %v after the loss, longest gap %v, %d acknowledged, %d lost (verified %v), healthy %v after power-on",
+		rep.PowerOffTook, rep.ResumedAfter, rep.WriteGap, rep.Acknowledged, rep.Lost, rep.Verified, rep.RestoredHealthy)
+	for _, p := range rep.Probes {
+		t.Logf("drill probe %s: %d checks, %d failed, longest gap %v", p.Name, p.Attempts, p.Failures, p.MaxGap)
+	}
+	after := time.Now()
+	timer.step("rejoin: dc1's kubelets back, every node Ready", func() error {
+		if err := kubeletsBack(ctx, artifacts, kubeconfig, dc1, after, 5*time.Minute); err != nil {
+			return err
+		}
+		return nodesReady(ctx, artifacts, kubeconfig, allNodes, 5*time.Minute)
+	})
+	timer.step("terraform plan after the drill (empty)", func() error { return planEmpty(ctx, tf, vars) })
+	timer.step("terraform apply after the drill (no-op)", func() error { return tf.Apply(ctx, vars) })
+	if st, err = tf.Show(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if a := attributes(t, st, "tricenter_cluster.lab"); a["healthy"] != true {
+		t.Errorf("after the drill the cluster is not healthy: %v", a["problems"])
+	}
+
+	timer.step("terraform destroy (reset, power off)", func() error { return tf.Destroy(ctx, vars) })
+	destroyed = true
+	pw, err := os.ReadFile(Paths{Dir: dir}.BMCPassword())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := bmc.NewPool(bmc.Options{})
+	defer pool.Close(context.Background())
+	var targets []bmc.Target
+	for _, sv := range rec.Servers {
+		targets = append(targets, bmc.Target{Server: sv.Name, Address: sv.BMC, Port: 623, User: BMCUser,
+			Password: strings.TrimSpace(string(pw)), CipherSuites: []int{3}})
+	}
+	for _, r := range pool.Run(ctx, targets, bmc.Request{Op: bmc.OpStatus}) {
+		if r.Err != nil || r.Power != bmc.PowerOff {
+			t.Errorf("after destroy server %s is %q (%v), want off", r.Server, r.Power, r.Err)
+		}
+	}
+}
+
+// attributes returns the attribute values of the resource at addr.
+func attributes(t *testing.T, st *tfjson.State, addr string) map[string]any {
+	t.Helper()
+	if st == nil || st.Values == nil || st.Values.RootModule == nil {
+		t.Fatal("terraform show: no state")
+	}
+	for _, r := range st.Values.RootModule.Resources {
+		if r.Address == addr {
+			return r.AttributeValues
+		}
+	}
+	t.Fatalf("%s is not in the state", addr)
+	return nil
+}
+
+// planEmpty fails when terraform plan has changes.
+func planEmpty(ctx context.Context, tf *tfexec.Terraform, vars *tfexec.VarFileOption) error {
+	changes, err := tf.Plan(ctx, vars)
+	if err != nil {
+		return err
+	}
+	if changes {
+		return fmt.Errorf("the plan is not empty")
+	}
+	return nil
+}
+
+func tailString(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
 }
 
 // drill runs `tricenter drill center-loss` through the BMCs and checks
