@@ -210,12 +210,18 @@ func TestLabTerraform(t *testing.T) {
 	for _, p := range rep.Probes {
 		t.Logf("drill probe %s: %d checks, %d failed, longest gap %v", p.Name, p.Attempts, p.Failures, p.MaxGap)
 	}
-	after := time.Now()
+	poweredOn := map[string]time.Time{}
+	for _, sv := range rep.Servers {
+		poweredOn[sv.Name] = sv.OnAt
+	}
 	timer.step("rejoin: dc1's kubelets back, every node Ready", func() error {
-		if err := kubeletsBack(ctx, artifacts, kubeconfig, dc1, after, 5*time.Minute); err != nil {
+		if err := kubeletsBack(ctx, artifacts, kubeconfig, dc1, poweredOn, 5*time.Minute); err != nil {
 			return err
 		}
-		return nodesReady(ctx, artifacts, kubeconfig, allNodes, 5*time.Minute)
+		if err := nodesReady(ctx, artifacts, kubeconfig, allNodes, 5*time.Minute); err != nil {
+			return err
+		}
+		return statusHealthy(ctx, bin, rec.Inventory, stateDir, 5*time.Minute)
 	})
 	timer.step("terraform plan after the drill (empty)", func() error { return planEmpty(ctx, tf, vars) })
 	timer.step("terraform apply after the drill (no-op)", func() error { return tf.Apply(ctx, vars) })
@@ -261,16 +267,53 @@ func attributes(t *testing.T, st *tfjson.State, addr string) map[string]any {
 	return nil
 }
 
-// planEmpty fails when terraform plan has changes.
+// planEmpty fails when terraform plan has changes, naming the resources
+// and attributes that would change.
 func planEmpty(ctx context.Context, tf *tfexec.Terraform, vars *tfexec.VarFileOption) error {
-	changes, err := tf.Plan(ctx, vars)
+	out := filepath.Join(tf.WorkingDir(), "check.tfplan")
+	changes, err := tf.Plan(ctx, vars, tfexec.Out(out))
 	if err != nil {
 		return err
 	}
-	if changes {
-		return fmt.Errorf("the plan is not empty")
+	if !changes {
+		return nil
 	}
-	return nil
+	plan, err := tf.ShowPlanFile(ctx, out)
+	if err != nil {
+		return fmt.Errorf("the plan is not empty (and could not be read: %w)", err)
+	}
+	var diffs []string
+	for _, rc := range plan.ResourceChanges {
+		if rc.Change == nil || rc.Change.Actions.NoOp() {
+			continue
+		}
+		before, _ := rc.Change.Before.(map[string]any)
+		after, _ := rc.Change.After.(map[string]any)
+		var attrs []string
+		for k, v := range after {
+			if fmt.Sprint(before[k]) != fmt.Sprint(v) && k != "state" && k != "kubeconfig" {
+				attrs = append(attrs, fmt.Sprintf("%s: %v → %v", k, before[k], v))
+			}
+		}
+		diffs = append(diffs, fmt.Sprintf("%s %v (%s)", rc.Address, rc.Change.Actions, strings.Join(attrs, "; ")))
+	}
+	return fmt.Errorf("the plan is not empty: %s", strings.Join(diffs, ", "))
+}
+
+// statusHealthy waits until `tricenter status` finds the cluster as
+// planned (exit 0): every etcd member, API server, node and BGP session.
+func statusHealthy(ctx context.Context, bin, inv, stateDir string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	var last []byte
+	for time.Now().Before(deadline) {
+		out, err := exec.CommandContext(ctx, bin, "status", "-f", inv, "--state-dir", stateDir, "--log-level", "error").CombinedOutput()
+		if err == nil {
+			return nil
+		}
+		last = out
+		time.Sleep(3 * time.Second)
+	}
+	return fmt.Errorf("tricenter status not healthy %v after the drill:\n%s", limit, last)
 }
 
 func tailString(s string, n int) string {
@@ -346,23 +389,33 @@ func nodesReady(ctx context.Context, artifacts, kubeconfig string, nodes []strin
 	}
 }
 
-// kubeletsBack waits until the kubelet of every named node renewed its
-// lease after since: the servers booted again and their kubelets rejoined
-// (a Node stays Ready for the grace period after its server died, so
-// Ready alone proves nothing right after a drill).
-func kubeletsBack(ctx context.Context, artifacts, kubeconfig string, nodes []string, since time.Time, limit time.Duration) error {
+// kubeletsBack waits until the kubelet of every named node, started
+// again when the drill powered its server on, has itself reported the
+// Node Ready: the Ready condition is True with a heartbeat after the
+// power-on. (A Node keeps its last
+// Ready for the grace period after its server died, and a kubelet that
+// just started may report NotReady for a while: Ready alone proves
+// nothing right after a drill.)
+func kubeletsBack(ctx context.Context, artifacts, kubeconfig string, nodes []string, poweredOn map[string]time.Time, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for _, n := range nodes {
+		since, ok := poweredOn[n]
+		if !ok || since.IsZero() {
+			return fmt.Errorf("node %s: the drill report has no power-on time for it", n)
+		}
+		since = since.Truncate(time.Second)
+		var last string
 		for {
-			out, err := exec.CommandContext(ctx, filepath.Join(artifacts, "kubectl"), "--kubeconfig", kubeconfig, "-n", "kube-node-lease",
-				"get", "lease", n, "-o", "jsonpath={.spec.renewTime}").CombinedOutput()
-			if err == nil {
-				if at, perr := time.Parse(time.RFC3339Nano, strings.TrimSpace(string(out))); perr == nil && at.After(since) {
+			out, err := exec.CommandContext(ctx, filepath.Join(artifacts, "kubectl"), "--kubeconfig", kubeconfig, "get", "node", n,
+				"-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].lastHeartbeatTime}`).CombinedOutput()
+			last = strings.TrimSpace(string(out))
+			if f := strings.Fields(last); err == nil && len(f) == 2 && f[0] == "True" {
+				if at, perr := time.Parse(time.RFC3339, f[1]); perr == nil && !at.Before(since) {
 					break
 				}
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("node %s: kubelet did not renew its lease within %v of the drill: %s", n, limit, out)
+				return fmt.Errorf("node %s: its kubelet did not report Ready within %v of the drill (Ready condition: %s)", n, limit, last)
 			}
 			time.Sleep(2 * time.Second)
 		}
