@@ -115,7 +115,7 @@ func waitExited(ctx context.Context, p Proc, dir string, out io.Writer, from int
 		}
 		select {
 		case err := <-exited:
-			return nil, fmt.Errorf("the lab process exited before the lab was ready (%v); its log (%s) ends:\n%s", err, Paths{Dir: dir}.Log(), logTail(dir, from))
+			return nil, fmt.Errorf("the lab process exited before the lab was ready (%w); its log (%s) ends:\n%s", err, Paths{Dir: dir}.Log(), logTail(dir, from))
 		case <-ctx.Done():
 			return nil, fmt.Errorf("waiting for the lab in %s: %w (it keeps running: `tricenter lab status`, `tricenter lab down`)", dir, ctx.Err())
 		case <-tick.C:

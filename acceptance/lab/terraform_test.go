@@ -334,7 +334,7 @@ func drill(ctx context.Context, bin, inv, stateDir, center string) (*etcd.DrillR
 	runErr := cmd.Run()
 	var rep etcd.DrillReport
 	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
-		return nil, fmt.Errorf("drill: %v: %w\n%s\n%s", runErr, err, out.String(), errb.String())
+		return nil, fmt.Errorf("drill: %w: %w\n%s\n%s", runErr, err, out.String(), errb.String())
 	}
 	if runErr != nil {
 		return &rep, fmt.Errorf("drill failed: %w\n%s", runErr, errb.String())
