@@ -40,6 +40,7 @@ func startKubeLab(t testing.TB) *kubeLab {
 	if err := nspawn.Available(); err != nil {
 		testenv.Need(t, fmt.Errorf("nspawn lab: %w", err))
 	}
+	testenv.Exclusive(t, "the Kubernetes lab")
 	root := repoRoot(t)
 	cache := filepath.Join(root, ".cache")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)

@@ -54,6 +54,7 @@ func startTFLab(t *testing.T) *tfLab {
 	if err := nspawn.Available(); err != nil {
 		testenv.Need(t, fmt.Errorf("nspawn lab: %w", err))
 	}
+	testenv.Exclusive(t, "the provider's Kubernetes lab")
 	root, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)

@@ -67,6 +67,7 @@ func (s *stepTimer) step(name string, f func() error) {
 func TestLabTerraform(t *testing.T) {
 	needLab(t)
 	testenv.Need(t, libvirt.Available())
+	testenv.Exclusive(t, "the lab's Terraform test")
 	tfPath, err := exec.LookPath("terraform")
 	if p := os.Getenv("TF_ACC_TERRAFORM_PATH"); p != "" {
 		tfPath, err = p, nil

@@ -39,6 +39,7 @@ func TestVMPowerThroughBMC(t *testing.T) {
 	testenv.Need(t, ipmisim.Available())
 	testenv.Need(t, labnet.Available())
 	testenv.RequireBinary(t, "ipmitool", "ssh", "ssh-keygen")
+	testenv.Exclusive(t, "the VM test")
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
