@@ -15,11 +15,13 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-testing/config"
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
+	"github.com/tricenter/terraform-provider-tricenter/acceptance/lab"
 	"github.com/tricenter/terraform-provider-tricenter/installer/state"
 	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
@@ -466,14 +468,32 @@ func TestResourceExamples(t *testing.T) {
 		t.Fatal(err)
 	}
 	terraformBlock := regexp.MustCompile(`(?s)terraform \{.*?\n\}\n`)
+	// examples/lab/main.tf takes the inventory `tricenter lab up` writes:
+	// the same one, rendered from examples/lab/lab.yaml.
+	spec, err := lab.LoadSpec(filepath.Join(root, "examples/lab/lab.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	labDir := t.TempDir()
+	inv, _, err := spec.Inventory(labDir, filepath.Join(root, ".cache/artifacts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeTestFile(t, lab.Paths{Dir: labDir}.Inventory(), string(inv))
+	writeTestFile(t, lab.Paths{Dir: labDir}.BMCPassword(), "not-a-real-password\n")
+	labVars := config.Variables{
+		"inventory_file": config.StringVariable(lab.Paths{Dir: labDir}.Inventory()),
+		"workers":        config.SetVariable(config.StringVariable("dc1-r01-w01"), config.StringVariable("dc2-r01-w01")),
+	}
 	for _, tc := range []struct {
 		file    string
 		cluster string
 		members int
+		vars    config.Variables
 	}{
-		{"examples/resources/tricenter_cluster/resource.tf", "tricenter_cluster.lab", 5},
-		{"examples/resources/tricenter_node/resource.tf", "tricenter_cluster.lab", 5},
-		{"examples/lab/main.tf", "tricenter_cluster.lab", 5},
+		{"examples/resources/tricenter_cluster/resource.tf", "tricenter_cluster.lab", 5, nil},
+		{"examples/resources/tricenter_node/resource.tf", "tricenter_cluster.lab", 5, nil},
+		{"examples/lab/main.tf", "tricenter_cluster.lab", 5, labVars},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			b, err := os.ReadFile(filepath.Join(root, tc.file))
@@ -487,6 +507,7 @@ func TestResourceExamples(t *testing.T) {
 				ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
 				Steps: []resource.TestStep{{
 					Config:             cfg,
+					ConfigVariables:    tc.vars,
 					PlanOnly:           true,
 					ExpectNonEmptyPlan: true,
 					ConfigPlanChecks: resource.ConfigPlanChecks{PostApplyPostRefresh: []plancheck.PlanCheck{
