@@ -52,6 +52,8 @@ func startEtcdLab(t testing.TB) *etcdLab {
 	if err := nspawn.Available(); err != nil {
 		testenv.Need(t, fmt.Errorf("nspawn lab: %w", err))
 	}
+	// The drills measure write gaps against limits of a few seconds.
+	testenv.Exclusive(t, "the etcd lab")
 	root := repoRoot(t)
 	cache := filepath.Join(root, ".cache")
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
