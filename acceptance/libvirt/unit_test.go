@@ -243,9 +243,7 @@ esac
 `
 
 func TestPowerHook(t *testing.T) {
-	if _, err := exec.LookPath("sh"); err != nil {
-		t.Skip("no /bin/sh")
-	}
+	testenv.RequireBinary(t, "sh")
 	bin, state := t.TempDir(), t.TempDir()
 	if err := os.WriteFile(filepath.Join(bin, "virsh"), []byte(fakeVirsh), 0o755); err != nil {
 		t.Fatal(err)
