@@ -153,14 +153,13 @@ func sshVia(ctx context.Context, dir, jump, addr, command string) (string, error
 	return strings.TrimSpace(string(out)), err
 }
 
-func labBMC(t *testing.T, dir string, s RecordServer) *bmc.Client {
+func labBMC(t *testing.T, rec *Record, server int) *bmc.Client {
 	t.Helper()
-	pw, err := os.ReadFile(Paths{Dir: dir}.BMCPassword())
+	targets, err := BMCTargets(rec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := bmc.NewClient(bmc.Target{Server: s.Name, Address: s.BMC, Port: inventory.DefaultBMCPort, User: BMCUser,
-		Password: strings.TrimSpace(string(pw)), CipherSuites: []int{3}}, bmc.Options{})
+	c, err := bmc.NewClient(targets[server], bmc.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +238,7 @@ func TestLabUpDown(t *testing.T) {
 		c.Close()
 	}
 	s := rec.Servers[0]
-	client := labBMC(t, dir, s)
+	client := labBMC(t, rec, 0)
 	t0 := time.Now()
 	if _, err := client.SetPower(ctx, bmc.ActionOn); err != nil {
 		t.Fatalf("power on %s through its BMC: %v", s.Name, err)
@@ -271,7 +270,7 @@ func TestLabUpDown(t *testing.T) {
 	if p, err := client.PowerState(ctx); err != nil || p != bmc.PowerOn {
 		t.Errorf("BMC power state after power on: %v %v", p, err)
 	}
-	other := labBMC(t, dir, rec.Servers[1])
+	other := labBMC(t, rec, 1)
 	if p, err := other.PowerState(ctx); err != nil || p != bmc.PowerOff {
 		t.Errorf("server %s: power %v %v, want still off", rec.Servers[1].Name, p, err)
 	}
@@ -319,7 +318,7 @@ func TestLabDownAfterCrash(t *testing.T) {
 		}
 	})
 	s := rec.Servers[len(rec.Servers)-1]
-	if _, err := labBMC(t, dir, s).SetPower(ctx, bmc.ActionOn); err != nil {
+	if _, err := labBMC(t, rec, len(rec.Servers)-1).SetPower(ctx, bmc.ActionOn); err != nil {
 		t.Fatal(err)
 	}
 	// Wait until the machine runs (its power state file says on and its

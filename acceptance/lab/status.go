@@ -33,16 +33,12 @@ func Status(ctx context.Context, dir string) (*Report, error) {
 	if !rep.Running || !rec.Ready {
 		return rep, nil
 	}
-	pw, err := os.ReadFile(Paths{Dir: rec.Dir}.BMCPassword())
+	targets, err := BMCTargets(rec)
 	if err != nil {
 		return nil, err
 	}
 	pool := bmc.NewPool(bmc.Options{RetryBudget: 5 * time.Second})
 	defer pool.Close(context.Background())
-	var targets []bmc.Target
-	for _, s := range rec.Servers {
-		targets = append(targets, bmc.Target{Server: s.Name, Address: s.BMC, Port: inventory.DefaultBMCPort, User: BMCUser, Password: strings.TrimSpace(string(pw)), CipherSuites: []int{3}})
-	}
 	for _, r := range pool.Run(ctx, targets, bmc.Request{Op: bmc.OpStatus}) {
 		if r.Err != nil {
 			rep.Power[r.Server] = "unknown (" + r.Err.Error() + ")"
@@ -51,6 +47,21 @@ func Status(ctx context.Context, dir string) (*Report, error) {
 		rep.Power[r.Server] = string(r.Power)
 	}
 	return rep, nil
+}
+
+// BMCTargets are the lab's BMCs, one per server in record order, with the
+// lab's admin credentials.
+func BMCTargets(rec *Record) ([]bmc.Target, error) {
+	pw, err := os.ReadFile(Paths{Dir: rec.Dir}.BMCPassword())
+	if err != nil {
+		return nil, err
+	}
+	targets := make([]bmc.Target, 0, len(rec.Servers))
+	for _, s := range rec.Servers {
+		targets = append(targets, bmc.Target{Server: s.Name, Address: s.BMC, Port: inventory.DefaultBMCPort, User: BMCUser,
+			Password: strings.TrimSpace(string(pw)), CipherSuites: []int{3}})
+	}
+	return targets, nil
 }
 
 // Print writes the report as tables.

@@ -23,7 +23,6 @@ import (
 	tfjson "github.com/hashicorp/terraform-json"
 
 	"github.com/tricenter/terraform-provider-tricenter/acceptance/libvirt"
-	"github.com/tricenter/terraform-provider-tricenter/bmc"
 	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
 	"github.com/tricenter/terraform-provider-tricenter/installer/state"
 	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
@@ -235,20 +234,14 @@ func TestLabTerraform(t *testing.T) {
 
 	timer.step("terraform destroy (reset, power off)", func() error { return tf.Destroy(ctx, vars) })
 	destroyed = true
-	pw, err := os.ReadFile(Paths{Dir: dir}.BMCPassword())
+	// Every BMC of the lab, asked as `lab status` asks them.
+	after, err := Status(ctx, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := bmc.NewPool(bmc.Options{})
-	defer pool.Close(context.Background())
-	var targets []bmc.Target
 	for _, sv := range rec.Servers {
-		targets = append(targets, bmc.Target{Server: sv.Name, Address: sv.BMC, Port: 623, User: BMCUser,
-			Password: strings.TrimSpace(string(pw)), CipherSuites: []int{3}})
-	}
-	for _, r := range pool.Run(ctx, targets, bmc.Request{Op: bmc.OpStatus}) {
-		if r.Err != nil || r.Power != bmc.PowerOff {
-			t.Errorf("after destroy server %s is %q (%v), want off", r.Server, r.Power, r.Err)
+		if p := after.Power[sv.Name]; p != "off" {
+			t.Errorf("after destroy server %s is %q, want off", sv.Name, p)
 		}
 	}
 }

@@ -291,6 +291,34 @@ func (n *NS) Route(dst netip.Prefix, via netip.Addr) error {
 	return n.IP("route", "add", dst.String(), "via", via.String())
 }
 
+// leftovers lists the namespaces and links whose names carry the lab id.
+func leftovers(id string) (namespaces, links []string, err error) {
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing namespaces: %w", err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], "tc-") && strings.Contains(f[0], "-"+id+"-") {
+			namespaces = append(namespaces, f[0])
+		}
+	}
+	out, err = exec.Command("ip", "-o", "link", "show").Output()
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing links: %w", err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+		if len(name) >= 3 && strings.HasPrefix(name, "tc") && strings.HasPrefix(name[3:], id) {
+			links = append(links, name)
+		}
+	}
+	return namespaces, links, nil
+}
+
 // Sweep removes what a lab with this id left behind when its process died
 // before Close: every process in its namespaces (killed), the namespaces
 // and every link whose name carries the id. It returns what it removed.
@@ -298,18 +326,13 @@ func Sweep(id string) ([]string, error) {
 	if len(id) < 6 {
 		return nil, fmt.Errorf("lab id %q is too short to sweep safely", id)
 	}
+	namespaces, _, err := leftovers(id)
+	if err != nil {
+		return nil, err
+	}
 	var removed []string
 	var errs []error
-	out, err := exec.Command("ip", "netns", "list").Output()
-	if err != nil {
-		return nil, fmt.Errorf("listing namespaces: %w", err)
-	}
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 || !strings.HasPrefix(f[0], "tc-") || !strings.Contains(f[0], "-"+id+"-") {
-			continue
-		}
-		ns := f[0]
+	for _, ns := range namespaces {
 		if pids, err := exec.Command("ip", "netns", "pids", ns).Output(); err == nil {
 			for _, p := range strings.Fields(string(pids)) {
 				if pid, err := strconv.Atoi(p); err == nil && pid > 1 {
@@ -323,19 +346,12 @@ func Sweep(id string) ([]string, error) {
 		}
 		removed = append(removed, "namespace "+ns)
 	}
-	links, err := exec.Command("ip", "-o", "link", "show").Output()
+	// Deleting a namespace takes its ends of veth pairs, and their peers.
+	_, links, err := leftovers(id)
 	if err != nil {
-		return removed, errors.Join(append(errs, fmt.Errorf("listing links: %w", err))...)
+		return removed, errors.Join(append(errs, err)...)
 	}
-	for _, line := range strings.Split(string(links), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
-		if len(name) < 3 || !strings.HasPrefix(name, "tc") || !strings.HasPrefix(name[3:], id) {
-			continue
-		}
+	for _, name := range links {
 		if err := ip("link", "del", name); err != nil {
 			// The peer of a pair already removed goes with it.
 			if exec.Command("ip", "link", "show", name).Run() == nil {
@@ -350,29 +366,16 @@ func Sweep(id string) ([]string, error) {
 
 // Leftovers lists the namespaces and links a lab with this id still has.
 func Leftovers(id string) ([]string, error) {
+	namespaces, links, err := leftovers(id)
+	if err != nil {
+		return nil, err
+	}
 	var left []string
-	out, err := exec.Command("ip", "netns", "list").Output()
-	if err != nil {
-		return nil, fmt.Errorf("listing namespaces: %w", err)
+	for _, ns := range namespaces {
+		left = append(left, "namespace "+ns)
 	}
-	for _, line := range strings.Split(string(out), "\n") {
-		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], "tc-") && strings.Contains(f[0], "-"+id+"-") {
-			left = append(left, "namespace "+f[0])
-		}
-	}
-	links, err := exec.Command("ip", "-o", "link", "show").Output()
-	if err != nil {
-		return nil, fmt.Errorf("listing links: %w", err)
-	}
-	for _, line := range strings.Split(string(links), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
-		if len(name) >= 3 && strings.HasPrefix(name, "tc") && strings.HasPrefix(name[3:], id) {
-			left = append(left, "link "+name)
-		}
+	for _, l := range links {
+		left = append(left, "link "+l)
 	}
 	return left, nil
 }
