@@ -54,7 +54,7 @@ func Up(ctx context.Context, binary string, opts Options, out io.Writer) (*Recor
 				fmt.Fprintf(out, "Lab %s is already up (pid %d).\n", rec.Name, rec.PID)
 				return rec, nil
 			}
-			return wait(ctx, rec.Process(), opts.Dir, out, 0)
+			return waitReady(ctx, rec.Process(), opts.Dir, out, 0, nil)
 		}
 		fmt.Fprintf(out, "Lab %s in %s is not running (its process %d is gone): removing what it left first.\n", rec.Name, opts.Dir, rec.PID)
 		if err := Down(ctx, opts.Dir, out); err != nil {
@@ -73,7 +73,6 @@ func Up(ctx context.Context, binary string, opts Options, out io.Writer) (*Recor
 	from := fi.Size()
 	cmd := exec.Command(binary, "lab", "serve", "-f", opts.SpecFile, "--dir", opts.Dir, "--artifact-dir", opts.ArtifactDir)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Stdin = nil
 	// Its own session: the lab outlives this command and the terminal.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
@@ -82,14 +81,14 @@ func Up(ctx context.Context, binary string, opts Options, out io.Writer) (*Recor
 	st, _ := procStart(cmd.Process.Pid)
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	return waitExited(ctx, Proc{PID: cmd.Process.Pid, Start: st}, opts.Dir, out, from, exited)
+	return waitReady(ctx, Proc{PID: cmd.Process.Pid, Start: st}, opts.Dir, out, from, exited)
 }
 
-func wait(ctx context.Context, p Proc, dir string, out io.Writer, from int64) (*Record, error) {
-	return waitExited(ctx, p, dir, out, from, nil)
-}
-
-func waitExited(ctx context.Context, p Proc, dir string, out io.Writer, from int64, exited <-chan error) (*Record, error) {
+// waitReady waits until the lab process p says in its record that the lab
+// is ready, copying the log from offset from to out. exited, when not nil,
+// reports the process's exit (it is this command's child); otherwise its
+// pid is watched.
+func waitReady(ctx context.Context, p Proc, dir string, out io.Writer, from int64, exited <-chan error) (*Record, error) {
 	ctx, cancel := context.WithTimeout(ctx, UpTimeout)
 	defer cancel()
 	cctx, stopCopy := context.WithCancel(ctx)
