@@ -77,7 +77,7 @@ and prints the servers still off and the command that brings them back.`,
 	fl.DurationVar(&d.hold, "hold", 3*time.Second, "how long the center stays down after writes resumed (and how long the rejoin is watched after health)")
 	fl.DurationVar(&d.restoreTimeout, "restore-timeout", etcd.DefaultRestoreTimeout, "deadline for powering the center back on (retries included)")
 	fl.DurationVar(&d.healthT, "health-timeout", etcd.DefaultDrillHealthTimeout, "deadline for the cluster to be healthy after power-on (real servers take minutes to boot)")
-	fl.IntVar(&d.writers, "writers", 1, "concurrent writers")
+	fl.IntVar(&d.writers, "writers", 1, "concurrent writers through each etcd member outside the center")
 	fl.StringVar(&d.k8s, "kubernetes", "auto", "probe the API through the VIP and the surviving centers' nodes during the outage: auto (when the API answers before the drill), on or off")
 	return cmd
 }

@@ -189,7 +189,12 @@ type DrillOptions struct {
 	// HealthTimeout bounds the wait for health after restoring
 	// (DefaultDrillHealthTimeout).
 	HealthTimeout time.Duration
-	// Writers is the number of concurrent writers (default 1).
+	// Writers is the number of concurrent writers through each member
+	// outside the center (default 1). Each writer keeps to one member, so
+	// the write gap measures the cluster: a client balancing over every
+	// endpoint keeps sending to a powered-off member until its keepalive
+	// gives up on the connection, and each of those writes waits out
+	// WriteTimeout.
 	Writers int
 	// Probes are checked every ProbeInterval (DefaultProbeInterval) from
 	// the loss until the center is healthy again.
@@ -248,8 +253,10 @@ type DrillReport struct {
 	// from power-on until Hold after the cluster was healthy again (or
 	// until the restore ended).
 	RejoinWriteGap time.Duration `json:"rejoinWriteGap"`
-	Acknowledged   int           `json:"acknowledged"`
-	Failed         int           `json:"failed"`
+	// Acknowledged and Failed count the writes through the members
+	// outside the center.
+	Acknowledged int `json:"acknowledged"`
+	Failed       int `json:"failed"`
 	// Verified says every acknowledged write was read back; otherwise
 	// NotVerified says why and Lost means nothing.
 	Verified    bool   `json:"verified"`
@@ -296,14 +303,19 @@ var ErrRestoreAbandoned = errors.New("restore abandoned")
 type drillCluster interface {
 	WaitHealthy(ctx context.Context, plan []inventory.Member, timeout time.Duration) (*ClusterHealth, error)
 	Health(ctx context.Context, plan []inventory.Member) *ClusterHealth
-	Put(ctx context.Context, key, value string) error
+	// Put writes through one member (its client URL only).
+	Put(ctx context.Context, via inventory.Member, key, value string) error
 	GetPrefix(ctx context.Context, prefix string) (map[string]string, error)
 }
 
 type clientCluster struct{ *Client }
 
-func (c clientCluster) Put(ctx context.Context, key, value string) error {
-	_, err := c.cli.Put(ctx, key, value)
+func (c clientCluster) Put(ctx context.Context, via inventory.Member, key, value string) error {
+	one, err := c.single(ClientURL(via.Address))
+	if err != nil {
+		return err
+	}
+	_, err = one.Put(ctx, key, value)
 	return err
 }
 
@@ -413,7 +425,7 @@ func drill(ctx context.Context, o DrillOptions, cl drillCluster) (*DrillReport, 
 	rep.LeaderBefore = memberName(h, h.Leader)
 
 	prefix := fmt.Sprintf("/tricenter/drill/%s/%d/", o.Center, time.Now().UnixNano())
-	w := newWriter(cl, prefix, o.WriteTimeout, o.Writers)
+	w := newWriter(cl, prefix, o.WriteTimeout, o.Writers, survivors(plan, o.Center), o.Logger)
 	// The writes go on through the restore (the rejoin is measured too),
 	// whatever happens to ctx.
 	w.start(context.WithoutCancel(ctx))
@@ -754,6 +766,8 @@ type writer struct {
 	prefix  string
 	timeout time.Duration
 	n       int
+	via     []inventory.Member
+	log     *slog.Logger
 	mu      sync.Mutex
 	seq     int
 	acks    map[int]time.Time // seq → when acknowledged
@@ -763,15 +777,18 @@ type writer struct {
 	wg      sync.WaitGroup
 }
 
-func newWriter(kv drillCluster, prefix string, timeout time.Duration, n int) *writer {
-	return &writer{kv: kv, prefix: prefix, timeout: timeout, n: n, acks: map[int]time.Time{}, issued: map[int]time.Time{}}
+// newWriter writes with n writers through each member of via.
+func newWriter(kv drillCluster, prefix string, timeout time.Duration, n int, via []inventory.Member, log *slog.Logger) *writer {
+	return &writer{kv: kv, prefix: prefix, timeout: timeout, n: n, via: via, log: log,
+		acks: map[int]time.Time{}, issued: map[int]time.Time{}}
 }
 
 func key(prefix string, seq int) string { return fmt.Sprintf("%s%010d", prefix, seq) }
 
 func (w *writer) start(ctx context.Context) {
 	ctx, w.cancel = context.WithCancel(ctx)
-	for range w.n {
+	for i := range w.n * len(w.via) {
+		m := w.via[i%len(w.via)]
 		w.wg.Add(1)
 		go func() {
 			defer w.wg.Done()
@@ -783,7 +800,7 @@ func (w *writer) start(ctx context.Context) {
 				w.issued[s] = at
 				w.mu.Unlock()
 				cctx, cancel := context.WithTimeout(ctx, w.timeout)
-				err := w.kv.Put(cctx, key(w.prefix, s), strconv.Itoa(s))
+				err := w.kv.Put(cctx, m, key(w.prefix, s), strconv.Itoa(s))
 				cancel()
 				w.mu.Lock()
 				switch {
@@ -792,6 +809,7 @@ func (w *writer) start(ctx context.Context) {
 				case ctx.Err() == nil:
 					// A write cut short by stop is no failure.
 					w.fails++
+					w.log.Debug("Drill write failed", "via", m.Name, "took", time.Since(at).Round(time.Millisecond), "error", err)
 				}
 				w.mu.Unlock()
 				if err != nil {

@@ -52,10 +52,12 @@ type fakeCluster struct {
 	getErr       error
 	neverHealthy bool
 	dropKeys     int // acknowledged writes silently dropped
+	// writesVia counts the writes each member received.
+	writesVia map[string]int
 }
 
 func newFakeCluster(p *inventory.Placement) *fakeCluster {
-	return &fakeCluster{plan: p.Etcd.Members, kv: map[string]string{}, down: map[string]bool{}}
+	return &fakeCluster{plan: p.Etcd.Members, kv: map[string]string{}, down: map[string]bool{}, writesVia: map[string]int{}}
 }
 
 func (f *fakeCluster) isMember(name string) bool {
@@ -77,9 +79,13 @@ func (f *fakeCluster) setDown(name string, down bool) {
 	}
 }
 
-func (f *fakeCluster) Put(ctx context.Context, key, value string) error {
+func (f *fakeCluster) Put(ctx context.Context, via inventory.Member, key, value string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.writesVia[via.Name]++
+	if f.down[via.Name] {
+		return fmt.Errorf("fake: %s is down", via.Name)
+	}
 	if time.Now().Before(f.stallUntil) || (f.stallForever && f.lostOnce) {
 		return errFakeNoLeader
 	}
@@ -254,6 +260,29 @@ func TestDrillPowersOffEveryServerOfTheCenter(t *testing.T) {
 	for _, s := range rep.Servers {
 		if s.OffAt.IsZero() || !s.PoweredOn || s.EtcdMember != (s.Name == "dc1-s01") {
 			t.Errorf("server record %+v", s)
+		}
+	}
+}
+
+// Writers keep to the members outside the center, Writers of them each,
+// so a powered-off member never holds up the measured write gap.
+func TestDrillWritesThroughEverySurvivor(t *testing.T) {
+	c, p := drillFixture(t)
+	cl := newFakeCluster(p)
+	o := drillOpts(c, p, &fakePower{cl: cl})
+	o.Writers = 2
+	if _, err := drill(context.Background(), o, cl); err != nil {
+		t.Fatalf("drill: %v", err)
+	}
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	for _, m := range p.Etcd.Members {
+		n := cl.writesVia[m.Name]
+		switch {
+		case m.Center == o.Center && n != 0:
+			t.Errorf("%d writes went through %s, a member of the lost center %s", n, m.Name, o.Center)
+		case m.Center != o.Center && n == 0:
+			t.Errorf("no write went through %s (center %s)", m.Name, m.Center)
 		}
 	}
 }
