@@ -33,6 +33,8 @@ func TestParseSpecErrors(t *testing.T) {
 		{"rack subnet not a /24", "subnet: 198.19.91.0/24", "subnet: 198.19.91.0/25", "spec.racks[0] (dc1-r01): subnet"},
 		{"rack on the management network", "subnet: 198.19.92.0/24", "subnet: 198.19.90.0/24", "overlaps the management network"},
 		{"unknown machine kind", "{name: dc3-r01-w01, roles: [worker]}", "{name: dc3-r01-w01, roles: [worker], machine: docker}", `machine "docker": use nspawn or libvirt`},
+		{"unknown boot device", "{name: dc3-r01-w01, roles: [worker]}", "{name: dc3-r01-w01, roles: [worker], machine: libvirt, boot: cdrom}", `(dc3-r01-w01): boot "cdrom": use disk or pxe`},
+		{"PXE on an nspawn machine", "{name: dc3-r01-w01, roles: [worker]}", "{name: dc3-r01-w01, roles: [worker], boot: pxe}", "(dc3-r01-w01): boot pxe needs machine: libvirt"},
 		{"unknown field", "torASN: 65200", "torASN: 65200\n  tor: 1", "field tor not found"},
 		{"no TOR ASN", "torASN: 65200", "torASN: 0", "spec.torASN"},
 	} {
@@ -102,8 +104,10 @@ func TestExampleInventory(t *testing.T) {
 			t.Errorf("path %q in the inventory is relative", p)
 		}
 	}
-	if !bytes.Contains(s.TFVars(dir), []byte(`workers        = ["dc1-r01-w01", "dc2-r01-w01", "dc3-r01-w01"]`)) {
-		t.Errorf("tfvars:\n%s", s.TFVars(dir))
+	for _, want := range []string{`workers        = ["dc1-r01-w01", "dc2-r01-w01", "dc3-r01-w01"]`, `boot_devices   = {"dc1-r01-w01" = "pxe"}`} {
+		if !bytes.Contains(s.TFVars(dir), []byte(want)) {
+			t.Errorf("tfvars lack %s:\n%s", want, s.TFVars(dir))
+		}
 	}
 	if _, _, err := inventory.Parse(data); err != nil {
 		t.Fatal(err)

@@ -33,6 +33,8 @@ type Record struct {
 	// cgroups (BMCs, libvirtd, virtlogd).
 	Procs   []Proc   `json:"procs,omitempty"`
 	Domains []string `json:"domains,omitempty"`
+	// PXELog is the log of the VMs' DHCP and TFTP server (dnsmasq).
+	PXELog string `json:"pxeLog,omitempty"`
 
 	Servers     []RecordServer `json:"servers,omitempty"`
 	JumpHosts   []RecordJump   `json:"jumpHosts,omitempty"`
@@ -65,6 +67,7 @@ type RecordServer struct {
 	Center  string   `json:"center"`
 	Rack    string   `json:"rack"`
 	Machine string   `json:"machine"`
+	Boot    string   `json:"boot,omitempty"`
 	Address string   `json:"address"`
 	BMC     string   `json:"bmc"`
 	Roles   []string `json:"roles"`

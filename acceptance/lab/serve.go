@@ -204,6 +204,15 @@ func (r *running) up(ctx context.Context) error {
 		if err := appendKnownHosts(p.KnownHosts(), lines); err != nil {
 			return err
 		}
+		proc, err := r.vms.servePXE(ctx, r.plan, r.nspawn, p.PXE(), r.log)
+		if err != nil {
+			return err
+		}
+		r.rec.Procs = append(r.rec.Procs, proc)
+		r.rec.PXELog = r.vms.pxe.LogFile()
+		if err := r.rec.save(p); err != nil {
+			return err
+		}
 	}
 	if err := r.nspawn.RouteClusterFromHost(ctx); err != nil {
 		return err
@@ -252,7 +261,7 @@ func (r *running) up(ctx context.Context) error {
 func (r *running) fillRecord() {
 	r.rec.Servers = nil
 	for _, sv := range r.plan.Servers {
-		r.rec.Servers = append(r.rec.Servers, RecordServer{Name: sv.Name, Center: sv.Center, Rack: sv.Rack, Machine: sv.Machine,
+		r.rec.Servers = append(r.rec.Servers, RecordServer{Name: sv.Name, Center: sv.Center, Rack: sv.Rack, Machine: sv.Machine, Boot: sv.Boot,
 			Address: sv.Address.String(), BMC: sv.BMC.String(), Roles: sv.Roles})
 	}
 	r.rec.JumpHosts = nil

@@ -38,6 +38,12 @@ const (
 	MachineLibvirt = "libvirt"
 )
 
+// Boot devices of a lab server (Server.Boot).
+const (
+	BootDisk = "disk"
+	BootPXE  = "pxe"
+)
+
 // Spec is a lab description.
 type Spec struct {
 	APIVersion string `yaml:"apiVersion"`
@@ -111,6 +117,10 @@ type Server struct {
 	Roles []string `yaml:"roles"`
 	// Machine is nspawn (default) or libvirt.
 	Machine string `yaml:"machine"`
+	// Boot is the boot device Terraform sets on the server's BMC before
+	// powering it on: disk (default) or pxe (libvirt VMs only: the lab
+	// serves them DHCP and TFTP).
+	Boot string `yaml:"boot"`
 }
 
 // LoadSpec reads and checks a lab description.
@@ -195,6 +205,12 @@ func (s *Spec) check() error {
 			if sv.Machine != "" && sv.Machine != MachineNspawn && sv.Machine != MachineLibvirt {
 				bad("spec.racks[%d].servers[%d] (%s): machine %q: use nspawn or libvirt", i, j, sv.Name, sv.Machine)
 			}
+			switch {
+			case sv.Boot != "" && sv.Boot != BootDisk && sv.Boot != BootPXE:
+				bad("spec.racks[%d].servers[%d] (%s): boot %q: use disk or pxe", i, j, sv.Name, sv.Boot)
+			case sv.Boot == BootPXE && sv.Machine != MachineLibvirt:
+				bad("spec.racks[%d].servers[%d] (%s): boot pxe needs machine: libvirt (nspawn machines have no firmware to boot from a NIC)", i, j, sv.Name)
+			}
 			servers++
 		}
 	}
@@ -258,6 +274,10 @@ func (p Paths) BMCs() string { return filepath.Join(p.Dir, "bmc") }
 // VMs holds the VMs' disks and consoles.
 func (p Paths) VMs() string { return filepath.Join(p.Dir, "vm") }
 
+// PXE holds the VMs' network boot service: dnsmasq's configuration, log
+// and leases, and the TFTP root.
+func (p Paths) PXE() string { return filepath.Join(p.Dir, "pxe") }
+
 // BMCUser is the admin user of every lab BMC.
 const BMCUser = "admin"
 
@@ -275,9 +295,11 @@ type Plan struct {
 // PlannedServer is one server with its addresses.
 type PlannedServer struct {
 	Name, Rack, Center, Machine string
-	Roles                       []string
-	Address, Gateway, BMC       netip.Addr
-	Bits                        int
+	// Boot is the boot device Terraform sets (empty: none).
+	Boot                  string
+	Roles                 []string
+	Address, Gateway, BMC netip.Addr
+	Bits                  int
 }
 
 // Plan assigns the addresses.
@@ -305,7 +327,7 @@ func (s *Spec) Plan() Plan {
 			if m == "" {
 				m = MachineNspawn
 			}
-			p.Servers = append(p.Servers, PlannedServer{Name: sv.Name, Rack: r.Name, Center: r.Center, Machine: m,
+			p.Servers = append(p.Servers, PlannedServer{Name: sv.Name, Rack: r.Name, Center: r.Center, Machine: m, Boot: sv.Boot,
 				Roles: sv.Roles, Address: netip.AddrFrom4(b), Gateway: gw, BMC: at(101 + n), Bits: sub.Bits()})
 			n++
 		}
@@ -380,14 +402,17 @@ func (s *Spec) Inventory(dir, artifactDir string) ([]byte, *inventory.Cluster, e
 	return buf.Bytes(), parsed, nil
 }
 
-// TFVars renders terraform.tfvars for examples/lab: the inventory file and
-// the workers joined one by one.
+// TFVars renders terraform.tfvars for examples/lab: the inventory file,
+// the workers joined one by one and the servers' boot devices.
 func (s *Spec) TFVars(dir string) []byte {
-	var workers []string
+	var workers, boots []string
 	for _, r := range s.Spec.Racks {
 		for _, sv := range r.Servers {
 			if slices.Equal(sv.Roles, []string{"worker"}) {
 				workers = append(workers, fmt.Sprintf("%q", sv.Name))
+			}
+			if sv.Boot != "" {
+				boots = append(boots, fmt.Sprintf("%q = %q", sv.Name, sv.Boot))
 			}
 		}
 	}
@@ -395,6 +420,7 @@ func (s *Spec) TFVars(dir string) []byte {
 	fmt.Fprintf(&b, "# Written by `tricenter lab up` for examples/lab.\n")
 	fmt.Fprintf(&b, "inventory_file = %q\n", Paths{Dir: dir}.Inventory())
 	fmt.Fprintf(&b, "workers        = [%s]\n", joinComma(workers))
+	fmt.Fprintf(&b, "boot_devices   = {%s}\n", joinComma(boots))
 	return b.Bytes()
 }
 

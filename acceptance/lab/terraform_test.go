@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -177,6 +178,27 @@ func TestLabTerraform(t *testing.T) {
 		a := attributes(t, st, fmt.Sprintf("tricenter_server.lab[%q]", sv.Name))
 		if a["observed_power_state"] != "on" || a["fru_serial"] != "LAB-"+sv.Name || a["fru_model"] != "lab "+sv.Machine {
 			t.Errorf("tricenter_server.lab[%q]: power %v, FRU serial %v, model %v", sv.Name, a["observed_power_state"], a["fru_serial"], a["fru_model"])
+		}
+	}
+	// The VM with boot: pxe came up from its NIC: iPXE fetched its script,
+	// the kernel and the initramfs from the lab's TFTP server; the other
+	// VM booted from its disk.
+	for _, sv := range rec.Servers {
+		if sv.Machine != MachineLibvirt {
+			continue
+		}
+		served, err := libvirt.PXEServed(rec.PXELog, netip.MustParseAddr(sv.Address))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string(nil)
+		if sv.Boot == BootPXE {
+			want = []string{domainPrefix(rec.Name) + sv.Name + ".ipxe", "vmlinuz", "initrd.img"}
+		}
+		if !slices.Equal(served, want) {
+			t.Errorf("server %s (boot %q): TFTP sent it %q, want %q", sv.Name, sv.Boot, served, want)
+		} else {
+			t.Logf("server %s (boot %q): TFTP sent it %q", sv.Name, sv.Boot, served)
 		}
 	}
 	for _, w := range []string{"dc1-r01-w01", "dc2-r01-w01", "dc3-r01-w01"} {

@@ -26,6 +26,7 @@ type vmTier struct {
 	prefix string
 	doms   map[string]*libvirt.Domain
 	order  []string
+	pxe    *libvirt.PXE
 }
 
 // domainPrefix names a lab's domains: "tricenter-lab-NAME-SERVER".
@@ -100,6 +101,34 @@ func (v *vmTier) define(ctx context.Context, plan Plan, names []string, nl *nspa
 	return known, nil
 }
 
+// servePXE starts the racks' network boot service for the VMs: dnsmasq in
+// the lab router, on the ports of the racks that hold VMs (their
+// gateways), as a TOR's DHCP relay to a provisioning server would.
+func (v *vmTier) servePXE(ctx context.Context, plan Plan, nl *nspawn.Lab, dir string, log *slog.Logger) (Proc, error) {
+	var ifs []string
+	seen := map[string]bool{}
+	var doms []*libvirt.Domain
+	for _, sv := range plan.Servers {
+		d := v.doms[sv.Name]
+		if d == nil {
+			continue
+		}
+		doms = append(doms, d)
+		if port := nl.RouterPort(sv.Rack); port != "" && !seen[port] {
+			seen[port] = true
+			ifs = append(ifs, port)
+		}
+	}
+	var err error
+	v.pxe, err = libvirt.StartPXE(ctx, libvirt.PXEConfig{Netns: nl.RouterNamespace(), Interfaces: ifs, Dir: dir,
+		Domains: doms, Image: v.img, Logger: log})
+	if err != nil {
+		return Proc{}, fmt.Errorf("network boot for the VMs: %w", err)
+	}
+	st, _ := procStart(v.pxe.Pid())
+	return Proc{PID: v.pxe.Pid(), Start: st, What: "dnsmasq (PXE)"}, nil
+}
+
 func (v *vmTier) domainNames() []string {
 	var out []string
 	for _, n := range v.order {
@@ -112,6 +141,11 @@ func (v *vmTier) power(server string) ipmisim.Power { return v.doms[server].Powe
 
 func (v *vmTier) close() error {
 	var errs []error
+	if v.pxe != nil {
+		if err := v.pxe.Stop(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, n := range v.order {
 		if err := v.doms[n].Undefine(context.Background()); err != nil {
 			errs = append(errs, fmt.Errorf("server %s: %w", n, err))

@@ -148,6 +148,7 @@ type Domain struct {
 	cfg       DomainConfig
 	hostKey   string
 	machineID string
+	uuid      string
 }
 
 // Files in a VM's directory.
@@ -156,6 +157,9 @@ const (
 	seedFile    = "seed.img"
 	consoleFile = "console.log"
 	xmlFile     = "domain.xml"
+	// pxeXMLFile is the same domain booting from its NIC (PXE); the
+	// BMC's power on defines whichever its boot device asks for.
+	pxeXMLFile = "domain-pxe.xml"
 )
 
 // metadataNS marks the domains this package defines; their directory is
@@ -188,7 +192,8 @@ func Define(ctx context.Context, img *Image, cfg DomainConfig) (*Domain, error) 
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("VM %s: %w", cfg.Name, err)
 	}
-	d := &Domain{cfg: cfg, machineID: randHex(16)}
+	u := randHex(16)
+	d := &Domain{cfg: cfg, machineID: randHex(16), uuid: u[0:8] + "-" + u[8:12] + "-" + u[12:16] + "-" + u[16:20] + "-" + u[20:32]}
 	overlay := filepath.Join(dir, overlayFile)
 	_ = os.Remove(overlay)
 	if out, err := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", img.Disk, overlay).CombinedOutput(); err != nil {
@@ -200,12 +205,14 @@ func Define(ctx context.Context, img *Image, cfg DomainConfig) (*Domain, error) 
 	if err := os.WriteFile(d.ConsoleLog(), nil, 0o644); err != nil {
 		return nil, err
 	}
-	x, err := domainXML(img, cfg, d.machineID)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(dir, xmlFile), x, 0o644); err != nil {
-		return nil, err
+	for file, pxe := range map[string]bool{xmlFile: false, pxeXMLFile: true} {
+		x, err := d.domainXML(img, pxe)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(dir, file), x, 0o644); err != nil {
+			return nil, err
+		}
 	}
 	if _, err := virsh(ctx, "define", filepath.Join(dir, xmlFile)); err != nil {
 		return nil, fmt.Errorf("VM %s: %w", cfg.Name, err)
@@ -256,12 +263,14 @@ func (d *Domain) makeSeed(ctx context.Context) error {
 	return os.Chmod(seed, 0o600)
 }
 
-// domainTmpl is the libvirt domain: TCG (type qemu), direct kernel boot,
-// virtio disk and NIC on a Linux bridge, the seed disk read-only, the
-// serial console to a file, no graphics, qemu as root without relabelling
-// (whatever the libvirtd's qemu.conf says).
+// domainTmpl is the libvirt domain: TCG (type qemu), direct kernel boot
+// (or, for PXE, boot from the NIC: qemu's iPXE option ROM), virtio disk
+// and NIC on a Linux bridge, the seed disk read-only, the serial console
+// to a file, no graphics, qemu as root without relabelling (whatever the
+// libvirtd's qemu.conf says).
 var domainTmpl = template.Must(template.New("domain").Funcs(template.FuncMap{"x": xmlEscape}).Parse(`<domain type='qemu'>
   <name>{{x .Cfg.Name}}</name>
+  <uuid>{{.UUID}}</uuid>
   <metadata>
     <tricenter:vm xmlns:tricenter='{{x .NS}}'>
       <dir>{{x .Cfg.Dir}}</dir>
@@ -271,9 +280,13 @@ var domainTmpl = template.Must(template.New("domain").Funcs(template.FuncMap{"x"
   <vcpu>{{.Cfg.VCPUs}}</vcpu>
   <os>
     <type arch='x86_64' machine='pc'>hvm</type>
+{{- if .PXE}}
+    <boot dev='network'/>
+{{- else}}
     <kernel>{{x .Img.Kernel}}</kernel>
     <initrd>{{x .Img.Initrd}}</initrd>
     <cmdline>{{x .Cmdline}}</cmdline>
+{{- end}}
   </os>
   <features>
     <acpi/>
@@ -331,15 +344,22 @@ func xmlEscape(s string) (string, error) {
 
 }
 
-// domainXML renders the domain definition. The kernel command line
-// carries the VM's machine-id too (the seed has the same): systemd uses it
-// from its first instant and writes it to /etc/machine-id.
-func domainXML(img *Image, cfg DomainConfig, machineID string) ([]byte, error) {
-	cmdline := strings.Join([]string{"root=/dev/vda", "rw", "console=ttyS0", "net.ifnames=0",
-		cfg.ipArg(), "systemd.machine_id=" + machineID}, " ")
+// cmdline is the VM's kernel command line. It carries the VM's machine-id
+// too (the seed has the same): systemd uses it from its first instant and
+// writes it to /etc/machine-id.
+func (d *Domain) cmdline() string {
+	return strings.Join([]string{"root=/dev/vda", "rw", "console=ttyS0", "net.ifnames=0",
+		d.cfg.ipArg(), "systemd.machine_id=" + d.machineID}, " ")
+}
+
+// domainXML renders the domain definition: direct kernel boot, or boot
+// from the NIC when pxe.
+func (d *Domain) domainXML(img *Image, pxe bool) ([]byte, error) {
+	cfg := d.cfg
 	var b bytes.Buffer
 	err := domainTmpl.Execute(&b, map[string]any{
-		"Cfg": cfg, "Img": img, "NS": metadataNS, "Cmdline": cmdline, "TBCache": TBCacheMiB,
+		"Cfg": cfg, "Img": img, "NS": metadataNS, "Cmdline": d.cmdline(), "TBCache": TBCacheMiB,
+		"UUID": d.uuid, "PXE": pxe,
 		"Overlay": filepath.Join(cfg.Dir, overlayFile),
 		"Seed":    filepath.Join(cfg.Dir, seedFile),
 		"Console": filepath.Join(cfg.Dir, consoleFile),
@@ -504,7 +524,11 @@ func sshBanner(ctx context.Context, addr string) error {
 // Power is what the VM's BMC does for IPMI chassis control: the shell
 // lines of ipmi_sim's chassis_control hook (ipmisim.Config.Power).
 //
-//   - On starts the VM (virsh start). After an Off or SoftOff it first
+//   - On starts the VM (virsh start): from its NIC (PXE, see PXE) when
+//     the BMC's boot device is pxe, else its kernel directly, as a
+//     server's boot loader would. The BMC keeps the boot device until it
+//     is set again (ipmi_sim does not tell the hook whether an override
+//     is for one boot only). After an Off or SoftOff it first
 //     waits, at most PowerOnWait, until the VM no longer runs: ipmi_sim's
 //     power cycle sends on about a second after off, and virsh start on a
 //     domain still shutting down fails with "Domain is already active".
@@ -521,9 +545,12 @@ func (d *Domain) Power() ipmisim.Power {
 	// stopping marks an Off or SoftOff that On must wait out.
 	stopping := `"$IPMISIM_DIR/libvirt-stopping"`
 	tries := strconv.Itoa(int(PowerOnWait / (200 * time.Millisecond)))
+	// The boot device the BMC was given picks the definition to start.
+	define := `x=` + shellQuote(filepath.Join(d.cfg.Dir, xmlFile)) + `; b=; [ -e "$IPMISIM_DIR/boot" ] && read -r b < "$IPMISIM_DIR/boot"; ` +
+		`[ "$b" = pxe ] && x=` + shellQuote(filepath.Join(d.cfg.Dir, pxeXMLFile)) + `; ` + v + ` define "$x" >/dev/null`
 	return ipmisim.Power{
 		On: `{ i=0; while [ -e ` + stopping + ` ] && [ ` + state + ` = running ] && [ $i -lt ` + tries + ` ]; do sleep 0.2; i=$((i+1)); done; ` +
-			`rm -f ` + stopping + `; [ ` + state + ` = running ] || ` + v + ` start ` + n + ` >/dev/null; }`,
+			`rm -f ` + stopping + `; [ ` + state + ` = running ] || { ` + define + ` && ` + v + ` start ` + n + ` >/dev/null; }; }`,
 		Off:     `{ touch ` + stopping + `; ` + v + ` destroy ` + n + ` >/dev/null || [ ` + state + ` != running ]; }`,
 		SoftOff: `{ touch ` + stopping + `; ` + v + ` shutdown ` + n + ` >/dev/null || [ ` + state + ` != running ]; }`,
 		Reset:   v + ` reset ` + n + ` >/dev/null`,

@@ -20,6 +20,8 @@
 //     powered off, like a lab server.
 //   - Domain.Power plugs the VM into an ipmi_sim BMC (internal/ipmisim):
 //     IPMI power on, off, soft off and reset drive virsh.
+//   - StartPXE serves network boot (DHCP and TFTP with dnsmasq) to VMs
+//     whose BMC's boot device is pxe.
 //   - ListDomains, UndefineDomain and RemoveIptablesChains clean up after
 //     a run that crashed.
 //
@@ -61,12 +63,17 @@ var programs = []struct{ bin, pkg string }{
 	{"debootstrap", "debootstrap"},
 	{"ssh-keygen", "openssh-client"},
 	{"mount", "mount"},
+	{"dnsmasq", "dnsmasq-base"},
 }
+
+// ipxeROM is the iPXE option ROM qemu gives a virtio NIC (PXE boot).
+const ipxeROM = "/usr/lib/ipxe/qemu/efi-virtio.rom"
 
 // Available reports why libvirt VMs cannot run here, or nil: it needs
 // root, virsh, libvirtd, virtlogd, qemu-system-x86_64, qemu-img, mke2fs,
-// debootstrap, ssh-keygen and mount, and the libvirt-qemu user that
-// libvirt-daemon-system creates (libvirtd refuses to start without it).
+// debootstrap, ssh-keygen, mount, dnsmasq and qemu's iPXE ROMs (PXE), and
+// the libvirt-qemu user that libvirt-daemon-system creates (libvirtd
+// refuses to start without it).
 func Available() error {
 	if os.Geteuid() != 0 {
 		return errors.New("libvirt VMs need root (libvirtd, bridges, tap devices): run the tests as root")
@@ -76,6 +83,9 @@ func Available() error {
 		if _, err := exec.LookPath(p.bin); err != nil {
 			missing = append(missing, fmt.Sprintf("%s (Debian package %s)", p.bin, p.pkg))
 		}
+	}
+	if _, err := os.Stat(ipxeROM); err != nil {
+		missing = append(missing, ipxeROM+" (Debian package ipxe-qemu)")
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("%s not installed: run make deps (hack/packages.txt)", strings.Join(missing, ", "))

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -311,17 +312,50 @@ systemctl is-active containerd; lsmod | awk '$1 == "overlay" || $1 == "br_netfil
 	}
 	wantStatus("off")
 
+	// PXE: boot device pxe through the BMC, then power on: the NIC's iPXE
+	// gets its address and script from dnsmasq, loads the kernel and the
+	// initramfs over TFTP, and the same machine comes up.
+	pxe, err := StartPXE(ctx, PXEConfig{Interfaces: []string{br.Name}, Dir: filepath.Join(dir, "pxe"),
+		Domains: []*Domain{d}, Image: img, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pxe.Stop() })
+	ipmi("chassis", "bootdev", "pxe")
+	if out := ipmi("chassis", "bootparam", "get", "5"); !strings.Contains(out, "Force PXE") {
+		t.Fatalf("the BMC does not report boot device PXE:\n%s", out)
+	}
+	pxeBoot := boot()
+	served, err := pxe.Served(d.Address())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{name + ".ipxe", "vmlinuz", "initrd.img"}; !slices.Equal(served, want) {
+		dl, _ := os.ReadFile(pxe.LogFile())
+		t.Errorf("TFTP sent %q to %s, want %q; dnsmasq's log:\n%s", served, d.Address(), want, tail(dl, 3000))
+	}
+	if dl, _ := os.ReadFile(pxe.LogFile()); !strings.Contains(string(dl), "DHCPACK("+br.Name+") "+d.Address().String()+" "+d.cfg.MAC) {
+		t.Errorf("dnsmasq's log has no DHCPACK of %s to %s:\n%s", d.Address(), d.cfg.MAC, tail(dl, 3000))
+	}
+	if out = ssh(`hostname; cat /proc/sys/kernel/random/boot_id`); !strings.HasPrefix(out, name+"\n") || strings.Contains(out, bootID) {
+		t.Errorf("after the PXE boot: hostname and boot id %q, want %s and a new boot id", out, name)
+	}
+	ipmi("chassis", "power", "off")
+
 	evs, err := bmc.SetEvents()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("BMC power events: %q", evs)
+	if !slices.Contains(evs, "set boot pxe") {
+		t.Errorf("the hook never saw the boot device pxe: %q", evs)
+	}
 
 	t.Logf("measured: image %v (first call: a build or the cache), cached %v; libvirtd start %v; "+
-		"power on to SSH %v, again %v; power off %v; power cycle to SSH %v; soft off %v; qemu RSS after boot %s",
+		"power on to SSH %v, again %v; power off %v; power cycle to SSH %v; soft off %v; PXE power on to SSH %v; qemu RSS after boot %s",
 		imageFirst.Round(time.Microsecond), imageCached, daemonStart.Round(time.Millisecond),
 		firstBoot.Round(time.Millisecond), secondBoot.Round(time.Millisecond), powerOff.Round(time.Millisecond),
-		cycle.Round(time.Millisecond), softOff.Round(time.Millisecond), rss)
+		cycle.Round(time.Millisecond), softOff.Round(time.Millisecond), pxeBoot.Round(time.Millisecond), rss)
 }
 
 // removeStaleBridge deletes a labnet bridge that holds addr, left by a run

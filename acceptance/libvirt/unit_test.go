@@ -120,7 +120,8 @@ func TestIPArg(t *testing.T) {
 	}
 }
 
-// The domain XML is a golden file (go test -run TestDomainXML -update).
+// The domain XMLs (direct kernel boot and PXE) are golden files (go test
+// -run TestDomainXML -update).
 func TestDomainXML(t *testing.T) {
 	c := validConfig()
 	c.setDefaults()
@@ -128,44 +129,97 @@ func TestDomainXML(t *testing.T) {
 		t.Fatal(err)
 	}
 	img := &Image{Disk: "/cache/libvirt/image-x/disk.qcow2", Kernel: "/cache/libvirt/image-x/vmlinuz", Initrd: "/cache/libvirt/image-x/initrd.img"}
-	got, err := domainXML(img, c, "0123456789abcdef0123456789abcdef")
+	dom := &Domain{cfg: c, machineID: "0123456789abcdef0123456789abcdef", uuid: "01234567-89ab-cdef-0123-456789abcdef"}
+	for file, pxe := range map[string]bool{"domain.xml": false, "domain-pxe.xml": true} {
+		got, err := dom.domainXML(img, pxe)
+		if err != nil {
+			t.Fatal(err)
+		}
+		golden(t, file, got)
+		var d struct {
+			Type   string `xml:"type,attr"`
+			Name   string `xml:"name"`
+			UUID   string `xml:"uuid"`
+			Dir    string `xml:"metadata>vm>dir"`
+			Kernel string `xml:"os>kernel"`
+			Cmd    string `xml:"os>cmdline"`
+			Boot   []struct {
+				Dev string `xml:"dev,attr"`
+			} `xml:"os>boot"`
+			TB     string `xml:"features>tcg>tb-cache"`
+			Bridge struct {
+				Name string `xml:"bridge,attr"`
+			} `xml:"devices>interface>source"`
+			Graphics []struct{} `xml:"devices>graphics"`
+		}
+		if err := xml.Unmarshal(got, &d); err != nil {
+			t.Fatalf("%s does not parse: %v", file, err)
+		}
+		if d.Type != "qemu" || d.Name != c.Name || d.UUID != dom.uuid || d.Dir != c.Dir || d.TB != "128" || d.Bridge.Name != c.Bridge || len(d.Graphics) != 0 {
+			t.Errorf("parsed %s: %+v", file, d)
+		}
+		if pxe {
+			if d.Kernel != "" || len(d.Boot) != 1 || d.Boot[0].Dev != "network" {
+				t.Errorf("%s: kernel %q, boot %+v: want only boot from the network", file, d.Kernel, d.Boot)
+			}
+			continue
+		}
+		if d.Kernel != img.Kernel || len(d.Boot) != 0 {
+			t.Errorf("%s: kernel %q, boot %+v: want direct kernel boot", file, d.Kernel, d.Boot)
+		}
+		for _, w := range []string{"root=/dev/vda", "console=ttyS0", "net.ifnames=0", c.ipArg(), "systemd.machine_id=0123456789abcdef0123456789abcdef"} {
+			if !strings.Contains(d.Cmd, w) {
+				t.Errorf("kernel command line %q lacks %q", d.Cmd, w)
+			}
+		}
+	}
+}
+
+// PXE serves the VMs' MAC addresses only, with their addresses and an
+// iPXE script each that boots the direct boot's command line (golden
+// files: go test -run TestPXEConfig -update).
+func TestPXEConfig(t *testing.T) {
+	c := validConfig()
+	c.setDefaults()
+	if err := c.validate(); err != nil {
+		t.Fatal(err)
+	}
+	dom := &Domain{cfg: c, machineID: "0123456789abcdef0123456789abcdef"}
+	conf, err := pxeConfig("/lab/pxe", PXEConfig{Interfaces: []string{"r0"}, Domains: []*Domain{dom}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden := filepath.Join("testdata", "domain.xml")
+	golden(t, "dnsmasq.conf", conf)
+	for _, w := range []string{"port=0\n", "dhcp-ignore=tag:!known\n", "interface=r0\n",
+		"dhcp-host=" + c.MAC + ",set:vm0," + c.Address.Addr().String() + ",", "dhcp-boot=tag:vm0," + c.Name + ".ipxe\n"} {
+		if !strings.Contains(string(conf), w) {
+			t.Errorf("dnsmasq.conf lacks %q:\n%s", w, conf)
+		}
+	}
+	script := dom.ipxeScript()
+	golden(t, "vm.ipxe", script)
+	if !strings.HasPrefix(string(script), "#!ipxe\n") || !strings.Contains(string(script), "kernel vmlinuz "+dom.cmdline()+"\n") {
+		t.Errorf("iPXE script:\n%s", script)
+	}
+	if _, err := pxeConfig("/lab/pxe", PXEConfig{Interfaces: []string{"r0,x"}, Domains: []*Domain{dom}}); err == nil {
+		t.Error("an interface name with a comma was accepted")
+	}
+}
+
+func golden(t *testing.T, file string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", file)
 	if *update {
-		if err := os.WriteFile(golden, got, 0o644); err != nil {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	want, err := os.ReadFile(golden)
+	want, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, want) {
-		t.Errorf("domain XML differs from %s (go test -run TestDomainXML -update):\n%s", golden, got)
-	}
-	var d struct {
-		Type   string `xml:"type,attr"`
-		Name   string `xml:"name"`
-		Dir    string `xml:"metadata>vm>dir"`
-		Cmd    string `xml:"os>cmdline"`
-		TB     string `xml:"features>tcg>tb-cache"`
-		Bridge struct {
-			Name string `xml:"bridge,attr"`
-		} `xml:"devices>interface>source"`
-		Graphics []struct{} `xml:"devices>graphics"`
-	}
-	if err := xml.Unmarshal(got, &d); err != nil {
-		t.Fatalf("the domain XML does not parse: %v", err)
-	}
-	if d.Type != "qemu" || d.Name != c.Name || d.Dir != c.Dir || d.TB != "128" || d.Bridge.Name != c.Bridge || len(d.Graphics) != 0 {
-		t.Errorf("parsed domain: %+v", d)
-	}
-	for _, w := range []string{"root=/dev/vda", "console=ttyS0", "net.ifnames=0", c.ipArg(), "systemd.machine_id=0123456789abcdef0123456789abcdef"} {
-		if !strings.Contains(d.Cmd, w) {
-			t.Errorf("kernel command line %q lacks %q", d.Cmd, w)
-		}
+		t.Errorf("%s differs from %s (go test -run %s -update):\n%s", file, path, t.Name(), got)
 	}
 }
 
@@ -174,7 +228,7 @@ func TestDomainXMLEscapes(t *testing.T) {
 	c := validConfig()
 	c.Dir = `/tmp/a'b&c<d>"e`
 	c.setDefaults()
-	got, err := domainXML(&Image{Disk: "d", Kernel: "k", Initrd: "i"}, c, "00")
+	got, err := (&Domain{cfg: c, machineID: "00"}).domainXML(&Image{Disk: "d", Kernel: "k", Initrd: "i"}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,6 +281,7 @@ echo "$*" >> "$FAKE_DIR/calls"
 st=$(cat "$FAKE_DIR/state")
 case $1 in
 domstate) echo "$st" ;;
+define) [ -e "$2" ] || { echo "error: Failed to open file '$2'" >&2; exit 1; } ;;
 start)
 	[ "$st" = running ] && { echo "error: Domain is already active" >&2; exit 1; }
 	echo running > "$FAKE_DIR/state" ;;
@@ -248,8 +303,15 @@ func TestPowerHook(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(bin, "virsh"), []byte(fakeVirsh), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	d := &Domain{cfg: DomainConfig{Name: "tctest-it's"}}
+	vmDir := t.TempDir()
+	for _, f := range []string{xmlFile, pxeXMLFile} {
+		if err := os.WriteFile(filepath.Join(vmDir, f), []byte("<domain/>"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := &Domain{cfg: DomainConfig{Name: "tctest-it's", Dir: vmDir}}
 	p := d.Power()
+	disk, pxe := "define "+filepath.Join(vmDir, xmlFile), "define "+filepath.Join(vmDir, pxeXMLFile)
 	set := func(s string) {
 		t.Helper()
 		if err := os.WriteFile(filepath.Join(state, "state"), []byte(s+"\n"), 0o644); err != nil {
@@ -273,22 +335,31 @@ func TestPowerHook(t *testing.T) {
 	name := "tctest-it's"
 	for _, tc := range []struct {
 		name, state, line string
+		boot              string // the BMC's boot device
 		ok                bool
 		calls             []string
 	}{
-		{"status on", "running", p.Status, true, nil},
-		{"status off", "shut off", p.Status, false, nil},
-		{"on when off", "shut off", p.On, true, []string{"start " + name}},
-		{"on when on", "running", p.On, true, nil},
-		{"off", "running", p.Off, true, []string{"destroy " + name}},
-		{"off when off", "shut off", p.Off, true, []string{"destroy " + name}},
-		{"soft off", "running", p.SoftOff, true, []string{"shutdown " + name}},
-		{"reset", "running", p.Reset, true, []string{"reset " + name}},
-		{"reset when off", "shut off", p.Reset, false, []string{"reset " + name}},
+		{"status on", "running", p.Status, "", true, nil},
+		{"status off", "shut off", p.Status, "", false, nil},
+		{"on when off", "shut off", p.On, "", true, []string{disk, "start " + name}},
+		{"on when off, boot device default", "shut off", p.On, "default", true, []string{disk, "start " + name}},
+		{"on when off, boot device pxe", "shut off", p.On, "pxe", true, []string{pxe, "start " + name}},
+		{"on when on", "running", p.On, "pxe", true, nil},
+		{"off", "running", p.Off, "", true, []string{"destroy " + name}},
+		{"off when off", "shut off", p.Off, "", true, []string{"destroy " + name}},
+		{"soft off", "running", p.SoftOff, "", true, []string{"shutdown " + name}},
+		{"reset", "running", p.Reset, "", true, []string{"reset " + name}},
+		{"reset when off", "shut off", p.Reset, "", false, []string{"reset " + name}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			set(tc.state)
 			_ = os.Remove(filepath.Join(state, "libvirt-stopping"))
+			_ = os.Remove(filepath.Join(state, "boot"))
+			if tc.boot != "" {
+				if err := os.WriteFile(filepath.Join(state, "boot"), []byte(tc.boot+"\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
 			ok, calls := run(tc.line)
 			if ok != tc.ok || !slices.Equal(calls, tc.calls) {
 				t.Errorf("%s: ok %v, virsh calls %q; want ok %v, calls %q", tc.line, ok, calls, tc.ok, tc.calls)
@@ -303,7 +374,7 @@ func TestPowerHook(t *testing.T) {
 		t.Fatal("soft off failed")
 	}
 	ok, calls := run(p.On)
-	if want := []string{"shutdown " + name, "start " + name}; !ok || !slices.Equal(calls, want) {
+	if want := []string{"shutdown " + name, disk, "start " + name}; !ok || !slices.Equal(calls, want) {
 		t.Errorf("soft off then on: ok %v, virsh calls %q; want %q", ok, calls, want)
 	}
 	if b, _ := os.ReadFile(filepath.Join(state, "state")); strings.TrimSpace(string(b)) != "running" {

@@ -112,8 +112,10 @@ type Lab struct {
 	order    []string
 	// bridges are the racks' bridges, by rack name.
 	bridges map[string]*labnet.Bridge
-	mgmt    *labnet.Bridge
-	cores   []*bgplab.Router
+	// routerPorts are the router's interfaces on the racks, by rack name.
+	routerPorts map[string]string
+	mgmt        *labnet.Bridge
+	cores       []*bgplab.Router
 }
 
 // Up builds the networks and boots the machines, waiting for each one's
@@ -230,6 +232,10 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 		bridges[r.Name] = br
 		gw := netip.MustParseAddr(r.TOR.Gateway)
 		ifname := "r" + strconv.Itoa(i)
+		if l.routerPorts == nil {
+			l.routerPorts = map[string]string{}
+		}
+		l.routerPorts[r.Name] = ifname
 		if err := l.router.Attach(br, ifname, netip.PrefixFrom(gw, subnet.Bits())); err != nil {
 			return nil, fmt.Errorf("rack %s router port: %w", r.Name, err)
 		}

@@ -46,6 +46,10 @@ func (l *Lab) Bridge(rack string) string {
 	return ""
 }
 
+// RouterPort is the router's interface on a rack's bridge (in
+// RouterNamespace; it holds the rack's gateway address), or "".
+func (l *Lab) RouterPort(rack string) string { return l.routerPorts[rack] }
+
 // ManagementBridge is the management network's bridge, or "".
 func (l *Lab) ManagementBridge() string {
 	if l.mgmt == nil {

@@ -1,5 +1,6 @@
 # A Kubernetes cluster on the tricenter lab, from powered-off servers:
-# every server is powered on through its BMC (tricenter_server), then etcd
+# every server is powered on through its BMC (tricenter_server; a VM with
+# boot device pxe boots from its NIC), then etcd
 # across the three centers, the BGP agents, the control plane behind the
 # BGP-announced API VIP, the node agents and the add-ons are installed
 # through each center's jump host (tricenter_cluster), and the workers are
@@ -43,6 +44,12 @@ variable "workers" {
   default     = []
 }
 
+variable "boot_devices" {
+  description = "Boot device to set on a server's BMC before powering it on, by server: pxe or disk (the lab serves PXE to its VMs)."
+  type        = map(string)
+  default     = {}
+}
+
 provider "tricenter" {}
 
 data "tricenter_inventory" "lab" {
@@ -59,6 +66,7 @@ resource "tricenter_server" "lab" {
   user                 = each.value.bmc.user
   password_file        = each.value.bmc.password_file
   cipher_suites        = each.value.bmc.cipher_suites
+  boot_device          = lookup(var.boot_devices, each.key, null)
   power_state          = "on"
   power_off_on_destroy = true
 }
