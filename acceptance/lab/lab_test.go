@@ -426,3 +426,22 @@ func waitEstablished(ctx context.Context, dir string, limit time.Duration) error
 	}
 	return fmt.Errorf("BGP sessions not all Established after %v: %s", limit, last)
 }
+
+// lab status names the VMs that boot from their NIC and the PXE log.
+func TestStatusPrintShowsPXE(t *testing.T) {
+	rec := &Record{Name: "lab", Dir: "/lab", PXELog: "/lab/pxe/dnsmasq.log", Servers: []RecordServer{
+		{Name: "w1", Center: "dc1", Rack: "r1", Machine: MachineLibvirt, Boot: BootPXE, Address: "198.19.81.11", BMC: "198.19.80.102"},
+		{Name: "w2", Center: "dc2", Rack: "r2", Machine: MachineLibvirt, Address: "198.19.83.11", BMC: "198.19.80.104"},
+	}}
+	var b bytes.Buffer
+	(&Report{Record: rec, Power: map[string]string{"w1": "on"}}).Print(&b)
+	out := b.String()
+	for _, want := range []string{"PXE log     /lab/pxe/dnsmasq.log", "libvirt (pxe)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("lab status lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Count(out, "(pxe)") != 1 {
+		t.Errorf("lab status marks %d servers pxe, want 1:\n%s", strings.Count(out, "(pxe)"), out)
+	}
+}

@@ -88,6 +88,9 @@ func (rep *Report) Print(w io.Writer) {
 	for _, c := range rec.CoreRouters {
 		fmt.Fprintf(w, "  %-11s vtysh --vty_socket %s -c 'show ip route bgp'  (core router of %s, AS %d)\n", c.Name, c.Vty, c.Site, c.ASN)
 	}
+	if rec.PXELog != "" {
+		fmt.Fprintf(w, "  PXE log     %s (DHCP and TFTP for the VMs)\n", rec.PXELog)
+	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVER\tCENTER\tRACK\tMACHINE\tADDRESS\tBMC\tPOWER\tROLES")
@@ -96,7 +99,11 @@ func (rep *Report) Print(w io.Writer) {
 		if p == "" {
 			p = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Center, s.Rack, s.Machine, s.Address, s.BMC, p, strings.Join(s.Roles, ","))
+		m := s.Machine
+		if s.Boot == BootPXE {
+			m += " (pxe)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Center, s.Rack, m, s.Address, s.BMC, p, strings.Join(s.Roles, ","))
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
