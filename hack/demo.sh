@@ -11,8 +11,8 @@
 #     agents, the control plane behind the BGP-announced API VIP, the node
 #     agents and the add-ons through the jump hosts, the workers joined one
 #     by one, and the verification gates;
-#  4. kubectl get nodes with the output kubeconfig, the routes the lab
-#     router learnt by BGP;
+#  4. kubectl get nodes with the output kubeconfig, the PXE boot of the VM
+#     with boot: pxe, the routes the lab router learnt by BGP;
 #  5. the loss of the production center dc1: every server of it powered
 #     off through its BMC under etcd writes, the API probed through the VIP,
 #     then powered back on;
@@ -87,6 +87,9 @@ step "kubectl with the kubeconfig Terraform output"
 tf output -raw kubeconfig > "$work/admin.conf"
 chmod 600 "$work/admin.conf"
 .cache/artifacts/kubectl --kubeconfig "$work/admin.conf" get nodes -o wide -L topology.kubernetes.io/zone,tricenter.io/rack
+
+step "dc1-r01-w01 booted from its NIC: the lab's DHCP and TFTP server (dnsmasq in the lab router)"
+grep -E 'DHCPACK|sent ' "$labdir/pxe/dnsmasq.log" | sed 's|dnsmasq-[a-z]*\[[0-9]*\]: ||; s|/.*/tftp/||' || true
 
 step "Routes site-a's core router learnt by BGP from the TORs (the API VIP and the pod CIDRs)"
 core=$(sed -n 's/.*"vty": "\(.*\)".*/\1/p' "$labdir/lab.json" | head -n 1)
