@@ -388,9 +388,14 @@ func drillCenter(t *testing.T, ctx context.Context, k *kubeLab, e *installer.Eng
 		if pr.Attempts == 0 {
 			t.Errorf("drill %s: probe %s never ran", center, pr.Name)
 		}
+		for _, pe := range pr.Errors {
+			t.Logf("drill %s: probe %q: %d× from %v to %v after the loss: %s", center, pr.Name, pe.Count,
+				pe.First.Sub(rep.LossAt).Round(time.Millisecond), pe.Last.Sub(rep.LossAt).Round(time.Millisecond), pe.Error)
+		}
 		if pr.MaxGap > limit {
 			t.Errorf("drill %s: probe %s: no answer for %v (limit %v: BGP hold %v + election timeout %v + 5s)",
 				center, pr.Name, pr.MaxGap, limit, hold, rep.ElectionTimeout)
+			k.logControlPlane(t, ctx, e)
 		}
 		if np, ok := probes[i].(*installer.NodesProbe); ok && len(np.NotReady()) > 0 {
 			t.Errorf("drill %s: surviving nodes turned NotReady: %v", center, np.NotReady())
@@ -411,4 +416,32 @@ func logTimings(t testing.TB, what string, r *installer.Result) {
 		gates += g.Took
 	}
 	t.Logf("%s: %s, gates %v", what, strings.Join(parts, ", "), gates.Round(time.Millisecond))
+}
+
+// logControlPlane logs, for each control-plane server, when its
+// kube-apiserver last started and how often systemd restarted it, its
+// local /readyz, and what its BGP agent said about the API VIP lately: what
+// a failed API probe needs to be explained.
+func (k *kubeLab) logControlPlane(t *testing.T, ctx context.Context, e *installer.Engine) {
+	t.Helper()
+	m := e.Manager(true)
+	defer m.Close()
+	var names []string
+	for _, cp := range e.Placement().ControlPlane {
+		names = append(names, cp.Name)
+	}
+	hosts, err := m.Hosts(inventory.Selector{Servers: names})
+	if err != nil {
+		t.Logf("control-plane servers: %v", err)
+		return
+	}
+	for _, h := range hosts {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		out, err := h.Query(cctx, `systemctl show kube-apiserver -p ActiveEnterTimestamp -p NRestarts -p ExecMainStartTimestamp; `+
+			`curl -sk --max-time 2 https://127.0.0.1:6443/readyz | grep -v '^\[+\]'; echo; `+
+			`journalctl -u tricenter-bgp --since -3min --no-pager -o short-precise | grep -iE 'service|vip|withdraw|announc' | tail -n 12; `+
+			`journalctl -u kube-apiserver --since -3min --no-pager -o short-precise | grep -iE 'start|stop|exit|fatal' | tail -n 8; true`)
+		cancel()
+		t.Logf("control-plane server %s (%v):\n%s", h.Name, err, out)
+	}
 }

@@ -239,6 +239,9 @@ func printDrill(w io.Writer, r *etcd.DrillReport) {
 	}
 	for _, p := range r.Probes {
 		fmt.Fprintf(w, "  probe %-12s %d checks, %d failed, longest gap %v\n", p.Name, p.Attempts, p.Failures, ms(p.MaxGap))
+		for _, e := range p.Errors {
+			fmt.Fprintf(w, "    %d× from %v to %v after the loss: %s\n", e.Count, ms(e.First.Sub(r.LossAt)), ms(e.Last.Sub(r.LossAt)), e.Error)
+		}
 	}
 }
 

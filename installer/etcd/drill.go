@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -153,6 +154,51 @@ type ProbeReport struct {
 	// MaxGap is the longest time without a successful check.
 	MaxGap    time.Duration `json:"maxGap"`
 	LastError string        `json:"lastError,omitempty"`
+	// Errors are the kinds of failure seen, in the order they first
+	// appeared, with when and how often.
+	Errors []ProbeError `json:"errors,omitempty"`
+}
+
+// ProbeError is one kind of failed check.
+type ProbeError struct {
+	// Error is the failure in short: its first line, or the failing
+	// checks ("[-]...") of a /readyz answer.
+	Error string    `json:"error"`
+	Count int       `json:"count"`
+	First time.Time `json:"first"`
+	Last  time.Time `json:"last"`
+}
+
+// errorKind shortens a probe failure to what tells failures apart.
+func errorKind(err error) string {
+	msg := err.Error()
+	var failing []string
+	for _, l := range strings.Split(msg, "\n") {
+		if l = strings.TrimSpace(l); strings.HasPrefix(l, "[-]") {
+			failing = append(failing, l)
+		}
+	}
+	if len(failing) > 0 {
+		head, _, _ := strings.Cut(msg, ":")
+		return head + ": " + strings.Join(failing, " ")
+	}
+	first, _, _ := strings.Cut(msg, "\n")
+	if len(first) > 200 {
+		first = first[:200] + "..."
+	}
+	return first
+}
+
+func (r *ProbeReport) record(err error, at time.Time) {
+	kind := errorKind(err)
+	for i := range r.Errors {
+		if r.Errors[i].Error == kind {
+			r.Errors[i].Count++
+			r.Errors[i].Last = at
+			return
+		}
+	}
+	r.Errors = append(r.Errors, ProbeError{Error: kind, Count: 1, First: at, Last: at})
 }
 
 // Drill defaults.
@@ -697,6 +743,7 @@ func startProbes(ctx context.Context, ps []Probe, every, timeout time.Duration) 
 				if err != nil {
 					r.reps[i].Failures++
 					r.reps[i].LastError = err.Error()
+					r.reps[i].record(err, time.Now())
 				} else {
 					r.oks[i] = append(r.oks[i], time.Now())
 				}

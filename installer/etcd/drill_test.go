@@ -537,6 +537,10 @@ func TestDrillProbesReportTheirDisturbance(t *testing.T) {
 	if pr.MaxGap < 150*time.Millisecond || !strings.Contains(pr.LastError, "unavailable") {
 		t.Errorf("probe max gap %v last error %q during a 200 ms outage", pr.MaxGap, pr.LastError)
 	}
+	if len(pr.Errors) != 1 || pr.Errors[0].Count != pr.Failures || pr.Errors[0].Error != pr.LastError ||
+		pr.Errors[0].First.Before(rep.LossAt) || pr.Errors[0].Last.Before(pr.Errors[0].First) {
+		t.Errorf("probe errors %+v (failures %d, loss at %v)", pr.Errors, pr.Failures, rep.LossAt)
+	}
 	probe.mu.Lock()
 	after := probe.calls
 	probe.mu.Unlock()
@@ -545,6 +549,24 @@ func TestDrillProbesReportTheirDisturbance(t *testing.T) {
 	defer probe.mu.Unlock()
 	if probe.calls != after {
 		t.Errorf("probe still called after the drill returned")
+	}
+}
+
+// A /readyz answer is shortened to its failing checks, any other error to
+// its first line.
+func TestProbeErrorKinds(t *testing.T) {
+	var r ProbeReport
+	at := time.Unix(100, 0)
+	ready := errors.New("HTTP 500: [+]ping ok\n[+]etcd ok\n[-]poststarthook/rbac/bootstrap-roles failed: reason withheld\nreadyz check failed")
+	r.record(ready, at)
+	r.record(errors.New("Get \"https://vip/readyz\": context deadline exceeded\nmore"), at.Add(time.Second))
+	r.record(ready, at.Add(2*time.Second))
+	want := []ProbeError{
+		{Error: "HTTP 500: [-]poststarthook/rbac/bootstrap-roles failed: reason withheld", Count: 2, First: at, Last: at.Add(2 * time.Second)},
+		{Error: `Get "https://vip/readyz": context deadline exceeded`, Count: 1, First: at.Add(time.Second), Last: at.Add(time.Second)},
+	}
+	if !slices.Equal(r.Errors, want) {
+		t.Errorf("errors %+v, want %+v", r.Errors, want)
 	}
 }
 
