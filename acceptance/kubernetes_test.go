@@ -430,6 +430,17 @@ func (k *kubeLab) logControlPlane(t *testing.T, ctx context.Context, e *installe
 	for _, cp := range e.Placement().ControlPlane {
 		names = append(names, cp.Name)
 	}
+	vip := e.IPs().APIVIP.String()
+	if r := k.lab.Router(); r != nil {
+		for _, c := range []struct{ daemon, cmd string }{
+			{"bgpd", "show bgp ipv4 unicast " + vip + "/32"},
+			{"bgpd", "show bgp summary"},
+			{"zebra", "show ip route " + vip + "/32"},
+		} {
+			out, err := r.Vty(c.daemon, c.cmd)
+			t.Logf("lab router: %s (%v):\n%s", c.cmd, err, out)
+		}
+	}
 	hosts, err := m.Hosts(inventory.Selector{Servers: names})
 	if err != nil {
 		t.Logf("control-plane servers: %v", err)

@@ -199,7 +199,15 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 		}
 		return nil
 	}
-	if err := rtrCmd("sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"); err != nil {
+	// No ICMP redirects, as on a datacenter TOR ("no ip redirects"): the
+	// router forwards traffic between two hosts of one rack (pod CIDRs, the
+	// API VIP from this machine when it sits in the first rack), and a
+	// redirect would make the sender bypass the router, its BGP routes and
+	// their withdrawal for minutes: after a center's servers die, the
+	// sender would go on sending to the dead next hop. Set before the
+	// router's ports exist, so that every port inherits it.
+	if err := rtrCmd("sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0",
+		"net.ipv4.conf.all.send_redirects=0", "net.ipv4.conf.default.send_redirects=0", "net.ipv4.conf.lo.send_redirects=0"); err != nil {
 		return nil, err
 	}
 	centerIdx := map[string]int{}

@@ -93,6 +93,17 @@ func TestLabMachinesSSHLatencyAndPower(t *testing.T) {
 		}
 	}
 
+	// The router sends no ICMP redirect on any port: a sender redirected
+	// to a next hop in its own rack would bypass the BGP routes.
+	sr, err := exec.CommandContext(ctx, "nsenter", "--net="+lab.RouterNamespace(), "sh", "-c",
+		"for f in /proc/sys/net/ipv4/conf/*/send_redirects; do echo $f $(cat $f); done").CombinedOutput()
+	if err != nil {
+		t.Fatalf("router sysctls: %v: %s", err, sr)
+	}
+	if ports := strings.Count(string(sr), "\n"); ports < 3 || strings.Contains(string(sr), " 1\n") {
+		t.Errorf("the lab router sends ICMP redirects:\n%s", sr)
+	}
+
 	// Same site: 2 ms RTT; remote center: 20 ms.
 	near, err := lab.Ping(ctx, "st-a1", "st-b1", 20)
 	if err != nil {
