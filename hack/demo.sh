@@ -89,7 +89,7 @@ chmod 600 "$work/admin.conf"
 .cache/artifacts/kubectl --kubeconfig "$work/admin.conf" get nodes -o wide -L topology.kubernetes.io/zone,tricenter.io/rack
 
 step "dc1-r01-w01 booted from its NIC: the lab's DHCP and TFTP server (dnsmasq in the lab router)"
-grep -E 'DHCPACK|sent ' "$labdir/pxe/dnsmasq.log" | sed 's|dnsmasq-[a-z]*\[[0-9]*\]: ||; s|/.*/tftp/||' || true
+grep -E 'DHCPACK\(|dnsmasq-tftp\[[0-9]+\]: sent ' "$labdir/pxe/dnsmasq.log" | sed 's|dnsmasq-[a-z]*\[[0-9]*\]: ||; s|/.*/tftp/||' || true
 
 step "Routes site-a's core router learnt by BGP from the TORs (the API VIP and the pod CIDRs)"
 core=$(sed -n 's/.*"vty": "\(.*\)".*/\1/p' "$labdir/lab.json" | head -n 1)
