@@ -35,8 +35,11 @@ type Daemon struct {
 }
 
 // child is a daemon started as a child process of this one.
+// child is a program this package runs in the foreground (virtlogd,
+// libvirtd, dnsmasq), logging to its own file.
 type child struct {
 	name string
+	log  string // its standard output and error
 	cmd  *exec.Cmd
 	done chan struct{}
 }
@@ -124,7 +127,7 @@ func StartDaemon(ctx context.Context, runDir string, log *slog.Logger) (*Daemon,
 		if err != nil {
 			return nil, err
 		}
-		if err := d.waitFor(ctx, c, 10*time.Second, func() error { return dialUnix(virtlogdSocket) }); err != nil {
+		if err := c.waitFor(ctx, 10*time.Second, func() error { return dialUnix(virtlogdSocket) }); err != nil {
 			_ = d.Stop()
 			return nil, err
 		}
@@ -140,7 +143,7 @@ func StartDaemon(ctx context.Context, runDir string, log *slog.Logger) (*Daemon,
 		return nil, err
 	}
 	start := time.Now()
-	if err := d.waitFor(ctx, c, DaemonStartTimeout, func() error { return answers(ctx) }); err != nil {
+	if err := c.waitFor(ctx, DaemonStartTimeout, func() error { return answers(ctx) }); err != nil {
 		_ = d.Stop()
 		return nil, err
 	}
@@ -148,15 +151,27 @@ func StartDaemon(ctx context.Context, runDir string, log *slog.Logger) (*Daemon,
 	return d, nil
 }
 
-// start starts one daemon in the foreground, in its own process group,
-// logging to runDir/NAME.log; with newNS in a mount namespace of its own.
+// start starts one daemon (startChild) and remembers it for Stop.
 func (d *Daemon) start(name string, cmd *exec.Cmd, newNS bool) (*child, error) {
-	logf, err := os.OpenFile(filepath.Join(d.runDir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	c, err := startChild(name, cmd, d.runDir, newNS)
 	if err != nil {
-		return nil, fmt.Errorf("libvirt daemon: %w", err)
+		return nil, err
+	}
+	d.procs = append(d.procs, c)
+	return c, nil
+}
+
+// startChild starts a program in the foreground in dir, in its own
+// process group, logging to dir/NAME.log, with newNS in a mount namespace
+// of its own. It gets SIGTERM when this process exits.
+func startChild(name string, cmd *exec.Cmd, dir string, newNS bool) (*child, error) {
+	logPath := filepath.Join(dir, name+".log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	defer logf.Close()
-	cmd.Dir = d.runDir
+	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if newNS {
@@ -166,19 +181,18 @@ func (d *Daemon) start(name string, cmd *exec.Cmd, newNS bool) (*child, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
-	c := &child{name: name, cmd: cmd, done: make(chan struct{})}
+	c := &child{name: name, log: logPath, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait()
 		close(c.done)
 	}()
-	d.procs = append(d.procs, c)
 	return c, nil
 }
 
 // waitFor polls ready until it succeeds, the child exits, or limit passes.
-func (d *Daemon) waitFor(ctx context.Context, c *child, limit time.Duration, ready func() error) error {
+func (c *child) waitFor(ctx context.Context, limit time.Duration, ready func() error) error {
 	deadline := time.Now().Add(limit)
-	logPath := filepath.Join(d.runDir, c.name+".log")
+	logPath := c.log
 	for {
 		err := ready()
 		if err == nil {
@@ -248,23 +262,35 @@ func (d *Daemon) Stop() error {
 	for i := len(d.procs) - 1; i >= 0; i-- {
 		c := d.procs[i]
 		d.log.Info("Stopping "+c.name, "pid", c.cmd.Process.Pid)
-		_ = c.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-c.done:
-		case <-time.After(15 * time.Second):
-			d.log.Warn(c.name+" ignored SIGTERM: killing it", "pid", c.cmd.Process.Pid)
-			_ = c.cmd.Process.Kill()
-			select {
-			case <-c.done:
-			case <-time.After(10 * time.Second):
-				errs = append(errs, fmt.Errorf("%s (pid %d) did not stop", c.name, c.cmd.Process.Pid))
-			}
+		if err := c.stop(d.log, 15*time.Second); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if err := RemoveIptablesChains(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// stop sends SIGTERM, then SIGKILL after grace, and waits for the exit.
+func (c *child) stop(log *slog.Logger, grace time.Duration) error {
+	if c.exited() {
+		return nil
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+		return nil
+	case <-time.After(grace):
+	}
+	log.Warn(c.name+" ignored SIGTERM: killing it", "pid", c.cmd.Process.Pid)
+	_ = c.cmd.Process.Kill()
+	select {
+	case <-c.done:
+		return nil
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("%s (pid %d) did not stop", c.name, c.cmd.Process.Pid)
+	}
 }
 
 // RemoveIptablesChains removes every chain named LIBVIRT_* (and the rules

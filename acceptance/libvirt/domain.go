@@ -138,9 +138,7 @@ func (c *DomainConfig) ipArg() string {
 	if c.Gateway.IsValid() {
 		gw = c.Gateway.String()
 	}
-	m := net.CIDRMask(c.Address.Bits(), 32)
-	mask := netip.AddrFrom4([4]byte{m[0], m[1], m[2], m[3]})
-	return fmt.Sprintf("ip=%s::%s:%s:%s:eth0:off", c.Address.Addr(), gw, mask, c.Hostname)
+	return fmt.Sprintf("ip=%s::%s:%s:%s:eth0:off", c.Address.Addr(), gw, netmask(c.Address.Bits()), c.Hostname)
 }
 
 // Domain is a VM defined in libvirt.

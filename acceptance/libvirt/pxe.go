@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -27,10 +27,9 @@ import (
 // initramfs over TFTP and boots them with the command line of the direct
 // kernel boot, so the same root disk comes up.
 type PXE struct {
-	dir  string
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
+	dir string
+	c   *child
+	log *slog.Logger
 }
 
 // PXEConfig configures StartPXE.
@@ -100,40 +99,24 @@ func StartPXE(ctx context.Context, cfg PXEConfig) (*PXE, error) {
 	if cfg.Netns != "" {
 		args = append([]string{"nsenter", "--net=" + cfg.Netns}, args...)
 	}
-	p := &PXE{dir: dir, done: make(chan struct{})}
-	p.cmd = exec.Command(args[0], args[1:]...)
-	var stderr bytes.Buffer
-	p.cmd.Stderr = &stderr
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting dnsmasq: %w", err)
+	c, err := startChild("dnsmasq-run", exec.Command(args[0], args[1:]...), dir, false)
+	if err != nil {
+		return nil, err
 	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	// dnsmasq logs "started" once it has read its configuration and
-	// bound its sockets; a bad configuration makes it exit.
-	deadline := time.NewTimer(10 * time.Second)
-	defer deadline.Stop()
-	for {
-		if b, _ := os.ReadFile(p.LogFile()); bytes.Contains(b, []byte("started, version")) {
-			cfg.Logger.Info("PXE: dnsmasq serves DHCP and TFTP", "pid", p.Pid(), "vms", len(cfg.Domains), "interfaces", cfg.Interfaces)
-			return p, nil
+	p := &PXE{dir: dir, c: c, log: cfg.Logger}
+	// dnsmasq logs "started" once it has read its configuration and bound
+	// its sockets; a bad configuration makes it exit.
+	if err := c.waitFor(ctx, 10*time.Second, func() error {
+		if b, _ := os.ReadFile(p.LogFile()); !bytes.Contains(b, []byte("started, version")) {
+			return errors.New("not started yet")
 		}
-		select {
-		case <-p.done:
-			b, _ := os.ReadFile(p.LogFile())
-			return nil, fmt.Errorf("dnsmasq exited (%w): %s %s", p.err, strings.TrimSpace(stderr.String()), tail(b, 800))
-		case <-deadline.C:
-			_ = p.Stop()
-			return nil, fmt.Errorf("dnsmasq did not start serving within 10s: %s", strings.TrimSpace(stderr.String()))
-		case <-ctx.Done():
-			_ = p.Stop()
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
+		return nil
+	}); err != nil {
+		_ = p.Stop()
+		return nil, err
 	}
+	cfg.Logger.Info("PXE: dnsmasq serves DHCP and TFTP", "pid", p.Pid(), "vms", len(cfg.Domains), "interfaces", cfg.Interfaces)
+	return p, nil
 }
 
 // pxeConfig renders dnsmasq's configuration: no DNS, DHCP only for the
@@ -166,12 +149,10 @@ func pxeConfig(dir string, cfg PXEConfig) ([]byte, error) {
 	return []byte(b.String()), nil
 }
 
+// netmask is the dotted IPv4 mask of a prefix length.
 func netmask(bits int) netip.Addr {
-	var a [4]byte
-	for i := range bits {
-		a[i/8] |= 0x80 >> (i % 8)
-	}
-	return netip.AddrFrom4(a)
+	m := net.CIDRMask(bits, 32)
+	return netip.AddrFrom4([4]byte{m[0], m[1], m[2], m[3]})
 }
 
 // ipxeScript boots the image's kernel and initramfs from the TFTP server
@@ -192,7 +173,7 @@ func linkOrCopy(src, dst string) error {
 }
 
 // Pid is dnsmasq's process id.
-func (p *PXE) Pid() int { return p.cmd.Process.Pid }
+func (p *PXE) Pid() int { return p.c.cmd.Process.Pid }
 
 // LogFile is dnsmasq's log: every DHCP exchange and TFTP transfer.
 func (p *PXE) LogFile() string { return filepath.Join(p.dir, pxeLog) }
@@ -222,18 +203,4 @@ func PXEServed(logFile string, addr netip.Addr) ([]string, error) {
 }
 
 // Stop stops dnsmasq (SIGTERM, then SIGKILL after 5 s) and waits for it.
-func (p *PXE) Stop() error {
-	select {
-	case <-p.done:
-		return nil
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-	return nil
-}
+func (p *PXE) Stop() error { return p.c.stop(p.log, 5*time.Second) }
