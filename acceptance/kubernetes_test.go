@@ -418,10 +418,11 @@ func logTimings(t testing.TB, what string, r *installer.Result) {
 	t.Logf("%s: %s, gates %v", what, strings.Join(parts, ", "), gates.Round(time.Millisecond))
 }
 
-// logControlPlane logs, for each control-plane server, when its
-// kube-apiserver last started and how often systemd restarted it, its
-// local /readyz, and what its BGP agent said about the API VIP lately: what
-// a failed API probe needs to be explained.
+// logControlPlane logs each API server's /readyz (Engine.Status), the lab
+// router's paths to the API VIP, and for each control-plane server when its
+// kube-apiserver last started, how often systemd restarted it and what its
+// BGP agent said about the VIP lately: what a failed API probe needs to be
+// explained.
 func (k *kubeLab) logControlPlane(t *testing.T, ctx context.Context, e *installer.Engine) {
 	t.Helper()
 	m := e.Manager(true)
@@ -429,6 +430,13 @@ func (k *kubeLab) logControlPlane(t *testing.T, ctx context.Context, e *installe
 	var names []string
 	for _, cp := range e.Placement().ControlPlane {
 		names = append(names, cp.Name)
+	}
+	if st, err := e.Status(ctx); err != nil {
+		t.Logf("status: %v", err)
+	} else {
+		for _, a := range st.API {
+			t.Logf("API %s %s: ready %v: %s", a.Name, a.URL, a.Ready, a.Detail)
+		}
 	}
 	vip := e.IPs().APIVIP.String()
 	if r := k.lab.Router(); r != nil {
@@ -449,7 +457,6 @@ func (k *kubeLab) logControlPlane(t *testing.T, ctx context.Context, e *installe
 	for _, h := range hosts {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		out, err := h.Query(cctx, `systemctl show kube-apiserver -p ActiveEnterTimestamp -p NRestarts -p ExecMainStartTimestamp; `+
-			`curl -sk --max-time 2 https://127.0.0.1:6443/readyz | grep -v '^\[+\]'; echo; `+
 			`journalctl -u tricenter-bgp --since -3min --no-pager -o short-precise | grep -iE 'service|vip|withdraw|announc' | tail -n 12; `+
 			`journalctl -u kube-apiserver --since -3min --no-pager -o short-precise | grep -iE 'start|stop|exit|fatal' | tail -n 8; true`)
 		cancel()
