@@ -48,22 +48,33 @@ type Options struct {
 	// Dial, when set, opens the client connections to etcd (e.g. through
 	// the jump hosts); default: direct TCP.
 	Dial DialFunc
+	// AcceptTransientRisk lets an apply run a membership plan that passes
+	// through states where the loss of one center loses quorum
+	// (Result.Risks); without it such an apply fails before any membership
+	// change. A dry run always plans and shows the risk.
+	AcceptTransientRisk bool
 }
 
 // Result says what Apply did (or, in a dry run, would do).
 type Result struct {
 	// Bootstrap is true when a new cluster is (or would be) created.
-	Bootstrap bool
-	// Steps are the membership changes, in order.
-	Steps []Step
+	Bootstrap bool `json:"bootstrap"`
+	// Membership is the voting membership before the steps.
+	Membership *Voting `json:"membership,omitempty"`
+	// Steps are the membership changes, in order, each with the voting
+	// membership after it.
+	Steps []Step `json:"steps,omitempty"`
+	// Risks are the windows of the steps during which the loss of one
+	// center would lose quorum.
+	Risks []Risk `json:"risks,omitempty"`
 	// Restarts lists members restarted (one at a time) for a changed
 	// binary, certificate or setting.
-	Restarts []string
+	Restarts []string `json:"restarts,omitempty"`
 	// Retired lists servers whose etcd was stopped and wiped.
-	Retired []string
+	Retired []string `json:"retired,omitempty"`
 	// Changes per host, from the engine's mutation gate.
-	Changes map[string][]string
-	Health  *ClusterHealth
+	Changes map[string][]string `json:"changes,omitempty"`
+	Health  *ClusterHealth      `json:"health,omitempty"`
 }
 
 // Converged reports whether nothing had to change.
@@ -98,6 +109,7 @@ type run struct {
 	healthy map[uint64]bool
 	apiUp   bool
 	sums    map[string]string
+	ops     hostOps // nil: sshOps
 }
 
 // Apply converges etcd on the placement: preflight, upload, configuration,
@@ -308,15 +320,7 @@ func (d *discover) Run(ctx context.Context) error {
 	r.apiUp = true
 	r.members = ms
 	r.healthy = r.cli.healthOf(ctx, ms)
-	steps, err := PlanMembership(ms, r.healthy, r.plan)
-	r.res.Steps = steps
-	if err != nil {
-		return err
-	}
-	for _, s := range steps {
-		r.log.Info("Membership change planned", "step", s.String())
-	}
-	return nil
+	return r.planMembership()
 }
 
 // memberOf returns the planned member a host is.
@@ -614,9 +618,7 @@ func (p *startPhase) Run(ctx context.Context) error {
 		if err := r.refreshMembers(ctx); err != nil {
 			return err
 		}
-		steps, err := PlanMembership(r.members, r.healthy, r.plan)
-		r.res.Steps = steps
-		if err != nil {
+		if err := r.planMembership(); err != nil {
 			return err
 		}
 	}

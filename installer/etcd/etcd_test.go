@@ -1,7 +1,6 @@
 package etcd
 
 import (
-	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -47,88 +46,6 @@ func TestEnvHasNoInitialCluster(t *testing.T) {
 	env := string(RenderEnv(Settings{ClusterName: "x"}, testMember))
 	if strings.Contains(env, "INITIAL_CLUSTER") {
 		t.Fatal("etcd.env carries the initial cluster")
-	}
-}
-
-// fakeMembers builds a member list (a fake cluster view for planning).
-func fakeMembers(addrs ...string) []Member {
-	var out []Member
-	for i, a := range addrs {
-		out = append(out, Member{ID: uint64(i + 1), Name: "m" + a, PeerURLs: []string{PeerURL(a)}, ClientURLs: []string{ClientURL(a)}})
-	}
-	return out
-}
-
-func planOf(addrs ...string) []inventory.Member {
-	var out []inventory.Member
-	for _, a := range addrs {
-		out = append(out, inventory.Member{Name: "m" + a, Address: a})
-	}
-	return out
-}
-
-func allHealthy(ms []Member) map[uint64]bool {
-	h := map[uint64]bool{}
-	for _, m := range ms {
-		h[m.ID] = true
-	}
-	return h
-}
-
-func kinds(steps []Step) string {
-	var k []string
-	for _, s := range steps {
-		k = append(k, string(s.Kind)+":"+s.Member.Address+s.Name)
-	}
-	return strings.Join(k, " ")
-}
-
-func TestPlanMembership(t *testing.T) {
-	five := fakeMembers("a", "b", "c", "d", "e")
-	three := fakeMembers("a", "c", "e")
-	tests := []struct {
-		name    string
-		current []Member
-		healthy func([]Member) map[uint64]bool
-		plan    []inventory.Member
-		want    string
-		err     error
-	}{
-		{"converged", five, allHealthy, planOf("a", "b", "c", "d", "e"), "", nil},
-		{"scale down removes after nothing else", five, allHealthy, planOf("a", "c", "e"), "remove:mb remove:md", nil},
-		{"scale up adds learners one by one", three, allHealthy, planOf("a", "b", "c", "d", "e"), "add:b add:d", nil},
-		{"dead member replaced: remove first, then add", five,
-			func(ms []Member) map[uint64]bool { h := allHealthy(ms); h[2] = false; return h },
-			planOf("a", "x", "c", "d", "e"), "remove-dead:mb add:x", nil},
-		{"continue an added learner that never started",
-			append(fakeMembers("a", "c", "e"), Member{ID: 9, PeerURLs: []string{PeerURL("b")}, IsLearner: true}),
-			allHealthy, planOf("a", "b", "c", "e"), "add:b", nil},
-		{"removing healthy members while two are down loses quorum", five,
-			func(ms []Member) map[uint64]bool { h := allHealthy(ms); h[1], h[3] = false, false; return h },
-			planOf("a", "c", "d"), "", ErrQuorumRisk},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			steps, err := PlanMembership(tc.current, tc.healthy(tc.current), tc.plan)
-			if !errors.Is(err, tc.err) {
-				t.Fatalf("err = %v, want %v", err, tc.err)
-			}
-			if tc.err == nil && kinds(steps) != tc.want {
-				t.Fatalf("steps = %q, want %q", kinds(steps), tc.want)
-			}
-		})
-	}
-}
-
-func TestCheckRemove(t *testing.T) {
-	ms := fakeMembers("a", "b", "c")
-	h := allHealthy(ms)
-	if err := CheckRemove(ms, h, 1); err != nil {
-		t.Fatalf("removing one of three healthy: %v", err)
-	}
-	h[2] = false
-	if err := CheckRemove(ms, h, 1); !errors.Is(err, ErrQuorumRisk) {
-		t.Fatalf("removing a healthy member with another down: err = %v, want ErrQuorumRisk", err)
 	}
 }
 

@@ -19,15 +19,42 @@ func fsMode(m uint32) fs.FileMode { return fs.FileMode(m) }
 const wipeCmd = "systemctl disable --now " + Unit + " 2>/dev/null; systemctl reset-failed " + Unit +
 	" 2>/dev/null; rm -rf " + DataDir + "/member " + BootstrapFile + "; true"
 
+// planMembership plans the changes from r.members to the plan and, in an
+// apply, refuses a plan with a transient risk that was not accepted:
+// before any membership change.
+func (r *run) planMembership() error {
+	mp, err := PlanMembership(r.members, r.healthy, r.plan,
+		PlanOptions{Hosts: r.o.Cluster.Hosts(), HealthTimeout: r.o.HealthTimeout})
+	r.res.Membership, r.res.Steps, r.res.Risks = &mp.Before, mp.Steps, mp.Risks
+	if err != nil {
+		return err
+	}
+	for i, s := range mp.Steps {
+		r.log.Info("Membership change planned", "step", s.String(), "number", i+1, "after", s.After.String())
+	}
+	for _, k := range mp.Risks {
+		r.log.Warn("Membership plan has a window where one center's loss loses quorum", "risk", k.String(), "transient", k.Transient)
+	}
+	if r.o.Manager.DryRun {
+		return nil
+	}
+	return CheckRisks(mp.Risks, r.o.AcceptTransientRisk)
+}
+
 // membershipPhase applies the membership steps one at a time.
 type membershipPhase struct {
 	r *run
 	m *phase.Manager
+	// ids are the learners this run added, by peer URL.
+	ids map[string]uint64
 }
 
 func (p *membershipPhase) Title() string { return "etcd membership changes" }
 
-func (p *membershipPhase) Prepare(_ context.Context, m *phase.Manager) error { p.m = m; return nil }
+func (p *membershipPhase) Prepare(_ context.Context, m *phase.Manager) error {
+	p.m, p.ids = m, map[string]uint64{}
+	return nil
+}
 
 func (p *membershipPhase) ShouldRun() bool { return len(p.r.res.Steps) > 0 }
 
@@ -53,25 +80,67 @@ func (p *membershipPhase) host(name string) (*phase.Host, error) {
 
 func (p *membershipPhase) Run(ctx context.Context) error {
 	r := p.r
-	for _, s := range r.res.Steps {
+	if !p.m.DryRun {
+		// discover refused already; this keeps any other path honest.
+		if err := CheckRisks(r.res.Risks, r.o.AcceptTransientRisk); err != nil {
+			return err
+		}
+	}
+	for i, s := range r.res.Steps {
 		var err error
 		switch s.Kind {
-		case StepAdd:
-			err = p.add(ctx, s)
+		case StepAddLearner:
+			err = p.addLearner(ctx, s)
+		case StepPromote:
+			err = p.promote(ctx, s)
 		default:
 			err = p.remove(ctx, s)
 		}
 		if err != nil {
-			return err
+			return fmt.Errorf("step %d (%s): %w", i+1, s, err)
 		}
 		if p.m.DryRun {
 			continue
 		}
 		if err := r.waitStable(ctx); err != nil {
-			return fmt.Errorf("after %q: %w", s, err)
+			return fmt.Errorf("after step %d (%s): %w", i+1, s, err)
 		}
 	}
 	return nil
+}
+
+// hostOps is the host side of membership changes: SSH and systemd
+// (sshOps) in Apply, processes the test starts itself in the integration
+// test.
+type hostOps interface {
+	// join writes a joining member's bootstrap configuration and starts it.
+	join(ctx context.Context, h *phase.Host, m inventory.Member, initial []InitialMember) error
+	// wipe stops etcd on a server for good and removes its membership data.
+	wipe(ctx context.Context, h *phase.Host) error
+}
+
+type sshOps struct{ r *run }
+
+func (o sshOps) join(ctx context.Context, h *phase.Host, _ inventory.Member, initial []InitialMember) error {
+	if _, err := h.WriteFile(ctx, BootstrapFile, RenderBootstrap(o.r.set, initial, true), 0o644); err != nil {
+		return err
+	}
+	if err := h.Systemctl(ctx, "enable", Unit); err != nil {
+		return err
+	}
+	return h.Systemctl(ctx, "restart", "--no-block", Unit)
+}
+
+func (sshOps) wipe(ctx context.Context, h *phase.Host) error {
+	_, err := h.Sudo(ctx, wipeCmd)
+	return err
+}
+
+func (r *run) hostOps() hostOps {
+	if r.ops != nil {
+		return r.ops
+	}
+	return sshOps{r}
 }
 
 func (p *membershipPhase) remove(ctx context.Context, s Step) error {
@@ -108,9 +177,9 @@ func (p *membershipPhase) remove(ctx context.Context, s Step) error {
 	}
 	// Stop it now that the cluster no longer counts it. A dead server is
 	// tried briefly; it stays removed whatever its disk says.
-	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	sctx, cancel := context.WithTimeout(ctx, removeStopTimeout)
 	defer cancel()
-	if _, err := h.Sudo(sctx, wipeCmd); err != nil {
+	if err := r.hostOps().wipe(sctx, h); err != nil {
 		if s.Kind == StepRemoveDead {
 			r.log.Warn("Could not stop etcd on the removed (unreachable) server: wipe it before reuse", "host", h.Name, "err", err)
 			return nil
@@ -121,7 +190,10 @@ func (p *membershipPhase) remove(ctx context.Context, s Step) error {
 	return nil
 }
 
-func (p *membershipPhase) add(ctx context.Context, s Step) error {
+// addLearner adds the planned server as a learner (unless it is one
+// already), starts it and waits until it has caught up, so that its
+// promotion is quick.
+func (p *membershipPhase) addLearner(ctx context.Context, s Step) error {
 	r := p.r
 	h, err := p.host(s.Member.Name)
 	if err != nil {
@@ -133,7 +205,7 @@ func (p *membershipPhase) add(ctx context.Context, s Step) error {
 		if f := r.fact(h.Name); f.HasData || f.Active {
 			// Not a member, so its data is stale (an earlier removal that
 			// was interrupted): clear it before joining.
-			if _, err := h.Sudo(ctx, wipeCmd); err != nil {
+			if err := r.hostOps().wipe(ctx, h); err != nil {
 				return fmt.Errorf("clearing stale etcd data on %s: %w", h.Name, err)
 			}
 		}
@@ -149,6 +221,7 @@ func (p *membershipPhase) add(ctx context.Context, s Step) error {
 			return err
 		}
 	}
+	p.ids[PeerURL(s.Member.Address)] = id
 	var initial []InitialMember
 	for _, m := range members {
 		name := m.Name
@@ -168,18 +241,93 @@ func (p *membershipPhase) add(ctx context.Context, s Step) error {
 	if p.m.DryRun {
 		initial = append(initial, InitialMember{s.Member.Name, PeerURL(s.Member.Address)})
 	}
-	if _, err := h.WriteFile(ctx, BootstrapFile, RenderBootstrap(r.set, initial, true), 0o644); err != nil {
+	if err := r.hostOps().join(ctx, h, s.Member, initial); err != nil {
 		return err
 	}
-	if err := h.Systemctl(ctx, "enable", Unit); err != nil {
+	if p.m.DryRun {
+		return nil
+	}
+	return r.waitCaughtUp(ctx, s.Member)
+}
+
+// promote makes the learner a voting member.
+func (p *membershipPhase) promote(ctx context.Context, s Step) error {
+	r := p.r
+	h, err := p.host(s.Member.Name)
+	if err != nil {
 		return err
 	}
-	if err := h.Systemctl(ctx, "restart", "--no-block", Unit); err != nil {
-		return err
-	}
-	return h.Mutate(ctx, "promote etcd learner "+s.Member.Name+" once caught up", func(ctx context.Context) error {
+	return h.Mutate(ctx, "promote etcd learner "+s.Member.Name, func(ctx context.Context) error {
+		id := p.ids[PeerURL(s.Member.Address)]
+		if id == 0 {
+			id = s.ID
+		}
+		if id == 0 {
+			if err := r.refreshMembers(ctx); err != nil {
+				return err
+			}
+			m, ok := r.apiMember(s.Member)
+			if !ok {
+				return fmt.Errorf("learner %s is not a member", s.Member.Name)
+			}
+			id = m.ID
+		}
 		return r.promote(ctx, id, s.Member.Name)
 	})
+}
+
+// learnerReady is etcd's own promotion threshold: a learner whose log
+// matches 90% of the leader's may be promoted.
+const learnerReady = 0.9
+
+// waitCaughtUp waits, up to DefaultPromoteTimeout, until the learner knows
+// the leader and has applied 90% of the leader's committed index.
+func (r *run) waitCaughtUp(ctx context.Context, m inventory.Member) error {
+	deadline := time.Now().Add(DefaultPromoteTimeout)
+	for {
+		why := r.caughtUp(ctx, m)
+		if why == "" {
+			r.log.Info("Learner caught up", "member", m.Name)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("learner %s did not catch up within %v: %s", m.Name, DefaultPromoteTimeout, why)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+// caughtUp says why the learner has not caught up yet ("" when it has).
+func (r *run) caughtUp(ctx context.Context, m inventory.Member) string {
+	st := r.cli.Status(ctx, ClientURL(m.Address))
+	switch {
+	case st.Error != "":
+		return st.Error
+	case st.Leader == 0:
+		return "no leader known yet"
+	}
+	ms, err := r.cli.Members(ctx)
+	if err != nil {
+		return err.Error()
+	}
+	for _, x := range ms {
+		if x.ID != st.Leader || len(x.ClientURLs) == 0 {
+			continue
+		}
+		ls := r.cli.Status(ctx, x.ClientURLs[0])
+		if ls.Error != "" {
+			return "leader: " + ls.Error
+		}
+		if float64(st.Applied) < learnerReady*float64(ls.RaftIndex) {
+			return fmt.Sprintf("applied index %d of the leader's %d", st.Applied, ls.RaftIndex)
+		}
+		return ""
+	}
+	return fmt.Sprintf("leader %x not in the member list", st.Leader)
 }
 
 // promote retries until the learner has caught up with the leader.
