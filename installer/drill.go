@@ -10,10 +10,10 @@ import (
 	"sync"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
+	"github.com/tricenter/terraform-provider-tricenter/installer/health"
 )
 
 // DrillProbes are the Kubernetes checks of a center-loss drill, run while
@@ -70,7 +70,8 @@ func (p *readyzProbe) Check(ctx context.Context) error {
 	return err
 }
 
-// NodesProbe checks that the Nodes outside the lost center stay Ready.
+// NodesProbe checks that the Nodes outside the lost center stay Ready by
+// the one health rule (condition and a fresh heartbeat).
 // A failed List (the API briefly unavailable) counts as a failed check;
 // NotReady lists the Nodes that were seen NotReady, which a drill must
 // never show.
@@ -90,24 +91,24 @@ func (p *NodesProbe) Name() string {
 
 // Check lists the Nodes once.
 func (p *NodesProbe) Check(ctx context.Context) error {
-	list, err := p.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	// Condition and heartbeat; the servers are not asked for their boot
+	// ids every probe.
+	nodes, err := health.Observe(ctx, p.cs, p.names, nil, nil)
 	if err != nil {
 		return fmt.Errorf("asking the API: %w", err)
 	}
-	ready := map[string]bool{}
-	for i := range list.Items {
-		ready[list.Items[i].Name] = nodeReady(&list.Items[i])
-	}
 	var bad []string
-	for _, n := range p.names {
-		if !ready[n] {
-			bad = append(bad, n)
+	for _, n := range nodes {
+		if !n.Ready {
+			bad = append(bad, n.Name+" ("+n.Reason+")")
 		}
 	}
 	if len(bad) > 0 {
 		p.mu.Lock()
-		for _, n := range bad {
-			p.notReady[n] = true
+		for _, n := range nodes {
+			if !n.Ready {
+				p.notReady[n.Name] = true
+			}
 		}
 		p.mu.Unlock()
 		return errors.New("not Ready: " + strings.Join(bad, ", "))

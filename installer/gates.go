@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/tricenter/terraform-provider-tricenter/installer/health"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
@@ -216,31 +217,27 @@ func hostNames(hs []inventory.Host) []string {
 	return out
 }
 
-// NodeProblems lists why the cluster's nodes do not match the inventory:
-// missing, not Ready, or without their topology labels.
-func NodeProblems(c *inventory.Cluster, names []string, nodes []corev1.Node) []string {
-	byName := map[string]*corev1.Node{}
-	for i := range nodes {
-		byName[nodes[i].Name] = &nodes[i]
-	}
+// NodeProblems lists why the observed nodes (health.Observe) do not match
+// the inventory: missing, not Ready by the one health rule, or without
+// their topology labels.
+func NodeProblems(c *inventory.Cluster, nodes []health.Node) []string {
 	var problems []string
-	for _, n := range names {
-		h, ok := c.Host(n)
+	for _, nd := range nodes {
+		h, ok := c.Host(nd.Name)
 		if !ok {
 			continue
 		}
-		nd := byName[n]
-		if nd == nil {
-			problems = append(problems, n+": not registered")
+		if !nd.Registered {
+			problems = append(problems, nd.Name+": not registered")
 			continue
 		}
-		if !nodeReady(nd) {
-			problems = append(problems, n+": not Ready")
+		if !nd.Ready {
+			problems = append(problems, nd.Name+": not Ready: "+nd.Reason)
 		}
 		want := map[string]string{LabelRegion: h.Site.Name, LabelZone: h.Center.Name, LabelRack: h.Rack.Name}
 		for k, v := range want {
 			if nd.Labels[k] != v {
-				problems = append(problems, fmt.Sprintf("%s: label %s=%q, want %q", n, k, nd.Labels[k], v))
+				problems = append(problems, fmt.Sprintf("%s: label %s=%q, want %q", nd.Name, k, nd.Labels[k], v))
 			}
 		}
 	}
@@ -248,29 +245,29 @@ func NodeProblems(c *inventory.Cluster, names []string, nodes []corev1.Node) []s
 	return problems
 }
 
-func nodeReady(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
+// gateNodes holds when every node of the run is Ready by the one health
+// rule, its server's boot id verified: the gate follows an install over
+// SSH, so a server that cannot be asked now fails it.
 func (r *applyRun) gateNodes(ctx context.Context) (string, error) {
 	cs, err := r.e.Clientset()
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", errPermanent, err)
 	}
 	names := r.limit(hostNames(r.e.cfg.Cluster.Hosts()))
-	list, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	nodes, err := health.Observe(ctx, cs, names, bootIDs(r.m), r.e.cfg.Clock)
 	if err != nil {
 		return "", err
 	}
-	if p := NodeProblems(r.e.cfg.Cluster, names, list.Items); len(p) > 0 {
+	p := NodeProblems(r.e.cfg.Cluster, nodes)
+	for _, n := range nodes {
+		if n.Registered && n.HostBootID == "" {
+			p = append(p, n.Name+": boot id "+n.Boot)
+		}
+	}
+	if len(p) > 0 {
 		return "", errors.New(strings.Join(p, "; "))
 	}
-	return fmt.Sprintf("%d nodes Ready with region, zone and rack labels", len(names)), nil
+	return fmt.Sprintf("%d nodes Ready (fresh heartbeat, boot id verified) with region, zone and rack labels", len(names)), nil
 }
 
 // probePair picks two schedulable Ready nodes in different racks (pods

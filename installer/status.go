@@ -9,11 +9,11 @@ import (
 	"slices"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/tricenter/terraform-provider-tricenter/bgp"
 	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
+	"github.com/tricenter/terraform-provider-tricenter/installer/health"
 	"github.com/tricenter/terraform-provider-tricenter/installer/kubeconfig"
+	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
 	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
@@ -46,15 +46,25 @@ type APIStatus struct {
 	Detail string `json:"detail,omitempty"`
 }
 
-// NodeStatus is one server's Node.
+// NodeStatus is one server's Node, judged now by the one health rule
+// (package health): Ready condition, a fresh kubelet heartbeat, and the
+// server's own boot id where it can be asked.
 type NodeStatus struct {
 	Name       string `json:"name"`
 	Center     string `json:"center"`
 	Rack       string `json:"rack"`
 	Registered bool   `json:"registered"`
 	Ready      bool   `json:"ready"`
-	Version    string `json:"version,omitempty"`
-	PodCIDR    string `json:"podCIDR,omitempty"`
+	// Reason says why the node is not Ready, or why it was not verified.
+	Reason string `json:"reason,omitempty"`
+	// Heartbeat is the age of the kubelet's last heartbeat (node Lease
+	// renewal) when observed; Boot whether the server's boot id matches
+	// the one its kubelet reported ("matches", "differs ...", "not
+	// verified (why)").
+	Heartbeat time.Duration `json:"heartbeatAge,omitempty"`
+	Boot      string        `json:"boot,omitempty"`
+	Version   string        `json:"version,omitempty"`
+	PodCIDR   string        `json:"podCIDR,omitempty"`
 }
 
 // Status observes etcd (per member and center), the API through every
@@ -95,9 +105,11 @@ func (e *Engine) Status(ctx context.Context) (*Status, error) {
 		}
 		st.API = append(st.API, a)
 	}
-	e.nodeStatus(ctx, st)
+	// One manager for the run: new SSH connections, so every answer is
+	// the servers' now.
 	m := e.Manager(true)
 	defer m.Close()
+	e.nodeStatus(ctx, st, m)
 	if hosts, err := m.Hosts(inventory.Selector{}); err == nil {
 		sts, errs := BGPStatuses(ctx, m, hosts)
 		st.BGP = sts
@@ -115,35 +127,44 @@ func (e *Engine) Status(ctx context.Context) (*Status, error) {
 	return st, nil
 }
 
-func (e *Engine) nodeStatus(ctx context.Context, st *Status) {
-	cs, err := e.Clientset()
-	if err != nil {
-		st.Problems = append(st.Problems, "nodes: "+err.Error())
-		return
-	}
-	lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	list, err := cs.CoreV1().Nodes().List(lctx, metav1.ListOptions{})
-	if err != nil {
-		st.Problems = append(st.Problems, "nodes: "+err.Error())
-		return
-	}
-	byName := map[string]int{}
-	for i, n := range list.Items {
-		byName[n.Name] = i
-	}
-	for _, h := range e.cfg.Cluster.Hosts() {
+func (e *Engine) nodeStatus(ctx context.Context, st *Status, m *phase.Manager) {
+	hosts := e.cfg.Cluster.Hosts()
+	names := hostNames(hosts)
+	fill := func(h inventory.Host) NodeStatus {
 		ns := NodeStatus{Name: h.Name, Center: h.Center.Name, Rack: h.Rack.Name}
 		if cidr, ok := e.IPs().PodCIDR(h.Name); ok {
 			ns.PodCIDR = cidr.String()
 		}
-		if i, ok := byName[h.Name]; ok {
-			n := &list.Items[i]
-			ns.Registered, ns.Ready, ns.Version = true, nodeReady(n), n.Status.NodeInfo.KubeletVersion
+		return ns
+	}
+	cs, err := e.Clientset()
+	var observed []health.Node
+	if err == nil {
+		lctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		observed, err = health.Observe(lctx, cs, names, bootIDs(m), e.cfg.Clock)
+		cancel()
+	}
+	if err != nil {
+		st.Problems = append(st.Problems, "nodes: not verified ("+err.Error()+")")
+		for _, h := range hosts {
+			ns := fill(h)
+			ns.Reason = "not verified (the API did not answer)"
+			st.Nodes = append(st.Nodes, ns)
 		}
+		return
+	}
+	byName := map[string]health.Node{}
+	for _, n := range observed {
+		byName[n.Name] = n
+	}
+	for _, h := range hosts {
+		ns := fill(h)
+		n := byName[h.Name]
+		ns.Registered, ns.Ready, ns.Reason, ns.Version = n.Registered, n.Ready, n.Reason, n.Version
+		ns.Heartbeat, ns.Boot = n.HeartbeatAge, n.Boot
 		st.Nodes = append(st.Nodes, ns)
 	}
-	st.Problems = append(st.Problems, NodeProblems(e.cfg.Cluster, hostNames(e.cfg.Cluster.Hosts()), list.Items)...)
+	st.Problems = append(st.Problems, NodeProblems(e.cfg.Cluster, observed)...)
 }
 
 // UserKubeconfig issues a short-lived client certificate for user (with

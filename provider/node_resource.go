@@ -17,10 +17,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/terraform-plugin-log/tflog"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	corev1 "k8s.io/api/core/v1"
 
 	"github.com/tricenter/terraform-provider-tricenter/installer"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
@@ -400,23 +396,24 @@ func (r *nodeResource) Read(ctx context.Context, req resource.ReadRequest, resp 
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
 }
 
-// observeNode reads the Node and the BGP agent of one server. reached is
-// false when the API could not be asked (problems then say why).
+// observeNode judges one server's Node by the engine's one health rule
+// (condition, fresh heartbeat, the server's boot id) and asks its BGP
+// agent. reached is false when the API could not be asked (problems then
+// say why).
 func observeNode(ctx context.Context, e *installer.Engine, name string) (problems []string, reached bool) {
-	cs, err := e.Clientset()
+	gctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	nodes, err := e.NodeHealth(gctx, []string{name}, true)
+	cancel()
 	if err != nil {
 		return []string{"Kubernetes API: " + err.Error()}, false
 	}
-	gctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	n, err := cs.CoreV1().Nodes().Get(gctx, name, metav1.GetOptions{})
-	cancel()
-	switch {
-	case apierrors.IsNotFound(err):
-		problems = append(problems, "Node "+name+" is not registered")
-	case err != nil:
-		return []string{"Kubernetes API: " + err.Error()}, false
-	case !nodeIsReady(n):
-		problems = append(problems, "Node "+name+" is not Ready")
+	for _, n := range nodes {
+		switch {
+		case !n.Registered:
+			problems = append(problems, "Node "+name+" is not registered")
+		case !n.Ready:
+			problems = append(problems, "Node "+name+" is not Ready: "+n.Reason)
+		}
 	}
 	m := e.Manager(true)
 	defer m.Close()
@@ -435,15 +432,6 @@ func observeNode(ctx context.Context, e *installer.Engine, name string) (problem
 		}
 	}
 	return problems, true
-}
-
-func nodeIsReady(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 func (r *nodeResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -22,7 +23,14 @@ func newStatusCmd(g *globals) *cobra.Command {
 members per center), /readyz through every control-plane server and through
 the API VIP, every server's Node (registered, Ready, version, pod CIDR) by
 center and rack, and every BGP agent's sessions. It exits 1 when anything is
-not as planned, listing why.`,
+not as planned, listing why.
+
+Every line is what was observed now. A node is Ready only when its Ready
+condition is True, its kubelet's heartbeat (the node Lease) is at most two
+renew intervals old (20 s by default; a dead server's Node keeps its last
+Ready condition for the 40 s grace period) and, where the server answers over
+SSH, its boot id is the one its kubelet reported (a server rebooted since is
+not Ready yet); where it does not answer, the boot id is "not verified".`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(output); err != nil {
@@ -68,17 +76,22 @@ func printStatus(w io.Writer, st *installer.Status) {
 		}
 		fmt.Fprintf(w, "  %-16s %-34s %s\n", a.Name, a.URL, state)
 	}
-	fmt.Fprintln(w, "nodes:")
-	fmt.Fprintf(w, "  %-8s %-12s %-16s %-9s %-10s %s\n", "CENTER", "RACK", "NAME", "STATUS", "VERSION", "POD CIDR")
+	fmt.Fprintln(w, "nodes (Ready: condition True, kubelet heartbeat fresh, server's boot id the one its kubelet reported):")
+	fmt.Fprintf(w, "  %-8s %-12s %-16s %-9s %-9s %-14s %-10s %s\n", "CENTER", "RACK", "NAME", "STATUS", "HEARTBEAT", "BOOT ID", "VERSION", "POD CIDR")
 	for _, n := range st.Nodes {
-		s := "Ready"
+		s, hb := "Ready", "-"
 		switch {
+		case !n.Registered && n.Reason != "" && strings.HasPrefix(n.Reason, "not verified"):
+			s = "unknown"
 		case !n.Registered:
 			s = "absent"
 		case !n.Ready:
 			s = "NotReady"
 		}
-		fmt.Fprintf(w, "  %-8s %-12s %-16s %-9s %-10s %s\n", n.Center, n.Rack, n.Name, s, n.Version, n.PodCIDR)
+		if n.Registered && n.Heartbeat > 0 {
+			hb = n.Heartbeat.Round(time.Second).String() + " ago"
+		}
+		fmt.Fprintf(w, "  %-8s %-12s %-16s %-9s %-9s %-14s %-10s %s\n", n.Center, n.Rack, n.Name, s, hb, bootWord(n.Boot), n.Version, n.PodCIDR)
 	}
 	if len(st.BGP) > 0 {
 		fmt.Fprintln(w, "BGP:")
@@ -103,4 +116,18 @@ func printStatus(w io.Writer, st *installer.Status) {
 			fmt.Fprintln(w, "  -", p)
 		}
 	}
+}
+
+// bootWord is the boot id check in one column; the whole reason is in the
+// problems.
+func bootWord(b string) string {
+	switch {
+	case b == "":
+		return "-"
+	case strings.HasPrefix(b, "not verified"):
+		return "not verified"
+	case strings.HasPrefix(b, "differs"):
+		return "DIFFERS"
+	}
+	return b
 }

@@ -16,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/tricenter/terraform-provider-tricenter/installer/health"
 )
 
 // mirrorAnnotation marks the API mirror of a static pod.
@@ -52,7 +54,13 @@ func DrainAndDelete(ctx context.Context, cs kubernetes.Interface, node string, t
 			return fmt.Errorf("cordoning Node %s: %w", node, err)
 		}
 	}
-	ready := nodeReady(n)
+	// Ready by the one health rule (condition and a fresh heartbeat): a
+	// dead server's Node keeps its last Ready for the grace period.
+	h, err := health.ObserveOne(ctx, cs, node, nil, nil)
+	if err != nil {
+		return err
+	}
+	ready := h.Ready
 	blocked := map[string]string{} // pod → why its eviction was refused
 	wait := 100 * time.Millisecond
 	var last []corev1.Pod
@@ -185,15 +193,6 @@ func skipDrain(p *corev1.Pod) bool {
 	}
 	if c := metav1.GetControllerOf(p); c != nil && c.Kind == "DaemonSet" {
 		return true
-	}
-	return false
-}
-
-func nodeReady(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
 	}
 	return false
 }
