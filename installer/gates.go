@@ -92,7 +92,9 @@ func (r *applyRun) gates(ctx context.Context) error {
 		}
 	}
 	if has(Nodes) {
-		r.gate(ctx, "nodes Ready with their center and rack", r.gateNodes)
+		// Servers just powered on (WaitReachable) get as long to report
+		// Ready from their new boot as they had to accept SSH.
+		r.gateWithin(ctx, "nodes Ready with their center and rack", max(r.e.cfg.GateTimeout, r.o.WaitReachable), r.gateNodes)
 	}
 	if has(Addons) {
 		const name = "pod to pod across racks without NAT, DNS, Service"
@@ -118,14 +120,24 @@ func (r *applyRun) gates(ctx context.Context) error {
 
 // gate runs one check, polling until it holds or the gate timeout passes.
 func (r *applyRun) gate(ctx context.Context, name string, check func(ctx context.Context) (string, error)) {
+	r.gateWithin(ctx, name, r.e.cfg.GateTimeout, check)
+}
+
+// gateWithin is gate with its own time limit (the run's context may end it
+// sooner: a Terraform resource's timeout). A gate that does not hold in
+// time fails with what its last check saw.
+func (r *applyRun) gateWithin(ctx context.Context, name string, limit time.Duration, check func(ctx context.Context) (string, error)) {
 	start := time.Now()
 	r.e.log.Info("Checking gate", "gate", name)
-	ctx, cancel := context.WithTimeout(ctx, r.e.cfg.GateTimeout)
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	var detail string
-	var err error
+	var err, seen error
 	for {
 		detail, err = check(ctx)
+		if err != nil && ctx.Err() == nil {
+			seen = err
+		}
 		if err == nil || ctx.Err() != nil || errors.Is(err, errPermanent) {
 			break
 		}
@@ -135,7 +147,13 @@ func (r *applyRun) gate(ctx context.Context, name string, check func(ctx context
 		}
 	}
 	g := Gate{Name: name, OK: err == nil, Detail: detail, Took: time.Since(start)}
-	if err != nil {
+	switch {
+	case err == nil:
+	case ctx.Err() != nil && seen != nil:
+		// The check cut short by the deadline says less than the last
+		// one that completed.
+		g.Detail = fmt.Sprintf("not within %v: %v", time.Since(start).Round(time.Second), seen)
+	default:
 		g.Detail = err.Error()
 	}
 	r.res.Gates = append(r.res.Gates, g)

@@ -31,6 +31,8 @@ type Status struct {
 	Nodes []NodeStatus `json:"nodes"`
 	// BGP is every agent's sessions and announcements, by server.
 	BGP map[string]*bgp.Status `json:"bgp,omitempty"`
+	// BGPNotVerified says, by server, why its agent could not be asked.
+	BGPNotVerified map[string]string `json:"bgpNotVerified,omitempty"`
 	// Problems lists what is not as planned, or could not be checked.
 	Problems []string `json:"problems,omitempty"`
 }
@@ -114,7 +116,11 @@ func (e *Engine) Status(ctx context.Context) (*Status, error) {
 		sts, errs := BGPStatuses(ctx, m, hosts)
 		st.BGP = sts
 		for _, n := range slices.Sorted(maps.Keys(errs)) {
-			st.Problems = append(st.Problems, fmt.Sprintf("BGP agent on %s: %v", n, errs[n]))
+			if st.BGPNotVerified == nil {
+				st.BGPNotVerified = map[string]string{}
+			}
+			st.BGPNotVerified[n] = errs[n].Error()
+			st.Problems = append(st.Problems, fmt.Sprintf("BGP agent on %s: not verified (%v)", n, errs[n]))
 		}
 		for _, n := range slices.Sorted(maps.Keys(sts)) {
 			for _, s := range sts[n].Sessions {

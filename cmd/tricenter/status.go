@@ -93,7 +93,7 @@ func printStatus(w io.Writer, st *installer.Status) {
 		}
 		fmt.Fprintf(w, "  %-8s %-12s %-16s %-9s %-9s %-14s %-10s %s\n", n.Center, n.Rack, n.Name, s, hb, bootWord(n.Boot), n.Version, n.PodCIDR)
 	}
-	if len(st.BGP) > 0 {
+	if len(st.BGP)+len(st.BGPNotVerified) > 0 {
 		fmt.Fprintln(w, "BGP:")
 		for _, n := range slices.Sorted(maps.Keys(st.BGP)) {
 			b := st.BGP[n]
@@ -108,6 +108,9 @@ func printStatus(w io.Writer, st *installer.Status) {
 				pfx = append(pfx, a.Prefix)
 			}
 			fmt.Fprintf(w, "  %-16s %d/%d sessions Established, announcing %s\n", n, up, len(b.Sessions), strings.Join(pfx, " "))
+		}
+		for _, n := range slices.Sorted(maps.Keys(st.BGPNotVerified)) {
+			fmt.Fprintf(w, "  %-16s not verified (the agent could not be asked)\n", n)
 		}
 	}
 	if len(st.Problems) > 0 {
