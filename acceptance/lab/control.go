@@ -132,8 +132,9 @@ const StopTimeout = 3 * time.Minute
 // Down stops the lab in dir and removes everything it made: it asks the lab
 // process to tear down, kills it if it does not, then sweeps what a crashed
 // lab leaves (processes, machine cgroups, mounts, namespaces, links, VMs,
-// libvirtd, libvirt's iptables chains), removes the directory and checks
-// that nothing is left.
+// libvirtd, the iptables chains its libvirtd made — not LIBVIRT_* chains
+// that existed before it started one, nor any when it used a libvirtd it
+// did not start), removes the directory and checks that nothing is left.
 func Down(ctx context.Context, dir string, out io.Writer) error {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
@@ -231,6 +232,13 @@ func sweep(ctx context.Context, rec *Record) ([]string, error) {
 			removed = append(removed, fmt.Sprintf("process %d (%s)", p.PID, p.What))
 		}
 	}
+	// Once libvirtd is gone: the chains it made, not those that were
+	// there before it started.
+	r, err = sweepIptables(rec)
+	removed = append(removed, r...)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	return removed, errors.Join(errs...)
 }
 
@@ -245,7 +253,8 @@ func hasLibvirt(rec *Record) bool {
 
 // Leftovers lists what of the lab of rec still exists: its process and
 // every process it started, machine cgroups, mounts, namespaces, links,
-// libvirt domains and libvirt's iptables chains, and its directory.
+// libvirt domains, the iptables chains its libvirtd made
+// (iptablesLeftovers), and its directory.
 func Leftovers(ctx context.Context, rec *Record) ([]string, error) {
 	var left []string
 	if p := rec.Process(); p.Alive() {
@@ -266,13 +275,11 @@ func Leftovers(ctx context.Context, rec *Record) ([]string, error) {
 		return nil, err
 	}
 	left = append(left, doms...)
-	chains, err := iptablesChains()
+	chains, err := iptablesLeftovers(rec)
 	if err != nil {
 		return nil, err
 	}
-	for _, c := range chains {
-		left = append(left, "iptables chain "+c)
-	}
+	left = append(left, chains...)
 	for _, d := range append([]string{rec.Dir}, routerDirs(rec)...) {
 		if _, err := os.Stat(d); err == nil {
 			left = append(left, "directory "+d)

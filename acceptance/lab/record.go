@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tricenter/terraform-provider-tricenter/acceptance/libvirt"
 	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
 )
 
@@ -33,6 +34,12 @@ type Record struct {
 	// cgroups (BMCs, libvirtd, virtlogd).
 	Procs   []Proc   `json:"procs,omitempty"`
 	Domains []string `json:"domains,omitempty"`
+	// LibvirtIptables is the LIBVIRT_* iptables chains that existed
+	// before the lab started its libvirtd: they are not the lab's, and it
+	// removes only chains that appeared since. Nil when the lab started no
+	// libvirtd (none, or it used one that already ran): then it removes no
+	// chain at all.
+	LibvirtIptables *libvirt.IptablesSnapshot `json:"libvirtIptables,omitempty"`
 	// PXELog is the log of the VMs' DHCP and TFTP server (dnsmasq).
 	PXELog string `json:"pxeLog,omitempty"`
 

@@ -160,6 +160,7 @@ func (r *running) up(ctx context.Context) error {
 			return err
 		}
 		r.rec.Procs = append(r.rec.Procs, r.vms.procs()...)
+		r.rec.LibvirtIptables = r.vms.daemon.IptablesBefore()
 		if err := r.rec.save(p); err != nil {
 			return err
 		}

@@ -274,6 +274,11 @@ func (p Paths) BMCs() string { return filepath.Join(p.Dir, "bmc") }
 // VMs holds the VMs' disks and consoles.
 func (p Paths) VMs() string { return filepath.Join(p.Dir, "vm") }
 
+// Libvirt is the run directory of the libvirtd the lab starts (logs, its
+// configuration, the record of the LIBVIRT_* iptables chains that existed
+// before it started).
+func (p Paths) Libvirt() string { return filepath.Join(p.Dir, "libvirt") }
+
 // PXE holds the VMs' network boot service: dnsmasq's configuration, log
 // and leases, and the TFTP root.
 func (p Paths) PXE() string { return filepath.Join(p.Dir, "pxe") }

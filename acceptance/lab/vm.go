@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -40,7 +39,7 @@ func startVMTier(ctx context.Context, cache string, p Paths, log *slog.Logger) (
 	if err != nil {
 		return nil, err
 	}
-	d, err := libvirt.StartDaemon(ctx, filepath.Join(p.Dir, "libvirt"), log)
+	d, err := libvirt.StartDaemon(ctx, p.Libvirt(), log)
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +158,7 @@ func (v *vmTier) close() error {
 
 // sweepVMs removes the domains of a lab whose process died: through
 // libvirtd while it still runs, else by their qemu pid files and
-// definitions; then libvirt's iptables chains.
+// definitions.
 func sweepVMs(ctx context.Context, rec *Record) ([]string, error) {
 	var removed []string
 	var errs []error
@@ -188,9 +187,6 @@ func sweepVMs(ctx context.Context, rec *Record) ([]string, error) {
 			removed = append(removed, "file "+f)
 		}
 	}
-	if err := libvirt.RemoveIptablesChains(); err != nil {
-		errs = append(errs, err)
-	}
 	return removed, errors.Join(errs...)
 }
 
@@ -213,24 +209,48 @@ func domainLeftovers(_ context.Context, rec *Record) ([]string, error) {
 	return left, nil
 }
 
-// iptablesChains lists libvirt's chains (LIBVIRT_*) in every table.
-func iptablesChains() ([]string, error) {
-	if _, err := exec.LookPath("iptables-save"); err != nil {
-		return nil, nil // no iptables: no chains
+// sweepIptables removes the LIBVIRT_* iptables chains the lab's libvirtd
+// left: those that appeared after the lab recorded the ones that existed,
+// right before it started libvirtd. The record is a file in the lab's
+// directory, written before libvirtd starts, so a lab that died before its
+// lab.json named it is covered too. A lab that started no libvirtd has no
+// record and removes no chain; nor does one whose libvirtd stopped cleanly
+// (Stop removed its chains and the record).
+func sweepIptables(rec *Record) ([]string, error) {
+	chains, err := libvirt.SweepIptablesChains(Paths{Dir: rec.Dir}.Libvirt())
+	var removed []string
+	for _, c := range chains {
+		removed = append(removed, "iptables chain "+c.String())
 	}
-	out, err := exec.Command("iptables-save").Output()
 	if err != nil {
-		return nil, fmt.Errorf("iptables-save: %w", err)
+		return removed, fmt.Errorf("libvirt's iptables chains: %w", err)
 	}
-	var chains []string
-	table := ""
-	for _, l := range strings.Split(string(out), "\n") {
-		if strings.HasPrefix(l, "*") {
-			table = l[1:]
-		}
-		if strings.HasPrefix(l, ":LIBVIRT_") {
-			chains = append(chains, table+"/"+strings.Fields(l[1:])[0])
+	return removed, nil
+}
+
+// iptablesLeftovers lists the LIBVIRT_* iptables chains of the lab's that
+// are still there: those not in the record of the chains that existed
+// before its libvirtd started (lab.json, or the file in the lab's directory
+// when the lab died before writing it there). A lab that started no
+// libvirtd has none.
+func iptablesLeftovers(rec *Record) ([]string, error) {
+	snap := rec.LibvirtIptables
+	if snap == nil {
+		var err error
+		if snap, err = libvirt.ReadIptablesSnapshot(Paths{Dir: rec.Dir}.Libvirt()); err != nil {
+			return nil, err
 		}
 	}
-	return chains, nil
+	if snap == nil {
+		return nil, nil
+	}
+	now, err := libvirt.IptablesChains()
+	if err != nil {
+		return nil, err
+	}
+	var left []string
+	for _, c := range libvirt.NewIptablesChains(snap.Chains, now) {
+		left = append(left, "iptables chain "+c.String())
+	}
+	return left, nil
 }

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -29,6 +28,9 @@ type Daemon struct {
 	runDir string
 	log    *slog.Logger
 	procs  []*child // in start order
+	// before is the LIBVIRT_* iptables chains that existed before this
+	// Daemon started libvirtd (nil when it started none).
+	before *IptablesSnapshot
 
 	mu      sync.Mutex
 	stopped bool
@@ -78,7 +80,9 @@ log_outputs = "3:stderr"
 // /var/lib/libvirt/dnsmasq (libvirtd's network driver wants it), starts
 // virtlogd (unless one listens already) and libvirtd as child processes
 // logging to runDir/virtlogd.log and runDir/libvirtd.log, and waits until
-// libvirtd answers.
+// libvirtd answers. Before it starts them it records the LIBVIRT_* iptables
+// chains that already exist (RecordIptablesChains, in runDir): they are not
+// this libvirtd's, and neither Stop nor SweepIptablesChains removes them.
 //
 // libvirtd gets a configuration directory of its own, runDir/etc, bound
 // over /etc/libvirt in a mount namespace only it (and the qemu processes
@@ -120,6 +124,11 @@ func StartDaemon(ctx context.Context, runDir string, log *slog.Logger) (*Daemon,
 			return nil, fmt.Errorf("libvirt daemon: %w", err)
 		}
 	}
+	if d.before, err = RecordIptablesChains(runDir); err != nil {
+		return nil, fmt.Errorf("libvirt daemon: %w", err)
+	}
+	log.Info("Recorded the LIBVIRT_* iptables chains that exist before libvirtd starts (they stay)",
+		"chains", len(d.before.Chains), "file", IptablesSnapshotPath(runDir))
 
 	if dialUnix(virtlogdSocket) != nil {
 		log.Info("Starting virtlogd", "log", filepath.Join(runDir, "virtlogd.log"))
@@ -232,6 +241,11 @@ func dialUnix(path string) error {
 	return c.Close()
 }
 
+// IptablesBefore is the LIBVIRT_* iptables chains that existed before this
+// Daemon started libvirtd, or nil when it started none (a libvirtd already
+// answered): then no chain is this Daemon's to remove.
+func (d *Daemon) IptablesBefore() *IptablesSnapshot { return d.before }
+
 // Pids returns the process ids of the daemons this Daemon started (none
 // when it found a libvirtd running).
 func (d *Daemon) Pids() []int {
@@ -243,10 +257,11 @@ func (d *Daemon) Pids() []int {
 }
 
 // Stop stops the daemons this Daemon started, libvirtd first (SIGTERM,
-// SIGKILL after 15 s), then removes the LIBVIRT_* iptables chains libvirtd
-// may have left (RemoveIptablesChains). It does not touch VMs: undefine
-// them first, or they keep running without a libvirtd. Stop is safe to
-// call more than once; a Daemon that owns nothing does nothing.
+// SIGKILL after 15 s), then removes the LIBVIRT_* iptables chains that
+// appeared since it recorded them (the chains its libvirtd left), and the
+// record. It does not touch VMs: undefine them first, or they keep running
+// without a libvirtd. Stop is safe to call more than once; a Daemon that
+// owns nothing does nothing.
 func (d *Daemon) Stop() error {
 	d.mu.Lock()
 	if d.stopped {
@@ -255,9 +270,6 @@ func (d *Daemon) Stop() error {
 	}
 	d.stopped = true
 	d.mu.Unlock()
-	if len(d.procs) == 0 {
-		return nil
-	}
 	var errs []error
 	for i := len(d.procs) - 1; i >= 0; i-- {
 		c := d.procs[i]
@@ -266,8 +278,21 @@ func (d *Daemon) Stop() error {
 			errs = append(errs, err)
 		}
 	}
-	if err := RemoveIptablesChains(); err != nil {
-		errs = append(errs, err)
+	// A libvirtd that did not stop may still use its chains: they stay,
+	// and so does the record, for the sweep.
+	if d.before != nil && len(errs) == 0 {
+		removed, err := RemoveIptablesChains(d.before.Chains)
+		for _, c := range removed {
+			d.log.Info("Removed an iptables chain libvirtd left", "chain", c.String())
+		}
+		if err == nil {
+			if err = os.Remove(IptablesSnapshotPath(d.runDir)); errors.Is(err, os.ErrNotExist) {
+				err = nil // swept already
+			}
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -291,77 +316,4 @@ func (c *child) stop(log *slog.Logger, grace time.Duration) error {
 	case <-time.After(10 * time.Second):
 		return fmt.Errorf("%s (pid %d) did not stop", c.name, c.cmd.Process.Pid)
 	}
-}
-
-// RemoveIptablesChains removes every chain named LIBVIRT_* (and the rules
-// that jump to one) from the filter, nat, mangle and raw tables, for IPv4
-// and IPv6: what libvirtd's network driver leaves behind. The lab's
-// teardown calls it after a crash too. Call it only when no libvirtd that
-// relies on them runs. Without iptables on this machine there is nothing
-// to remove.
-func RemoveIptablesChains() error {
-	var errs []error
-	for _, bin := range []string{"iptables", "ip6tables"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			continue
-		}
-		for _, table := range []string{"filter", "nat", "mangle", "raw"} {
-			if err := removeChains(bin, table); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func removeChains(bin, table string) error {
-	out, err := exec.Command(bin, "-w", "-t", table, "-S").Output()
-	if err != nil {
-		// A table this kernel does not have.
-		return nil
-	}
-	rules, chains := libvirtRules(string(out))
-	if len(chains) == 0 {
-		return nil
-	}
-	var errs []error
-	run := func(args ...string) {
-		full := append([]string{"-w", "-t", table}, args...)
-		if out, err := exec.Command(bin, full...).CombinedOutput(); err != nil {
-			errs = append(errs, fmt.Errorf("%s %s: %w: %s", bin, strings.Join(full, " "), err, strings.TrimSpace(string(out))))
-		}
-	}
-	for _, r := range rules {
-		run(append([]string{"-D"}, r...)...)
-	}
-	for _, c := range chains {
-		run("-F", c)
-	}
-	for _, c := range chains {
-		run("-X", c)
-	}
-	return errors.Join(errs...)
-}
-
-// libvirtRules parses `iptables -S` output: the rules outside LIBVIRT_*
-// chains that jump to one (as -D arguments) and the LIBVIRT_* chains.
-func libvirtRules(s string) (rules [][]string, chains []string) {
-	for _, l := range strings.Split(s, "\n") {
-		f := strings.Fields(l)
-		if len(f) < 2 {
-			continue
-		}
-		switch {
-		case f[0] == "-N" && strings.HasPrefix(f[1], "LIBVIRT_"):
-			chains = append(chains, f[1])
-		case f[0] == "-A" && !strings.HasPrefix(f[1], "LIBVIRT_"):
-			for i := 2; i+1 < len(f); i++ {
-				if (f[i] == "-j" || f[i] == "-g") && strings.HasPrefix(f[i+1], "LIBVIRT_") {
-					rules = append(rules, f[1:])
-					break
-				}
-			}
-		}
-	}
-	return rules, chains
 }

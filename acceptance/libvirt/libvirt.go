@@ -22,8 +22,11 @@
 //     IPMI power on, off, soft off and reset drive virsh.
 //   - StartPXE serves network boot (DHCP and TFTP with dnsmasq) to VMs
 //     whose BMC's boot device is pxe.
-//   - ListDomains, UndefineDomain and RemoveIptablesChains clean up after
-//     a run that crashed.
+//   - ListDomains, UndefineDomain and SweepIptablesChains clean up after
+//     a run that crashed. Daemon.Stop and SweepIptablesChains remove only
+//     the LIBVIRT_* iptables chains that appeared after StartDaemon
+//     recorded the existing ones, right before it started libvirtd
+//     (iptables.go); a Daemon that reused a running libvirtd removes none.
 //
 // No libvirt network is ever defined or started (not the packaged NAT
 // network "default" either): VMs attach to the lab's bridges, and nothing

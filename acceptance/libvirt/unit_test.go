@@ -247,28 +247,6 @@ func TestDomainXMLEscapes(t *testing.T) {
 	}
 }
 
-func TestLibvirtRules(t *testing.T) {
-	out := `-P INPUT ACCEPT
--P FORWARD ACCEPT
--N LIBVIRT_FWI
--N LIBVIRT_INP
--N OTHER
--A INPUT -j LIBVIRT_INP
--A FORWARD -j LIBVIRT_FWI
--A FORWARD -i tcb1 -j ACCEPT
--A LIBVIRT_INP -i virbr0 -p udp -m udp --dport 53 -j ACCEPT
--A OTHER -g LIBVIRT_FWI
-`
-	rules, chains := libvirtRules(out)
-	wantRules := [][]string{{"INPUT", "-j", "LIBVIRT_INP"}, {"FORWARD", "-j", "LIBVIRT_FWI"}, {"OTHER", "-g", "LIBVIRT_FWI"}}
-	if !slices.EqualFunc(rules, wantRules, slices.Equal) {
-		t.Errorf("rules %q, want %q", rules, wantRules)
-	}
-	if want := []string{"LIBVIRT_FWI", "LIBVIRT_INP"}; !slices.Equal(chains, want) {
-		t.Errorf("chains %q, want %q", chains, want)
-	}
-}
-
 // fakeVirsh is a fake virsh for the unit test of the power hook: the
 // domain's state lives in a file, "start" of a running domain fails like
 // libvirt's, "shutdown" takes a second.
