@@ -25,7 +25,8 @@ built, so apply, drill and the Terraform provider work against it unchanged.
 Needs root; every address is in 198.19.0.0/16 and nothing leaves the machine.`,
 		Example: `  sudo tricenter lab up -f examples/lab/lab.yaml
   sudo tricenter lab status
-  sudo tricenter apply -f .cache/lab/lab/inventory.yaml --power-on --yes
+  sudo tricenter bmc on -f .cache/lab/lab/inventory.yaml
+  sudo tricenter apply -f .cache/lab/lab/inventory.yaml --wait-reachable 5m --yes
   sudo tricenter lab down`,
 	}
 	cmd.AddCommand(newLabUpCmd(g), newLabDownCmd(g), newLabStatusCmd(g), newLabServeCmd(g))
@@ -87,7 +88,10 @@ func newLabDownCmd(g *globals) *cobra.Command {
 		Long: `down stops the lab's machines, VMs, BMCs, router and jump hosts, removes its
 networks and directory, and then checks that none of its processes,
 namespaces, links, machine cgroups, mounts, libvirt domains or libvirt
-iptables chains remain. It also cleans up after a lab whose process crashed.`,
+iptables chains remain. It also cleans up after a lab whose process crashed.
+Only the LIBVIRT_* iptables chains that appeared after the lab started its
+own libvirtd are its to remove: chains that were there before stay, and a
+lab that used a libvirtd already running removes none.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			dir, err := f.resolveDir()
