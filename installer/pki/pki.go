@@ -123,10 +123,18 @@ func (s *Store) now() time.Time {
 	return time.Now()
 }
 
-// CA loads the authority called name, creating it on first use.
+// ErrIncompleteCA is wrapped when the store holds one half of an
+// authority (its certificate without its key, or the reverse): the state is
+// damaged or partly restored, and a new CA would break the running cluster.
+var ErrIncompleteCA = errors.New("incomplete certificate authority")
+
+// CA loads the authority called name, creating it on first use: only when
+// neither its certificate nor its key exists. One half without the other is
+// ErrIncompleteCA, never a new CA.
 func (s *Store) CA(name, commonName string) (*KeyPair, error) {
 	dir := filepath.Join(s.Dir, name)
-	kp, err := LoadKeyPair(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"))
+	crtPath, keyPath := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
+	kp, err := LoadKeyPair(crtPath, keyPath)
 	switch {
 	case err == nil:
 		if !kp.Cert.IsCA {
@@ -135,6 +143,9 @@ func (s *Store) CA(name, commonName string) (*KeyPair, error) {
 		return kp, nil
 	case !errors.Is(err, ErrNotFound):
 		return nil, err
+	}
+	if err := bothOrNeither(crtPath, keyPath); err != nil {
+		return nil, fmt.Errorf("%s CA: %w", name, err)
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -163,6 +174,95 @@ func (s *Store) CA(name, commonName string) (*KeyPair, error) {
 		return nil, err
 	}
 	return kp, nil
+}
+
+// bothOrNeither fails when exactly one of an authority's two files exists.
+func bothOrNeither(crtPath, keyPath string) error {
+	_, cerr := os.Stat(crtPath)
+	_, kerr := os.Stat(keyPath)
+	switch {
+	case cerr == nil && kerr != nil:
+		return fmt.Errorf("%w: %s exists without %s: restore the key with the state it belongs to "+
+			"(tricenter state restore, or terraform import of the tricenter_cluster): a new CA would not be trusted by the running cluster",
+			ErrIncompleteCA, crtPath, filepath.Base(keyPath))
+	case cerr != nil && kerr == nil:
+		return fmt.Errorf("%w: %s exists without %s: restore the certificate with the state it belongs to "+
+			"(tricenter state restore, or terraform import of the tricenter_cluster)", ErrIncompleteCA, keyPath, filepath.Base(crtPath))
+	}
+	return nil
+}
+
+// Authority names the service-account signing key among the authorities
+// Fingerprints reports (it signs tokens the way a CA signs certificates).
+const ServiceAccountAuthority = "service-account"
+
+// Fingerprints are the sha256 fingerprints of the authorities the store
+// holds, by name (EtcdCA, KubernetesCA, FrontProxyCA: of the CA
+// certificate's DER; ServiceAccountAuthority: of the public key's PKIX DER).
+// It creates nothing; an authority the store lacks is absent, one it holds
+// only half of is ErrIncompleteCA.
+func (s *Store) Fingerprints() (map[string]string, error) {
+	out := map[string]string{}
+	for _, name := range []string{EtcdCA, KubernetesCA, FrontProxyCA} {
+		dir := filepath.Join(s.Dir, name)
+		crtPath, keyPath := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
+		if err := bothOrNeither(crtPath, keyPath); err != nil {
+			return nil, fmt.Errorf("%s CA: %w", name, err)
+		}
+		b, err := os.ReadFile(crtPath)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		} else if err != nil {
+			return nil, err
+		}
+		c, err := ParseCert(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", crtPath, err)
+		}
+		out[name] = Fingerprint(c)
+	}
+	dir := filepath.Join(s.Dir, KubernetesCA)
+	keyPath := filepath.Join(dir, ServiceAccountKey+".key")
+	kb, err := os.ReadFile(keyPath)
+	switch {
+	case err == nil:
+		sa, err := parseServiceAccount(kb)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", keyPath, err)
+		}
+		fp, err := PublicKeyFingerprint(sa.PublicPEM)
+		if err != nil {
+			return nil, err
+		}
+		out[ServiceAccountAuthority] = fp
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, err
+	default:
+		if _, perr := os.Stat(filepath.Join(dir, ServiceAccountKey+".pub")); perr == nil {
+			return nil, fmt.Errorf("%w: %s exists without %s: restore the key with the state it belongs to",
+				ErrIncompleteCA, filepath.Join(dir, ServiceAccountKey+".pub"), filepath.Base(keyPath))
+		}
+	}
+	return out, nil
+}
+
+// PublicKeyFingerprint is the hex sha256 of the first PEM block's DER (a
+// PUBLIC KEY or a CERTIFICATE's public key).
+func PublicKeyFingerprint(b []byte) (string, error) {
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return "", errors.New("no PEM block")
+	}
+	der := block.Bytes
+	if block.Type == "CERTIFICATE" {
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return "", err
+		}
+		der = c.RawSubjectPublicKeyInfo
+	}
+	h := sha256.Sum256(der)
+	return hex.EncodeToString(h[:]), nil
 }
 
 // Leaf returns the leaf certificate file name (without extension) under

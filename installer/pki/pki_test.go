@@ -1,11 +1,15 @@
 package pki
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -173,5 +177,97 @@ func TestExpiriesAndClusterCAs(t *testing.T) {
 		if x.Name != "ca" || x.NotAfter.Before(time.Now().Add(9*365*24*time.Hour)) {
 			t.Fatalf("unexpected entry %+v", x)
 		}
+	}
+}
+
+// TestHalfACAIsNeverReplaced: a store with a CA's certificate but not its
+// key (a partial restore, a copied state) is an error, never a new CA:
+// the certificate stays as it was.
+func TestHalfACAIsNeverReplaced(t *testing.T) {
+	for _, missing := range []string{"ca.key", "ca.crt"} {
+		t.Run("without "+missing, func(t *testing.T) {
+			s := &Store{Dir: t.TempDir()}
+			if _, err := s.CA(EtcdCA, "test CA"); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := s.EnsureClusterCAs(); err != nil {
+				t.Fatal(err)
+			}
+			kept := filepath.Join(s.Dir, EtcdCA, "ca.crt")
+			if missing == "ca.crt" {
+				kept = filepath.Join(s.Dir, EtcdCA, "ca.key")
+			}
+			before, err := os.ReadFile(kept)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Remove(filepath.Join(s.Dir, EtcdCA, missing)); err != nil {
+				t.Fatal(err)
+			}
+			_, err = s.CA(EtcdCA, "test CA")
+			if !errors.Is(err, ErrIncompleteCA) {
+				t.Fatalf("CA with %s missing: %v, want ErrIncompleteCA", missing, err)
+			}
+			if !strings.Contains(err.Error(), "tricenter state restore") {
+				t.Errorf("the error names no remedy: %v", err)
+			}
+			if _, err := s.EnsureEtcd([]EtcdMember{{Name: "m1", Address: "198.18.0.1"}}); !errors.Is(err, ErrIncompleteCA) {
+				t.Errorf("EnsureEtcd with %s missing: %v, want ErrIncompleteCA", missing, err)
+			}
+			if _, err := s.Fingerprints(); !errors.Is(err, ErrIncompleteCA) {
+				t.Errorf("Fingerprints with %s missing: %v, want ErrIncompleteCA", missing, err)
+			}
+			after, err := os.ReadFile(kept)
+			if err != nil || !bytes.Equal(before, after) {
+				t.Fatalf("the remaining half changed (err %v)", err)
+			}
+			if _, err := os.Stat(filepath.Join(s.Dir, EtcdCA, missing)); err == nil {
+				t.Fatalf("%s was created", missing)
+			}
+		})
+	}
+}
+
+// TestFingerprintsCreateNothing: Fingerprints reports what the store
+// holds, and only that.
+func TestFingerprintsCreateNothing(t *testing.T) {
+	s := &Store{Dir: t.TempDir()}
+	fp, err := s.Fingerprints()
+	if err != nil || len(fp) != 0 {
+		t.Fatalf("empty store: %v, %v", fp, err)
+	}
+	if entries, _ := os.ReadDir(s.Dir); len(entries) != 0 {
+		t.Fatalf("Fingerprints wrote %d entries into an empty store", len(entries))
+	}
+	ca, err := s.CA(EtcdCA, "test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.EnsureControlPlane(ControlPlaneRequest{Servers: []ControlPlaneServer{{Name: "cp1", Address: "198.18.0.2"}},
+		ServiceIP: netip.MustParseAddr("198.19.128.1"), ClusterDomain: "cluster.local"}); err != nil {
+		t.Fatal(err)
+	}
+	fp, err = s.Fingerprints()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{EtcdCA, KubernetesCA, FrontProxyCA, ServiceAccountAuthority} {
+		if len(fp[a]) != 64 {
+			t.Errorf("fingerprint of %s: %q", a, fp[a])
+		}
+	}
+	if fp[EtcdCA] != Fingerprint(ca.Cert) {
+		t.Errorf("etcd CA fingerprint %s, want %s", fp[EtcdCA], Fingerprint(ca.Cert))
+	}
+	pub, err := os.ReadFile(filepath.Join(s.Dir, KubernetesCA, ServiceAccountKey+".pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, _ := PublicKeyFingerprint(pub); fp[ServiceAccountAuthority] != want {
+		t.Errorf("service-account fingerprint %s, want %s", fp[ServiceAccountAuthority], want)
+	}
+	// A certificate and its public key: the public key's fingerprint.
+	if got, err := PublicKeyFingerprint(ca.CertPEM); err != nil || len(got) != 64 || got == Fingerprint(ca.Cert) {
+		t.Errorf("PublicKeyFingerprint(certificate) = %q, %v", got, err)
 	}
 }
