@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/tricenter/terraform-provider-tricenter/bmc"
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
+	"github.com/tricenter/terraform-provider-tricenter/installer/state"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
@@ -211,6 +214,17 @@ const (
 	DefaultRestoreTimeout = 2 * time.Minute
 	// DefaultProbeInterval is the time between two checks of a probe.
 	DefaultProbeInterval = 250 * time.Millisecond
+	// DrillKeysTimeout bounds deleting the drill's keys at its end.
+	DrillKeysTimeout = 10 * time.Second
+)
+
+// Methods a drill journal records (state.DrillJournal.Method): how the
+// servers were taken down, hence how drill resume brings them back.
+const (
+	// MethodBMC: powered off through the BMCs (BMCPower).
+	MethodBMC = "bmc"
+	// MethodSSH: etcd stopped over SSH (SSHPower).
+	MethodSSH = "ssh"
 )
 
 // DrillOptions configure the center-loss drill.
@@ -251,6 +265,17 @@ type DrillOptions struct {
 	// Cancelling ctx does not stop the restore: it runs under its own
 	// context and deadlines.
 	Abandon <-chan struct{}
+	// Journal, when set, is the state directory where the drill keeps its
+	// journal (state.DrillJournal): written before the first power-off,
+	// updated as servers come back on, removed once every server is back,
+	// so that ResumeDrill can bring back what a killed drill left down.
+	// The drill holds the directory's drill lock while it runs and refuses
+	// to start while a journal exists (ErrDrillJournal).
+	Journal *state.Dir
+	// Method is what the journal records: MethodBMC or MethodSSH
+	// (default: MethodSSH for a Power that only stops etcd, MethodBMC
+	// otherwise).
+	Method string
 }
 
 // DrillServer is one server of the lost center.
@@ -322,6 +347,16 @@ type DrillReport struct {
 	RestoredHealthy time.Duration `json:"restoredHealthy"`
 	RestoreError    string        `json:"restoreError,omitempty"`
 	Probes          []ProbeReport `json:"probes,omitempty"`
+	// Keys is the prefix of the drill's writes; KeysDeleted says they were
+	// deleted once read back, KeysError why not.
+	Keys        string `json:"keys"`
+	KeysDeleted bool   `json:"keysDeleted"`
+	KeysError   string `json:"keysError,omitempty"`
+	// Journal is the drill journal's path (DrillOptions.Journal);
+	// JournalKept says it was left for drill resume because servers may
+	// still be down.
+	Journal     string `json:"journal,omitempty"`
+	JournalKept bool   `json:"journalKept,omitempty"`
 }
 
 // MarshalJSON writes lost as null unless the writes were read back, so
@@ -344,6 +379,10 @@ var ErrDrillFailed = errors.New("center-loss drill failed")
 // ErrRestoreAbandoned is wrapped when the restore was given up.
 var ErrRestoreAbandoned = errors.New("restore abandoned")
 
+// ErrDrillJournal is wrapped when a drill journal exists: an earlier drill
+// ended (was killed) before it confirmed every server back on.
+var ErrDrillJournal = errors.New("an earlier drill left its journal")
+
 // drillCluster is what the drill needs from etcd (a *Client; fakes in
 // unit tests).
 type drillCluster interface {
@@ -352,6 +391,8 @@ type drillCluster interface {
 	// Put writes through one member (its client URL only).
 	Put(ctx context.Context, via inventory.Member, key, value string) error
 	GetPrefix(ctx context.Context, prefix string) (map[string]string, error)
+	// DeletePrefix deletes every key under prefix.
+	DeletePrefix(ctx context.Context, prefix string) (int64, error)
 }
 
 type clientCluster struct{ *Client }
@@ -375,6 +416,14 @@ func (c clientCluster) GetPrefix(ctx context.Context, prefix string) (map[string
 		out[string(kv.Key)] = string(kv.Value)
 	}
 	return out, nil
+}
+
+func (c clientCluster) DeletePrefix(ctx context.Context, prefix string) (int64, error) {
+	r, err := c.cli.Delete(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		return 0, err
+	}
+	return r.Deleted, nil
 }
 
 // Drill takes one center down while writes go on — every server of it
@@ -417,6 +466,105 @@ func (o *DrillOptions) setDefaults() {
 	}
 }
 
+// DrillServers are the servers a drill of o.Center takes down with
+// o.Power: every server of the center, or only its etcd members when the
+// Power only stops etcd (EtcdOnly). It is what the CLI shows before asking
+// for confirmation.
+func DrillServers(o DrillOptions) ([]inventory.Host, error) {
+	if o.Cluster.Center(o.Center) == nil {
+		return nil, fmt.Errorf("no center named %q in the inventory", o.Center)
+	}
+	hosts, _, err := victims(o, stopsOnlyEtcd(o.Power))
+	return hosts, err
+}
+
+func stopsOnlyEtcd(p Power) bool {
+	eo, ok := p.(EtcdOnly)
+	return ok && eo.StopsOnlyEtcd()
+}
+
+// CheckDrillJournal returns an error wrapping ErrDrillJournal when the
+// state directory holds a drill journal (a drill was killed before it
+// brought every server back), naming it and what it left down.
+func CheckDrillJournal(d *state.Dir) error {
+	j, err := d.DrillJournal()
+	if err != nil || j == nil {
+		return err
+	}
+	pending := "none"
+	if p := j.Pending(); len(p) > 0 {
+		pending = strings.Join(p, ", ")
+	}
+	return fmt.Errorf("%w: %s: the drill of %s did not confirm back on: %s: resume it (drill resume) before starting another drill",
+		ErrDrillJournal, d.DrillJournalPath(), j.Describe(), pending)
+}
+
+// journal keeps the drill journal up to date as servers come back.
+type journal struct {
+	dir *state.Dir
+	log *slog.Logger
+	mu  sync.Mutex
+	j   state.DrillJournal
+}
+
+func (jr *journal) write() error {
+	jr.mu.Lock()
+	defer jr.mu.Unlock()
+	return jr.dir.WriteDrillJournal(&jr.j)
+}
+
+// restored records a server confirmed back on; a failed update is logged
+// (the restore goes on: the journal then names a server that is back).
+func (jr *journal) restored(name string) {
+	if jr == nil {
+		return
+	}
+	jr.mu.Lock()
+	defer jr.mu.Unlock()
+	if !slices.Contains(jr.j.Restored, name) {
+		jr.j.Restored = append(jr.j.Restored, name)
+	}
+	if err := jr.dir.WriteDrillJournal(&jr.j); err != nil {
+		jr.log.Warn("Drill journal not updated", "server", name, "journal", jr.dir.DrillJournalPath(), "error", err)
+	}
+}
+
+// finish removes the journal when every server is back, and reports
+// whether it did.
+func (jr *journal) finish(stillOff []string) bool {
+	if len(stillOff) > 0 {
+		jr.log.Warn("Drill journal kept: servers may still be down", "journal", jr.dir.DrillJournalPath(), "servers", stillOff)
+		return false
+	}
+	if err := jr.dir.RemoveDrillJournal(); err != nil {
+		jr.log.Warn("Drill journal not removed", "journal", jr.dir.DrillJournalPath(), "error", err)
+		return false
+	}
+	return true
+}
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "unknown"
+	}
+	return h
+}
+
+// deleteKeys deletes the drill's writes, under its own deadline (whatever
+// happened to ctx).
+func deleteKeys(ctx context.Context, cl drillCluster, prefix string, log *slog.Logger) error {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DrillKeysTimeout)
+	defer cancel()
+	n, err := cl.DeletePrefix(dctx, prefix)
+	if err != nil {
+		log.Warn("Drill keys not deleted", "prefix", prefix, "error", err)
+		return fmt.Errorf("deleting the drill keys under %s: %w", prefix, err)
+	}
+	log.Debug("Drill keys deleted", "prefix", prefix, "keys", n)
+	return nil
+}
+
 // victims are the servers the drill takes down: the whole center for a
 // power cut, its etcd members when the power only stops etcd.
 func victims(o DrillOptions, etcdOnly bool) ([]inventory.Host, map[string]bool, error) {
@@ -444,14 +592,30 @@ func victims(o DrillOptions, etcdOnly bool) ([]inventory.Host, map[string]bool, 
 
 func drill(ctx context.Context, o DrillOptions, cl drillCluster) (*DrillReport, error) {
 	o.setDefaults()
+	started := time.Now()
 	if o.Cluster.Center(o.Center) == nil {
 		return nil, fmt.Errorf("no center named %q in the inventory", o.Center)
 	}
-	eo, ok := o.Power.(EtcdOnly)
-	etcdOnly := ok && eo.StopsOnlyEtcd()
+	etcdOnly := stopsOnlyEtcd(o.Power)
 	hosts, members, err := victims(o, etcdOnly)
 	if err != nil {
 		return nil, err
+	}
+	if o.Method == "" {
+		o.Method = MethodBMC
+		if etcdOnly {
+			o.Method = MethodSSH
+		}
+	}
+	if o.Journal != nil {
+		unlock, err := o.Journal.LockDrill()
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+		if err := CheckDrillJournal(o.Journal); err != nil {
+			return nil, err
+		}
 	}
 	plan := o.Placement.Etcd.Members
 	rep := &DrillReport{Center: o.Center, Method: o.Power.Describe(), PowerCut: !etcdOnly,
@@ -471,13 +635,33 @@ func drill(ctx context.Context, o DrillOptions, cl drillCluster) (*DrillReport, 
 	rep.LeaderBefore = memberName(h, h.Leader)
 
 	prefix := fmt.Sprintf("/tricenter/drill/%s/%d/", o.Center, time.Now().UnixNano())
+	rep.Keys = prefix
 	w := newWriter(cl, prefix, o.WriteTimeout, o.Writers, survivors(plan, o.Center), o.Logger)
 	// The writes go on through the restore (the rejoin is measured too),
 	// whatever happens to ctx.
 	w.start(context.WithoutCancel(ctx))
 	defer w.stop()
+	// The keys go once read back; on the paths that end earlier, here.
+	keysDeleted := false
+	defer func() {
+		if !keysDeleted {
+			w.stop()
+			_ = deleteKeys(ctx, cl, prefix, o.Logger)
+		}
+	}()
 	if err := waitUntil(ctx, 10*time.Second, func() bool { return w.acked() >= 20 }); err != nil {
 		return nil, fmt.Errorf("writes did not start: %w", err)
+	}
+
+	var jr *journal
+	if o.Journal != nil {
+		jr = &journal{dir: o.Journal, log: o.Logger, j: state.DrillJournal{Center: o.Center, Method: o.Method,
+			Servers: rep.Stopped, Restored: []string{}, Keys: prefix, PID: os.Getpid(), Host: hostname(), Started: started}}
+		o.Logger.Info("Writing the drill journal", "journal", o.Journal.DrillJournalPath())
+		if err := jr.write(); err != nil {
+			return nil, fmt.Errorf("%w: nothing was taken down", err)
+		}
+		rep.Journal = o.Journal.DrillJournalPath()
 	}
 
 	o.Logger.Info("Stopping center", "center", o.Center, "servers", len(hosts), "method", rep.Method)
@@ -496,7 +680,10 @@ func drill(ctx context.Context, o DrillOptions, cl drillCluster) (*DrillReport, 
 
 	// From here on the restore runs whatever happened.
 	up := time.Now()
-	healthyAt, restoreErr := restore(ctx, o, cl, hosts, rep, plan)
+	healthyAt, restoreErr := restore(ctx, o, cl, hosts, rep, plan, jr)
+	if jr != nil {
+		rep.JournalKept = !jr.finish(rep.StillOff)
+	}
 	if !healthyAt.IsZero() && ctx.Err() == nil {
 		// A member that rejoins can still disturb the cluster (an
 		// election it forces): keep measuring for Hold after health.
@@ -531,6 +718,12 @@ func drill(ctx context.Context, o DrillOptions, cl drillCluster) (*DrillReport, 
 		rep.NotVerified = "reading the writes back failed: " + verr.Error()
 	default:
 		rep.Verified, rep.Lost = true, lost
+	}
+	keysDeleted = true
+	if err := deleteKeys(ctx, cl, prefix, o.Logger); err != nil {
+		rep.KeysError = err.Error()
+	} else {
+		rep.KeysDeleted = true
 	}
 
 	var errs []error
@@ -640,7 +833,7 @@ func abandoned(ch <-chan struct{}) bool {
 // restore powers every host of the center back on (retrying each for the
 // restore deadline) and waits until the cluster is healthy. It ignores
 // ctx's cancellation: only o.Abandon stops it.
-func restore(ctx context.Context, o DrillOptions, cl drillCluster, hosts []inventory.Host, rep *DrillReport, plan []inventory.Member) (healthyAt time.Time, _ error) {
+func restore(ctx context.Context, o DrillOptions, cl drillCluster, hosts []inventory.Host, rep *DrillReport, plan []inventory.Member, jr *journal) (healthyAt time.Time, _ error) {
 	rep.Restored = true
 	base := context.WithoutCancel(ctx)
 	o.Logger.Info("Restoring center", "center", o.Center, "servers", len(hosts))
@@ -657,6 +850,7 @@ func restore(ctx context.Context, o DrillOptions, cl drillCluster, hosts []inven
 				return
 			}
 			rep.Servers[i].PoweredOn, rep.Servers[i].OnAt = true, time.Now()
+			jr.restored(h.Name)
 		}()
 	}
 	wg.Wait()

@@ -54,6 +54,9 @@ type fakeCluster struct {
 	dropKeys     int // acknowledged writes silently dropped
 	// writesVia counts the writes each member received.
 	writesVia map[string]int
+	// delErr fails DeletePrefix; deleted lists the prefixes deleted.
+	delErr  error
+	deleted []string
 }
 
 func newFakeCluster(p *inventory.Placement) *fakeCluster {
@@ -110,6 +113,36 @@ func (f *fakeCluster) GetPrefix(ctx context.Context, prefix string) (map[string]
 		}
 	}
 	return out, nil
+}
+
+func (f *fakeCluster) DeletePrefix(ctx context.Context, prefix string) (int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.delErr != nil {
+		return 0, f.delErr
+	}
+	var n int64
+	for k := range f.kv {
+		if strings.HasPrefix(k, prefix) {
+			delete(f.kv, k)
+			n++
+		}
+	}
+	f.deleted = append(f.deleted, prefix)
+	return n, nil
+}
+
+// keysUnder counts the keys under prefix.
+func (f *fakeCluster) keysUnder(prefix string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for k := range f.kv {
+		if strings.HasPrefix(k, prefix) {
+			n++
+		}
+	}
+	return n
 }
 
 func (f *fakeCluster) health() *ClusterHealth {
@@ -363,6 +396,9 @@ func TestDrillRestoresOnEveryPath(t *testing.T) {
 			}
 			if !rep.Verified {
 				t.Errorf("writes not verified: %s", rep.NotVerified)
+			}
+			if n := cl.keysUnder("/tricenter/drill/"); n != 0 || !rep.KeysDeleted || !strings.HasPrefix(rep.Keys, "/tricenter/drill/dc1/") {
+				t.Errorf("%d drill keys left under /tricenter/drill/ (keys %q, deleted %v: %s)", n, rep.Keys, rep.KeysDeleted, rep.KeysError)
 			}
 		})
 	}
