@@ -29,6 +29,11 @@ type Options struct {
 	// server of the run to accept SSH (servers just powered on are still
 	// booting); otherwise an unreachable server fails its component.
 	WaitReachable time.Duration
+	// AcceptTransientRisk lets an apply run an etcd membership plan that
+	// passes through states where the loss of one center loses quorum
+	// (Result.Etcd.Risks); without it that apply fails before any
+	// membership change. A plan shows the risk either way.
+	AcceptTransientRisk bool
 }
 
 // Timing is how long one component took.
@@ -95,10 +100,17 @@ func (e *Engine) run(ctx context.Context, o Options, dry bool) (*Result, error) 
 	m := e.Manager(dry)
 	defer m.Close()
 	r := &applyRun{e: e, o: o, m: m, res: res, dry: dry}
-	if r.etcdPKI, err = e.EtcdPKI(true); err != nil {
-		return nil, err
-	}
 	if err := e.waitReachable(ctx, m, o); err != nil {
+		return res, err
+	}
+	// Before any certificate is made or written: the servers must trust
+	// the state's authorities (or none yet).
+	warns, err := e.checkHostCAs(ctx, m, comps, o)
+	res.Warnings = append(res.Warnings, warns...)
+	if err != nil {
+		return res, err
+	}
+	if r.etcdPKI, err = e.EtcdPKI(true); err != nil {
 		return res, err
 	}
 	for _, c := range comps {
@@ -161,7 +173,7 @@ func (r *applyRun) etcd(ctx context.Context) error {
 	e := r.e
 	res, err := etcd.Apply(ctx, etcd.Options{Cluster: e.cfg.Cluster, Placement: e.Placement(), Prior: e.prior,
 		PKI: r.etcdPKI, Artifacts: e.Artifacts(), Logger: e.log, Manager: r.m,
-		HealthTimeout: e.cfg.HealthTimeout, Dial: e.Dial})
+		HealthTimeout: e.cfg.HealthTimeout, Dial: e.Dial, AcceptTransientRisk: r.o.AcceptTransientRisk})
 	r.res.Etcd = res
 	return err
 }
