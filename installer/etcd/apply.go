@@ -309,18 +309,57 @@ func (d *discover) Run(ctx context.Context) error {
 	}
 	ms, err := r.cli.Members(ctx)
 	if err != nil {
-		if anyActive {
-			// Members may still be forming a quorum (an interrupted
-			// bootstrap): the start phase starts the rest, then we look again.
-			r.log.Warn("etcd is running but the member list is unavailable", "err", err)
-		}
-		r.res.Bootstrap = !anyData
-		return nil
+		return r.dataButNoAnswer(anyActive, err)
 	}
 	r.apiUp = true
 	r.members = ms
 	r.healthy = r.cli.healthOf(ctx, ms)
 	return r.planMembership()
+}
+
+// ErrDataUnreachable is wrapped when servers hold etcd data but no member
+// answers: tricenter does not touch an etcd it cannot see.
+var ErrDataUnreachable = errors.New("etcd holds data but no member answers")
+
+// dataButNoAnswer decides what a run does when members hold data and the
+// member list cannot be read. After an apply of this state completed (its
+// prior records members), the cluster lost its quorum or the state is not
+// this cluster's: the run stops, naming the servers. Before any completed
+// apply it is this state's own interrupted bootstrap: the start phase starts
+// the members that are still stopped, then the list is read again.
+func (r *run) dataButNoAnswer(anyActive bool, listErr error) error {
+	var withData []string
+	for _, m := range r.plan {
+		f := r.fact(m.Name)
+		if !f.HasData {
+			continue
+		}
+		state := "stopped"
+		if f.Active {
+			state = "running"
+		}
+		withData = append(withData, m.Name+" ("+state+")")
+	}
+	for _, h := range r.priorHosts() {
+		if f := r.fact(h.Name); f.HasData {
+			withData = append(withData, h.Name+" (no longer planned)")
+		}
+	}
+	if len(withData) == 0 {
+		// Running but without data yet: a bootstrap just started.
+		r.res.Bootstrap = true
+		return nil
+	}
+	if r.o.Prior != nil && len(r.o.Prior.EtcdMembers) > 0 {
+		return fmt.Errorf("%w: data on %s, member list: %w: bring the members back until they have a quorum "+
+			"(power their servers on, systemctl start %s), or restore from a snapshot; nothing was changed",
+			ErrDataUnreachable, strings.Join(withData, ", "), listErr, Unit)
+	}
+	r.log.Warn("etcd holds data but no member answers yet: continuing this state's interrupted bootstrap "+
+		"(the stopped members are started, then the member list is read again)",
+		"members", strings.Join(withData, ", "), "running", anyActive, "err", listErr)
+	r.res.Bootstrap = false
+	return nil
 }
 
 // memberOf returns the planned member a host is.
