@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -24,6 +25,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-log/tflog"
 
 	"github.com/tricenter/terraform-provider-tricenter/installer"
+	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
 	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
 	"github.com/tricenter/terraform-provider-tricenter/installer/state"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
@@ -69,6 +71,7 @@ type clusterResourceModel struct {
 	Problems        types.List     `tfsdk:"problems"`
 	Timeouts        timeouts.Value `tfsdk:"timeouts"`
 	WaitReachable   types.String   `tfsdk:"wait_reachable"`
+	AcceptRisk      types.Bool     `tfsdk:"accept_transient_risk"`
 }
 
 func (m clusterResourceModel) input() inventoryInput {
@@ -117,7 +120,8 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 			"**Create and update** run the engine over the whole inventory (or the `components` given) and then its " +
 			"verification gates (etcd quorum per center, `/readyz` through the API VIP, nodes Ready, BGP sessions " +
 			"Established, pod-to-pod traffic); etcd membership changes are quorum-safe, one member at a time. The plan " +
-			"names the etcd members an update adds or removes, and a change the placement rules forbid is refused at " +
+			"names the etcd members an update adds or removes, with the windows during which the loss of one center " +
+			"would lose quorum (those need `accept_transient_risk`), and a change the placement rules forbid is refused at " +
 			"plan time. **Refresh** observes the cluster (etcd members per center, the API through every control-plane " +
 			"server and the VIP, the Nodes, the BGP agents): what is not as planned becomes `healthy = false` and " +
 			"`problems` (and a warning), so the next plan shows an update that converges it again; an unreachable " +
@@ -132,6 +136,14 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 			"map or set keyed by server name), so adding one touches only that server.",
 		Attributes: map[string]schema.Attribute{
 			"wait_reachable": waitReachableAttribute(),
+			"accept_transient_risk": schema.BoolAttribute{
+				Optional: true,
+				MarkdownDescription: "Let an update run etcd membership changes that pass through states where the loss of one " +
+					"center would lose quorum. Growing or shrinking etcd (3, 5, 7 members) and moving members between servers " +
+					"pass through such windows (e.g. 3 → 5 has 4 voting members, 2 of them in one center, from the first " +
+					"promotion until the second). The plan warns with each window (which step, which center, how long it may " +
+					"last); without this attribute set to `true` the apply fails before any membership change.",
+			},
 			"id": schema.StringAttribute{
 				Computed:            true,
 				MarkdownDescription: "The cluster name (`metadata.name`).",
@@ -332,8 +344,12 @@ func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 		prev := map[string]string{}
 		resp.Diagnostics.Append(prior.EtcdMembers.ElementsAs(ctx, &prev, false)...)
 		if added, removed := memberDiff(prev, next); len(added)+len(removed) > 0 {
+			var risks []etcd.Risk
+			if mp, err := etcd.PlanFromRecord(e.Cluster(), slices.Sorted(maps.Keys(prev)), e.Placement().Etcd.Members); err == nil {
+				risks = mp.Risks
+			}
 			resp.Diagnostics.AddAttributeWarning(path.Root("etcd_members"), "etcd membership changes",
-				membershipMessage(added, removed))
+				membershipMessage(added, removed, risks, plan.AcceptRisk.ValueBool()))
 		}
 	}
 	plan.ID = types.StringValue(name)
@@ -362,8 +378,10 @@ func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 }
 
-// membershipMessage tells what an update does to etcd.
-func membershipMessage(added, removed []string) string {
+// membershipMessage tells what an update does to etcd, and the windows
+// during which the loss of one center would lose quorum (planned from
+// the recorded members; the apply plans again from what etcd reports).
+func membershipMessage(added, removed []string, risks []etcd.Risk, accepted bool) string {
 	var parts []string
 	if len(added) > 0 {
 		parts = append(parts, "adds "+strings.Join(added, ", "))
@@ -371,7 +389,19 @@ func membershipMessage(added, removed []string) string {
 	if len(removed) > 0 {
 		parts = append(parts, "removes "+strings.Join(removed, ", "))
 	}
-	return "This apply " + strings.Join(parts, " and ") + " as etcd members, one member at a time, keeping quorum in every step."
+	msg := "This apply " + strings.Join(parts, " and ") + " as etcd members, one member at a time, keeping quorum in every step."
+	transient := false
+	for _, k := range risks {
+		msg += "\n\nRisk: " + k.String() + "."
+		transient = transient || k.Transient
+	}
+	switch {
+	case transient && accepted:
+		msg += "\n\naccept_transient_risk = true: the apply runs these windows."
+	case transient:
+		msg += "\n\nThe apply refuses these windows before any membership change unless accept_transient_risk = true."
+	}
+	return msg
 }
 
 func (r *clusterResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
@@ -440,7 +470,8 @@ func (r *clusterResource) apply(ctx context.Context, m *clusterResourceModel, fi
 	if diags.HasError() {
 		return false
 	}
-	o := installer.Options{Only: comps, Servers: applyServers(e.Cluster(), nodeServers), WaitReachable: waitReachable(m.WaitReachable)}
+	o := installer.Options{Only: comps, Servers: applyServers(e.Cluster(), nodeServers), WaitReachable: waitReachable(m.WaitReachable),
+		AcceptTransientRisk: m.AcceptRisk.ValueBool()}
 	tflog.Info(ctx, "Applying the cluster", map[string]any{"cluster": e.Cluster().Metadata.Name, "components": comps})
 	res, applyErr := e.Apply(ctx, o)
 	saved, err := run.files()

@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
 	"github.com/tricenter/terraform-provider-tricenter/acceptance/lab"
+	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
 	"github.com/tricenter/terraform-provider-tricenter/installer/state"
 	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
@@ -69,9 +70,47 @@ func TestMemberDiff(t *testing.T) {
 			}
 		})
 	}
-	msg := membershipMessage([]string{"d (dc1)"}, []string{"b (dc2)"})
-	if !strings.Contains(msg, "adds d (dc1)") || !strings.Contains(msg, "removes b (dc2)") || !strings.Contains(msg, "quorum") {
+	msg := membershipMessage([]string{"d (dc1)"}, []string{"b (dc2)"}, nil, false)
+	if !strings.Contains(msg, "adds d (dc1)") || !strings.Contains(msg, "removes b (dc2)") || !strings.Contains(msg, "quorum") ||
+		strings.Contains(msg, "accept_transient_risk") {
 		t.Errorf("membershipMessage = %q", msg)
+	}
+}
+
+// TestMembershipMessageRisks: growing the three-center example's etcd
+// from 3 members (one per center) to its 5 warns, at plan time, of the
+// window where dc1's loss loses quorum and of accept_transient_risk.
+func TestMembershipMessageRisks(t *testing.T) {
+	c, _, err := inventory.Load("../examples/inventory/three-center.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDefaults()
+	p, err := inventory.Place(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec []string
+	seen := map[string]bool{}
+	for _, m := range p.Etcd.Members {
+		if !seen[m.Center] {
+			seen[m.Center] = true
+			rec = append(rec, m.Name)
+		}
+	}
+	mp, err := etcd.PlanFromRecord(c, rec, p.Etcd.Members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := membershipMessage([]string{"x (dc1)"}, nil, mp.Risks, false)
+	for _, s := range []string{"Risk: losing dc1 from step 2 until step 4 leaves 2 of 4 voting members, 3 needed",
+		"refuses these windows before any membership change unless accept_transient_risk = true"} {
+		if !strings.Contains(msg, s) {
+			t.Errorf("membershipMessage does not say %q:\n%s", s, msg)
+		}
+	}
+	if msg := membershipMessage([]string{"x (dc1)"}, nil, mp.Risks, true); !strings.Contains(msg, "accept_transient_risk = true: the apply runs these windows") {
+		t.Errorf("accepted: %s", msg)
 	}
 }
 
