@@ -34,6 +34,9 @@ type Options struct {
 	// (Result.Etcd.Risks); without it that apply fails before any
 	// membership change. A plan shows the risk either way.
 	AcceptTransientRisk bool
+	// LockTimeout is how long a mutating run waits for another run's lock
+	// (DefaultLockTimeout; negative: not at all). Dry runs take no lock.
+	LockTimeout time.Duration
 }
 
 // Timing is how long one component took.
@@ -58,6 +61,8 @@ type Result struct {
 	Timings []Timing `json:"timings"`
 	// Warnings are things the user should know that did not fail the run.
 	Warnings []string `json:"warnings,omitempty"`
+	// Lock says which locks the run held (Engine.Lock); empty for a dry run.
+	Lock string `json:"lock,omitempty"`
 }
 
 // Converged reports whether nothing changed (or would change).
@@ -97,6 +102,13 @@ func (e *Engine) run(ctx context.Context, o Options, dry bool) (*Result, error) 
 		return nil, err
 	}
 	res := &Result{DryRun: dry, Components: comps, Changes: map[string][]string{}}
+	if !dry {
+		var unlock func()
+		if ctx, unlock, err = e.lockRun(ctx, o, res); err != nil {
+			return res, err
+		}
+		defer unlock()
+	}
 	m := e.Manager(dry)
 	defer m.Close()
 	r := &applyRun{e: e, o: o, m: m, res: res, dry: dry}

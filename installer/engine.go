@@ -115,6 +115,12 @@ type Config struct {
 	FRU map[string]addons.FRU
 	// Clock is the time source for measurements (default time.Now).
 	Clock func() time.Time
+	// Holder names this process's runs in the locks they take (default:
+	// NewHolder("tricenter", "run")).
+	Holder Holder
+	// Leases shares the cluster's lock lease between the engines of one
+	// process (the provider's resources); nil: each Lock takes its own.
+	Leases *Leases
 }
 
 // Engine applies one inventory. It is safe to call its methods one after

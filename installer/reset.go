@@ -61,6 +61,13 @@ func (e *Engine) reset(ctx context.Context, o Options, dry bool) (*Result, error
 			ErrMemberRemoval, strings.Join(held, ", "))
 	}
 	res := &Result{DryRun: dry, Components: comps, Changes: map[string][]string{}}
+	if !dry {
+		var unlock func()
+		if ctx, unlock, err = e.lockRun(ctx, o, res); err != nil {
+			return res, err
+		}
+		defer unlock()
+	}
 	m := e.Manager(dry)
 	defer m.Close()
 	has := func(c Component) bool { return slices.Contains(comps, c) }
