@@ -118,6 +118,13 @@ type Config struct {
 	// Holder names this process's runs in the locks they take (default:
 	// NewHolder("tricenter", "run")).
 	Holder Holder
+	// LockTimeout is how long a mutating run waits for another run's lock
+	// when its Options do not say (default DefaultLockTimeout).
+	LockTimeout time.Duration
+	// SkipStoreLock leaves the Store's own lock alone: the provider's
+	// store is a private copy of Terraform state, whose runs Terraform's
+	// state lock serialises.
+	SkipStoreLock bool
 	// Leases shares the cluster's lock lease between the engines of one
 	// process (the provider's resources); nil: each Lock takes its own.
 	Leases *Leases

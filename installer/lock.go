@@ -134,7 +134,7 @@ func (e *Engine) Lock(ctx context.Context, o LockOptions) (*RunLock, error) {
 		e.log.Warn("Waiting for another run's lock", "holder", holder, "limit", o.Timeout)
 		e.cfg.Progress.Host("lock", "waiting for "+holder)
 	}
-	if sl, ok := e.cfg.Store.(StoreLocker); ok {
+	if sl, ok := e.cfg.Store.(StoreLocker); ok && !e.cfg.SkipStoreLock {
 		unlock, err := sl.Lock(ctx, o.Holder.String(), o.Timeout, waiting)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrLocked, err)
@@ -262,7 +262,11 @@ func (e *Engine) clusterLease(ctx context.Context, o LockOptions, wait time.Dura
 // the cluster lease is lost mid-run (another run could then take it: this
 // one stops rather than interleave).
 func (e *Engine) lockRun(ctx context.Context, o Options, res *Result) (context.Context, func(), error) {
-	l, err := e.Lock(ctx, LockOptions{Holder: e.cfg.Holder, Timeout: o.LockTimeout})
+	timeout := o.LockTimeout
+	if timeout == 0 {
+		timeout = e.cfg.LockTimeout
+	}
+	l, err := e.Lock(ctx, LockOptions{Holder: e.cfg.Holder, Timeout: timeout})
 	if err != nil {
 		return ctx, nil, err
 	}

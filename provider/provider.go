@@ -25,6 +25,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/tricenter/terraform-provider-tricenter/bmc"
+	"github.com/tricenter/terraform-provider-tricenter/installer"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
@@ -72,6 +73,7 @@ type providerModel struct {
 	ArtifactDir types.String `tfsdk:"artifact_dir"`
 	MirrorURL   types.String `tfsdk:"mirror_url"`
 	Concurrency types.Int64  `tfsdk:"concurrency"`
+	LockTimeout types.String `tfsdk:"lock_timeout"`
 	BMC         *bmcModel    `tfsdk:"bmc"`
 }
 
@@ -110,6 +112,12 @@ type providerData struct {
 	// sem bounds the BMCs (and later hosts) talked to at once across every
 	// resource of this provider instance: Terraform runs them concurrently.
 	sem chan struct{}
+	// LockTimeout is how long a change waits for another run's lock on
+	// the cluster; Holder names this provider process in that lock, and
+	// Leases lets its resources share one cluster lease.
+	LockTimeout time.Duration
+	Holder      installer.Holder
+	Leases      *installer.Leases
 }
 
 // sshDefaults are the SSH settings the cluster and node resources pass to
@@ -235,6 +243,15 @@ func (p *tricenterProvider) Schema(_ context.Context, _ provider.SchemaRequest, 
 				MarkdownDescription: fmt.Sprintf("How many hosts and BMCs the provider talks to at once, across all resources (default %d). Env `%s`.",
 					DefaultConcurrency, EnvConcurrency),
 				Validators: []validator.Int64{int64validator.Between(1, 1024)},
+			},
+			"lock_timeout": schema.StringAttribute{
+				Optional: true,
+				MarkdownDescription: fmt.Sprintf("How long a change waits while another run holds the cluster's lock (a `tricenter` CLI run "+
+					"elsewhere, or another Terraform run), e.g. `\"2m\"` (default %s); then it fails naming the holder. Every change "+
+					"holds the cluster's lease in its own etcd while it runs (the resources of one `terraform apply` share it), "+
+					"so two tools never change a cluster at once; a holder that died releases it within %s.",
+					installer.DefaultLockTimeout, installer.DefaultLockTTL),
+				Validators: []validator.String{durationValidator{}},
 			},
 			"bmc": schema.SingleNestedAttribute{
 				Optional:            true,
@@ -422,6 +439,21 @@ func configure(ctx context.Context, m providerModel, getenv func(string) string)
 		return nil, diags
 	}
 	d.sem = make(chan struct{}, d.Concurrency)
+	d.LockTimeout = installer.DefaultLockTimeout
+	if !m.LockTimeout.IsNull() && !m.LockTimeout.IsUnknown() {
+		t, err := time.ParseDuration(m.LockTimeout.ValueString())
+		if err != nil || t < 0 {
+			diags.AddAttributeError(path.Root("lock_timeout"), "Invalid lock_timeout",
+				fmt.Sprintf("%q is not a duration such as 30s or 2m.", m.LockTimeout.ValueString()))
+			return nil, diags
+		}
+		d.LockTimeout = t
+		if t == 0 {
+			d.LockTimeout = -1 // do not wait
+		}
+	}
+	d.Holder = installer.NewHolder("terraform-provider-tricenter", "terraform run")
+	d.Leases = &installer.Leases{}
 	return d, diags
 }
 

@@ -273,7 +273,8 @@ func newEngineRun(ctx context.Context, o engineOptions) (*engineRun, error) {
 		c = withKeyFile(c, inlineKeyFile, key)
 	}
 	cfg := installer.Config{Cluster: c, Lines: o.Lines, Source: o.Source, Store: r.store,
-		SSH: ssh.Options{KnownHosts: d.SSH.KnownHosts}, Logger: newLogger(ctx), Concurrency: d.Concurrency}
+		SSH: ssh.Options{KnownHosts: d.SSH.KnownHosts}, Logger: newLogger(ctx), Concurrency: d.Concurrency,
+		Holder: d.Holder, Leases: d.Leases, LockTimeout: d.LockTimeout, SkipStoreLock: true}
 	if d.ArtifactDir != "" && c.Spec.Kubernetes.ArtifactDir == "" {
 		cc := *c
 		cc.Spec.Kubernetes.ArtifactDir = d.ArtifactDir
