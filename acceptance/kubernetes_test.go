@@ -35,6 +35,9 @@ type kubeLab struct {
 // newWorker is left out of the first apply and added later.
 const newWorker = "dc2-r01-w01"
 
+// staleWorker is powered off and rebooted under the health checks.
+const staleWorker = "dc1-r01-w01"
+
 func startKubeLab(t testing.TB) *kubeLab {
 	t.Helper()
 	if err := nspawn.Available(); err != nil {
@@ -174,6 +177,9 @@ func TestKubernetes(t *testing.T) {
 	}
 	checkKubectlNodes(t, ctx, k, kubeconfig, e.Cluster(), newWorker)
 	checkRouterRoutes(t, k, e)
+	step("CA guard: foreign, empty and partial states refused", func() {
+		checkCAGuard(t, ctx, k, k.cluster(t, newWorker), e)
+	})
 
 	step("no-op re-apply", func() {
 		res, err := e.Apply(ctx, installer.Options{})
@@ -192,6 +198,11 @@ func TestKubernetes(t *testing.T) {
 			}
 		}
 		logTimings(t, "no-op re-apply", res)
+	})
+
+	step("a powered-off or rebooted node is not Ready by its stale word", func() {
+		checkStaleNodeNotTrusted(t, ctx, k, e, staleWorker)
+		healthy(t, ctx, e, 3*time.Minute, "after the node came back")
 	})
 
 	full := k.engine(t, k.cluster(t))
@@ -259,6 +270,11 @@ func TestKubernetes(t *testing.T) {
 		})
 		step("drill "+center, func() { drillCenter(t, ctx, k, e, center) })
 	}
+
+	step("one writer at a time (CLI + CLI, kill -9 mid etcd phase)", func() {
+		healthy(t, ctx, e, 3*time.Minute, "before the lock checks")
+		checkOneWriter(t, ctx, k, buildCLI(t, ctx, k, newWorker))
+	})
 
 	step("reset", func() {
 		if _, err := e.Reset(ctx, installer.Options{}); err != nil {
