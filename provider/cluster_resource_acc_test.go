@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -146,9 +147,15 @@ func (k *tfLab) writeVariant(t *testing.T, name string, oldnew ...string) string
 	return p
 }
 
-func tfLabConfig(inv string, nodes bool) string {
+func tfLabConfig(inv string, nodes bool) string { return tfLabConfigWith(inv, nodes, "", "") }
+
+// tfLabConfigWith is tfLabConfig with extra lines in the provider block
+// and in the node resource.
+func tfLabConfigWith(inv string, nodes bool, providerBody, nodeBody string) string {
 	cfg := fmt.Sprintf(`
-provider "tricenter" {}
+provider "tricenter" {
+%s
+}
 
 resource "tricenter_cluster" "lab" {
   path         = %q
@@ -159,15 +166,16 @@ output "kubeconfig" {
   value     = tricenter_cluster.lab.kubeconfig
   sensitive = true
 }
-`, inv, tfLabNodeWorker)
+`, providerBody, inv, tfLabNodeWorker)
 	if nodes {
 		cfg += fmt.Sprintf(`
 resource "tricenter_node" "tf_dc2_w01" {
   server        = %q
   path          = %q
   cluster_state = tricenter_cluster.lab.state
+%s
 }
-`, tfLabNodeWorker, inv)
+`, tfLabNodeWorker, inv, nodeBody)
 	}
 	return cfg
 }
@@ -248,7 +256,7 @@ func TestAccClusterNspawnLab(t *testing.T) {
 
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
-		Steps: []resource.TestStep{
+		Steps: slices.Concat([]resource.TestStep{
 			{
 				PreConfig: timer.begin("create cluster"),
 				Config:    tfLabConfig(k.file, false),
@@ -344,6 +352,7 @@ func TestAccClusterNspawnLab(t *testing.T) {
 					timer.end(),
 				),
 			},
+		}, nodeGuardSteps(t, ctx, k, timer, &engineState), []resource.TestStep{
 			{
 				PreConfig: timer.begin("remove tricenter_node"),
 				Config:    tfLabConfig(k.file, false),
@@ -396,7 +405,7 @@ func TestAccClusterNspawnLab(t *testing.T) {
 				PlanOnly:    true,
 				ExpectError: regexp.MustCompile(`5\s+members\s+need\s+5\s+servers`),
 			},
-		},
+		}),
 		CheckDestroy: func(*terraform.State) error {
 			timer.mu.Lock()
 			timer.closeLocked(", then destroy")
@@ -484,28 +493,11 @@ func checkHostsClean(ctx context.Context, k *tfLab, engineState string) error {
 	if engineState == "" {
 		return fmt.Errorf("the create step did not finish: no engine state to check the hosts with")
 	}
-	var files map[string]string
-	if err := json.Unmarshal([]byte(engineState), &files); err != nil {
-		return fmt.Errorf("engine state from the create step: %w", err)
-	}
-	dir, err := os.MkdirTemp("", "tf-lab-state-")
+	e, done, err := k.engineFrom(engineState)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	st := &state.Dir{Path: filepath.Join(dir, "state")}
-	if err := state.Restore(st.Path, files); err != nil {
-		return err
-	}
-	c, lines, err := inventory.Load(k.file)
-	if err != nil {
-		return err
-	}
-	e, err := installer.New(installer.Config{Cluster: c, Lines: lines, Store: st, AgentBinary: filepath.Join(k.arts, "tricenter-bgp")})
-	if err != nil {
-		return err
-	}
-	defer e.Close()
+	defer done()
 	plan, err := e.PlanReset(ctx, installer.Options{})
 	if err != nil {
 		return fmt.Errorf("planning a reset after destroy: %w", err)
@@ -514,6 +506,35 @@ func checkHostsClean(ctx context.Context, k *tfLab, engineState string) error {
 		return fmt.Errorf("after destroy the hosts still hold: %v", plan.Changes)
 	}
 	return nil
+}
+
+// engineFrom builds an engine over a tricenter_cluster's engine state (in
+// a private directory done removes).
+func (k *tfLab) engineFrom(engineState string) (*installer.Engine, func(), error) {
+	var files map[string]string
+	if err := json.Unmarshal([]byte(engineState), &files); err != nil {
+		return nil, nil, fmt.Errorf("engine state from the create step: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "tf-lab-state-")
+	if err != nil {
+		return nil, nil, err
+	}
+	st := &state.Dir{Path: filepath.Join(dir, "state")}
+	if err := state.Restore(st.Path, files); err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	c, lines, err := inventory.Load(k.file)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	e, err := installer.New(installer.Config{Cluster: c, Lines: lines, Store: st, AgentBinary: filepath.Join(k.arts, "tricenter-bgp")})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	return e, func() { e.Close(); os.RemoveAll(dir) }, nil
 }
 
 func pollFor(ctx context.Context, limit time.Duration, f func() error) error {
