@@ -20,7 +20,7 @@
 #     tricenter lab down (checks nothing is left).
 # Needs root. Everything stays on 198.19.0.0/16 inside this machine.
 # KEEP=1 leaves the cluster and the lab up at the end.
-set -euo pipefail
+set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 if [[ $(id -u) -ne 0 ]]; then
   echo "make demo needs root: the lab uses network namespaces, systemd-nspawn, libvirt and IPMI on port 623" >&2
@@ -31,7 +31,11 @@ repo=$PWD
 lab=examples/lab/lab.yaml
 labdir=$repo/.cache/lab/lab
 work=$repo/.cache/demo
-step() { printf '\n==> %s\n' "$*"; }
+current=""
+step() { current=$*; printf '\n==> %s\n' "$*"; }
+# A failing step fails the demo, named (at the end, after the teardown).
+failed=""
+trap 'failed=${failed:-$current}' ERR
 begin=$(date +%s)
 
 step "Install the Debian packages, build tricenter and the provider"
@@ -58,6 +62,7 @@ export TF_CLI_CONFIG_FILE=$work/dev.tfrc
 tf() { terraform -chdir=examples/lab "$@"; }
 tfvars=(-var-file="$labdir/terraform.tfvars")
 teardown() {
+  local rc=$?
   if [[ "${KEEP:-}" == 1 ]]; then
     echo
     echo "The cluster and the lab stay up:"
@@ -65,6 +70,7 @@ teardown() {
     echo "  lab:         bin/tricenter lab status"
     echo "  tear down:   TF_CLI_CONFIG_FILE=$work/dev.tfrc terraform -chdir=examples/lab destroy -auto-approve -var-file=$labdir/terraform.tfvars"
     echo "               bin/tricenter lab down"
+    if (( rc != 0 )); then echo "make demo FAILED in step: ${failed:-$current} (exit $rc)" >&2; fi
     return
   fi
   step "terraform destroy: reset the hosts, power the servers off"
@@ -75,6 +81,9 @@ teardown() {
   bin/tricenter lab down -f "$lab"
   rm -f examples/lab/terraform.tfstate examples/lab/terraform.tfstate.backup
   echo "demo took $(( $(date +%s) - begin )) s"
+  if (( rc != 0 )); then
+    echo "make demo FAILED in step: ${failed:-$current} (exit $rc)" >&2
+  fi
 }
 trap teardown EXIT
 
@@ -98,12 +107,12 @@ vtysh --vty_socket "$core" -c 'show ip route bgp' | sed -n '/^B/,$p'
 step "Drill: lose the production center dc1 (its servers powered off through their BMCs)"
 inv=$labdir/inventory.yaml
 tf output -raw engine_state | bin/tricenter state restore -f "$inv" --from - --state-dir "$work/state"
-bin/tricenter drill center-loss -f "$inv" --state-dir "$work/state" --center dc1 --log-level warn
+bin/tricenter drill center-loss -f "$inv" --state-dir "$work/state" --center dc1 --log-level warn --yes
 
 step "dc1 rejoins: tricenter status until every member, API server, node and BGP session is back"
 t=$(date +%s)
 until bin/tricenter status -f "$inv" --state-dir "$work/state" --log-level error >/dev/null 2>&1; do
-  if (( $(date +%s) - t > 300 )); then bin/tricenter status -f "$inv" --state-dir "$work/state"; exit 1; fi
+  if (( $(date +%s) - t > 300 )); then failed=$current; bin/tricenter status -f "$inv" --state-dir "$work/state"; exit 1; fi
   sleep 5
 done
 echo "dc1 back $(( $(date +%s) - t )) s after the drill ended (the VM boots in TCG)"
