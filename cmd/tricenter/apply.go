@@ -102,7 +102,7 @@ func runApply(ctx context.Context, g *globals, f *engineFlags, o installer.Optio
 		return nil
 	}
 	if !plan.Converged() && !yes {
-		ok, err := confirm(g.stdout, in, "Apply these changes?")
+		ok, err := confirm(ctx, g.stdout, in, "Apply these changes?")
 		if err != nil {
 			return err
 		}
@@ -224,15 +224,33 @@ func leaderName(h *etcd.ClusterHealth) string {
 	return fmt.Sprintf("%x", h.Leader)
 }
 
-func confirm(w io.Writer, in io.Reader, q string) (bool, error) {
+// confirm asks q on w and reads the answer from in: "y" or "yes" goes
+// ahead. A stdin that is not a terminal cannot answer (--yes must); an
+// interrupt (ctx) ends the wait.
+func confirm(ctx context.Context, w io.Writer, in io.Reader, q string) (bool, error) {
 	if f, ok := in.(*os.File); ok && !isTTY(f) {
-		return false, fmt.Errorf("stdin is not a terminal: pass --yes to apply without confirmation")
+		return false, fmt.Errorf("stdin is not a terminal, so nobody can confirm: pass --yes to go ahead without confirmation")
 	}
 	fmt.Fprintf(w, "%s [y/N] ", q)
-	line, err := bufio.NewReader(in).ReadString('\n')
-	if err != nil && err != io.EOF {
-		return false, err
+	type answer struct {
+		line string
+		err  error
 	}
-	a := strings.ToLower(strings.TrimSpace(line))
-	return a == "y" || a == "yes", nil
+	ch := make(chan answer, 1)
+	go func() {
+		line, err := bufio.NewReader(in).ReadString('\n')
+		ch <- answer{line, err}
+	}()
+	var a answer
+	select {
+	case a = <-ch:
+	case <-ctx.Done():
+		fmt.Fprintln(w)
+		return false, fmt.Errorf("not confirmed: %w", ctx.Err())
+	}
+	if a.err != nil && a.err != io.EOF {
+		return false, a.err
+	}
+	s := strings.ToLower(strings.TrimSpace(a.line))
+	return s == "y" || s == "yes", nil
 }

@@ -23,6 +23,7 @@ type bmcFlags struct {
 	minInterval, retryBudget      time.Duration
 	exchangeTimeout, wait, budget time.Duration
 	uefi, persistent              bool
+	all, yes                      bool
 }
 
 func newBMCCmd(g *globals) *cobra.Command {
@@ -31,8 +32,11 @@ func newBMCCmd(g *globals) *cobra.Command {
 		Short: "Power, boot device and hardware inventory through the servers' BMCs (IPMI 2.0)",
 		Long: `Drive the BMCs of the servers in an inventory over IPMI 2.0 (RMCP+, cipher
 suites from bmc.cipherSuites, default 17 then 3). Select servers with
---center, --rack, --role and --server (repeatable; empty selects all). Every
-server gets a result; the exit status is 1 when any server failed.`,
+--center, --rack, --role and --server (repeatable). status, on, pxe, disk and
+inventory select every server when none is named; off, soft-off, cycle and
+reset need a selection or --all, and ask for confirmation (or --yes) before
+taking more than one server down. Every server gets a result; the exit
+status is 1 when any server failed.`,
 	}
 	type sub struct {
 		name, short string
@@ -61,7 +65,7 @@ func newBMCOpCmd(g *globals, name, short string, op bmc.Operation) *cobra.Comman
 		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runBMC(cmd.Context(), g, f, op)
+			return runBMC(cmd.Context(), g, f, op, cmd.InOrStdin())
 		},
 	}
 	addInventoryFlag(cmd, &f.file)
@@ -79,6 +83,10 @@ func newBMCOpCmd(g *globals, name, short string, op bmc.Operation) *cobra.Comman
 	switch op {
 	case bmc.OpOn, bmc.OpOff, bmc.OpSoftOff, bmc.OpCycle, bmc.OpReset:
 		fl.DurationVar(&f.wait, "wait", time.Minute, "wait this long for the resulting power state (0: do not wait)")
+		if takesDown(op) {
+			fl.BoolVar(&f.all, "all", false, "every server of the inventory (required when none is selected)")
+			fl.BoolVarP(&f.yes, "yes", "y", false, "take more than one server down without asking for confirmation")
+		}
 	case bmc.OpPXE, bmc.OpDisk:
 		fl.BoolVar(&f.uefi, "uefi", false, "UEFI boot (default: legacy BIOS boot)")
 		fl.BoolVar(&f.persistent, "persistent", false, "keep the boot device for every boot (default: next boot only)")
@@ -86,9 +94,39 @@ func newBMCOpCmd(g *globals, name, short string, op bmc.Operation) *cobra.Comman
 	return cmd
 }
 
-func runBMC(ctx context.Context, g *globals, f *bmcFlags, op bmc.Operation) error {
+// takesDown: the operations that power servers off, if only for a moment.
+func takesDown(op bmc.Operation) bool {
+	switch op {
+	case bmc.OpOff, bmc.OpSoftOff, bmc.OpCycle, bmc.OpReset:
+		return true
+	}
+	return false
+}
+
+// powerOffWords are how the confirmation of op reads: what happens to the
+// servers, and the question.
+func powerOffWords(op bmc.Operation) (what, question string) {
+	switch op {
+	case bmc.OpSoftOff:
+		return "asked to shut down (ACPI soft off)", "Shut down"
+	case bmc.OpCycle:
+		return "power-cycled (off, then on)", "Power-cycle"
+	case bmc.OpReset:
+		return "hard reset", "Reset"
+	}
+	return "powered off hard", "Power off"
+}
+
+func runBMC(ctx context.Context, g *globals, f *bmcFlags, op bmc.Operation, in io.Reader) error {
 	if err := checkOutput(f.output); err != nil {
 		return err
+	}
+	selected := len(f.centers)+len(f.racks)+len(f.roles)+len(f.names) > 0
+	switch {
+	case takesDown(op) && f.all && selected:
+		return fmt.Errorf("--all selects every server: leave out --center, --rack, --role and --server, or --all")
+	case takesDown(op) && !f.all && !selected:
+		return fmt.Errorf("bmc %s takes servers down and none is selected: name servers, racks, a center, or --all (--server, --rack, --center, --role, --all)", op)
 	}
 	if f.concurrency < 1 {
 		return fmt.Errorf("--concurrency %d: use 1 or more", f.concurrency)
@@ -111,6 +149,24 @@ func runBMC(ctx context.Context, g *globals, f *bmcFlags, op bmc.Operation) erro
 	}
 	if len(hosts) == 0 {
 		return fmt.Errorf("the selection matches no server")
+	}
+	if takesDown(op) && len(hosts) > 1 && !f.yes {
+		what, q := powerOffWords(op)
+		fmt.Fprintf(g.stderr, "bmc %s: these %s will be %s:\n", op, countServers(len(hosts)), what)
+		writeGoingDark(g.stderr, hosts, func(h inventory.Host) string {
+			var roles []string
+			for _, r := range h.Roles {
+				roles = append(roles, string(r))
+			}
+			return strings.Join(roles, ", ")
+		})
+		ok, err := confirm(ctx, g.stderr, in, fmt.Sprintf("%s these %s?", q, countServers(len(hosts))))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return &exitError{code: 1, err: fmt.Errorf("not confirmed: no server was touched")}
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, f.budget)
 	defer cancel()

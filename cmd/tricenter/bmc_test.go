@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -173,8 +174,8 @@ func TestBMCCommands(t *testing.T) {
 		t.Errorf("inventory: exit %d\n%s%s", code, out, errOut)
 	}
 
-	// cycle and off with waiting.
-	for _, args := range [][]string{{"cycle", "--wait", "10s"}, {"off", "--wait", "10s"}, {"disk"}} {
+	// cycle and off of every server with waiting (--all, confirmed by --yes).
+	for _, args := range [][]string{{"cycle", "--all", "--yes", "--wait", "10s"}, {"off", "--all", "-y", "--wait", "10s"}, {"disk"}} {
 		out, errOut, code = runCLI(t, append(append([]string{"bmc", args[0], "-f", inv}, args[1:]...), fast...)...)
 		if code != 0 {
 			t.Fatalf("%s: exit %d\n%s%s", args[0], code, out, errOut)
@@ -228,6 +229,107 @@ func TestBMCCommandErrors(t *testing.T) {
 	} {
 		if _, errOut, code := runCLI(t, args...); code == 0 || errOut == "" {
 			t.Errorf("%v: exit %d, stderr %q", args, code, errOut)
+		}
+	}
+}
+
+// TestBMCPowerOffGuard: off, soft-off, cycle and reset need a selection or
+// --all, and ask before taking more than one server down; the BMCs'
+// hooks show that a refused or unconfirmed command sent nothing.
+func TestBMCPowerOffGuard(t *testing.T) {
+	inv, bmcs := bmcLab(t)
+	fast := []string{"--min-interval", "0s", "--log-level", "warn", "--wait", "10s"}
+	run := func(in io.Reader, args ...string) (string, string, int) {
+		t.Helper()
+		return runCLIIn(t, in, append(append([]string{"bmc"}, args...), fast...)...)
+	}
+	if _, errOut, code := run(nil, "on", "-f", inv); code != 0 {
+		t.Fatalf("on (no selection: every server): exit %d\n%s", code, errOut)
+	}
+	eventsBefore := func() []int {
+		var n []int
+		for _, b := range bmcs {
+			ev, _ := b.SetEvents()
+			n = append(n, len(ev))
+		}
+		return n
+	}
+	nothingSent := func(what string, before []int) {
+		t.Helper()
+		for i, b := range bmcs {
+			ev, _ := b.SetEvents()
+			if len(ev) != before[i] {
+				t.Errorf("%s: %s received %q", what, b.Name(), ev[before[i]:])
+			}
+			if on, _ := b.PoweredOn(); !on {
+				t.Errorf("%s: %s is off", what, b.Name())
+			}
+		}
+	}
+
+	before := eventsBefore()
+	for _, op := range []string{"off", "soft-off", "cycle", "reset"} {
+		_, errOut, code := run(nil, op, "-f", inv, "--yes")
+		if code == 0 || !strings.Contains(errOut, "name servers, racks, a center, or --all") {
+			t.Errorf("%s without a selection: exit %d\n%s", op, code, errOut)
+		}
+	}
+	if _, errOut, code := run(nil, "off", "-f", inv, "--all", "--center", "dc1", "--yes"); code == 0 || !strings.Contains(errOut, "--all selects every server") {
+		t.Errorf("--all with --center: exit %d\n%s", code, errOut)
+	}
+	nothingSent("refused without a selection", before)
+
+	// Answered n: the list of what would go dark, then nothing.
+	out, errOut, code := run(strings.NewReader("n\n"), "off", "-f", inv, "--all")
+	if code != 1 || !strings.Contains(errOut, "not confirmed") {
+		t.Errorf("off --all answered n: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, want := range []string{
+		"bmc off: these 3 servers will be powered off hard:",
+		"center dc1  rack dc1-r01  s1 (etcd, control-plane)",
+		"center dc2  rack dc2-r01  s2 (etcd, control-plane)",
+		"center dc3  rack dc3-r01  s3 (etcd, worker)",
+		"Power off these 3 servers? [y/N]",
+	} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("the confirmation lacks %q:\n%s", want, errOut)
+		}
+	}
+	// stdin not a terminal and no --yes: refused, naming --yes.
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devnull.Close()
+	if _, errOut, code := run(devnull, "reset", "-f", inv, "--rack", "dc1-r01,dc2-r01"); code == 0 || !strings.Contains(errOut, "stdin is not a terminal") || !strings.Contains(errOut, "--yes") {
+		t.Errorf("reset of 2 servers, stdin not a terminal: exit %d\n%s", code, errOut)
+	}
+	nothingSent("not confirmed", before)
+
+	// One server needs no confirmation, even without a terminal.
+	if out, errOut, code := run(devnull, "off", "-f", inv, "--server", "s3"); code != 0 || !strings.Contains(out, "s3") {
+		t.Errorf("off of one server: exit %d\n%s%s", code, out, errOut)
+	}
+	if on, _ := bmcs[2].PoweredOn(); on {
+		t.Error("s3 still on after off --server s3")
+	}
+
+	// Answered y, -o json: the question goes to stderr, stdout stays JSON.
+	out, errOut, code = run(strings.NewReader("y\n"), "off", "-f", inv, "--center", "dc1,dc2", "-o", "json")
+	if code != 0 || !strings.Contains(errOut, "Power off these 2 servers? [y/N]") {
+		t.Fatalf("off --center dc1,dc2 answered y: exit %d\n%s%s", code, out, errOut)
+	}
+	var doc struct {
+		Results []struct {
+			Server string `json:"server"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Results) != 2 {
+		t.Errorf("stdout is not the JSON of 2 results: %v\n%s", err, out)
+	}
+	for _, b := range bmcs[:2] {
+		if on, _ := b.PoweredOn(); on {
+			t.Errorf("%s still on after a confirmed off", b.Name())
 		}
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -33,7 +34,7 @@ func newDrillCmd(g *globals) *cobra.Command {
 		Use:   "drill",
 		Short: "Failure drills against a running cluster",
 	}
-	cmd.AddCommand(newDrillCenterLossCmd(g, defaultDrillPower))
+	cmd.AddCommand(newDrillCenterLossCmd(g, defaultDrillPower), newDrillResumeCmd(g, defaultDrillPower))
 	return cmd
 }
 
@@ -41,6 +42,7 @@ type drillFlags struct {
 	center, power, output, k8s    string
 	hold, restoreTimeout, healthT time.Duration
 	writers                       int
+	yes                           bool
 }
 
 func newDrillCenterLossCmd(g *globals, powerFor drillPower) *cobra.Command {
@@ -59,13 +61,25 @@ real power cut; the default when every server of the center has a BMC);
 --power ssh only kills etcd with SIGKILL over SSH on the center's etcd
 members and holds it stopped: the servers stay up, so it is not a power cut.
 
+The drill lists what will go dark (the servers by center and rack, the etcd
+members and control-plane servers among them) and asks for confirmation;
+--yes skips the question (needed when stdin is not a terminal).
+
 The restore runs on every path (a failed power-off, writes that never
-resume, Ctrl-C) under its own deadlines (--restore-timeout for powering on,
---health-timeout for the cluster to be healthy). A second Ctrl-C abandons it
-and prints the servers still off and the command that brings them back.`,
+resume, Ctrl-C, SIGHUP when the session drops, SIGTERM) under its own
+deadlines (--restore-timeout for powering on, --health-timeout for the
+cluster to be healthy). A second Ctrl-C abandons it and prints the servers
+still off and the command that brings them back.
+
+Before its first power-off the drill writes a journal to the state
+directory (drill-journal.json: the center, the method, the servers, which
+came back); it removes it once every server is back. A drill killed before
+that leaves the journal: "tricenter drill resume" brings back what it names,
+and no new drill starts while it exists. The drill's keys (under
+/tricenter/drill/) are deleted at its end.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDrill(cmd.Context(), g, &f, &d, powerFor)
+			return runDrill(cmd.Context(), g, &f, &d, powerFor, cmd.InOrStdin())
 		},
 	}
 	addEngineFlags(cmd, &f)
@@ -79,6 +93,7 @@ and prints the servers still off and the command that brings them back.`,
 	fl.DurationVar(&d.healthT, "health-timeout", etcd.DefaultDrillHealthTimeout, "deadline for the cluster to be healthy after power-on (real servers take minutes to boot)")
 	fl.IntVar(&d.writers, "writers", 1, "concurrent writers through each etcd member outside the center")
 	fl.StringVar(&d.k8s, "kubernetes", "auto", "probe the API through the VIP and the surviving centers' nodes during the outage: auto (when the API answers before the drill), on or off")
+	fl.BoolVarP(&d.yes, "yes", "y", false, "take the center down without asking for confirmation")
 	return cmd
 }
 
@@ -107,7 +122,7 @@ func choosePower(kind string, c *inventory.Cluster, center string) (string, erro
 	return kind, nil
 }
 
-func runDrill(ctx context.Context, g *globals, f *engineFlags, d *drillFlags, powerFor drillPower) error {
+func runDrill(ctx context.Context, g *globals, f *engineFlags, d *drillFlags, powerFor drillPower, in io.Reader) error {
 	if err := checkOutput(d.output); err != nil {
 		return err
 	}
@@ -119,6 +134,9 @@ func runDrill(ctx context.Context, g *globals, f *engineFlags, d *drillFlags, po
 	if err != nil {
 		return err
 	}
+	if err := etcd.CheckDrillJournal(e.state); err != nil {
+		return withResumeHint(err, f)
+	}
 	if kind == "ssh" {
 		e.log.Warn("Power ssh only stops etcd on the center's members: the servers stay up, so this is not a power cut",
 			"center", d.center)
@@ -128,6 +146,20 @@ func runDrill(ctx context.Context, g *globals, f *engineFlags, d *drillFlags, po
 	pw, err := powerFor(kind, e, m)
 	if err != nil {
 		return err
+	}
+	targets, err := etcd.DrillServers(etcd.DrillOptions{Cluster: e.cluster, Placement: e.placement, Center: d.center, Power: pw})
+	if err != nil {
+		return err
+	}
+	if !d.yes {
+		writeDrillTargets(g.stderr, e.placement, d.center, pw, targets)
+		ok, err := confirm(ctx, g.stderr, in, fmt.Sprintf("Take center %s down now?", d.center))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return &exitError{code: 1, err: fmt.Errorf("not confirmed: the drill did not start")}
+		}
 	}
 	cli, err := e.client()
 	if err != nil {
@@ -145,7 +177,11 @@ func runDrill(ctx context.Context, g *globals, f *engineFlags, d *drillFlags, po
 	defer stopNotice()
 	rep, err := etcd.Drill(ctx, etcd.DrillOptions{Cluster: e.cluster, Placement: e.placement,
 		Center: d.center, Client: cli, Power: pw, Logger: e.log, Hold: d.hold, Writers: d.writers,
-		RestoreTimeout: d.restoreTimeout, HealthTimeout: d.healthT, Abandon: abandon, Probes: probes})
+		RestoreTimeout: d.restoreTimeout, HealthTimeout: d.healthT, Abandon: abandon, Probes: probes,
+		Journal: e.state, Method: kind})
+	if errors.Is(err, etcd.ErrDrillJournal) {
+		err = withResumeHint(err, f)
+	}
 	if rep != nil {
 		if d.output == "json" {
 			if jerr := writeJSON(g, rep); jerr != nil {
@@ -155,11 +191,51 @@ func runDrill(ctx context.Context, g *globals, f *engineFlags, d *drillFlags, po
 			printDrill(g.stdout, rep)
 		}
 		if len(rep.StillOff) > 0 {
-			fmt.Fprintf(g.stderr, "Servers of center %s that may still be off: %s\nBring them back with:\n  %s\n",
-				d.center, strings.Join(rep.StillOff, ", "), restoreCommand(kind, f.file, rep.StillOff))
+			fmt.Fprintf(g.stderr, "Servers of center %s that may still be off: %s\n", d.center, strings.Join(rep.StillOff, ", "))
+			if rep.JournalKept {
+				fmt.Fprintf(g.stderr, "The drill journal %s names them; bring them back with:\n  %s\nor by hand:\n  %s\n",
+					rep.Journal, resumeCommand(f), restoreCommand(kind, f.file, rep.StillOff))
+			} else {
+				fmt.Fprintf(g.stderr, "Bring them back with:\n  %s\n", restoreCommand(kind, f.file, rep.StillOff))
+			}
 		}
 	}
 	return err
+}
+
+// writeDrillTargets shows what a drill of center takes down before asking.
+func writeDrillTargets(w io.Writer, p *inventory.Placement, center string, pw etcd.Power, targets []inventory.Host) {
+	fmt.Fprintf(w, "Center-loss drill of %s (%s) takes down %s:\n", center, pw.Describe(), countServers(len(targets)))
+	var members, cps []string
+	writeGoingDark(w, targets, func(h inventory.Host) string {
+		var what []string
+		if p.IsEtcdMember(h.Name) {
+			what = append(what, "etcd member")
+			members = append(members, h.Name)
+		}
+		if p.IsControlPlane(h.Name) {
+			what = append(what, "control plane")
+			cps = append(cps, h.Name)
+		}
+		return strings.Join(what, ", ")
+	})
+	fmt.Fprintf(w, "  etcd members among them: %s (%d of %d; %d remain, quorum %d)\n", orNone(members),
+		len(members), len(p.Etcd.Members), len(p.Etcd.Members)-len(members), p.Etcd.Quorum)
+	fmt.Fprintf(w, "  control-plane servers among them: %s (%d of %d)\n", orNone(cps), len(cps), len(p.ControlPlane))
+	fmt.Fprintln(w, "They are brought back when the drill ends (or by tricenter drill resume if it is killed).")
+}
+
+// withResumeHint adds the command that resumes the drill a journal names.
+func withResumeHint(err error, f *engineFlags) error {
+	if !errors.Is(err, etcd.ErrDrillJournal) {
+		return err
+	}
+	return fmt.Errorf("%w: %s", err, resumeCommand(f))
+}
+
+// resumeCommand is the drill resume command for these flags.
+func resumeCommand(f *engineFlags) string {
+	return fmt.Sprintf("tricenter drill resume -f %s --state-dir %s", shellWord(f.file), shellWord(f.stateDir))
 }
 
 // restoreCommand is the command that brings the given servers back.
@@ -237,6 +313,12 @@ func printDrill(w io.Writer, r *etcd.DrillReport) {
 			fmt.Fprintf(w, "  restored healthy   NO: %s\n", r.RestoreError)
 		}
 	}
+	if r.KeysError != "" {
+		fmt.Fprintf(w, "  drill keys         NOT deleted: %s\n", r.KeysError)
+	}
+	if r.JournalKept {
+		fmt.Fprintf(w, "  journal            kept: %s (drill resume brings back what may still be down)\n", r.Journal)
+	}
 	for _, p := range r.Probes {
 		fmt.Fprintf(w, "  probe %-12s %d checks, %d failed, longest gap %v\n", p.Name, p.Attempts, p.Failures, ms(p.MaxGap))
 		for _, e := range p.Errors {
@@ -269,4 +351,121 @@ func drillProbes(ctx context.Context, g *globals, e *etcdEnv, d *drillFlags) ([]
 		return nil, nil
 	}
 	return e.eng.DrillProbes(d.center)
+}
+
+func newDrillResumeCmd(g *globals, powerFor drillPower) *cobra.Command {
+	var f engineFlags
+	var d drillFlags
+	cmd := &cobra.Command{
+		Use:   "resume -f FILE [--state-dir DIR]",
+		Short: "Bring back what a killed drill left down (from its journal)",
+		Long: `resume reads the journal a center-loss drill left in the state directory
+when it ended before its restore (killed, or its restore abandoned), brings
+back every server the journal does not confirm back on — through the same
+method: BMC power on, or "systemctl start etcd" over SSH for --power ssh —
+retrying for --restore-timeout, waits up to --health-timeout for the cluster
+to be healthy, deletes the drill's keys and removes the journal once every
+server is back. With no journal there is nothing to resume (exit 0).
+
+Like the drill's restore it goes on after the first Ctrl-C (or SIGHUP); a
+second Ctrl-C abandons it and keeps the journal.`,
+		Example: `  tricenter drill resume -f cluster.yaml
+  tricenter drill resume -f cluster.yaml --state-dir /var/lib/tricenter`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDrillResume(cmd.Context(), g, &f, &d, powerFor)
+		},
+	}
+	addEngineFlags(cmd, &f)
+	addOutputFlag(cmd, &d.output)
+	fl := cmd.Flags()
+	fl.DurationVar(&d.restoreTimeout, "restore-timeout", etcd.DefaultRestoreTimeout, "deadline for powering the servers back on (retries included)")
+	fl.DurationVar(&d.healthT, "health-timeout", etcd.DefaultDrillHealthTimeout, "deadline for the cluster to be healthy after power-on")
+	return cmd
+}
+
+func runDrillResume(ctx context.Context, g *globals, f *engineFlags, d *drillFlags, powerFor drillPower) error {
+	if err := checkOutput(d.output); err != nil {
+		return err
+	}
+	eng, st, err := loadEngine(g, f)
+	if err != nil {
+		return err
+	}
+	// No journal: nothing to do, whatever else the state directory holds.
+	if j, err := st.DrillJournal(); err != nil {
+		return err
+	} else if j == nil {
+		if d.output == "json" {
+			return writeJSON(g, &etcd.ResumeReport{Path: st.DrillJournalPath()})
+		}
+		fmt.Fprintf(g.stdout, "Nothing to resume: no drill journal at %s\n", st.DrillJournalPath())
+		return nil
+	}
+	e, err := newEtcdEnv(g, f, eng, st, false)
+	if err != nil {
+		return err
+	}
+	m := e.manager(false, nil)
+	defer m.Close()
+	cli, err := e.client()
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	abandon := claimSecondInterrupt(ctx)
+	stopNotice := context.AfterFunc(ctx, func() {
+		fmt.Fprintln(g.stderr, "Finishing the resume before exiting (Ctrl-C again to abandon it and keep the journal)")
+	})
+	defer stopNotice()
+	rr, err := etcd.ResumeDrill(ctx, etcd.ResumeOptions{Cluster: e.cluster, Placement: e.placement, Journal: st,
+		PowerFor: func(method string) (etcd.Power, error) { return powerFor(method, e, m) },
+		Client:   cli, Logger: e.log, RestoreTimeout: d.restoreTimeout, HealthTimeout: d.healthT, Abandon: abandon})
+	if rr != nil {
+		if d.output == "json" {
+			if jerr := writeJSON(g, rr); jerr != nil {
+				return jerr
+			}
+		} else {
+			printResume(g.stdout, rr)
+		}
+	}
+	return err
+}
+
+func printResume(w io.Writer, r *etcd.ResumeReport) {
+	if r.Journal == nil {
+		fmt.Fprintf(w, "Nothing to resume: no drill journal at %s\n", r.Path)
+		return
+	}
+	j := r.Journal
+	fmt.Fprintf(w, "Drill resume: center %s (%s)\n", j.Center, orDash(r.Method))
+	fmt.Fprintf(w, "  journal            %s\n", r.Path)
+	fmt.Fprintf(w, "  left by            pid %d on %s, started %s\n", j.PID, j.Host, j.Started.Local().Format(time.RFC3339))
+	fmt.Fprintf(w, "  not back on        %s\n", orNone(r.Pending))
+	fmt.Fprintf(w, "  brought back       %s\n", orNone(r.PoweredBackOn))
+	if len(r.StillOff) > 0 {
+		fmt.Fprintf(w, "  STILL DOWN         %s\n", strings.Join(r.StillOff, ", "))
+	}
+	switch {
+	case r.Healthy:
+		fmt.Fprintf(w, "  healthy            %v after power-on\n", ms(r.RestoredHealthy))
+	case r.RestoreError != "":
+		fmt.Fprintf(w, "  healthy            NO: %s\n", r.RestoreError)
+	}
+	if r.KeysError != "" {
+		fmt.Fprintf(w, "  drill keys         NOT deleted: %s\n", r.KeysError)
+	}
+	if r.JournalRemoved {
+		fmt.Fprintf(w, "  journal            removed\n")
+	} else {
+		fmt.Fprintf(w, "  journal            kept: run drill resume again once the servers can be reached\n")
+	}
+}
+
+func orNone(xs []string) string {
+	if len(xs) == 0 {
+		return "none"
+	}
+	return strings.Join(xs, ", ")
 }

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -14,6 +16,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/spf13/cobra"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
@@ -72,6 +77,8 @@ type etcdLab struct {
 	inv      string
 	stateDir string
 	members  map[string]*etcdMember
+	// client reaches the cluster (for checks of what the drill left).
+	client *etcd.Client
 }
 
 func startDrillEtcd(t *testing.T) *etcdLab {
@@ -185,11 +192,24 @@ func startDrillEtcd(t *testing.T) *etcdLab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cli.Close()
+	t.Cleanup(func() { cli.Close() })
 	if _, err := cli.WaitHealthy(context.Background(), p.Etcd.Members, 30*time.Second); err != nil {
 		t.Fatalf("the test's etcd cluster did not become healthy: %v", err)
 	}
+	l.client = cli
 	return l
+}
+
+// drillKeys counts the keys under /tricenter/drill/, read through etcd.
+func (l *etcdLab) drillKeys(t *testing.T) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := l.client.KV().Get(ctx, "/tricenter/drill/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatalf("counting the drill keys: %v", err)
+	}
+	return int(r.Count)
 }
 
 func tailOf(s string, n int) string {
@@ -264,19 +284,30 @@ func (p *fakeLabPower) calls() (offs, ons []string) {
 	return append([]string(nil), p.offs...), append([]string(nil), p.ons...)
 }
 
-// runDrillCmd runs "drill center-loss" with the given power; kinds
+// runDrillCmd runs "drill center-loss --yes" with the given power; kinds
 // records the --power the command chose.
 func runDrillCmd(ctx context.Context, l *etcdLab, pw etcd.Power, kinds *[]string, args ...string) (string, string, error) {
+	return runDrillSub(ctx, newDrillCenterLossCmd, l.inv, l.stateDir, nil, pw, kinds,
+		append([]string{"--yes", "--hold", "500ms"}, args...)...)
+}
+
+// runDrillSub runs a drill subcommand (center-loss, resume) with stdin in
+// (nil: none) and the given power.
+func runDrillSub(ctx context.Context, newCmd func(*globals, drillPower) *cobra.Command, inv, stateDir string, in io.Reader,
+	pw etcd.Power, kinds *[]string, args ...string) (string, string, error) {
 	var out, errb bytes.Buffer
 	g := &globals{stdout: &out, stderr: &errb, logFormat: "text", logLevel: "warn"}
-	cmd := newDrillCenterLossCmd(g, func(kind string, e *etcdEnv, m *phase.Manager) (etcd.Power, error) {
+	cmd := newCmd(g, func(kind string, e *etcdEnv, m *phase.Manager) (etcd.Power, error) {
 		*kinds = append(*kinds, kind)
 		return pw, nil
 	})
 	cmd.SilenceUsage, cmd.SilenceErrors = true, true
-	cmd.SetArgs(append([]string{"-f", l.inv, "--state-dir", l.stateDir, "--hold", "500ms"}, args...))
+	cmd.SetArgs(append([]string{"-f", inv, "--state-dir", stateDir}, args...))
 	cmd.SetOut(&out)
 	cmd.SetErr(&errb)
+	if in != nil {
+		cmd.SetIn(in)
+	}
 	err := cmd.ExecuteContext(ctx)
 	return out.String(), errb.String(), err
 }
@@ -287,14 +318,33 @@ func runDrillCmd(ctx context.Context, l *etcdLab, pw etcd.Power, kinds *[]string
 func TestDrillCommand(t *testing.T) {
 	l := startDrillEtcd(t)
 
-	t.Run("table: every server of dc1, restored and verified", func(t *testing.T) {
+	t.Run("table: every server of dc1, confirmed, restored and verified", func(t *testing.T) {
 		pw := &fakeLabPower{t: t, lab: l}
 		var kinds []string
 		start := time.Now()
-		out, errOut, err := runDrillCmd(context.Background(), l, pw, &kinds, "--center", "dc1", "--health-timeout", "45s")
+		// Answered at the prompt instead of --yes.
+		out, errOut, err := runDrillSub(context.Background(), newDrillCenterLossCmd, l.inv, l.stateDir, strings.NewReader("y\n"), pw, &kinds,
+			"--center", "dc1", "--hold", "500ms", "--health-timeout", "45s")
 		t.Logf("drill dc1 took %v:\n%s%s", time.Since(start).Round(time.Millisecond), out, errOut)
 		if err != nil {
 			t.Fatalf("drill: %v", err)
+		}
+		for _, want := range []string{
+			"Center-loss drill of dc1 (fake power: port down and SIGKILL etcd) takes down 2 servers:",
+			"center dc1  rack dc1-r01  dc1-s01 (etcd member, control plane), dc1-s02",
+			"etcd members among them: dc1-s01 (1 of 3; 2 remain, quorum 2)",
+			"control-plane servers among them: dc1-s01 (1 of 3)",
+			"Take center dc1 down now? [y/N]",
+		} {
+			if !strings.Contains(errOut, want) {
+				t.Errorf("the confirmation lacks %q", want)
+			}
+		}
+		if n := l.drillKeys(t); n != 0 {
+			t.Errorf("%d keys left under /tricenter/drill/ after the drill", n)
+		}
+		if _, err := os.Stat(filepath.Join(l.stateDir, "drill", "drill-journal.json")); !os.IsNotExist(err) {
+			t.Errorf("drill journal left after a drill that restored everything: %v", err)
 		}
 		if len(kinds) != 1 || kinds[0] != "bmc" {
 			t.Errorf("power chosen %v, want bmc (every dc1 server has a BMC)", kinds)
@@ -344,6 +394,12 @@ func TestDrillCommand(t *testing.T) {
 		}
 		t.Logf("dc3: resumed %vns after the loss, power-off took %vns, gaps %v/%v ns, healthy %vns after power-on",
 			rep["resumedAfter"], rep["powerOffTook"], rep["writeGap"], rep["rejoinWriteGap"], rep["restoredHealthy"])
+		if rep["keysDeleted"] != true || !strings.HasPrefix(fmt.Sprint(rep["keys"]), "/tricenter/drill/dc3/") {
+			t.Errorf("keys %v deleted %v (%v)", rep["keys"], rep["keysDeleted"], rep["keysError"])
+		}
+		if n := l.drillKeys(t); n != 0 {
+			t.Errorf("%d keys left under /tricenter/drill/ after the drill", n)
+		}
 	})
 
 	t.Run("second Ctrl-C abandons the restore and says what is still off", func(t *testing.T) {
@@ -367,6 +423,8 @@ func TestDrillCommand(t *testing.T) {
 		for _, want := range []string{
 			"Restoring center dc1 before exiting (Ctrl-C again to abandon the restore)",
 			"Servers of center dc1 that may still be off: dc1-s01, dc1-s02",
+			"The drill journal " + filepath.Join(l.stateDir, "drill", "drill-journal.json") + " names them",
+			"tricenter drill resume -f testdata/drill-inventory.yaml --state-dir " + l.stateDir,
 			"tricenter bmc on -f testdata/drill-inventory.yaml --server dc1-s01,dc1-s02",
 		} {
 			if !strings.Contains(errOut, want) {
@@ -388,13 +446,43 @@ func TestDrillCommand(t *testing.T) {
 		if v, _ := c.Flags().GetStringSlice("server"); strings.Join(v, ",") != "dc1-s01,dc1-s02" {
 			t.Errorf("--server parsed as %v", v)
 		}
-		// Bring dc1 back for any later test.
-		pw.block = false
-		for _, n := range []string{"dc1-s01", "dc1-s02"} {
-			h, _ := mustCluster(t).Host(n)
-			if err := pw.On(context.Background(), h); err != nil {
-				t.Fatal(err)
+		// The journal stays, naming what may still be down; a new drill
+		// is refused while it does.
+		out, errOut, err = runDrillCmd(context.Background(), l, &fakeLabPower{t: t, lab: l}, &kinds, "--center", "dc2")
+		if err == nil || !errors.Is(err, etcd.ErrDrillJournal) || !strings.Contains(err.Error(), "tricenter drill resume -f testdata/drill-inventory.yaml") {
+			t.Fatalf("a drill with a journal present: %v\n%s%s", err, out, errOut)
+		}
+	})
+
+	t.Run("drill resume brings back what the abandoned drill left down", func(t *testing.T) {
+		pw := &fakeLabPower{t: t, lab: l}
+		var kinds []string
+		out, errOut, err := runDrillSub(context.Background(), newDrillResumeCmd, l.inv, l.stateDir, nil, pw, &kinds, "--health-timeout", "45s")
+		t.Logf("resume:\n%s%s", out, errOut)
+		if err != nil {
+			t.Fatalf("resume: %v", err)
+		}
+		if len(kinds) != 1 || kinds[0] != "bmc" {
+			t.Errorf("power asked for %v, want the journal's bmc", kinds)
+		}
+		if _, ons := pw.calls(); strings.Join(sortedCopy(ons), ",") != "dc1-s01,dc1-s02" {
+			t.Errorf("resume powered on %v, want both dc1 servers", ons)
+		}
+		for _, want := range []string{"Drill resume: center dc1", "brought back       dc1-s01, dc1-s02", "healthy            ", "journal            removed"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("output lacks %q", want)
 			}
+		}
+		if _, err := os.Stat(filepath.Join(l.stateDir, "drill", "drill-journal.json")); !os.IsNotExist(err) {
+			t.Errorf("journal left after resume: %v", err)
+		}
+		if n := l.drillKeys(t); n != 0 {
+			t.Errorf("%d keys left under /tricenter/drill/ after the resume", n)
+		}
+		// Nothing left: resume says so and succeeds.
+		out, _, err = runDrillSub(context.Background(), newDrillResumeCmd, l.inv, l.stateDir, nil, pw, &kinds)
+		if err != nil || !strings.Contains(out, "Nothing to resume") {
+			t.Errorf("second resume: %v\n%s", err, out)
 		}
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/tricenter/terraform-provider-tricenter/installer"
 	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
@@ -82,6 +83,11 @@ func loadEtcdEnv(g *globals, f *engineFlags, createPKI bool) (*etcdEnv, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newEtcdEnv(g, f, e, st, createPKI)
+}
+
+// newEtcdEnv is loadEtcdEnv for an engine already loaded.
+func newEtcdEnv(g *globals, f *engineFlags, e *installer.Engine, st *state.Dir, createPKI bool) (*etcdEnv, error) {
 	p, err := e.EtcdPKI(createPKI)
 	if errors.Is(err, installer.ErrNoPKI) {
 		return nil, errNoPKI
@@ -104,11 +110,13 @@ func (e *etcdEnv) manager(dryRun bool, out io.Writer) *phase.Manager {
 
 func (e *etcdEnv) client() (*etcd.Client, error) { return e.eng.EtcdClient(e.pki) }
 
+// isTTY reports whether w is a terminal (a character device that answers
+// the terminal ioctl: /dev/null, for one, is not).
 func isTTY(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok {
 		return false
 	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }

@@ -21,12 +21,22 @@ func run(args []string) int {
 	defer cancel()
 	// First Ctrl-C cancels gracefully; the second one exits at once,
 	// unless a command claimed it (the drill's restore): then the third.
+	// SIGHUP (the operator's SSH session dropped) and SIGTERM count as
+	// Ctrl-C: a drill restores its center before it exits.
 	ctx, second := withSecondInterrupt(ctx)
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	sig := make(chan os.Signal, 3)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	go func() {
-		<-sig
-		fmt.Fprintln(os.Stderr, "\nInterrupted: stopping after the running steps (Ctrl-C again to exit now)")
+		s := <-sig
+		// Once interrupted, a write to a stdout or stderr whose reader is
+		// gone (the dropped session) returns an error instead of killing
+		// the process in the middle of its graceful stop.
+		signal.Ignore(syscall.SIGPIPE)
+		why := "Interrupted"
+		if s == syscall.SIGHUP {
+			why = "Interrupted (hangup: the terminal or session closed)"
+		}
+		fmt.Fprintf(os.Stderr, "\n%s: stopping after the running steps (Ctrl-C again to exit now)\n", why)
 		cancel()
 		<-sig
 		if second.handOver() {
@@ -45,6 +55,9 @@ func run(args []string) int {
 	if errors.As(err, &ee) {
 		if ee.err != nil {
 			fmt.Fprintln(os.Stderr, "Error:", ee.err)
+		}
+		if ctx.Err() != nil {
+			return 130
 		}
 		return ee.code
 	}

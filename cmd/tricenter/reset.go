@@ -56,7 +56,7 @@ It prints what it would remove and asks for confirmation (or takes --yes).`,
 				fmt.Fprintf(g.stdout, "  drain and delete Node %s\n", s)
 			}
 			if !yes {
-				ok, err := confirm(g.stdout, cmd.InOrStdin(), "Remove these components (their data is destroyed)?")
+				ok, err := confirm(cmd.Context(), g.stdout, cmd.InOrStdin(), "Remove these components (their data is destroyed)?")
 				if err != nil {
 					return err
 				}
