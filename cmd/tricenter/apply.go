@@ -24,6 +24,7 @@ func newApplyCmd(g *globals) *cobra.Command {
 	var output string
 	var yes, planOnly, verify bool
 	var waitReachable time.Duration
+	var acceptRisk bool
 	cmd := &cobra.Command{
 		Use:   "apply -f FILE [--only COMPONENT,...] [--servers NAME,...]",
 		Short: "Plan, confirm and converge the hosts on the inventory",
@@ -38,7 +39,14 @@ addons); --servers limits the per-node components to some servers (adding a
 worker touches only it).
 
 An inventory whose etcd placement would not survive the loss of a center is
-refused before any host is touched (unless etcd.allowDegradedPlacement).`,
+refused before any host is touched (unless etcd.allowDegradedPlacement).
+
+The plan shows, for each etcd membership change, the voting members per
+center after it and whether the loss of each center keeps quorum. Growing or
+shrinking etcd (3, 5, 7) and moving members pass through states where one
+center's loss would lose quorum: the plan lists each such window (from which
+step until which, and how long it may last), and apply refuses to start it
+unless --accept-transient-risk.`,
 		Example: `  tricenter apply -f cluster.yaml
   tricenter apply -f cluster.yaml --only etcd --yes
   tricenter apply -f cluster.yaml --servers dc1-r02-w03 --yes`,
@@ -50,7 +58,7 @@ refused before any host is touched (unless etcd.allowDegradedPlacement).`,
 			if _, err := installer.ParseComponents(only); err != nil {
 				return fmt.Errorf("--only: %w", err)
 			}
-			return runApply(cmd.Context(), g, &f, installer.Options{Only: only, Servers: servers, Verify: verify, WaitReachable: waitReachable}, yes, planOnly, output, cmd.InOrStdin())
+			return runApply(cmd.Context(), g, &f, installer.Options{Only: only, Servers: servers, Verify: verify, WaitReachable: waitReachable, AcceptTransientRisk: acceptRisk}, yes, planOnly, output, cmd.InOrStdin())
 		},
 	}
 	addEngineFlags(cmd, &f)
@@ -61,6 +69,7 @@ refused before any host is touched (unless etcd.allowDegradedPlacement).`,
 	cmd.Flags().BoolVar(&planOnly, "plan", false, "print the plan and stop (a dry run)")
 	cmd.Flags().BoolVar(&verify, "verify", false, "run every gate even when nothing changed (the pod gate creates pods)")
 	cmd.Flags().DurationVar(&waitReachable, "wait-reachable", 0, "first wait up to this long for every server to accept SSH (servers just powered on through their BMCs are still booting)")
+	cmd.Flags().BoolVar(&acceptRisk, "accept-transient-risk", false, "run etcd membership changes that pass through states where the loss of one center loses quorum (the plan lists those windows)")
 	return cmd
 }
 
@@ -100,6 +109,15 @@ func runApply(ctx context.Context, g *globals, f *engineFlags, o installer.Optio
 			return writeJSON(g, rep)
 		}
 		return nil
+	}
+	if plan.Etcd != nil {
+		// The engine refuses it too; refusing here spares the question.
+		if err := etcd.CheckRisks(plan.Etcd.Risks, o.AcceptTransientRisk); err != nil {
+			if output == "json" {
+				_ = writeJSON(g, rep)
+			}
+			return fmt.Errorf("not applied: %w", err)
+		}
 	}
 	if !plan.Converged() && !yes {
 		ok, err := confirm(ctx, g.stdout, in, "Apply these changes?")
@@ -207,8 +225,23 @@ func printEtcdPlan(w io.Writer, c *inventory.Cluster, pl *inventory.Placement, r
 	if r.Bootstrap {
 		fmt.Fprintln(w, "  bootstrap a new cluster")
 	}
-	for _, s := range r.Steps {
-		fmt.Fprintln(w, "  membership:", s)
+	if r.Membership != nil && len(r.Steps) > 0 {
+		fmt.Fprintf(w, "  voting members now: %s\n", r.Membership)
+	}
+	for i, s := range r.Steps {
+		fmt.Fprintf(w, "  membership %d: %s\n", i+1, s)
+		fmt.Fprintf(w, "    then %s\n", s.After)
+	}
+	transient := false
+	for _, k := range r.Risks {
+		kind := "exposed"
+		if k.Transient {
+			kind, transient = "risk window", true
+		}
+		fmt.Fprintf(w, "  %s: %s\n", kind, k)
+	}
+	if transient {
+		fmt.Fprintln(w, "  apply runs these windows only with --accept-transient-risk")
 	}
 }
 

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
+)
+
+// TestPrintEtcdPlanShowsRisks: the plan of growing the three-center
+// example's etcd from 3 to 5 members shows each step's voting members per
+// center, the window where dc1's loss would lose quorum, and the flag.
+func TestPrintEtcdPlanShowsRisks(t *testing.T) {
+	c, _, err := inventory.Load("../../examples/inventory/three-center.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDefaults()
+	pl, err := inventory.Place(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pl.Etcd.Members) != 5 {
+		t.Fatalf("the example places %d members, want 5", len(pl.Etcd.Members))
+	}
+	// Recorded: one member per center (the first of each in the placement).
+	var recorded []string
+	seen := map[string]bool{}
+	for _, m := range pl.Etcd.Members {
+		if !seen[m.Center] {
+			seen[m.Center] = true
+			recorded = append(recorded, m.Name)
+		}
+	}
+	mp, err := etcd.PlanFromRecord(c, recorded, pl.Etcd.Members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	printEtcdPlan(&b, c, pl, &etcd.Result{Membership: &mp.Before, Steps: mp.Steps, Risks: mp.Risks})
+	out := b.String()
+	t.Logf("\n%s", out)
+	for _, s := range []string{
+		"voting members now: dc1 1, dc2 1, dc3 1: 3 voting, quorum 2; any one center can be lost",
+		"membership 1: add ", "membership 2: promote learner ",
+		"then dc1 2, dc2 1, dc3 1: 4 voting, quorum 3; losing dc1 loses quorum",
+		"risk window: losing dc1 from step 2 until step 4 leaves 2 of 4 voting members, 3 needed",
+		"apply runs these windows only with --accept-transient-risk",
+	} {
+		if !strings.Contains(out, s) {
+			t.Errorf("the plan does not show %q", s)
+		}
+	}
+}
+
+func TestApplyAcceptTransientRiskFlag(t *testing.T) {
+	out, _, code := runCLI(t, "apply", "--help")
+	if code != 0 || !strings.Contains(out, "--accept-transient-risk") || !strings.Contains(out, "loss of one center loses quorum") {
+		t.Fatalf("apply --help (exit %d) does not describe --accept-transient-risk:\n%s", code, out)
+	}
+}
