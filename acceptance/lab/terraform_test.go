@@ -344,7 +344,7 @@ func tailString(s string, n int) string {
 // center back and healthy.
 func drill(ctx context.Context, bin, inv, stateDir, center string) (*etcd.DrillReport, error) {
 	cmd := exec.CommandContext(ctx, bin, "drill", "center-loss", "-f", inv, "--state-dir", stateDir, "--center", center,
-		"--power", "bmc", "--kubernetes", "on", "-o", "json", "--log-level", "warn")
+		"--power", "bmc", "--kubernetes", "on", "-o", "json", "--log-level", "warn", "--yes")
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	runErr := cmd.Run()
