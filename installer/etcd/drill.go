@@ -483,10 +483,22 @@ func stopsOnlyEtcd(p Power) bool {
 	return ok && eo.StopsOnlyEtcd()
 }
 
-// CheckDrillJournal returns an error wrapping ErrDrillJournal when the
-// state directory holds a drill journal (a drill was killed before it
-// brought every server back), naming it and what it left down.
+// CheckDrillJournal returns an error wrapping state.ErrDrillRunning while
+// a drill or drill resume of the cluster runs, and one wrapping
+// ErrDrillJournal when the state directory holds a drill journal (a drill
+// was killed before it brought every server back), naming it and what it
+// left down.
 func CheckDrillJournal(d *state.Dir) error {
+	unlock, err := d.LockDrill()
+	if err != nil {
+		return err
+	}
+	unlock()
+	return checkJournal(d)
+}
+
+// checkJournal is CheckDrillJournal for a caller holding the drill lock.
+func checkJournal(d *state.Dir) error {
 	j, err := d.DrillJournal()
 	if err != nil || j == nil {
 		return err
@@ -613,7 +625,7 @@ func drill(ctx context.Context, o DrillOptions, cl drillCluster) (*DrillReport, 
 			return nil, err
 		}
 		defer unlock()
-		if err := CheckDrillJournal(o.Journal); err != nil {
+		if err := checkJournal(o.Journal); err != nil {
 			return nil, err
 		}
 	}

@@ -286,6 +286,18 @@ func TestDrillRefusedWhileAnotherRuns(t *testing.T) {
 	if _, err := resume(context.Background(), resumeOpts(c, p, dir, pw, new([]string)), cl); !errors.Is(err, state.ErrDrillRunning) {
 		t.Errorf("resume while a drill holds the lock: %v", err)
 	}
+	// A running drill has a journal: the check says it runs, not that it
+	// was left behind.
+	if err := dir.WriteDrillJournal(&state.DrillJournal{Center: "dc1", Method: MethodBMC, Servers: dc1All}); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckDrillJournal(dir); !errors.Is(err, state.ErrDrillRunning) || errors.Is(err, ErrDrillJournal) {
+		t.Errorf("check while a drill runs: %v", err)
+	}
+	unlock()
+	if err := CheckDrillJournal(dir); !errors.Is(err, ErrDrillJournal) {
+		t.Errorf("check once it ended, leaving its journal: %v", err)
+	}
 	if offs, ons := pw.calls(); len(offs)+len(ons) != 0 {
 		t.Errorf("power calls: off %v on %v", offs, ons)
 	}
