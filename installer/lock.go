@@ -72,9 +72,11 @@ type StoreLocker interface {
 
 // LockOptions configure Engine.Lock.
 type LockOptions struct {
+	// Holder names the run (default Config.Holder).
 	Holder Holder
 	// Timeout is how long to wait for another run's lock
-	// (DefaultLockTimeout; negative: do not wait).
+	// (Config.LockTimeout, else DefaultLockTimeout; negative: do not
+	// wait).
 	Timeout time.Duration
 	// TTL is the cluster lease's (DefaultLockTTL).
 	TTL time.Duration
@@ -116,6 +118,9 @@ var ErrLocked = errors.New("locked")
 // to o.Timeout, then fails naming the holder.
 func (e *Engine) Lock(ctx context.Context, o LockOptions) (*RunLock, error) {
 	if o.Timeout == 0 {
+		o.Timeout = e.cfg.LockTimeout
+	}
+	if o.Timeout == 0 {
 		o.Timeout = DefaultLockTimeout
 	}
 	if o.Timeout < 0 {
@@ -123,6 +128,9 @@ func (e *Engine) Lock(ctx context.Context, o LockOptions) (*RunLock, error) {
 	}
 	if o.TTL <= 0 {
 		o.TTL = DefaultLockTTL
+	}
+	if o.Holder.Tool == "" {
+		o.Holder = e.cfg.Holder
 	}
 	if o.Holder.Tool == "" {
 		o.Holder = NewHolder("tricenter", "run")
@@ -262,11 +270,7 @@ func (e *Engine) clusterLease(ctx context.Context, o LockOptions, wait time.Dura
 // the cluster lease is lost mid-run (another run could then take it: this
 // one stops rather than interleave).
 func (e *Engine) lockRun(ctx context.Context, o Options, res *Result) (context.Context, func(), error) {
-	timeout := o.LockTimeout
-	if timeout == 0 {
-		timeout = e.cfg.LockTimeout
-	}
-	l, err := e.Lock(ctx, LockOptions{Holder: e.cfg.Holder, Timeout: timeout})
+	l, err := e.Lock(ctx, LockOptions{Timeout: o.LockTimeout})
 	if err != nil {
 		return ctx, nil, err
 	}

@@ -62,6 +62,7 @@ unless --accept-transient-risk.`,
 		},
 	}
 	addEngineFlags(cmd, &f)
+	addLockFlag(cmd, &f)
 	addOutputFlag(cmd, &output)
 	cmd.Flags().StringSliceVar(&only, "only", nil, "components to apply: etcd, bgp, control-plane, nodes, addons (default: all)")
 	cmd.Flags().StringSliceVar(&servers, "servers", nil, "limit the per-node components to these servers")
@@ -181,6 +182,9 @@ func printApplied(w io.Writer, e *installer.Engine, r *installer.Result, took ti
 	fmt.Fprintf(w, "applied %s in %v: %d hosts changed\n", joinComps(r.Components), took.Round(time.Millisecond), len(r.Changes))
 	for _, t := range r.Timings {
 		fmt.Fprintf(w, "  %-14s %v\n", t.Component, t.Took.Round(time.Millisecond))
+	}
+	if r.Lock != "" {
+		fmt.Fprintf(w, "locks held: %s\n", r.Lock)
 	}
 	if r.Etcd != nil && r.Etcd.Health != nil {
 		fmt.Fprintf(w, "etcd: %d members healthy, leader %s\n", len(e.Placement().Etcd.Members), leaderName(r.Etcd.Health))

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tricenter/terraform-provider-tricenter/bmc"
+	"github.com/tricenter/terraform-provider-tricenter/installer"
 	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
@@ -83,6 +84,7 @@ and no new drill starts while it exists. The drill's keys (under
 		},
 	}
 	addEngineFlags(cmd, &f)
+	addLockFlag(cmd, &f)
 	addOutputFlag(cmd, &d.output)
 	fl := cmd.Flags()
 	fl.StringVar(&d.center, "center", "", "the center to lose")
@@ -161,6 +163,12 @@ func runDrill(ctx context.Context, g *globals, f *engineFlags, d *drillFlags, po
 			return &exitError{code: 1, err: fmt.Errorf("not confirmed: the drill did not start")}
 		}
 	}
+	// One writer at a time: no apply may run while a center is dark.
+	lock, err := e.eng.Lock(ctx, installer.LockOptions{})
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	cli, err := e.client()
 	if err != nil {
 		return err
@@ -377,6 +385,7 @@ second Ctrl-C abandons it and keeps the journal.`,
 		},
 	}
 	addEngineFlags(cmd, &f)
+	addLockFlag(cmd, &f)
 	addOutputFlag(cmd, &d.output)
 	fl := cmd.Flags()
 	fl.DurationVar(&d.restoreTimeout, "restore-timeout", etcd.DefaultRestoreTimeout, "deadline for powering the servers back on (retries included)")
@@ -406,6 +415,11 @@ func runDrillResume(ctx context.Context, g *globals, f *engineFlags, d *drillFla
 	if err != nil {
 		return err
 	}
+	lock, err := e.eng.Lock(ctx, installer.LockOptions{})
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	m := e.manager(false, nil)
 	defer m.Close()
 	cli, err := e.client()

@@ -5,6 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
@@ -24,13 +26,42 @@ type engineFlags struct {
 	stateDir    string
 	concurrency int
 	perCenter   int
+	lockTimeout time.Duration
+	// cmd names the run in the locks it takes ("tricenter apply").
+	cmd *cobra.Command
 }
 
 func addEngineFlags(cmd *cobra.Command, f *engineFlags) {
+	f.cmd = cmd
 	addInventoryFlag(cmd, &f.file)
 	cmd.Flags().StringVar(&f.stateDir, "state-dir", state.DefaultDir(), "state directory (PKI, recorded allocations); env "+state.EnvDir)
 	cmd.Flags().IntVar(&f.concurrency, "concurrency", phase.DefaultConcurrency, "hosts worked on at once")
 	cmd.Flags().IntVar(&f.perCenter, "per-center", 0, "hosts worked on at once per center (0: no limit)")
+}
+
+// addLockFlag registers --lock-timeout on commands that change the
+// cluster (they hold its locks while they run).
+func addLockFlag(cmd *cobra.Command, f *engineFlags) {
+	cmd.Flags().DurationVar(&f.lockTimeout, "lock-timeout", installer.DefaultLockTimeout,
+		"how long to wait while another run (a CLI elsewhere, Terraform) holds the cluster's lock; 0: do not wait")
+}
+
+// holder names this command in the locks it takes.
+func (f *engineFlags) holder() installer.Holder {
+	name := "run"
+	if f.cmd != nil {
+		name = strings.TrimPrefix(f.cmd.CommandPath(), f.cmd.Root().Name()+" ")
+	}
+	return installer.NewHolder("tricenter", name)
+}
+
+// lockTimeoutOption maps --lock-timeout onto the engine's (0 there
+// means the default; here it means do not wait).
+func (f *engineFlags) lockTimeoutOption() time.Duration {
+	if f.lockTimeout == 0 {
+		return -1
+	}
+	return f.lockTimeout
 }
 
 // loadEngine reads the inventory and its state directory and builds the
@@ -49,7 +80,8 @@ func loadEngine(g *globals, f *engineFlags) (*installer.Engine, *state.Dir, erro
 		return nil, nil, err
 	}
 	e, err := installer.New(installer.Config{Cluster: c, Lines: lines, Source: f.file, Store: st, Logger: log,
-		Progress: progress.NewPrinter(g.stderr, isTTY(g.stderr)), Concurrency: f.concurrency, PerCenter: f.perCenter})
+		Progress: progress.NewPrinter(g.stderr, isTTY(g.stderr)), Concurrency: f.concurrency, PerCenter: f.perCenter,
+		Holder: f.holder(), LockTimeout: f.lockTimeoutOption()})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -77,6 +77,7 @@ It prints what it would remove and asks for confirmation (or takes --yes).`,
 		},
 	}
 	addEngineFlags(cmd, &f)
+	addLockFlag(cmd, &f)
 	cmd.Flags().StringSliceVar(&only, "only", nil, "components to remove: etcd, bgp, control-plane, nodes (default: all)")
 	cmd.Flags().StringSliceVar(&servers, "servers", nil, "remove only these workers (drained and deleted first)")
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "reset without asking for confirmation")
