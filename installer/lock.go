@@ -24,10 +24,6 @@ const (
 	DefaultLockTTL = 15 * time.Second
 	// lockProbe bounds finding out whether etcd answers at all.
 	lockProbe = 5 * time.Second
-	// lockLinger keeps a process's cluster lease a little after its last
-	// run ends: Terraform runs a cluster's resources one after another in
-	// one provider process, and another tool must not slip in between.
-	lockLinger = 5 * time.Second
 )
 
 // Holder says who runs: it is written beside the state directory's lock
@@ -175,7 +171,6 @@ type heldLease struct {
 	refs    int
 	lease   *etcd.Lease
 	cli     *etcd.Client
-	linger  *time.Timer
 	lost    chan struct{}
 	release func()
 }
@@ -200,10 +195,6 @@ func (e *Engine) clusterLease(ctx context.Context, o LockOptions, wait time.Dura
 			case <-h.lost:
 			default:
 				h.refs++
-				if h.linger != nil {
-					h.linger.Stop()
-					h.linger = nil
-				}
 				return h, "", nil
 			}
 		}
@@ -247,20 +238,19 @@ func (e *Engine) clusterLease(ctx context.Context, o LockOptions, wait time.Dura
 		}
 		share.held[key] = h
 		h.release = func() {
+			// The last of the process's runs gives the lease up at once:
+			// a provider process killed at the end of terraform's run
+			// would otherwise keep it for its TTL.
 			share.mu.Lock()
 			defer share.mu.Unlock()
 			h.refs--
 			if h.refs > 0 {
 				return
 			}
-			h.linger = time.AfterFunc(lockLinger, func() {
-				share.mu.Lock()
-				defer share.mu.Unlock()
-				if h.refs == 0 && share.held[key] == h {
-					delete(share.held, key)
-					drop()
-				}
-			})
+			if share.held[key] == h {
+				delete(share.held, key)
+			}
+			drop()
 		}
 	}
 	return h, "", nil
