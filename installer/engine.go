@@ -250,6 +250,28 @@ func (e *Engine) Manager(dryRun bool) *phase.Manager {
 		DryRun: dryRun, Logger: e.log, Progress: rep, SSH: e.cfg.SSH, Bastion: e.cfg.Bastion}
 }
 
+// Observation's SSH limits: a status asks each server once, briefly.
+const (
+	observeDialTimeout      = 3 * time.Second
+	observeHandshakeTimeout = 10 * time.Second
+)
+
+// ObserveManager returns a dry-run manager for observing servers now
+// (status, health, refresh): new connections, one attempt each, short
+// connect limits, so a server that is down is reported at once instead of
+// retried. Close it when done.
+func (e *Engine) ObserveManager() *phase.Manager {
+	m := e.Manager(true)
+	m.Retry = phase.Retry{Attempts: 1}
+	if m.SSH.DialTimeout <= 0 || m.SSH.DialTimeout > observeDialTimeout {
+		m.SSH.DialTimeout = observeDialTimeout
+	}
+	if m.SSH.HandshakeTimeout <= 0 || m.SSH.HandshakeTimeout > observeHandshakeTimeout {
+		m.SSH.HandshakeTimeout = observeHandshakeTimeout
+	}
+	return m
+}
+
 // EtcdPKI returns the etcd certificates, creating what is missing when
 // create is set; without create a cluster that was never applied gives
 // ErrNoPKI.

@@ -68,7 +68,7 @@ func (e *Engine) NodeHealth(ctx context.Context, names []string, askServers bool
 	}
 	var boots health.BootReader
 	if askServers {
-		m := e.Manager(true)
+		m := e.ObserveManager()
 		defer m.Close()
 		boots = bootIDs(m)
 	}

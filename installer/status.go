@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/tricenter/terraform-provider-tricenter/bgp"
@@ -107,13 +108,28 @@ func (e *Engine) Status(ctx context.Context) (*Status, error) {
 		}
 		st.API = append(st.API, a)
 	}
-	// One manager for the run: new SSH connections, so every answer is
-	// the servers' now.
-	m := e.Manager(true)
+	// One observing manager for the run: new SSH connections, one attempt
+	// each, so every answer is the servers' now and a dead server costs
+	// one short connect. The nodes and the BGP agents are asked at once.
+	m := e.ObserveManager()
 	defer m.Close()
-	e.nodeStatus(ctx, st, m)
-	if hosts, err := m.Hosts(inventory.Selector{}); err == nil {
-		sts, errs := BGPStatuses(ctx, m, hosts)
+	nodes := &Status{}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		e.nodeStatus(ctx, nodes, m)
+	}()
+	var sts map[string]*bgp.Status
+	var errs map[string]error
+	hosts, herr := m.Hosts(inventory.Selector{})
+	if herr == nil {
+		sts, errs = BGPStatuses(ctx, m, hosts)
+	}
+	wg.Wait()
+	st.Nodes = nodes.Nodes
+	st.Problems = append(st.Problems, nodes.Problems...)
+	if herr == nil {
 		st.BGP = sts
 		for _, n := range slices.Sorted(maps.Keys(errs)) {
 			if st.BGPNotVerified == nil {

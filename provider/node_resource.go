@@ -415,7 +415,7 @@ func observeNode(ctx context.Context, e *installer.Engine, name string) (problem
 			problems = append(problems, "Node "+name+" is not Ready: "+n.Reason)
 		}
 	}
-	m := e.Manager(true)
+	m := e.ObserveManager()
 	defer m.Close()
 	hosts, err := m.Hosts(inventory.Selector{Servers: []string{name}})
 	if err != nil {
