@@ -105,7 +105,7 @@ func (e *Engine) run(ctx context.Context, o Options, dry bool) (*Result, error) 
 	if !dry {
 		var unlock func()
 		if ctx, unlock, err = e.lockRun(ctx, o, res); err != nil {
-			return res, err
+			return nil, err // refused: nothing ran
 		}
 		defer unlock()
 	}

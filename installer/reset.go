@@ -64,7 +64,7 @@ func (e *Engine) reset(ctx context.Context, o Options, dry bool) (*Result, error
 	if !dry {
 		var unlock func()
 		if ctx, unlock, err = e.lockRun(ctx, o, res); err != nil {
-			return res, err
+			return nil, err // refused: nothing ran
 		}
 		defer unlock()
 	}
