@@ -67,19 +67,6 @@ func checkCAGuard(t *testing.T, ctx context.Context, k *kubeLab, c *inventory.Cl
 	if len(before) < 20 {
 		t.Fatalf("only %d certificate files on the servers: the check would prove nothing", len(before))
 	}
-	engineAt := func(dir string) *installer.Engine {
-		st, err := state.Open(dir, c.Metadata.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		e, err := installer.New(installer.Config{Cluster: c, Store: st, Logger: k.log,
-			AgentBinary: filepath.Join(k.arts, "tricenter-bgp")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = e.Close() })
-		return e
-	}
 	// Another cluster's state: its own authorities.
 	foreign := t.TempDir()
 	fst, err := state.Open(foreign, c.Metadata.Name)
@@ -110,7 +97,7 @@ func checkCAGuard(t *testing.T, ctx context.Context, k *kubeLab, c *inventory.Cl
 		{"another cluster's state", foreign, installer.ErrCAMismatch, []string{"etcd CA: the state's is sha256:", "Kubernetes CA"}},
 		{"a state whose etcd CA lost its key", partial, pki.ErrIncompleteCA, []string{"ca.crt exists without ca.key"}},
 	} {
-		e := engineAt(tc.dir)
+		e := k.engineAt(t, c, tc.dir)
 		for _, run := range []struct {
 			what string
 			f    func(context.Context, installer.Options) (*installer.Result, error)

@@ -115,7 +115,13 @@ func (k *kubeLab) cluster(t testing.TB, drop ...string) *inventory.Cluster {
 
 func (k *kubeLab) engine(t testing.TB, c *inventory.Cluster) *installer.Engine {
 	t.Helper()
-	st, err := state.Open(k.stateDir, c.Metadata.Name)
+	return k.engineAt(t, c, k.stateDir)
+}
+
+// engineAt is an engine over the state directory dir.
+func (k *kubeLab) engineAt(t testing.TB, c *inventory.Cluster, dir string) *installer.Engine {
+	t.Helper()
+	st, err := state.Open(dir, c.Metadata.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
