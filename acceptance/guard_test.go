@@ -215,10 +215,11 @@ func checkStaleNodeNotTrusted(t *testing.T, ctx context.Context, k *kubeLab, e *
 	}
 
 	// Power on: Ready again only from the new boot.
+	on := time.Now()
 	if err := mach.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	on := time.Now()
+	t.Logf("%s booted (machine up) %v after power-on", worker, time.Since(on).Round(time.Millisecond))
 	waitNewBoot(t, ctx, e, worker, oldBoot, on, "after the power cut")
 
 	// A quick reboot: off and on at once; the heartbeat stays fresh, the
@@ -230,10 +231,11 @@ func checkStaleNodeNotTrusted(t *testing.T, ctx context.Context, k *kubeLab, e *
 	if err := mach.PowerOff(ctx); err != nil {
 		t.Fatal(err)
 	}
+	on = time.Now()
 	if err := mach.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitNewBoot(t, ctx, e, worker, oldBoot, time.Now(), "after a quick reboot")
+	waitNewBoot(t, ctx, e, worker, oldBoot, on, "after a quick reboot")
 }
 
 // waitNewBoot watches a restarted server's node until it is Ready: every
