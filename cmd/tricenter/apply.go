@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -285,7 +286,7 @@ func confirm(ctx context.Context, w io.Writer, in io.Reader, q string) (bool, er
 		fmt.Fprintln(w)
 		return false, fmt.Errorf("not confirmed: %w", ctx.Err())
 	}
-	if a.err != nil && a.err != io.EOF {
+	if a.err != nil && !errors.Is(a.err, io.EOF) {
 		return false, a.err
 	}
 	s := strings.ToLower(strings.TrimSpace(a.line))

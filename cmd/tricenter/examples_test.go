@@ -26,10 +26,7 @@ import (
 func TestHelpExamplesUseRealFlags(t *testing.T) {
 	checked := 0
 	for _, c := range allCommands(newRootCmd(io.Discard, io.Discard)) {
-		var lines []string
-		for _, l := range strings.Split(c.Example, "\n") {
-			lines = append(lines, l)
-		}
+		lines := strings.Split(c.Example, "\n")
 		for _, l := range strings.Split(c.Long, "\n") {
 			// Prose starts at the margin ("tricenter takes ..."); command
 			// lines are indented.

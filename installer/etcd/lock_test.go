@@ -138,7 +138,6 @@ func TestClusterLockAgainstEtcd(t *testing.T) {
 	// The holder dies: its client goes away without revoking.
 	b.Close()
 	c := newClient()
-	start = time.Now()
 	lc, err := c.Lock(ctx, "tricenter apply (after a kill)", 3*time.Second, 15*time.Second, nil)
 	if err != nil {
 		t.Fatalf("after the holder died: %v", err)

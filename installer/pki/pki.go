@@ -192,8 +192,9 @@ func bothOrNeither(crtPath, keyPath string) error {
 	return nil
 }
 
-// Authority names the service-account signing key among the authorities
-// Fingerprints reports (it signs tokens the way a CA signs certificates).
+// ServiceAccountAuthority names the service-account signing key among the
+// authorities Fingerprints reports (it signs tokens the way a CA signs
+// certificates).
 const ServiceAccountAuthority = "service-account"
 
 // Fingerprints are the sha256 fingerprints of the authorities the store
