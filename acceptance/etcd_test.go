@@ -156,10 +156,10 @@ func (e *etcdLab) status(t testing.TB, ctx context.Context, inv string) statusJS
 	return st
 }
 
-func (e *etcdLab) apply(t testing.TB, ctx context.Context, inv string) (string, time.Duration) {
+func (e *etcdLab) apply(t testing.TB, ctx context.Context, inv string, extra ...string) (string, time.Duration) {
 	t.Helper()
 	start := time.Now()
-	out, errOut, err := e.cli(ctx, "apply", "--only", "etcd", "-f", inv, "--yes", "--log-level", "warn")
+	out, errOut, err := e.cli(ctx, append([]string{"apply", "--only", "etcd", "-f", inv, "--yes", "--log-level", "warn"}, extra...)...)
 	took := time.Since(start)
 	if err != nil {
 		t.Fatalf("apply %s: %v\nstdout: %s\nstderr: %s", filepath.Base(inv), err, out, tailLines(errOut, 30))
@@ -401,7 +401,17 @@ func TestEtcdThreeCenters(t *testing.T) {
 		p5, _ := inventory.Place(c5, nil)
 		cli := e.client(t, c5, p5)
 		w := startWriter(cli.KV(), fmt.Sprintf("/acceptance/scale/%d/", time.Now().UnixNano()))
-		out, took := e.apply(t, ctx, inv3)
+		// 5 → 3 passes through 4 voting members, two in one center: the
+		// plan shows the window and apply refuses it without the flag,
+		// changing nothing.
+		out, errOut, err := e.cli(ctx, "apply", "--only", "etcd", "-f", inv3, "--yes", "--log-level", "warn")
+		if err == nil || !strings.Contains(errOut, "--accept-transient-risk") || !strings.Contains(out, "risk window: losing") {
+			t.Fatalf("5 → 3 without --accept-transient-risk: %v\nstdout: %s\nstderr: %s", err, out, tailLines(errOut, 10))
+		}
+		if st := e.status(t, ctx, inv5); !st.Healthy || len(st.Health.Members) != 5 {
+			t.Fatalf("a refused 5 → 3 changed the members: healthy=%v members=%d", st.Healthy, len(st.Health.Members))
+		}
+		out, took := e.apply(t, ctx, inv3, "--accept-transient-risk")
 		t.Logf("5 → 3 in %v:\n%s", took.Round(time.Millisecond), out)
 		st := e.status(t, ctx, inv3)
 		if !st.Healthy || len(st.Health.Members) != 3 {
@@ -412,7 +422,7 @@ func TestEtcdThreeCenters(t *testing.T) {
 				t.Errorf("after 5 → 3 center %s has %d members, want 1", c, n)
 			}
 		}
-		out, took = e.apply(t, ctx, inv5)
+		out, took = e.apply(t, ctx, inv5, "--accept-transient-risk")
 		t.Logf("3 → 5 in %v:\n%s", took.Round(time.Millisecond), out)
 		st = e.status(t, ctx, inv5)
 		if !st.Healthy || len(st.Health.Members) != 5 {
