@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
 )
@@ -98,8 +99,16 @@ func TestSetPortUpCutsSilently(t *testing.T) {
 	if err := a.SetPortUp("eth0", true); err != nil {
 		t.Fatal(err)
 	}
-	if err := ping(); err != nil {
-		t.Fatalf("ping after the port came back: %v", err)
+	// The port forwards again within moments (on a loaded machine one
+	// 1 s ping may be too early): try for a few seconds.
+	var perr error
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		if perr = ping(); perr == nil {
+			break
+		}
+	}
+	if perr != nil {
+		t.Fatalf("ping after the port came back (5 s): %v", perr)
 	}
 	if err := a.SetPortUp("nope", false); err == nil || !strings.Contains(err.Error(), "no bridge port for nope") {
 		t.Fatalf("SetPortUp on an unknown link: %v", err)
