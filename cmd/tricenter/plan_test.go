@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -18,24 +15,7 @@ var update = flag.Bool("update", false, "rewrite golden files")
 // the exit code main would return.
 func runCLI(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
-	var out, errb bytes.Buffer
-	root := newRootCmd(&out, &errb)
-	root.SetArgs(args)
-	err := root.ExecuteContext(context.Background())
-	code := 0
-	if err != nil {
-		code = 1
-		var ee *exitError
-		if errors.As(err, &ee) {
-			code = ee.code
-			if ee.err != nil {
-				errb.WriteString("Error: " + ee.err.Error() + "\n")
-			}
-		} else {
-			errb.WriteString("Error: " + err.Error() + "\n")
-		}
-	}
-	return out.String(), errb.String(), code
+	return runCLIIn(t, nil, args...)
 }
 
 func golden(t *testing.T, name, got string) {
