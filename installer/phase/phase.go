@@ -73,6 +73,20 @@ type Phase interface {
 	Run(ctx context.Context) error
 }
 
+// Identified is a phase with a stable ID ("component/step"): the ID the
+// engine's workflow lists and --only/--skip-phases select by.
+type Identified interface {
+	PhaseID() string
+}
+
+// IDOf is p's stable ID, or "" when it has none.
+func IDOf(p Phase) string {
+	if i, ok := p.(Identified); ok {
+		return i.PhaseID()
+	}
+	return ""
+}
+
 // Preparer is called before ShouldRun and Run: select hosts, read state.
 type Preparer interface {
 	Prepare(ctx context.Context, m *Manager) error
@@ -317,6 +331,9 @@ func HostNames(changes map[string][]string) []string {
 // HostPhase is a phase that runs Apply on every host Select matches, with
 // the manager's fan-out. Embed it or use it directly.
 type HostPhase struct {
+	// ID is the phase's stable ID ("component/step", e.g. "bgp/agent"),
+	// by which a run selects or skips it.
+	ID     string
 	Name   string
 	Select inventory.Selector
 	Apply  func(ctx context.Context, h *Host) error
@@ -327,6 +344,9 @@ type HostPhase struct {
 
 // Title is Name.
 func (p *HostPhase) Title() string { return p.Name }
+
+// PhaseID is ID.
+func (p *HostPhase) PhaseID() string { return p.ID }
 
 // Prepare selects the hosts.
 func (p *HostPhase) Prepare(_ context.Context, m *Manager) error {
