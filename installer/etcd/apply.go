@@ -112,12 +112,34 @@ type run struct {
 	ops     hostOps // nil: sshOps
 }
 
-// Apply converges etcd on the placement: preflight, upload, configuration,
-// start, membership changes (one at a time, quorum-safe) and the health
-// gate. Re-running it converges; when nothing differs it changes nothing.
-func Apply(ctx context.Context, o Options) (*Result, error) {
-	if o.Cluster == nil || o.Placement == nil || o.PKI == nil || o.Manager == nil {
-		return nil, errors.New("etcd.Apply needs Cluster, Placement, PKI and Manager")
+// Stable phase IDs of etcd, in the order Phases returns them.
+const (
+	PhasePreflight  = "etcd/preflight"
+	PhaseDiscover   = "etcd/discover"
+	PhaseInstall    = "etcd/install"
+	PhaseStart      = "etcd/start"
+	PhaseMembership = "etcd/membership"
+	PhaseRetire     = "etcd/retire"
+	PhaseHealth     = "etcd/health"
+)
+
+// PhaseIDs lists etcd's phase IDs in order.
+func PhaseIDs() []string {
+	return []string{PhasePreflight, PhaseDiscover, PhaseInstall, PhaseStart, PhaseMembership, PhaseRetire, PhaseHealth}
+}
+
+// Run is one convergence of etcd: New prepares it (artifacts checked, a
+// client of the members), Phases are run on the engine's manager, then
+// Result says what happened; Close releases the client.
+type Run struct{ r *run }
+
+// New prepares an etcd run on the placement: preflight, upload,
+// configuration, start, membership changes (one at a time, quorum-safe)
+// and the health gate. Re-running it converges; when nothing differs it
+// changes nothing.
+func New(ctx context.Context, o Options) (*Run, error) {
+	if o.Cluster == nil || o.Placement == nil || o.PKI == nil {
+		return nil, errors.New("etcd needs Cluster, Placement and PKI")
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -141,7 +163,6 @@ func Apply(ctx context.Context, o Options) (*Result, error) {
 	for _, m := range r.plan {
 		r.byName[m.Name] = m
 	}
-	var err error
 	files, err := o.Artifacts.Files(ctx, "etcd", "etcdctl")
 	if err != nil {
 		return nil, err
@@ -163,18 +184,43 @@ func Apply(ctx context.Context, o Options) (*Result, error) {
 	if r.cli, err = NewClient(r.endpoints(), tc, r.log, copts...); err != nil {
 		return nil, err
 	}
-	defer r.cli.Close()
-	err = o.Manager.Run(ctx,
-		&phase.HostPhase{Name: "etcd preflight", Select: r.selectHosts(true), Apply: r.preflight},
+	return &Run{r: r}, nil
+}
+
+// Phases are the run's phases, in order, with their IDs (PhaseIDs). The
+// later ones need what etcd/preflight and etcd/discover learn.
+func (x *Run) Phases() []phase.Phase {
+	r := x.r
+	return []phase.Phase{
+		&phase.HostPhase{ID: PhasePreflight, Name: "etcd preflight", Select: r.selectHosts(true), Apply: r.preflight},
 		&discover{r: r},
-		&phase.HostPhase{Name: "etcd upload and configuration", Select: r.selectHosts(false), Apply: r.install},
+		&phase.HostPhase{ID: PhaseInstall, Name: "etcd upload and configuration", Select: r.selectHosts(false), Apply: r.install},
 		&startPhase{r: r},
 		&membershipPhase{r: r},
 		&retirePhase{r: r},
 		&healthPhase{r: r},
-	)
-	r.res.Changes = o.Manager.Changes()
-	return r.res, err
+	}
+}
+
+// Result is what the run did (or, in a dry run, would do) so far.
+func (x *Run) Result() *Result { return x.r.res }
+
+// Close releases the run's etcd client.
+func (x *Run) Close() error { return x.r.cli.Close() }
+
+// Apply runs every phase of New on o.Manager.
+func Apply(ctx context.Context, o Options) (*Result, error) {
+	if o.Manager == nil {
+		return nil, errors.New("etcd.Apply needs a Manager")
+	}
+	x, err := New(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer x.Close()
+	err = o.Manager.Run(ctx, x.Phases()...)
+	x.r.res.Changes = o.Manager.Changes()
+	return x.r.res, err
 }
 
 // endpoints are the client URLs of every planned and previously recorded
@@ -294,6 +340,8 @@ func (r *run) fact(name string) *Facts {
 type discover struct{ r *run }
 
 func (d *discover) Title() string { return "etcd membership plan" }
+
+func (d *discover) PhaseID() string { return PhaseDiscover }
 
 func (d *discover) Run(ctx context.Context) error {
 	r := d.r
@@ -612,6 +660,8 @@ type startPhase struct {
 }
 
 func (p *startPhase) Title() string { return "etcd start" }
+
+func (p *startPhase) PhaseID() string { return PhaseStart }
 
 func (p *startPhase) Prepare(_ context.Context, m *phase.Manager) error { p.m = m; return nil }
 

@@ -51,6 +51,8 @@ type membershipPhase struct {
 
 func (p *membershipPhase) Title() string { return "etcd membership changes" }
 
+func (p *membershipPhase) PhaseID() string { return PhaseMembership }
+
 func (p *membershipPhase) Prepare(_ context.Context, m *phase.Manager) error {
 	p.m, p.ids = m, map[string]uint64{}
 	return nil
@@ -364,6 +366,8 @@ type retirePhase struct {
 
 func (p *retirePhase) Title() string { return "etcd retire removed members" }
 
+func (p *retirePhase) PhaseID() string { return PhaseRetire }
+
 func (p *retirePhase) Prepare(_ context.Context, m *phase.Manager) error {
 	p.m = m
 	var names []string
@@ -413,6 +417,8 @@ type healthPhase struct {
 }
 
 func (p *healthPhase) Title() string { return "etcd health gate" }
+
+func (p *healthPhase) PhaseID() string { return PhaseHealth }
 
 func (p *healthPhase) Prepare(_ context.Context, m *phase.Manager) error { p.m = m; return nil }
 
