@@ -46,6 +46,7 @@ WantedBy=multi-user.target
 // or the address is missing from lo.
 func Phase(vip netip.Addr, servers []string) *phase.HostPhase {
 	return &phase.HostPhase{
+		ID:     PhaseID,
 		Name:   "control-plane API VIP on lo",
 		Select: inventory.Selector{Servers: servers},
 		Apply: func(ctx context.Context, h *phase.Host) error {

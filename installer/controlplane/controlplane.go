@@ -289,6 +289,9 @@ func (s *step) first(check func() error) *step { s.check = check; return s }
 // ID is the stable phase ID.
 func (s *step) ID() string { return s.id }
 
+// PhaseID is ID (phase.Identified).
+func (s *step) PhaseID() string { return s.id }
+
 // Title is the human title.
 func (s *step) Title() string { return s.title }
 

@@ -113,7 +113,7 @@ func Phases(o Options) ([]phase.Phase, error) {
 		return nil, err
 	}
 	mk := func(id, title string, apply func(context.Context, *phase.Host) error) *Phase {
-		return &Phase{id: id, HostPhase: phase.HostPhase{Name: title, Select: o.Select, Apply: apply}}
+		return &Phase{id: id, HostPhase: phase.HostPhase{ID: id, Name: title, Select: o.Select, Apply: apply}}
 	}
 	return []phase.Phase{
 		mk(IDContainerd, "Configure containerd", r.containerd),

@@ -59,7 +59,7 @@ true`
 // host is left alone, so Remove is idempotent and a dry run lists only the
 // hosts that would change.
 func Remove(ctx context.Context, m *phase.Manager, sel inventory.Selector) error {
-	return m.Run(ctx, &Phase{id: IDRemove, HostPhase: phase.HostPhase{
+	return m.Run(ctx, &Phase{id: IDRemove, HostPhase: phase.HostPhase{ID: IDRemove,
 		Name: "Remove the node agents", Select: sel, Apply: remove,
 	}})
 }
