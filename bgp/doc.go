@@ -1,7 +1,13 @@
 // Package bgp derives every node's BGP sessions and announcements from the
 // inventory, renders the node agent's configuration and the routers' FRR
-// configuration, and runs the node agent's speaker (an embedded gobgp v3
-// BgpServer).
+// configuration, checks the BGP gate, and speaks the agent's status-socket
+// protocol (the JSON Status, ServeStatus and FetchStatus).
+//
+// It is pure derivation and rendering: the speaker itself (an embedded gobgp
+// v3 BgpServer and the service health checkers) lives in package bgp/agent,
+// which only the node agent's binary (cmd/tricenter-bgp) links, so the
+// provider and the tricenter CLI do not link gobgp (internal/depcheck checks
+// it).
 //
 // # Network model
 //

@@ -11,16 +11,23 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 )
 
 // statusPath is the HTTP path served on the status socket.
 const statusPath = "/v1/status"
 
+// StatusSource reports a node's BGP status: the agent (package bgp/agent),
+// or a fake in tests.
+type StatusSource interface {
+	Status(ctx context.Context) (*Status, error)
+}
+
 // ServeStatus serves the agent's status as JSON on a unix socket (mode
 // 0600) until ctx ends. A stale socket left by a previous run is replaced;
 // a socket another live agent answers on is an error.
-func ServeStatus(ctx context.Context, socket string, a *Agent, log *slog.Logger) error {
+func ServeStatus(ctx context.Context, socket string, a StatusSource, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -155,4 +162,63 @@ func (e *errWriter) printf(format string, args ...any) {
 	if e.err == nil {
 		_, e.err = fmt.Fprintf(e.w, format, args...)
 	}
+}
+
+// Status is what the agent reports on its status socket.
+type Status struct {
+	Node      string          `json:"node"`
+	ASN       uint32          `json:"asn"`
+	RouterID  string          `json:"routerID"`
+	Started   time.Time       `json:"started"`
+	Sessions  []Session       `json:"sessions"`
+	Announced []Announced     `json:"announced"`
+	Services  []ServiceStatus `json:"services"`
+}
+
+// Session is one BGP session.
+type Session struct {
+	Name          string    `json:"name"`
+	Address       string    `json:"address"`
+	ASN           uint32    `json:"asn"`
+	State         string    `json:"state"`
+	Since         time.Time `json:"since,omitzero"`
+	UptimeSeconds float64   `json:"uptimeSeconds,omitempty"`
+	Received      uint64    `json:"received"`
+	Accepted      uint64    `json:"accepted"`
+}
+
+// Established reports whether the session is up.
+func (s Session) Established() bool { return s.State == "Established" }
+
+// Announced is one announced prefix.
+type Announced struct {
+	Prefix  string    `json:"prefix"`
+	NextHop string    `json:"nextHop"`
+	For     []string  `json:"for"`
+	Since   time.Time `json:"since"`
+}
+
+// ServiceStatus is one service's health.
+type ServiceStatus struct {
+	Name    string    `json:"name"`
+	VIPs    []string  `json:"vips"`
+	Check   string    `json:"check,omitempty"`
+	Healthy bool      `json:"healthy"`
+	Since   time.Time `json:"since"`
+	Reason  string    `json:"reason,omitempty"`
+}
+
+// Uptime formats a session's uptime like routers do (1d02h03m, 05:04:03).
+func (s Session) Uptime() string {
+	if !s.Established() {
+		return "-"
+	}
+	d := time.Duration(s.UptimeSeconds * float64(time.Second)).Round(time.Second)
+	days := int(d / (24 * time.Hour))
+	d -= time.Duration(days) * 24 * time.Hour
+	h, m, sec := int(d/time.Hour), int(d/time.Minute)%60, int(d/time.Second)%60
+	if days > 0 {
+		return strconv.Itoa(days) + "d" + fmt.Sprintf("%02dh%02dm", h, m)
+	}
+	return fmt.Sprintf("%02d:%02d:%02d", h, m, sec)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tricenter/terraform-provider-tricenter/bgp"
+	"github.com/tricenter/terraform-provider-tricenter/bgp/agent"
 	"github.com/tricenter/terraform-provider-tricenter/internal/logging"
 )
 
@@ -104,13 +105,13 @@ func runAgent(parent context.Context, path string, cfg *bgp.Config, log *slog.Lo
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	agent := bgp.NewAgent(cfg, bgp.RunOptions{Logger: log})
+	speaker := agent.New(cfg, agent.Options{Logger: log})
 	errc := make(chan error, 2)
-	go func() { errc <- agent.Run(ctx) }()
+	go func() { errc <- speaker.Run(ctx) }()
 	sctx, scancel := context.WithCancel(ctx)
 	defer scancel()
 	go func() {
-		if err := bgp.ServeStatus(sctx, cfg.StatusSocket, agent, log); err != nil {
+		if err := bgp.ServeStatus(sctx, cfg.StatusSocket, speaker, log); err != nil {
 			errc <- err
 		}
 	}()
@@ -130,7 +131,7 @@ func runAgent(parent context.Context, path string, cfg *bgp.Config, log *slog.Lo
 				continue
 			}
 			rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			err = agent.Reload(rctx, nc)
+			err = speaker.Reload(rctx, nc)
 			cancel()
 			if err != nil && !errors.Is(err, context.Canceled) {
 				log.Error("Reload finished with errors", "err", err)

@@ -1,4 +1,4 @@
-package bgp
+package agent
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"os"
 	"reflect"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -17,10 +16,12 @@ import (
 	"github.com/osrg/gobgp/v3/pkg/server"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/tricenter/terraform-provider-tricenter/bgp"
 )
 
-// RunOptions tune an Agent.
-type RunOptions struct {
+// Options tune an Agent.
+type Options struct {
 	// Logger receives the agent's logs (default: discard).
 	Logger *slog.Logger
 	// StopTimeout bounds the graceful stop (default 5s).
@@ -37,14 +38,14 @@ var ErrNotRunning = errors.New("agent is not running")
 // and Status hand it work through a channel.
 type Agent struct {
 	log     *slog.Logger
-	initial *Config
+	initial *bgp.Config
 	stopTO  time.Duration
 	cmds    chan func(*agentState)
 	done    chan struct{}
 }
 
-// NewAgent prepares an agent for cfg (which must have passed Validate).
-func NewAgent(cfg *Config, o RunOptions) *Agent {
+// New prepares an agent for cfg (which must have passed Validate).
+func New(cfg *bgp.Config, o Options) *Agent {
 	l := o.Logger
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
@@ -115,13 +116,13 @@ func (a *Agent) do(ctx context.Context, f func(*agentState) error) error {
 // next-hop changes are applied on the established sessions; a changed or
 // new peer resets only that peer; a changed ASN, router ID, timers or
 // graceful-restart setting restarts the speaker.
-func (a *Agent) Reload(ctx context.Context, cfg *Config) error {
+func (a *Agent) Reload(ctx context.Context, cfg *bgp.Config) error {
 	return a.do(ctx, func(st *agentState) error { return st.reload(cfg) })
 }
 
 // Status reports sessions, announcements and service health.
-func (a *Agent) Status(ctx context.Context) (*Status, error) {
-	var s *Status
+func (a *Agent) Status(ctx context.Context) (*bgp.Status, error) {
+	var s *bgp.Status
 	err := a.do(ctx, func(st *agentState) error {
 		var err error
 		s, err = st.status(ctx)
@@ -134,7 +135,7 @@ func (a *Agent) Status(ctx context.Context) (*Status, error) {
 type agentState struct {
 	log       *slog.Logger
 	runCtx    context.Context
-	cfg       *Config
+	cfg       *bgp.Config
 	srv       *server.BgpServer
 	started   time.Time
 	peers     map[string]appliedPeer // by address
@@ -146,12 +147,12 @@ type agentState struct {
 }
 
 type appliedPeer struct {
-	conf     PeerConfig
+	conf     bgp.PeerConfig
 	password string
 }
 
 type svcState struct {
-	svc     Service
+	svc     bgp.Service
 	gen     uint64
 	healthy bool
 	detail  string
@@ -169,7 +170,7 @@ type announcement struct {
 var familyIPv4 = &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}
 
 // start brings up the BgpServer, peers, checkers and announcements.
-func (st *agentState) start(cfg *Config) error {
+func (st *agentState) start(cfg *bgp.Config) error {
 	st.cfg = cfg
 	st.started = time.Now()
 	st.srv = server.NewBgpServer(server.LoggerOption(slogAdapter{st.log}))
@@ -259,7 +260,7 @@ func (st *agentState) outQueued(ctx context.Context) int {
 	return n
 }
 
-func readPassword(pc PeerConfig) (string, error) {
+func readPassword(pc bgp.PeerConfig) (string, error) {
 	if pc.PasswordFile == "" {
 		return "", nil
 	}
@@ -277,7 +278,7 @@ func readPassword(pc PeerConfig) (string, error) {
 	return pw, nil
 }
 
-func (st *agentState) apiPeer(pc PeerConfig, pw string) *api.Peer {
+func (st *agentState) apiPeer(pc bgp.PeerConfig, pw string) *api.Peer {
 	c := st.cfg
 	p := &api.Peer{
 		Conf: &api.PeerConf{
@@ -305,7 +306,7 @@ func (st *agentState) apiPeer(pc PeerConfig, pw string) *api.Peer {
 	return p
 }
 
-func (st *agentState) addPeer(pc PeerConfig) error {
+func (st *agentState) addPeer(pc bgp.PeerConfig) error {
 	pw, err := readPassword(pc)
 	if err != nil {
 		return err
@@ -329,8 +330,8 @@ func (st *agentState) deletePeer(addr string) error {
 
 // applyServices starts, restarts or stops checkers to match svcs. A
 // service whose definition is unchanged keeps its checker and state.
-func (st *agentState) applyServices(svcs []Service) {
-	want := map[string]Service{}
+func (st *agentState) applyServices(svcs []bgp.Service) {
+	want := map[string]bgp.Service{}
 	for _, s := range svcs {
 		want[s.Name] = s
 	}
@@ -476,7 +477,7 @@ func (st *agentState) path(p netip.Prefix) (*api.Path, error) {
 	if len(st.cfg.Communities) > 0 {
 		lc := &api.LargeCommunitiesAttribute{}
 		for _, s := range st.cfg.Communities {
-			c, _ := ParseLargeCommunity(s) // validated
+			c, _ := bgp.ParseLargeCommunity(s) // validated
 			lc.Communities = append(lc.Communities, &api.LargeCommunity{GlobalAdmin: c.Global, LocalData1: c.Data1, LocalData2: c.Data2})
 		}
 		attrs = append(attrs, lc)
@@ -493,12 +494,12 @@ func (st *agentState) path(p netip.Prefix) (*api.Path, error) {
 }
 
 // needsRestart reports whether moving from old to new needs a new speaker.
-func needsRestart(old, new *Config) bool {
+func needsRestart(old, new *bgp.Config) bool {
 	return old.ASN != new.ASN || old.RouterID != new.RouterID ||
 		old.Timers != new.Timers || old.Graceful != new.Graceful
 }
 
-func (st *agentState) reload(cfg *Config) error {
+func (st *agentState) reload(cfg *bgp.Config) error {
 	old := st.cfg
 	if cfg.StatusSocket != old.StatusSocket {
 		st.log.Warn("statusSocket changes take effect on restart", "socket", old.StatusSocket)
@@ -511,7 +512,7 @@ func (st *agentState) reload(cfg *Config) error {
 	}
 	st.cfg = cfg
 	var errs []error
-	want := map[string]PeerConfig{}
+	want := map[string]bgp.PeerConfig{}
 	for _, pc := range cfg.Peers {
 		want[pc.Address] = pc
 	}
@@ -566,17 +567,17 @@ func sessionState(s api.PeerState_SessionState) string {
 	return "Unknown"
 }
 
-func (st *agentState) status(ctx context.Context) (*Status, error) {
-	s := &Status{
+func (st *agentState) status(ctx context.Context) (*bgp.Status, error) {
+	s := &bgp.Status{
 		Node: st.cfg.Node, ASN: st.cfg.ASN, RouterID: st.cfg.RouterID,
-		Started: st.started, Sessions: []Session{}, Announced: []Announced{}, Services: []ServiceStatus{},
+		Started: st.started, Sessions: []bgp.Session{}, Announced: []bgp.Announced{}, Services: []bgp.ServiceStatus{},
 	}
 	now := time.Now()
 	err := st.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
 		if p.Conf == nil || p.State == nil {
 			return
 		}
-		se := Session{
+		se := bgp.Session{
 			Name: p.Conf.Description, Address: p.Conf.NeighborAddress, ASN: p.Conf.PeerAsn,
 			State: sessionState(p.State.SessionState),
 		}
@@ -597,11 +598,11 @@ func (st *agentState) status(ctx context.Context) (*Status, error) {
 	}
 	sort.Slice(s.Sessions, func(i, j int) bool { return s.Sessions[i].Address < s.Sessions[j].Address })
 	for p, an := range st.announced {
-		s.Announced = append(s.Announced, Announced{Prefix: p.String(), For: an.reasons, Since: an.since, NextHop: st.cfg.NextHop})
+		s.Announced = append(s.Announced, bgp.Announced{Prefix: p.String(), For: an.reasons, Since: an.since, NextHop: st.cfg.NextHop})
 	}
 	sort.Slice(s.Announced, func(i, j int) bool { return prefixLess(s.Announced[i].Prefix, s.Announced[j].Prefix) })
 	for _, sv := range st.services {
-		ss := ServiceStatus{Name: sv.svc.Name, VIPs: sv.svc.VIPs, Healthy: sv.healthy, Since: sv.since}
+		ss := bgp.ServiceStatus{Name: sv.svc.Name, VIPs: sv.svc.VIPs, Healthy: sv.healthy, Since: sv.since}
 		if !sv.healthy {
 			ss.Reason = sv.detail
 		}
@@ -624,63 +625,4 @@ func prefixLess(a, b string) bool {
 		return c < 0
 	}
 	return pa.Bits() < pb.Bits()
-}
-
-// Status is what the agent reports on its status socket.
-type Status struct {
-	Node      string          `json:"node"`
-	ASN       uint32          `json:"asn"`
-	RouterID  string          `json:"routerID"`
-	Started   time.Time       `json:"started"`
-	Sessions  []Session       `json:"sessions"`
-	Announced []Announced     `json:"announced"`
-	Services  []ServiceStatus `json:"services"`
-}
-
-// Session is one BGP session.
-type Session struct {
-	Name          string    `json:"name"`
-	Address       string    `json:"address"`
-	ASN           uint32    `json:"asn"`
-	State         string    `json:"state"`
-	Since         time.Time `json:"since,omitzero"`
-	UptimeSeconds float64   `json:"uptimeSeconds,omitempty"`
-	Received      uint64    `json:"received"`
-	Accepted      uint64    `json:"accepted"`
-}
-
-// Established reports whether the session is up.
-func (s Session) Established() bool { return s.State == "Established" }
-
-// Announced is one announced prefix.
-type Announced struct {
-	Prefix  string    `json:"prefix"`
-	NextHop string    `json:"nextHop"`
-	For     []string  `json:"for"`
-	Since   time.Time `json:"since"`
-}
-
-// ServiceStatus is one service's health.
-type ServiceStatus struct {
-	Name    string    `json:"name"`
-	VIPs    []string  `json:"vips"`
-	Check   string    `json:"check,omitempty"`
-	Healthy bool      `json:"healthy"`
-	Since   time.Time `json:"since"`
-	Reason  string    `json:"reason,omitempty"`
-}
-
-// Uptime formats a session's uptime like routers do (1d02h03m, 05:04:03).
-func (s Session) Uptime() string {
-	if !s.Established() {
-		return "-"
-	}
-	d := time.Duration(s.UptimeSeconds * float64(time.Second)).Round(time.Second)
-	days := int(d / (24 * time.Hour))
-	d -= time.Duration(days) * 24 * time.Hour
-	h, m, sec := int(d/time.Hour), int(d/time.Minute)%60, int(d/time.Second)%60
-	if days > 0 {
-		return strconv.Itoa(days) + "d" + fmt.Sprintf("%02dh%02dm", h, m)
-	}
-	return fmt.Sprintf("%02d:%02d:%02d", h, m, sec)
 }

@@ -1,4 +1,4 @@
-package bgp
+package agent
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tricenter/terraform-provider-tricenter/bgp"
 )
 
 // The checker reports healthy after Rise successes and unhealthy after
@@ -24,7 +26,7 @@ func TestCheckerRiseFall(t *testing.T) {
 	}))
 	defer srv.Close()
 	out := make(chan healthEvent, 8)
-	c, err := newChecker("api", 7, Check{URL: srv.URL, Interval: Duration{10 * time.Millisecond}, Timeout: Duration{time.Second}, Rise: 2, Fall: 3}, out)
+	c, err := newChecker("api", 7, bgp.Check{URL: srv.URL, Interval: bgp.Duration{Duration: 10 * time.Millisecond}, Timeout: bgp.Duration{Duration: time.Second}, Rise: 2, Fall: 3}, out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +66,7 @@ func TestCheckerCAAppearsLater(t *testing.T) {
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer srv.Close()
 	ca := filepath.Join(t.TempDir(), "ca.crt")
-	c, err := newChecker("api", 1, Check{URL: srv.URL, CAFile: ca, Timeout: Duration{time.Second}}, nil)
+	c, err := newChecker("api", 1, bgp.Check{URL: srv.URL, CAFile: ca, Timeout: bgp.Duration{Duration: time.Second}}, nil)
 	if err != nil {
 		t.Fatalf("a CA file that does not exist yet: %v", err)
 	}
@@ -82,7 +84,7 @@ func TestCheckerCAAppearsLater(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("not a certificate"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := newChecker("api", 1, Check{URL: srv.URL, CAFile: bad}, nil); err == nil || !strings.Contains(err.Error(), "holds no PEM certificate") {
+	if _, err := newChecker("api", 1, bgp.Check{URL: srv.URL, CAFile: bad}, nil); err == nil || !strings.Contains(err.Error(), "holds no PEM certificate") {
 		t.Errorf("a CA file without a certificate: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package bgp_test
+package agent_test
 
 // Integration tests against FRR 8.4 (Debian frr): each test builds the
 // inventory's network out of namespaces on 198.18.32.0/20, starts zebra +
@@ -44,7 +44,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	agentBin, err = bgplab.BuildAgent("..", dir)
+	agentBin, err = bgplab.BuildAgent("../..", dir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -232,7 +232,7 @@ func announced(s *bgp.Status) []string {
 func TestCoreRouter(t *testing.T) {
 	t.Parallel()
 	lbVIP := netip.MustParseAddr("198.18.46.10")
-	l := newLab(t, "testdata/core.yaml", bgp.Options{LoadBalancerVIPs: []netip.Addr{lbVIP}})
+	l := newLab(t, "../testdata/core.yaml", bgp.Options{LoadBalancerVIPs: []netip.Addr{lbVIP}})
 	router := l.startRouter("core-a1", "")
 	apiVIP := l.plan.APIVIP.String() + "/32"
 	lbPrefix := lbVIP.String() + "/32"
@@ -410,7 +410,7 @@ func TestTORWithPassword(t *testing.T) {
 	const pw = "s3cret-md5-password"
 	t.Setenv("TRICENTER_TEST_BGP_PASSWORD", pw)
 	needLab(t)
-	l := newLab(t, "testdata/tor.yaml", bgp.Options{})
+	l := newLab(t, "../testdata/tor.yaml", bgp.Options{})
 	secret, err := l.plan.Password.Resolve()
 	if err != nil {
 		t.Fatal(err)

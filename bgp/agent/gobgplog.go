@@ -1,4 +1,4 @@
-package bgp
+package agent
 
 import (
 	"context"

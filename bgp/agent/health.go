@@ -1,4 +1,4 @@
-package bgp
+package agent
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"os"
 	"time"
+
+	"github.com/tricenter/terraform-provider-tricenter/bgp"
 )
 
 // healthEvent is a service's health transition, sent by its checker to the
@@ -28,13 +30,13 @@ type healthEvent struct {
 type checker struct {
 	service string
 	gen     uint64
-	check   Check
+	check   bgp.Check
 	client  *http.Client
 	tr      *http.Transport
 	out     chan<- healthEvent
 }
 
-func newChecker(service string, gen uint64, ch Check, out chan<- healthEvent) (*checker, error) {
+func newChecker(service string, gen uint64, ch bgp.Check, out chan<- healthEvent) (*checker, error) {
 	tr := &http.Transport{
 		Proxy:               nil, // health checks are local: never through a proxy
 		MaxIdleConnsPerHost: 1,

@@ -1,0 +1,15 @@
+// Package agent is the node BGP speaker run by cmd/tricenter-bgp: an
+// embedded gobgp v3 BgpServer that peers with the node's TOR or core routers
+// (as derived by package bgp), announces the node's pod CIDR, and announces
+// each service's VIPs only while its health check passes.
+//
+// One goroutine (Agent.Run) owns all mutable state; Reload and Status hand
+// it work through a channel (as gobgp's BgpServer does). Health checkers
+// (health.go) poll each service's endpoint and send transitions to that
+// loop; a VIP shared by several services stays announced while any of them
+// is healthy.
+//
+// Only the agent binary imports this package: the provider and the
+// tricenter CLI use package bgp (derivation, rendering, the status protocol)
+// and must not link gobgp, which internal/depcheck checks.
+package agent
