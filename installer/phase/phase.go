@@ -142,6 +142,8 @@ type Manager struct {
 	Logger *slog.Logger
 	// Progress receives per-host lines and upload bytes (default: none).
 	Progress progress.Reporter
+	// OnPhase, when set, is called after each phase (run or skipped).
+	OnPhase func(Event)
 	// SSH configures the transport. KnownHosts adds to the inventory's
 	// spec.ssh.knownHosts; an empty HostKeyPolicy takes the inventory's.
 	SSH ssh.Options
@@ -251,6 +253,7 @@ func (m *Manager) Run(ctx context.Context, phases ...Phase) (err error) {
 		m.prepared = append(m.prepared, p)
 		if sr, ok := p.(ShouldRunner); ok && !sr.ShouldRun() {
 			m.Logger.Info("Skipping phase", "phase", title)
+			m.observe(Event{ID: IDOf(p), Title: title})
 			continue
 		}
 		n := 0
@@ -266,11 +269,28 @@ func (m *Manager) Run(ctx context.Context, phases ...Phase) (err error) {
 			err = p.Run(ctx)
 		}
 		m.Progress.PhaseDone(title, err, time.Since(start))
+		m.observe(Event{ID: IDOf(p), Title: title, Ran: true, Hosts: n, Took: time.Since(start), Err: err})
 		if err != nil {
 			return fmt.Errorf("phase %q: %w", title, err)
 		}
 	}
 	return nil
+}
+
+// Event is what Manager.OnPhase hears after each phase.
+type Event struct {
+	ID, Title string
+	// Ran is false when the phase had nothing to do (ShouldRun).
+	Ran   bool
+	Hosts int
+	Took  time.Duration
+	Err   error
+}
+
+func (m *Manager) observe(ev Event) {
+	if m.OnPhase != nil {
+		m.OnPhase(ev)
+	}
 }
 
 // Hosts returns the Host of every inventory server sel matches, in
