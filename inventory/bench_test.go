@@ -3,7 +3,7 @@ package inventory_test
 import (
 	"testing"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/tricenter/terraform-provider-tricenter/internal/invgen"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"

@@ -9,7 +9,7 @@ package inventory
 import (
 	"fmt"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // APIVersion and Kind identify the only schema this package reads.

@@ -18,7 +18,7 @@ import (
 	"path/filepath"
 	"slices"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )

@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"os"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
