@@ -238,7 +238,7 @@ func (s Source) readManifest(p string) (map[string]string, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("%s: %w", p, err)
 	}
-	return sums, sha256Hex(b), nil
+	return sums, fsutil.SHA256Hex(b), nil
 }
 
 func (s Source) fromMirror(ctx context.Context, names []string) (map[string]File, error) {
@@ -304,7 +304,7 @@ func (s Source) manifest(ctx context.Context, base *url.URL) (map[string]string,
 	if _, err := s.fetch(ctx, u, s.maxManifest(), &buf); err != nil {
 		return nil, err
 	}
-	if got := sha256Hex(buf.Bytes()); got != pin {
+	if got := fsutil.SHA256Hex(buf.Bytes()); got != pin {
 		return nil, fmt.Errorf("%w: %s has sha256 %s, spec.kubernetes.mirrorManifestSHA256 pins %s: the mirror's manifest changed; check the mirror, then update the pin",
 			ErrManifest, u, got, pin)
 	}
@@ -453,11 +453,6 @@ func join(base *url.URL, name string) string {
 	u.Path = strings.TrimRight(u.Path, "/") + "/" + url.PathEscape(name)
 	u.RawPath = ""
 	return u.String()
-}
-
-func sha256Hex(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
 }
 
 // ParseManifest parses sha256sum output: "<sha256>  <name>" (or

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
@@ -35,9 +36,9 @@ func newMirror(t *testing.T, tls bool) *mirror {
 	m := &mirror{files: map[string]string{"etcd": "etcd binary v3.5.35", "kubelet": strings.Repeat("kubelet ", 4096)},
 		hits: map[string]int{}, override: map[string]http.HandlerFunc{}, release: make(chan struct{})}
 	for _, n := range []string{"etcd", "kubelet"} {
-		m.manifest += sha256Hex([]byte(m.files[n])) + "  " + n + "\n"
+		m.manifest += fsutil.SHA256Hex([]byte(m.files[n])) + "  " + n + "\n"
 	}
-	m.pin = sha256Hex([]byte(m.manifest))
+	m.pin = fsutil.SHA256Hex([]byte(m.manifest))
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		name := strings.TrimPrefix(r.URL.Path, "/k8s/")
 		m.mu.Lock()
@@ -100,7 +101,7 @@ func TestMirrorFetchesVerifiesAndCaches(t *testing.T) {
 	}
 	for n, f := range got {
 		b, err := os.ReadFile(f.Path)
-		if err != nil || string(b) != m.files[n] || f.SHA256 != sha256Hex(b) || f.Size != int64(len(b)) {
+		if err != nil || string(b) != m.files[n] || f.SHA256 != fsutil.SHA256Hex(b) || f.Size != int64(len(b)) {
 			t.Fatalf("%s: %+v holds %q (%v)", n, f, b, err)
 		}
 		if st, _ := os.Stat(f.Path); st.Mode().Perm() != 0o755 {
@@ -144,19 +145,21 @@ func TestMirrorRefuses(t *testing.T) {
 	}{
 		{name: "tampered file", tls: true, setup: func(m *mirror, s *Source) {
 			m.set("etcd", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "etcd binary v3.5.35 + backdoor") })
-		}, err: ErrChecksum, msg: []string{"etcd", sha256Hex([]byte("etcd binary v3.5.35 + backdoor")), "{want-etcd}"}},
+		}, err: ErrChecksum, msg: []string{"etcd", fsutil.SHA256Hex([]byte("etcd binary v3.5.35 + backdoor")), "{want-etcd}"}},
 		{name: "tampered manifest", tls: true, setup: func(m *mirror, s *Source) {
-			bad := sha256Hex([]byte("backdoor")) + "  etcd\n"
+			bad := fsutil.SHA256Hex([]byte("backdoor")) + "  etcd\n"
 			m.set(ManifestName, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, bad) })
 			m.set("etcd", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "backdoor") })
-		}, err: ErrManifest, msg: []string{ManifestName, sha256Hex([]byte(sha256Hex([]byte("backdoor")) + "  etcd\n")), "{pin}"}, noFile: true},
+		}, err: ErrManifest, msg: []string{ManifestName, fsutil.SHA256Hex([]byte(fsutil.SHA256Hex([]byte("backdoor")) + "  etcd\n")), "{pin}"}, noFile: true},
 		{name: "operator's manifest copy against a tampered mirror manifest", tls: true, setup: func(m *mirror, s *Source) {
-			m.set(ManifestName, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, sha256Hex([]byte("backdoor"))+"  etcd\n") })
+			m.set(ManifestName, func(w http.ResponseWriter, r *http.Request) {
+				fmt.Fprint(w, fsutil.SHA256Hex([]byte("backdoor"))+"  etcd\n")
+			})
 			m.set("etcd", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "backdoor") })
 			s.ManifestSHA256 = ""
 			s.ManifestFile = filepath.Join(s.CacheDir, "..", "operator-SHA256SUMS")
 			os.WriteFile(s.ManifestFile, []byte(m.manifest), 0o644)
-		}, err: ErrChecksum, msg: []string{"etcd", sha256Hex([]byte("backdoor")), "{want-etcd}"}},
+		}, err: ErrChecksum, msg: []string{"etcd", fsutil.SHA256Hex([]byte("backdoor")), "{want-etcd}"}},
 		{name: "operator's manifest copy not matching the pin", tls: true, setup: func(m *mirror, s *Source) {
 			s.ManifestFile = filepath.Join(s.CacheDir, "..", "operator-SHA256SUMS")
 			os.WriteFile(s.ManifestFile, []byte(m.manifest+"# edited\n"), 0o644)
@@ -218,7 +221,7 @@ func TestMirrorRefuses(t *testing.T) {
 				t.Errorf("took %s", el)
 			}
 			for _, want := range tc.msg {
-				want = strings.NewReplacer("{pin}", m.pin, "{want-etcd}", sha256Hex([]byte(m.files["etcd"]))).Replace(want)
+				want = strings.NewReplacer("{pin}", m.pin, "{want-etcd}", fsutil.SHA256Hex([]byte(m.files["etcd"]))).Replace(want)
 				if !strings.Contains(err.Error(), want) {
 					t.Errorf("error %q does not name %q", err, want)
 				}
@@ -275,7 +278,7 @@ func TestDirectory(t *testing.T) {
 		}
 	}
 	write("etcd", "binary")
-	write(ManifestName, sha256Hex([]byte("binary"))+"  etcd\n")
+	write(ManifestName, fsutil.SHA256Hex([]byte("binary"))+"  etcd\n")
 	s := Source{Dir: dir}
 	ctx := ctxT(t)
 	got, err := s.Resolve(ctx, "etcd")
@@ -293,7 +296,7 @@ func TestDirectory(t *testing.T) {
 	if !errors.Is(err, ErrChecksum) {
 		t.Fatalf("tampered artifact: err = %v, want ErrChecksum", err)
 	}
-	for _, want := range []string{filepath.Join(dir, "etcd"), sha256Hex([]byte("tampered")), sha256Hex([]byte("binary"))} {
+	for _, want := range []string{filepath.Join(dir, "etcd"), fsutil.SHA256Hex([]byte("tampered")), fsutil.SHA256Hex([]byte("binary"))} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not name %s", err, want)
 		}

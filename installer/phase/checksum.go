@@ -1,8 +1,6 @@
 package phase
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"sync"
@@ -57,9 +55,4 @@ func (c *checksums) get(path string) (sum string, size int64, err error) {
 		<-e.done
 	}
 	return e.sum, e.size, e.err
-}
-
-func sha256Hex(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
 	"github.com/tricenter/terraform-provider-tricenter/internal/invgen"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
@@ -22,7 +23,7 @@ func TestChecksumsOncePerContent(t *testing.T) {
 	}
 	c := newChecksums()
 	s1, n, err := c.get(p)
-	if err != nil || s1 != sha256Hex([]byte("v1")) || n != 2 {
+	if err != nil || s1 != fsutil.SHA256Hex([]byte("v1")) || n != 2 {
 		t.Fatalf("get = %s, %d, %v", s1, n, err)
 	}
 	e1 := c.m[p]
@@ -30,13 +31,13 @@ func TestChecksumsOncePerContent(t *testing.T) {
 		t.Fatal("an unchanged file was hashed again")
 	}
 	os.WriteFile(p, []byte("v22"), 0o644)
-	if s, n, _ := c.get(p); s != sha256Hex([]byte("v22")) || n != 3 {
+	if s, n, _ := c.get(p); s != fsutil.SHA256Hex([]byte("v22")) || n != 3 {
 		t.Fatalf("after a size change: %s, %d", s, n)
 	}
 	st, _ := os.Stat(p)
 	os.WriteFile(p, []byte("v33"), 0o644)
 	os.Chtimes(p, st.ModTime().Add(time.Second), st.ModTime().Add(time.Second))
-	if s, _, _ := c.get(p); s != sha256Hex([]byte("v33")) {
+	if s, _, _ := c.get(p); s != fsutil.SHA256Hex([]byte("v33")) {
 		t.Fatalf("after an mtime change: %s", s)
 	}
 	if _, _, err := c.get(filepath.Dir(p)); err == nil || !strings.Contains(err.Error(), "not a regular file") {
@@ -57,12 +58,12 @@ func TestUploadRefusesChangedArtifact(t *testing.T) {
 	if err != nil || len(hs) == 0 {
 		t.Fatalf("hosts: %v", err)
 	}
-	manifest := sha256Hex([]byte("the binary the manifest lists"))
+	manifest := fsutil.SHA256Hex([]byte("the binary the manifest lists"))
 	_, err = hs[0].UploadFile(context.Background(), p, "/usr/local/bin/etcd", FileOptions{Mode: 0o755, SHA256: manifest})
 	if !errors.Is(err, ErrLocalChanged) {
 		t.Fatalf("got %v, want ErrLocalChanged", err)
 	}
-	for _, want := range []string{p, manifest, sha256Hex([]byte("replaced after the manifest check"))} {
+	for _, want := range []string{p, manifest, fsutil.SHA256Hex([]byte("replaced after the manifest check"))} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not name %s", err, want)
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tricenter/terraform-provider-tricenter/installer/progress"
 	"github.com/tricenter/terraform-provider-tricenter/installer/ssh"
+	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
@@ -271,7 +272,7 @@ func (h *Host) WriteSecret(ctx context.Context, path string, data []byte, mode f
 
 // WriteFileOpts is WriteFile with an owner.
 func (h *Host) WriteFileOpts(ctx context.Context, path string, data []byte, o FileOptions) (FileResult, error) {
-	sum := sha256Hex(data)
+	sum := fsutil.SHA256Hex(data)
 	open := func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
 	size := int64(len(data))
 	return h.put(ctx, path, sum, size, o, open, "write "+path+" ("+describeContent(sum, size, o.Secret)+")")

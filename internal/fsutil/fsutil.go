@@ -58,6 +58,12 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	return d.Sync()
 }
 
+// SHA256Hex returns the hex sha256 of b.
+func SHA256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
 // FileSHA256 returns the hex sha256 of a file's content.
 func FileSHA256(path string) (string, error) {
 	f, err := os.Open(path)

@@ -36,4 +36,7 @@ func TestWriteFileAtomic(t *testing.T) {
 	if err != nil || sum != "27dd8ed44a83ff94d557f9fd0412ed5a8cbca69ea04922d88c01184a07300a5a" {
 		t.Fatalf("sha256 %s %v", sum, err)
 	}
+	if s := SHA256Hex([]byte("two\n")); s != sum {
+		t.Fatalf("SHA256Hex of the same content: %s, want %s", s, sum)
+	}
 }
