@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"github.com/tricenter/terraform-provider-tricenter/bgp"
-	"github.com/tricenter/terraform-provider-tricenter/bgp/install"
+	"github.com/tricenter/terraform-provider-tricenter/installer/bgpagent"
 )
 
 // BGPPlan derives every node's sessions and announcements (the API VIP
@@ -28,7 +28,7 @@ func (r *applyRun) bgp(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ph, err := install.New(p, install.Options{Binary: bin, EstablishTimeout: r.e.cfg.GateTimeout})
+	ph, err := bgpagent.New(p, bgpagent.Options{Binary: bin, EstablishTimeout: r.e.cfg.GateTimeout})
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,7 @@ import (
 	"sync"
 
 	"github.com/tricenter/terraform-provider-tricenter/bgp"
-	"github.com/tricenter/terraform-provider-tricenter/bgp/install"
+	"github.com/tricenter/terraform-provider-tricenter/installer/bgpagent"
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
 )
 
@@ -17,7 +17,7 @@ func BGPStatuses(ctx context.Context, m *phase.Manager, hosts []*phase.Host) (ma
 	var mu sync.Mutex
 	statuses := map[string]*bgp.Status{}
 	errs := map[string]error{}
-	cmd := install.BinaryPath + " status -o json --socket " + bgp.DefaultStatusSocket
+	cmd := bgpagent.BinaryPath + " status -o json --socket " + bgp.DefaultStatusSocket
 	_ = m.Each(ctx, hosts, func(ctx context.Context, h *phase.Host) error {
 		out, err := h.Query(ctx, cmd)
 		var st bgp.Status

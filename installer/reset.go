@@ -9,9 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tricenter/terraform-provider-tricenter/bgp/install"
 	"github.com/tricenter/terraform-provider-tricenter/installer/addons"
 	"github.com/tricenter/terraform-provider-tricenter/installer/apivip"
+	"github.com/tricenter/terraform-provider-tricenter/installer/bgpagent"
 	"github.com/tricenter/terraform-provider-tricenter/installer/controlplane"
 	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
 	"github.com/tricenter/terraform-provider-tricenter/installer/node"
@@ -110,7 +110,7 @@ func (e *Engine) reset(ctx context.Context, o Options, dry bool) (*Result, error
 			}
 		}
 		if has(BGP) {
-			if err := step(BGP, func() error { return install.Remove(ctx, m, sel) }); err != nil {
+			if err := step(BGP, func() error { return bgpagent.Remove(ctx, m, sel) }); err != nil {
 				return err
 			}
 		}

@@ -17,7 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tricenter/terraform-provider-tricenter/bgp"
-	"github.com/tricenter/terraform-provider-tricenter/bgp/install"
+	"github.com/tricenter/terraform-provider-tricenter/installer/bgpagent"
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
 	"github.com/tricenter/terraform-provider-tricenter/installer/progress"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
@@ -388,7 +388,7 @@ prints what would change on each node.`,
 			if _, err := os.Stat(binary); err != nil {
 				return fmt.Errorf("agent binary: %w (pass --binary, or run make artifacts)", err)
 			}
-			ph, err := install.New(p, install.Options{Binary: binary, EstablishTimeout: wait,
+			ph, err := bgpagent.New(p, bgpagent.Options{Binary: binary, EstablishTimeout: wait,
 				Config: bgp.ConfigOptions{APIHealthURL: apiURL}})
 			if err != nil {
 				return err

@@ -1,4 +1,4 @@
-package install
+package bgpagent
 
 import (
 	"context"
@@ -10,9 +10,6 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
-
-// IDRemove is the ID of the phase Remove runs.
-const IDRemove = "bgp/remove"
 
 // Remove stops the agent on the selected servers — its sessions close, so
 // the routers withdraw the node's pod CIDR and VIPs at once — and removes
@@ -28,7 +25,7 @@ rm -rf ` + BinaryPath + ` ` + UnitPath + ` ` + dir + `
 systemctl daemon-reload
 systemctl reset-failed ` + UnitName + ` 2>/dev/null
 true`
-	return m.Run(ctx, &phase.HostPhase{Name: "Remove the BGP agent", Select: sel,
+	return m.Run(ctx, &phase.HostPhase{ID: IDRemove, Name: "Remove the BGP agent", Select: sel,
 		Apply: func(ctx context.Context, h *phase.Host) error {
 			out, err := h.Query(ctx, left)
 			if err != nil {

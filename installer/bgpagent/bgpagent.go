@@ -1,12 +1,14 @@
-// Package install is the installer phase that puts the BGP agent on every
-// node: upload tricenter-bgp, write its configuration (and the TCP MD5
-// password file) rendered from the inventory, install its systemd unit,
-// start it (restart when the binary or unit changed, SIGHUP when only the
-// configuration did) and wait until every session is Established.
+// Package bgpagent is the installer component that puts the BGP agent on
+// every node (phase bgp/agent): upload tricenter-bgp, write its
+// configuration (and the TCP MD5 password file) rendered from the
+// inventory, install its systemd unit, start it (restart when the binary
+// or unit changed, SIGHUP when only the configuration did) and wait until
+// every session is Established. Remove (phase bgp/remove) takes it off
+// again.
 //
-// The phase runs on the installer engine (installer/phase) but needs only
-// the small Host interface, which *phase.Host satisfies.
-package install
+// The phase runs on the installer engine (installer/phase) but its logic
+// needs only the small Host interface, which *phase.Host satisfies.
+package bgpagent
 
 import (
 	"context"
@@ -20,6 +22,14 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/bgp"
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
+)
+
+// Phase IDs.
+const (
+	// ID is the install phase's (the engine's workflow lists it).
+	ID = "bgp/agent"
+	// IDRemove is the phase Remove runs.
+	IDRemove = "bgp/remove"
 )
 
 // Paths on the node.
@@ -56,6 +66,9 @@ type Options struct {
 	EstablishTimeout time.Duration
 	// Poll is the status polling interval (default 500 ms).
 	Poll time.Duration
+	// Servers limits the phase to these nodes of the plan (empty: every
+	// node).
+	Servers []string
 }
 
 // Phase installs and starts the agent on every node of the plan.
@@ -89,13 +102,39 @@ func New(plan *bgp.Plan, o Options) (*Phase, error) {
 	return p, nil
 }
 
-// HostPhase wraps the phase for the installer engine.
+// Phases are the component's phases for the engine's workflow: the agent
+// install (ID) on the plan's nodes that o.Servers allows; none when it
+// allows none.
+func Phases(plan *bgp.Plan, o Options) ([]phase.Phase, error) {
+	p, err := New(plan, o)
+	if err != nil {
+		return nil, err
+	}
+	hp := p.HostPhase()
+	if len(hp.Select.Servers) == 0 {
+		return nil, nil
+	}
+	return []phase.Phase{hp}, nil
+}
+
+// HostPhase wraps the phase for the installer engine: phase ID on the
+// plan's nodes (those of Options.Servers when set).
 func (p *Phase) HostPhase() *phase.HostPhase {
+	var only map[string]bool
+	if len(p.opts.Servers) > 0 {
+		only = map[string]bool{}
+		for _, s := range p.opts.Servers {
+			only[s] = true
+		}
+	}
 	names := make([]string, 0, len(p.plan.Nodes))
 	for _, n := range p.plan.Nodes {
-		names = append(names, n.Name)
+		if only == nil || only[n.Name] {
+			names = append(names, n.Name)
+		}
 	}
 	return &phase.HostPhase{
+		ID:     ID,
 		Name:   "Install the BGP agent",
 		Select: inventory.Selector{Servers: names},
 		Apply:  func(ctx context.Context, h *phase.Host) error { return p.Apply(ctx, h) },

@@ -1,4 +1,4 @@
-package install
+package bgpagent
 
 import (
 	"context"
@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/tricenter/terraform-provider-tricenter/bgp"
-	"github.com/tricenter/terraform-provider-tricenter/bgp/bgplab"
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
 // fakeHost is a fake node for testing the phase's logic: files live in a
@@ -100,10 +100,23 @@ func (h *fakeHost) SystemctlDaemonReload(context.Context) error {
 	return nil
 }
 
+// testPlan derives the BGP plan of the TOR-mode inventory the bgp package
+// tests with.
 func testPlan(t *testing.T) *bgp.Plan {
 	t.Helper()
 	t.Setenv("TRICENTER_TEST_BGP_PASSWORD", "md5-secret")
-	_, p := bgplab.LoadPlan(t, "../testdata/tor.yaml", bgp.Options{})
+	c, lines, err := inventory.Load("../../bgp/testdata/tor.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, err := inventory.BuildPlan(c, lines, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := bgp.Derive(c, pl.IPs(), bgp.Options{Placement: pl.Placement()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	return p
 }
 
@@ -217,5 +230,37 @@ func TestHostPhaseSelectsNodes(t *testing.T) {
 	hp := ph.HostPhase()
 	if hp.Title() != "Install the BGP agent" || len(hp.Select.Servers) != len(p.Nodes) {
 		t.Errorf("host phase %q selects %v", hp.Title(), hp.Select.Servers)
+	}
+	if phase.IDOf(hp) != "bgp/agent" {
+		t.Errorf("phase ID %q, want bgp/agent", phase.IDOf(hp))
+	}
+}
+
+func TestPhasesHaveTheStableIDAndHonourServers(t *testing.T) {
+	p := testPlan(t)
+	all, err := Phases(p, Options{Binary: "/bin/true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 1 || phase.IDOf(all[0]) != ID {
+		t.Fatalf("Phases = %d phases, first ID %q; want one, %s", len(all), phase.IDOf(all[0]), ID)
+	}
+	if got := all[0].(*phase.HostPhase).Select.Servers; len(got) != len(p.Nodes) {
+		t.Errorf("every node: selects %v, want the plan's %d nodes", got, len(p.Nodes))
+	}
+	one := p.Nodes[len(p.Nodes)-1].Name
+	some, err := Phases(p, Options{Binary: "/bin/true", Servers: []string{one, "not-a-node"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(some) != 1 || strings.Join(some[0].(*phase.HostPhase).Select.Servers, ",") != one {
+		t.Errorf("Servers [%s not-a-node]: %d phases selecting %v, want %s only", one, len(some), some, one)
+	}
+	none, err := Phases(p, Options{Binary: "/bin/true", Servers: []string{"not-a-node"}})
+	if err != nil || len(none) != 0 {
+		t.Errorf("Servers without a node of the plan: %d phases, %v; want none", len(none), err)
+	}
+	if _, err := Phases(p, Options{}); err == nil {
+		t.Error("no binary: want an error")
 	}
 }
