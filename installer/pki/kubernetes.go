@@ -11,11 +11,7 @@ import (
 	"io/fs"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
-
-	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
 )
 
 // Leaf names under the Kubernetes and front-proxy authorities.
@@ -143,8 +139,7 @@ func (s *Store) EnsureControlPlane(req ControlPlaneRequest) (*ControlPlane, erro
 	if err != nil {
 		return nil, err
 	}
-	etcdDir := filepath.Join(s.Dir, EtcdCA)
-	etcdCA, err := LoadKeyPair(filepath.Join(etcdDir, "ca.crt"), filepath.Join(etcdDir, "ca.key"))
+	etcdCA, err := s.LoadCA(EtcdCA)
 	if errors.Is(err, ErrNotFound) {
 		return nil, errNoEtcdCA
 	} else if err != nil {
@@ -210,34 +205,36 @@ func (s *Store) EnsureAdmin() (*KeyPair, error) {
 // neither file exists. A half-present or unreadable pair is an error to
 // resolve by hand, never a silent rotation.
 func (s *Store) serviceAccount() (_ *ServiceAccount, created bool, _ error) {
-	dir := filepath.Join(s.Dir, KubernetesCA)
-	keyPath, pubPath := filepath.Join(dir, ServiceAccountKey+".key"), filepath.Join(dir, ServiceAccountKey+".pub")
-	kb, kerr := os.ReadFile(keyPath)
-	_, perr := os.Stat(pubPath)
+	f := s.files()
+	key, pub := KubernetesCA+"/"+ServiceAccountKey+".key", KubernetesCA+"/"+ServiceAccountKey+".pub"
+	kb, kerr := f.ReadFile(key)
 	switch {
 	case kerr == nil:
 		sa, err := parseServiceAccount(kb)
 		if err != nil {
-			return nil, false, fmt.Errorf("%s: %w (restore it from a backup: a new key invalidates every service-account token)", keyPath, err)
+			return nil, false, fmt.Errorf("%s: %w (restore it from a backup: a new key invalidates every service-account token)", f.Where(key), err)
 		}
-		pb, err := os.ReadFile(pubPath)
+		pb, err := f.ReadFile(pub)
 		if err != nil || string(pb) != string(sa.PublicPEM) {
 			// The public half is derived: rewrite it.
-			if err := fsutil.WriteFileAtomic(pubPath, sa.PublicPEM, 0o644); err != nil {
+			if err := f.WriteFile(pub, sa.PublicPEM, FileMode(pub)); err != nil {
 				return nil, false, err
 			}
 		}
 		return sa, false, nil
 	case !errors.Is(kerr, fs.ErrNotExist):
 		return nil, false, kerr
-	case perr == nil:
-		return nil, false, fmt.Errorf("%s exists without %s: restore the key from a backup (a new key invalidates every service-account token)", pubPath, keyPath)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if ok, err := s.exists(pub); err != nil {
+		return nil, false, err
+	} else if ok {
+		return nil, false, fmt.Errorf("%s exists without %s: restore the key from a backup (a new key invalidates every service-account token)", f.Where(pub), f.Where(key))
+	}
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, false, err
 	}
-	der, err := x509.MarshalECPrivateKey(key)
+	der, err := x509.MarshalECPrivateKey(k)
 	if err != nil {
 		return nil, false, err
 	}
@@ -245,10 +242,10 @@ func (s *Store) serviceAccount() (_ *ServiceAccount, created bool, _ error) {
 	if err != nil {
 		return nil, false, err
 	}
-	if err := fsutil.WriteFileAtomic(keyPath, sa.KeyPEM, 0o600); err != nil {
+	if err := f.WriteFile(key, sa.KeyPEM, FileMode(key)); err != nil {
 		return nil, false, err
 	}
-	if err := fsutil.WriteFileAtomic(pubPath, sa.PublicPEM, 0o644); err != nil {
+	if err := f.WriteFile(pub, sa.PublicPEM, FileMode(pub)); err != nil {
 		return nil, false, err
 	}
 	return sa, true, nil

@@ -4,8 +4,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -37,196 +35,195 @@ func ensureTestControlPlane(t *testing.T, s *Store) *ControlPlane {
 }
 
 func TestControlPlaneNeedsEtcdCA(t *testing.T) {
-	s := &Store{Dir: t.TempDir()}
-	_, err := s.EnsureControlPlane(testControlPlaneRequest())
-	if !errors.Is(err, errNoEtcdCA) {
-		t.Fatalf("err = %v, want %v", err, errNoEtcdCA)
-	}
-	if _, err := os.Stat(filepath.Join(s.Dir, EtcdCA, "ca.crt")); err == nil {
-		t.Fatal("EnsureControlPlane created an etcd CA of its own")
-	}
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		_, err := s.EnsureControlPlane(testControlPlaneRequest())
+		if !errors.Is(err, errNoEtcdCA) {
+			t.Fatalf("err = %v, want %v", err, errNoEtcdCA)
+		}
+		if stored(t, s, EtcdCA+"/ca.crt") {
+			t.Fatal("EnsureControlPlane created an etcd CA of its own")
+		}
+	})
 }
 
 func TestAPIServerServingCertificate(t *testing.T) {
-	s := &Store{Dir: t.TempDir()}
-	cp := ensureTestControlPlane(t, s)
-	c := cp.APIServer.Cert
-	for _, name := range []string{"198.19.1.10", "198.19.2.10", "198.19.3.10", "198.19.120.10", "198.19.96.1",
-		"127.0.0.1", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-		"kubernetes.default.svc.lab.example", "dc1-r01-s01", "dc2-r01-s01", "dc3-r01-s01"} {
-		if err := c.VerifyHostname(name); err != nil {
-			t.Errorf("apiserver certificate: %v", err)
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		cp := ensureTestControlPlane(t, s)
+		c := cp.APIServer.Cert
+		for _, name := range []string{"198.19.1.10", "198.19.2.10", "198.19.3.10", "198.19.120.10", "198.19.96.1",
+			"127.0.0.1", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+			"kubernetes.default.svc.lab.example", "dc1-r01-s01", "dc2-r01-s01", "dc3-r01-s01"} {
+			if err := c.VerifyHostname(name); err != nil {
+				t.Errorf("apiserver certificate: %v", err)
+			}
 		}
-	}
-	if err := c.VerifyHostname("198.19.4.10"); err == nil {
-		t.Error("apiserver certificate accepts an address of no control-plane server")
-	}
-	if len(c.IPAddresses) != 6 || len(c.DNSNames) != 7 {
-		t.Errorf("apiserver SANs: %v %v, want 6 IPs and 7 names", c.IPAddresses, c.DNSNames)
-	}
-	if !slices.Equal(c.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}) {
-		t.Errorf("apiserver usages %v, want server auth only", c.ExtKeyUsage)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cp.CA.Cert)
-	if _, err := c.Verify(x509.VerifyOptions{Roots: pool, DNSName: "kubernetes.default.svc"}); err != nil {
-		t.Errorf("apiserver certificate does not verify against the Kubernetes CA: %v", err)
-	}
+		if err := c.VerifyHostname("198.19.4.10"); err == nil {
+			t.Error("apiserver certificate accepts an address of no control-plane server")
+		}
+		if len(c.IPAddresses) != 6 || len(c.DNSNames) != 7 {
+			t.Errorf("apiserver SANs: %v %v, want 6 IPs and 7 names", c.IPAddresses, c.DNSNames)
+		}
+		if !slices.Equal(c.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}) {
+			t.Errorf("apiserver usages %v, want server auth only", c.ExtKeyUsage)
+		}
+		pool := x509.NewCertPool()
+		pool.AddCert(cp.CA.Cert)
+		if _, err := c.Verify(x509.VerifyOptions{Roots: pool, DNSName: "kubernetes.default.svc"}); err != nil {
+			t.Errorf("apiserver certificate does not verify against the Kubernetes CA: %v", err)
+		}
+	})
 }
 
 func TestControlPlaneClientCertificates(t *testing.T) {
-	s := &Store{Dir: t.TempDir()}
-	cp := ensureTestControlPlane(t, s)
-	tests := []struct {
-		name   string
-		kp     *KeyPair
-		issuer *KeyPair
-		cn     string
-		org    []string
-	}{
-		{"etcd client", cp.EtcdClient, cp.EtcdCA, "kube-apiserver-etcd-client", []string{MastersGroup}},
-		{"kubelet client", cp.KubeletClient, cp.CA, KubeletClientUser, []string{MastersGroup}},
-		{"front-proxy client", cp.FrontProxyClient, cp.FrontProxyCA, FrontProxyClientUser, nil},
-		{"controller-manager", cp.ControllerManager, cp.CA, "system:kube-controller-manager", nil},
-		{"scheduler", cp.Scheduler, cp.CA, "system:kube-scheduler", nil},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			c := tc.kp.Cert
-			if err := c.CheckSignatureFrom(tc.issuer.Cert); err != nil {
-				t.Fatalf("not signed by %s: %v", tc.issuer.Cert.Subject.CommonName, err)
-			}
-			if c.Subject.CommonName != tc.cn || !slices.Equal(c.Subject.Organization, tc.org) {
-				t.Errorf("subject CN=%s O=%v, want CN=%s O=%v", c.Subject.CommonName, c.Subject.Organization, tc.cn, tc.org)
-			}
-			if !slices.Equal(c.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}) {
-				t.Errorf("usages %v, want client auth only", c.ExtKeyUsage)
-			}
-			if len(c.DNSNames)+len(c.IPAddresses) != 0 {
-				t.Errorf("client certificate carries SANs %v %v", c.DNSNames, c.IPAddresses)
-			}
-		})
-	}
-	if cp.FrontProxyCA.Cert.Equal(cp.CA.Cert) || cp.EtcdCA.Cert.Equal(cp.CA.Cert) {
-		t.Error("the front-proxy or etcd CA is the Kubernetes CA")
-	}
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		cp := ensureTestControlPlane(t, s)
+		tests := []struct {
+			name   string
+			kp     *KeyPair
+			issuer *KeyPair
+			cn     string
+			org    []string
+		}{
+			{"etcd client", cp.EtcdClient, cp.EtcdCA, "kube-apiserver-etcd-client", []string{MastersGroup}},
+			{"kubelet client", cp.KubeletClient, cp.CA, KubeletClientUser, []string{MastersGroup}},
+			{"front-proxy client", cp.FrontProxyClient, cp.FrontProxyCA, FrontProxyClientUser, nil},
+			{"controller-manager", cp.ControllerManager, cp.CA, "system:kube-controller-manager", nil},
+			{"scheduler", cp.Scheduler, cp.CA, "system:kube-scheduler", nil},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				c := tc.kp.Cert
+				if err := c.CheckSignatureFrom(tc.issuer.Cert); err != nil {
+					t.Fatalf("not signed by %s: %v", tc.issuer.Cert.Subject.CommonName, err)
+				}
+				if c.Subject.CommonName != tc.cn || !slices.Equal(c.Subject.Organization, tc.org) {
+					t.Errorf("subject CN=%s O=%v, want CN=%s O=%v", c.Subject.CommonName, c.Subject.Organization, tc.cn, tc.org)
+				}
+				if !slices.Equal(c.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}) {
+					t.Errorf("usages %v, want client auth only", c.ExtKeyUsage)
+				}
+				if len(c.DNSNames)+len(c.IPAddresses) != 0 {
+					t.Errorf("client certificate carries SANs %v %v", c.DNSNames, c.IPAddresses)
+				}
+			})
+		}
+		if cp.FrontProxyCA.Cert.Equal(cp.CA.Cert) || cp.EtcdCA.Cert.Equal(cp.CA.Cert) {
+			t.Error("the front-proxy or etcd CA is the Kubernetes CA")
+		}
+	})
 }
 
 func TestControlPlaneConvergesAndFollowsServers(t *testing.T) {
-	s := &Store{Dir: t.TempDir()}
-	e, err := s.EnsureEtcd([]EtcdMember{{"dc1-r01-s01", "198.19.1.10"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	first, err := s.EnsureControlPlane(testControlPlaneRequest())
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Six leaves (the etcd client one EnsureEtcd already made is kept) and
-	// the service-account key.
-	want := []string{"kubernetes/apiserver", "kubernetes/apiserver-kubelet-client", "front-proxy/front-proxy-client",
-		"kubernetes/controller-manager", "kubernetes/scheduler", "kubernetes/sa"}
-	if !slices.Equal(first.Changed, want) {
-		t.Fatalf("first run changed %v, want %v", first.Changed, want)
-	}
-	if !first.EtcdClient.Cert.Equal(e.APIServer.Cert) {
-		t.Fatal("the apiserver's etcd client certificate differs from EnsureEtcd's")
-	}
-	again, err := s.EnsureControlPlane(testControlPlaneRequest())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(again.Changed) != 0 {
-		t.Fatalf("re-run reissued %v", again.Changed)
-	}
-	if e2, err := s.EnsureEtcd([]EtcdMember{{"dc1-r01-s01", "198.19.1.10"}}); err != nil || len(e2.Changed) != 0 {
-		t.Fatalf("EnsureEtcd after EnsureControlPlane: changed %v, err %v", e2.Changed, err)
-	}
-	req := testControlPlaneRequest()
-	req.Servers = append(req.Servers, ControlPlaneServer{Name: "dc1-r02-s01", Address: "198.19.1.74"})
-	grown, err := s.EnsureControlPlane(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(grown.Changed, []string{"kubernetes/apiserver"}) {
-		t.Fatalf("adding a server changed %v, want only the apiserver certificate", grown.Changed)
-	}
-	if err := grown.APIServer.Cert.VerifyHostname("198.19.1.74"); err != nil {
-		t.Fatal(err)
-	}
-	if !grown.ServiceAccount.Key.Equal(first.ServiceAccount.Key) {
-		t.Fatal("the service-account key changed")
-	}
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		e, err := s.EnsureEtcd([]EtcdMember{{"dc1-r01-s01", "198.19.1.10"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, err := s.EnsureControlPlane(testControlPlaneRequest())
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Six leaves (the etcd client one EnsureEtcd already made is kept) and
+		// the service-account key.
+		want := []string{"kubernetes/apiserver", "kubernetes/apiserver-kubelet-client", "front-proxy/front-proxy-client",
+			"kubernetes/controller-manager", "kubernetes/scheduler", "kubernetes/sa"}
+		if !slices.Equal(first.Changed, want) {
+			t.Fatalf("first run changed %v, want %v", first.Changed, want)
+		}
+		if !first.EtcdClient.Cert.Equal(e.APIServer.Cert) {
+			t.Fatal("the apiserver's etcd client certificate differs from EnsureEtcd's")
+		}
+		again, err := s.EnsureControlPlane(testControlPlaneRequest())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(again.Changed) != 0 {
+			t.Fatalf("re-run reissued %v", again.Changed)
+		}
+		if e2, err := s.EnsureEtcd([]EtcdMember{{"dc1-r01-s01", "198.19.1.10"}}); err != nil || len(e2.Changed) != 0 {
+			t.Fatalf("EnsureEtcd after EnsureControlPlane: changed %v, err %v", e2.Changed, err)
+		}
+		req := testControlPlaneRequest()
+		req.Servers = append(req.Servers, ControlPlaneServer{Name: "dc1-r02-s01", Address: "198.19.1.74"})
+		grown, err := s.EnsureControlPlane(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(grown.Changed, []string{"kubernetes/apiserver"}) {
+			t.Fatalf("adding a server changed %v, want only the apiserver certificate", grown.Changed)
+		}
+		if err := grown.APIServer.Cert.VerifyHostname("198.19.1.74"); err != nil {
+			t.Fatal(err)
+		}
+		if !grown.ServiceAccount.Key.Equal(first.ServiceAccount.Key) {
+			t.Fatal("the service-account key changed")
+		}
+	})
 }
 
 func TestServiceAccountKeyIsKept(t *testing.T) {
-	s := &Store{Dir: t.TempDir()}
-	cp := ensureTestControlPlane(t, s)
-	keyPath := filepath.Join(s.Dir, KubernetesCA, "sa.key")
-	st, err := os.Stat(keyPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Mode().Perm() != 0o600 {
-		t.Fatalf("sa.key mode %v, want 0600", st.Mode().Perm())
-	}
-	if !strings.Contains(string(cp.ServiceAccount.PublicPEM), "PUBLIC KEY") {
-		t.Fatalf("sa.pub is not a PEM public key: %q", cp.ServiceAccount.PublicPEM)
-	}
-	// A lost public half is derived again from the key.
-	if err := os.Remove(filepath.Join(s.Dir, KubernetesCA, "sa.pub")); err != nil {
-		t.Fatal(err)
-	}
-	again, err := s.EnsureControlPlane(testControlPlaneRequest())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(again.ServiceAccount.PublicPEM) != string(cp.ServiceAccount.PublicPEM) || len(again.Changed) != 0 {
-		t.Fatalf("recovering sa.pub changed %v", again.Changed)
-	}
-	// A lost key is not silently replaced.
-	if err := os.Remove(keyPath); err != nil {
-		t.Fatal(err)
-	}
-	_, err = s.EnsureControlPlane(testControlPlaneRequest())
-	if err == nil || !strings.Contains(err.Error(), "restore the key") {
-		t.Fatalf("missing sa.key: err = %v, want a refusal to rotate", err)
-	}
-	// A corrupt key neither.
-	if err := os.WriteFile(keyPath, []byte("garbage"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.EnsureControlPlane(testControlPlaneRequest()); err == nil {
-		t.Fatal("a corrupt sa.key was accepted")
-	}
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		cp := ensureTestControlPlane(t, s)
+		keyPath := KubernetesCA + "/sa.key"
+		if m := modeOf(t, s, keyPath); m != 0o600 {
+			t.Fatalf("sa.key mode %v, want 0600", m)
+		}
+		if m := modeOf(t, s, KubernetesCA+"/sa.pub"); m != 0o644 {
+			t.Fatalf("sa.pub mode %v, want 0644", m)
+		}
+		if !strings.Contains(string(cp.ServiceAccount.PublicPEM), "PUBLIC KEY") {
+			t.Fatalf("sa.pub is not a PEM public key: %q", cp.ServiceAccount.PublicPEM)
+		}
+		// A lost public half is derived again from the key.
+		removeStored(t, s, KubernetesCA+"/sa.pub")
+		again, err := s.EnsureControlPlane(testControlPlaneRequest())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(again.ServiceAccount.PublicPEM) != string(cp.ServiceAccount.PublicPEM) || len(again.Changed) != 0 {
+			t.Fatalf("recovering sa.pub changed %v", again.Changed)
+		}
+		// A lost key is not silently replaced.
+		removeStored(t, s, keyPath)
+		_, err = s.EnsureControlPlane(testControlPlaneRequest())
+		if err == nil || !strings.Contains(err.Error(), "restore the key") {
+			t.Fatalf("missing sa.key: err = %v, want a refusal to rotate", err)
+		}
+		// A corrupt key neither.
+		writeStored(t, s, keyPath, []byte("garbage"))
+		if _, err := s.EnsureControlPlane(testControlPlaneRequest()); err == nil {
+			t.Fatal("a corrupt sa.key was accepted")
+		}
+	})
 }
 
 func TestAdminCertificate(t *testing.T) {
-	s := &Store{Dir: t.TempDir()}
-	a, err := s.EnsureAdmin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if a.Cert.Subject.CommonName != AdminUser || !slices.Equal(a.Cert.Subject.Organization, []string{MastersGroup}) {
-		t.Fatalf("admin subject %v", a.Cert.Subject)
-	}
-	if !slices.Equal(a.Cert.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}) {
-		t.Fatalf("admin usages %v", a.Cert.ExtKeyUsage)
-	}
-	kube, err := s.CA(KubernetesCA, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Cert.CheckSignatureFrom(kube.Cert); err != nil {
-		t.Fatal(err)
-	}
-	b, err := s.EnsureAdmin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !a.Cert.Equal(b.Cert) {
-		t.Fatal("EnsureAdmin reissued a matching certificate")
-	}
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		a, err := s.EnsureAdmin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Cert.Subject.CommonName != AdminUser || !slices.Equal(a.Cert.Subject.Organization, []string{MastersGroup}) {
+			t.Fatalf("admin subject %v", a.Cert.Subject)
+		}
+		if !slices.Equal(a.Cert.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}) {
+			t.Fatalf("admin usages %v", a.Cert.ExtKeyUsage)
+		}
+		kube, err := s.CA(KubernetesCA, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Cert.CheckSignatureFrom(kube.Cert); err != nil {
+			t.Fatal(err)
+		}
+		b, err := s.EnsureAdmin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !a.Cert.Equal(b.Cert) {
+			t.Fatal("EnsureAdmin reissued a matching certificate")
+		}
+	})
 }
 
 func TestAPIServerRequestValidation(t *testing.T) {

@@ -2,12 +2,13 @@
 // certificates a tricenter cluster needs: an etcd CA (peer, server and
 // client certificates), a Kubernetes CA and a front-proxy CA.
 //
-// Everything lives in one directory (the CLI's state directory; Terraform
-// state later). Authorities are generated once and kept; a leaf certificate
-// is reissued only when it no longer matches what is asked for (names,
-// addresses, usage, issuer) or is close to expiry, so re-running converges
-// and never churns certificates. Keys are ECDSA P-256, written 0600; every
-// file is written atomically.
+// A Store keeps its files in a Files backend: a directory (DirFiles, the
+// CLI's state directory) or memory (MemFiles, the provider's, filled from
+// and snapshotted to Terraform state). Authorities are generated once and
+// kept; a leaf certificate is reissued only when it no longer matches what
+// is asked for (names, addresses, usage, issuer) or is close to expiry, so
+// re-running converges and never churns certificates. Keys are ECDSA
+// P-256, written 0600; every file is written whole (atomically on disk).
 package pki
 
 import (
@@ -26,7 +27,7 @@ import (
 	"math/big"
 	"net"
 	"os"
-	"path/filepath"
+	"path"
 	"slices"
 	"sort"
 	"strings"
@@ -105,15 +106,92 @@ type KeyPair struct {
 	KeyPEM  []byte
 }
 
-// Store is a directory of authorities and leaves:
+// Store is the authorities and leaves, one sub-directory per authority:
 //
-//	DIR/etcd/ca.crt, ca.key
-//	DIR/etcd/<name>.crt, <name>.key
-//	DIR/kubernetes/ca.crt, ...
+//	etcd/ca.crt, ca.key
+//	etcd/<name>.crt, <name>.key
+//	kubernetes/ca.crt, ...
 type Store struct {
+	// Files holds the store's files; nil means a directory at Dir.
+	Files Files
+	// Dir is the directory of a store without Files (shorthand for
+	// Files: DirFiles{Path: Dir}).
 	Dir string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+}
+
+// NewMemStore returns a store whose files live in memory only.
+func NewMemStore() *Store { return &Store{Files: &MemFiles{}} }
+
+func (s *Store) files() Files {
+	if s.Files != nil {
+		return s.Files
+	}
+	return DirFiles{Path: s.Dir}
+}
+
+// Where names a file of the authority caName in messages: its path on
+// disk, or its key in the engine state.
+func (s *Store) Where(caName, file string) string { return s.files().Where(caName + "/" + file) }
+
+// exists reports whether the store holds name.
+func (s *Store) exists(name string) (bool, error) {
+	_, err := s.files().Stat(name)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	}
+	return false, err
+}
+
+// HasCA reports whether the store holds the certificate of the authority
+// called name (it creates nothing).
+func (s *Store) HasCA(name string) (bool, error) { return s.exists(name + "/ca.crt") }
+
+// LoadCA loads the authority called name without creating it:
+// ErrNotFound when it is missing.
+func (s *Store) LoadCA(name string) (*KeyPair, error) {
+	return s.loadPair(name+"/ca.crt", name+"/ca.key")
+}
+
+// Load loads the leaf file (without extension) of the authority caName
+// without issuing it: ErrNotFound when it is missing.
+func (s *Store) Load(caName, file string) (*KeyPair, error) {
+	return s.loadPair(caName+"/"+file+".crt", caName+"/"+file+".key")
+}
+
+// loadPair reads a certificate and its key from the store; ErrNotFound
+// when either is missing.
+func (s *Store) loadPair(crt, key string) (*KeyPair, error) {
+	f := s.files()
+	cb, err := f.ReadFile(crt)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", f.Where(crt), ErrNotFound)
+	} else if err != nil {
+		return nil, err
+	}
+	kb, err := f.ReadFile(key)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", f.Where(key), ErrNotFound)
+	} else if err != nil {
+		return nil, err
+	}
+	return parseKeyPair(cb, kb, f.Where(crt), f.Where(key))
+}
+
+// savePair writes kp's key (0600) and certificate (0644) into the store.
+func (s *Store) savePair(kp *KeyPair, crt, key string) error {
+	f := s.files()
+	if err := f.WriteFile(key, kp.KeyPEM, FileMode(key)); err != nil {
+		return fmt.Errorf("writing %s: %w", f.Where(key), err)
+	}
+	if err := f.WriteFile(crt, kp.CertPEM, FileMode(crt)); err != nil {
+		return fmt.Errorf("writing %s: %w", f.Where(crt), err)
+	}
+	return nil
 }
 
 func (s *Store) now() time.Time {
@@ -132,19 +210,18 @@ var ErrIncompleteCA = errors.New("incomplete certificate authority")
 // neither its certificate nor its key exists. One half without the other is
 // ErrIncompleteCA, never a new CA.
 func (s *Store) CA(name, commonName string) (*KeyPair, error) {
-	dir := filepath.Join(s.Dir, name)
-	crtPath, keyPath := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
-	kp, err := LoadKeyPair(crtPath, keyPath)
+	crt, keyFile := name+"/ca.crt", name+"/ca.key"
+	kp, err := s.loadPair(crt, keyFile)
 	switch {
 	case err == nil:
 		if !kp.Cert.IsCA {
-			return nil, fmt.Errorf("%s/ca.crt is not a CA certificate: move it away and re-run", dir)
+			return nil, fmt.Errorf("%s is not a CA certificate: move it away and re-run", s.files().Where(crt))
 		}
 		return kp, nil
 	case !errors.Is(err, ErrNotFound):
 		return nil, err
 	}
-	if err := bothOrNeither(crtPath, keyPath); err != nil {
+	if err := s.bothOrNeither(crt, keyFile); err != nil {
 		return nil, fmt.Errorf("%s CA: %w", name, err)
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -170,24 +247,30 @@ func (s *Store) CA(name, commonName string) (*KeyPair, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := kp.Save(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")); err != nil {
+	if err := s.savePair(kp, crt, keyFile); err != nil {
 		return nil, err
 	}
 	return kp, nil
 }
 
 // bothOrNeither fails when exactly one of an authority's two files exists.
-func bothOrNeither(crtPath, keyPath string) error {
-	_, cerr := os.Stat(crtPath)
-	_, kerr := os.Stat(keyPath)
+func (s *Store) bothOrNeither(crt, key string) error {
+	hasCrt, err := s.exists(crt)
+	if err != nil {
+		return err
+	}
+	hasKey, err := s.exists(key)
+	if err != nil {
+		return err
+	}
 	switch {
-	case cerr == nil && kerr != nil:
+	case hasCrt && !hasKey:
 		return fmt.Errorf("%w: %s exists without %s: restore the key with the state it belongs to "+
 			"(tricenter state restore, or terraform import of the tricenter_cluster): a new CA would not be trusted by the running cluster",
-			ErrIncompleteCA, crtPath, filepath.Base(keyPath))
-	case cerr != nil && kerr == nil:
+			ErrIncompleteCA, s.files().Where(crt), path.Base(key))
+	case !hasCrt && hasKey:
 		return fmt.Errorf("%w: %s exists without %s: restore the certificate with the state it belongs to "+
-			"(tricenter state restore, or terraform import of the tricenter_cluster)", ErrIncompleteCA, keyPath, filepath.Base(crtPath))
+			"(tricenter state restore, or terraform import of the tricenter_cluster)", ErrIncompleteCA, s.files().Where(key), path.Base(crt))
 	}
 	return nil
 }
@@ -203,14 +286,14 @@ const ServiceAccountAuthority = "service-account"
 // It creates nothing; an authority the store lacks is absent, one it holds
 // only half of is ErrIncompleteCA.
 func (s *Store) Fingerprints() (map[string]string, error) {
+	f := s.files()
 	out := map[string]string{}
 	for _, name := range []string{EtcdCA, KubernetesCA, FrontProxyCA} {
-		dir := filepath.Join(s.Dir, name)
-		crtPath, keyPath := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
-		if err := bothOrNeither(crtPath, keyPath); err != nil {
+		crt, key := name+"/ca.crt", name+"/ca.key"
+		if err := s.bothOrNeither(crt, key); err != nil {
 			return nil, fmt.Errorf("%s CA: %w", name, err)
 		}
-		b, err := os.ReadFile(crtPath)
+		b, err := f.ReadFile(crt)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		} else if err != nil {
@@ -218,18 +301,17 @@ func (s *Store) Fingerprints() (map[string]string, error) {
 		}
 		c, err := ParseCert(b)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", crtPath, err)
+			return nil, fmt.Errorf("%s: %w", f.Where(crt), err)
 		}
 		out[name] = Fingerprint(c)
 	}
-	dir := filepath.Join(s.Dir, KubernetesCA)
-	keyPath := filepath.Join(dir, ServiceAccountKey+".key")
-	kb, err := os.ReadFile(keyPath)
+	key, pub := KubernetesCA+"/"+ServiceAccountKey+".key", KubernetesCA+"/"+ServiceAccountKey+".pub"
+	kb, err := f.ReadFile(key)
 	switch {
 	case err == nil:
 		sa, err := parseServiceAccount(kb)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", keyPath, err)
+			return nil, fmt.Errorf("%s: %w", f.Where(key), err)
 		}
 		fp, err := PublicKeyFingerprint(sa.PublicPEM)
 		if err != nil {
@@ -239,9 +321,11 @@ func (s *Store) Fingerprints() (map[string]string, error) {
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, err
 	default:
-		if _, perr := os.Stat(filepath.Join(dir, ServiceAccountKey+".pub")); perr == nil {
+		if ok, err := s.exists(pub); err != nil {
+			return nil, err
+		} else if ok {
 			return nil, fmt.Errorf("%w: %s exists without %s: restore the key with the state it belongs to",
-				ErrIncompleteCA, filepath.Join(dir, ServiceAccountKey+".pub"), filepath.Base(keyPath))
+				ErrIncompleteCA, f.Where(pub), path.Base(key))
 		}
 	}
 	return out, nil
@@ -275,9 +359,8 @@ func (s *Store) Leaf(ca *KeyPair, caName, file string, req Request) (kp *KeyPair
 		return nil, false, fmt.Errorf("certificate name %q: use a plain file name other than ca", file)
 	}
 	req = req.normalized()
-	dir := filepath.Join(s.Dir, caName)
-	crt, key := filepath.Join(dir, file+".crt"), filepath.Join(dir, file+".key")
-	old, err := LoadKeyPair(crt, key)
+	crt, key := caName+"/"+file+".crt", caName+"/"+file+".key"
+	old, err := s.loadPair(crt, key)
 	if err == nil && Matches(old.Cert, ca.Cert, req, s.now()) {
 		return old, false, nil
 	}
@@ -288,7 +371,7 @@ func (s *Store) Leaf(ca *KeyPair, caName, file string, req Request) (kp *KeyPair
 	if err != nil {
 		return nil, false, fmt.Errorf("issuing %s/%s: %w", caName, file, err)
 	}
-	if err := kp.Save(crt, key); err != nil {
+	if err := s.savePair(kp, crt, key); err != nil {
 		return nil, false, err
 	}
 	return kp, true, nil
@@ -399,8 +482,8 @@ func (kp *KeyPair) Save(certPath, keyPath string) error {
 	return fsutil.WriteFileAtomic(certPath, kp.CertPEM, 0o644)
 }
 
-// LoadKeyPair reads a PEM certificate and key; ErrNotFound when either is
-// missing.
+// LoadKeyPair reads a PEM certificate and key from files on disk;
+// ErrNotFound when either is missing.
 func LoadKeyPair(certPath, keyPath string) (*KeyPair, error) {
 	cb, err := os.ReadFile(certPath)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -414,13 +497,19 @@ func LoadKeyPair(certPath, keyPath string) (*KeyPair, error) {
 	} else if err != nil {
 		return nil, err
 	}
+	return parseKeyPair(cb, kb, certPath, keyPath)
+}
+
+// parseKeyPair parses a PEM certificate and the key that belongs to it;
+// certWhere and keyWhere name them in errors.
+func parseKeyPair(cb, kb []byte, certWhere, keyWhere string) (*KeyPair, error) {
 	cert, err := ParseCert(cb)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", certPath, err)
+		return nil, fmt.Errorf("%s: %w", certWhere, err)
 	}
 	kblock, _ := pem.Decode(kb)
 	if kblock == nil {
-		return nil, fmt.Errorf("%s: no PEM block", keyPath)
+		return nil, fmt.Errorf("%s: no PEM block", keyWhere)
 	}
 	var key crypto.Signer
 	switch kblock.Type {
@@ -432,18 +521,18 @@ func LoadKeyPair(certPath, keyPath string) (*KeyPair, error) {
 		if err == nil {
 			s, ok := k.(crypto.Signer)
 			if !ok {
-				return nil, fmt.Errorf("%s: unsupported key type", keyPath)
+				return nil, fmt.Errorf("%s: unsupported key type", keyWhere)
 			}
 			key = s
 		}
 	default:
-		return nil, fmt.Errorf("%s: unsupported PEM block %q", keyPath, kblock.Type)
+		return nil, fmt.Errorf("%s: unsupported PEM block %q", keyWhere, kblock.Type)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", keyPath, err)
+		return nil, fmt.Errorf("%s: %w", keyWhere, err)
 	}
 	if !publicKeyEqual(cert.PublicKey, key.Public()) {
-		return nil, fmt.Errorf("%s does not belong to %s: remove both and re-run", keyPath, certPath)
+		return nil, fmt.Errorf("%s does not belong to %s: remove both and re-run", keyWhere, certWhere)
 	}
 	return &KeyPair{Cert: cert, Key: key, CertPEM: cb, KeyPEM: kb}, nil
 }
@@ -493,32 +582,29 @@ type Expiry struct {
 
 // Expiries lists every certificate in the store, sorted by expiry.
 func (s *Store) Expiries() ([]Expiry, error) {
+	f := s.files()
+	names, err := f.List()
+	if err != nil {
+		return nil, err
+	}
 	var out []Expiry
-	err := filepath.WalkDir(s.Dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
+	for _, name := range names {
+		if !strings.HasSuffix(name, ".crt") {
+			continue
 		}
-		if d.IsDir() || !strings.HasSuffix(p, ".crt") {
-			return nil
-		}
-		b, err := os.ReadFile(p)
+		b, err := f.ReadFile(name)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		c, err := ParseCert(b)
 		if err != nil {
-			return fmt.Errorf("%s: %w", p, err)
+			return nil, fmt.Errorf("%s: %w", f.Where(name), err)
 		}
-		rel, _ := filepath.Rel(s.Dir, p)
 		out = append(out, Expiry{
-			Authority: filepath.Dir(rel), Name: strings.TrimSuffix(filepath.Base(rel), ".crt"),
+			Authority: path.Dir(name), Name: strings.TrimSuffix(path.Base(name), ".crt"),
 			Subject: c.Subject.CommonName, NotAfter: c.NotAfter,
 		})
-		return nil
-	})
-	sort.Slice(out, func(i, j int) bool { return out[i].NotAfter.Before(out[j].NotAfter) })
-	return out, err
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].NotAfter.Before(out[j].NotAfter) })
+	return out, nil
 }
