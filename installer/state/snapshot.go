@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
 	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
 )
 
@@ -103,13 +104,7 @@ func Restore(dir string, files map[string]string) error {
 
 // FileMode is the mode Restore gives a state file: 0644 for certificates
 // and public keys, 0600 for the rest.
-func FileMode(name string) os.FileMode {
-	switch path.Ext(name) {
-	case ".crt", ".pub":
-		return 0o644
-	}
-	return 0o600
-}
+func FileMode(name string) os.FileMode { return pki.FileMode(name) }
 
 func checkRel(name string) error {
 	if name == "" || strings.Contains(name, "\\") || strings.ContainsRune(name, 0) {

@@ -1,7 +1,8 @@
-// Package state is the CLI's state directory: per cluster, the PKI and what
-// the last apply recorded (inventory.Prior: pod CIDRs and etcd members) so
-// allocations never move between runs. Terraform keeps the same data in
-// its state instead.
+// Package state keeps a cluster's engine state: the PKI and what the last
+// apply recorded (inventory.Prior: pod CIDRs and etcd members) so
+// allocations never move between runs. Dir is the CLI's state directory;
+// Mem holds the same files in memory for the Terraform provider, which
+// keeps them in Terraform state (as a blob: EncodeBlob, DecodeBlob).
 //
 //	DIR/<cluster>/pki/...      certificate authorities and leaves (installer/pki)
 //	DIR/<cluster>/prior.json   inventory.Prior of the last successful apply
@@ -68,7 +69,7 @@ func (d *Dir) PKI() *pki.Store { return &pki.Store{Dir: filepath.Join(d.Path, "p
 // Snapshots is where etcd snapshots go by default.
 func (d *Dir) Snapshots() string { return filepath.Join(d.Path, "snapshots") }
 
-func (d *Dir) priorPath() string { return filepath.Join(d.Path, "prior.json") }
+func (d *Dir) priorPath() string { return filepath.Join(d.Path, PriorFile) }
 
 // Prior reads what the last apply recorded; nil (and no error) on a first
 // run.
@@ -80,20 +81,36 @@ func (d *Dir) Prior() (*inventory.Prior, error) {
 	if err != nil {
 		return nil, err
 	}
-	var p inventory.Prior
-	if err := json.Unmarshal(b, &p); err != nil {
-		return nil, fmt.Errorf("%s: %w: move it away to start over", d.priorPath(), err)
-	}
-	return &p, nil
+	return parsePrior(b, d.priorPath())
 }
 
 // SavePrior records p atomically.
 func (d *Dir) SavePrior(p *inventory.Prior) error {
-	b, err := json.MarshalIndent(p, "", "  ")
+	b, err := encodePrior(p)
 	if err != nil {
 		return err
 	}
-	return fsutil.WriteFileAtomic(d.priorPath(), append(b, '\n'), 0o600)
+	return fsutil.WriteFileAtomic(d.priorPath(), b, 0o600)
+}
+
+// PriorFile is the name of the recorded allocations in a state (directory
+// or snapshot).
+const PriorFile = "prior.json"
+
+func parsePrior(b []byte, where string) (*inventory.Prior, error) {
+	var p inventory.Prior
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, fmt.Errorf("%s: %w: move it away to start over", where, err)
+	}
+	return &p, nil
+}
+
+func encodePrior(p *inventory.Prior) ([]byte, error) {
+	b, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
 }
 
 // RecordEtcd updates the recorded etcd members, keeping the rest.
