@@ -23,7 +23,7 @@ func (r *run) certificates(context.Context) error {
 	}
 	cp, err := r.o.PKI.EnsureControlPlane(req)
 	if err != nil {
-		return fmt.Errorf("control-plane certificates in %s: %w", r.o.PKI.Dir, err)
+		return fmt.Errorf("control-plane certificates: %w", err)
 	}
 	for _, c := range cp.Changed {
 		r.log.Info("Issued control-plane certificate", "name", c)

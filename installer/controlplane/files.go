@@ -175,17 +175,16 @@ var errNoCerts = errors.New("etcd client certificate missing")
 // checkEtcdClient checks the store holds the apiserver's etcd client
 // certificate, signed by the etcd CA.
 func checkEtcdClient(s *pki.Store) error {
-	dir := s.Dir + "/" + pki.EtcdCA
-	ca, err := pki.LoadKeyPair(dir+"/ca.crt", dir+"/ca.key")
+	ca, err := s.LoadCA(pki.EtcdCA)
 	if err != nil {
 		return fmt.Errorf("%w: %w: apply etcd first (tricenter apply --only etcd)", errNoCerts, err)
 	}
-	kp, err := pki.LoadKeyPair(dir+"/"+pki.APIServerClient+".crt", dir+"/"+pki.APIServerClient+".key")
+	kp, err := s.Load(pki.EtcdCA, pki.APIServerClient)
 	if err != nil {
 		return fmt.Errorf("%w: %w: apply etcd first (tricenter apply --only etcd)", errNoCerts, err)
 	}
 	if err := kp.Cert.CheckSignatureFrom(ca.Cert); err != nil {
-		return fmt.Errorf("%w: %s/%s.crt is not signed by the etcd CA: apply etcd again to reissue it", errNoCerts, dir, pki.APIServerClient)
+		return fmt.Errorf("%w: %s is not signed by the etcd CA: apply etcd again to reissue it", errNoCerts, s.Where(pki.EtcdCA, pki.APIServerClient+".crt"))
 	}
 	return nil
 }
