@@ -4,20 +4,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
+	"github.com/tricenter/terraform-provider-tricenter/installer/gates"
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
 	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
 )
 
 // Options select what a Plan, Apply or Reset covers.
 type Options struct {
-	// Only limits the run to these components (names as for --only);
-	// empty means all of them.
+	// Only limits the run to these components or phases (names as for
+	// --only: a component, or a phase ID of Workflow); empty means all of
+	// them. Plan and Apply take components and phase IDs; Reset takes
+	// components.
 	Only []string
+	// Skip leaves these components or phases out (--skip-phases).
+	Skip []string
 	// Servers limits host work of the per-node components (bgp, nodes)
 	// to these servers — adding one worker touches only it. etcd and the
 	// control plane always consider their whole placement.
@@ -45,10 +50,22 @@ type Timing struct {
 	Took      time.Duration `json:"took"`
 }
 
+// PhaseRun is what one phase of a run did.
+type PhaseRun struct {
+	ID string `json:"id"`
+	// Ran is false when the phase had nothing to do.
+	Ran   bool          `json:"ran"`
+	Hosts int           `json:"hosts,omitempty"`
+	Took  time.Duration `json:"took"`
+	Error string        `json:"error,omitempty"`
+}
+
 // Result is what a Plan or an Apply did (or, for a plan, would do).
 type Result struct {
 	DryRun     bool        `json:"dryRun"`
 	Components []Component `json:"components"`
+	// Phases are the workflow's phases the run reached, in order.
+	Phases []PhaseRun `json:"phases"`
 	// Etcd is etcd's own result (membership steps, restarts, health).
 	Etcd *etcd.Result `json:"etcd,omitempty"`
 	// Changes lists per host what changed (or would change).
@@ -94,13 +111,14 @@ func (e *Engine) Apply(ctx context.Context, o Options) (*Result, error) {
 }
 
 func (e *Engine) run(ctx context.Context, o Options, dry bool) (*Result, error) {
-	comps, err := ParseComponents(o.Only)
+	sel, err := Select(o.Only, o.Skip)
 	if err != nil {
 		return nil, err
 	}
 	if err := e.checkServers(o.Servers); err != nil {
 		return nil, err
 	}
+	comps := sel.Components()
 	res := &Result{DryRun: dry, Components: comps, Changes: map[string][]string{}}
 	if !dry {
 		var unlock func()
@@ -111,21 +129,31 @@ func (e *Engine) run(ctx context.Context, o Options, dry bool) (*Result, error) 
 	}
 	m := e.Manager(dry)
 	defer m.Close()
-	r := &applyRun{e: e, o: o, m: m, res: res, dry: dry}
-	if err := e.waitReachable(ctx, m, o); err != nil {
-		return res, err
-	}
-	// Before any certificate is made or written: the servers must trust
-	// the state's authorities (or none yet).
-	warns, err := e.checkHostCAs(ctx, m, comps, o)
-	res.Warnings = append(res.Warnings, warns...)
+	r := &applyRun{e: e, o: o, m: m, res: res, dry: dry, sel: sel}
+	m.OnPhase = r.observe
+	err = m.Run(ctx,
+		&funcPhase{id: PhaseReachable, title: "wait for SSH", run: func(ctx context.Context) error { return e.waitReachable(ctx, m, o) },
+			should: func() bool { return o.WaitReachable > 0 }},
+		// Before any certificate is made or written: the servers must
+		// trust the state's authorities (or none yet).
+		&funcPhase{id: PhaseAuthorities, title: "certificate authorities the servers trust", run: func(ctx context.Context) error {
+			warns, err := e.checkHostCAs(ctx, m, comps, o)
+			res.Warnings = append(res.Warnings, warns...)
+			return err
+		}},
+		&funcPhase{id: PhaseCertificates, title: "certificates in the state", run: func(context.Context) error {
+			p, err := e.EtcdPKI(true)
+			r.etcdPKI = p
+			return err
+		}},
+	)
 	if err != nil {
-		return res, err
-	}
-	if r.etcdPKI, err = e.EtcdPKI(true); err != nil {
-		return res, err
+		return res, unwrapPhase(err)
 	}
 	for _, c := range comps {
+		if c == Gates {
+			continue
+		}
 		start := time.Now()
 		e.log.Info("Applying component", "component", c, "dry_run", dry)
 		err := r.component(ctx, c)
@@ -136,17 +164,62 @@ func (e *Engine) run(ctx context.Context, o Options, dry bool) (*Result, error) 
 		}
 	}
 	res.Changes = m.Changes()
-	if dry {
-		return res, nil
+	if !dry {
+		if err := e.record(sel.Has(etcd.PhaseMembership)); err != nil {
+			return res, err
+		}
 	}
-	etcdDone := slices.Contains(comps, Etcd)
-	if err := e.record(etcdDone); err != nil {
+	// In a dry run the gates are listed, not checked.
+	if err := m.Run(ctx, r.gatePhases()...); err != nil {
 		return res, err
 	}
-	if err := r.gates(ctx); err != nil {
-		return res, err
+	return res, gates.Failed(res.Gates)
+}
+
+// unwrapPhase drops the manager's `phase "…": ` prefix from a preflight
+// error, which names its hosts itself.
+func unwrapPhase(err error) error {
+	if u := errors.Unwrap(err); u != nil && strings.HasPrefix(err.Error(), "phase ") {
+		return u
 	}
-	return res, nil
+	return err
+}
+
+// observe records each phase's outcome in the result.
+func (r *applyRun) observe(ev phase.Event) {
+	if ev.ID == "" {
+		return
+	}
+	pr := PhaseRun{ID: ev.ID, Ran: ev.Ran, Hosts: ev.Hosts, Took: ev.Took}
+	if ev.Err != nil {
+		pr.Error = ev.Err.Error()
+	}
+	r.res.Phases = append(r.res.Phases, pr)
+}
+
+// funcPhase is a phase of the engine's own.
+type funcPhase struct {
+	id, title string
+	run       func(ctx context.Context) error
+	should    func() bool
+}
+
+func (p *funcPhase) Title() string   { return p.title }
+func (p *funcPhase) PhaseID() string { return p.id }
+func (p *funcPhase) ShouldRun() bool { return p.should == nil || p.should() }
+func (p *funcPhase) Run(ctx context.Context) error {
+	return p.run(ctx)
+}
+
+// selected keeps the phases the run's selection covers.
+func (r *applyRun) selected(ps []phase.Phase) []phase.Phase {
+	var out []phase.Phase
+	for _, p := range ps {
+		if r.sel.Has(phase.IDOf(p)) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // checkServers refuses unknown names in Options.Servers.
@@ -167,36 +240,65 @@ type applyRun struct {
 	m       *phase.Manager
 	res     *Result
 	dry     bool
+	sel     Selection
 	etcdPKI *pki.Etcd
 }
 
+// component builds c's phases when the run reaches it (they depend on
+// what the earlier components did) and runs the selected ones.
 func (r *applyRun) component(ctx context.Context, c Component) error {
+	var (
+		phases []phase.Phase
+		err    error
+	)
 	switch c {
 	case Etcd:
 		return r.etcd(ctx)
 	case BGP:
-		return r.bgp(ctx)
+		var warns []string
+		phases, warns, err = r.e.bgpPhases(r.o.Servers)
+		r.res.Warnings = append(r.res.Warnings, warns...)
+	case ControlPlane:
+		phases, err = r.controlPlanePhases(ctx)
+	case Nodes:
+		phases, err = r.nodePhases(ctx)
+	case Addons:
+		phases = r.addonPhases()
 	default:
-		return r.kubernetes(ctx, c)
+		return fmt.Errorf("unknown component %s", c)
 	}
+	if err != nil {
+		return err
+	}
+	return r.m.Run(ctx, r.selected(phases)...)
 }
 
 func (r *applyRun) etcd(ctx context.Context) error {
 	e := r.e
-	res, err := etcd.Apply(ctx, etcd.Options{Cluster: e.cfg.Cluster, Placement: e.Placement(), Prior: e.prior,
-		PKI: r.etcdPKI, Artifacts: e.Artifacts(), Logger: e.log, Manager: r.m,
+	x, err := etcd.New(ctx, etcd.Options{Cluster: e.cfg.Cluster, Placement: e.Placement(), Prior: e.prior,
+		PKI: r.etcdPKI, Artifacts: e.Artifacts(), Logger: e.log,
 		HealthTimeout: e.cfg.HealthTimeout, Dial: e.Dial, AcceptTransientRisk: r.o.AcceptTransientRisk})
-	r.res.Etcd = res
+	if err != nil {
+		return err
+	}
+	defer x.Close()
+	err = r.m.Run(ctx, r.selected(x.Phases())...)
+	r.res.Etcd = x.Result()
+	r.res.Etcd.Changes = r.m.Changes()
 	return err
 }
 
 // limit keeps the names Options.Servers allows (all without it).
-func (r *applyRun) limit(names []string) []string {
-	if len(r.o.Servers) == 0 {
+func (r *applyRun) limit(names []string) []string { return limitTo(names, r.o.Servers) }
+
+// limitTo keeps the names in servers, sorted (all of names when servers
+// is empty).
+func limitTo(names, servers []string) []string {
+	if len(servers) == 0 {
 		return names
 	}
 	keep := map[string]bool{}
-	for _, s := range r.o.Servers {
+	for _, s := range servers {
 		keep[s] = true
 	}
 	out := []string{}

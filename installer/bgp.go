@@ -1,11 +1,11 @@
 package installer
 
 import (
-	"context"
 	"fmt"
 
 	"github.com/tricenter/terraform-provider-tricenter/bgp"
 	"github.com/tricenter/terraform-provider-tricenter/installer/bgpagent"
+	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
 )
 
 // BGPPlan derives every node's sessions and announcements (the API VIP
@@ -18,24 +18,28 @@ func (e *Engine) BGPPlan() (*bgp.Plan, error) {
 	return p, nil
 }
 
-func (r *applyRun) bgp(ctx context.Context) error {
-	p, err := r.e.BGPPlan()
+// bgpPhases are the BGP agent's phases (bgp/agent), limited to servers
+// (Options.Servers; empty: every server). Warnings of the derivation go to the run's result.
+func (e *Engine) bgpPhases(servers []string) ([]phase.Phase, []string, error) {
+	p, err := e.BGPPlan()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	r.res.Warnings = append(r.res.Warnings, p.Warnings...)
-	bin, err := r.e.agentBinary()
+	bin, err := e.agentBinary()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	ph, err := bgpagent.New(p, bgpagent.Options{Binary: bin, EstablishTimeout: r.e.cfg.GateTimeout})
+	ph, err := bgpagent.New(p, bgpagent.Options{Binary: bin, EstablishTimeout: e.cfg.GateTimeout})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	hp := ph.HostPhase()
-	hp.Select.Servers = r.limit(hp.Select.Servers)
-	if len(hp.Select.Servers) == 0 {
-		return nil
+	hp.ID = PhaseBGPAgent
+	if len(servers) > 0 {
+		hp.Select.Servers = limitTo(hp.Select.Servers, servers)
 	}
-	return r.m.Run(ctx, hp)
+	if len(hp.Select.Servers) == 0 {
+		return nil, p.Warnings, nil
+	}
+	return []phase.Phase{hp}, p.Warnings, nil
 }

@@ -33,10 +33,13 @@ const (
 	ControlPlane Component = "control-plane"
 	Nodes        Component = "nodes"
 	Addons       Component = "addons"
+	// Gates are the verifications after the others (each verifies one
+	// component: PhaseInfo.Verifies).
+	Gates Component = "gates"
 )
 
 // Components lists every component in apply order.
-func Components() []Component { return []Component{Etcd, BGP, ControlPlane, Nodes, Addons} }
+func Components() []Component { return []Component{Etcd, BGP, ControlPlane, Nodes, Addons, Gates} }
 
 // ParseComponents reads names such as "etcd,control-plane" (as given to
 // --only); the result is in apply order. Empty means every component.
@@ -93,9 +96,25 @@ type Config struct {
 	Source string
 	Store  Store
 	// SSH configures the transport; jump hosts come from the inventory.
+	// The plain fields below add to it; shells set those.
 	SSH ssh.Options
-	// Bastion is a first hop in front of every connection (optional).
-	Bastion *ssh.Endpoint
+	// Bastion is a first hop in front of every connection, in front of
+	// the centers' jump hosts, written [USER@]HOST[:PORT] (the CLI's
+	// --bastion); it replaces spec.ssh.bastion. BastionKeyFile is its
+	// private key (default spec.ssh.keyFile), BastionHostKey its pinned
+	// host key (SHA256:…) when known_hosts does not list it.
+	Bastion        string
+	BastionKeyFile string
+	BastionHostKey string
+	// KnownHosts are known_hosts files to check host keys against, besides
+	// spec.ssh.knownHosts.
+	KnownHosts []string
+	// AcceptNewHostKeys trusts a host key seen for the first time and
+	// appends it to the first known_hosts file (a changed key is still
+	// refused); false keeps spec.ssh.hostKeyPolicy.
+	AcceptNewHostKeys bool
+	// bastion is Bastion parsed by New.
+	bastion *ssh.Endpoint
 	// AgentBinary is the local tricenter-bgp to install (default: the
 	// artifact directory's, else the one beside the running program).
 	AgentBinary string
@@ -200,6 +219,9 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Source == "" {
 		cfg.Source = "inventory"
 	}
+	if err := cfg.resolveSSH(); err != nil {
+		return nil, err
+	}
 	prior, err := cfg.Store.Prior()
 	if err != nil {
 		return nil, fmt.Errorf("reading the last apply's allocations: %w", err)
@@ -247,7 +269,7 @@ func (e *Engine) Manager(dryRun bool) *phase.Manager {
 		rep = progress.Discard
 	}
 	return &phase.Manager{Cluster: e.cfg.Cluster, Concurrency: e.cfg.Concurrency, PerCenter: e.cfg.PerCenter,
-		DryRun: dryRun, Logger: e.log, Progress: rep, SSH: e.cfg.SSH, Bastion: e.cfg.Bastion}
+		DryRun: dryRun, Logger: e.log, Progress: rep, SSH: e.cfg.SSH, Bastion: e.cfg.bastion}
 }
 
 // Observation's SSH limits: a status asks each server once, briefly.
@@ -278,7 +300,9 @@ func (e *Engine) ObserveManager() *phase.Manager {
 func (e *Engine) EtcdPKI(create bool) (*pki.Etcd, error) {
 	store := e.cfg.Store.PKI()
 	if !create {
-		if _, err := os.Stat(filepath.Join(store.Dir, pki.EtcdCA, "ca.crt")); err != nil {
+		if ok, err := store.HasCA(pki.EtcdCA); err != nil {
+			return nil, fmt.Errorf("etcd PKI: %w", err)
+		} else if !ok {
 			return nil, ErrNoPKI
 		}
 	}

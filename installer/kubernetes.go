@@ -15,6 +15,7 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/installer/controlplane"
 	"github.com/tricenter/terraform-provider-tricenter/installer/kubeconfig"
 	"github.com/tricenter/terraform-provider-tricenter/installer/node"
+	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
 	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
@@ -117,94 +118,66 @@ func (e *Engine) apiHTTPClient(server string) (*http.Client, error) {
 	return &http.Client{Transport: tr, Timeout: 30 * time.Second}, nil
 }
 
-func (r *applyRun) kubernetes(ctx context.Context, c Component) error {
-	switch c {
-	case ControlPlane:
-		return r.controlPlane(ctx)
-	case Nodes:
-		return r.nodes(ctx)
-	case Addons:
-		return r.addons(ctx)
-	}
-	return fmt.Errorf("unknown component %s", c)
-}
-
-func (r *applyRun) controlPlane(ctx context.Context) error {
+func (r *applyRun) controlPlanePhases(ctx context.Context) ([]phase.Phase, error) {
 	e := r.e
 	bins, err := e.Artifacts().Resolve(ctx, controlplane.Binaries()...)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	phases, err := controlplane.Phases(controlplane.Options{Cluster: e.cfg.Cluster, Placement: e.Placement(),
 		IPs: e.IPs(), PKI: e.cfg.Store.PKI(), Binaries: bins, Logger: e.log, ReadyTimeout: e.cfg.HealthTimeout})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := r.m.Run(ctx, phases...); err != nil {
-		return err
+	if vip := e.IPs().APIVIP; vip.IsValid() {
+		var names []string
+		for _, m := range e.Placement().ControlPlane {
+			names = append(names, m.Name)
+		}
+		phases = append(phases, apivip.Phase(vip, names))
 	}
-	return r.apiVIP(ctx)
+	return phases, nil
 }
 
-func (r *applyRun) nodes(ctx context.Context) error {
+func (r *applyRun) nodePhases(ctx context.Context) ([]phase.Phase, error) {
 	e := r.e
-	names := []string{}
-	for _, h := range e.cfg.Cluster.Hosts() {
-		names = append(names, h.Name)
-	}
-	names = r.limit(names)
+	names := r.limit(hostNames(e.cfg.Cluster.Hosts()))
 	if len(names) == 0 {
-		return nil
+		return nil, nil
 	}
 	bins, err := e.Artifacts().Resolve(ctx, "kubelet", "kube-proxy", node.ImagePause, node.ImageCoreDNS, ImageProbe)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ca, err := e.kubernetesCA()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	phases, err := node.Phases(node.Options{Cluster: e.cfg.Cluster, IPs: e.IPs(), PKI: e.cfg.Store.PKI(),
+	return node.Phases(node.Options{Cluster: e.cfg.Cluster, IPs: e.IPs(), PKI: e.cfg.Store.PKI(),
 		CA: ca.CertPEM, Server: e.APIServerURL(), Binaries: bins, Profile: e.nodeProfile(),
 		ExtraImages: map[string]string{ImageProbe: ProbeImage},
 		Select:      inventory.Selector{Servers: names}, Logger: e.log})
-	if err != nil {
-		return err
-	}
-	return r.m.Run(ctx, phases...)
 }
 
-func newGet(ctx context.Context, url string) (*http.Request, error) {
-	return http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-}
-
-// apiVIP puts the API VIP on lo of every control-plane server.
-func (r *applyRun) apiVIP(ctx context.Context) error {
-	vip := r.e.IPs().APIVIP
-	if !vip.IsValid() {
-		return nil
-	}
-	var names []string
-	for _, m := range r.e.Placement().ControlPlane {
-		names = append(names, m.Name)
-	}
-	return r.m.Run(ctx, apivip.Phase(vip, names))
-}
-
-// addons applies CoreDNS and the node labels through the API. In a dry
-// run it changes nothing and says the add-ons are checked at apply.
-func (r *applyRun) addons(ctx context.Context) error {
+// addonPhases apply CoreDNS and the node labels through the API (server-
+// side apply). A dry run skips them: what the API holds is compared at
+// apply.
+func (r *applyRun) addonPhases() []phase.Phase {
 	e := r.e
-	if r.dry {
-		return nil
-	}
-	cs, err := e.Clientset()
-	if err != nil {
+	apply := func(ctx context.Context) error {
+		cs, err := e.Clientset()
+		if err != nil {
+			return err
+		}
+		names := r.limit(hostNames(e.cfg.Cluster.Hosts()))
+		changed, err := addons.Apply(ctx, cs, addons.Options{Cluster: e.cfg.Cluster, IPs: e.IPs(),
+			Select: inventory.Selector{Servers: names}, WaitForNodes: e.cfg.GateTimeout, FRU: e.cfg.FRU, Logger: e.log})
+		r.res.APIChanges = append(r.res.APIChanges, changed...)
 		return err
 	}
-	names := r.limit(hostNames(e.cfg.Cluster.Hosts()))
-	changed, err := addons.Apply(ctx, cs, addons.Options{Cluster: e.cfg.Cluster, IPs: e.IPs(),
-		Select: inventory.Selector{Servers: names}, WaitForNodes: e.cfg.GateTimeout, FRU: e.cfg.FRU, Logger: e.log})
-	r.res.APIChanges = append(r.res.APIChanges, changed...)
-	return err
+	notDry := func() bool { return !r.dry }
+	return []phase.Phase{
+		&funcPhase{id: addons.IDCoreDNS, title: "add-ons through the API", run: apply, should: notDry},
+		&funcPhase{id: addons.IDNodeLabels, title: "node labels through the API", run: func(context.Context) error { return nil }, should: notDry},
+	}
 }

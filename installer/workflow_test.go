@@ -1,0 +1,252 @@
+package installer
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tricenter/terraform-provider-tricenter/installer/addons"
+	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
+	"github.com/tricenter/terraform-provider-tricenter/installer/sshtest"
+	"github.com/tricenter/terraform-provider-tricenter/installer/state"
+	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
+)
+
+func TestWorkflowIsWellFormed(t *testing.T) {
+	seen := map[string]bool{}
+	lastComp := -1
+	for _, p := range Workflow() {
+		if seen[p.ID] {
+			t.Errorf("phase %s listed twice", p.ID)
+		}
+		seen[p.ID] = true
+		if p.Description == "" {
+			t.Errorf("phase %s has no description", p.ID)
+		}
+		for _, n := range p.Needs {
+			if !seen[n] {
+				t.Errorf("phase %s needs %s, which does not come before it", p.ID, n)
+			}
+		}
+		// Components come in apply order, preflight first.
+		idx := slices.Index(Components(), p.Component)
+		if p.Component == Preflight {
+			idx = -1
+		} else if idx < 0 {
+			t.Errorf("phase %s: unknown component %s", p.ID, p.Component)
+		}
+		if idx < lastComp {
+			t.Errorf("phase %s (%s) comes after a later component's phase", p.ID, p.Component)
+		}
+		lastComp = idx
+		if (p.Component == Gates) != (p.Verifies != "") {
+			t.Errorf("phase %s: only gates verify a component", p.ID)
+		}
+	}
+	if got := PhaseIDs(); len(got) != len(Workflow()) || got[0] != PhaseReachable {
+		t.Errorf("PhaseIDs = %v", got)
+	}
+}
+
+func TestSelect(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		only, skip []string
+		has, lacks []string
+		err        string
+	}{
+		{name: "everything", has: []string{etcd.PhaseHealth, PhaseBGPAgent, GateDataplane, addons.IDNodeLabels}},
+		{name: "a component brings its gate", only: []string{"etcd"},
+			has: []string{etcd.PhasePreflight, etcd.PhaseHealth, GateEtcd, PhaseAuthorities}, lacks: []string{PhaseBGPAgent, GateBGP}},
+		{name: "a phase brings what it needs", only: []string{"etcd/install"},
+			has: []string{etcd.PhasePreflight, etcd.PhaseDiscover, etcd.PhaseInstall}, lacks: []string{etcd.PhaseStart, GateEtcd}},
+		{name: "comma lists", only: []string{"bgp,gates/bgp"}, has: []string{PhaseBGPAgent, GateBGP}, lacks: []string{GateNodes}},
+		{name: "skip a component and its gate", skip: []string{"nodes", "addons"},
+			has: []string{etcd.PhaseHealth, GateControlPlane}, lacks: []string{"node/kubelet", GateNodes, GateDataplane, addons.IDCoreDNS}},
+		{name: "skip one gate", skip: []string{GateDataplane}, has: []string{GateNodes}, lacks: []string{GateDataplane}},
+		{name: "gates only", only: []string{"gates"}, has: []string{GateEtcd, GateDataplane}, lacks: []string{etcd.PhaseInstall}},
+		{name: "unknown", only: []string{"kubelet"}, err: `unknown component or phase "kubelet"`},
+		{name: "preflight is not selectable", skip: []string{PhaseAuthorities}, err: "runs on every apply"},
+		{name: "skipping what a phase needs", skip: []string{etcd.PhaseDiscover}, err: "etcd/install needs etcd/discover"},
+		{name: "nothing left", only: []string{"bgp"}, skip: []string{"bgp"}, err: "no phase left"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Select(tc.only, tc.skip)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("error %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, id := range tc.has {
+				if !s.Has(id) {
+					t.Errorf("%s not selected: %v", id, s.IDs())
+				}
+			}
+			for _, id := range tc.lacks {
+				if s.Has(id) {
+					t.Errorf("%s selected: %v", id, s.IDs())
+				}
+			}
+		})
+	}
+}
+
+// workflowLab is a plan's world: three sshd servers (one per center, each
+// etcd member, control-plane server and node) and an artifact directory of
+// small stand-ins with their manifest. A plan only reads the servers.
+func workflowLab(t *testing.T) *Engine {
+	t.Helper()
+	testenv.Need(t, sshtest.Available())
+	l := sshtest.New(t, sshtest.Options{Block: block, Hosts: 3})
+	fakeTools(t, l)
+	c := l.Cluster(sshtest.ClusterOptions{})
+	dir := t.TempDir()
+	var sums strings.Builder
+	for _, n := range []string{"etcd", "etcdctl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl",
+		"kubelet", "kube-proxy", "pause.oci.tar", "coredns.oci.tar", "probe.oci.tar", "tricenter-bgp"} {
+		b := []byte("stand-in for " + n + " (tests only)\n")
+		if err := os.WriteFile(filepath.Join(dir, n), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		d := sha256.Sum256(b)
+		sums.WriteString(hex.EncodeToString(d[:]) + "  " + n + "\n")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "SHA256SUMS"), []byte(sums.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.Spec.Kubernetes.ArtifactDir = dir
+	st, err := state.Open(t.TempDir(), c.Metadata.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(Config{Cluster: c, Store: st, AgentBinary: filepath.Join(dir, "tricenter-bgp"), Concurrency: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	return e
+}
+
+// fakeTools puts recording stand-ins of containerd, ctr and runc first in
+// the servers' root PATH (the sshd hosts share this machine's binaries,
+// which need not have them): the node phases' checks find a host image
+// with the packages they require, and a plan calls nothing else of them.
+func fakeTools(t *testing.T, l *sshtest.Lab) {
+	t.Helper()
+	fakebin := filepath.Join(l.Dir, "fakebin")
+	if err := os.Mkdir(fakebin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"containerd", "ctr", "runc"} {
+		script := "#!/bin/sh\n# fake " + n + " (tests only)\necho \"$0 $*\" >> /srv/fake-calls\n"
+		if err := os.WriteFile(filepath.Join(fakebin, n), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	shell := filepath.Join(l.Dir, "fakeshell")
+	if err := os.WriteFile(shell, []byte("#!/bin/sh\nPATH="+fakebin+":$PATH; export PATH\nexec /bin/sh \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	passwdPath := filepath.Join(l.Dir, "passwd")
+	passwd, err := os.ReadFile(passwdPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(passwd), "\n")
+	for i, ln := range lines {
+		if f := strings.Split(ln, ":"); len(f) == 7 && f[0] == "root" {
+			f[6] = shell
+			lines[i] = strings.Join(f, ":")
+		}
+	}
+	// In place: the hosts see the file through a bind mount of its inode.
+	if err := os.WriteFile(passwdPath, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func runIDs(r *Result) []string {
+	var out []string
+	for _, p := range r.Phases {
+		out = append(out, p.ID)
+	}
+	return out
+}
+
+// TestPlanRunsTheWorkflow: a plan over real sshd servers builds every
+// component's phases, and they carry exactly the workflow's IDs, in its
+// order; --only and --skip-phases pick from the same list.
+func TestPlanRunsTheWorkflow(t *testing.T) {
+	e := workflowLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	res, err := e.Plan(ctx, Options{})
+	if err != nil {
+		t.Fatalf("plan: %v", err)
+	}
+	if got, want := runIDs(res), PhaseIDs(); !slices.Equal(got, want) {
+		t.Fatalf("the plan ran phases\n  %v\nthe workflow lists\n  %v", got, want)
+	}
+	// It is a plan of a first install: every server would get etcd or the
+	// node agents, and nothing ran for real.
+	if len(res.Changes) != 3 {
+		t.Errorf("changes on %d servers, want 3: %v", len(res.Changes), res.Hosts())
+	}
+	for _, p := range res.Phases {
+		if strings.HasPrefix(p.ID, "gates/") && p.Ran {
+			t.Errorf("gate %s ran in a plan", p.ID)
+		}
+		if p.Error != "" {
+			t.Errorf("phase %s: %s", p.ID, p.Error)
+		}
+	}
+	if !res.DryRun || len(res.Gates) != 0 {
+		t.Errorf("dry run %v, gates %v", res.DryRun, res.Gates)
+	}
+
+	res, err = e.Plan(ctx, Options{Only: []string{"etcd/install"}})
+	if err != nil {
+		t.Fatalf("plan --only etcd/install: %v", err)
+	}
+	want := []string{PhaseReachable, PhaseAuthorities, PhaseCertificates, etcd.PhasePreflight, etcd.PhaseDiscover, etcd.PhaseInstall}
+	if got := runIDs(res); !slices.Equal(got, want) {
+		t.Errorf("--only etcd/install ran %v, want %v", got, want)
+	}
+	for h, cs := range res.Changes {
+		for _, c := range cs {
+			if strings.Contains(c, "restart") || strings.Contains(c, "kubelet") {
+				t.Errorf("%s: %q is not etcd/install's", h, c)
+			}
+		}
+	}
+
+	res, err = e.Plan(ctx, Options{Skip: []string{"nodes", "addons", etcd.PhaseRetire}})
+	if err != nil {
+		t.Fatalf("plan --skip-phases: %v", err)
+	}
+	for _, id := range runIDs(res) {
+		if strings.HasPrefix(id, "node/") || strings.HasPrefix(id, "addons/") || id == GateNodes || id == GateDataplane || id == etcd.PhaseRetire {
+			t.Errorf("skipped phase %s ran", id)
+		}
+	}
+	if !slices.Contains(runIDs(res), controlplaneStart) {
+		t.Errorf("control-plane/start missing from %v", runIDs(res))
+	}
+
+	if _, err := e.Plan(ctx, Options{Skip: []string{etcd.PhaseDiscover}}); err == nil || !strings.Contains(err.Error(), "needs etcd/discover") {
+		t.Errorf("skipping etcd/discover: %v", err)
+	}
+}
+
+const controlplaneStart = "control-plane/start"
