@@ -25,7 +25,7 @@ type dialer struct {
 }
 
 func (e *Engine) dialer(m *phase.Manager) *dialer {
-	return &dialer{c: e.cfg.Cluster, m: m, bst: e.cfg.Bastion}
+	return &dialer{c: e.cfg.Cluster, m: m, bst: e.cfg.bastion}
 }
 
 // hops lists, for addr, the SSH hops to try in order (nil entry = dial

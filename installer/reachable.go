@@ -34,7 +34,7 @@ func (e *Engine) waitReachable(ctx context.Context, m *phase.Manager, o Options)
 	var wg sync.WaitGroup
 	for i, name := range hosts {
 		h, _ := e.cfg.Cluster.Host(name)
-		ep := phase.EndpointFor(e.cfg.Cluster, h, e.cfg.Bastion)
+		ep := phase.EndpointFor(e.cfg.Cluster, h, e.cfg.bastion)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
