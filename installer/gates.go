@@ -30,7 +30,9 @@ const (
 
 // NodeProblems lists why the observed nodes do not match the inventory
 // (gates.NodeProblems).
-func NodeProblems(c *inventory.Cluster, nodes []health.Node) []string { return gates.NodeProblems(c, nodes) }
+func NodeProblems(c *inventory.Cluster, nodes []health.Node) []string {
+	return gates.NodeProblems(c, nodes)
+}
 
 // gatePhase is one gate of the workflow: it runs its checks after the
 // components (never in a dry run) and records a Gate per check; a gate
