@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # make demo: tricenter end to end on the lab, through Terraform.
-#  1. install the Debian packages, build tricenter, the provider and the
-#     pinned artifacts (etcd, Kubernetes, the BGP agent, the pause, CoreDNS
-#     and probe images; cached under .cache/artifacts after the first run);
-#  2. tricenter lab up -f examples/lab/lab.yaml: two sites, three centers,
+#  1. install the Debian packages, build tricenter, tricenter-lab, the
+#     provider and the pinned artifacts (etcd, Kubernetes, the BGP agent, the
+#     pause, CoreDNS and probe images; cached under .cache/artifacts after the
+#     first run);
+#  2. tricenter-lab up -f examples/lab/lab.yaml: two sites, three centers,
 #     nspawn machines and libvirt VMs, every server powered off behind its
 #     own ipmi_sim BMC, a jump host per center, FRR playing the TORs;
 #  3. terraform apply in examples/lab with the provider built from this
@@ -17,7 +18,7 @@
 #     off through its BMC under etcd writes, the API probed through the VIP,
 #     then powered back on;
 #  6. terraform destroy (resets the hosts, powers the servers off) and
-#     tricenter lab down (checks nothing is left).
+#     tricenter-lab down (checks nothing is left).
 # Needs root. Everything stays on 198.19.0.0/16 inside this machine.
 # KEEP=1 leaves the cluster and the lab up at the end.
 set -Eeuo pipefail
@@ -38,7 +39,7 @@ failed=""
 trap 'failed=${failed:-$current}' ERR
 begin=$(date +%s)
 
-step "Install the Debian packages, build tricenter and the provider"
+step "Install the Debian packages, build tricenter, tricenter-lab and the provider"
 ./hack/deps.sh
 make --no-print-directory build
 
@@ -46,9 +47,9 @@ step "Build the pinned artifacts (reused when cached)"
 hack/artifacts/build.sh | tail -n 14
 
 step "Bring the lab up: every server powered off behind its BMC"
-bin/tricenter lab down -f "$lab" >/dev/null
+bin/tricenter-lab down -f "$lab" >/dev/null
 t=$(date +%s)
-bin/tricenter lab up -f "$lab"
+bin/tricenter-lab up -f "$lab"
 echo "lab up took $(( $(date +%s) - t )) s"
 
 mkdir -p "$work"
@@ -67,9 +68,9 @@ teardown() {
     echo
     echo "The cluster and the lab stay up:"
     echo "  kubectl:     .cache/artifacts/kubectl --kubeconfig $work/admin.conf get nodes"
-    echo "  lab:         bin/tricenter lab status"
+    echo "  lab:         bin/tricenter-lab status"
     echo "  tear down:   TF_CLI_CONFIG_FILE=$work/dev.tfrc terraform -chdir=examples/lab destroy -auto-approve -var-file=$labdir/terraform.tfvars"
-    echo "               bin/tricenter lab down"
+    echo "               bin/tricenter-lab down"
     if (( rc != 0 )); then echo "make demo FAILED in step: ${failed:-$current} (exit $rc)" >&2; fi
     return
   fi
@@ -78,7 +79,7 @@ teardown() {
   tf destroy -auto-approve "${tfvars[@]}" | tail -n 3 || true
   echo "destroy took $(( $(date +%s) - t )) s"
   step "Tear the lab down"
-  bin/tricenter lab down -f "$lab"
+  bin/tricenter-lab down -f "$lab"
   rm -f examples/lab/terraform.tfstate examples/lab/terraform.tfstate.backup
   echo "demo took $(( $(date +%s) - begin )) s"
   if (( rc != 0 )); then
@@ -121,4 +122,4 @@ rm -rf "$work/state"
 .cache/artifacts/kubectl --kubeconfig "$work/admin.conf" get nodes -L topology.kubernetes.io/zone
 
 step "The lab after the drill"
-bin/tricenter lab status -f "$lab"
+bin/tricenter-lab status -f "$lab"

@@ -507,7 +507,7 @@ func TestResourceExamples(t *testing.T) {
 		t.Fatal(err)
 	}
 	terraformBlock := regexp.MustCompile(`(?s)terraform \{.*?\n\}\n`)
-	// examples/lab/main.tf takes the inventory `tricenter lab up` writes:
+	// examples/lab/main.tf takes the inventory `tricenter-lab up` writes:
 	// the same one, rendered from examples/lab/lab.yaml.
 	spec, err := lab.LoadSpec(filepath.Join(root, "examples/lab/lab.yaml"))
 	if err != nil {

@@ -33,10 +33,10 @@ func ResolveDir(specFile, dir string) (string, error) {
 	return filepath.Abs(dir)
 }
 
-// Up starts the lab in the background (`binary lab serve`) and waits until
-// it is ready, copying its progress to out. A lab already up in that
-// directory is left as it is (Up is idempotent); one whose process died is
-// swept first.
+// Up starts the lab in the background (`binary serve`, binary being
+// tricenter-lab) and waits until it is ready, copying its progress to out. A
+// lab already up in that directory is left as it is (Up is idempotent); one
+// whose process died is swept first.
 func Up(ctx context.Context, binary string, opts Options, out io.Writer) (*Record, error) {
 	s, err := LoadSpec(opts.SpecFile)
 	if err != nil {
@@ -48,7 +48,7 @@ func Up(ctx context.Context, binary string, opts Options, out io.Writer) (*Recor
 	if rec, err := ReadRecord(opts.Dir); err == nil {
 		if rec.Process().Alive() {
 			if rec.SpecFile != opts.SpecFile {
-				return nil, fmt.Errorf("lab %s in %s runs %s, not %s: run `tricenter lab down --dir %s` first", rec.Name, opts.Dir, rec.SpecFile, opts.SpecFile, opts.Dir)
+				return nil, fmt.Errorf("lab %s in %s runs %s, not %s: run `tricenter-lab down --dir %s` first", rec.Name, opts.Dir, rec.SpecFile, opts.SpecFile, opts.Dir)
 			}
 			if rec.Ready {
 				fmt.Fprintf(out, "Lab %s is already up (pid %d).\n", rec.Name, rec.PID)
@@ -71,7 +71,7 @@ func Up(ctx context.Context, binary string, opts Options, out io.Writer) (*Recor
 	defer logf.Close()
 	fi, _ := logf.Stat()
 	from := fi.Size()
-	cmd := exec.Command(binary, "lab", "serve", "-f", opts.SpecFile, "--dir", opts.Dir, "--artifact-dir", opts.ArtifactDir)
+	cmd := exec.Command(binary, "serve", "-f", opts.SpecFile, "--dir", opts.Dir, "--artifact-dir", opts.ArtifactDir)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own session: the lab outlives this command and the terminal.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -116,7 +116,7 @@ func waitReady(ctx context.Context, p Proc, dir string, out io.Writer, from int6
 		case err := <-exited:
 			return nil, fmt.Errorf("the lab process exited before the lab was ready (%w); its log (%s) ends:\n%s", err, Paths{Dir: dir}.Log(), logTail(dir, from))
 		case <-ctx.Done():
-			return nil, fmt.Errorf("waiting for the lab in %s: %w (it keeps running: `tricenter lab status`, `tricenter lab down`)", dir, ctx.Err())
+			return nil, fmt.Errorf("waiting for the lab in %s: %w (it keeps running: `tricenter-lab status`, `tricenter-lab down`)", dir, ctx.Err())
 		case <-tick.C:
 		}
 		if exited == nil && !p.Alive() {

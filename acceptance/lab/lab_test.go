@@ -114,13 +114,19 @@ func TestExampleInventory(t *testing.T) {
 	}
 }
 
-// tricenterBinary builds the CLI: `lab up` starts `tricenter lab serve`.
-func tricenterBinary(t *testing.T) string {
+// tricenterBinary builds the CLI.
+func tricenterBinary(t *testing.T) string { return buildCommand(t, "tricenter") }
+
+// labBinary builds the lab's binary: `up` starts `tricenter-lab serve`.
+func labBinary(t *testing.T) string { return buildCommand(t, "tricenter-lab") }
+
+// buildCommand builds cmd/NAME into a temporary directory.
+func buildCommand(t *testing.T, name string) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "tricenter")
-	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/tricenter").CombinedOutput()
+	bin := filepath.Join(t.TempDir(), name)
+	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/"+name).CombinedOutput()
 	if err != nil {
-		t.Fatalf("building tricenter: %v\n%s", err, out)
+		t.Fatalf("building %s: %v\n%s", name, err, out)
 	}
 	return bin
 }
@@ -177,7 +183,7 @@ func labBMC(t *testing.T, rec *Record, server int) *bmc.Client {
 // this machine, power off cuts it, and `lab down` leaves nothing.
 func TestLabUpDown(t *testing.T) {
 	needLab(t)
-	bin := tricenterBinary(t)
+	bin := labBinary(t)
 	dir := filepath.Join(t.TempDir(), "lab")
 	spec := "testdata/lab-test.yaml"
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
@@ -191,7 +197,7 @@ func TestLabUpDown(t *testing.T) {
 		}
 	})
 	start := time.Now()
-	out := run(t, bin, "lab", "up", "-f", spec, "--dir", dir)
+	out := run(t, bin, "up", "-f", spec, "--dir", dir)
 	t.Logf("lab up took %v", time.Since(start).Round(time.Millisecond))
 	rec, err := ReadRecord(dir)
 	if err != nil {
@@ -200,7 +206,7 @@ func TestLabUpDown(t *testing.T) {
 	if !rec.Ready || !rec.Process().Alive() {
 		t.Fatalf("after lab up the lab is not ready and running: %+v\n%s", rec, out)
 	}
-	again := run(t, bin, "lab", "up", "-f", spec, "--dir", dir)
+	again := run(t, bin, "up", "-f", spec, "--dir", dir)
 	if !strings.Contains(again, "already up") {
 		t.Errorf("a second lab up did not find the lab up:\n%s", again)
 	}
@@ -212,7 +218,7 @@ func TestLabUpDown(t *testing.T) {
 		Running bool              `json:"running"`
 		Power   map[string]string `json:"power"`
 	}
-	if err := json.Unmarshal([]byte(run(t, bin, "lab", "status", "--dir", dir, "-f", spec, "-o", "json")), &st); err != nil {
+	if err := json.Unmarshal([]byte(run(t, bin, "status", "--dir", dir, "-f", spec, "-o", "json")), &st); err != nil {
 		t.Fatal(err)
 	}
 	if !st.Running || len(st.Power) != 4 {
@@ -297,7 +303,7 @@ func TestLabUpDown(t *testing.T) {
 	}
 
 	start = time.Now()
-	run(t, bin, "lab", "down", "-f", spec, "--dir", dir)
+	run(t, bin, "down", "-f", spec, "--dir", dir)
 	t.Logf("lab down took %v", time.Since(start).Round(time.Millisecond))
 	assertNothingLeft(t, rec)
 }
@@ -306,12 +312,12 @@ func TestLabUpDown(t *testing.T) {
 // checks that `lab down` still removes everything.
 func TestLabDownAfterCrash(t *testing.T) {
 	needLab(t)
-	bin := tricenterBinary(t)
+	bin := labBinary(t)
 	dir := filepath.Join(t.TempDir(), "lab")
 	spec := "testdata/lab-test.yaml"
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	run(t, bin, "lab", "up", "-f", spec, "--dir", dir)
+	run(t, bin, "up", "-f", spec, "--dir", dir)
 	rec, err := ReadRecord(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -351,7 +357,7 @@ func TestLabDownAfterCrash(t *testing.T) {
 		t.Fatal("a killed lab left nothing to clean up: the test proves nothing")
 	}
 	t.Logf("the killed lab left %d things, e.g. %s", len(left), left[0])
-	out := run(t, bin, "lab", "down", "-f", spec, "--dir", dir)
+	out := run(t, bin, "down", "-f", spec, "--dir", dir)
 	if !strings.Contains(out, "removed leftover") {
 		t.Errorf("lab down after a crash removed nothing:\n%s", out)
 	}

@@ -78,7 +78,7 @@ type running struct {
 }
 
 // Serve brings the lab up and keeps it until ctx ends, then tears it down.
-// It is the body of `tricenter lab serve` (started in the background by
+// It is the body of `tricenter-lab serve` (started in the background by
 // Up); the lab's record (lab.json) says when it is ready.
 func Serve(ctx context.Context, opts Options) (err error) {
 	s, err := LoadSpec(opts.SpecFile)

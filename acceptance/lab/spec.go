@@ -1,4 +1,4 @@
-// Package lab is tricenter's datacenter on one machine: `tricenter lab
+// Package lab is tricenter's datacenter on one machine: `tricenter-lab
 // up|down|status`. A lab description (examples/lab/lab.yaml) names sites,
 // centers, racks and servers; the lab builds them as systemd-nspawn machines
 // and libvirt VMs behind per-rack bridges, every server powered off behind
@@ -386,7 +386,7 @@ func (s *Spec) Inventory(dir, artifactDir string) ([]byte, *inventory.Cluster, e
 	c.Spec.Kubernetes = inventory.Kubernetes{Version: s.Spec.Kubernetes.Version, ArtifactDir: artifactDir, NodeProfile: "nspawn"}
 	c.Spec.Etcd = inventory.Etcd{Members: inventory.EtcdMembers(s.Spec.Etcd.Members)}
 	var buf bytes.Buffer
-	buf.WriteString("# Written by `tricenter lab up` from the lab description " + s.Metadata.Name + ":\n" +
+	buf.WriteString("# Written by `tricenter-lab up` from the lab description " + s.Metadata.Name + ":\n" +
 		"# every server is powered off behind its BMC until something powers it on,\n" +
 		"# and is reached through its center's jump host.\n")
 	enc := yaml.NewEncoder(&buf)
@@ -422,7 +422,7 @@ func (s *Spec) TFVars(dir string) []byte {
 		}
 	}
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "# Written by `tricenter lab up` for examples/lab.\n")
+	fmt.Fprintf(&b, "# Written by `tricenter-lab up` for examples/lab.\n")
 	fmt.Fprintf(&b, "inventory_file = %q\n", Paths{Dir: dir}.Inventory())
 	fmt.Fprintf(&b, "workers        = [%s]\n", joinComma(workers))
 	fmt.Fprintf(&b, "boot_devices   = {%s}\n", joinComma(boots))

@@ -70,7 +70,7 @@ func (rep *Report) Print(w io.Writer) {
 	state := "up"
 	switch {
 	case !rep.Running:
-		state = fmt.Sprintf("not running (process %d is gone: `tricenter lab down --dir %s` removes what it left)", rec.PID, rec.Dir)
+		state = fmt.Sprintf("not running (process %d is gone: `tricenter-lab down --dir %s` removes what it left)", rec.PID, rec.Dir)
 	case !rec.Ready:
 		state = "coming up"
 	}

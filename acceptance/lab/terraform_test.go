@@ -77,7 +77,7 @@ func TestLabTerraform(t *testing.T) {
 	testenv.RequireFile(t, "build the artifacts first: make artifacts", filepath.Join(artifacts, "kubectl"))
 
 	timer := &stepTimer{t: t}
-	bin := tricenterBinary(t)
+	bin, labBin := tricenterBinary(t), labBinary(t)
 	dir := filepath.Join(t.TempDir(), "lab")
 	spec := "../../examples/lab/lab.yaml"
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
@@ -116,7 +116,7 @@ func TestLabTerraform(t *testing.T) {
 	tf.SetStderr(&tfOut)
 
 	timer.step("lab up", func() error {
-		out, err := exec.CommandContext(ctx, bin, "lab", "up", "-f", spec, "--dir", dir, "--artifact-dir", artifacts).CombinedOutput()
+		out, err := exec.CommandContext(ctx, labBin, "up", "-f", spec, "--dir", dir, "--artifact-dir", artifacts).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("%w\n%s", err, out)
 		}
@@ -132,7 +132,7 @@ func TestLabTerraform(t *testing.T) {
 			_ = tf.Destroy(context.Background(), tfexec.VarFile(rec.TFVars))
 		}
 		start := time.Now()
-		out, err := exec.Command(bin, "lab", "down", "-f", spec, "--dir", dir).CombinedOutput()
+		out, err := exec.Command(labBin, "down", "-f", spec, "--dir", dir).CombinedOutput()
 		if err != nil {
 			t.Errorf("lab down: %v\n%s", err, out)
 		}

@@ -101,7 +101,7 @@ func TestCheckCommandLine(t *testing.T) {
 		{"  sudo tricenter apply -f inv.yaml --power-on --yes", 1, "unknown flag: --power-on"},
 		{"tricenter apply -f inv.yaml --wait-reachable 5m --yes", 1, ""},
 		{"tricenter apply -f inv.yaml --wait-reachable soon", 1, `invalid argument "soon"`},
-		{"tricenter lab frobnicate", 1, "lab frobnicate"},
+		{"tricenter etcd frobnicate", 1, "etcd frobnicate"},
 		{"tricenter frobnicate -f x", 1, `unknown command "frobnicate"`},
 		{"tricenter validate -f a.yaml extra", 1, `unknown command "extra"`},
 		{"tricenter plan -f c.yaml -o json | jq '.etcd | select(.x)' # --nope", 1, ""},
@@ -136,7 +136,7 @@ func TestCheckSynopsis(t *testing.T) {
 		{"tricenter apply -f FILE [--only COMPONENT,...] [--power-on] [--yes]", 1, "--power-on"},
 		{"tricenter kubeconfig -f FILE --user NAME [--group G]... [-x]", 1, "-x"},
 		{"tricenter state restore -f FILE --from STATE_JSON|- [--state-dir DIR]", 1, ""},
-		{"tricenter lab up     [-f examples/lab/lab.yaml] [--dir DIR] [--log-level L]", 1, ""},
+		{"tricenter etcd status [-f FILE] [--state-dir DIR] [--log-level L]", 1, ""},
 	} {
 		n, err := checkSynopsis(tc.line)
 		if n != tc.want {

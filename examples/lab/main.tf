@@ -9,7 +9,7 @@
 # As root, from the repository (make demo does all of this):
 #
 #   make build artifacts
-#   bin/tricenter lab up -f examples/lab/lab.yaml    # writes .cache/lab/lab/terraform.tfvars
+#   bin/tricenter-lab up -f examples/lab/lab.yaml    # writes .cache/lab/lab/terraform.tfvars
 #   cat > dev.tfrc <<TFRC
 #   provider_installation {
 #     dev_overrides { "tricenter/tricenter" = "$PWD/bin" }
@@ -22,7 +22,7 @@
 #   terraform output -raw kubeconfig > admin.conf
 #   ../../.cache/artifacts/kubectl --kubeconfig admin.conf get nodes -L topology.kubernetes.io/zone,tricenter.io/rack
 #   terraform destroy -var-file=../../.cache/lab/lab/terraform.tfvars   # resets the hosts, powers the servers off
-#   ../../bin/tricenter lab down -f ../../examples/lab/lab.yaml
+#   ../../bin/tricenter-lab down -f ../../examples/lab/lab.yaml
 
 terraform {
   required_version = ">= 1.11"
@@ -34,7 +34,7 @@ terraform {
 }
 
 variable "inventory_file" {
-  description = "The inventory `tricenter lab up` wrote (absolute paths inside)."
+  description = "The inventory `tricenter-lab up` wrote (absolute paths inside)."
   type        = string
 }
 
