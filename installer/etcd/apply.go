@@ -112,7 +112,8 @@ type run struct {
 	ops     hostOps // nil: sshOps
 }
 
-// Stable phase IDs of etcd, in the order Phases returns them.
+// Stable phase IDs of etcd, in the order Phases returns them (the
+// engine's workflow lists them).
 const (
 	PhasePreflight  = "etcd/preflight"
 	PhaseDiscover   = "etcd/discover"
@@ -122,11 +123,6 @@ const (
 	PhaseRetire     = "etcd/retire"
 	PhaseHealth     = "etcd/health"
 )
-
-// PhaseIDs lists etcd's phase IDs in order.
-func PhaseIDs() []string {
-	return []string{PhasePreflight, PhaseDiscover, PhaseInstall, PhaseStart, PhaseMembership, PhaseRetire, PhaseHealth}
-}
 
 // Run is one convergence of etcd: New prepares it (artifacts checked, a
 // client of the members), Phases are run on the engine's manager, then
