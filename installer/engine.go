@@ -33,10 +33,13 @@ const (
 	ControlPlane Component = "control-plane"
 	Nodes        Component = "nodes"
 	Addons       Component = "addons"
+	// Gates are the verifications after the others (each verifies one
+	// component: PhaseInfo.Verifies).
+	Gates Component = "gates"
 )
 
 // Components lists every component in apply order.
-func Components() []Component { return []Component{Etcd, BGP, ControlPlane, Nodes, Addons} }
+func Components() []Component { return []Component{Etcd, BGP, ControlPlane, Nodes, Addons, Gates} }
 
 // ParseComponents reads names such as "etcd,control-plane" (as given to
 // --only); the result is in apply order. Empty means every component.
@@ -297,7 +300,9 @@ func (e *Engine) ObserveManager() *phase.Manager {
 func (e *Engine) EtcdPKI(create bool) (*pki.Etcd, error) {
 	store := e.cfg.Store.PKI()
 	if !create {
-		if _, err := os.Stat(filepath.Join(store.Dir, pki.EtcdCA, "ca.crt")); err != nil {
+		if ok, err := store.HasCA(pki.EtcdCA); err != nil {
+			return nil, fmt.Errorf("etcd PKI: %w", err)
+		} else if !ok {
 			return nil, ErrNoPKI
 		}
 	}
