@@ -114,6 +114,10 @@ type Options struct {
 	// PassphraseEnv names the environment variable holding the passphrase
 	// of encrypted key files (default TRICENTER_SSH_KEY_PASSPHRASE).
 	PassphraseEnv string
+	// Keys are private keys held in memory (PEM), by the key file name
+	// that stands for them in endpoints (the Terraform provider's inline
+	// key): an endpoint's KeyFile found here is never read from disk.
+	Keys map[string][]byte
 	// AgentSocket is the ssh-agent socket (default $SSH_AUTH_SOCK).
 	AgentSocket       string
 	DialTimeout       time.Duration
@@ -440,15 +444,20 @@ func (p *Pool) auth(ep Endpoint) ([]xssh.AuthMethod, error) {
 }
 
 func (p *Pool) keySigner(file string) (xssh.Signer, error) {
-	file = expandHome(file)
+	b, inMemory := p.opts.Keys[file]
+	if !inMemory {
+		file = expandHome(file)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if s := p.signers[file]; s != nil {
 		return s, nil
 	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("reading key file: %w", err)
+	if !inMemory {
+		var err error
+		if b, err = os.ReadFile(file); err != nil {
+			return nil, fmt.Errorf("reading key file: %w", err)
+		}
 	}
 	s, err := xssh.ParsePrivateKey(b)
 	var pm *xssh.PassphraseMissingError
