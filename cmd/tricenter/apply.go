@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,7 +22,8 @@ import (
 
 func newApplyCmd(g *globals) *cobra.Command {
 	var f engineFlags
-	var only, servers []string
+	var only, skip, servers []string
+	var listPhases bool
 	var output string
 	var yes, planOnly, verify bool
 	var waitReachable time.Duration
@@ -49,6 +51,7 @@ center's loss would lose quorum: the plan lists each such window (from which
 step until which, and how long it may last), and apply refuses to start it
 unless --accept-transient-risk.`,
 		Example: `  tricenter apply -f cluster.yaml
+  tricenter apply -f cluster.yaml --dry-run -o json
   tricenter apply -f cluster.yaml --only etcd --yes
   tricenter apply -f cluster.yaml --servers dc1-r02-w03 --yes`,
 		Args: cobra.NoArgs,
@@ -56,19 +59,26 @@ unless --accept-transient-risk.`,
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			if _, err := installer.ParseComponents(only); err != nil {
-				return fmt.Errorf("--only: %w", err)
+			if listPhases {
+				return printPhases(g, output)
 			}
-			return runApply(cmd.Context(), g, &f, installer.Options{Only: only, Servers: servers, Verify: verify, WaitReachable: waitReachable, AcceptTransientRisk: acceptRisk}, yes, planOnly, output, cmd.InOrStdin())
+			if err := installer.CheckSelection(only, skip); err != nil {
+				return fmt.Errorf("--only/--skip-phases: %w", err)
+			}
+			return runApply(cmd.Context(), g, &f, installer.Options{Only: only, Skip: skip, Servers: servers, Verify: verify, WaitReachable: waitReachable, AcceptTransientRisk: acceptRisk}, yes, planOnly, output, cmd.InOrStdin())
 		},
 	}
 	addEngineFlags(cmd, &f)
 	addLockFlag(cmd, &f)
 	addOutputFlag(cmd, &output)
-	cmd.Flags().StringSliceVar(&only, "only", nil, "components to apply: etcd, bgp, control-plane, nodes, addons (default: all)")
+	cmd.Flags().StringSliceVar(&only, "only", nil, "components (etcd, bgp, control-plane, nodes, addons, gates) or phase IDs to run (default: all; --list-phases lists them)")
+	cmd.Flags().StringSliceVar(&skip, "skip-phases", nil, "components or phase IDs to leave out")
+	cmd.Flags().BoolVar(&listPhases, "list-phases", false, "print the workflow's phases in order, with their IDs, and exit")
 	cmd.Flags().StringSliceVar(&servers, "servers", nil, "limit the per-node components to these servers")
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "apply without asking for confirmation")
-	cmd.Flags().BoolVar(&planOnly, "plan", false, "print the plan and stop (a dry run)")
+	cmd.Flags().BoolVar(&planOnly, "dry-run", false, "print the plan and stop: every phase runs with the mutation gate recording what it would change")
+	cmd.Flags().BoolVar(&planOnly, "plan", false, "print the plan and stop (the old name of --dry-run)")
+	_ = cmd.Flags().MarkDeprecated("plan", "use --dry-run (--plan goes in the next release)")
 	cmd.Flags().BoolVar(&verify, "verify", false, "run every gate even when nothing changed (the pod gate creates pods)")
 	cmd.Flags().DurationVar(&waitReachable, "wait-reachable", 0, "first wait up to this long for every server to accept SSH (servers just powered on through their BMCs are still booting)")
 	cmd.Flags().BoolVar(&acceptRisk, "accept-transient-risk", false, "run etcd membership changes that pass through states where the loss of one center loses quorum (the plan lists those windows)")
@@ -98,7 +108,7 @@ func runApply(ctx context.Context, g *globals, f *engineFlags, o installer.Optio
 	if output == "table" {
 		printPlan(g.stdout, e, plan)
 	}
-	if plan.Converged() && !hasAPIComponents(plan) {
+	if plan.Converged() && !hasAPIComponents(plan, o) {
 		rep.Converged = true
 		if output == "json" {
 			return writeJSON(g, rep)
@@ -149,15 +159,41 @@ func runApply(ctx context.Context, g *globals, f *engineFlags, o installer.Optio
 	return nil
 }
 
-// hasAPIComponents: components whose convergence is checked against the
-// API (add-ons, gates) run even when no host changes.
-func hasAPIComponents(r *installer.Result) bool {
+// hasAPIComponents: the plan cannot know what the add-ons change through
+// the API, nor what a gate asked for by name will find, so such a run goes
+// on to apply even when the hosts are converged.
+func hasAPIComponents(r *installer.Result, o installer.Options) bool {
 	for _, c := range r.Components {
 		if c == installer.Addons {
 			return true
 		}
 	}
+	for _, n := range o.Only {
+		for _, x := range strings.Split(n, ",") {
+			if x = strings.TrimSpace(x); x == string(installer.Gates) || strings.HasPrefix(x, string(installer.Gates)+"/") {
+				return true
+			}
+		}
+	}
 	return false
+}
+
+// printPhases prints the one workflow: what apply runs, in order.
+func printPhases(g *globals, output string) error {
+	wf := installer.Workflow()
+	if output == "json" {
+		return writeJSON(g, wf)
+	}
+	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PHASE\tCOMPONENT\tDESCRIPTION")
+	for _, p := range wf {
+		d := p.Description
+		if p.Always {
+			d += " (always)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", p.ID, p.Component, d)
+	}
+	return tw.Flush()
 }
 
 func printPlan(w io.Writer, e *installer.Engine, r *installer.Result) {
@@ -263,9 +299,13 @@ func leaderName(h *etcd.ClusterHealth) string {
 }
 
 // confirm asks q on w and reads the answer from in: "y" or "yes" goes
-// ahead. A stdin that is not a terminal cannot answer (--yes must); an
+// ahead. A stdin that is not a terminal cannot answer (--yes must), nor
+// one that held the inventory (-f -: in is the terminal then); an
 // interrupt (ctx) ends the wait.
 func confirm(ctx context.Context, w io.Writer, in io.Reader, q string) (bool, error) {
+	if _, ok := in.(noTerminal); ok {
+		return false, errNoTerminal
+	}
 	if f, ok := in.(*os.File); ok && !isTTY(f) {
 		return false, fmt.Errorf("stdin is not a terminal, so nobody can confirm: pass --yes to go ahead without confirmation")
 	}
