@@ -8,7 +8,10 @@ import (
 
 // Store keeps what must survive between runs: the certificate
 // authorities and leaves, and what the last apply allocated (pod CIDRs,
-// etcd members) so nothing is renumbered.
+// etcd members) so nothing is renumbered. The CLI's is a state directory
+// (state.Dir, with its own lock: StoreLocker); the Terraform provider's
+// is in memory (state.Mem, filled from Terraform state and snapshotted
+// back, nothing on disk).
 type Store interface {
 	// PKI is the certificate store.
 	PKI() *pki.Store
@@ -21,4 +24,8 @@ type Store interface {
 	ArtifactCache() string
 }
 
-var _ Store = (*state.Dir)(nil)
+var (
+	_ Store       = (*state.Dir)(nil)
+	_ StoreLocker = (*state.Dir)(nil)
+	_ Store       = (*state.Mem)(nil)
+)

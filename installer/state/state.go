@@ -64,7 +64,9 @@ func Open(root, cluster string) (*Dir, error) {
 }
 
 // PKI is the cluster's certificate store.
-func (d *Dir) PKI() *pki.Store { return &pki.Store{Dir: filepath.Join(d.Path, "pki")} }
+func (d *Dir) PKI() *pki.Store {
+	return &pki.Store{Files: pki.DirFiles{Path: filepath.Join(d.Path, "pki")}}
+}
 
 // Snapshots is where etcd snapshots go by default.
 func (d *Dir) Snapshots() string { return filepath.Join(d.Path, "snapshots") }
