@@ -113,6 +113,10 @@ type Config struct {
 	// appends it to the first known_hosts file (a changed key is still
 	// refused); false keeps spec.ssh.hostKeyPolicy.
 	AcceptNewHostKeys bool
+	// SSHKeys are private keys held in memory (PEM), by the key file name
+	// that stands for them in the inventory (the provider's inline
+	// ssh.private_key): they are never written to disk.
+	SSHKeys map[string][]byte
 	// bastion is Bastion parsed by New.
 	bastion *ssh.Endpoint
 	// AgentBinary is the local tricenter-bgp to install (default: the

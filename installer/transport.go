@@ -3,6 +3,7 @@ package installer
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"strconv"
 	"strings"
@@ -28,6 +29,14 @@ func (c *Config) resolveSSH() error {
 	c.SSH.KnownHosts = append(append([]string(nil), c.SSH.KnownHosts...), c.KnownHosts...)
 	if c.AcceptNewHostKeys {
 		c.SSH.HostKeyPolicy = ssh.AcceptNew
+	}
+	if len(c.SSHKeys) > 0 {
+		keys := maps.Clone(c.SSH.Keys)
+		if keys == nil {
+			keys = map[string][]byte{}
+		}
+		maps.Copy(keys, c.SSHKeys)
+		c.SSH.Keys = keys
 	}
 	return nil
 }
