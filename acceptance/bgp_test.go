@@ -48,7 +48,7 @@ func labSSH(ctx context.Context, key, kh string, m *nspawn.Machine, command stri
 
 // The success path of `tricenter bgp install` and `tricenter bgp status`,
 // for real: the CLI uploads tricenter-bgp to the seven machines of the
-// example lab (examples/inventory/nspawn-lab.yaml, on addresses of its
+// acceptance lab (acceptance/testdata/nspawn-lab.yaml, on addresses of its
 // own) over SSH, installs and starts its unit, and the agents
 // establish sessions with the lab's FRR router (configured by render-frr's
 // code), which learns every pod CIDR and the API VIP and installs them in
@@ -77,9 +77,9 @@ func TestBGPInstallAndStatusOnLab(t *testing.T) {
 		}
 	}
 
-	// The example lab inventory, with this test's key and known_hosts.
+	// The acceptance lab inventory, with this test's key and known_hosts.
 	key, kh := filepath.Join(dir, "id_ed25519"), filepath.Join(dir, "known_hosts")
-	data, err := os.ReadFile(filepath.Join(root, "examples/inventory/nspawn-lab.yaml"))
+	data, err := os.ReadFile(filepath.Join(root, "acceptance/testdata/nspawn-lab.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestBGPInstallAndStatusOnLab(t *testing.T) {
 	// Its addresses move to a block of their own (racks 198.19.31-35.0/24,
 	// pods 198.19.36.0/22, services 198.19.30.0/24, VIP 198.19.40.10): labs
 	// share the host's root namespace, where each rack bridge has an
-	// address, so a lab of the example inventory run by another test at
+	// address, so a lab of the same inventory run by another test at
 	// the same time must not collide with this one.
 	s := strings.NewReplacer(".cache/nspawn-lab/id_ed25519", key, ".cache/nspawn-lab/known_hosts", kh,
 		"artifactDir: .cache/artifacts", "artifactDir: "+filepath.Join(cache, "artifacts"),

@@ -21,7 +21,7 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
-// kubeLab is the nspawn lab of examples/inventory/nspawn-lab.yaml with
+// kubeLab is the nspawn lab of acceptance/testdata/nspawn-lab.yaml with
 // FRR routing pod CIDRs and the API VIP, and the engine pointed at it.
 type kubeLab struct {
 	lab      *nspawn.Lab
@@ -57,7 +57,7 @@ func startKubeLab(t testing.TB) *kubeLab {
 		t.Fatalf("make artifacts: %v\n%s", err, out)
 	}
 	t.Logf("artifacts ready in %v", time.Since(start).Round(time.Millisecond))
-	b, err := os.ReadFile(filepath.Join(root, "examples/inventory/nspawn-lab.yaml"))
+	b, err := os.ReadFile(filepath.Join(root, "acceptance/testdata/nspawn-lab.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func startKubeLab(t testing.TB) *kubeLab {
 		t.Fatal(err)
 	}
 	if c.Spec.Kubernetes.NodeProfile != inventory.NodeProfileNspawn {
-		t.Fatalf("examples/inventory/nspawn-lab.yaml: spec.kubernetes.nodeProfile is %q, want nspawn", c.Spec.Kubernetes.NodeProfile)
+		t.Fatalf("acceptance/testdata/nspawn-lab.yaml: spec.kubernetes.nodeProfile is %q, want nspawn", c.Spec.Kubernetes.NodeProfile)
 	}
 	rootfs, err := nspawn.EnsureRootfs(ctx, cache, k.log)
 	if err != nil {

@@ -17,7 +17,7 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
-var exampleInventories = []string{"lab.yaml", "nspawn-lab.yaml", "three-center.yaml"}
+var exampleInventories = []string{"lab.yaml", "three-center.yaml"}
 
 func examplePath(name string) string { return filepath.Join("..", "examples", "inventory", name) }
 

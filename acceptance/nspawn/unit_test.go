@@ -46,7 +46,7 @@ func TestRouterConfigGolden(t *testing.T) {
 	for _, tc := range []struct{ file, golden string }{
 		{"testdata/two-nodes.yaml", "two-nodes-bgpd.conf"},
 		{"testdata/three-centers.yaml", "three-centers-bgpd.conf"},
-		{"../../examples/inventory/nspawn-lab.yaml", "nspawn-lab-bgpd.conf"},
+		{"../testdata/nspawn-lab.yaml", "nspawn-lab-bgpd.conf"},
 	} {
 		t.Run(tc.golden, func(t *testing.T) {
 			c, err := ParseInventory(loadTestInventory(t, tc.file), map[string]string{"KEYFILE": "/k", "KNOWNHOSTS": "/kh"})
