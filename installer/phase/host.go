@@ -170,6 +170,16 @@ func (h *Host) Query(ctx context.Context, cmd string) (string, error) {
 	return out.String(), err
 }
 
+// queryWithInput is Query with stdin (given again to each attempt).
+func (h *Host) queryWithInput(ctx context.Context, what, cmd, stdin string) (string, error) {
+	var out bytes.Buffer
+	err := h.m.retry(ctx, h, what, func(cl *ssh.Client) error {
+		out.Reset()
+		return cl.Run(ctx, cl.AsRoot(cmd), strings.NewReader(stdin), &out, nil)
+	})
+	return out.String(), err
+}
+
 // QueryAsUser is Query as the login user (no sudo).
 func (h *Host) QueryAsUser(ctx context.Context, cmd string) (string, error) {
 	var out bytes.Buffer
@@ -243,19 +253,30 @@ var ErrLocalChanged = errors.New("local file changed since it was checked")
 
 // UploadFile is Upload with an owner, a secret flag or an expected digest.
 func (h *Host) UploadFile(ctx context.Context, local, remote string, o FileOptions) (FileResult, error) {
-	sum, size, err := h.m.sums.get(local)
+	sum, size, err := h.localFile(local, o)
 	if err != nil {
-		return FileResult{}, fmt.Errorf("uploading %s: %w", local, err)
-	}
-	if want := strings.ToLower(o.SHA256); want != "" && sum != want {
-		if o.Secret {
-			return FileResult{}, fmt.Errorf("uploading %s: %w: check the file and rerun", local, ErrLocalChanged)
-		}
-		return FileResult{}, fmt.Errorf("uploading %s: %w: it has sha256 %s now, %s when it was checked against its manifest; it changed since: check the artifact directory and rerun",
-			local, ErrLocalChanged, sum, want)
+		return FileResult{}, err
 	}
 	open := func() (io.ReadCloser, error) { return os.Open(local) }
 	return h.put(ctx, remote, sum, size, o, open, "upload "+remote+" ("+describeContent(sum, size, o.Secret)+")")
+}
+
+// localFile returns a local file's sha256 and size, hashing it once per
+// run however many hosts and phases upload it (the manager's checksums),
+// and checks it still has the digest o.SHA256 names.
+func (h *Host) localFile(local string, o FileOptions) (sum string, size int64, err error) {
+	sum, size, err = h.m.sums.get(local)
+	if err != nil {
+		return "", 0, fmt.Errorf("uploading %s: %w", local, err)
+	}
+	if want := strings.ToLower(o.SHA256); want != "" && sum != want {
+		if o.Secret {
+			return "", 0, fmt.Errorf("uploading %s: %w: check the file and rerun", local, ErrLocalChanged)
+		}
+		return "", 0, fmt.Errorf("uploading %s: %w: it has sha256 %s now, %s when it was checked against its manifest; it changed since: check the artifact directory and rerun",
+			local, ErrLocalChanged, sum, want)
+	}
+	return sum, size, nil
 }
 
 // WriteFile writes data to path atomically, skipping an identical file.

@@ -116,6 +116,17 @@ func TestSecretLeavesNoTrace(t *testing.T) {
 	run(false, write(target, 0o600, true)) // unchanged
 	run(false, write(target, 0o640, true)) // mode fixed
 
+	// InstallFiles' state query compares the secret on the host too.
+	installed := dir + "/installed-password"
+	install := &phase.HostPhase{Name: "Install the password", Apply: func(ctx context.Context, h *phase.Host) error {
+		res, err := h.InstallFiles(ctx, dir+"/install.record", []phase.File{{Path: installed, Data: content, Mode: 0o600, Secret: true}})
+		fmt.Fprintf(&lockedWriter{w: &logs, mu: &logMu}, "installed %+v\n", res)
+		return err
+	}}
+	run(true, install)  // dry run
+	run(false, install) // write
+	run(false, install) // unchanged, by the state query
+
 	got, err := os.ReadFile(h.Path(target))
 	if err != nil || !bytes.Equal(got, content) {
 		t.Fatalf("the host holds %q (%v), want the secret", got, err)
@@ -135,6 +146,12 @@ func TestSecretLeavesNoTrace(t *testing.T) {
 	if n := strings.Count(all, "\nwrite "+target); n != 1 {
 		t.Errorf("the secret was written %d times, want once (the second run finds it unchanged):\n%s", n, all)
 	}
+	if n := strings.Count(all, "\nwrite "+installed+" (secret content, "); n != 1 {
+		t.Errorf("the installed secret was written %d times, want once (the state query finds it unchanged):\n%s", n, all)
+	}
+	if b, err := os.ReadFile(h.Path(installed)); err != nil || !bytes.Equal(b, content) {
+		t.Fatalf("the host holds %q (%v) at %s, want the secret", b, err, installed)
+	}
 
 	argv, _ := os.ReadFile(argvLog)
 	sudo, _ := os.ReadFile(sudoLog)
@@ -145,6 +162,9 @@ func TestSecretLeavesNoTrace(t *testing.T) {
 	}
 	if !bytes.Contains(sudo, []byte("COMMAND=")) || !bytes.Contains(sudo, []byte("tricenter-put")) {
 		t.Fatalf("sudo did not log the upload:\n%s", sudo)
+	}
+	if !bytes.Contains(argv, []byte("tricenter-file")) || !bytes.Contains(sudo, []byte("tricenter-file")) {
+		t.Fatalf("the logs lack InstallFiles' state query:\n%s\n%s", argv, sudo)
 	}
 	names := created()
 	if !strings.Contains(strings.Join(names, " "), ".password.tricenter-") {

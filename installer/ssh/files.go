@@ -26,17 +26,18 @@ type FileState struct {
 	Size   int64
 }
 
-// hashFunc prints the sha256 of a file in hex: openssl where present (it
-// uses the CPU's SHA extensions, several times faster than coreutils'
-// sha256sum), sha256sum otherwise.
-const hashFunc = `h256() { x=$(openssl dgst -sha256 -r "$1" 2>/dev/null) && x=${x%% *} && [ ${#x} -eq 64 ] || ` +
+// ShellSHA256 defines the shell function h256 FILE, which prints the
+// sha256 of a file in hex: openssl where present (it uses the CPU's SHA
+// extensions, several times faster than coreutils' sha256sum), sha256sum
+// otherwise; it fails (status 1) when neither can read the file.
+const ShellSHA256 = `h256() { x=$(openssl dgst -sha256 -r "$1" 2>/dev/null) && x=${x%% *} && [ ${#x} -eq 64 ] || ` +
 	`{ x=$(sha256sum -- "$1") && x=${x%% *}; } || return 1; echo "$x"; }; `
 
 // Stat reads the state of a regular file on the host, as root (so root-only
 // files can be checksummed). A path that exists but is not a regular file
 // is an error.
 func (c *Client) Stat(ctx context.Context, p string) (FileState, error) {
-	script := hashFunc + `if [ -f "$1" ]; then stat -L -c '%a %U:%G %s' -- "$1" && h256 "$1"; ` +
+	script := ShellSHA256 + `if [ -f "$1" ]; then stat -L -c '%a %U:%G %s' -- "$1" && h256 "$1"; ` +
 		`elif [ -e "$1" ]; then echo notfile; else echo absent; fi`
 	out, err := c.Output(ctx, c.AsRoot("sh -c "+Quote(script)+" tricenter-stat "+Quote(p)))
 	if err != nil {
@@ -139,7 +140,7 @@ type PutOptions struct {
 //
 // The digests are compared with the shell's [ builtin, so neither the
 // expected nor the computed one is ever a process argument.
-const putScript = `set -e; umask 077; f=$1 d=$2 t=$3 s=$4 z=$5 m=$6 o=$7 b=$8 u=$9 k=; ` + hashFunc +
+const putScript = `set -e; umask 077; f=$1 d=$2 t=$3 s=$4 z=$5 m=$6 o=$7 b=$8 u=$9 k=; ` + ShellSHA256 +
 	`if [ "$s" = - ]; then k=1; read -r s || exit 2; fi; ` +
 	`if [ -f "$f" ]; then set -- $(stat -L -c '%a %U:%G %s' -- "$f"); h=-; ` +
 	`if [ "$z" = - ] || [ "$3" = "$z" ]; then h=$(h256 "$f"); if [ -n "$k" ]; then if [ "$h" = "$s" ]; then h==; else h=!; fi; fi; fi; ` +

@@ -35,14 +35,14 @@ func TestHashFunc(t *testing.T) {
 	}
 	paths := map[string]string{"sha256sum only": only, "default (openssl)": os.Getenv("PATH")}
 	for name, path := range paths {
-		cmd := exec.Command("/bin/sh", "-c", hashFunc+`h256 "$1"`, "sh", f)
+		cmd := exec.Command("/bin/sh", "-c", ShellSHA256+`h256 "$1"`, "sh", f)
 		cmd.Env = []string{"PATH=" + path}
 		out, err := cmd.CombinedOutput()
 		if err != nil || strings.TrimSpace(string(out)) != want {
 			t.Errorf("%s: h256 = %q, %v; want %s", name, out, err, want)
 		}
 	}
-	cmd := exec.Command("/bin/sh", "-c", hashFunc+`h256 "$1"`, "sh", filepath.Join(dir, "missing"))
+	cmd := exec.Command("/bin/sh", "-c", ShellSHA256+`h256 "$1"`, "sh", filepath.Join(dir, "missing"))
 	cmd.Env = []string{"PATH=" + only}
 	if out, err := cmd.CombinedOutput(); err == nil {
 		t.Errorf("h256 of a missing file succeeded: %q", out)
