@@ -2,6 +2,7 @@ package pki
 
 import (
 	"crypto/x509"
+	"errors"
 	"net"
 	"slices"
 	"testing"
@@ -102,6 +103,81 @@ func TestKubeProxyCertificate(t *testing.T) {
 		}
 		if Fingerprint(again.Cert) != Fingerprint(kp.Cert) {
 			t.Fatal("second EnsureKubeProxy reissued")
+		}
+	})
+}
+
+// TestAdoptKubeletCertificates: certificates read back from a server are
+// adopted when this store's CA signed them and the store lacks them, and
+// EnsureKubelet then keeps them; foreign, broken or mismatched ones are
+// refused and an existing leaf is never replaced.
+func TestAdoptKubeletCertificates(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ip := []net.IP{net.ParseIP("198.18.10.11")}
+		// The certificates of a node whose record was lost: issued by
+		// this CA in another store holding the same authority.
+		if _, err := s.CA(KubernetesCA, KubernetesCACommonName); err != nil {
+			t.Fatal(err)
+		}
+		other := NewMemStore()
+		for _, f := range []string{"ca.crt", "ca.key"} {
+			writeStored(t, other, KubernetesCA+"/"+f, readStored(t, s, KubernetesCA+"/"+f))
+		}
+		client, serving, err := other.EnsureKubelet("w1", ip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, kp := range []struct {
+			file string
+			kp   *KeyPair
+		}{{KubeletClientFile("w1"), client}, {KubeletServingFile("w1"), serving}} {
+			ok, err := s.Adopt(KubernetesCA, kp.file, kp.kp.CertPEM, kp.kp.KeyPEM)
+			if err != nil || !ok {
+				t.Fatalf("adopting %s: %v, %v", kp.file, ok, err)
+			}
+			if m := modeOf(t, s, KubernetesCA+"/"+kp.file+".key"); m != 0o600 {
+				t.Errorf("adopted key mode %v", m)
+			}
+		}
+		c2, s2, err := s.EnsureKubelet("w1", ip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !c2.Cert.Equal(client.Cert) || !s2.Cert.Equal(serving.Cert) {
+			t.Fatal("EnsureKubelet reissued adopted certificates that match")
+		}
+		// Already held: kept, not replaced.
+		c3, _, err := other.EnsureKubelet("w2", ip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := s.Adopt(KubernetesCA, KubeletClientFile("w1"), c3.CertPEM, c3.KeyPEM); ok || err != nil {
+			t.Fatalf("adopting over a held leaf: %v, %v", ok, err)
+		}
+		if got, _ := s.Load(KubernetesCA, KubeletClientFile("w1")); !got.Cert.Equal(client.Cert) {
+			t.Fatal("Adopt replaced a held leaf")
+		}
+		// Another CA's certificate.
+		foreign := NewMemStore()
+		fc, _, err := foreign.EnsureKubelet("w3", ip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Adopt(KubernetesCA, KubeletClientFile("w3"), fc.CertPEM, fc.KeyPEM); !errors.Is(err, ErrNotIssuedHere) {
+			t.Fatalf("adopting another CA's certificate: %v, want ErrNotIssuedHere", err)
+		}
+		// A key that is not the certificate's, and garbage.
+		if _, err := s.Adopt(KubernetesCA, KubeletClientFile("w3"), c3.CertPEM, fc.KeyPEM); err == nil {
+			t.Fatal("adopted a certificate with another key")
+		}
+		if _, err := s.Adopt(KubernetesCA, KubeletClientFile("w3"), []byte("x"), []byte("y")); err == nil {
+			t.Fatal("adopted garbage")
+		}
+		if stored(t, s, KubernetesCA+"/"+KubeletClientFile("w3")+".crt") {
+			t.Fatal("a refused certificate was stored")
+		}
+		if _, err := s.Adopt(KubernetesCA, "../x", c3.CertPEM, c3.KeyPEM); err == nil {
+			t.Fatal("adopted under a path")
 		}
 	})
 }

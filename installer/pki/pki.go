@@ -377,6 +377,44 @@ func (s *Store) Leaf(ca *KeyPair, caName, file string, req Request) (kp *KeyPair
 	return kp, true, nil
 }
 
+// ErrNotIssuedHere is wrapped by Adopt for a certificate the store's
+// authority did not sign.
+var ErrNotIssuedHere = errors.New("not signed by this state's authority")
+
+// Adopt puts a leaf certificate issued earlier (read back from the server
+// that holds it, when the state that recorded it was lost or never had it)
+// into the store as caName/file, so Leaf keeps it while it matches instead
+// of issuing a new one. It adopts only a certificate with its own key,
+// signed by the store's authority caName and not expired; a store that
+// already holds caName/file keeps its own (adopted is false).
+func (s *Store) Adopt(caName, file string, certPEM, keyPEM []byte) (adopted bool, err error) {
+	if strings.ContainsAny(file, "/\\") || file == "" || file == "ca" {
+		return false, fmt.Errorf("certificate name %q: use a plain file name other than ca", file)
+	}
+	crt, key := caName+"/"+file+".crt", caName+"/"+file+".key"
+	if ok, err := s.exists(crt); err != nil || ok {
+		return false, err
+	}
+	ca, err := s.LoadCA(caName)
+	if err != nil {
+		return false, fmt.Errorf("adopting %s/%s: %w", caName, file, err)
+	}
+	kp, err := parseKeyPair(certPEM, keyPEM, "the certificate", "its key")
+	if err != nil {
+		return false, fmt.Errorf("adopting %s/%s: %w", caName, file, err)
+	}
+	if err := kp.Cert.CheckSignatureFrom(ca.Cert); err != nil {
+		return false, fmt.Errorf("adopting %s/%s: %w", caName, file, ErrNotIssuedHere)
+	}
+	if !s.now().Before(kp.Cert.NotAfter) {
+		return false, fmt.Errorf("adopting %s/%s: it expired on %s", caName, file, kp.Cert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	if err := s.savePair(kp, crt, key); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
 // Issue signs a new leaf certificate for req with ca.
 func Issue(ca *KeyPair, req Request, now time.Time) (*KeyPair, error) {
 	if req.CommonName == "" {
