@@ -5,10 +5,15 @@
 // rack) and the BMC's FRU serial and model. It also drains and deletes
 // Nodes for worker removal.
 //
-// Apply is idempotent: every object carries an annotation with the hash of
-// what tricenter last applied, and an object is created when missing and
-// updated only when what tricenter wants differs from that — server-side
-// defaults never cause an update, and a no-op re-apply changes nothing.
+// Every object, and the labels tricenter sets on Nodes, is applied with
+// server-side apply on every apply (field manager tricenter, conflicts
+// forced for the fields tricenter applies and only those), so an
+// out-of-band edit of them — CoreDNS scaled to 0, its ConfigMap or RBAC
+// changed, a topology label overwritten — is repaired by the next apply,
+// while fields other managers own (the kubelet's on a Node, a controller's
+// status) stay theirs. An apply that changes nothing writes nothing: a
+// change is reported only when the object's resourceVersion moved, so a
+// converged re-apply reports none.
 package addons
 
 import (
@@ -124,9 +129,10 @@ func (o *Options) domain() string {
 	return defaultDomain
 }
 
-// Apply creates or updates CoreDNS and the node labels and taints. changed
-// lists what it created, updated or labelled ("created Deployment
-// kube-system/coredns"); a re-apply with nothing to do returns none.
+// Apply applies CoreDNS and the node labels and taints. changed lists what
+// it created, updated (repaired drift included) or labelled ("created
+// Deployment kube-system/coredns", "updated ConfigMap kube-system/coredns");
+// a re-apply with nothing to do returns none.
 func Apply(ctx context.Context, cs kubernetes.Interface, o Options) (changed []string, err error) {
 	if err := o.setDefaults(); err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -93,7 +94,7 @@ func TestApplyCreatesThenChangesNothing(t *testing.T) {
 	ctx := context.Background()
 	o := options(t)
 	o.FRU = map[string]FRU{"w1": {Serial: "SN 4711/ab ", Model: "PowerEdge R650"}}
-	cs := fake.NewClientset(registeredNodes("cp1", "w1", "cp2", "cp3")...)
+	cs := newFakeAPI(t, registeredNodes("cp1", "w1", "cp2", "cp3")...)
 	changed, err := Apply(ctx, cs, o)
 	if err != nil {
 		t.Fatal(err)
@@ -166,8 +167,9 @@ func TestApplyCreatesThenChangesNothing(t *testing.T) {
 		t.Errorf("cp3 taints %v", cp3.Spec.Taints)
 	}
 
-	// A second apply changes nothing and writes nothing.
-	before := len(cs.Actions())
+	// A second apply applies every object again, changes nothing and
+	// reports nothing.
+	before, from := versions(t, cs), len(cs.Actions())
 	again, err := Apply(ctx, cs, o)
 	if err != nil {
 		t.Fatal(err)
@@ -175,10 +177,11 @@ func TestApplyCreatesThenChangesNothing(t *testing.T) {
 	if len(again) != 0 {
 		t.Fatalf("re-apply changed %q", again)
 	}
-	for _, a := range cs.Actions()[before:] {
-		if v := a.GetVerb(); v != "get" && v != "list" && v != "watch" {
-			t.Errorf("re-apply made a %s on %s", v, a.GetResource().Resource)
-		}
+	if after := versions(t, cs); !maps.Equal(before, after) {
+		t.Errorf("re-apply wrote objects: resourceVersions %v, then %v", before, after)
+	}
+	if n := applies(cs, from); n != 7+4 {
+		t.Errorf("re-apply made %d server-side applies, want 11 (7 objects, 4 Nodes' labels)", n)
 	}
 
 	// Forwarding on: only the ConfigMap changes.
@@ -201,7 +204,7 @@ func TestApplyReplacesDNSServiceAtAnotherIP(t *testing.T) {
 	o := options(t)
 	old := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: DNSServiceName, Namespace: Namespace},
 		Spec: corev1.ServiceSpec{ClusterIP: "198.19.96.99"}}
-	cs := fake.NewClientset(old)
+	cs := newFakeAPI(t, old)
 	changed, err := Apply(ctx, cs, o)
 	if err != nil {
 		t.Fatal(err)
@@ -220,7 +223,7 @@ func TestApplySkipsUnregisteredNodesAndSelects(t *testing.T) {
 	ctx := context.Background()
 	o := options(t)
 	o.Select = inventory.Selector{Servers: []string{"w1", "cp1"}}
-	cs := fake.NewClientset(registeredNodes("w1", "cp3")...)
+	cs := newFakeAPI(t, registeredNodes("w1", "cp3")...)
 	changed, err := Apply(ctx, cs, o)
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -23,6 +24,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
@@ -202,8 +204,10 @@ func realAPIServer(t *testing.T) kubernetes.Interface {
 }
 
 // TestAgainstRealAPIServer applies the add-ons to a real kube-apiserver
-// (server-side defaulting, validation, admission, the eviction API and
-// PodDisruptionBudgets), re-applies with no change, and drains a Node.
+// (server-side apply, defaulting, validation, admission, the eviction API
+// and PodDisruptionBudgets), re-applies with no change, repairs out-of-band
+// edits, takes over objects of the hash-annotation version, and drains a
+// Node.
 func TestAgainstRealAPIServer(t *testing.T) {
 	cs := realAPIServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -257,6 +261,8 @@ func TestAgainstRealAPIServer(t *testing.T) {
 	if !slices.Equal(more, []string{"updated Deployment kube-system/coredns"}) {
 		t.Errorf("replica change made %q", more)
 	}
+	checkRealDriftRepair(t, ctx, cs, o)
+	checkRealTakeover(t, ctx, cs, o)
 
 	// Drain: a budget that allows no disruption holds the pod; once it
 	// is gone the drain evicts, skips the DaemonSet pod and deletes the Node.
@@ -316,5 +322,143 @@ func TestAgainstRealAPIServer(t *testing.T) {
 	agent, err := cs.CoreV1().Pods("default").Get(ctx, "agent", metav1.GetOptions{})
 	if err != nil || agent.DeletionTimestamp != nil {
 		t.Errorf("DaemonSet pod was evicted: %v", err)
+	}
+}
+
+// checkRealDriftRepair edits what tricenter applied the way an operator
+// would with kubectl (scale to 0 through the scale subresource, edit the
+// Corefile and the ClusterRole, overwrite and remove Node labels); the
+// next apply puts tricenter's fields back and names exactly those objects,
+// leaves the fields others added, and the apply after it writes nothing.
+func checkRealDriftRepair(t *testing.T, ctx context.Context, cs kubernetes.Interface, o Options) {
+	t.Helper()
+	get := metav1.GetOptions{}
+	deployments := cs.AppsV1().Deployments(Namespace)
+	sc, err := deployments.GetScale(ctx, CoreDNSName, get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Spec.Replicas = 0
+	if _, err := deployments.UpdateScale(ctx, CoreDNSName, sc, metav1.UpdateOptions{FieldManager: "kubectl"}); err != nil {
+		t.Fatal(err)
+	}
+	cm, err := cs.CoreV1().ConfigMaps(Namespace).Get(ctx, CoreDNSName, get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tricenters := cm.Data["Corefile"]
+	cm.Data["Corefile"] = ".:53 {\n    forward . 192.0.2.1\n}\n"
+	cm.Labels["team"] = "dns"
+	if _, err := cs.CoreV1().ConfigMaps(Namespace).Update(ctx, cm, metav1.UpdateOptions{FieldManager: "kubectl-edit"}); err != nil {
+		t.Fatal(err)
+	}
+	cr, err := cs.RbacV1().ClusterRoles().Get(ctx, coreDNSRole, get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr.Rules = cr.Rules[:1]
+	if _, err := cs.RbacV1().ClusterRoles().Update(ctx, cr, metav1.UpdateOptions{FieldManager: "kubectl-edit"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().Nodes().Patch(ctx, "w1", types.MergePatchType,
+		[]byte(`{"metadata":{"labels":{"tricenter.io/rack":"elsewhere","topology.kubernetes.io/zone":null,"example.com/owner":"ops"}}}`),
+		metav1.PatchOptions{FieldManager: "kubectl-label"}); err != nil {
+		t.Fatal(err)
+	}
+
+	changed, err := Apply(ctx, cs, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(changed)
+	if want := []string{
+		"labelled Node w1 (topology.kubernetes.io/zone, tricenter.io/rack)",
+		"updated ClusterRole system:coredns",
+		"updated ConfigMap kube-system/coredns",
+		"updated Deployment kube-system/coredns",
+	}; !slices.Equal(changed, want) {
+		t.Errorf("repairing apply reported %q, want %q", changed, want)
+	}
+	d, err := deployments.Get(ctx, CoreDNSName, get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *d.Spec.Replicas != o.CoreDNSReplicas {
+		t.Errorf("CoreDNS replicas %d after the repair, want %d", *d.Spec.Replicas, o.CoreDNSReplicas)
+	}
+	cm, err = cs.CoreV1().ConfigMaps(Namespace).Get(ctx, CoreDNSName, get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cm.Data["Corefile"] != tricenters {
+		t.Errorf("Corefile after the repair:\n%s", cm.Data["Corefile"])
+	}
+	if cm.Labels["team"] != "dns" || !owns(cm, "kubectl-edit", metav1.ManagedFieldsOperationUpdate, `"f:team"`) ||
+		owns(cm, "kubectl-edit", metav1.ManagedFieldsOperationUpdate, `"f:Corefile"`) {
+		t.Errorf("ConfigMap after the repair: labels %v, owners %+v", cm.Labels, cm.ManagedFields)
+	}
+	cr, err = cs.RbacV1().ClusterRoles().Get(ctx, coreDNSRole, get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cr.Rules) != 2 {
+		t.Errorf("ClusterRole rules after the repair: %+v", cr.Rules)
+	}
+	w1, err := cs.CoreV1().Nodes().Get(ctx, "w1", get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w1.Labels[LabelRack] != "dc1-r01" || w1.Labels[LabelZone] != "dc1" || w1.Labels["example.com/owner"] != "ops" {
+		t.Errorf("w1 labels after the repair: %v", w1.Labels)
+	}
+	before := versions(t, cs)
+	again, err := Apply(ctx, cs, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again) != 0 {
+		t.Errorf("the apply after the repair reported %q", again)
+	}
+	if after := versions(t, cs); !maps.Equal(before, after) {
+		t.Errorf("the apply after the repair wrote objects: resourceVersions %v, then %v", before, after)
+	}
+}
+
+// checkRealTakeover: a ServiceAccount as the hash-annotation version of
+// tricenter created it is taken over by server-side apply (its annotation
+// removed, tricenter's update entry gone), then left alone.
+func checkRealTakeover(t *testing.T, ctx context.Context, cs kubernetes.Interface, o Options) {
+	t.Helper()
+	sas := cs.CoreV1().ServiceAccounts(Namespace)
+	if err := sas.Delete(ctx, CoreDNSName, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	old := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: CoreDNSName, Namespace: Namespace,
+		Labels:      map[string]string{labelApp: "kube-dns", ManagedByLabel: FieldManager},
+		Annotations: map[string]string{AppliedAnnotation: "0123456789abcdef0123456789abcdef"}}}
+	if _, err := sas.Create(ctx, old, metav1.CreateOptions{FieldManager: FieldManager}); err != nil {
+		t.Fatal(err)
+	}
+	changed, err := Apply(ctx, cs, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(changed, []string{"updated ServiceAccount kube-system/coredns"}) {
+		t.Errorf("taking over the ServiceAccount reported %q", changed)
+	}
+	sa, err := sas.Get(ctx, CoreDNSName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := sa.Annotations[AppliedAnnotation]; ok {
+		t.Errorf("the applied-hash annotation is still there: %v", sa.Annotations)
+	}
+	for _, e := range sa.ManagedFields {
+		if e.Manager == FieldManager && e.Operation == metav1.ManagedFieldsOperationUpdate {
+			t.Errorf("tricenter's update entry is left: %+v", sa.ManagedFields)
+		}
+	}
+	if again, err := Apply(ctx, cs, o); err != nil || len(again) != 0 {
+		t.Errorf("the apply after the takeover: %q, %v", again, err)
 	}
 }

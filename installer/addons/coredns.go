@@ -13,6 +13,11 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+	policyv1ac "k8s.io/client-go/applyconfigurations/policy/v1"
+	rbacv1ac "k8s.io/client-go/applyconfigurations/rbac/v1"
 )
 
 // CoreDNS object names (as upstream's deployment/kubernetes manifests).
@@ -56,15 +61,16 @@ func RenderCorefile(domain string, forward []string) string {
 }
 
 // CoreDNSObjects are the CoreDNS add-on's objects as tricenter applies
-// them, in creation order.
+// them (server-side, as field manager tricenter), in apply order. Each
+// holds exactly the fields tricenter owns.
 type CoreDNSObjects struct {
-	ServiceAccount     *corev1.ServiceAccount
-	ClusterRole        *rbacv1.ClusterRole
-	ClusterRoleBinding *rbacv1.ClusterRoleBinding
-	ConfigMap          *corev1.ConfigMap
-	Deployment         *appsv1.Deployment
-	PDB                *policyv1.PodDisruptionBudget
-	Service            *corev1.Service
+	ServiceAccount     *corev1ac.ServiceAccountApplyConfiguration
+	ClusterRole        *rbacv1ac.ClusterRoleApplyConfiguration
+	ClusterRoleBinding *rbacv1ac.ClusterRoleBindingApplyConfiguration
+	ConfigMap          *corev1ac.ConfigMapApplyConfiguration
+	Deployment         *appsv1ac.DeploymentApplyConfiguration
+	PDB                *policyv1ac.PodDisruptionBudgetApplyConfiguration
+	Service            *corev1ac.ServiceApplyConfiguration
 }
 
 // CoreDNS builds the add-on's objects from o (defaults applied).
@@ -73,129 +79,95 @@ func CoreDNS(o Options) (*CoreDNSObjects, error) {
 		return nil, err
 	}
 	labels := func() map[string]string { return map[string]string{labelApp: "kube-dns"} }
-	meta := func(name string) metav1.ObjectMeta {
-		return metav1.ObjectMeta{Name: name, Namespace: Namespace, Labels: labels()}
+	managed := func(l map[string]string) map[string]string {
+		l[ManagedByLabel] = FieldManager
+		return l
 	}
-	tm := func(apiVersion, kind string) metav1.TypeMeta {
-		return metav1.TypeMeta{APIVersion: apiVersion, Kind: kind}
+	selector := func() *metav1ac.LabelSelectorApplyConfiguration {
+		return metav1ac.LabelSelector().WithMatchLabels(labels())
+	}
+	rbacDefaults := func() map[string]string {
+		return managed(map[string]string{"kubernetes.io/bootstrapping": "rbac-defaults"})
 	}
 	x := &CoreDNSObjects{}
-	x.ServiceAccount = &corev1.ServiceAccount{TypeMeta: tm("v1", "ServiceAccount"), ObjectMeta: meta(CoreDNSName)}
-	x.ClusterRole = &rbacv1.ClusterRole{
-		TypeMeta:   tm("rbac.authorization.k8s.io/v1", "ClusterRole"),
-		ObjectMeta: metav1.ObjectMeta{Name: coreDNSRole, Labels: map[string]string{"kubernetes.io/bootstrapping": "rbac-defaults"}},
-		Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{""}, Resources: []string{"endpoints", "services", "pods", "namespaces"}, Verbs: []string{"list", "watch"}},
-			{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"list", "watch"}},
-		},
-	}
-	x.ClusterRoleBinding = &rbacv1.ClusterRoleBinding{
-		TypeMeta:   tm("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
-		ObjectMeta: metav1.ObjectMeta{Name: coreDNSRole, Labels: map[string]string{"kubernetes.io/bootstrapping": "rbac-defaults"}},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: coreDNSRole},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: CoreDNSName, Namespace: Namespace}},
-	}
-	x.ConfigMap = &corev1.ConfigMap{TypeMeta: tm("v1", "ConfigMap"), ObjectMeta: meta(CoreDNSName),
-		Data: map[string]string{"Corefile": RenderCorefile(o.domain(), o.Forward)}}
+	x.ServiceAccount = corev1ac.ServiceAccount(CoreDNSName, Namespace).WithLabels(managed(labels()))
+	x.ClusterRole = rbacv1ac.ClusterRole(coreDNSRole).WithLabels(rbacDefaults()).WithRules(
+		rbacv1ac.PolicyRule().WithAPIGroups("").WithResources("endpoints", "services", "pods", "namespaces").WithVerbs("list", "watch"),
+		rbacv1ac.PolicyRule().WithAPIGroups("discovery.k8s.io").WithResources("endpointslices").WithVerbs("list", "watch"),
+	)
+	x.ClusterRoleBinding = rbacv1ac.ClusterRoleBinding(coreDNSRole).WithLabels(rbacDefaults()).
+		WithRoleRef(rbacv1ac.RoleRef().WithAPIGroup("rbac.authorization.k8s.io").WithKind("ClusterRole").WithName(coreDNSRole)).
+		WithSubjects(rbacv1ac.Subject().WithKind("ServiceAccount").WithName(CoreDNSName).WithNamespace(Namespace))
+	x.ConfigMap = corev1ac.ConfigMap(CoreDNSName, Namespace).WithLabels(managed(labels())).
+		WithData(map[string]string{"Corefile": RenderCorefile(o.domain(), o.Forward)})
 	one := intstr.FromInt32(1)
-	podLabels := labels()
-	x.Deployment = &appsv1.Deployment{
-		TypeMeta:   tm("apps/v1", "Deployment"),
-		ObjectMeta: meta(CoreDNSName),
-		Spec: appsv1.DeploymentSpec{
-			Replicas: &o.CoreDNSReplicas,
-			Selector: &metav1.LabelSelector{MatchLabels: labels()},
-			Strategy: appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType,
-				RollingUpdate: &appsv1.RollingUpdateDeployment{MaxUnavailable: &one}},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
-				Spec: corev1.PodSpec{
-					PriorityClassName:  "system-cluster-critical",
-					ServiceAccountName: CoreDNSName,
-					DNSPolicy:          corev1.DNSDefault,
-					NodeSelector:       map[string]string{"kubernetes.io/os": "linux"},
-					Tolerations: []corev1.Toleration{
-						{Key: "CriticalAddonsOnly", Operator: corev1.TolerationOpExists},
-						{Key: controlPlane, Effect: corev1.TaintEffectNoSchedule},
-					},
-					// One replica per center while centers last; never
-					// blocked when a center is down.
-					TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{
-						MaxSkew: 1, TopologyKey: zoneKey, WhenUnsatisfiable: corev1.ScheduleAnyway,
-						LabelSelector: &metav1.LabelSelector{MatchLabels: labels()},
-					}},
-					Affinity: &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
-						PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{
-							Weight: 100, PodAffinityTerm: corev1.PodAffinityTerm{
-								TopologyKey: "kubernetes.io/hostname", LabelSelector: &metav1.LabelSelector{MatchLabels: labels()},
-							},
-						}},
-					}},
-					Containers: []corev1.Container{{
-						Name: "coredns", Image: o.CoreDNSImage, ImagePullPolicy: o.PullPolicy,
-						Args: []string{"-conf", "/etc/coredns/Corefile"},
-						Resources: corev1.ResourceRequirements{
-							Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("170Mi")},
-							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("70Mi")},
-						},
-						VolumeMounts: []corev1.VolumeMount{{Name: "config-volume", MountPath: "/etc/coredns", ReadOnly: true}},
-						Ports: []corev1.ContainerPort{
-							{Name: "dns", ContainerPort: 53, Protocol: corev1.ProtocolUDP},
-							{Name: "dns-tcp", ContainerPort: 53, Protocol: corev1.ProtocolTCP},
-							{Name: "metrics", ContainerPort: 9153, Protocol: corev1.ProtocolTCP},
-						},
-						SecurityContext: &corev1.SecurityContext{
-							AllowPrivilegeEscalation: ptr(false),
-							Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_BIND_SERVICE"},
-								Drop: []corev1.Capability{"ALL"}},
-							ReadOnlyRootFilesystem: ptr(true),
-						},
-						LivenessProbe: &corev1.Probe{
-							ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/health",
-								Port: intstr.FromInt32(8080), Scheme: corev1.URISchemeHTTP}},
-							InitialDelaySeconds: 60, TimeoutSeconds: 5, SuccessThreshold: 1, FailureThreshold: 5,
-						},
-						ReadinessProbe: &corev1.Probe{
-							ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready",
-								Port: intstr.FromInt32(8181), Scheme: corev1.URISchemeHTTP}},
-						},
-					}},
-					Volumes: []corev1.Volume{{Name: "config-volume", VolumeSource: corev1.VolumeSource{
-						ConfigMap: &corev1.ConfigMapVolumeSource{
-							LocalObjectReference: corev1.LocalObjectReference{Name: CoreDNSName},
-							Items:                []corev1.KeyToPath{{Key: "Corefile", Path: "Corefile"}},
-						},
-					}}},
-				},
-			},
-		},
+	httpGet := func(path string, port int32) *corev1ac.HTTPGetActionApplyConfiguration {
+		return corev1ac.HTTPGetAction().WithPath(path).WithPort(intstr.FromInt32(port)).WithScheme(corev1.URISchemeHTTP)
 	}
-	x.PDB = &policyv1.PodDisruptionBudget{
-		TypeMeta:   tm("policy/v1", "PodDisruptionBudget"),
-		ObjectMeta: meta(CoreDNSName),
-		Spec: policyv1.PodDisruptionBudgetSpec{MaxUnavailable: &one,
-			Selector: &metav1.LabelSelector{MatchLabels: labels()}},
-	}
-	svcLabels := labels()
+	container := corev1ac.Container().WithName("coredns").WithImage(o.CoreDNSImage).WithImagePullPolicy(o.PullPolicy).
+		WithArgs("-conf", "/etc/coredns/Corefile").
+		WithResources(corev1ac.ResourceRequirements().
+			WithLimits(corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("170Mi")}).
+			WithRequests(corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("70Mi")})).
+		WithVolumeMounts(corev1ac.VolumeMount().WithName("config-volume").WithMountPath("/etc/coredns").WithReadOnly(true)).
+		WithPorts(
+			corev1ac.ContainerPort().WithName("dns").WithContainerPort(53).WithProtocol(corev1.ProtocolUDP),
+			corev1ac.ContainerPort().WithName("dns-tcp").WithContainerPort(53).WithProtocol(corev1.ProtocolTCP),
+			corev1ac.ContainerPort().WithName("metrics").WithContainerPort(9153).WithProtocol(corev1.ProtocolTCP),
+		).
+		WithSecurityContext(corev1ac.SecurityContext().WithAllowPrivilegeEscalation(false).
+			WithCapabilities(corev1ac.Capabilities().WithAdd("NET_BIND_SERVICE").WithDrop("ALL")).
+			WithReadOnlyRootFilesystem(true)).
+		WithLivenessProbe(corev1ac.Probe().WithHTTPGet(httpGet("/health", 8080)).
+			WithInitialDelaySeconds(60).WithTimeoutSeconds(5).WithSuccessThreshold(1).WithFailureThreshold(5)).
+		WithReadinessProbe(corev1ac.Probe().WithHTTPGet(httpGet("/ready", 8181)))
+	pod := corev1ac.PodSpec().
+		WithPriorityClassName("system-cluster-critical").
+		WithServiceAccountName(CoreDNSName).
+		WithDNSPolicy(corev1.DNSDefault).
+		WithNodeSelector(map[string]string{"kubernetes.io/os": "linux"}).
+		WithTolerations(
+			corev1ac.Toleration().WithKey("CriticalAddonsOnly").WithOperator(corev1.TolerationOpExists),
+			corev1ac.Toleration().WithKey(controlPlane).WithEffect(corev1.TaintEffectNoSchedule),
+		).
+		// One replica per center while centers last; never blocked when
+		// a center is down.
+		WithTopologySpreadConstraints(corev1ac.TopologySpreadConstraint().
+			WithMaxSkew(1).WithTopologyKey(zoneKey).WithWhenUnsatisfiable(corev1.ScheduleAnyway).
+			WithLabelSelector(selector())).
+		WithAffinity(corev1ac.Affinity().WithPodAntiAffinity(corev1ac.PodAntiAffinity().
+			WithPreferredDuringSchedulingIgnoredDuringExecution(corev1ac.WeightedPodAffinityTerm().WithWeight(100).
+				WithPodAffinityTerm(corev1ac.PodAffinityTerm().WithTopologyKey("kubernetes.io/hostname").
+					WithLabelSelector(selector()))))).
+		WithContainers(container).
+		WithVolumes(corev1ac.Volume().WithName("config-volume").WithConfigMap(corev1ac.ConfigMapVolumeSource().
+			WithName(CoreDNSName).WithItems(corev1ac.KeyToPath().WithKey("Corefile").WithPath("Corefile"))))
+	x.Deployment = appsv1ac.Deployment(CoreDNSName, Namespace).WithLabels(managed(labels())).
+		WithSpec(appsv1ac.DeploymentSpec().
+			WithReplicas(o.CoreDNSReplicas).
+			WithSelector(selector()).
+			WithStrategy(appsv1ac.DeploymentStrategy().WithType(appsv1.RollingUpdateDeploymentStrategyType).
+				WithRollingUpdate(appsv1ac.RollingUpdateDeployment().WithMaxUnavailable(one))).
+			WithTemplate(corev1ac.PodTemplateSpec().WithLabels(labels()).WithSpec(pod)))
+	x.PDB = policyv1ac.PodDisruptionBudget(CoreDNSName, Namespace).WithLabels(managed(labels())).
+		WithSpec(policyv1ac.PodDisruptionBudgetSpec().WithMaxUnavailable(one).WithSelector(selector()))
+	svcLabels := managed(labels())
 	svcLabels["kubernetes.io/cluster-service"] = "true"
 	svcLabels["kubernetes.io/name"] = "CoreDNS"
-	x.Service = &corev1.Service{
-		TypeMeta:   tm("v1", "Service"),
-		ObjectMeta: metav1.ObjectMeta{Name: DNSServiceName, Namespace: Namespace, Labels: svcLabels},
-		Spec: corev1.ServiceSpec{
-			Selector:  labels(),
-			ClusterIP: o.IPs.ClusterDNSIP.String(),
-			Ports: []corev1.ServicePort{
-				{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP, TargetPort: intstr.FromInt32(53)},
-				{Name: "dns-tcp", Port: 53, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(53)},
-				{Name: "metrics", Port: 9153, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(9153)},
-			},
-		},
+	servicePort := func(name string, port int32, proto corev1.Protocol) *corev1ac.ServicePortApplyConfiguration {
+		return corev1ac.ServicePort().WithName(name).WithPort(port).WithProtocol(proto).WithTargetPort(intstr.FromInt32(port))
 	}
+	x.Service = corev1ac.Service(DNSServiceName, Namespace).WithLabels(svcLabels).
+		WithSpec(corev1ac.ServiceSpec().
+			WithSelector(labels()).
+			WithClusterIP(o.IPs.ClusterDNSIP.String()).
+			WithPorts(
+				servicePort("dns", 53, corev1.ProtocolUDP),
+				servicePort("dns-tcp", 53, corev1.ProtocolTCP),
+				servicePort("metrics", 9153, corev1.ProtocolTCP),
+			))
 	return x, nil
 }
-
-func ptr[T any](v T) *T { return &v }
 
 // coreDNS applies the CoreDNS objects.
 func (a *applier) coreDNS(ctx context.Context, o *Options) error {
@@ -204,31 +176,32 @@ func (a *applier) coreDNS(ctx context.Context, o *Options) error {
 		return err
 	}
 	core, rbac := a.cs.CoreV1(), a.cs.RbacV1()
-	if _, err := ensure(ctx, a, core.ServiceAccounts(Namespace), "ServiceAccount", x.ServiceAccount); err != nil {
+	if _, err := apply[*corev1.ServiceAccount](ctx, a, core.ServiceAccounts(Namespace), "ServiceAccount", Namespace, x.ServiceAccount); err != nil {
 		return err
 	}
-	if _, err := ensure(ctx, a, rbac.ClusterRoles(), "ClusterRole", x.ClusterRole); err != nil {
+	if _, err := apply[*rbacv1.ClusterRole](ctx, a, rbac.ClusterRoles(), "ClusterRole", "", x.ClusterRole); err != nil {
 		return err
 	}
-	if _, err := ensure(ctx, a, rbac.ClusterRoleBindings(), "ClusterRoleBinding", x.ClusterRoleBinding); err != nil {
+	if _, err := apply[*rbacv1.ClusterRoleBinding](ctx, a, rbac.ClusterRoleBindings(), "ClusterRoleBinding", "", x.ClusterRoleBinding); err != nil {
 		return err
 	}
-	if _, err := ensure(ctx, a, core.ConfigMaps(Namespace), "ConfigMap", x.ConfigMap); err != nil {
+	if _, err := apply[*corev1.ConfigMap](ctx, a, core.ConfigMaps(Namespace), "ConfigMap", Namespace, x.ConfigMap); err != nil {
 		return err
 	}
-	if _, err := ensure(ctx, a, a.cs.AppsV1().Deployments(Namespace), "Deployment", x.Deployment); err != nil {
+	if _, err := apply[*appsv1.Deployment](ctx, a, a.cs.AppsV1().Deployments(Namespace), "Deployment", Namespace, x.Deployment); err != nil {
 		return err
 	}
-	if _, err := ensure(ctx, a, a.cs.PolicyV1().PodDisruptionBudgets(Namespace), "PodDisruptionBudget", x.PDB); err != nil {
+	if _, err := apply[*policyv1.PodDisruptionBudget](ctx, a, a.cs.PolicyV1().PodDisruptionBudgets(Namespace), "PodDisruptionBudget", Namespace, x.PDB); err != nil {
 		return err
 	}
 	// A Service's cluster IP cannot change: one at another address is
 	// replaced.
+	wantIP := *x.Service.Spec.ClusterIP
 	svc, err := core.Services(Namespace).Get(ctx, DNSServiceName, metav1.GetOptions{})
 	switch {
-	case err == nil && svc.Spec.ClusterIP != x.Service.Spec.ClusterIP:
+	case err == nil && svc.Spec.ClusterIP != wantIP:
 		a.log.Warn("Replacing the DNS Service at another cluster IP", "service", DNSServiceName,
-			"have", svc.Spec.ClusterIP, "want", x.Service.Spec.ClusterIP)
+			"have", svc.Spec.ClusterIP, "want", wantIP)
 		if err := core.Services(Namespace).Delete(ctx, DNSServiceName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("deleting Service %s/%s at %s: %w", Namespace, DNSServiceName, svc.Spec.ClusterIP, err)
 		}
@@ -236,6 +209,6 @@ func (a *applier) coreDNS(ctx context.Context, o *Options) error {
 	case err != nil && !apierrors.IsNotFound(err):
 		return fmt.Errorf("reading Service %s/%s: %w", Namespace, DNSServiceName, err)
 	}
-	_, err = ensure(ctx, a, core.Services(Namespace), "Service", x.Service)
+	_, err = apply[*corev1.Service](ctx, a, core.Services(Namespace), "Service", Namespace, x.Service)
 	return err
 }

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
@@ -97,13 +98,18 @@ func DesiredLabels(h inventory.Host, fru *FRU) map[string]*string {
 	return want
 }
 
-// nodeLabels labels and taints the selected servers' Nodes.
+// nodeLabels labels and taints the selected servers' Nodes. The labels
+// are applied server-side on every apply, as field manager tricenter with
+// conflicts forced: the apply configuration holds only the labels
+// tricenter sets, so a label changed or removed out of band is put back and
+// every other field of the Node (the kubelet's labels, its status) stays
+// its owner's. A label tricenter wants gone (the control-plane role of a
+// server that lost it) is removed when present.
 func (a *applier) nodeLabels(ctx context.Context, o *Options) error {
 	hosts, err := o.Cluster.Select(o.Select)
 	if err != nil {
 		return err
 	}
-	nodes := a.cs.CoreV1().Nodes()
 	var deadline time.Time
 	if o.WaitForNodes > 0 {
 		deadline = time.Now().Add(o.WaitForNodes)
@@ -121,29 +127,65 @@ func (a *applier) nodeLabels(ctx context.Context, o *Options) error {
 		if f, ok := o.FRU[h.Name]; ok {
 			fru = &f
 		}
-		patch := map[string]*string{}
-		var keys []string
-		for k, v := range DesiredLabels(h, fru) {
-			have, ok := n.Labels[k]
-			if (v == nil && ok) || (v != nil && (!ok || have != *v)) {
-				patch[k] = v
-				keys = append(keys, k)
-			}
-		}
-		if len(patch) > 0 {
-			sort.Strings(keys)
-			body, err := json.Marshal(map[string]any{"metadata": map[string]any{"labels": patch}})
-			if err != nil {
-				return err
-			}
-			if _, err := nodes.Patch(ctx, h.Name, types.MergePatchType, body, metav1.PatchOptions{FieldManager: "tricenter"}); err != nil {
-				return fmt.Errorf("labelling Node %s: %w", h.Name, err)
-			}
-			a.record("labelled Node %s (%s)", h.Name, strings.Join(keys, ", "))
+		if err := a.labelNode(ctx, n, DesiredLabels(h, fru)); err != nil {
+			return err
 		}
 		if err := a.taint(ctx, h); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// labelNode applies the labels of want (nil values: labels to remove) to
+// the registered Node n and records the keys it changed.
+func (a *applier) labelNode(ctx context.Context, n *corev1.Node, want map[string]*string) error {
+	nodes := a.cs.CoreV1().Nodes()
+	set := map[string]string{}
+	var remove []string
+	for k, v := range want {
+		if v != nil {
+			set[k] = *v
+		} else {
+			remove = append(remove, k)
+		}
+	}
+	got, err := nodes.Apply(ctx, corev1ac.Node(n.Name).WithLabels(set), applyOptions)
+	if err != nil {
+		return fmt.Errorf("applying the labels of Node %s: %w", n.Name, err)
+	}
+	var keys []string
+	if got.ResourceVersion != n.ResourceVersion {
+		for k, v := range set {
+			if have, ok := n.Labels[k]; !ok || have != v {
+				keys = append(keys, k)
+			}
+		}
+	}
+	// A label tricenter shared with another manager (or one set by hand)
+	// outlives its leaving the apply configuration: removed here.
+	patch := map[string]any{}
+	for _, k := range remove {
+		_, had := n.Labels[k]
+		if _, ok := got.Labels[k]; ok {
+			patch[k] = nil
+			keys = append(keys, k)
+		} else if had {
+			keys = append(keys, k) // the apply removed it
+		}
+	}
+	if len(patch) > 0 {
+		body, err := json.Marshal(map[string]any{"metadata": map[string]any{"labels": patch}})
+		if err != nil {
+			return err
+		}
+		if _, err := nodes.Patch(ctx, n.Name, types.MergePatchType, body, metav1.PatchOptions{FieldManager: FieldManager}); err != nil {
+			return fmt.Errorf("removing labels from Node %s: %w", n.Name, err)
+		}
+	}
+	if len(keys) > 0 {
+		sort.Strings(keys)
+		a.record("labelled Node %s (%s)", n.Name, strings.Join(keys, ", "))
 	}
 	return nil
 }
@@ -194,7 +236,7 @@ func (a *applier) taint(ctx context.Context, h inventory.Host) error {
 		default:
 			return nil
 		}
-		_, err = nodes.Update(ctx, n, metav1.UpdateOptions{FieldManager: "tricenter"})
+		_, err = nodes.Update(ctx, n, metav1.UpdateOptions{FieldManager: FieldManager})
 		return err
 	})
 	if err != nil {

@@ -1,0 +1,282 @@
+package addons
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+)
+
+// versions maps every add-on object and Node to its resourceVersion.
+func versions(t *testing.T, cs kubernetes.Interface) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	out := map[string]string{}
+	add := func(kind string, m metav1.Object, err error) {
+		if err != nil {
+			t.Fatalf("reading %s: %v", kind, err)
+		}
+		out[kind+" "+m.GetNamespace()+"/"+m.GetName()] = m.GetResourceVersion()
+	}
+	get := metav1.GetOptions{}
+	sa, err := cs.CoreV1().ServiceAccounts(Namespace).Get(ctx, CoreDNSName, get)
+	add("ServiceAccount", sa, err)
+	cr, err := cs.RbacV1().ClusterRoles().Get(ctx, coreDNSRole, get)
+	add("ClusterRole", cr, err)
+	crb, err := cs.RbacV1().ClusterRoleBindings().Get(ctx, coreDNSRole, get)
+	add("ClusterRoleBinding", crb, err)
+	cm, err := cs.CoreV1().ConfigMaps(Namespace).Get(ctx, CoreDNSName, get)
+	add("ConfigMap", cm, err)
+	d, err := cs.AppsV1().Deployments(Namespace).Get(ctx, CoreDNSName, get)
+	add("Deployment", d, err)
+	pdb, err := cs.PolicyV1().PodDisruptionBudgets(Namespace).Get(ctx, CoreDNSName, get)
+	add("PodDisruptionBudget", pdb, err)
+	svc, err := cs.CoreV1().Services(Namespace).Get(ctx, DNSServiceName, get)
+	add("Service", svc, err)
+	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range nodes.Items {
+		add("Node", &nodes.Items[i], nil)
+	}
+	return out
+}
+
+// applies counts the server-side applies among the fake's actions from
+// index from on.
+func applies(cs *fake.Clientset, from int) int {
+	n := 0
+	for _, a := range cs.Actions()[from:] {
+		if p, ok := a.(k8stesting.PatchAction); ok && p.GetPatchType() == types.ApplyPatchType {
+			n++
+		}
+	}
+	return n
+}
+
+// owns reports whether manager (with operation op) owns the field path
+// (as written in FieldsV1, e.g. `"f:data":{"f:Corefile"`) of m.
+func owns(m metav1.Object, manager string, op metav1.ManagedFieldsOperationType, path string) bool {
+	for _, e := range m.GetManagedFields() {
+		if e.Manager == manager && e.Operation == op && e.FieldsV1 != nil && strings.Contains(string(e.FieldsV1.Raw), path) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestApplyRepairsDrift: edits made out of band to what tricenter applies
+// (CoreDNS scaled to 0, its Corefile and RBAC changed, a Node's topology
+// labels overwritten and removed) are put back by the next apply, which
+// names exactly those objects; fields others added stay theirs; the apply
+// after that reports nothing and writes nothing.
+func TestApplyRepairsDrift(t *testing.T) {
+	ctx := context.Background()
+	o := options(t)
+	cs := newFakeAPI(t, registeredNodes("cp1", "w1", "cp2", "cp3")...)
+	if _, err := Apply(ctx, cs, o); err != nil {
+		t.Fatal(err)
+	}
+	want, err := CoreDNS(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := metav1.GetOptions{}
+
+	// Out of band, as kubectl scale, edit and label would.
+	d, err := cs.AppsV1().Deployments(Namespace).Get(ctx, CoreDNSName, get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Spec.Replicas = ptr(int32(0))
+	if _, err := cs.AppsV1().Deployments(Namespace).Update(ctx, d, metav1.UpdateOptions{FieldManager: "kubectl-scale"}); err != nil {
+		t.Fatal(err)
+	}
+	cm, err := cs.CoreV1().ConfigMaps(Namespace).Get(ctx, CoreDNSName, get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Data["Corefile"] = ".:53 {\n    forward . 192.0.2.1\n}\n"
+	cm.Labels["team"] = "dns"
+	if _, err := cs.CoreV1().ConfigMaps(Namespace).Update(ctx, cm, metav1.UpdateOptions{FieldManager: "kubectl-edit"}); err != nil {
+		t.Fatal(err)
+	}
+	cr, err := cs.RbacV1().ClusterRoles().Get(ctx, coreDNSRole, get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr.Rules = cr.Rules[:1]
+	if _, err := cs.RbacV1().ClusterRoles().Update(ctx, cr, metav1.UpdateOptions{FieldManager: "kubectl-edit"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().Nodes().Patch(ctx, "w1", types.MergePatchType,
+		[]byte(`{"metadata":{"labels":{"tricenter.io/rack":"elsewhere","topology.kubernetes.io/zone":null,"example.com/owner":"ops"}}}`),
+		metav1.PatchOptions{FieldManager: "kubectl-label"}); err != nil {
+		t.Fatal(err)
+	}
+
+	changed, err := Apply(ctx, cs, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(changed)
+	if wantChanges := []string{
+		"labelled Node w1 (topology.kubernetes.io/zone, tricenter.io/rack)",
+		"updated ClusterRole system:coredns",
+		"updated ConfigMap kube-system/coredns",
+		"updated Deployment kube-system/coredns",
+	}; !slices.Equal(changed, wantChanges) {
+		t.Fatalf("repairing apply reported %q, want %q", changed, wantChanges)
+	}
+
+	d, err = cs.AppsV1().Deployments(Namespace).Get(ctx, CoreDNSName, get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *d.Spec.Replicas != DefaultCoreDNSReplicas {
+		t.Errorf("CoreDNS replicas %d after the repair, want %d", *d.Spec.Replicas, DefaultCoreDNSReplicas)
+	}
+	cm, err = cs.CoreV1().ConfigMaps(Namespace).Get(ctx, CoreDNSName, get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cm.Data["Corefile"] != want.ConfigMap.Data["Corefile"] {
+		t.Errorf("Corefile after the repair:\n%s", cm.Data["Corefile"])
+	}
+	// Forced for tricenter's fields only: the label kubectl added stays,
+	// and stays kubectl's; the Corefile is tricenter's again.
+	if cm.Labels["team"] != "dns" {
+		t.Errorf("the repair removed a label tricenter does not apply: %v", cm.Labels)
+	}
+	if !owns(cm, "kubectl-edit", metav1.ManagedFieldsOperationUpdate, `"f:team"`) ||
+		owns(cm, "kubectl-edit", metav1.ManagedFieldsOperationUpdate, `"f:Corefile"`) ||
+		!owns(cm, FieldManager, metav1.ManagedFieldsOperationApply, `"f:Corefile"`) {
+		t.Errorf("ConfigMap field owners after the repair: %+v", cm.ManagedFields)
+	}
+	cr, err = cs.RbacV1().ClusterRoles().Get(ctx, coreDNSRole, get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cr.Rules) != 2 {
+		t.Errorf("ClusterRole rules after the repair: %+v", cr.Rules)
+	}
+	w1, err := cs.CoreV1().Nodes().Get(ctx, "w1", get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{LabelRack: "dc1-r01", LabelZone: "dc1", "example.com/owner": "ops", "kubernetes.io/hostname": "w1"} {
+		if w1.Labels[k] != v {
+			t.Errorf("w1 label %s = %q after the repair, want %q", k, w1.Labels[k], v)
+		}
+	}
+
+	before, from := versions(t, cs), len(cs.Actions())
+	again, err := Apply(ctx, cs, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again) != 0 {
+		t.Errorf("the apply after the repair reported %q", again)
+	}
+	if after := versions(t, cs); !maps.Equal(before, after) {
+		t.Errorf("the apply after the repair wrote objects: resourceVersions %v, then %v", before, after)
+	}
+	if applies(cs, from) == 0 {
+		t.Error("the apply after the repair applied nothing")
+	}
+}
+
+// TestApplyTakesOverPreSSAObjects: objects the hash-annotation version of
+// tricenter created and updated (field manager tricenter, operation Update)
+// move to server-side apply: tricenter's update entry is folded into its
+// apply entry, so the annotation it no longer applies is removed; the
+// apply after that reports nothing.
+func TestApplyTakesOverPreSSAObjects(t *testing.T) {
+	ctx := context.Background()
+	o := options(t)
+	cs := newFakeAPI(t)
+	want, err := CoreDNS(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: CoreDNSName, Namespace: Namespace,
+		Labels:      map[string]string{labelApp: "kube-dns", ManagedByLabel: FieldManager},
+		Annotations: map[string]string{AppliedAnnotation: "0123456789abcdef0123456789abcdef"}},
+		Data: map[string]string{"Corefile": want.ConfigMap.Data["Corefile"]}}
+	if _, err := cs.CoreV1().ConfigMaps(Namespace).Create(ctx, old, metav1.CreateOptions{FieldManager: FieldManager}); err != nil {
+		t.Fatal(err)
+	}
+	changed, err := Apply(ctx, cs, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(changed, "updated ConfigMap kube-system/coredns") || slices.Contains(changed, "created ConfigMap kube-system/coredns") {
+		t.Errorf("changes %q, want the ConfigMap updated", changed)
+	}
+	cm, err := cs.CoreV1().ConfigMaps(Namespace).Get(ctx, CoreDNSName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := cm.Annotations[AppliedAnnotation]; ok {
+		t.Errorf("the applied-hash annotation is still there: %v", cm.Annotations)
+	}
+	for _, e := range cm.ManagedFields {
+		if e.Manager == FieldManager && e.Operation == metav1.ManagedFieldsOperationUpdate {
+			t.Errorf("tricenter's update entry is left: %+v", cm.ManagedFields)
+		}
+	}
+	if !owns(cm, FieldManager, metav1.ManagedFieldsOperationApply, `"f:Corefile"`) {
+		t.Errorf("tricenter does not apply the Corefile: %+v", cm.ManagedFields)
+	}
+	if again, err := Apply(ctx, cs, o); err != nil || len(again) != 0 {
+		t.Errorf("the apply after the takeover: %q, %v", again, err)
+	}
+}
+
+// TestApplyRemovesControlPlaneRoleOfWorker: a role label tricenter wants
+// gone is removed even when another manager set it.
+func TestApplyRemovesControlPlaneRoleOfWorker(t *testing.T) {
+	ctx := context.Background()
+	o := options(t)
+	nodes := registeredNodes("w1")
+	nodes[0].(*corev1.Node).Labels[LabelControlPlane] = ""
+	cs := newFakeAPI(t, nodes...)
+	changed, err := Apply(ctx, cs, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var labelled string
+	for _, c := range changed {
+		if strings.HasPrefix(c, "labelled Node w1 ") {
+			labelled = c
+		}
+	}
+	if !strings.Contains(labelled, LabelControlPlane) {
+		t.Errorf("changes %q do not name the removed role label", changed)
+	}
+	w1, err := cs.CoreV1().Nodes().Get(ctx, "w1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := w1.Labels[LabelControlPlane]; ok {
+		t.Errorf("worker w1 keeps the control-plane role: %v", w1.Labels)
+	}
+	again, err := Apply(ctx, cs, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again) != 0 {
+		t.Errorf("the apply after the removal reported %q", again)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
