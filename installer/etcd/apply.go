@@ -2,13 +2,10 @@ package etcd
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,7 +14,6 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/installer/artifacts"
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
 	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
-	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
@@ -108,8 +104,8 @@ type run struct {
 	members []Member
 	healthy map[uint64]bool
 	apiUp   bool
-	sums    map[string]string
-	ops     hostOps // nil: sshOps
+	sums    map[string]string // local path → sha256 from the artifact manifest
+	ops     hostOps           // nil: sshOps
 }
 
 // Stable phase IDs of etcd, in the order Phases returns them (the
@@ -412,7 +408,11 @@ func (r *run) memberOf(h *phase.Host) (inventory.Member, bool) {
 	return m, ok
 }
 
-// install uploads the binaries, certificates and configuration.
+// install uploads the binaries, certificates and configuration through
+// the host's install record (phase.Host.InstallFiles): one query learns
+// which files already match, and only the others are uploaded or
+// written. A changed binary (etcdctl aside), certificate, setting or unit
+// marks the member for a restart.
 func (r *run) install(ctx context.Context, h *phase.Host) error {
 	m, ok := r.memberOf(h)
 	if !ok {
@@ -428,70 +428,25 @@ func (r *run) install(ctx context.Context, h *phase.Host) error {
 	if peer == nil || srv == nil {
 		return fmt.Errorf("no certificates for member %s", m.Name)
 	}
-	type file struct {
-		path   string
-		data   []byte
-		mode   uint32
-		secret bool
+	etcdctl := BinDir + "/etcdctl"
+	files := []phase.File{
+		// The manifest's digests, just checked, are what the uploads expect.
+		{Path: BinDir + "/etcd", Local: r.bins["etcd"], Mode: 0o755, SHA256: r.sums[r.bins["etcd"]]},
+		{Path: etcdctl, Local: r.bins["etcdctl"], Mode: 0o755, SHA256: r.sums[r.bins["etcdctl"]]},
+		{Path: PKIDir + "/ca.crt", Data: r.o.PKI.CA.CertPEM},
+		{Path: PKIDir + "/peer.crt", Data: peer.CertPEM},
+		{Path: PKIDir + "/peer.key", Data: peer.KeyPEM, Mode: 0o600, Secret: true},
+		{Path: PKIDir + "/server.crt", Data: srv.CertPEM},
+		{Path: PKIDir + "/server.key", Data: srv.KeyPEM, Mode: 0o600, Secret: true},
+		{Path: EnvFile, Data: RenderEnv(r.set, m)},
+		{Path: UnitFile, Data: RenderUnit()},
 	}
-	changed := false
-	// One round trip learns which files already match; only the others go
-	// through Upload/WriteFile (which check again before changing).
-	current, err := r.fileStates(ctx, h)
+	done, err := h.InstallFiles(ctx, BinariesRecord, files)
 	if err != nil {
-		return err
+		return fmt.Errorf("installing etcd: %w", err)
 	}
-	same := func(path, sum string, mode uint32) bool {
-		c, ok := current.files[path]
-		return ok && c.sum == sum && c.mode == mode
-	}
-	uploaded := false
-	for _, b := range []string{"etcd", "etcdctl"} {
-		sum, err := r.localSum(r.bins[b])
-		if err != nil {
-			return err
-		}
-		if same(BinDir+"/"+b, sum, 0o755) {
-			continue
-		}
-		res, err := h.UploadFile(ctx, r.bins[b], BinDir+"/"+b, phase.FileOptions{Mode: 0o755, SHA256: sum})
-		if err != nil {
-			return fmt.Errorf("uploading %s to %s: %w", b, h.Name, err)
-		}
-		uploaded = uploaded || res.Changed
-		changed = changed || (res.Changed && b == "etcd")
-	}
-	if err := r.recordBinaries(ctx, h, current, uploaded); err != nil {
-		return err
-	}
-	files := []file{
-		{PKIDir + "/ca.crt", r.o.PKI.CA.CertPEM, 0o644, false},
-		{PKIDir + "/peer.crt", peer.CertPEM, 0o644, false},
-		{PKIDir + "/peer.key", peer.KeyPEM, 0o600, true},
-		{PKIDir + "/server.crt", srv.CertPEM, 0o644, false},
-		{PKIDir + "/server.key", srv.KeyPEM, 0o600, true},
-		{EnvFile, RenderEnv(r.set, m), 0o644, false},
-	}
-	for _, fl := range files {
-		if same(fl.path, sha256Hex(fl.data), fl.mode) {
-			continue
-		}
-		res, err := h.WriteFileOpts(ctx, fl.path, fl.data, phase.FileOptions{Mode: fsMode(fl.mode), Secret: fl.secret})
-		if err != nil {
-			return fmt.Errorf("writing %s on %s: %w", fl.path, h.Name, err)
-		}
-		changed = changed || res.Changed
-	}
-	unitChanged := false
-	if !same(UnitFile, sha256Hex(RenderUnit()), 0o644) {
-		unit, err := h.WriteFile(ctx, UnitFile, RenderUnit(), 0o644)
-		if err != nil {
-			return fmt.Errorf("writing %s on %s: %w", UnitFile, h.Name, err)
-		}
-		unitChanged = unit.Changed
-	}
-	if unitChanged {
-		changed = true
+	changed := slices.ContainsFunc(done.Changed, func(p string) bool { return p != etcdctl })
+	if done.Has(UnitFile) {
 		if err := h.SystemctlDaemonReload(ctx); err != nil {
 			return fmt.Errorf("reloading units on %s: %w", h.Name, err)
 		}
@@ -511,130 +466,11 @@ func (r *run) install(ctx context.Context, h *phase.Host) error {
 	return nil
 }
 
-type remoteFile struct {
-	sum  string
-	mode uint32
-}
-
-// BinariesRecord lists "sha256 size mtime path" of the uploaded binaries
-// as verified after upload: a later run trusts the recorded sha256 while
-// size and mtime still match (rsync's quick check) instead of hashing 45 MiB
-// on every host each time.
+// BinariesRecord is the install record of the etcd binaries: "sha256 size
+// mtime path" per binary as verified after upload, so a later run trusts
+// the recorded sha256 while size and mtime still match (rsync's quick
+// check) instead of hashing 45 MiB on every host each time.
 const BinariesRecord = ConfDir + "/binaries.sha256"
-
-var (
-	binaries = []string{BinDir + "/etcd", BinDir + "/etcdctl"}
-	// configFiles are the other files install writes, hashed every time.
-	configFiles = []string{PKIDir + "/ca.crt", PKIDir + "/peer.crt", PKIDir + "/peer.key",
-		PKIDir + "/server.crt", PKIDir + "/server.key", EnvFile, UnitFile}
-)
-
-// filesCmd prints "MODE SHA256 PATH" per managed file, "stat SIZE MTIME
-// PATH" per binary and "rec ..." per line of the binaries record.
-var filesCmd = `R=` + BinariesRecord + `
-for f in ` + strings.Join(binaries, " ") + `; do
-  [ -f "$f" ] || continue
-  set -- $(stat -c '%a %s %Y' "$f")
-  s=$(awk -v p="$f" -v z="$2" -v t="$3" '$4==p && $2==z && $3==t {print $1}' "$R" 2>/dev/null)
-  [ -n "$s" ] || s=$(sha256sum "$f" | cut -d' ' -f1)
-  echo "$1 $s $f"; echo "stat $2 $3 $f"
-done
-for f in ` + strings.Join(configFiles, " ") + `; do [ -f "$f" ] && echo "$(stat -c %a "$f") $(sha256sum "$f")"; done
-[ -f "$R" ] && sed 's/^/rec /' "$R"
-true`
-
-type fileStates struct {
-	files  map[string]remoteFile
-	stat   map[string]string // binary path → "size mtime"
-	record string            // current content of BinariesRecord
-}
-
-// fileStates reads the sha256 and mode of every managed file on h.
-func (r *run) fileStates(ctx context.Context, h *phase.Host) (*fileStates, error) {
-	out, err := h.Query(ctx, filesCmd)
-	if err != nil {
-		return nil, fmt.Errorf("reading etcd files on %s: %w", h.Name, err)
-	}
-	return parseFileStates(out), nil
-}
-
-func parseFileStates(out string) *fileStates {
-	fs := &fileStates{files: map[string]remoteFile{}, stat: map[string]string{}}
-	var rec []string
-	for _, l := range strings.Split(out, "\n") {
-		f := strings.Fields(l)
-		switch {
-		case len(f) == 5 && f[0] == "rec":
-			rec = append(rec, strings.Join(f[1:], " "))
-		case len(f) == 4 && f[0] == "stat":
-			fs.stat[f[3]] = f[1] + " " + f[2]
-		case len(f) == 3:
-			mode, err := strconv.ParseUint(f[0], 8, 12)
-			if err != nil {
-				continue
-			}
-			fs.files[f[2]] = remoteFile{sum: f[1], mode: uint32(mode)}
-		}
-	}
-	if len(rec) > 0 {
-		fs.record = strings.Join(rec, "\n") + "\n"
-	}
-	return fs
-}
-
-// recordBinaries keeps BinariesRecord in step with the verified binaries.
-func (r *run) recordBinaries(ctx context.Context, h *phase.Host, cur *fileStates, uploaded bool) error {
-	stat := cur.stat
-	if uploaded && !h.DryRun() {
-		out, err := h.Query(ctx, "stat -c '%s %Y %n' "+strings.Join(binaries, " "))
-		if err != nil {
-			return fmt.Errorf("reading etcd binaries on %s: %w", h.Name, err)
-		}
-		stat = map[string]string{}
-		for _, l := range strings.Split(out, "\n") {
-			if f := strings.Fields(l); len(f) == 3 {
-				stat[f[2]] = f[0] + " " + f[1]
-			}
-		}
-	}
-	var b strings.Builder
-	for _, p := range binaries {
-		sum, err := r.localSum(r.bins[filepath.Base(p)])
-		if err != nil {
-			return err
-		}
-		st, ok := stat[p]
-		if !ok {
-			st = "0 0"
-		}
-		fmt.Fprintf(&b, "%s %s %s\n", sum, st, p)
-	}
-	if b.String() == cur.record {
-		return nil
-	}
-	if _, err := h.WriteFile(ctx, BinariesRecord, []byte(b.String()), 0o644); err != nil {
-		return fmt.Errorf("writing %s on %s: %w", BinariesRecord, h.Name, err)
-	}
-	return nil
-}
-
-func (r *run) localSum(path string) (string, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if s, ok := r.sums[path]; ok {
-		return s, nil
-	}
-	s, err := fsutil.FileSHA256(path)
-	if err == nil {
-		r.sums[path] = s
-	}
-	return s, err
-}
-
-func sha256Hex(b []byte) string {
-	h := sha256.Sum256(b)
-	return hex.EncodeToString(h[:])
-}
 
 // isMember reports whether the API lists a started member at m's peer URL.
 func (r *run) apiMember(m inventory.Member) (Member, bool) {
@@ -807,13 +643,4 @@ func (r *run) waitStable(ctx context.Context) error {
 		case <-time.After(300 * time.Millisecond):
 		}
 	}
-}
-
-func sortedKeys(m map[string]int) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

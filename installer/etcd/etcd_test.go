@@ -48,35 +48,3 @@ func TestEnvHasNoInitialCluster(t *testing.T) {
 		t.Fatal("etcd.env carries the initial cluster")
 	}
 }
-
-func TestParseFileStates(t *testing.T) {
-	out := "755 9b26d025f1d07134a3cabc002329d343e4b6aaed6d480ae00c04b2ff47642b87 /usr/local/bin/etcd\n" +
-		"stat 26882210 1795256175 /usr/local/bin/etcd\n" +
-		"600 aa /etc/etcd/pki/peer.key\n" +
-		"rec 9b26 26882210 1795256175 /usr/local/bin/etcd\n"
-	fs := parseFileStates(out)
-	if f := fs.files["/usr/local/bin/etcd"]; f.mode != 0o755 || f.sum[:4] != "9b26" {
-		t.Fatalf("etcd: %+v", f)
-	}
-	if fs.files["/etc/etcd/pki/peer.key"].mode != 0o600 {
-		t.Fatalf("peer.key: %+v", fs.files["/etc/etcd/pki/peer.key"])
-	}
-	if fs.stat["/usr/local/bin/etcd"] != "26882210 1795256175" {
-		t.Fatalf("stat: %v", fs.stat)
-	}
-	if fs.record != "9b26 26882210 1795256175 /usr/local/bin/etcd\n" {
-		t.Fatalf("record: %q", fs.record)
-	}
-}
-
-func FuzzParseFileStates(f *testing.F) {
-	f.Add("755 ab /usr/local/bin/etcd\nstat 1 2 /x\nrec a 1 2 /x\n")
-	f.Fuzz(func(t *testing.T, s string) {
-		fs := parseFileStates(s)
-		for p, st := range fs.files {
-			if p == "" || st.mode > 0o7777 {
-				t.Fatalf("bad entry %q %+v", p, st)
-			}
-		}
-	})
-}

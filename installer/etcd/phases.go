@@ -4,15 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
-
-func fsMode(m uint32) fs.FileMode { return fs.FileMode(m) }
 
 // wipeCmd stops etcd for good on a server and removes its membership data
 // (binaries and certificates stay until reset).
@@ -432,7 +431,7 @@ func (p *healthPhase) Run(ctx context.Context) error {
 		return err
 	}
 	var errs []error
-	for _, c := range sortedKeys(r.o.Placement.Etcd.PerCenter) {
+	for _, c := range slices.Sorted(maps.Keys(r.o.Placement.Etcd.PerCenter)) {
 		if want, got := r.o.Placement.Etcd.PerCenter[c], h.PerCenter[c]; want != got {
 			errs = append(errs, fmt.Errorf("center %s has %d healthy voting members, planned %d", c, got, want))
 		}
