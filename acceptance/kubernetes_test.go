@@ -2,6 +2,7 @@ package acceptance
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/tricenter/terraform-provider-tricenter/acceptance/nspawn"
 	"github.com/tricenter/terraform-provider-tricenter/installer"
+	"github.com/tricenter/terraform-provider-tricenter/installer/addons"
 	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
 	"github.com/tricenter/terraform-provider-tricenter/installer/state"
 	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
@@ -206,6 +208,10 @@ func TestKubernetes(t *testing.T) {
 		logTimings(t, "no-op re-apply", res)
 	})
 
+	step("add-on drift repaired by apply", func() {
+		checkAddonDriftRepaired(t, ctx, k, e, kubeconfig)
+	})
+
 	step("a powered-off or rebooted node is not Ready by its stale word", func() {
 		checkStaleNodeNotTrusted(t, ctx, k, e, staleWorker)
 		healthy(t, ctx, e, 3*time.Minute, "after the node came back")
@@ -301,6 +307,82 @@ func TestKubernetes(t *testing.T) {
 	slices.Sort(names)
 	for _, n := range names {
 		t.Logf("timing %-20s %v", n, timings[n].Round(time.Millisecond))
+	}
+}
+
+// checkAddonDriftRepaired: CoreDNS scaled to 0 and its Corefile edited
+// out of band with kubectl are put back by the next apply (add-ons are
+// applied server-side on every apply), which lists exactly those two
+// objects among its API changes and touches no host; CoreDNS gets its
+// replicas Ready again, and the apply after that changes nothing.
+func checkAddonDriftRepaired(t *testing.T, ctx context.Context, k *kubeLab, e *installer.Engine, kubeconfig string) {
+	t.Helper()
+	kubectl := func(args ...string) string {
+		t.Helper()
+		args = append([]string{"--kubeconfig", kubeconfig, "--namespace", addons.Namespace}, args...)
+		out, err := exec.CommandContext(ctx, filepath.Join(k.arts, "kubectl"), args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args[4:], " "), err, out)
+		}
+		return string(out)
+	}
+	deployment, configMap := "deployment/"+addons.CoreDNSName, "configmap/"+addons.CoreDNSName
+	replicas := kubectl("get", deployment, "-o", "jsonpath={.spec.replicas}")
+	corefile := kubectl("get", configMap, "-o", "jsonpath={.data.Corefile}")
+	if replicas == "0" || replicas == "" || !strings.Contains(corefile, "cache 30\n") {
+		t.Fatalf("CoreDNS before the edits: replicas %q, Corefile:\n%s", replicas, corefile)
+	}
+
+	kubectl("scale", deployment, "--replicas=0")
+	patch, err := json.Marshal(map[string]any{"data": map[string]string{
+		"Corefile": strings.Replace(corefile, "cache 30\n", "cache 300\n", 1)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubectl("patch", configMap, "--type=merge", "--patch", string(patch))
+	if got := kubectl("get", deployment, "-o", "jsonpath={.spec.replicas}"); got != "0" {
+		t.Fatalf("kubectl scale left %s replicas", got)
+	}
+	if got := kubectl("get", configMap, "-o", "jsonpath={.data.Corefile}"); !strings.Contains(got, "cache 300\n") {
+		t.Fatalf("kubectl patch left the Corefile:\n%s", got)
+	}
+
+	res, err := e.Apply(ctx, installer.Options{})
+	if err != nil {
+		t.Fatalf("apply after the out-of-band edits: %v\ngates failed: %v", err, failedGates(res))
+	}
+	repaired := slices.Sorted(slices.Values(res.APIChanges))
+	if want := []string{"updated ConfigMap " + addons.Namespace + "/" + addons.CoreDNSName,
+		"updated Deployment " + addons.Namespace + "/" + addons.CoreDNSName}; !slices.Equal(repaired, want) {
+		t.Errorf("the repairing apply listed API changes %q, want %q", repaired, want)
+	}
+	if len(res.Changes) > 0 {
+		t.Errorf("repairing the add-ons touched hosts: %v", res.Changes)
+	}
+	if f := failedGates(res); len(f) > 0 {
+		t.Errorf("gates after the repair: %v", f)
+	}
+	if got := kubectl("get", deployment, "-o", "jsonpath={.spec.replicas}"); got != replicas {
+		t.Errorf("CoreDNS has %s replicas after the apply, want %s", got, replicas)
+	}
+	if got := kubectl("get", configMap, "-o", "jsonpath={.data.Corefile}"); got != corefile {
+		t.Errorf("the Corefile after the apply is not tricenter's:\n%s\nwant:\n%s", got, corefile)
+	}
+	if err := pollUntil(ctx, 3*time.Minute, func() error {
+		if got := kubectl("get", deployment, "-o", "jsonpath={.status.readyReplicas}"); got != replicas {
+			return fmt.Errorf("%q of %s replicas Ready", got, replicas)
+		}
+		return nil
+	}); err != nil {
+		t.Errorf("CoreDNS after the repair: %v", err)
+	}
+
+	res, err = e.Apply(ctx, installer.Options{})
+	if err != nil {
+		t.Fatalf("apply after the repair: %v", err)
+	}
+	if !res.Converged() {
+		t.Errorf("the apply after the repair changed things: hosts %v, API %v", res.Changes, res.APIChanges)
 	}
 }
 
