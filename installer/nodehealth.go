@@ -3,6 +3,7 @@ package installer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -73,4 +74,76 @@ func (e *Engine) NodeHealth(ctx context.Context, names []string, askServers bool
 		boots = bootIDs(m)
 	}
 	return health.Observe(ctx, cs, names, boots, e.cfg.Clock)
+}
+
+// NodeReport is what ObserveNode found on one server.
+type NodeReport struct {
+	// Reached is false when the Kubernetes API could not be asked;
+	// Problems then says why.
+	Reached bool
+	// Problems lists what is not as planned: the Node not registered or
+	// not Ready by the health rule, the BGP agent not answering, a
+	// session not Established. Empty: the node is as planned.
+	Problems []string
+}
+
+// nodeObserveTimeout bounds asking the API about one Node.
+const nodeObserveTimeout = 30 * time.Second
+
+// ObserveNode observes one server now: its Node by the one health rule
+// (Ready condition, fresh heartbeat, the server's own boot id) and its BGP
+// agent's sessions, both asked at once over one observing connection.
+func (e *Engine) ObserveNode(ctx context.Context, name string) NodeReport {
+	if _, ok := e.cfg.Cluster.Host(name); !ok {
+		return NodeReport{Problems: []string{fmt.Sprintf("server %s is not in the inventory", name)}}
+	}
+	m := e.ObserveManager()
+	defer m.Close()
+	var (
+		wg    sync.WaitGroup
+		nodes []health.Node
+		nerr  error
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		cs, err := e.Clientset()
+		if err != nil {
+			nerr = err
+			return
+		}
+		gctx, cancel := context.WithTimeout(ctx, nodeObserveTimeout)
+		defer cancel()
+		nodes, nerr = health.Observe(gctx, cs, []string{name}, bootIDs(m), e.cfg.Clock)
+	}()
+	var bgpProblems []string
+	if hosts, err := m.Hosts(inventory.Selector{Servers: []string{name}}); err != nil {
+		bgpProblems = append(bgpProblems, "BGP agent: "+err.Error())
+	} else {
+		sts, errs := BGPStatuses(ctx, m, hosts)
+		if err := errs[name]; err != nil {
+			bgpProblems = append(bgpProblems, "BGP agent on "+name+": "+err.Error())
+		} else if st := sts[name]; st != nil {
+			for _, s := range st.Sessions {
+				if !s.Established() {
+					bgpProblems = append(bgpProblems, fmt.Sprintf("BGP session %s (%s) is %s", s.Name, s.Address, s.State))
+				}
+			}
+		}
+	}
+	wg.Wait()
+	if nerr != nil {
+		return NodeReport{Problems: []string{"Kubernetes API: " + nerr.Error()}}
+	}
+	r := NodeReport{Reached: true}
+	for _, n := range nodes {
+		switch {
+		case !n.Registered:
+			r.Problems = append(r.Problems, "Node "+name+" is not registered")
+		case !n.Ready:
+			r.Problems = append(r.Problems, "Node "+name+" is not Ready: "+n.Reason)
+		}
+	}
+	r.Problems = append(r.Problems, bgpProblems...)
+	return r
 }
