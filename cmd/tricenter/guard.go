@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -51,3 +52,13 @@ func writeGoingDark(w io.Writer, hosts []inventory.Host, note func(inventory.Hos
 
 // countServers is "1 server" or "3 servers".
 func countServers(n int) string { return fmt.Sprintf("%d %s", n, plural(n, "server", "servers")) }
+
+// errNoTerminal: with -f - stdin held the inventory, and without a
+// terminal nobody can answer a confirmation.
+var errNoTerminal = errors.New("stdin held the inventory (-f -) and there is no terminal to confirm on: pass --yes to go ahead without confirmation")
+
+// noTerminal is the input of confirmations when stdin held the inventory
+// and no terminal could be opened.
+type noTerminal struct{}
+
+func (noTerminal) Read([]byte) (int, error) { return 0, errNoTerminal }
