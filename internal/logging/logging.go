@@ -1,5 +1,7 @@
 // Package logging builds the slog logger the command-line front ends share
-// from their --log-format and --log-level flags.
+// from their --log-format and --log-level flags, and routes klog (the log
+// of client-go) into a slog handler: the CLI's and the provider's
+// (RouteKlog).
 package logging
 
 import (
