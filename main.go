@@ -6,19 +6,18 @@ import (
 	"flag"
 	"log"
 
+	fwprovider "github.com/hashicorp/terraform-plugin-framework/provider"
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 
+	"github.com/tricenter/terraform-provider-tricenter/internal/version"
 	"github.com/tricenter/terraform-provider-tricenter/provider"
 )
-
-// version is set by the release build.
-var version = "dev"
 
 func main() {
 	var debug bool
 	flag.BoolVar(&debug, "debug", false, "run the provider with support for debuggers like delve")
 	flag.Parse()
-	err := providerserver.Serve(context.Background(), provider.New(version), providerserver.ServeOpts{
+	err := providerserver.Serve(context.Background(), newProvider(), providerserver.ServeOpts{
 		Address: "registry.terraform.io/tricenter/tricenter",
 		Debug:   debug,
 	})
@@ -26,3 +25,7 @@ func main() {
 		log.Fatal(err)
 	}
 }
+
+// newProvider reports the build's stamp (internal/version) to Terraform:
+// the same version the tricenter CLI prints.
+func newProvider() func() fwprovider.Provider { return provider.New(version.Version()) }
