@@ -26,7 +26,10 @@ const DefaultDrainTimeout = 5 * time.Minute
 // the control plane in the placement.
 var ErrMemberRemoval = errors.New("server still holds etcd or the control plane")
 
-// PlanReset is a dry run of Reset.
+// PlanReset is a dry run of Reset: the same phases run with the mutation
+// gate recording "would …" per host instead of removing, and the API work
+// (draining and deleting the Nodes of Options.Servers) is listed in
+// Result.APIChanges without contacting the API. It takes no lock.
 func (e *Engine) PlanReset(ctx context.Context, o Options) (*Result, error) {
 	return e.reset(ctx, o, true)
 }
@@ -89,8 +92,8 @@ func (e *Engine) reset(ctx context.Context, o Options, dry bool) (*Result, error
 	}
 	run := func() error {
 		if has(Nodes) {
-			if len(o.Servers) > 0 && !dry {
-				if err := step(Addons, func() error { return e.drain(ctx, o.Servers, res) }); err != nil {
+			if len(o.Servers) > 0 {
+				if err := step(Addons, func() error { return e.drain(ctx, o.Servers, res, dry) }); err != nil {
 					return err
 				}
 			}
@@ -197,8 +200,14 @@ func (e *Engine) forgetEtcd() error {
 }
 
 // drain cordons and drains the Nodes of servers and deletes them through
-// the API.
-func (e *Engine) drain(ctx context.Context, servers []string, res *Result) error {
+// the API; a dry run only records that it would.
+func (e *Engine) drain(ctx context.Context, servers []string, res *Result, dry bool) error {
+	if dry {
+		for _, s := range servers {
+			res.APIChanges = append(res.APIChanges, "would drain and delete Node "+s)
+		}
+		return nil
+	}
 	cs, err := e.Clientset()
 	if err != nil {
 		return err

@@ -41,7 +41,7 @@ and check the running agents.`,
 // loadBGPPlan validates the inventory, runs IPAM (keeping what the last
 // apply recorded) and derives the BGP plan.
 func loadBGPPlan(g *globals, file, stateDir string, vips []string) (*inventory.Cluster, *bgp.Plan, error) {
-	c, plan, _, err := loadPlan(file, stateDir, g.stderr)
+	c, plan, _, err := g.loadPlan(file, stateDir)
 	if err != nil {
 		return nil, nil, err
 	}

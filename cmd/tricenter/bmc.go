@@ -135,7 +135,7 @@ func runBMC(ctx context.Context, g *globals, f *bmcFlags, op bmc.Operation, in i
 	if err != nil {
 		return err
 	}
-	c, err := loadInventory(f.file, g.stderr)
+	c, err := g.loadInventory(f.file)
 	if err != nil {
 		return err
 	}

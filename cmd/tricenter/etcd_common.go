@@ -71,7 +71,7 @@ func loadEngine(g *globals, f *engineFlags) (*installer.Engine, *state.Dir, erro
 	if err != nil {
 		return nil, nil, err
 	}
-	c, lines, err := inventory.Load(f.file)
+	c, lines, err := g.readInventory(f.file)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -79,7 +79,7 @@ func loadEngine(g *globals, f *engineFlags) (*installer.Engine, *state.Dir, erro
 	if err != nil {
 		return nil, nil, err
 	}
-	e, err := installer.New(installer.Config{Cluster: c, Lines: lines, Source: f.file, Store: st, Logger: log,
+	e, err := installer.New(installer.Config{Cluster: c, Lines: lines, Source: inventorySource(f.file), Store: st, Logger: log,
 		Progress: progress.NewPrinter(g.stderr, isTTY(g.stderr)), Concurrency: f.concurrency, PerCenter: f.perCenter,
 		Holder: f.holder(), LockTimeout: f.lockTimeoutOption()})
 	if err != nil {

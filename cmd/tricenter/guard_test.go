@@ -26,8 +26,26 @@ import (
 // runCLIIn is runCLI with stdin in (nil: the process's).
 func runCLIIn(t *testing.T, in io.Reader, args ...string) (string, string, int) {
 	t.Helper()
+	return runCLIWith(t, testEnv{}, in, args...)
+}
+
+// testEnv is what a test run sees of its environment: variables (none by
+// default: the developer's TRICENTER_INVENTORY does not leak in) and a
+// terminal for confirmations when stdin held the inventory (nil: none).
+type testEnv struct {
+	env map[string]string
+	tty func() (io.Reader, error)
+}
+
+// runCLIWith is runCLIIn in the environment env.
+func runCLIWith(t *testing.T, env testEnv, in io.Reader, args ...string) (string, string, int) {
+	t.Helper()
 	var out, errb bytes.Buffer
-	root := newRootCmd(&out, &errb)
+	tty := env.tty
+	if tty == nil {
+		tty = func() (io.Reader, error) { return nil, errors.New("no terminal in tests") }
+	}
+	root := newRoot(&globals{stdout: &out, stderr: &errb, getenv: func(k string) string { return env.env[k] }, openTTY: tty})
 	root.SetArgs(args)
 	if in != nil {
 		root.SetIn(in)

@@ -36,7 +36,7 @@ CIDRs and etcd members are kept: the plan shows what the next apply does.`,
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			_, p, _, err := loadPlan(file, stateDir, g.stderr)
+			_, p, _, err := g.loadPlan(file, stateDir)
 			if err != nil {
 				return &exitError{code: 1, err: err}
 			}

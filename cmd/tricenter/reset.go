@@ -12,9 +12,9 @@ import (
 func newResetCmd(g *globals) *cobra.Command {
 	var f engineFlags
 	var only, servers []string
-	var yes bool
+	var yes, dryRun bool
 	cmd := &cobra.Command{
-		Use:   "reset -f FILE [--only COMPONENT,...] [--servers NAME,...]",
+		Use:   "reset -f FILE [--only COMPONENT,...] [--servers NAME,...] [--dry-run]",
 		Short: "Remove what apply installed from the hosts: destroys the cluster's data",
 		Long: `reset tears down what apply built, in a safe order: node agents, the API VIP
 and the control plane, the BGP agents, and etcd last (its data is destroyed).
@@ -26,8 +26,11 @@ and their files go. Take the servers out of the inventory afterwards. A
 server that holds etcd or the control plane is refused: change its roles
 and apply first.
 
-It prints what it would remove and asks for confirmation (or takes --yes).`,
+It prints what it would remove, per host (a dry run of the very code that
+removes it), and asks for confirmation (or takes --yes). --dry-run prints
+that plan and stops.`,
 		Example: `  tricenter reset -f cluster.yaml
+  tricenter reset -f cluster.yaml --servers dc1-r02-w03 --dry-run
   tricenter reset -f cluster.yaml --servers dc1-r02-w03 --yes
   tricenter reset -f cluster.yaml --only etcd`,
 		Args: cobra.NoArgs,
@@ -42,18 +45,18 @@ It prints what it would remove and asks for confirmation (or takes --yes).`,
 			if err != nil {
 				return err
 			}
-			if len(plan.Changes) == 0 && len(servers) == 0 {
+			if plan.Converged() {
 				fmt.Fprintln(g.stdout, "Nothing to reset: no tricenter files on any server")
+				if dryRun {
+					return nil
+				}
 				_, err := e.Reset(cmd.Context(), o)
 				return err
 			}
-			for _, h := range plan.Hosts() {
-				for _, c := range plan.Changes[h] {
-					fmt.Fprintf(g.stdout, "  %s: %s\n", h, c)
-				}
-			}
-			for _, s := range servers {
-				fmt.Fprintf(g.stdout, "  drain and delete Node %s\n", s)
+			printResetPlan(g, e, plan)
+			if dryRun {
+				fmt.Fprintln(g.stdout, "dry run: nothing was removed")
+				return nil
 			}
 			if !yes {
 				ok, err := confirm(cmd.Context(), g.stdout, cmd.InOrStdin(), "Remove these components (their data is destroyed)?")
@@ -81,5 +84,18 @@ It prints what it would remove and asks for confirmation (or takes --yes).`,
 	cmd.Flags().StringSliceVar(&only, "only", nil, "components to remove: etcd, bgp, control-plane, nodes (default: all)")
 	cmd.Flags().StringSliceVar(&servers, "servers", nil, "remove only these workers (drained and deleted first)")
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "reset without asking for confirmation")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print what would be removed on each host and stop")
 	return cmd
+}
+
+// printResetPlan prints the per-host plan as apply prints its own, then
+// the API work (draining Nodes).
+func printResetPlan(g *globals, e *installer.Engine, plan *installer.Result) {
+	printPlan(g.stdout, e, plan)
+	if len(plan.APIChanges) > 0 {
+		fmt.Fprintln(g.stdout, "through the Kubernetes API:")
+		for _, c := range plan.APIChanges {
+			fmt.Fprintf(g.stdout, "  %s\n", c)
+		}
+	}
 }

@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tricenter/terraform-provider-tricenter/internal/logging"
+	"github.com/tricenter/terraform-provider-tricenter/internal/version"
 )
 
 // globals are the flags every command shares; they live in a struct passed
@@ -16,17 +18,37 @@ type globals struct {
 	stdout, stderr io.Writer
 	logFormat      string
 	logLevel       string
+	// getenv reads the environment (TRICENTER_INVENTORY).
+	getenv func(string) string
+	// openTTY opens the terminal confirmations read when stdin holds the
+	// inventory (-f -).
+	openTTY func() (io.Reader, error)
+	// stdinInventory is the inventory -f - read from stdin.
+	stdinInventory []byte
 }
 
+// logger is the process's logger; client-go's klog output goes through it
+// too (so --log-format json holds for every line).
 func (g *globals) logger() (*slog.Logger, error) {
-	return logging.New(g.stderr, g.logFormat, g.logLevel)
+	l, err := logging.New(g.stderr, g.logFormat, g.logLevel)
+	if err != nil {
+		return nil, err
+	}
+	logging.RouteKlog(l.Handler())
+	return l, nil
 }
 
 func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
-	g := &globals{stdout: stdout, stderr: stderr}
+	return newRoot(&globals{stdout: stdout, stderr: stderr, getenv: os.Getenv, openTTY: openTerminal})
+}
+
+// newRoot builds the command tree over g (tests set its environment and
+// terminal).
+func newRoot(g *globals) *cobra.Command {
 	root := &cobra.Command{
-		Use:   "tricenter",
-		Short: "Bring bare-metal servers in three centers up to a verified Kubernetes cluster",
+		Use:     "tricenter",
+		Version: version.Get().String(),
+		Short:   "Bring bare-metal servers in three centers up to a verified Kubernetes cluster",
 		Long: `tricenter takes TOR-racked bare-metal servers in two sites and three centers
 (production, local disaster recovery, remote disaster recovery) from "reachable
 only through its BMC" to a running, verified Kubernetes cluster.
@@ -36,9 +58,12 @@ Start with an inventory file (see examples/inventory/), then:
   tricenter plan -f cluster.yaml`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// Every command with -f reads its inventory from the flag, from
+		// stdin (-f -) or from TRICENTER_INVENTORY.
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return g.resolveInventory(cmd) },
 	}
-	root.SetOut(stdout)
-	root.SetErr(stderr)
+	root.SetOut(g.stdout)
+	root.SetErr(g.stderr)
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.AddCommand(
@@ -47,16 +72,19 @@ Start with an inventory file (see examples/inventory/), then:
 		newBGPCmd(g),
 		newBMCCmd(g),
 		newApplyCmd(g), newStatusCmd(g), newKubeconfigCmd(g), newEtcdCmd(g), newDrillCmd(g), newResetCmd(g),
-		newSSHCheckCmd(g), newExecCmd(g), newLabCmd(g), newStateCmd(g),
+		newSSHCheckCmd(g), newExecCmd(g), newStateCmd(g), newVersionCmd(g),
 	)
+	registerInventoryCompletions(root, g)
 	return root
 }
 
-// addInventoryFlag registers the -f flag every inventory command takes.
+// addInventoryFlag registers the -f flag every inventory command takes:
+// a file, - for stdin, or TRICENTER_INVENTORY when not given
+// (resolveInventory).
 func addInventoryFlag(cmd *cobra.Command, path *string) {
-	cmd.Flags().StringVarP(path, "file", "f", "", "inventory file (YAML, apiVersion tricenter.io/v1alpha1)")
-	_ = cmd.MarkFlagRequired("file")
+	cmd.Flags().StringVarP(path, "file", "f", "", "inventory file (YAML, apiVersion tricenter.io/v1alpha1), - for stdin; default $"+envInventory)
 	_ = cmd.MarkFlagFilename("file", "yaml", "yml")
+	_ = cmd.Flags().SetAnnotation("file", inventoryFlag, []string{"true"})
 }
 
 // addOutputFlag registers -o table|json.

@@ -85,7 +85,7 @@ func (f *sshFlags) manager(g *globals, dryRun bool, rep progress.Reporter) (*pha
 	if f.concurrency < 1 {
 		return nil, nil, fmt.Errorf("--concurrency %d: use 1 or more", f.concurrency)
 	}
-	c, err := loadInventory(f.file, g.stderr)
+	c, err := g.loadInventory(f.file)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -9,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tricenter/terraform-provider-tricenter/installer/state"
-	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
 func newStateCmd(g *globals) *cobra.Command {
@@ -30,7 +29,10 @@ The directory holds the cluster's private keys: it is created 0700.`,
   tricenter drill center-loss -f cluster.yaml --state-dir /tmp/tc --center dc3`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, _, err := inventory.Load(file)
+			if file == "-" && from == "-" {
+				return fmt.Errorf("-f - and --from - both read stdin: give one of them a file")
+			}
+			c, _, err := g.readInventory(file)
 			if err != nil {
 				return err
 			}

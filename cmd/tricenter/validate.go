@@ -25,10 +25,10 @@ its field path and line. Exit status: 0 valid (warnings allowed), 1 invalid.`,
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			c, lines, err := inventory.Load(file)
+			c, lines, err := g.readInventory(file)
 			if err != nil {
 				if output == "json" {
-					_ = writeJSON(g, validateJSON{Valid: false, Errors: []inventory.Problem{{Path: file, Message: err.Error()}}, Warnings: []inventory.Problem{}})
+					_ = writeJSON(g, validateJSON{Valid: false, Errors: []inventory.Problem{{Path: inventorySource(file), Message: err.Error()}}, Warnings: []inventory.Problem{}})
 					return &exitError{code: 1}
 				}
 				return &exitError{code: 1, err: err}
@@ -47,9 +47,9 @@ its field path and line. Exit status: 0 valid (warnings allowed), 1 invalid.`,
 				}
 				if res.OK() {
 					fmt.Fprintf(g.stdout, "%s is valid: %d sites, %d centers, %d racks, %d servers (%d warnings)\n",
-						file, len(c.Spec.Sites), len(c.Spec.Centers), len(c.Spec.Racks), len(c.Hosts()), len(res.Warnings))
+						inventorySource(file), len(c.Spec.Sites), len(c.Spec.Centers), len(c.Spec.Racks), len(c.Hosts()), len(res.Warnings))
 				} else {
-					fmt.Fprintf(g.stdout, "%s is invalid: %d errors, %d warnings\n", file, len(res.Errors), len(res.Warnings))
+					fmt.Fprintf(g.stdout, "%s is invalid: %d errors, %d warnings\n", inventorySource(file), len(res.Errors), len(res.Warnings))
 				}
 			}
 			if !res.OK() {
