@@ -164,20 +164,22 @@ func (r *applyRun) nodePhases(ctx context.Context) ([]phase.Phase, error) {
 // apply.
 func (r *applyRun) addonPhases() []phase.Phase {
 	e := r.e
-	apply := func(ctx context.Context) error {
-		cs, err := e.Clientset()
-		if err != nil {
+	step := func(id string) func(ctx context.Context) error {
+		return func(ctx context.Context) error {
+			cs, err := e.Clientset()
+			if err != nil {
+				return err
+			}
+			names := r.limit(hostNames(e.cfg.Cluster.Hosts()))
+			changed, err := addons.ApplyStep(ctx, cs, id, addons.Options{Cluster: e.cfg.Cluster, IPs: e.IPs(),
+				Select: inventory.Selector{Servers: names}, WaitForNodes: e.cfg.GateTimeout, FRU: e.cfg.FRU, Logger: e.log})
+			r.res.APIChanges = append(r.res.APIChanges, changed...)
 			return err
 		}
-		names := r.limit(hostNames(e.cfg.Cluster.Hosts()))
-		changed, err := addons.Apply(ctx, cs, addons.Options{Cluster: e.cfg.Cluster, IPs: e.IPs(),
-			Select: inventory.Selector{Servers: names}, WaitForNodes: e.cfg.GateTimeout, FRU: e.cfg.FRU, Logger: e.log})
-		r.res.APIChanges = append(r.res.APIChanges, changed...)
-		return err
 	}
 	notDry := func() bool { return !r.dry }
 	return []phase.Phase{
-		&funcPhase{id: addons.IDCoreDNS, title: "add-ons through the API", run: apply, should: notDry},
-		&funcPhase{id: addons.IDNodeLabels, title: "node labels through the API", run: func(context.Context) error { return nil }, should: notDry},
+		&funcPhase{id: addons.IDCoreDNS, title: "CoreDNS through the API", run: step(addons.IDCoreDNS), should: notDry},
+		&funcPhase{id: addons.IDNodeLabels, title: "node labels through the API", run: step(addons.IDNodeLabels), should: notDry},
 	}
 }

@@ -36,8 +36,6 @@ const (
 	IDNodeLabels = "addons/node-labels"
 )
 
-// PhaseIDs lists the steps of Apply, in order.
-func PhaseIDs() []string { return []string{IDCoreDNS, IDNodeLabels} }
 
 // Defaults for Options.
 const (
@@ -134,15 +132,34 @@ func (o *Options) domain() string {
 // Deployment kube-system/coredns", "updated ConfigMap kube-system/coredns");
 // a re-apply with nothing to do returns none.
 func Apply(ctx context.Context, cs kubernetes.Interface, o Options) (changed []string, err error) {
+	var all []string
+	for _, id := range []string{IDCoreDNS, IDNodeLabels} {
+		c, err := ApplyStep(ctx, cs, id, o)
+		all = append(all, c...)
+		if err != nil {
+			return all, err
+		}
+	}
+	return all, nil
+}
+
+// ApplyStep applies one step of Apply by its ID (IDCoreDNS,
+// IDNodeLabels): the engine's workflow runs each as a phase.
+func ApplyStep(ctx context.Context, cs kubernetes.Interface, id string, o Options) (changed []string, err error) {
 	if err := o.setDefaults(); err != nil {
 		return nil, err
 	}
 	a := &applier{cs: cs, log: o.Logger}
-	if err := a.coreDNS(ctx, &o); err != nil {
-		return a.changed, fmt.Errorf("%s: %w", IDCoreDNS, err)
+	switch id {
+	case IDCoreDNS:
+		err = a.coreDNS(ctx, &o)
+	case IDNodeLabels:
+		err = a.nodeLabels(ctx, &o)
+	default:
+		return nil, fmt.Errorf("unknown add-on step %q", id)
 	}
-	if err := a.nodeLabels(ctx, &o); err != nil {
-		return a.changed, fmt.Errorf("%s: %w", IDNodeLabels, err)
+	if err != nil {
+		return a.changed, fmt.Errorf("%s: %w", id, err)
 	}
 	return a.changed, nil
 }
