@@ -36,7 +36,6 @@ const (
 	IDNodeLabels = "addons/node-labels"
 )
 
-
 // Defaults for Options.
 const (
 	DefaultCoreDNSImage    = "registry.k8s.io/coredns/coredns:v1.12.0"
