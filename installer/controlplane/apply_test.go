@@ -15,6 +15,7 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
 	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
 	"github.com/tricenter/terraform-provider-tricenter/installer/sshtest"
+	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
 	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
@@ -258,6 +259,25 @@ func TestApplyOnSSHHostsConvergesAndRestartsOnlyWhatChanged(t *testing.T) {
 			if st.Mode().Perm() != f.mode || !bytes.Equal(b, f.data) {
 				t.Errorf("%s: %s has mode %o and %d bytes, want %o and %d", h.Name, f.path, st.Mode().Perm(), len(b), f.mode, len(f.data))
 			}
+		}
+		// The install record: "sha256 size mtime path" per binary, in path
+		// order, as the server has it.
+		rec, err := os.ReadFile(h.Path(stageRoot + BinariesRecord))
+		if err != nil {
+			t.Fatalf("%s: no binaries record: %v", h.Name, err)
+		}
+		var wantRec strings.Builder
+		for _, b := range Binaries() {
+			p := stageRoot + BinDir + "/" + b
+			st, err := os.Stat(h.Path(p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			local, _ := os.ReadFile(fl.opts.Binaries[b])
+			fmt.Fprintf(&wantRec, "%s %d %d %s\n", fsutil.SHA256Hex(local), st.Size(), st.ModTime().Unix(), p)
+		}
+		if string(rec) != wantRec.String() {
+			t.Errorf("%s: binaries record\n%s\nwant\n%s", h.Name, rec, wantRec.String())
 		}
 		unit, _ := os.ReadFile(h.Path(stageRoot + UnitDir + "/kube-apiserver.service"))
 		if !strings.Contains(string(unit), "--advertise-address="+m.SSH.Address+" ") {

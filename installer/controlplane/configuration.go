@@ -3,16 +3,17 @@ package controlplane
 import (
 	"context"
 	"fmt"
-	"strings"
+	"path"
 
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
 )
 
 // configure writes the certificates, keys, kubeconfigs and units of a
-// control-plane server where they differ, marks the components that read
-// a changed file for a restart, and reloads systemd when a unit changed.
-// Private keys and kubeconfigs are written as secret content: no digest
-// of them appears in the plan, the logs or on the host's command lines.
+// control-plane server where they differ (phase.Host.InstallFiles), marks
+// the components that read a changed file for a restart, and reloads
+// systemd when a unit changed. Private keys and kubeconfigs are written as
+// secret content: no digest of them appears in the plan, the logs or on
+// the host's command lines.
 func (r *run) configure(ctx context.Context, h *phase.Host) error {
 	m, ok := r.byName[h.Name]
 	if !ok {
@@ -25,28 +26,23 @@ func (r *run) configure(ctx context.Context, h *phase.Host) error {
 	if err != nil {
 		return err
 	}
-	st := r.state(h.Name)
+	install := make([]phase.File, len(files))
+	for i, f := range files {
+		install[i] = phase.File{Path: r.path(f.path), Data: f.data, Mode: f.mode, Secret: f.secret}
+	}
+	done, err := h.InstallFiles(ctx, "", install)
+	if err != nil {
+		return fmt.Errorf("writing the control-plane configuration: %w", err)
+	}
 	unitChanged := false
 	for _, f := range files {
-		if st.files.same(f.path, sha256Hex(f.data), f.mode) {
-			continue
-		}
-		var res phase.FileResult
-		if f.secret {
-			res, err = h.WriteSecret(ctx, r.path(f.path), f.data, f.mode)
-		} else {
-			res, err = h.WriteFile(ctx, r.path(f.path), f.data, f.mode)
-		}
-		if err != nil {
-			return fmt.Errorf("writing %s: %w", f.path, err)
-		}
-		if !res.Changed {
+		if !done.Has(r.path(f.path)) {
 			continue
 		}
 		for _, c := range f.readers {
 			r.markChanged(h.Name, c)
 		}
-		if strings.HasPrefix(f.path, UnitDir+"/") {
+		if path.Dir(f.path) == UnitDir {
 			unitChanged = true
 		}
 	}

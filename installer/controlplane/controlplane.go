@@ -4,7 +4,7 @@
 // certificates (installer/pki) and kubeconfigs (installer/kubeconfig), and
 // kubectl.
 //
-// The phases, in order (PhaseIDs):
+// The phases, in order (the engine's workflow lists them):
 //
 //	control-plane/preflight      ports 6443/10257/10259 free or ours, clock, disk, etcd client certificate
 //	control-plane/certificates   the control-plane PKI in the store (kept when it still matches)
@@ -58,11 +58,6 @@ const (
 	PhaseStart         = "control-plane/start"
 )
 
-// PhaseIDs lists the stable IDs in order.
-func PhaseIDs() []string {
-	return []string{PhasePreflight, PhaseCertificates, PhaseBinaries, PhaseConfiguration, PhaseStart}
-}
-
 // Binary names, as keys of Options.Binaries and under BinDir.
 const (
 	APIServer         = "kube-apiserver"
@@ -86,9 +81,11 @@ const (
 	ConfDir = "/etc/kubernetes"
 	PKIDir  = "/etc/kubernetes/pki"
 	UnitDir = "/etc/systemd/system"
-	// BinariesRecord holds "sha256 size mtime path" per uploaded binary as
-	// verified after upload, so a later run trusts the sha256 while size
-	// and mtime match instead of hashing ~300 MB on every server.
+	// BinariesRecord is the install record of the binaries (see
+	// phase.Host.InstallFiles): "sha256 size mtime path" per uploaded
+	// binary as verified after upload, so a later run trusts the sha256
+	// while size and mtime match instead of hashing ~300 MB on every
+	// server.
 	BinariesRecord = ConfDir + "/binaries.sha256"
 
 	APIServerPort         = 6443
@@ -160,13 +157,11 @@ type run struct {
 	m     *phase.Manager
 	pki   *pki.ControlPlane
 	hosts map[string]*hostState
-	sums  map[string]string // local path → sha256
 }
 
 // hostState is what the phases learn and change on one server.
 type hostState struct {
 	facts *Facts
-	files *fileStates
 	// changed are the components whose binary, unit or inputs changed.
 	changed map[string]bool
 }
@@ -202,7 +197,7 @@ func newRun(o Options) (*run, error) {
 		return nil, err
 	}
 	r := &run{o: o, log: o.Logger, settings: s, servers: o.Placement.ControlPlane,
-		byName: map[string]inventory.Member{}, hosts: map[string]*hostState{}, sums: map[string]string{}}
+		byName: map[string]inventory.Member{}, hosts: map[string]*hostState{}}
 	for _, m := range r.servers {
 		if _, err := netip.ParseAddr(m.Address); err != nil {
 			return nil, fmt.Errorf("control-plane server %s: address %q: %w", m.Name, m.Address, err)
@@ -241,8 +236,7 @@ func (r *run) state(name string) *hostState {
 	defer r.mu.Unlock()
 	s := r.hosts[name]
 	if s == nil {
-		s = &hostState{facts: &Facts{}, files: &fileStates{files: map[string]remoteFile{}, stat: map[string]string{}},
-			changed: map[string]bool{}}
+		s = &hostState{facts: &Facts{}, changed: map[string]bool{}}
 		r.hosts[name] = s
 	}
 	return s
@@ -286,10 +280,7 @@ func (r *run) clusterStep(id, title string, f func(ctx context.Context) error) *
 // first sets a check that runs once before the per-host work.
 func (s *step) first(check func() error) *step { s.check = check; return s }
 
-// ID is the stable phase ID.
-func (s *step) ID() string { return s.id }
-
-// PhaseID is ID (phase.Identified).
+// PhaseID is the stable phase ID (phase.Identified).
 func (s *step) PhaseID() string { return s.id }
 
 // Title is the human title.

@@ -1,14 +1,11 @@
 package controlplane
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net"
 	"strconv"
-	"strings"
 
 	"github.com/tricenter/terraform-provider-tricenter/installer/kubeconfig"
 	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
@@ -87,7 +84,7 @@ func hostFiles(s Settings, cp *pki.ControlPlane, m inventory.Member) ([]file, er
 	return files, nil
 }
 
-// managedFiles are the paths hostFiles writes (for the state query).
+// managedFiles are the paths hostFiles writes (Remove deletes them).
 func managedFiles() []string {
 	out := []string{CACert, CAKey, APIServerCert, APIServerKey, EtcdCACert, EtcdClientCert, EtcdClientKey,
 		KubeletClientCert, KubeletClientKey, FrontProxyCACert, FrontProxyClientCert, FrontProxyClientKey,
@@ -96,76 +93,6 @@ func managedFiles() []string {
 		out = append(out, UnitDir+"/"+UnitName(c))
 	}
 	return out
-}
-
-// remoteFile is a managed file as found on a server.
-type remoteFile struct {
-	sum  string
-	mode fs.FileMode
-}
-
-// fileStates is what one query learns about a server's managed files.
-type fileStates struct {
-	files  map[string]remoteFile // host path → state (binaries too)
-	stat   map[string]string     // binary host path → "size mtime"
-	record string                // current content of BinariesRecord
-}
-
-// same reports whether the file at hostPath already has sum and mode.
-func (f *fileStates) same(hostPath, sum string, mode fs.FileMode) bool {
-	c, ok := f.files[hostPath]
-	return ok && c.sum == sum && c.mode == mode.Perm()
-}
-
-// parseFileStates reads the output of the state query: "MODE SHA256 PATH"
-// per file, "stat SIZE MTIME PATH" per binary and "rec SHA256 SIZE MTIME
-// PATH" per line of the binaries record.
-func parseFileStates(out string) *fileStates {
-	fs := &fileStates{files: map[string]remoteFile{}, stat: map[string]string{}}
-	var rec []string
-	for _, l := range strings.Split(out, "\n") {
-		f := strings.Fields(l)
-		switch {
-		case len(f) == 5 && f[0] == "rec":
-			rec = append(rec, strings.Join(f[1:], " "))
-		case len(f) == 4 && f[0] == "stat":
-			fs.stat[f[3]] = f[1] + " " + f[2]
-		case len(f) == 3 && len(f[1]) == 64:
-			mode, err := strconv.ParseUint(f[0], 8, 12)
-			if err != nil {
-				continue
-			}
-			fs.files[f[2]] = remoteFile{sum: f[1], mode: fsMode(mode)}
-		}
-	}
-	if len(rec) > 0 {
-		fs.record = strings.Join(rec, "\n") + "\n"
-	}
-	return fs
-}
-
-func fsMode(m uint64) fs.FileMode { return fs.FileMode(m).Perm() }
-
-// unprefix maps a path the query printed (under Options.Root) back to the
-// host path.
-func (r *run) unprefix(p string) string {
-	if r.o.Root == "" {
-		return p
-	}
-	return strings.TrimPrefix(p, strings.TrimSuffix(r.o.Root, "/"))
-}
-
-// rekey turns the query's written paths into host paths.
-func (r *run) rekey(fs *fileStates) {
-	files := make(map[string]remoteFile, len(fs.files))
-	for p, f := range fs.files {
-		files[r.unprefix(p)] = f
-	}
-	stat := make(map[string]string, len(fs.stat))
-	for p, s := range fs.stat {
-		stat[r.unprefix(p)] = s
-	}
-	fs.files, fs.stat = files, stat
 }
 
 // errNoCerts is wrapped when preflight finds the etcd client certificate
@@ -187,9 +114,4 @@ func checkEtcdClient(s *pki.Store) error {
 		return fmt.Errorf("%w: %s is not signed by the etcd CA: apply etcd again to reissue it", errNoCerts, s.Where(pki.EtcdCA, pki.APIServerClient+".crt"))
 	}
 	return nil
-}
-
-func sha256Hex(b []byte) string {
-	h := sha256.Sum256(b)
-	return hex.EncodeToString(h[:])
 }

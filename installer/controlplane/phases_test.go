@@ -42,21 +42,18 @@ func TestPhasesInOrderWithStableIDs(t *testing.T) {
 	}
 	var ids []string
 	for _, p := range ps {
-		ip, ok := p.(idPhase)
+		ip, ok := p.(phase.Identified)
 		if !ok {
 			t.Fatalf("phase %q has no ID", p.Title())
 		}
-		ids = append(ids, ip.ID())
-		if !strings.HasPrefix(ip.ID(), "control-plane/") || p.Title() == "" {
-			t.Errorf("phase %q: ID %q", p.Title(), ip.ID())
+		ids = append(ids, ip.PhaseID())
+		if !strings.HasPrefix(ip.PhaseID(), "control-plane/") || p.Title() == "" {
+			t.Errorf("phase %q: ID %q", p.Title(), ip.PhaseID())
 		}
 	}
-	if !slices.Equal(ids, PhaseIDs()) {
-		t.Fatalf("Phases IDs %v, PhaseIDs %v", ids, PhaseIDs())
-	}
-	if !slices.Equal(PhaseIDs(), []string{"control-plane/preflight", "control-plane/certificates",
-		"control-plane/binaries", "control-plane/configuration", "control-plane/start"}) {
-		t.Fatalf("stable IDs changed: %v", PhaseIDs())
+	if want := []string{"control-plane/preflight", "control-plane/certificates",
+		"control-plane/binaries", "control-plane/configuration", "control-plane/start"}; !slices.Equal(ids, want) {
+		t.Fatalf("phase IDs %v, want %v (stable: the workflow and users' --skip-phases name them)", ids, want)
 	}
 }
 
@@ -135,61 +132,28 @@ func TestParseFacts(t *testing.T) {
 		busy  []string
 		disk  int64
 		skew  time.Duration
+		bins  bool
 	}{
 		{"running server", "now=1000.05\nunit kube-apiserver active enabled\nunit kube-controller-manager active enabled\n" +
-			"unit kube-scheduler activating disabled\nlisteners=kube-apiserver,kube-controller,kube-scheduler,\navail=2147483648\n",
+			"unit kube-scheduler activating disabled\nlisteners=kube-apiserver,kube-controller,kube-scheduler,\navail=2147483648\nbinaries=1\n",
 			map[string]UnitState{APIServer: {true, true}, ControllerManager: {true, true}, Scheduler: {false, false}},
-			nil, 2 << 30, 0},
+			nil, 2 << 30, 0, true},
 		{"fresh server with a foreign listener and a slow clock", "now=997.5\nunit kube-apiserver inactive\nunit kube-controller-manager\n" +
-			"listeners=haproxy,\navail=1048576\n",
+			"listeners=haproxy,\navail=1048576\nbinaries=0\n",
 			map[string]UnitState{APIServer: {}, ControllerManager: {}},
-			[]string{"haproxy"}, 1 << 20, 2500 * time.Millisecond},
-		{"clock ahead", "now=1003.1\n", map[string]UnitState{}, nil, 0, 3 * time.Second},
-		{"garbage", "x\n=\nunit\n", map[string]UnitState{}, nil, 0, 0},
+			[]string{"haproxy"}, 1 << 20, 2500 * time.Millisecond, false},
+		{"clock ahead", "now=1003.1\n", map[string]UnitState{}, nil, 0, 3 * time.Second, false},
+		{"garbage", "x\n=\nunit\n", map[string]UnitState{}, nil, 0, 0, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := parseFacts(tc.out, before, after)
 			if fmt.Sprint(f.Units) != fmt.Sprint(tc.units) || !slices.Equal(f.PortsBusy, tc.busy) ||
-				f.FreeDisk != tc.disk || f.Skew.Round(time.Millisecond) != tc.skew {
-				t.Fatalf("facts %+v, want units %v busy %v disk %d skew %v", f, tc.units, tc.busy, tc.disk, tc.skew)
+				f.FreeDisk != tc.disk || f.Skew.Round(time.Millisecond) != tc.skew || f.HasBinaries != tc.bins {
+				t.Fatalf("facts %+v, want units %v busy %v disk %d skew %v binaries %v", f, tc.units, tc.busy, tc.disk, tc.skew, tc.bins)
 			}
 		})
 	}
-}
-
-func TestParseFileStates(t *testing.T) {
-	sum := strings.Repeat("ab", 32)
-	out := "755 " + sum + " /srv/r/usr/local/bin/kubectl\nstat 123 456 /srv/r/usr/local/bin/kubectl\n" +
-		"600 " + sum + " /srv/r/etc/kubernetes/pki/ca.key\n644 short /x\nrec " + sum + " 123 456 /srv/r/usr/local/bin/kubectl\n"
-	r := &run{o: Options{Root: "/srv/r/"}}
-	fs := parseFileStates(out)
-	r.rekey(fs)
-	if !fs.same(BinDir+"/kubectl", sum, 0o755) || !fs.same(CAKey, sum, 0o600) || fs.same(CAKey, sum, 0o644) {
-		t.Fatalf("files %v", fs.files)
-	}
-	if len(fs.files) != 2 || fs.stat[BinDir+"/kubectl"] != "123 456" {
-		t.Fatalf("files %v stat %v", fs.files, fs.stat)
-	}
-	if fs.record != sum+" 123 456 /srv/r/usr/local/bin/kubectl\n" {
-		t.Fatalf("record %q", fs.record)
-	}
-}
-
-func FuzzParseFileStates(f *testing.F) {
-	f.Add("755 " + strings.Repeat("0", 64) + " /usr/local/bin/kubectl\nstat 1 2 /usr/local/bin/kubectl\nrec a b c d\n")
-	f.Add("")
-	f.Fuzz(func(t *testing.T, out string) {
-		fs := parseFileStates(out)
-		for p, rf := range fs.files {
-			if rf.mode&^0o777 != 0 || len(rf.sum) != 64 || p == "" {
-				t.Fatalf("bad entry %q %+v", p, rf)
-			}
-		}
-		if fs.record != "" && !strings.HasSuffix(fs.record, "\n") {
-			t.Fatalf("record %q", fs.record)
-		}
-	})
 }
 
 func FuzzParseFacts(f *testing.F) {

@@ -27,14 +27,17 @@ type Facts struct {
 	PortsBusy []string
 	FreeDisk  int64 // bytes free under /usr/local/bin
 	Skew      time.Duration
+	// HasBinaries is true when kube-apiserver is installed (the binaries'
+	// space is taken already).
+	HasBinaries bool
 }
 
 // ourListeners are the process names (as ss shows them, cut to 15
 // characters) that may hold the control-plane ports.
 var ourListeners = []string{"kube-apiserver", "kube-controller", "kube-scheduler"}
 
-// factsCmd prints the server's clock, unit states, port holders and free
-// disk, then the state of every managed file.
+// factsCmd prints the server's clock, unit states, port holders, free
+// disk and whether kube-apiserver is installed.
 func (r *run) factsCmd() string {
 	var b strings.Builder
 	b.WriteString("echo now=$(date +%s.%N)\n")
@@ -48,33 +51,8 @@ func (r *run) factsCmd() string {
 	// The nearest existing directory: a fresh server may have no BinDir.
 	fmt.Fprintf(&b, "d=%s; while [ ! -d \"$d\" ]; do d=$(dirname \"$d\"); done\n", ssh.Quote(d))
 	b.WriteString("echo avail=$(df --output=avail -B1 \"$d\" 2>/dev/null | tail -1)\n")
-	b.WriteString(r.filesCmd())
+	fmt.Fprintf(&b, "[ -f %s ] && echo binaries=1 || echo binaries=0\n", ssh.Quote(r.path(BinDir+"/"+APIServer)))
 	return b.String()
-}
-
-// filesCmd prints "MODE SHA256 PATH" per managed file, "stat SIZE MTIME
-// PATH" per binary and "rec ..." per line of the binaries record. A
-// binary's sha256 comes from the record while its size and mtime match.
-func (r *run) filesCmd() string {
-	var bins, confs []string
-	for _, b := range Binaries() {
-		bins = append(bins, ssh.Quote(r.path(BinDir+"/"+b)))
-	}
-	for _, f := range managedFiles() {
-		confs = append(confs, ssh.Quote(r.path(f)))
-	}
-	return `R=` + ssh.Quote(r.path(BinariesRecord)) + `
-for f in ` + strings.Join(bins, " ") + `; do
-  [ -f "$f" ] || continue
-  set -- $(stat -c '%a %s %Y' "$f")
-  s=$(awk -v p="$f" -v z="$2" -v t="$3" '$4==p && $2==z && $3==t {print $1}' "$R" 2>/dev/null)
-  [ -n "$s" ] || s=$(sha256sum "$f" | cut -d' ' -f1)
-  echo "$1 $s $f"; echo "stat $2 $3 $f"
-done
-for f in ` + strings.Join(confs, " ") + `; do [ -f "$f" ] && echo "$(stat -c %a "$f") $(sha256sum "$f")"; done
-[ -f "$R" ] && sed 's/^/rec /' "$R"
-true
-`
 }
 
 // parseFacts reads the facts part of factsCmd's output; before and after
@@ -106,11 +84,12 @@ func parseFacts(out string, before, after time.Time) *Facts {
 	}
 	f.FreeDisk, _ = strconv.ParseInt(kv["avail"], 10, 64)
 	f.Skew = phase.ClockSkew(before, after, kv["now"])
+	f.HasBinaries = kv["binaries"] == "1"
 	return f
 }
 
 // preflight checks a server can run the control plane and records its
-// facts and file states. The host's name is added by the phase engine.
+// facts. The host's name is added by the phase engine.
 func (r *run) preflight(ctx context.Context, h *phase.Host) error {
 	before := time.Now()
 	out, err := h.Query(ctx, r.factsCmd())
@@ -119,14 +98,11 @@ func (r *run) preflight(ctx context.Context, h *phase.Host) error {
 		return fmt.Errorf("reading the server's state: %w", err)
 	}
 	f := parseFacts(out, before, after)
-	files := parseFileStates(out)
-	r.rekey(files)
 	s := r.state(h.Name)
 	r.mu.Lock()
-	s.facts, s.files = f, files
+	s.facts = f
 	r.mu.Unlock()
-	_, hasBinary := files.files[BinDir+"/"+APIServer]
-	if err := r.checkFacts(f, hasBinary); err != nil {
+	if err := r.checkFacts(f, f.HasBinaries); err != nil {
 		return fmt.Errorf("preflight: %w", err)
 	}
 	return nil
