@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
 	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
@@ -32,8 +33,6 @@ func testOptions(t *testing.T) Options {
 	}
 	return Options{Cluster: c, Placement: p, IPs: testIPs(), PKI: &pki.Store{Dir: t.TempDir()}, Binaries: bins}
 }
-
-type idPhase interface{ ID() string }
 
 func TestPhasesInOrderWithStableIDs(t *testing.T) {
 	ps, err := Phases(testOptions(t))

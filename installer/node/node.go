@@ -74,20 +74,6 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// PhaseIDs lists the IDs of Phases, in order.
-func PhaseIDs() []string {
-	return []string{IDContainerd, IDImages, IDCNI, IDKubelet, IDKubeProxy}
-}
-
-// Phase is a node phase with its stable ID.
-type Phase struct {
-	phase.HostPhase
-	id string
-}
-
-// ID is the phase's stable ID (e.g. "node/kubelet").
-func (p *Phase) ID() string { return p.id }
-
 // nodeFacts is what one server's files are rendered from.
 type nodeFacts struct {
 	host    inventory.Host
@@ -112,8 +98,8 @@ func Phases(o Options) ([]phase.Phase, error) {
 	if err != nil {
 		return nil, err
 	}
-	mk := func(id, title string, apply func(context.Context, *phase.Host) error) *Phase {
-		return &Phase{id: id, HostPhase: phase.HostPhase{ID: id, Name: title, Select: o.Select, Apply: apply}}
+	mk := func(id, title string, apply func(context.Context, *phase.Host) error) *phase.HostPhase {
+		return &phase.HostPhase{ID: id, Name: title, Select: o.Select, Apply: apply}
 	}
 	return []phase.Phase{
 		mk(IDContainerd, "Configure containerd", r.containerd),

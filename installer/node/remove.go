@@ -59,9 +59,9 @@ true`
 // host is left alone, so Remove is idempotent and a dry run lists only the
 // hosts that would change.
 func Remove(ctx context.Context, m *phase.Manager, sel inventory.Selector) error {
-	return m.Run(ctx, &Phase{id: IDRemove, HostPhase: phase.HostPhase{ID: IDRemove,
+	return m.Run(ctx, &phase.HostPhase{ID: IDRemove,
 		Name: "Remove the node agents", Select: sel, Apply: remove,
-	}})
+	})
 }
 
 // IDRemove is the ID of the phase Remove runs.
