@@ -9,7 +9,23 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/bgp"
 	"github.com/tricenter/terraform-provider-tricenter/installer/bgpagent"
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
+
+// BGPAgentStatuses asks the agent on each named server (none named: every
+// server) for its sessions and announcements, one short attempt per server
+// (ObserveManager): a server that does not answer is in the errors at
+// once. The error is for names the inventory does not have.
+func (e *Engine) BGPAgentStatuses(ctx context.Context, servers []string) (map[string]*bgp.Status, map[string]error, error) {
+	m := e.ObserveManager()
+	defer m.Close()
+	hosts, err := m.Hosts(inventory.Selector{Servers: servers})
+	if err != nil {
+		return nil, nil, err
+	}
+	sts, errs := BGPStatuses(ctx, m, hosts)
+	return sts, errs, nil
+}
 
 // BGPStatuses asks the agent on each host for its sessions and
 // announcements (a read-only query, also in a dry run).
