@@ -4,8 +4,9 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"maps"
 	"path"
-	"sort"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -50,9 +51,9 @@ const (
 	pinnedLabel = "io.cri-containerd.pinned=pinned"
 )
 
-// images uploads the image tarballs (skipped when identical) and imports
-// each one whose image is missing from containerd, or whose tarball
-// changed.
+// images uploads the image tarballs where they differ
+// (phase.Host.InstallFiles, recorded in ImagesRecord) and imports each one
+// whose image is missing from containerd, or whose tarball changed.
 func (r *run) images(ctx context.Context, h *phase.Host) error {
 	list, err := h.Query(ctx, ctrCmd+"ls -q")
 	if err != nil {
@@ -66,16 +67,20 @@ func (r *run) images(ctx context.Context, h *phase.Host) error {
 		{ImagePause, r.o.PauseImage},
 		{ImageCoreDNS, r.o.CoreDNSImage},
 	}
-	for _, key := range sortedKeys(r.o.ExtraImages) {
+	for _, key := range slices.Sorted(maps.Keys(r.o.ExtraImages)) {
 		imgs = append(imgs, struct{ key, ref string }{key, r.o.ExtraImages[key]})
+	}
+	files := make([]phase.File, len(imgs))
+	for i, img := range imgs {
+		files[i] = phase.File{Path: path.Join(ImageDir, img.key), Local: r.o.Binaries[img.key]}
+	}
+	done, err := h.InstallFiles(ctx, ImagesRecord, files)
+	if err != nil {
+		return fmt.Errorf("uploading the image tarballs: %w", err)
 	}
 	for _, img := range imgs {
 		remote := path.Join(ImageDir, img.key)
-		up, err := h.Upload(ctx, r.o.Binaries[img.key], remote, 0o644)
-		if err != nil {
-			return err
-		}
-		if have[img.ref] && !up.Changed {
+		if have[img.ref] && !done.Has(remote) {
 			continue
 		}
 		// Pinned: kubelets on containerd 1.7+ never garbage-collect an
@@ -99,13 +104,4 @@ func (r *run) images(ctx context.Context, h *phase.Host) error {
 		}
 	}
 	return nil
-}
-
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -203,7 +203,8 @@ func RenderKubeletKubeconfig(cluster, server string, ca []byte, client *pki.KeyP
 }
 
 // kubelet installs the binary, certificates, kubeconfig, configuration
-// and unit, and restarts the kubelet only when one of them changed.
+// and unit (phase.Host.InstallFiles, the binary recorded in KubeletRecord),
+// and restarts the kubelet only when one of them changed.
 func (r *run) kubelet(ctx context.Context, h *phase.Host) error {
 	f, err := r.facts(h)
 	if err != nil {
@@ -221,28 +222,22 @@ func (r *run) kubelet(ctx context.Context, h *phase.Host) error {
 	if err != nil {
 		return err
 	}
-	bin, err := h.Upload(ctx, r.o.Binaries[BinKubelet], BinDir+"/kubelet", 0o755)
-	if err != nil {
-		return err
-	}
-	changed, err := writeAll(ctx, h, []file{
-		{KubeletCA, r.o.CA, 0o644},
-		{KubeletCert, f.serving.CertPEM, 0o644},
-		{KubeletKey, f.serving.KeyPEM, 0o600},
-		{KubeletKubeconfig, kc, 0o600},
-		{KubeletConfig, cfg, 0o644},
+	done, err := h.InstallFiles(ctx, KubeletRecord, []phase.File{
+		{Path: BinDir + "/kubelet", Local: r.o.Binaries[BinKubelet], Mode: 0o755},
+		{Path: KubeletCA, Data: r.o.CA},
+		{Path: KubeletCert, Data: f.serving.CertPEM},
+		{Path: KubeletKey, Data: f.serving.KeyPEM, Mode: 0o600, Secret: true},
+		{Path: KubeletKubeconfig, Data: kc, Mode: 0o600, Secret: true},
+		{Path: KubeletConfig, Data: cfg},
+		{Path: KubeletUnitFile, Data: RenderKubeletUnit(p)},
 	})
 	if err != nil {
-		return err
+		return fmt.Errorf("installing kubelet: %w", err)
 	}
-	unit, err := h.WriteFile(ctx, KubeletUnitFile, RenderKubeletUnit(p), 0o644)
-	if err != nil {
-		return err
-	}
-	if unit.Changed {
+	if done.Has(KubeletUnitFile) {
 		if err := h.SystemctlDaemonReload(ctx); err != nil {
 			return err
 		}
 	}
-	return ensureRunning(ctx, h, KubeletUnit, bin.Changed || changed || unit.Changed)
+	return ensureRunning(ctx, h, KubeletUnit, done.Any())
 }

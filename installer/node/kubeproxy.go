@@ -69,7 +69,8 @@ func RenderKubeProxyKubeconfig(cluster, server string, ca []byte, client *pki.Ke
 		CertPEM: client.CertPEM, KeyPEM: client.KeyPEM})
 }
 
-// kubeProxy installs kube-proxy and restarts it only when a file changed.
+// kubeProxy installs kube-proxy (phase.Host.InstallFiles, the binary
+// recorded in KubeProxyRecord) and restarts it only when a file changed.
 func (r *run) kubeProxy(ctx context.Context, h *phase.Host) error {
 	cfg, err := RenderKubeProxyConfig(KubeProxyParams{Node: h.Name, ClusterCIDR: r.o.Cluster.Spec.Network.PodCIDR, Profile: r.o.Profile})
 	if err != nil {
@@ -79,25 +80,19 @@ func (r *run) kubeProxy(ctx context.Context, h *phase.Host) error {
 	if err != nil {
 		return err
 	}
-	bin, err := h.Upload(ctx, r.o.Binaries[BinKubeProxy], BinDir+"/kube-proxy", 0o755)
-	if err != nil {
-		return err
-	}
-	changed, err := writeAll(ctx, h, []file{
-		{KubeProxyKubecfg, kc, 0o600},
-		{KubeProxyConfig, cfg, 0o644},
+	done, err := h.InstallFiles(ctx, KubeProxyRecord, []phase.File{
+		{Path: BinDir + "/kube-proxy", Local: r.o.Binaries[BinKubeProxy], Mode: 0o755},
+		{Path: KubeProxyKubecfg, Data: kc, Mode: 0o600, Secret: true},
+		{Path: KubeProxyConfig, Data: cfg},
+		{Path: KubeProxyUnitFile, Data: RenderKubeProxyUnit()},
 	})
 	if err != nil {
-		return err
+		return fmt.Errorf("installing kube-proxy: %w", err)
 	}
-	unit, err := h.WriteFile(ctx, KubeProxyUnitFile, RenderKubeProxyUnit(), 0o644)
-	if err != nil {
-		return err
-	}
-	if unit.Changed {
+	if done.Has(KubeProxyUnitFile) {
 		if err := h.SystemctlDaemonReload(ctx); err != nil {
 			return err
 		}
 	}
-	return ensureRunning(ctx, h, KubeProxyUnit, bin.Changed || changed || unit.Changed)
+	return ensureRunning(ctx, h, KubeProxyUnit, done.Any())
 }

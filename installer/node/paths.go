@@ -36,6 +36,16 @@ const (
 	containerdNS      = "k8s.io"
 )
 
+// Install records (phase.Host.InstallFiles): "sha256 size mtime path" per
+// uploaded file as verified after the upload, so a re-run trusts the sha256
+// while size and mtime match instead of hashing the binaries and image
+// tarballs on every node. They go with their directories.
+const (
+	KubeletRecord   = KubeletDir + "/binaries.sha256"
+	KubeProxyRecord = KubeProxyDir + "/binaries.sha256"
+	ImagesRecord    = ImageDir + "/images.sha256"
+)
+
 func fsMode(m uint32) fs.FileMode { return fs.FileMode(m) }
 
 func trim(s string) string { return strings.TrimSpace(s) }
