@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/setvalidator"
@@ -176,7 +178,7 @@ func subset(c *inventory.Cluster, names []string) (*inventory.Cluster, error) {
 		r.Servers = kept
 	}
 	if len(keep) > 0 {
-		return nil, fmt.Errorf("servers %s are not in the inventory: use names from its racks[].servers[].name", strings.Join(sortedKeys(keep), ", "))
+		return nil, fmt.Errorf("servers %s are not in the inventory: use names from its racks[].servers[].name", strings.Join(slices.Sorted(maps.Keys(keep)), ", "))
 	}
 	return &out, nil
 }
