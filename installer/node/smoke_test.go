@@ -16,6 +16,7 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/installer/node"
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
 	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
+	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
 	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
@@ -142,6 +143,21 @@ func TestNodeAgentsOnNspawnMachine(t *testing.T) {
 		"restart containerd.service", "ctr -n k8s.io images import"} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("first apply did not %q:\n%s", want, joined)
+		}
+	}
+	// The install records name each uploaded file with the sha256 of the
+	// artifact, so the re-apply below trusts them instead of hashing.
+	for rec, local := range map[string]string{node.KubeletRecord + " /usr/local/bin/kubelet": bins[node.BinKubelet],
+		node.KubeProxyRecord + " /usr/local/bin/kube-proxy":               bins[node.BinKubeProxy],
+		node.ImagesRecord + " " + node.ImageDir + "/" + node.ImageCoreDNS: bins[node.ImageCoreDNS]} {
+		file, path, _ := strings.Cut(rec, " ")
+		sum, err := fsutil.FileSHA256(local)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := run("cat " + file)
+		if err != nil || !strings.Contains(out, sum+" ") || !strings.Contains(out, " "+path) {
+			t.Errorf("install record %s lacks %s with sha256 %s (%v):\n%s", file, path, sum, err, out)
 		}
 	}
 	imgs, err := run("ctr -n k8s.io images ls -q")
