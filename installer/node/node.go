@@ -241,25 +241,3 @@ func ensureRunning(ctx context.Context, h *phase.Host, unit string, changed bool
 	}
 	return nil
 }
-
-// file is one rendered file a phase writes.
-type file struct {
-	path string
-	data []byte
-	mode uint32
-}
-
-// writeAll writes files through the gate and reports whether any changed.
-// Files only their owner may read (keys, kubeconfigs) are written as
-// secrets: no digest of them in logs, plans or command lines.
-func writeAll(ctx context.Context, h *phase.Host, files []file) (bool, error) {
-	changed := false
-	for _, f := range files {
-		res, err := h.WriteFileOpts(ctx, f.path, f.data, phase.FileOptions{Mode: fsMode(f.mode), Secret: f.mode&0o077 == 0})
-		if err != nil {
-			return false, fmt.Errorf("writing %s: %w", f.path, err)
-		}
-		changed = changed || res.Changed
-	}
-	return changed, nil
-}

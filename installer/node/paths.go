@@ -1,9 +1,6 @@
 package node
 
-import (
-	"io/fs"
-	"strings"
-)
+import "strings"
 
 // Files and units on a node.
 const (
@@ -45,7 +42,5 @@ const (
 	KubeProxyRecord = KubeProxyDir + "/binaries.sha256"
 	ImagesRecord    = ImageDir + "/images.sha256"
 )
-
-func fsMode(m uint32) fs.FileMode { return fs.FileMode(m) }
 
 func trim(s string) string { return strings.TrimSpace(s) }
