@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/hashicorp/terraform-plugin-log/tflog"
+
+	"github.com/tricenter/terraform-provider-tricenter/internal/logging"
 )
 
 // newLogger returns a *slog.Logger whose records go to tflog through the
@@ -15,6 +17,12 @@ import (
 func newLogger(ctx context.Context) *slog.Logger {
 	return slog.New(&tflogHandler{ctx: ctx})
 }
+
+// routeKlog sends what klog logs (client-go logs through it) to tflog
+// with the provider-level logger of ctx (Configure's), instead of klog's
+// own lines on the plugin's stderr. klog is process-wide and carries no
+// context, so its records cannot carry a CRUD call's fields.
+func routeKlog(ctx context.Context) { logging.RouteKlog(&tflogHandler{ctx: ctx}) }
 
 // tflogHandler is a slog.Handler writing to tflog. slog levels map to
 // tflog's: below Debug is Trace, then Debug, Info, Warn and Error. Which

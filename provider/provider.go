@@ -303,6 +303,7 @@ func (p *tricenterProvider) Schema(_ context.Context, _ provider.SchemaRequest, 
 }
 
 func (p *tricenterProvider) Configure(ctx context.Context, req provider.ConfigureRequest, resp *provider.ConfigureResponse) {
+	routeKlog(ctx)
 	var m providerModel
 	resp.Diagnostics.Append(req.Config.Get(ctx, &m)...)
 	if resp.Diagnostics.HasError() {

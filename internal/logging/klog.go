@@ -9,11 +9,12 @@ import (
 	"k8s.io/klog/v2"
 )
 
-// klogTarget is where klog's records go; klogOnce points klog at it once.
-// klog's logger is process-wide and must not be replaced while other
-// goroutines log, so later calls of RouteKlog only swap the target.
+// klogTarget is where klog's records go. klog's logger is process-wide
+// and must not be replaced while other goroutines log, so klog is pointed
+// at the forwarder once (klogRouted) and later calls only swap the target.
 var (
-	klogOnce   sync.Once
+	klogMu     sync.Mutex
+	klogRouted bool
 	klogTarget atomic.Pointer[slog.Handler]
 )
 
@@ -23,10 +24,23 @@ var (
 // it klog writes its own format ("I1206 10:00:00.000000 ...") to stderr,
 // past both. klog is process-wide: the last handler routed wins. klog's
 // warnings arrive at level Info (klog hands them to the logger as info),
-// its errors at Error, its V(n) records at level -n.
+// its errors at Error, its V(n) records at level -n. RouteKlog(nil) gives
+// klog its own output back (for tests).
 func RouteKlog(h slog.Handler) {
+	klogMu.Lock()
+	defer klogMu.Unlock()
+	if h == nil {
+		if klogRouted {
+			klog.ClearLogger()
+			klogRouted = false
+		}
+		return
+	}
 	klogTarget.Store(&h)
-	klogOnce.Do(func() { klog.SetSlogLogger(slog.New(klogHandler{})) })
+	if !klogRouted {
+		klog.SetSlogLogger(slog.New(klogHandler{}))
+		klogRouted = true
+	}
 }
 
 // klogHandler forwards to the current target, replaying its own

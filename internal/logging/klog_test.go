@@ -63,7 +63,7 @@ func TestRouteKlog(t *testing.T) {
 		t.Fatal(err)
 	}
 	RouteKlog(l.Handler())
-	t.Cleanup(klog.ClearLogger)
+	t.Cleanup(func() { RouteKlog(nil) })
 
 	stderr := captureStderr(t, func() {
 		if _, err := clientcmd.BuildConfigFromFlags("", ""); err == nil {
@@ -110,5 +110,16 @@ func TestRouteKlog(t *testing.T) {
 	}
 	if strings.Contains(buf.String(), "Verbose detail") {
 		t.Errorf("klog's V(3) passed klog's default verbosity: %q", buf.String())
+	}
+
+	// RouteKlog(nil) gives klog its own output back; routing again works.
+	RouteKlog(nil)
+	if after := captureStderr(t, func() { klog.Warning("After unrouting") }); !klogHeader.MatchString(after) {
+		t.Errorf("RouteKlog(nil) did not give klog its output back: %q", after)
+	}
+	buf.Reset()
+	RouteKlog(l.Handler())
+	if stderr := captureStderr(t, func() { klog.InfoS("Routed again") }); stderr != "" || !strings.Contains(buf.String(), `"msg":"Routed again"`) {
+		t.Errorf("routing again: stderr %q, log %q", stderr, buf.String())
 	}
 }
