@@ -20,9 +20,9 @@ import (
 	"time"
 
 	"github.com/tricenter/terraform-provider-tricenter/acceptance/nspawn"
-	"github.com/tricenter/terraform-provider-tricenter/installer/ssh"
 	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
 	"github.com/tricenter/terraform-provider-tricenter/internal/ipmisim"
+	"github.com/tricenter/terraform-provider-tricenter/internal/shell"
 )
 
 // Options say which lab to run and where.
@@ -288,11 +288,11 @@ func (r *running) fillRecord() {
 // cuts it), and the power state is the file this process keeps.
 func (r *running) machinePower(server string) ipmisim.Power {
 	req := func(op string) string {
-		return fmt.Sprintf(`timeout 5 sh -c 'echo "%s %s" > "$1"' sh %s`, server, op, ssh.Quote(r.paths.PowerFIFO()))
+		return fmt.Sprintf(`timeout 5 sh -c 'echo "%s %s" > "$1"' sh %s`, server, op, shell.Quote(r.paths.PowerFIFO()))
 	}
 	return ipmisim.Power{
 		On: req("on"), Off: req("off"), SoftOff: req("soft-off"), Reset: req("reset"),
-		Status: fmt.Sprintf(`read -r v < %s && [ "$v" = on ]`, ssh.Quote(r.paths.PowerState(server))),
+		Status: fmt.Sprintf(`read -r v < %s && [ "$v" = on ]`, shell.Quote(r.paths.PowerState(server))),
 	}
 }
 

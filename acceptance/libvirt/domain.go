@@ -19,8 +19,8 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/tricenter/terraform-provider-tricenter/installer/ssh"
 	"github.com/tricenter/terraform-provider-tricenter/internal/ipmisim"
+	"github.com/tricenter/terraform-provider-tricenter/internal/shell"
 )
 
 // labRange is where every VM address comes from.
@@ -538,15 +538,15 @@ func sshBanner(ctx context.Context, addr string) error {
 //     (virsh reset). Off and SoftOff of a VM that is off succeed.
 //   - Status exits 0 only when virsh domstate says "running".
 func (d *Domain) Power() ipmisim.Power {
-	v := "virsh -q -c " + ssh.Quote(URI)
-	n := ssh.Quote(d.cfg.Name)
+	v := "virsh -q -c " + shell.Quote(URI)
+	n := shell.Quote(d.cfg.Name)
 	state := `"$(` + v + ` domstate ` + n + ` 2>/dev/null)"`
 	// stopping marks an Off or SoftOff that On must wait out.
 	stopping := `"$IPMISIM_DIR/libvirt-stopping"`
 	tries := strconv.Itoa(int(PowerOnWait / (200 * time.Millisecond)))
 	// The boot device the BMC was given picks the definition to start.
-	define := `x=` + ssh.Quote(filepath.Join(d.cfg.Dir, xmlFile)) + `; b=; [ -e "$IPMISIM_DIR/boot" ] && read -r b < "$IPMISIM_DIR/boot"; ` +
-		`[ "$b" = pxe ] && x=` + ssh.Quote(filepath.Join(d.cfg.Dir, pxeXMLFile)) + `; ` + v + ` define "$x" >/dev/null`
+	define := `x=` + shell.Quote(filepath.Join(d.cfg.Dir, xmlFile)) + `; b=; [ -e "$IPMISIM_DIR/boot" ] && read -r b < "$IPMISIM_DIR/boot"; ` +
+		`[ "$b" = pxe ] && x=` + shell.Quote(filepath.Join(d.cfg.Dir, pxeXMLFile)) + `; ` + v + ` define "$x" >/dev/null`
 	return ipmisim.Power{
 		On: `{ i=0; while [ -e ` + stopping + ` ] && [ ` + state + ` = running ] && [ $i -lt ` + tries + ` ]; do sleep 0.2; i=$((i+1)); done; ` +
 			`rm -f ` + stopping + `; [ ` + state + ` = running ] || { ` + define + ` && ` + v + ` start ` + n + ` >/dev/null; }; }`,

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
-	"github.com/tricenter/terraform-provider-tricenter/installer/ssh"
+	"github.com/tricenter/terraform-provider-tricenter/internal/shell"
 )
 
 // UnitState is a control-plane unit as systemd reports it.
@@ -42,16 +42,16 @@ func (r *run) factsCmd() string {
 	var b strings.Builder
 	b.WriteString("echo now=$(date +%s.%N)\n")
 	for _, c := range Components() {
-		u := ssh.Quote(UnitName(c))
+		u := shell.Quote(UnitName(c))
 		fmt.Fprintf(&b, "echo unit %s $(systemctl is-active %s 2>/dev/null || true) $(systemctl is-enabled %s 2>/dev/null || true)\n", c, u, u)
 	}
 	fmt.Fprintf(&b, "echo listeners=$(ss -Hltnp '( sport = :%d or sport = :%d or sport = :%d )' 2>/dev/null | grep -o 'users:((\"[^\"]*\"' | sed 's/users:((\"//; s/\"//' | sort -u | tr '\\n' ,)\n",
 		APIServerPort, ControllerManagerPort, SchedulerPort)
 	d := r.path(BinDir)
 	// The nearest existing directory: a fresh server may have no BinDir.
-	fmt.Fprintf(&b, "d=%s; while [ ! -d \"$d\" ]; do d=$(dirname \"$d\"); done\n", ssh.Quote(d))
+	fmt.Fprintf(&b, "d=%s; while [ ! -d \"$d\" ]; do d=$(dirname \"$d\"); done\n", shell.Quote(d))
 	b.WriteString("echo avail=$(df --output=avail -B1 \"$d\" 2>/dev/null | tail -1)\n")
-	fmt.Fprintf(&b, "[ -f %s ] && echo binaries=1 || echo binaries=0\n", ssh.Quote(r.path(BinDir+"/"+APIServer)))
+	fmt.Fprintf(&b, "[ -f %s ] && echo binaries=1 || echo binaries=0\n", shell.Quote(r.path(BinDir+"/"+APIServer)))
 	return b.String()
 }
 

@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
-	"github.com/tricenter/terraform-provider-tricenter/installer/ssh"
+	"github.com/tricenter/terraform-provider-tricenter/internal/shell"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
@@ -45,7 +45,7 @@ func removedPaths(root string) []string {
 		if root != "" {
 			p = path.Join(root, p)
 		}
-		out = append(out, ssh.Quote(p))
+		out = append(out, shell.Quote(p))
 	}
 	for _, p := range managedFiles() {
 		add(p)
@@ -83,7 +83,7 @@ func removeCmd(root string) string {
 	pki, conf := path.Join("/", root, PKIDir), path.Join("/", root, ConfDir)
 	return `systemctl disable --now ` + unitList() + ` 2>/dev/null
 rm -f ` + strings.Join(removedPaths(root), " ") + `
-rmdir ` + ssh.Quote(pki+"/etcd") + ` ` + ssh.Quote(pki) + ` ` + ssh.Quote(conf) + ` 2>/dev/null
+rmdir ` + shell.Quote(pki+"/etcd") + ` ` + shell.Quote(pki) + ` ` + shell.Quote(conf) + ` 2>/dev/null
 systemctl daemon-reload
 systemctl reset-failed ` + unitList() + ` 2>/dev/null
 true`

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
-	"github.com/tricenter/terraform-provider-tricenter/installer/ssh"
+	"github.com/tricenter/terraform-provider-tricenter/internal/shell"
 )
 
 // start brings the control plane up one server at a time: units are
@@ -95,11 +95,11 @@ func unitActions(facts *Facts, changed map[string]bool) []unitAction {
 // every unit active, and the controller-manager's and scheduler's
 // /healthz on their secure ports (always allowed paths).
 func (r *run) readyChecks() []readyCheck {
-	kubectl := ssh.Quote(r.path(BinDir + "/" + Kubectl))
-	conf := ssh.Quote(r.path(SchedulerConf))
+	kubectl := shell.Quote(r.path(BinDir + "/" + Kubectl))
+	conf := shell.Quote(r.path(SchedulerConf))
 	units := make([]string, 0, 3)
 	for _, c := range Components() {
-		units = append(units, ssh.Quote(UnitName(c)))
+		units = append(units, shell.Quote(UnitName(c)))
 	}
 	health := func(port int) string {
 		return fmt.Sprintf("%s --kubeconfig=%s --request-timeout=5s --server=https://127.0.0.1:%d --insecure-skip-tls-verify=true get --raw=/healthz 2>&1",

@@ -11,7 +11,7 @@ import (
 	"unicode"
 
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
-	"github.com/tricenter/terraform-provider-tricenter/installer/ssh"
+	"github.com/tricenter/terraform-provider-tricenter/internal/shell"
 )
 
 // ParseImageList parses the output of `ctr -n k8s.io images ls -q`: one
@@ -85,7 +85,7 @@ func (r *run) images(ctx context.Context, h *phase.Host) error {
 		}
 		// Pinned: kubelets on containerd 1.7+ never garbage-collect an
 		// image no registry could give back (1.6 keeps the label unused).
-		if _, err := h.Sudo(ctx, ctrCmd+"import "+ssh.Quote(remote)+" && "+ctrCmd+"label "+ssh.Quote(img.ref)+" "+pinnedLabel); err != nil {
+		if _, err := h.Sudo(ctx, ctrCmd+"import "+shell.Quote(remote)+" && "+ctrCmd+"label "+shell.Quote(img.ref)+" "+pinnedLabel); err != nil {
 			return fmt.Errorf("importing %s: %w", remote, err)
 		}
 		if h.DryRun() {

@@ -15,6 +15,7 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/installer/progress"
 	"github.com/tricenter/terraform-provider-tricenter/installer/ssh"
 	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
+	"github.com/tricenter/terraform-provider-tricenter/internal/shell"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
@@ -362,10 +363,10 @@ func (h *Host) put(ctx context.Context, remote, sum string, size int64, o FileOp
 		if st.Exists && st.SHA256 == sum {
 			var fix []string
 			if st.Mode.Perm() != o.Mode.Perm() {
-				fix = append(fix, fmt.Sprintf("chmod %o %s", o.Mode.Perm(), ssh.Quote(remote)))
+				fix = append(fix, fmt.Sprintf("chmod %o %s", o.Mode.Perm(), shell.Quote(remote)))
 			}
 			if o.Owner != "" && st.Owner != o.Owner {
-				fix = append(fix, fmt.Sprintf("chown %s %s", ssh.Quote(o.Owner), ssh.Quote(remote)))
+				fix = append(fix, fmt.Sprintf("chown %s %s", shell.Quote(o.Owner), shell.Quote(remote)))
 			}
 			if len(fix) == 0 {
 				h.m.Logger.Debug("Unchanged", "host", h.Name, "path", remote)
@@ -404,7 +405,7 @@ func (h *Host) put(ctx context.Context, remote, sum string, size int64, o FileOp
 func (h *Host) Systemctl(ctx context.Context, args ...string) error {
 	q := make([]string, len(args))
 	for i, a := range args {
-		q[i] = ssh.Quote(a)
+		q[i] = shell.Quote(a)
 	}
 	cmd := "systemctl " + strings.Join(q, " ")
 	return h.Mutate(ctx, cmd, func(ctx context.Context) error {
@@ -415,7 +416,7 @@ func (h *Host) Systemctl(ctx context.Context, args ...string) error {
 // SystemctlRestart restarts a unit (through the gate: "would restart U").
 func (h *Host) SystemctlRestart(ctx context.Context, unit string) error {
 	return h.Mutate(ctx, "restart "+unit, func(ctx context.Context) error {
-		return h.run(ctx, Command{Cmd: "systemctl restart " + ssh.Quote(unit), Sudo: true}, true)
+		return h.run(ctx, Command{Cmd: "systemctl restart " + shell.Quote(unit), Sudo: true}, true)
 	})
 }
 

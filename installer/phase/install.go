@@ -14,6 +14,7 @@ import (
 
 	"github.com/tricenter/terraform-provider-tricenter/installer/ssh"
 	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
+	"github.com/tricenter/terraform-provider-tricenter/internal/shell"
 )
 
 // File is one file InstallFiles puts on a host: a local file to upload (a
@@ -221,7 +222,7 @@ func checkInstallPath(p string) error {
 func installQuery(record string, ws []wanted) (script, stdin string) {
 	var b, in strings.Builder
 	b.WriteString(ssh.ShellSHA256)
-	b.WriteString("R=" + ssh.Quote(record) + `
+	b.WriteString("R=" + shell.Quote(record) + `
 c() {
   read -r w || w=
   if [ ! -f "$2" ]; then
@@ -246,7 +247,7 @@ c() {
 		if w.recorded {
 			quick = 1
 		}
-		fmt.Fprintf(&b, "c %d %s %d %d\n", i, ssh.Quote(w.f.Path), w.size, quick)
+		fmt.Fprintf(&b, "c %d %s %d %d\n", i, shell.Quote(w.f.Path), w.size, quick)
 		in.WriteString(w.sum + "\n")
 	}
 	b.WriteString(`[ -z "$R" ] || [ ! -f "$R" ] || sed 's/^/tricenter-rec /' "$R"` + "\ntrue\n")
@@ -319,7 +320,7 @@ func isDecimal(s string) bool {
 func (h *Host) statFiles(ctx context.Context, paths []string) (map[string]string, error) {
 	var b strings.Builder
 	for i, p := range paths {
-		fmt.Fprintf(&b, "echo \"tricenter-stat %d $(stat -L -c '%%s %%Y' -- %s 2>/dev/null || echo 0 0)\"\n", i, ssh.Quote(p))
+		fmt.Fprintf(&b, "echo \"tricenter-stat %d $(stat -L -c '%%s %%Y' -- %s 2>/dev/null || echo 0 0)\"\n", i, shell.Quote(p))
 	}
 	out, err := h.Query(ctx, b.String())
 	if err != nil {

@@ -38,6 +38,8 @@ import (
 	"github.com/pkg/sftp"
 	xssh "golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
+
+	"github.com/tricenter/terraform-provider-tricenter/internal/shell"
 )
 
 // Defaults for Options.
@@ -673,7 +675,7 @@ func (c *Client) AsRoot(cmd string) string {
 	if c.ep.user() == "root" {
 		return cmd
 	}
-	return sudoPrefix + "sh -c " + Quote(cmd)
+	return sudoPrefix + "sh -c " + shell.Quote(cmd)
 }
 
 // SFTP returns the connection's SFTP client, starting it on first use.
@@ -693,16 +695,6 @@ func (c *Client) SFTP() (*sftp.Client, error) {
 	}
 	c.sftp = s
 	return s, nil
-}
-
-// Quote quotes s for a POSIX shell.
-func Quote(s string) string {
-	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=@%+,", r))
-	}) < 0 {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // tailBuffer keeps the last max bytes written to it.

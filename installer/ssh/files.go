@@ -15,6 +15,8 @@ import (
 	"time"
 
 	xssh "golang.org/x/crypto/ssh"
+
+	"github.com/tricenter/terraform-provider-tricenter/internal/shell"
 )
 
 // FileState is what a remote path holds.
@@ -39,7 +41,7 @@ const ShellSHA256 = `h256() { x=$(openssl dgst -sha256 -r "$1" 2>/dev/null) && x
 func (c *Client) Stat(ctx context.Context, p string) (FileState, error) {
 	script := ShellSHA256 + `if [ -f "$1" ]; then stat -L -c '%a %U:%G %s' -- "$1" && h256 "$1"; ` +
 		`elif [ -e "$1" ]; then echo notfile; else echo absent; fi`
-	out, err := c.Output(ctx, c.AsRoot("sh -c "+Quote(script)+" tricenter-stat "+Quote(p)))
+	out, err := c.Output(ctx, c.AsRoot("sh -c "+shell.Quote(script)+" tricenter-stat "+shell.Quote(p)))
 	if err != nil {
 		return FileState{}, fmt.Errorf("reading %s: %w", p, err)
 	}
@@ -231,9 +233,9 @@ func (c *Client) OpenPut(ctx context.Context, dst string, o PutOptions) (*PutSes
 	args := []string{dst, dir, tmp, digest, size, fmt.Sprintf("%o", o.Mode.Perm()), o.Owner, base,
 		fmt.Sprintf("%03o", 0o777&^o.DirMode.Perm())}
 	for i, a := range args {
-		args[i] = Quote(a)
+		args[i] = shell.Quote(a)
 	}
-	cmd := c.AsRoot("sh -c " + Quote(putScript) + " tricenter-put " + strings.Join(args, " "))
+	cmd := c.AsRoot("sh -c " + shell.Quote(putScript) + " tricenter-put " + strings.Join(args, " "))
 	u := &PutSession{c: c, dst: dst, o: o, cmd: cmd, tail: &tailBuffer{max: 2048}, done: make(chan error, 1)}
 	var err error
 	if u.sess, err = c.c.NewSession(); err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tricenter/terraform-provider-tricenter/installer/ssh"
 	"github.com/tricenter/terraform-provider-tricenter/installer/sshtest"
+	"github.com/tricenter/terraform-provider-tricenter/internal/shell"
 	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
 )
 
@@ -65,7 +66,7 @@ func TestPutCreatesTraversableParents(t *testing.T) {
 					t.Errorf("%s created with mode %o, want %o", d, got, tc.want)
 				}
 			}
-			out, err := deploy.Output(ctx, "cat "+ssh.Quote(tc.dst))
+			out, err := deploy.Output(ctx, "cat "+shell.Quote(tc.dst))
 			if tc.readable && (err != nil || !bytes.Equal(out, data)) {
 				t.Errorf("deploy cannot read %s through the created parents: %q, %v", tc.dst, out, err)
 			}

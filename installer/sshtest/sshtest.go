@@ -46,8 +46,8 @@ import (
 
 	xssh "golang.org/x/crypto/ssh"
 
-	"github.com/tricenter/terraform-provider-tricenter/installer/ssh"
 	"github.com/tricenter/terraform-provider-tricenter/internal/labnet"
+	"github.com/tricenter/terraform-provider-tricenter/internal/shell"
 	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
 )
 
@@ -523,10 +523,10 @@ func (l *Lab) startScript(h *Host, o Options) string {
 	b.WriteString("chmod 1777 /var/tmp\n")
 	b.WriteString("mkdir -p /home/deploy /home/pwuser && chown 1990:1990 /home/deploy && chown 1991:1991 /home/pwuser\n")
 	for _, f := range []string{"passwd", "group", "shadow"} {
-		fmt.Fprintf(&b, "mount --bind %s /etc/%s\n", ssh.Quote(filepath.Join(l.Dir, f)), f)
+		fmt.Fprintf(&b, "mount --bind %s /etc/%s\n", shell.Quote(filepath.Join(l.Dir, f)), f)
 	}
-	fmt.Fprintf(&b, "mount --bind %s /etc/sudoers.d\n", ssh.Quote(filepath.Join(l.Dir, "sudoers.d")))
-	fmt.Fprintf(&b, "exec /usr/sbin/sshd -D -e -f %s\n", ssh.Quote(filepath.Join(h.dir, "sshd_config")))
+	fmt.Fprintf(&b, "mount --bind %s /etc/sudoers.d\n", shell.Quote(filepath.Join(l.Dir, "sudoers.d")))
+	fmt.Fprintf(&b, "exec /usr/sbin/sshd -D -e -f %s\n", shell.Quote(filepath.Join(h.dir, "sshd_config")))
 	return b.String()
 }
 
