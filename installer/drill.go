@@ -66,10 +66,11 @@ type DrillOptions struct {
 	// starts (the SSH method is no power cut, the API is not probed); nil
 	// logs it as a warning.
 	Notice func(msg string)
-	// Started is called once the drill is about to take the center down
-	// (after the confirmation, the lock and the probes): from then on a
-	// cancelled ctx restores the center before Drill returns.
-	Started func()
+	// Started is called with what goes dark once the drill is about to
+	// take the center down (after the confirmation, the lock and the
+	// probes): from then on a cancelled ctx restores the center before
+	// Drill returns.
+	Started func(t *DrillTargets)
 	// Abandon, once closed, gives up the restore (the CLI's second
 	// Ctrl-C); the report then lists what may still be off.
 	Abandon <-chan struct{}
@@ -136,9 +137,9 @@ func (e *Engine) Drill(ctx context.Context, o DrillOptions) (*etcd.DrillReport, 
 	if err != nil {
 		return nil, err
 	}
+	shown := &DrillTargets{Center: o.Center, Method: method, Power: pw.Describe(), Servers: targets, Placement: e.Placement()}
 	if o.Confirm != nil {
-		ok, err := o.Confirm(ctx, &DrillTargets{Center: o.Center, Method: method, Power: pw.Describe(),
-			Servers: targets, Placement: e.Placement()})
+		ok, err := o.Confirm(ctx, shown)
 		if err != nil {
 			return nil, err
 		}
@@ -162,7 +163,7 @@ func (e *Engine) Drill(ctx context.Context, o DrillOptions) (*etcd.DrillReport, 
 		return nil, err
 	}
 	if o.Started != nil {
-		o.Started()
+		o.Started(shown)
 	}
 	return etcd.Drill(ctx, etcd.DrillOptions{Cluster: e.cfg.Cluster, Placement: e.Placement(),
 		Center: o.Center, Client: cli, Power: pw, Logger: e.log, Hold: o.Hold, Writers: o.Writers,

@@ -103,7 +103,7 @@ func TestDrillConfirmationShowsTargetsAndDeclineTouchesNothing(t *testing.T) {
 			},
 			Notice:  func(m string) { notices = append(notices, m) },
 			Confirm: func(_ context.Context, t *DrillTargets) (bool, error) { shown = t; return false, nil },
-			Started: func() { t.Errorf("%s: a declined drill started", tc.center) },
+			Started: func(*DrillTargets) { t.Errorf("%s: a declined drill started", tc.center) },
 		})
 		if !errors.Is(err, ErrDrillNotConfirmed) || rep != nil {
 			t.Fatalf("%s: declined drill returned %v, %v", tc.center, rep, err)

@@ -8,8 +8,13 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
 	"github.com/tricenter/terraform-provider-tricenter/installer/ssh"
 )
+
+// DefaultConcurrency is how many hosts the engine works on at once when
+// Config.Concurrency does not say.
+const DefaultConcurrency = phase.DefaultConcurrency
 
 // resolveSSH turns Config's plain SSH settings (Bastion, KnownHosts,
 // AcceptNewHostKeys) into the transport's options, for New.

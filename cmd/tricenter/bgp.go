@@ -1,26 +1,21 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"github.com/tricenter/terraform-provider-tricenter/installer"
 	"io"
+	"maps"
 	"net/netip"
 	"os"
-	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
-
 	"github.com/spf13/cobra"
 
 	"github.com/tricenter/terraform-provider-tricenter/bgp"
-	"github.com/tricenter/terraform-provider-tricenter/installer/bgpagent"
-	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
-	"github.com/tricenter/terraform-provider-tricenter/installer/progress"
-	"github.com/tricenter/terraform-provider-tricenter/inventory"
+	"github.com/tricenter/terraform-provider-tricenter/installer"
+	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
 )
 
 func newBGPCmd(g *globals) *cobra.Command {
@@ -39,29 +34,38 @@ and check the running agents.`,
 }
 
 // loadBGPPlan validates the inventory, runs IPAM (keeping what the last
-// apply recorded) and derives the BGP plan.
-func loadBGPPlan(g *globals, file, stateDir string, vips []string) (*inventory.Cluster, *bgp.Plan, error) {
-	c, plan, _, err := g.loadPlan(file, stateDir)
+// apply recorded under stateDir, which it does not create) and derives the
+// BGP plan with the given LoadBalancer VIPs.
+func loadBGPPlan(g *globals, file, stateDir string, vips []string) (*bgp.Plan, error) {
+	addrs, err := parseVIPs(vips)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	ip := plan.IPs()
-	opts := bgp.Options{Placement: plan.Placement()}
+	e, _, err := loadEngine(g, &engineFlags{file: file, stateDir: stateDir, readOnly: true, concurrency: installer.DefaultConcurrency})
+	if err != nil {
+		return nil, err
+	}
+	p, err := e.BGPPlan(addrs...)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range p.Warnings {
+		warn(g, w)
+	}
+	return p, nil
+}
+
+// parseVIPs reads --vip.
+func parseVIPs(vips []string) ([]netip.Addr, error) {
+	var addrs []netip.Addr
 	for _, v := range vips {
 		a, err := netip.ParseAddr(v)
 		if err != nil {
-			return nil, nil, fmt.Errorf("--vip %q is not an IP address", v)
+			return nil, fmt.Errorf("--vip %q is not an IP address", v)
 		}
-		opts.LoadBalancerVIPs = append(opts.LoadBalancerVIPs, a)
+		addrs = append(addrs, a)
 	}
-	p, err := bgp.Derive(c, ip, opts)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", file, err)
-	}
-	for _, w := range p.Warnings {
-		fmt.Fprintln(g.stderr, "Warning:", w)
-	}
-	return c, p, nil
+	return addrs, nil
 }
 
 // writeOut writes data to path atomically, or to stdout for "" and "-".
@@ -84,7 +88,7 @@ func newBGPShowCmd(g *globals) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			_, p, err := loadBGPPlan(g, file, stateDir, vips)
+			p, err := loadBGPPlan(g, file, stateDir, vips)
 			if err != nil {
 				return err
 			}
@@ -229,7 +233,7 @@ holds the password in clear, so --out writes it with mode 0600.`,
   tricenter bgp render-frr -f cluster.yaml --router dc1-r01-tor --out /etc/frr/bgpd.conf`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, p, err := loadBGPPlan(g, file, stateDir, nil)
+			p, err := loadBGPPlan(g, file, stateDir, nil)
 			if err != nil {
 				return err
 			}
@@ -263,7 +267,7 @@ func newBGPAgentConfigCmd(g *globals) *cobra.Command {
 		Short: "Render a node's tricenter-bgp configuration (what the installer writes)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, p, err := loadBGPPlan(g, file, stateDir, vips)
+			p, err := loadBGPPlan(g, file, stateDir, vips)
 			if err != nil {
 				return err
 			}
@@ -290,8 +294,9 @@ func newBGPAgentConfigCmd(g *globals) *cobra.Command {
 }
 
 func newBGPStatusCmd(g *globals) *cobra.Command {
-	var f sshFlags
-	var output, stateDir string
+	var f engineFlags
+	var sel selectFlags
+	var output string
 	var requireVIP bool
 	cmd := &cobra.Command{
 		Use:   "status -f FILE",
@@ -306,17 +311,15 @@ Exit status 0 when the gate passes, 1 otherwise.`,
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			_, p, err := loadBGPPlan(g, f.file, stateDir, nil)
+			e, _, err := loadEngine(g, &f)
 			if err != nil {
 				return err
 			}
-			m, hosts, err := f.manager(g, false, progress.Discard)
+			defer e.Close()
+			rep, err := e.BGPStatus(cmd.Context(), installer.BGPStatusOptions{Select: sel.selector(), RequireAPIVIP: requireVIP})
 			if err != nil {
 				return err
 			}
-			defer m.Close()
-			statuses, errs := collectBGPStatus(cmd.Context(), m, hosts)
-			rep := bgp.Gate(onlyNodes(p, hosts), statuses, errs, bgp.GateOptions{RequireAPIVIP: requireVIP})
 			if output == "json" {
 				if err := writeJSON(g, rep); err != nil {
 					return err
@@ -330,95 +333,64 @@ Exit status 0 when the gate passes, 1 otherwise.`,
 			return nil
 		},
 	}
-	addSSHFlags(cmd, &f)
-	addStateDirFlag(cmd, &stateDir)
+	addReadOnlyEngineFlags(cmd, &f)
+	addSelectFlags(cmd, &sel)
 	addOutputFlag(cmd, &output)
 	cmd.Flags().BoolVar(&requireVIP, "require-api-vip", false, "also require control-plane nodes to announce the API VIP")
 	return cmd
 }
 
-// onlyNodes narrows the plan to the selected hosts.
-func onlyNodes(p *bgp.Plan, hosts []*phase.Host) *bgp.Plan {
-	sel := map[string]bool{}
-	for _, h := range hosts {
-		sel[h.Name] = true
-	}
-	q := *p
-	q.Nodes = nil
-	for _, n := range p.Nodes {
-		if sel[n.Name] {
-			q.Nodes = append(q.Nodes, n)
-		}
-	}
-	return &q
-}
-
-func collectBGPStatus(ctx context.Context, m *phase.Manager, hosts []*phase.Host) (map[string]*bgp.Status, map[string]error) {
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	return installer.BGPStatuses(ctx, m, hosts)
-}
-
 func newBGPInstallCmd(g *globals) *cobra.Command {
-	var f sshFlags
-	var stateDir, binary, apiURL string
+	var f engineFlags
+	var sel selectFlags
+	var binary, apiURL string
 	var vips []string
 	var dryRun bool
 	var wait time.Duration
 	cmd := &cobra.Command{
 		Use:   "install -f FILE [--dry-run]",
 		Short: "Install, configure and start tricenter-bgp on the nodes, then wait for Established sessions",
-		Long: `install runs the BGP agent phase on the selected nodes: upload tricenter-bgp
-(from the artifacts directory), write /etc/tricenter/bgp/agent.yaml (and the
-TCP MD5 password file, mode 0600) rendered from the inventory, install
-tricenter-bgp.service, start it (restart when the binary or unit changed,
-reload when only the configuration did) and wait until every session is
-Established. A second run on unchanged nodes changes nothing. --dry-run
-prints what would change on each node.`,
+		Long: `install runs the BGP agent phase (bgp/agent) on the selected nodes: upload
+tricenter-bgp (from the artifacts directory), write
+/etc/tricenter/bgp/agent.yaml (and the TCP MD5 password file, mode 0600)
+rendered from the inventory, install tricenter-bgp.service, start it
+(restart when the binary or unit changed, reload when only the
+configuration did) and wait until every session is Established. A second
+run on unchanged nodes changes nothing. --dry-run prints what would change
+on each node.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, p, err := loadBGPPlan(g, f.file, stateDir, vips)
+			addrs, err := parseVIPs(vips)
 			if err != nil {
 				return err
 			}
-			if binary == "" {
-				binary = filepath.Join(c.Spec.Kubernetes.ArtifactDir, "tricenter-bgp")
-			}
-			if _, err := os.Stat(binary); err != nil {
-				return fmt.Errorf("agent binary: %w (pass --binary, or run make artifacts)", err)
-			}
-			ph, err := bgpagent.New(p, bgpagent.Options{Binary: binary, EstablishTimeout: wait,
-				Config: bgp.ConfigOptions{APIHealthURL: apiURL}})
+			e, _, err := loadEngineWith(g, &f, func(c *installer.Config) { c.AgentBinary = binary })
 			if err != nil {
 				return err
 			}
-			m, hosts, err := f.manager(g, dryRun, progress.NewPrinter(g.stderr, isTTY(g.stderr)))
-			if err != nil {
-				return err
+			defer e.Close()
+			res, runErr := e.InstallBGPAgents(cmd.Context(), installer.BGPAgentOptions{Select: sel.selector(),
+				LoadBalancerVIPs: addrs, APIHealthURL: apiURL, EstablishTimeout: wait, DryRun: dryRun})
+			if res == nil {
+				return runErr
 			}
-			defer m.Close()
-			hp := ph.HostPhase()
-			hp.Select.Servers = nil
-			for _, n := range onlyNodes(p, hosts).Nodes {
-				hp.Select.Servers = append(hp.Select.Servers, n.Name)
+			for _, w := range res.Warnings {
+				warn(g, w)
 			}
-			runErr := m.Run(cmd.Context(), hp)
-			changes := m.Changes()
-			for _, h := range phase.HostNames(changes) {
-				for _, ch := range changes[h] {
+			for _, h := range slices.Sorted(maps.Keys(res.Changes)) {
+				for _, ch := range res.Changes[h] {
 					fmt.Fprintf(g.stdout, "%s: %s\n", h, ch)
 				}
 			}
-			if len(changes) == 0 && runErr == nil {
+			if len(res.Changes) == 0 && runErr == nil {
 				fmt.Fprintln(g.stdout, "BGP agents are converged: nothing to do")
 			}
 			return runErr
 		},
 	}
-	addSSHFlags(cmd, &f)
-	addStateDirFlag(cmd, &stateDir)
-	cmd.Flags().StringVar(&binary, "binary", "", "tricenter-bgp to upload (default: spec.kubernetes.artifactDir/tricenter-bgp)")
+	addReadOnlyEngineFlags(cmd, &f)
+	addSelectFlags(cmd, &sel)
+	cmd.Flags().StringVar(&binary, "binary", "", "tricenter-bgp to upload (default: spec.kubernetes.artifactDir/tricenter-bgp, else the one beside tricenter)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print what would change on each node, change nothing")
 	cmd.Flags().StringSliceVar(&vips, "vip", nil, "LoadBalancer VIP every node announces (repeatable)")
 	cmd.Flags().StringVar(&apiURL, "api-health-url", bgp.DefaultAPIHealthURL, "health check that gates the API VIP")

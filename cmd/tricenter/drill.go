@@ -10,32 +10,21 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tricenter/terraform-provider-tricenter/bmc"
 	"github.com/tricenter/terraform-provider-tricenter/installer"
 	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
-	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
-// drillPower chooses how the drill takes servers down; tests replace it.
-type drillPower func(kind string, e *etcdEnv, m *phase.Manager) (etcd.Power, error)
-
-func defaultDrillPower(kind string, e *etcdEnv, m *phase.Manager) (etcd.Power, error) {
-	switch kind {
-	case "bmc":
-		return &etcd.BMCPower{Options: bmc.Options{Logger: e.log}}, nil
-	case "ssh":
-		return &etcd.SSHPower{Manager: m}, nil
-	}
-	return nil, fmt.Errorf("--power %q: use bmc or ssh", kind)
-}
+// drillPower replaces how a drill takes servers down and brings them
+// back for a method (tests: a fake); nil: the BMCs, or etcd over SSH.
+type drillPower func(method string) (etcd.Power, error)
 
 func newDrillCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "drill",
 		Short: "Failure drills against a running cluster",
 	}
-	cmd.AddCommand(newDrillCenterLossCmd(g, defaultDrillPower), newDrillResumeCmd(g, defaultDrillPower))
+	cmd.AddCommand(newDrillCenterLossCmd(g, nil), newDrillResumeCmd(g, nil))
 	return cmd
 }
 
@@ -99,97 +88,42 @@ and no new drill starts while it exists. The drill's keys (under
 	return cmd
 }
 
-// choosePower picks --power's default and checks that a power cut can
-// reach every server of the center.
-func choosePower(kind string, c *inventory.Cluster, center string) (string, error) {
-	hosts, err := c.Select(inventory.Selector{Centers: []string{center}})
-	if err != nil {
-		return "", fmt.Errorf("--center: %w", err)
-	}
-	var noBMC []string
-	for _, h := range hosts {
-		if h.BMC == nil {
-			noBMC = append(noBMC, h.Name)
-		}
-	}
-	switch {
-	case kind == "" && len(noBMC) == 0:
-		return "bmc", nil
-	case kind == "":
-		return "ssh", nil
-	case kind == "bmc" && len(noBMC) > 0:
-		return "", fmt.Errorf("--power bmc: servers of center %s without a bmc block: %s: add their BMCs or use --power ssh (stops etcd only)",
-			center, strings.Join(noBMC, ", "))
-	}
-	return kind, nil
-}
-
 func runDrill(ctx context.Context, g *globals, f *engineFlags, d *drillFlags, powerFor drillPower, in io.Reader) error {
 	if err := checkOutput(d.output); err != nil {
 		return err
 	}
-	e, err := loadEtcdEnv(g, f, false)
+	e, _, err := loadEngine(g, f)
 	if err != nil {
 		return err
 	}
-	kind, err := choosePower(d.power, e.cluster, d.center)
-	if err != nil {
-		return err
-	}
-	if err := etcd.CheckDrillJournal(e.state); err != nil {
-		return withResumeHint(err, f)
-	}
-	if kind == "ssh" {
-		e.log.Warn("Power ssh only stops etcd on the center's members: the servers stay up, so this is not a power cut",
-			"center", d.center)
-	}
-	m := e.manager(false, nil)
-	defer m.Close()
-	pw, err := powerFor(kind, e, m)
-	if err != nil {
-		return err
-	}
-	targets, err := etcd.DrillServers(etcd.DrillOptions{Cluster: e.cluster, Placement: e.placement, Center: d.center, Power: pw})
-	if err != nil {
-		return err
-	}
+	defer e.Close()
+	var method string
+	stopNotice := func() bool { return false }
+	o := installer.DrillOptions{Center: d.center, Power: d.power, Hold: d.hold, Writers: d.writers,
+		RestoreTimeout: d.restoreTimeout, HealthTimeout: d.healthT, Kubernetes: d.k8s, PowerFor: powerFor,
+		Abandon: claimSecondInterrupt(ctx),
+		Notice:  func(msg string) { fmt.Fprintln(g.stderr, msg) },
+		Started: func(t *installer.DrillTargets) {
+			method = t.Method
+			stopNotice = context.AfterFunc(ctx, func() {
+				fmt.Fprintf(g.stderr, "Restoring center %s before exiting (Ctrl-C again to abandon the restore)\n", d.center)
+			})
+		}}
 	if !d.yes {
-		writeDrillTargets(g.stderr, e.placement, d.center, pw, targets)
-		ok, err := confirm(ctx, g.stderr, in, fmt.Sprintf("Take center %s down now?", d.center))
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return &exitError{code: 1, err: fmt.Errorf("not confirmed: the drill did not start")}
+		o.Confirm = func(ctx context.Context, t *installer.DrillTargets) (bool, error) {
+			writeDrillTargets(g.stderr, t)
+			return confirm(ctx, g.stderr, in, fmt.Sprintf("Take center %s down now?", d.center))
 		}
 	}
-	// One writer at a time: no apply may run while a center is dark.
-	lock, err := e.eng.Lock(ctx, installer.LockOptions{})
-	if err != nil {
-		return err
-	}
-	defer lock.Release()
-	cli, err := e.client()
-	if err != nil {
-		return err
-	}
-	defer cli.Close()
-	probes, err := drillProbes(ctx, g, e, d)
-	if err != nil {
-		return err
-	}
-	abandon := claimSecondInterrupt(ctx)
-	stopNotice := context.AfterFunc(ctx, func() {
-		fmt.Fprintf(g.stderr, "Restoring center %s before exiting (Ctrl-C again to abandon the restore)\n", d.center)
-	})
-	defer stopNotice()
-	rep, err := etcd.Drill(ctx, etcd.DrillOptions{Cluster: e.cluster, Placement: e.placement,
-		Center: d.center, Client: cli, Power: pw, Logger: e.log, Hold: d.hold, Writers: d.writers,
-		RestoreTimeout: d.restoreTimeout, HealthTimeout: d.healthT, Abandon: abandon, Probes: probes,
-		Journal: e.state, Method: kind})
-	if errors.Is(err, etcd.ErrDrillJournal) {
+	rep, err := e.Drill(ctx, o)
+	stopNotice()
+	switch {
+	case errors.Is(err, installer.ErrDrillNotConfirmed):
+		return &exitError{code: 1, err: err}
+	case errors.Is(err, etcd.ErrDrillJournal):
 		err = withResumeHint(err, f)
 	}
+	err = engineError(err)
 	if rep != nil {
 		if d.output == "json" {
 			if jerr := writeJSON(g, rep); jerr != nil {
@@ -202,20 +136,21 @@ func runDrill(ctx context.Context, g *globals, f *engineFlags, d *drillFlags, po
 			fmt.Fprintf(g.stderr, "Servers of center %s that may still be off: %s\n", d.center, strings.Join(rep.StillOff, ", "))
 			if rep.JournalKept {
 				fmt.Fprintf(g.stderr, "The drill journal %s names them; bring them back with:\n  %s\nor by hand:\n  %s\n",
-					rep.Journal, resumeCommand(f), restoreCommand(kind, f.file, rep.StillOff))
+					rep.Journal, resumeCommand(f), restoreCommand(method, f.file, rep.StillOff))
 			} else {
-				fmt.Fprintf(g.stderr, "Bring them back with:\n  %s\n", restoreCommand(kind, f.file, rep.StillOff))
+				fmt.Fprintf(g.stderr, "Bring them back with:\n  %s\n", restoreCommand(method, f.file, rep.StillOff))
 			}
 		}
 	}
 	return err
 }
 
-// writeDrillTargets shows what a drill of center takes down before asking.
-func writeDrillTargets(w io.Writer, p *inventory.Placement, center string, pw etcd.Power, targets []inventory.Host) {
-	fmt.Fprintf(w, "Center-loss drill of %s (%s) takes down %s:\n", center, pw.Describe(), countServers(len(targets)))
+// writeDrillTargets shows what a drill takes down before asking.
+func writeDrillTargets(w io.Writer, t *installer.DrillTargets) {
+	p := t.Placement
+	fmt.Fprintf(w, "Center-loss drill of %s (%s) takes down %s:\n", t.Center, t.Power, countServers(len(t.Servers)))
 	var members, cps []string
-	writeGoingDark(w, targets, func(h inventory.Host) string {
+	writeGoingDark(w, t.Servers, func(h inventory.Host) string {
 		var what []string
 		if p.IsEtcdMember(h.Name) {
 			what = append(what, "etcd member")
@@ -249,7 +184,7 @@ func resumeCommand(f *engineFlags) string {
 // restoreCommand is the command that brings the given servers back.
 func restoreCommand(kind, inv string, servers []string) string {
 	list := strings.Join(servers, ",")
-	if kind == "ssh" {
+	if kind == installer.DrillPowerSSH {
 		return fmt.Sprintf("tricenter exec -f %s --sudo --host %s -- systemctl start %s", shellWord(inv), list, etcd.Unit)
 	}
 	return fmt.Sprintf("tricenter bmc on -f %s --server %s", shellWord(inv), list)
@@ -342,25 +277,6 @@ func orDash(s string) string {
 	return s
 }
 
-// drillProbes are the Kubernetes checks of the drill (--kubernetes).
-func drillProbes(ctx context.Context, g *globals, e *etcdEnv, d *drillFlags) ([]etcd.Probe, error) {
-	switch d.k8s {
-	case "off":
-		return nil, nil
-	case "auto", "on":
-	default:
-		return nil, fmt.Errorf("--kubernetes %q: use auto, on or off", d.k8s)
-	}
-	if err := e.eng.APIReady(ctx); err != nil {
-		if d.k8s == "on" {
-			return nil, fmt.Errorf("--kubernetes on: the API does not answer before the drill: %w", err)
-		}
-		fmt.Fprintf(g.stderr, "Kubernetes not checked during the drill (the API does not answer: %v)\n", err)
-		return nil, nil
-	}
-	return e.eng.DrillProbes(d.center)
-}
-
 func newDrillResumeCmd(g *globals, powerFor drillPower) *cobra.Command {
 	var f engineFlags
 	var d drillFlags
@@ -397,44 +313,18 @@ func runDrillResume(ctx context.Context, g *globals, f *engineFlags, d *drillFla
 	if err := checkOutput(d.output); err != nil {
 		return err
 	}
-	eng, st, err := loadEngine(g, f)
+	e, _, err := loadEngine(g, f)
 	if err != nil {
 		return err
 	}
-	// No journal: nothing to do, whatever else the state directory holds.
-	if j, err := st.DrillJournal(); err != nil {
-		return err
-	} else if j == nil {
-		if d.output == "json" {
-			return writeJSON(g, &etcd.ResumeReport{Path: st.DrillJournalPath()})
-		}
-		fmt.Fprintf(g.stdout, "Nothing to resume: no drill journal at %s\n", st.DrillJournalPath())
-		return nil
-	}
-	e, err := newEtcdEnv(g, f, eng, st, false)
-	if err != nil {
-		return err
-	}
-	lock, err := e.eng.Lock(ctx, installer.LockOptions{})
-	if err != nil {
-		return err
-	}
-	defer lock.Release()
-	m := e.manager(false, nil)
-	defer m.Close()
-	cli, err := e.client()
-	if err != nil {
-		return err
-	}
-	defer cli.Close()
-	abandon := claimSecondInterrupt(ctx)
+	defer e.Close()
 	stopNotice := context.AfterFunc(ctx, func() {
 		fmt.Fprintln(g.stderr, "Finishing the resume before exiting (Ctrl-C again to abandon it and keep the journal)")
 	})
-	defer stopNotice()
-	rr, err := etcd.ResumeDrill(ctx, etcd.ResumeOptions{Cluster: e.cluster, Placement: e.placement, Journal: st,
-		PowerFor: func(method string) (etcd.Power, error) { return powerFor(method, e, m) },
-		Client:   cli, Logger: e.log, RestoreTimeout: d.restoreTimeout, HealthTimeout: d.healthT, Abandon: abandon})
+	rr, err := e.ResumeDrill(ctx, installer.ResumeDrillOptions{RestoreTimeout: d.restoreTimeout, HealthTimeout: d.healthT,
+		Abandon: claimSecondInterrupt(ctx), PowerFor: powerFor})
+	stopNotice()
+	err = engineError(err)
 	if rr != nil {
 		if d.output == "json" {
 			if jerr := writeJSON(g, rr); jerr != nil {

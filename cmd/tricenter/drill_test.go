@@ -21,7 +21,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
-	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
 	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
 	"github.com/tricenter/terraform-provider-tricenter/installer/state"
 	"github.com/tricenter/terraform-provider-tricenter/internal/labnet"
@@ -297,7 +296,7 @@ func runDrillSub(ctx context.Context, newCmd func(*globals, drillPower) *cobra.C
 	pw etcd.Power, kinds *[]string, args ...string) (string, string, error) {
 	var out, errb bytes.Buffer
 	g := &globals{stdout: &out, stderr: &errb, logFormat: "text", logLevel: "warn"}
-	cmd := newCmd(g, func(kind string, e *etcdEnv, m *phase.Manager) (etcd.Power, error) {
+	cmd := newCmd(g, func(kind string) (etcd.Power, error) {
 		*kinds = append(*kinds, kind)
 		return pw, nil
 	})
@@ -543,24 +542,6 @@ func TestDrillTableNeverClaimsWhatWasNotChecked(t *testing.T) {
 			if strings.Contains(b.String(), n) {
 				t.Errorf("%s: output says %q:\n%s", tc.name, n, b.String())
 			}
-		}
-	}
-}
-
-func TestChoosePower(t *testing.T) {
-	c := mustCluster(t)
-	for _, tc := range []struct {
-		kind, center, want, err string
-	}{
-		{"", "dc1", "bmc", ""},
-		{"", "dc3", "ssh", ""},
-		{"bmc", "dc3", "", "servers of center dc3 without a bmc block: dc3-s01"},
-		{"ssh", "dc1", "ssh", ""},
-		{"", "dc9", "", `no center named "dc9"`},
-	} {
-		got, err := choosePower(tc.kind, c, tc.center)
-		if got != tc.want || (err == nil) != (tc.err == "") || (err != nil && !strings.Contains(err.Error(), tc.err)) {
-			t.Errorf("choosePower(%q, %s) = %q, %v; want %q, error containing %q", tc.kind, tc.center, got, err, tc.want, tc.err)
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -12,8 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
-	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
+	"github.com/tricenter/terraform-provider-tricenter/installer"
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
 func newEtcdCmd(g *globals) *cobra.Command {
@@ -23,14 +22,6 @@ func newEtcdCmd(g *globals) *cobra.Command {
 	}
 	cmd.AddCommand(newEtcdStatusCmd(g), newEtcdSnapshotCmd(g))
 	return cmd
-}
-
-type etcdStatusReport struct {
-	Health       *etcd.ClusterHealth `json:"health"`
-	PlannedPerCt map[string]int      `json:"plannedPerCenter"`
-	PeerRTTs     []etcd.PeerRTT      `json:"peerRTTs"`
-	Certificates []pki.Expiry        `json:"certificates"`
-	Healthy      bool                `json:"healthy"`
 }
 
 func newEtcdStatusCmd(g *globals) *cobra.Command {
@@ -44,30 +35,21 @@ func newEtcdStatusCmd(g *globals) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			e, err := loadEtcdEnv(g, &f, false)
+			e, _, err := loadEngine(g, &f)
 			if err != nil {
 				return err
 			}
-			cli, err := e.client()
+			defer e.Close()
+			rep, err := e.EtcdStatus(cmd.Context())
 			if err != nil {
-				return err
-			}
-			defer cli.Close()
-			cli.ReportCertificates()
-			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
-			defer cancel()
-			h := cli.Health(ctx, e.placement.Etcd.Members)
-			rep := &etcdStatusReport{Health: h, PlannedPerCt: e.placement.Etcd.PerCenter, Healthy: h.OK()}
-			rep.PeerRTTs = cli.PeerRTTs(ctx, h.Members)
-			if rep.Certificates, err = e.state.PKI().Expiries(); err != nil {
-				return err
+				return engineError(err)
 			}
 			if output == "json" {
 				if err := writeJSON(g, rep); err != nil {
 					return err
 				}
 			} else {
-				printEtcdStatus(g, e, rep)
+				printEtcdStatus(g, e.Placement(), rep)
 			}
 			if !rep.Healthy {
 				return &exitError{code: 2}
@@ -80,10 +62,10 @@ func newEtcdStatusCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func printEtcdStatus(g *globals, e *etcdEnv, r *etcdStatusReport) {
+func printEtcdStatus(g *globals, p *inventory.Placement, r *installer.EtcdStatus) {
 	w := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "MEMBER\tCENTER\tADDRESS\tHEALTHY\tLEADER\tRAFT TERM\tRAFT INDEX\tDB SIZE\tVERSION\tSERVER CERT EXPIRES")
-	for i, m := range e.placement.Etcd.Members {
+	for i, m := range p.Etcd.Members {
 		st := r.Health.Endpoints[i]
 		healthy := "yes"
 		if !st.Healthy {
@@ -102,8 +84,8 @@ func printEtcdStatus(g *globals, e *etcdEnv, r *etcdStatusReport) {
 	}
 	w.Flush()
 	var per []string
-	for _, c := range slices.Sorted(maps.Keys(r.PlannedPerCt)) {
-		per = append(per, fmt.Sprintf("%s %d/%d", c, r.Health.PerCenter[c], r.PlannedPerCt[c]))
+	for _, c := range slices.Sorted(maps.Keys(r.PlannedPerCenter)) {
+		per = append(per, fmt.Sprintf("%s %d/%d", c, r.Health.PerCenter[c], r.PlannedPerCenter[c]))
 	}
 	fmt.Fprintf(g.stdout, "\nVoting members per center (healthy/planned): %s\n", strings.Join(per, ", "))
 	if len(r.PeerRTTs) > 0 {
@@ -153,21 +135,14 @@ func newEtcdSnapshotCmd(g *globals) *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			e, err := loadEtcdEnv(g, &f, false)
+			e, _, err := loadEngine(g, &f)
 			if err != nil {
 				return err
 			}
-			if to == "" {
-				to = e.state.Snapshots()
-			}
-			cli, err := e.client()
+			defer e.Close()
+			res, err := e.EtcdSnapshot(cmd.Context(), to)
 			if err != nil {
-				return err
-			}
-			defer cli.Close()
-			res, err := cli.Snapshot(cmd.Context(), e.placement.Etcd.Members, e.cluster.Metadata.Name, to)
-			if err != nil {
-				return err
+				return engineError(err)
 			}
 			if output == "json" {
 				return writeJSON(g, res)

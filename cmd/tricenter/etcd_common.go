@@ -2,9 +2,10 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"io"
-	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -12,31 +13,51 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tricenter/terraform-provider-tricenter/installer"
-	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
-	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
-	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
 	"github.com/tricenter/terraform-provider-tricenter/installer/progress"
 	"github.com/tricenter/terraform-provider-tricenter/installer/state"
-	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
-// engineFlags are the flags of commands that reach hosts.
+// engineFlags are the flags of commands that build the engine (and so
+// may reach the servers): the inventory, the state directory, the fan-out
+// and how to connect (sshFlags).
 type engineFlags struct {
 	file        string
 	stateDir    string
 	concurrency int
 	perCenter   int
 	lockTimeout time.Duration
+	ssh         sshFlags
+	// readOnly: the state directory is read (what the last apply
+	// recorded), never created.
+	readOnly bool
 	// cmd names the run in the locks it takes ("tricenter apply").
 	cmd *cobra.Command
 }
 
+// addEngineFlags registers the engine's flags on a command that may write
+// the state directory (the PKI, recorded allocations, the drill journal).
 func addEngineFlags(cmd *cobra.Command, f *engineFlags) {
 	f.cmd = cmd
 	addInventoryFlag(cmd, &f.file)
 	cmd.Flags().StringVar(&f.stateDir, "state-dir", state.DefaultDir(), "state directory (PKI, recorded allocations); env "+state.EnvDir)
-	cmd.Flags().IntVar(&f.concurrency, "concurrency", phase.DefaultConcurrency, "hosts worked on at once")
+	addConnectFlags(cmd, f)
+}
+
+// addReadOnlyEngineFlags registers the engine's flags on a command that
+// only connects (ssh-check, exec, bgp install and status): its state
+// directory is read for the last apply's allocations, never created.
+func addReadOnlyEngineFlags(cmd *cobra.Command, f *engineFlags) {
+	f.cmd, f.readOnly = cmd, true
+	addInventoryFlag(cmd, &f.file)
+	addStateDirFlag(cmd, &f.stateDir)
+	addConnectFlags(cmd, f)
+}
+
+// addConnectFlags registers the fan-out and the SSH flags.
+func addConnectFlags(cmd *cobra.Command, f *engineFlags) {
+	cmd.Flags().IntVar(&f.concurrency, "concurrency", installer.DefaultConcurrency, "hosts worked on at once")
 	cmd.Flags().IntVar(&f.perCenter, "per-center", 0, "hosts worked on at once per center (0: no limit)")
+	addSSHFlags(cmd, &f.ssh)
 }
 
 // addLockFlag registers --lock-timeout on commands that change the
@@ -64,9 +85,27 @@ func (f *engineFlags) lockTimeoutOption() time.Duration {
 	return f.lockTimeout
 }
 
+// openState opens the cluster's state directory (read-only commands do
+// not create it).
+func (f *engineFlags) openState(cluster string) (*state.Dir, error) {
+	if f.readOnly {
+		return &state.Dir{Path: filepath.Join(f.stateDir, cluster)}, nil
+	}
+	return state.Open(f.stateDir, cluster)
+}
+
 // loadEngine reads the inventory and its state directory and builds the
 // engine every host-reaching command calls.
 func loadEngine(g *globals, f *engineFlags) (*installer.Engine, *state.Dir, error) {
+	return loadEngineWith(g, f, nil)
+}
+
+// loadEngineWith is loadEngine with the command's own Config fields set
+// by more (the BGP agent binary).
+func loadEngineWith(g *globals, f *engineFlags, more func(*installer.Config)) (*installer.Engine, *state.Dir, error) {
+	if f.concurrency < 1 {
+		return nil, nil, fmt.Errorf("--concurrency %d: use 1 or more", f.concurrency)
+	}
 	log, err := g.logger()
 	if err != nil {
 		return nil, nil, err
@@ -75,13 +114,18 @@ func loadEngine(g *globals, f *engineFlags) (*installer.Engine, *state.Dir, erro
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := state.Open(f.stateDir, c.Metadata.Name)
+	st, err := f.openState(c.Metadata.Name)
 	if err != nil {
 		return nil, nil, err
 	}
-	e, err := installer.New(installer.Config{Cluster: c, Lines: lines, Source: inventorySource(f.file), Store: st, Logger: log,
+	cfg := installer.Config{Cluster: c, Lines: lines, Source: inventorySource(f.file), Store: st, Logger: log,
 		Progress: progress.NewPrinter(g.stderr, isTTY(g.stderr)), Concurrency: f.concurrency, PerCenter: f.perCenter,
-		Holder: f.holder(), LockTimeout: f.lockTimeoutOption()})
+		Holder: f.holder(), LockTimeout: f.lockTimeoutOption()}
+	f.ssh.config(&cfg)
+	if more != nil {
+		more(&cfg)
+	}
+	e, err := installer.New(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -93,54 +137,17 @@ func loadEngine(g *globals, f *engineFlags) (*installer.Engine, *state.Dir, erro
 
 func warn(g *globals, w string) { _, _ = io.WriteString(g.stderr, "Warning: "+w+"\n") }
 
-// etcdEnv is what the etcd commands (status, snapshot, drill) use: the
-// engine's view of the inventory, its state and the etcd PKI.
-type etcdEnv struct {
-	g         *globals
-	f         *engineFlags
-	eng       *installer.Engine
-	log       *slog.Logger
-	cluster   *inventory.Cluster
-	state     *state.Dir
-	prior     *inventory.Prior
-	placement *inventory.Placement
-	pki       *pki.Etcd
-}
-
 // errNoPKI: commands other than apply need the PKI apply created.
 var errNoPKI = errors.New("no etcd PKI in the state directory: run tricenter apply first (or pass --state-dir)")
 
-func loadEtcdEnv(g *globals, f *engineFlags, createPKI bool) (*etcdEnv, error) {
-	e, st, err := loadEngine(g, f)
-	if err != nil {
-		return nil, err
-	}
-	return newEtcdEnv(g, f, e, st, createPKI)
-}
-
-// newEtcdEnv is loadEtcdEnv for an engine already loaded.
-func newEtcdEnv(g *globals, f *engineFlags, e *installer.Engine, st *state.Dir, createPKI bool) (*etcdEnv, error) {
-	p, err := e.EtcdPKI(createPKI)
+// engineError says what to do about the engine's errors the CLI words
+// its own way.
+func engineError(err error) error {
 	if errors.Is(err, installer.ErrNoPKI) {
-		return nil, errNoPKI
+		return errNoPKI
 	}
-	if err != nil {
-		return nil, err
-	}
-	return &etcdEnv{g: g, f: f, eng: e, log: e.Logger(), cluster: e.Cluster(), state: st, prior: e.Prior(),
-		placement: e.Placement(), pki: p}, nil
+	return err
 }
-
-func (e *etcdEnv) manager(dryRun bool, out io.Writer) *phase.Manager {
-	m := e.eng.Manager(dryRun)
-	m.Progress = progress.Discard
-	if out != nil {
-		m.Progress = progress.NewPrinter(out, isTTY(out))
-	}
-	return m
-}
-
-func (e *etcdEnv) client() (*etcd.Client, error) { return e.eng.EtcdClient(e.pki) }
 
 // isTTY reports whether w is a terminal (a character device that answers
 // the terminal ioctl: /dev/null, for one, is not).

@@ -3,22 +3,23 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 
 	"github.com/spf13/cobra"
 
-	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
+	"github.com/tricenter/terraform-provider-tricenter/installer"
 	"github.com/tricenter/terraform-provider-tricenter/installer/progress"
-	"github.com/tricenter/terraform-provider-tricenter/installer/ssh"
 )
 
 func newExecCmd(g *globals) *cobra.Command {
-	var f sshFlags
+	var f engineFlags
+	var sel selectFlags
 	var sudo, dryRun bool
 	cmd := &cobra.Command{
 		Use:   "exec -f FILE [--role R] [--center C] -- COMMAND",
@@ -31,67 +32,61 @@ of exit codes follows. With --dry-run it prints what it would run.
 The exit status is 0 when the command exited 0 everywhere, 1 otherwise.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runExec(cmd.Context(), g, &f, strings.Join(args, " "), sudo, dryRun)
+			return runExec(cmd.Context(), g, &f, &sel, strings.Join(args, " "), sudo, dryRun)
 		},
 	}
-	addSSHFlags(cmd, &f)
+	addReadOnlyEngineFlags(cmd, &f)
+	addSelectFlags(cmd, &sel)
 	cmd.Flags().BoolVar(&sudo, "sudo", false, "run as root (sudo -n for other logins)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print what would run, run nothing")
 	return cmd
 }
 
-func runExec(ctx context.Context, g *globals, f *sshFlags, command string, sudo, dryRun bool) error {
-	out := &lockedWriter{w: g.stdout}
-	rep := progress.Discard
-	if dryRun {
-		rep = progress.NewPrinter(out, false)
-	}
-	m, hosts, err := f.manager(g, dryRun, rep)
+func runExec(ctx context.Context, g *globals, f *engineFlags, sel *selectFlags, command string, sudo, dryRun bool) error {
+	e, _, err := loadEngine(g, f)
 	if err != nil {
 		return err
 	}
-	defer m.Close()
+	defer e.Close()
+	hosts, err := e.Cluster().Select(sel.selector())
+	if err != nil {
+		return err
+	}
+	// Output lines are prefixed with the host name, padded to the longest.
 	width := 0
 	for _, h := range hosts {
 		width = max(width, len(h.Name))
 	}
-	var mu sync.Mutex
-	codes := map[string][]string{}
-	err = m.Each(ctx, hosts, func(ctx context.Context, h *phase.Host) error {
-		prefix := fmt.Sprintf("%-*s | ", width, h.Name)
-		stdout := &prefixWriter{w: out, prefix: prefix}
-		stderr := &prefixWriter{w: out, prefix: prefix}
-		err := h.Run(ctx, phase.Command{Cmd: command, Sudo: sudo, Stdout: stdout, Stderr: stderr})
-		stdout.Flush()
-		stderr.Flush()
-		key := "exit 0"
-		var ee *ssh.ExitError
-		switch {
-		case errors.As(err, &ee) && !errors.Is(err, ssh.ErrSudoPassword):
-			key = fmt.Sprintf("exit %d", ee.Status)
-			if ee.Signal != "" {
-				key = "signal " + ee.Signal
-			}
-			err = nil
-		case err != nil:
-			key = "error"
-		}
-		if dryRun {
-			key = "dry run"
-		}
-		mu.Lock()
-		codes[key] = append(codes[key], h.Name)
-		mu.Unlock()
-		return err
-	})
-	fmt.Fprintln(g.stdout)
-	keys := make([]string, 0, len(codes))
-	for k := range codes {
-		keys = append(keys, k)
+	out := &lockedWriter{w: g.stdout}
+	o := installer.ExecOptions{Select: sel.selector(), Command: command, Sudo: sudo, DryRun: dryRun,
+		Output: func(server string) (io.Writer, io.Writer, func()) {
+			prefix := fmt.Sprintf("%-*s | ", width, server)
+			stdout, stderr := &prefixWriter{w: out, prefix: prefix}, &prefixWriter{w: out, prefix: prefix}
+			return stdout, stderr, func() { stdout.Flush(); stderr.Flush() }
+		}}
+	if dryRun {
+		o.Progress = progress.NewPrinter(out, false)
 	}
-	sort.Strings(keys)
+	res, err := e.Exec(ctx, o)
+	if res == nil {
+		return err
+	}
+	codes := map[string][]string{}
+	for _, r := range res {
+		key := fmt.Sprintf("exit %d", r.Exit)
+		switch {
+		case r.DryRun:
+			key = "dry run"
+		case r.Err != nil:
+			key = "error"
+		case r.Signal != "":
+			key = "signal " + r.Signal
+		}
+		codes[key] = append(codes[key], r.Server)
+	}
+	fmt.Fprintln(g.stdout)
 	failed := false
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(codes)) {
 		names := codes[k]
 		sort.Strings(names)
 		fmt.Fprintf(g.stdout, "%-9s %3d %s: %s\n", k, len(names), plural(len(names), "host", "hosts"), strings.Join(names, ", "))

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tricenter/terraform-provider-tricenter/installer"
 	"github.com/tricenter/terraform-provider-tricenter/installer/sshtest"
 )
 
@@ -51,7 +52,7 @@ func TestSSHCheckAndExec(t *testing.T) {
 		if code != 1 {
 			t.Fatalf("exit %d, want 1\n%s", code, out)
 		}
-		var rows []hostCheck
+		var rows []installer.HostCheck
 		if err := json.Unmarshal([]byte(out), &rows); err != nil {
 			t.Fatalf("%v\n%s", err, out)
 		}
