@@ -303,16 +303,10 @@ func parseInstallState(out string, n int) *installState {
 	return st
 }
 
+// isDecimal reports whether s is a size or an mtime as stat prints them.
 func isDecimal(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, r := range s {
-		if r < '0' || r > '9' {
-			return false
-		}
-	}
-	return true
+	_, err := strconv.ParseUint(s, 10, 64)
+	return err == nil
 }
 
 // statFiles reads "size mtime" of files just uploaded ("0 0" for one that
