@@ -59,6 +59,9 @@ unless --accept-transient-risk.`,
 			if err := checkOutput(output); err != nil {
 				return err
 			}
+			if cmd.Flags().Changed("plan") {
+				warn(g, "--plan is deprecated: use --dry-run (--plan goes in the next release)")
+			}
 			if listPhases {
 				return printPhases(g, output)
 			}
@@ -78,7 +81,9 @@ unless --accept-transient-risk.`,
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "apply without asking for confirmation")
 	cmd.Flags().BoolVar(&planOnly, "dry-run", false, "print the plan and stop: every phase runs with the mutation gate recording what it would change")
 	cmd.Flags().BoolVar(&planOnly, "plan", false, "print the plan and stop (the old name of --dry-run)")
-	_ = cmd.Flags().MarkDeprecated("plan", "use --dry-run (--plan goes in the next release)")
+	// Hidden, warning on stderr (pflag's deprecation notice would go to
+	// stdout, into -o json).
+	_ = cmd.Flags().MarkHidden("plan")
 	cmd.Flags().BoolVar(&verify, "verify", false, "run every gate even when nothing changed (the pod gate creates pods)")
 	cmd.Flags().DurationVar(&waitReachable, "wait-reachable", 0, "first wait up to this long for every server to accept SSH (servers just powered on through their BMCs are still booting)")
 	cmd.Flags().BoolVar(&acceptRisk, "accept-transient-risk", false, "run etcd membership changes that pass through states where the loss of one center loses quorum (the plan lists those windows)")

@@ -79,7 +79,7 @@ func (g *globals) completeFromInventory(names inventoryNames) cobra.CompletionFu
 func centerNames(c *inventory.Cluster) []cobra.Completion {
 	var out []cobra.Completion
 	for _, ct := range c.Spec.Centers {
-		out = append(out, cobra.CompletionWithDesc(ct.Name, strings.TrimSpace("site "+ct.Site+" "+string(ct.Role))))
+		out = append(out, cobra.CompletionWithDesc(ct.Name, describe(ct.Site, string(ct.Role))))
 	}
 	return out
 }
@@ -95,14 +95,19 @@ func rackNames(c *inventory.Cluster) []cobra.Completion {
 func serverNames(c *inventory.Cluster) []cobra.Completion {
 	var out []cobra.Completion
 	for _, h := range c.Hosts() {
-		where := ""
-		if h.Center != nil {
-			where = h.Center.Name
-		}
+		var parts []string
 		if h.Rack != nil {
-			where += "/" + h.Rack.Name
+			parts = append(parts, "rack "+h.Rack.Name)
 		}
-		out = append(out, cobra.CompletionWithDesc(h.Name, where))
+		for _, r := range h.Roles {
+			parts = append(parts, string(r))
+		}
+		out = append(out, cobra.CompletionWithDesc(h.Name, describe(parts...)))
 	}
 	return out
+}
+
+// describe joins the non-empty parts of a completion's description.
+func describe(parts ...string) string {
+	return strings.Join(slices.DeleteFunc(parts, func(s string) bool { return s == "" }), ", ")
 }
