@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -40,9 +41,11 @@ const (
 )
 
 var (
-	_ resource.ResourceWithConfigure   = (*clusterResource)(nil)
-	_ resource.ResourceWithImportState = (*clusterResource)(nil)
-	_ resource.ResourceWithModifyPlan  = (*clusterResource)(nil)
+	_ resource.ResourceWithConfigure      = (*clusterResource)(nil)
+	_ resource.ResourceWithImportState    = (*clusterResource)(nil)
+	_ resource.ResourceWithModifyPlan     = (*clusterResource)(nil)
+	_ resource.ResourceWithUpgradeState   = (*clusterResource)(nil)
+	_ resource.ResourceWithValidateConfig = (*clusterResource)(nil)
 )
 
 // NewClusterResource returns the tricenter_cluster resource.
@@ -57,6 +60,7 @@ type clusterResourceModel struct {
 	Path            types.String   `tfsdk:"path"`
 	YAML            types.String   `tfsdk:"yaml"`
 	Components      types.List     `tfsdk:"components"`
+	SkipPhases      types.List     `tfsdk:"skip_phases"`
 	NodeServers     types.Set      `tfsdk:"node_servers"`
 	InventorySHA256 types.String   `tfsdk:"inventory_sha256"`
 	State           types.String   `tfsdk:"state"`
@@ -90,11 +94,29 @@ func (m clusterResourceModel) nodeServers(ctx context.Context) ([]string, diag.D
 }
 
 func (m clusterResourceModel) components(ctx context.Context) ([]string, diag.Diagnostics) {
+	return stringsOf(ctx, m.Components)
+}
+
+func (m clusterResourceModel) skipPhases(ctx context.Context) ([]string, diag.Diagnostics) {
+	return stringsOf(ctx, m.SkipPhases)
+}
+
+// partial reports whether the configuration limits what apply runs.
+func (m clusterResourceModel) partial() bool { return !m.Components.IsNull() || !m.SkipPhases.IsNull() }
+
+// engineRequest builds the engine from this configuration with the
+// engine state st.
+func (m clusterResourceModel) engineRequest(st types.String) engineRequest {
+	return engineRequest{Inventory: m.input(), States: []stateInput{{Value: st, Attr: path.Root("state"), What: "engine state"}}}
+}
+
+// stringsOf is a list of strings as a slice (nil when null or unknown).
+func stringsOf(ctx context.Context, l types.List) ([]string, diag.Diagnostics) {
 	var out []string
-	if m.Components.IsNull() || m.Components.IsUnknown() {
+	if l.IsNull() || l.IsUnknown() {
 		return out, nil
 	}
-	diags := m.Components.ElementsAs(ctx, &out, false)
+	diags := l.ElementsAs(ctx, &out, false)
 	return out, diags
 }
 
@@ -110,11 +132,59 @@ func componentNames() []string {
 	return out
 }
 
+// phaseIDsMarkdown lists the engine's phase IDs, in order, for the schema.
+func phaseIDsMarkdown() string { return "`" + strings.Join(installer.PhaseIDs(), "`, `") + "`" }
+
+// selectionValidator checks each element is a name the engine selects
+// (a component, or a phase ID that is not preflight), as
+// installer.CheckSelection does; ValidateConfig checks the combination.
+type selectionValidator struct{}
+
+var _ validator.List = selectionValidator{}
+
+func (v selectionValidator) Description(context.Context) string {
+	return "each element is a component or a phase ID the engine selects"
+}
+
+func (v selectionValidator) MarkdownDescription(ctx context.Context) string {
+	return v.Description(ctx)
+}
+
+func (v selectionValidator) ValidateList(ctx context.Context, req validator.ListRequest, resp *validator.ListResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	var names []types.String
+	resp.Diagnostics.Append(req.ConfigValue.ElementsAs(ctx, &names, true)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	for i, n := range names {
+		if n.IsUnknown() || n.IsNull() {
+			continue
+		}
+		if err := checkSelectable(n.ValueString()); err != nil {
+			resp.Diagnostics.AddAttributeError(req.Path.AtListIndex(i), "Unknown component or phase", err.Error()+".")
+		}
+	}
+}
+
+// checkSelectable is installer.CheckSelection of one name: known, and not
+// a phase that runs on every apply.
+func checkSelectable(name string) error {
+	err := installer.CheckSelection([]string{name}, nil)
+	if u := errors.Unwrap(err); u != nil {
+		return u // without Select's "only: "
+	}
+	return err
+}
+
 func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	strList := func(desc string) schema.ListAttribute {
 		return schema.ListAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: desc}
 	}
 	resp.Schema = schema.Schema{
+		Version: clusterSchemaVersion,
 		MarkdownDescription: "The Kubernetes cluster of one inventory: PKI, etcd across the three centers, the BGP agents, " +
 			"the control plane, the node agents and the add-ons, built by the same engine as `tricenter apply`.\n\n" +
 			"**Create and update** run the engine over the whole inventory (or the `components` given) and then its " +
@@ -165,12 +235,26 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 			"components": schema.ListAttribute{
 				Optional:    true,
 				ElementType: types.StringType,
-				MarkdownDescription: "Limit create and update to these components, applied in the engine's order (`" +
-					strings.Join(componentNames(), "`, `") + "`). Default: all of them.",
+				MarkdownDescription: "Limit create and update to these components (`" + strings.Join(componentNames(), "`, `") +
+					"`) or phases, run in the engine's order whatever the order here; the same names as `tricenter apply --only`. " +
+					"The phase IDs, in order: " + phaseIDsMarkdown() + " (the `preflight/` phases run on every apply and " +
+					"cannot be named). A phase brings the read-only phases it needs. Default: all of them.",
 				Validators: []validator.List{
 					listvalidator.SizeAtLeast(1),
 					listvalidator.UniqueValues(),
-					listvalidator.ValueStringsAre(stringvalidator.OneOf(componentNames()...)),
+					selectionValidator{},
+				},
+			},
+			"skip_phases": schema.ListAttribute{
+				Optional:    true,
+				ElementType: types.StringType,
+				MarkdownDescription: "Leave these phases (or components) out of create and update; the same names as " +
+					"`tricenter apply --skip-phases` (see `components` for the phase IDs). Skipping a phase another selected " +
+					"phase needs is refused.",
+				Validators: []validator.List{
+					listvalidator.SizeAtLeast(1),
+					listvalidator.UniqueValues(),
+					selectionValidator{},
 				},
 			},
 			"node_servers": schema.SetAttribute{
@@ -188,8 +272,9 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 			"state": schema.StringAttribute{
 				Computed:  true,
 				Sensitive: true,
-				MarkdownDescription: "The engine's state: a JSON object of the files of the CLI's state directory (PKI with its private keys, " +
-					"`prior.json`). Pass it to `tricenter_node` and `tricenter_kubeconfig` as `cluster_state`.",
+				MarkdownDescription: "The engine's state: the files of the CLI's state directory (PKI with its private keys, " +
+					"`prior.json`) as JSON, `{\"format\":2,\"files\":{...}}` (the bare object of files older versions wrote is " +
+					"read and rewritten). Pass it to `tricenter_node` and `tricenter_kubeconfig` as `cluster_state`.",
 			},
 			"kubeconfig": schema.StringAttribute{
 				Computed:            true,
@@ -240,6 +325,31 @@ func (r *clusterResource) Configure(_ context.Context, req resource.ConfigureReq
 	r.data = providerDataFrom(req.ProviderData, &resp.Diagnostics)
 }
 
+// ValidateConfig checks components and skip_phases together, as the
+// engine will select them.
+func (r *clusterResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
+	var m clusterResourceModel
+	resp.Diagnostics.Append(req.Config.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() || m.Components.IsUnknown() || m.SkipPhases.IsUnknown() {
+		return
+	}
+	only, d := m.components(ctx)
+	resp.Diagnostics.Append(d...)
+	skip, d := m.skipPhases(ctx)
+	resp.Diagnostics.Append(d...)
+	if resp.Diagnostics.HasError() || len(skip) == 0 {
+		return
+	}
+	for _, n := range append(slices.Clone(only), skip...) {
+		if checkSelectable(n) != nil {
+			return // the element's own diagnostic says it
+		}
+	}
+	if err := installer.CheckSelection(only, skip); err != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("skip_phases"), "Invalid phase selection", err.Error()+".")
+	}
+}
+
 // applyServers is what the cluster's apply covers: every server but the
 // node resources' (nil when there are none: the whole inventory).
 func applyServers(c *inventory.Cluster, nodeServers []string) []string {
@@ -277,27 +387,6 @@ func hasHost(c *inventory.Cluster, name string) bool {
 	return ok
 }
 
-// planEngine builds the engine for a plan (no host is touched) from the
-// configuration and the state's recorded allocations.
-func (r *clusterResource) planEngine(ctx context.Context, m clusterResourceModel, files map[string]string) (*engineRun, []byte, diag.Diagnostics) {
-	c, lines, diags := loadCluster(m.input(), r.data)
-	if diags.HasError() {
-		return nil, nil, diags
-	}
-	doc, err := m.input().content()
-	if err != nil {
-		diags.AddAttributeError(m.input().source().attr, "Cannot read the inventory", err.Error())
-		return nil, nil, diags
-	}
-	src := m.input().source()
-	run, err := newEngineRun(ctx, engineOptions{Cluster: c, Lines: lines, Source: src.name, Files: files, Data: r.data})
-	if err != nil {
-		diags.AddAttributeError(src.attr, "Change refused", fmt.Sprintf("%s: %v", src.name, err))
-		return nil, nil, diags
-	}
-	return run, doc, diags
-}
-
 func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
 	if req.Plan.Raw.IsNull() {
 		if !req.State.Raw.IsNull() {
@@ -314,17 +403,19 @@ func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 	if resp.Diagnostics.HasError() || plan.input().unknown() || plan.NodeServers.IsUnknown() {
 		return
 	}
-	files, err := decodeFiles(prior.State)
-	if err != nil {
-		resp.Diagnostics.AddAttributeError(path.Root("state"), "Unreadable engine state", err.Error())
-		return
-	}
-	run, doc, diags := r.planEngine(ctx, plan, files)
+	req2 := plan.engineRequest(prior.State)
+	req2.Refused = "Change refused"
+	run, diags := openEngine(ctx, r.data, req2)
 	resp.Diagnostics.Append(diags...)
 	if resp.Diagnostics.HasError() {
 		return
 	}
 	defer run.Close()
+	doc, err := plan.input().content()
+	if err != nil {
+		resp.Diagnostics.AddAttributeError(plan.input().source().attr, "Cannot read the inventory", err.Error())
+		return
+	}
 	e := run.eng
 	for _, w := range e.Warnings() {
 		resp.Diagnostics.AddAttributeWarning(plan.input().source().attr, "Inventory warning", w)
@@ -356,7 +447,7 @@ func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 	plan.APIServerURL = types.StringValue(e.APIServerURL())
 	plan.InventorySHA256 = types.StringValue(inventorySHA256(doc))
 	plan.Healthy = types.BoolValue(true)
-	if !plan.Components.IsNull() && !prior.Healthy.IsNull() {
+	if plan.partial() && !prior.Healthy.IsNull() {
 		// A partial cluster (components limited) is never healthy as a
 		// whole: refresh reports it, but it plans no update for it.
 		plan.Healthy = prior.Healthy
@@ -410,17 +501,12 @@ func (r *clusterResource) Create(ctx context.Context, req resource.CreateRequest
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	timeout, diags := m.Timeouts.Create(ctx, DefaultClusterCreateTimeout)
-	resp.Diagnostics.Append(diags...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	if !r.apply(ctx, &m, map[string]string{}, &resp.Diagnostics) {
-		return // nothing was created: no state to keep
-	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+	withTimeout(ctx, m.Timeouts.Create, DefaultClusterCreateTimeout, &resp.Diagnostics, func(ctx context.Context) {
+		if !r.apply(ctx, &m, types.StringNull(), &resp.Diagnostics) {
+			return // nothing was created: no state to keep
+		}
+		resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+	})
 }
 
 func (r *clusterResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
@@ -430,61 +516,60 @@ func (r *clusterResource) Update(ctx context.Context, req resource.UpdateRequest
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	timeout, diags := m.Timeouts.Update(ctx, DefaultClusterUpdateTimeout)
-	resp.Diagnostics.Append(diags...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	files, err := decodeFiles(prior.State)
-	if err != nil {
-		resp.Diagnostics.AddAttributeError(path.Root("state"), "Unreadable engine state", err.Error())
-		return
-	}
-	m.State = prior.State
-	if !r.apply(ctx, &m, files, &resp.Diagnostics) {
-		// The engine did not run: the state stays as it was.
-		resp.Diagnostics.Append(resp.State.Set(ctx, &prior)...)
-		return
-	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+	withTimeout(ctx, m.Timeouts.Update, DefaultClusterUpdateTimeout, &resp.Diagnostics, func(ctx context.Context) {
+		m.State = prior.State
+		if !r.apply(ctx, &m, prior.State, &resp.Diagnostics) {
+			// The engine did not run: the state stays as it was.
+			resp.Diagnostics.Append(resp.State.Set(ctx, &prior)...)
+			return
+		}
+		resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+	})
 }
 
-// apply runs the engine and fills m with what it produced. On failure the
-// engine state reached so far is still put in m.State (partial progress
-// is kept) with an error diagnostic. It reports whether m was filled
-// (false: the engine did not run, or its state could not be saved).
-func (r *clusterResource) apply(ctx context.Context, m *clusterResourceModel, files map[string]string, diags *diag.Diagnostics) bool {
-	run, doc, d := r.planEngine(ctx, *m, files)
+// apply runs the engine over the engine state st and fills m with what
+// it produced. On failure the engine state reached so far is still put in
+// m.State (partial progress is kept) with an error diagnostic. It reports
+// whether m was filled (false: the engine did not run, or its state could
+// not be saved).
+func (r *clusterResource) apply(ctx context.Context, m *clusterResourceModel, st types.String, diags *diag.Diagnostics) bool {
+	nodeServers, d := m.nodeServers(ctx)
+	diags.Append(d...)
+	comps, d := m.components(ctx)
+	diags.Append(d...)
+	skip, d := m.skipPhases(ctx)
+	diags.Append(d...)
+	if diags.HasError() {
+		return false
+	}
+	req := m.engineRequest(st)
+	req.Refused = "Change refused"
+	run, d := openEngine(ctx, r.data, req)
 	diags.Append(d...)
 	if diags.HasError() {
 		return false
 	}
 	defer run.Close()
+	doc, err := m.input().content()
+	if err != nil {
+		diags.AddAttributeError(m.input().source().attr, "Cannot read the inventory", err.Error())
+		return false
+	}
 	e := run.eng
-	nodeServers, d := m.nodeServers(ctx)
-	diags.Append(d...)
-	comps, d := m.components(ctx)
-	diags.Append(d...)
-	if diags.HasError() {
-		return false
-	}
-	o := installer.Options{Only: comps, Servers: applyServers(e.Cluster(), nodeServers), WaitReachable: waitReachable(m.WaitReachable),
-		AcceptTransientRisk: m.AcceptRisk.ValueBool()}
-	tflog.Info(ctx, "Applying the cluster", map[string]any{"cluster": e.Cluster().Metadata.Name, "components": comps})
+	o := installer.Options{Only: comps, Skip: skip, Servers: applyServers(e.Cluster(), nodeServers),
+		WaitReachable: waitReachable(m.WaitReachable), AcceptTransientRisk: m.AcceptRisk.ValueBool()}
+	tflog.Info(ctx, "Applying the cluster", map[string]any{"cluster": e.Cluster().Metadata.Name, "components": comps, "skip_phases": skip})
 	res, applyErr := e.Apply(ctx, o)
-	saved, err := run.files()
-	if err != nil {
+	m.Kubeconfig = types.StringNull()
+	// AdminKubeconfig may issue the admin certificate: before the state is
+	// encoded, so it is kept.
+	if kc, err := e.AdminKubeconfig(""); err == nil {
+		m.Kubeconfig = types.StringValue(string(kc))
+	}
+	if m.State, err = run.stateValue(nil); err != nil {
 		diags.AddError("Cannot save the engine state", err.Error())
 		return false
 	}
-	enc, err := encodeFiles(saved)
-	if err != nil {
-		diags.AddError("Cannot save the engine state", err.Error())
-		return false
-	}
-	m.State = types.StringValue(enc)
 	m.ID = types.StringValue(e.Cluster().Metadata.Name)
 	m.APIServerURL = types.StringValue(e.APIServerURL())
 	m.InventorySHA256 = types.StringValue(inventorySHA256(doc))
@@ -494,17 +579,7 @@ func (r *clusterResource) apply(ctx context.Context, m *clusterResourceModel, fi
 	m.EtcdMembers, dd = types.MapValueFrom(ctx, types.StringType, etcdMembersOf(e.Placement()))
 	diags.Append(dd...)
 	m.EtcdPerCenter = perCenterValue(res)
-	m.CACertificate = types.StringValue(saved["pki/"+pki.KubernetesCA+"/ca.crt"])
-	m.Kubeconfig = types.StringNull()
-	if kc, err := e.AdminKubeconfig(""); err == nil {
-		m.Kubeconfig = types.StringValue(string(kc))
-		// AdminKubeconfig may have issued the admin certificate: keep it.
-		if saved, err = run.files(); err == nil {
-			if enc, err = encodeFiles(saved); err == nil {
-				m.State = types.StringValue(enc)
-			}
-		}
-	}
+	m.CACertificate = types.StringValue(run.files()["pki/"+pki.KubernetesCA+"/ca.crt"])
 	if res != nil {
 		for _, w := range res.Warnings {
 			diags.AddWarning("Engine warning", w)
@@ -555,55 +630,47 @@ func (r *clusterResource) Read(ctx context.Context, req resource.ReadRequest, re
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	timeout, diags := m.Timeouts.Read(ctx, DefaultClusterReadTimeout)
-	resp.Diagnostics.Append(diags...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	r.read(ctx, &m, &resp.Diagnostics)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+	withTimeout(ctx, m.Timeouts.Read, DefaultClusterReadTimeout, &resp.Diagnostics, func(ctx context.Context) {
+		r.read(ctx, &m, &resp.Diagnostics)
+		if resp.Diagnostics.HasError() {
+			return
+		}
+		resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+	})
 }
 
 // read observes the cluster and records what it found in m. Only a state
 // that cannot be interpreted is an error: anything unreachable is a
 // warning and leaves the last values in place.
 func (r *clusterResource) read(ctx context.Context, m *clusterResourceModel, diags *diag.Diagnostics) {
-	files, err := decodeFiles(m.State)
-	if err != nil {
+	if _, err := decodeFiles(m.State); err != nil {
 		diags.AddAttributeError(path.Root("state"), "Unreadable engine state", err.Error())
 		return
 	}
 	imported := m.ID.IsNull()
-	c, lines, d := loadCluster(m.input(), r.data)
+	nodeServers, d := m.nodeServers(ctx)
+	diags.Append(d...)
+	if diags.HasError() {
+		return
+	}
+	req := m.engineRequest(m.State)
+	req.Drop = nodeServers
+	req.Refused = "Cannot import the cluster"
+	run, d := openEngine(ctx, r.data, req)
 	if d.HasError() {
 		if imported {
 			diags.Append(d...)
 			return
 		}
-		diags.AddWarning("Cluster health not checked", "The inventory cannot be read, so the cluster was not checked and the last state is kept: "+summary(d))
-		return
-	}
-	nodeServers, d := m.nodeServers(ctx)
-	diags.Append(d...)
-	src := m.input().source()
-	run, err := newEngineRun(ctx, engineOptions{Cluster: withoutServers(c, nodeServers), Lines: lines, Source: src.name, Files: files, Data: r.data})
-	if err != nil {
-		if imported {
-			diags.AddAttributeError(src.attr, "Cannot import the cluster", fmt.Sprintf("%s: %v", src.name, err))
-			return
-		}
-		diags.AddWarning("Cluster health not checked", fmt.Sprintf("%s no longer matches the applied cluster (%v); the next plan shows the change.", src.name, err))
+		diags.AddWarning("Cluster health not checked", "The inventory cannot be used with the applied cluster, so the cluster "+
+			"was not checked and the last state is kept (the next plan shows the change): "+summary(d))
 		return
 	}
 	defer run.Close()
 	e := run.eng
+	c := e.Cluster()
 	if imported {
-		r.fillImported(ctx, m, run, files, diags)
+		r.fillImported(ctx, m, run, diags)
 		if diags.HasError() {
 			return
 		}
@@ -641,7 +708,7 @@ func (r *clusterResource) read(ctx context.Context, m *clusterResourceModel, dia
 
 // fillImported sets what an apply would have recorded, for a cluster
 // imported from the CLI's state directory.
-func (r *clusterResource) fillImported(ctx context.Context, m *clusterResourceModel, run *engineRun, files map[string]string, diags *diag.Diagnostics) {
+func (r *clusterResource) fillImported(ctx context.Context, m *clusterResourceModel, run *engineRun, diags *diag.Diagnostics) {
 	e := run.eng
 	if _, err := e.EtcdPKI(false); err != nil {
 		diags.AddError("Cannot import the cluster", fmt.Sprintf("The state directory holds no PKI for %s (%v): import the directory `tricenter apply` used.", e.Cluster().Metadata.Name, err))
@@ -655,7 +722,7 @@ func (r *clusterResource) fillImported(ctx context.Context, m *clusterResourceMo
 	m.ID = types.StringValue(e.Cluster().Metadata.Name)
 	m.InventorySHA256 = types.StringValue(inventorySHA256(doc))
 	m.APIServerURL = types.StringValue(e.APIServerURL())
-	m.CACertificate = types.StringValue(files["pki/"+pki.KubernetesCA+"/ca.crt"])
+	m.CACertificate = types.StringValue(run.files()["pki/"+pki.KubernetesCA+"/ca.crt"])
 	members := map[string]string{}
 	if p := e.Prior(); p != nil {
 		for _, n := range p.EtcdMembers {
@@ -674,10 +741,8 @@ func (r *clusterResource) fillImported(ctx context.Context, m *clusterResourceMo
 	m.EtcdPerCenter = types.MapNull(types.Int64Type)
 	if kc, err := e.AdminKubeconfig(""); err == nil {
 		m.Kubeconfig = types.StringValue(string(kc))
-		if saved, err := run.files(); err == nil {
-			if enc, err := encodeFiles(saved); err == nil {
-				m.State = types.StringValue(enc)
-			}
+		if st, err := run.stateValue(nil); err == nil {
+			m.State = st
 		}
 	}
 }
@@ -696,30 +761,19 @@ func (r *clusterResource) Delete(ctx context.Context, req resource.DeleteRequest
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	timeout, diags := m.Timeouts.Delete(ctx, DefaultClusterDeleteTimeout)
-	resp.Diagnostics.Append(diags...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	files, err := decodeFiles(m.State)
-	if err != nil {
-		resp.Diagnostics.AddAttributeError(path.Root("state"), "Unreadable engine state", err.Error())
-		return
-	}
-	run, _, d := r.planEngine(ctx, m, files)
-	resp.Diagnostics.Append(d...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	defer run.Close()
-	tflog.Info(ctx, "Resetting the cluster", map[string]any{"cluster": run.eng.Cluster().Metadata.Name})
-	if _, err := run.eng.Reset(ctx, installer.Options{}); err != nil {
-		resp.Diagnostics.AddError("Cluster reset failed", engineErrorDetail("resetting "+run.eng.Cluster().Metadata.Name, err)+
-			" The resource stays in state; destroy again to continue.")
-		return
-	}
+	withTimeout(ctx, m.Timeouts.Delete, DefaultClusterDeleteTimeout, &resp.Diagnostics, func(ctx context.Context) {
+		run, d := openEngine(ctx, r.data, m.engineRequest(m.State))
+		resp.Diagnostics.Append(d...)
+		if resp.Diagnostics.HasError() {
+			return
+		}
+		defer run.Close()
+		tflog.Info(ctx, "Resetting the cluster", map[string]any{"cluster": run.eng.Cluster().Metadata.Name})
+		if _, err := run.eng.Reset(ctx, installer.Options{}); err != nil {
+			resp.Diagnostics.AddError("Cluster reset failed", engineErrorDetail("resetting "+run.eng.Cluster().Metadata.Name, err)+
+				" The resource stays in state; destroy again to continue.")
+		}
+	})
 }
 
 // ImportState takes "STATE_DIR#INVENTORY": the CLI's state directory of

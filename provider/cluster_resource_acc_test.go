@@ -2,7 +2,6 @@ package provider
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
@@ -280,9 +280,12 @@ func TestAccClusterNspawnLab(t *testing.T) {
 							return fmt.Errorf("the cluster's apply touched %s, which node_servers leaves to tricenter_node", tfLabNodeWorker)
 						}
 						engineState = a["state"]
-						var files map[string]string
-						if err := json.Unmarshal([]byte(engineState), &files); err != nil || files["prior.json"] == "" {
-							return fmt.Errorf("state is not the engine's files (prior.json missing): %w", err)
+						if !strings.HasPrefix(engineState, `{"format":2,`) {
+							return fmt.Errorf("state is not in the current format: %.20q", engineState)
+						}
+						files, err := decodeFiles(types.StringValue(engineState))
+						if err != nil || files["prior.json"] == "" {
+							return fmt.Errorf("state is not the engine's files (prior.json missing): %v", err)
 						}
 						if err := os.WriteFile(kubeconfig, []byte(a["kubeconfig"]), 0o600); err != nil {
 							return err
@@ -298,8 +301,8 @@ func TestAccClusterNspawnLab(t *testing.T) {
 				ResourceName: tfLabCluster,
 				ImportState:  true,
 				ImportStateIdFunc: func(*terraform.State) (string, error) {
-					var files map[string]string
-					if err := json.Unmarshal([]byte(engineState), &files); err != nil {
+					files, err := decodeFiles(types.StringValue(engineState))
+					if err != nil {
 						return "", err
 					}
 					dir := filepath.Join(k.dir, "cli-state", "tf-lab")
@@ -509,32 +512,25 @@ func checkHostsClean(ctx context.Context, k *tfLab, engineState string) error {
 }
 
 // engineFrom builds an engine over a tricenter_cluster's engine state (in
-// a private directory done removes).
+// memory, as the provider does).
 func (k *tfLab) engineFrom(engineState string) (*installer.Engine, func(), error) {
-	var files map[string]string
-	if err := json.Unmarshal([]byte(engineState), &files); err != nil {
+	files, err := decodeFiles(types.StringValue(engineState))
+	if err != nil {
 		return nil, nil, fmt.Errorf("engine state from the create step: %w", err)
 	}
-	dir, err := os.MkdirTemp("", "tf-lab-state-")
+	st, err := state.NewMem(files, "")
 	if err != nil {
-		return nil, nil, err
-	}
-	st := &state.Dir{Path: filepath.Join(dir, "state")}
-	if err := state.Restore(st.Path, files); err != nil {
-		os.RemoveAll(dir)
 		return nil, nil, err
 	}
 	c, lines, err := inventory.Load(k.file)
 	if err != nil {
-		os.RemoveAll(dir)
 		return nil, nil, err
 	}
 	e, err := installer.New(installer.Config{Cluster: c, Lines: lines, Store: st, AgentBinary: filepath.Join(k.arts, "tricenter-bgp")})
 	if err != nil {
-		os.RemoveAll(dir)
 		return nil, nil, err
 	}
-	return e, func() { e.Close(); os.RemoveAll(dir) }, nil
+	return e, func() { e.Close() }, nil
 }
 
 func pollFor(ctx context.Context, limit time.Duration, f func() error) error {

@@ -9,11 +9,15 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	fwresource "github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/terraform-plugin-testing/config"
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
@@ -22,6 +26,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
 	"github.com/tricenter/terraform-provider-tricenter/acceptance/lab"
+	"github.com/tricenter/terraform-provider-tricenter/installer"
 	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
 	"github.com/tricenter/terraform-provider-tricenter/installer/state"
 	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
@@ -136,8 +141,15 @@ func TestStateConversion(t *testing.T) {
 	if _, err := decodeFiles(types.StringValue("[1]")); err == nil {
 		t.Error("decode accepted a JSON list")
 	}
-	if enc, _ := encodeFiles(nil); enc != "{}" {
+	if enc, _ := encodeFiles(nil); enc != `{"format":2,"files":{}}` {
 		t.Errorf("no files encode as %q", enc)
+	}
+	// The bare object of files older providers wrote reads the same.
+	if dec, err := decodeFiles(types.StringValue(`{"pki/etcd/ca.crt":"C","pki/etcd/ca.key":"K","prior.json":"{}\n"}`)); err != nil || !reflect.DeepEqual(dec, files) {
+		t.Fatalf("decode of a format 1 state = %v, %v", dec, err)
+	}
+	if _, err := decodeFiles(types.StringValue(`{"format":3,"files":{}}`)); err == nil || !strings.Contains(err.Error(), "upgrade the provider") {
+		t.Errorf("a newer format: %v", err)
 	}
 
 	next := overlay(files, map[string]string{"pki/kubernetes/kubelet-w1.crt": "N", "prior.json": "{\"x\":1}"})
@@ -147,12 +159,6 @@ func TestStateConversion(t *testing.T) {
 	own := nodeFiles(files, next)
 	if !reflect.DeepEqual(own, map[string]string{"pki/kubernetes/kubelet-w1.crt": "N"}) {
 		t.Fatalf("nodeFiles = %v: want the new certificate only (prior.json stays the cluster's)", own)
-	}
-	if p, err := priorOf(map[string]string{"prior.json": `{"etcdMembers":["a"]}`}); err != nil || p == nil || p.EtcdMembers[0] != "a" {
-		t.Fatalf("priorOf = %+v, %v", p, err)
-	}
-	if p, err := priorOf(map[string]string{}); err != nil || p != nil {
-		t.Fatalf("priorOf(no file) = %+v, %v", p, err)
 	}
 }
 
@@ -238,59 +244,6 @@ func TestApplySSHDefaults(t *testing.T) {
 	applySSHDefaults(c, d)
 	if c.Spec.SSH.User != "root" || c.Spec.SSH.KeyFile != "/nonexistent/tf-lab/id_ed25519" {
 		t.Fatalf("the inventory's own settings were overridden: %+v", c.Spec.SSH)
-	}
-}
-
-// TestEngineRunPrivateDir: the engine state is materialised in a 0700
-// directory with keys 0600, an inline SSH key lands there too, and Close
-// removes everything.
-func TestEngineRunPrivateDir(t *testing.T) {
-	data := &providerData{Concurrency: 2, SSH: sshDefaults{PrivateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\n"}}
-	c, _, diags := loadCluster(inventoryInput{Path: types.StringNull(),
-		YAML: types.StringValue(strings.Replace(labInventory(t), "    keyFile: /nonexistent/tf-lab/id_ed25519\n", "", 1))}, data)
-	if diags.HasError() {
-		t.Fatalf("an inventory without keyFile and the provider's inline key: %v", diags)
-	}
-	if c.Spec.SSH.KeyFile != inlineKeyFile {
-		t.Fatalf("keyFile = %q before the engine runs", c.Spec.SSH.KeyFile)
-	}
-	files := map[string]string{"prior.json": `{"etcdMembers":["tf-dc1-s01","tf-dc2-s01","tf-dc3-s01"]}`, "pki/etcd/ca.key": "secret", "pki/etcd/ca.crt": "cert"}
-	run, err := newEngineRun(context.Background(), engineOptions{Cluster: c, Files: files, Data: data})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := os.Stat(run.root)
-	if err != nil || st.Mode().Perm() != 0o700 {
-		t.Fatalf("private directory: %v, %v", st, err)
-	}
-	if st, err := os.Stat(filepath.Join(run.store.Path, "pki/etcd/ca.key")); err != nil || st.Mode().Perm() != 0o600 {
-		t.Fatalf("key restored as %v, %v", st, err)
-	}
-	key := run.eng.Cluster().Spec.SSH.KeyFile
-	for _, h := range run.eng.Cluster().Hosts() {
-		if h.SSH.KeyFile != key {
-			t.Errorf("%s uses key %q, want the written %q", h.Name, h.SSH.KeyFile, key)
-		}
-	}
-	if filepath.Dir(key) != run.root {
-		t.Fatalf("inline key written to %q, want inside %s", key, run.root)
-	}
-	if st, err := os.Stat(key); err != nil || st.Mode().Perm() != 0o600 {
-		t.Fatalf("inline key: %v, %v", st, err)
-	}
-	if h, _ := c.Host("tf-dc1-s01"); c.Spec.SSH.KeyFile != inlineKeyFile || h.SSH.KeyFile != inlineKeyFile {
-		t.Fatal("newEngineRun changed the caller's inventory")
-	}
-	if got := run.eng.Prior(); got == nil || len(got.EtcdMembers) != 3 {
-		t.Fatalf("engine prior = %+v", got)
-	}
-	snap, err := run.files()
-	if err != nil || !reflect.DeepEqual(snap, files) {
-		t.Fatalf("snapshot = %v, %v", snap, err)
-	}
-	run.Close()
-	if _, err := os.Stat(run.root); !os.IsNotExist(err) {
-		t.Fatalf("private directory left behind: %v", err)
 	}
 }
 
@@ -420,18 +373,18 @@ func TestClusterImportFromCLIState(t *testing.T) {
 }
 
 // TestClusterApplyKeepsPartialProgress: an apply that stops half-way (here
-// before any host is reached: the artifact directory is missing, and the
-// deadline has passed anyway) still returns the engine state it created —
-// the PKI — with the error, and the next apply starts from that state
-// (same CA).
+// after the certificates, before any host is changed: the lab's key file
+// and artifact directory do not exist) still returns the engine state it
+// created — the PKI — with the error, and the next apply starts from that
+// state (same CA).
 func TestClusterApplyKeepsPartialProgress(t *testing.T) {
 	r := &clusterResource{}
 	m := clusterResourceModel{Path: types.StringNull(), YAML: types.StringValue(labInventory(t)),
 		Components: types.ListNull(types.StringType), NodeServers: types.SetNull(types.StringType)}
-	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var diags diag.Diagnostics
-	if !r.apply(ctx, &m, map[string]string{}, &diags) {
+	if !r.apply(ctx, &m, types.StringNull(), &diags) {
 		t.Fatalf("apply reports nothing to save: %q", summary(diags))
 	}
 	if !diags.HasError() || !strings.Contains(summary(diags), "state reached so far is saved") {
@@ -450,7 +403,7 @@ func TestClusterApplyKeepsPartialProgress(t *testing.T) {
 	}
 	m2 := m
 	var diags2 diag.Diagnostics
-	if !r.apply(ctx, &m2, files, &diags2) {
+	if !r.apply(ctx, &m2, m.State, &diags2) {
 		t.Fatalf("second apply reports nothing to save: %q", summary(diags2))
 	}
 	files2, err := decodeFiles(m2.State)
@@ -478,7 +431,7 @@ func TestClusterApplyRefusedKeepsNothing(t *testing.T) {
 	m := clusterResourceModel{Path: types.StringNull(), YAML: types.StringValue(strings.Replace(labInventory(t), "members: 3", "members: 5", 1)),
 		Components: types.ListNull(types.StringType), NodeServers: types.SetNull(types.StringType), State: types.StringUnknown()}
 	var diags diag.Diagnostics
-	if r.apply(context.Background(), &m, map[string]string{}, &diags) {
+	if r.apply(context.Background(), &m, types.StringNull(), &diags) {
 		t.Fatal("apply of a refused inventory reports a state to save")
 	}
 	if !diags.HasError() || !m.State.IsUnknown() {
@@ -557,4 +510,97 @@ func TestResourceExamples(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestPhaseSelectionMatchesTheEngine: the phase IDs tricenter_cluster
+// documents and accepts are the engine's one list (installer.PhaseIDs),
+// in its order: every ID is either accepted by components and skip_phases
+// or refused as a preflight phase every apply runs, and every component
+// name is accepted — the CLI's --only takes the same names.
+func TestPhaseSelectionMatchesTheEngine(t *testing.T) {
+	ctx := context.Background()
+	var sr fwresource.SchemaResponse
+	(&clusterResource{}).Schema(ctx, fwresource.SchemaRequest{}, &sr)
+	desc := sr.Schema.Attributes["components"].GetMarkdownDescription()
+	var listed []string
+	for _, m := range regexp.MustCompile("`([a-z-]+/[a-z-]+)`").FindAllStringSubmatch(desc, -1) {
+		listed = append(listed, m[1])
+	}
+	if !slices.Equal(listed, installer.PhaseIDs()) {
+		t.Errorf("components lists phase IDs %v, want the engine's %v", listed, installer.PhaseIDs())
+	}
+	accepts := func(name string) (bool, string) {
+		var resp validator.ListResponse
+		v, _ := types.ListValueFrom(ctx, types.StringType, []string{name})
+		selectionValidator{}.ValidateList(ctx, validator.ListRequest{Path: path.Root("components"), ConfigValue: v}, &resp)
+		if resp.Diagnostics.HasError() {
+			return false, resp.Diagnostics.Errors()[0].Detail()
+		}
+		return true, ""
+	}
+	var accepted []string
+	for _, id := range installer.PhaseIDs() {
+		ok, why := accepts(id)
+		switch {
+		case ok:
+			accepted = append(accepted, id)
+		case strings.HasPrefix(id, "preflight/") && strings.Contains(why, "runs on every apply"):
+		default:
+			t.Errorf("phase %s refused: %s", id, why)
+		}
+	}
+	for _, c := range componentNames() {
+		if ok, why := accepts(c); !ok {
+			t.Errorf("component %s refused: %s", c, why)
+		}
+	}
+	if want := installer.SelectableIDs()[len(componentNames()):]; !slices.Equal(accepted, want) {
+		t.Errorf("accepted phases %v, want %v", accepted, want)
+	}
+	if ok, why := accepts("kubelet"); ok || !strings.Contains(why, `unknown component or phase "kubelet"`) {
+		t.Errorf("kubelet: %v, %q", ok, why)
+	}
+}
+
+// TestClusterPlanPhaseSelection plans tricenter_cluster with components
+// and skip_phases (nothing is contacted): phase IDs are taken, and what
+// the engine would refuse is refused at plan time with its reason.
+func TestClusterPlanPhaseSelection(t *testing.T) {
+	terraformForUnitTests(t)
+	inv := filepath.Join(t.TempDir(), "lab.yaml")
+	if err := os.WriteFile(inv, []byte(labInventory(t)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cluster := func(body string) string {
+		return `
+resource "tricenter_cluster" "lab" {
+  path = "` + inv + `"
+` + body + `
+}
+`
+	}
+	step := func(body, wantErr string) resource.TestStep {
+		s := resource.TestStep{Config: cluster(body), PlanOnly: true}
+		if wantErr != "" {
+			s.ExpectError = regexp.MustCompile(wantErr)
+		} else {
+			s.ExpectNonEmptyPlan = true
+			s.ConfigPlanChecks = resource.ConfigPlanChecks{PostApplyPostRefresh: []plancheck.PlanCheck{
+				plancheck.ExpectResourceAction("tricenter_cluster.lab", plancheck.ResourceActionCreate),
+			}}
+		}
+		return s
+	}
+	resource.UnitTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProtoV6ProviderFactories,
+		Steps: []resource.TestStep{
+			step(`components = ["etcd", "node/kubelet", "gates/nodes"]`, ""),
+			step(`skip_phases = ["gates/dataplane", "addons"]`, ""),
+			step(`components = ["kubelet"]`, `unknown component or\s+phase "kubelet"`),
+			step(`components = ["preflight/reachable"]`, `runs on every apply`),
+			step(`skip_phases = ["etcd/prefligth"]`, `unknown component or\s+phase "etcd/prefligth"`),
+			step("components  = [\"etcd\"]\n  skip_phases = [\"etcd\", \"gates/etcd\"]", `no phase left to run`),
+			step(`skip_phases = ["etcd/preflight"]`, `etcd/discover needs\s+etcd/preflight`),
+		},
+	})
 }

@@ -130,11 +130,8 @@ func (r *kubeconfigEphemeralResource) Open(ctx context.Context, req ephemeral.Op
 
 // open fills m's kubeconfig, expiry and URL from the cluster state.
 func (r *kubeconfigEphemeralResource) open(ctx context.Context, m *kubeconfigModel) diag.Diagnostics {
+	var diags diag.Diagnostics
 	in := inventoryInput{Path: m.Path, YAML: m.YAML}
-	c, lines, diags := loadCluster(in, r.data)
-	if diags.HasError() {
-		return diags
-	}
 	files, err := decodeFiles(m.ClusterState)
 	if err != nil {
 		diags.AddAttributeError(path.Root("cluster_state"), "Unreadable cluster state", err.Error())
@@ -145,10 +142,10 @@ func (r *kubeconfigEphemeralResource) open(ctx context.Context, m *kubeconfigMod
 			"cluster_state is empty: pass tricenter_cluster.<name>.state of a cluster that was applied.")
 		return diags
 	}
-	src := in.source()
-	run, err := newEngineRun(ctx, engineOptions{Cluster: c, Lines: lines, Source: src.name, Files: files, Data: r.data})
-	if err != nil {
-		diags.AddAttributeError(src.attr, "Invalid inventory for this cluster", fmt.Sprintf("%s: %v", src.name, err))
+	run, d := openEngine(ctx, r.data, engineRequest{Inventory: in,
+		States: []stateInput{{Value: m.ClusterState, Attr: path.Root("cluster_state"), What: "cluster state"}}})
+	diags.Append(d...)
+	if diags.HasError() {
 		return diags
 	}
 	defer run.Close()
@@ -157,7 +154,7 @@ func (r *kubeconfigEphemeralResource) open(ctx context.Context, m *kubeconfigMod
 	if m.User.IsNull() {
 		kc, err := e.AdminKubeconfig("")
 		if err != nil {
-			diags.AddAttributeError(path.Root("cluster_state"), "No admin kubeconfig", fmt.Sprintf("%s: %v", c.Metadata.Name, err))
+			diags.AddAttributeError(path.Root("cluster_state"), "No admin kubeconfig", fmt.Sprintf("%s: %v", e.Cluster().Metadata.Name, err))
 			return diags
 		}
 		m.Kubeconfig = types.StringValue(string(kc))
@@ -178,7 +175,7 @@ func (r *kubeconfigEphemeralResource) open(ctx context.Context, m *kubeconfigMod
 	}
 	kc, until, err := e.UserKubeconfig(m.User.ValueString(), groups, ttl)
 	if err != nil {
-		diags.AddAttributeError(path.Root("user"), "Cannot issue the kubeconfig", fmt.Sprintf("%s for %s: %v", c.Metadata.Name, m.User.ValueString(), err))
+		diags.AddAttributeError(path.Root("user"), "Cannot issue the kubeconfig", fmt.Sprintf("%s for %s: %v", e.Cluster().Metadata.Name, m.User.ValueString(), err))
 		return diags
 	}
 	m.Kubeconfig = types.StringValue(string(kc))

@@ -36,11 +36,7 @@ func clusterStateWithPKI(t *testing.T) (string, string) {
 	if _, err := run.eng.EtcdPKI(true); err != nil {
 		t.Fatal(err)
 	}
-	files, err := run.files()
-	if err != nil {
-		t.Fatal(err)
-	}
-	enc, err := encodeFiles(files)
+	enc, err := encodeFiles(run.files())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -35,8 +36,10 @@ const (
 var nodeComponents = []string{string(installer.BGP), string(installer.Nodes), string(installer.Addons)}
 
 var (
-	_ resource.ResourceWithConfigure  = (*nodeResource)(nil)
-	_ resource.ResourceWithModifyPlan = (*nodeResource)(nil)
+	_ resource.ResourceWithConfigure    = (*nodeResource)(nil)
+	_ resource.ResourceWithModifyPlan   = (*nodeResource)(nil)
+	_ resource.ResourceWithImportState  = (*nodeResource)(nil)
+	_ resource.ResourceWithUpgradeState = (*nodeResource)(nil)
 )
 
 // NewNodeResource returns the tricenter_node resource.
@@ -66,12 +69,26 @@ type nodeResourceModel struct {
 
 func (m nodeResourceModel) input() inventoryInput { return inventoryInput{Path: m.Path, YAML: m.YAML} }
 
+// engineRequest builds the engine over the cluster's state with this
+// node's files on top.
+func (m nodeResourceModel) engineRequest() engineRequest {
+	return engineRequest{Inventory: m.input(), States: []stateInput{
+		{Value: m.ClusterState, Attr: path.Root("cluster_state"), What: "cluster state"},
+		{Value: m.State, Attr: path.Root("state"), What: "node state"},
+	}}
+}
+
+// configured reports whether the inventory is known: false right after an
+// import, before a plan with the configuration.
+func (m nodeResourceModel) configured() bool { return !m.Path.IsNull() || !m.YAML.IsNull() }
+
 func (r *nodeResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
 	resp.TypeName = req.ProviderTypeName + "_node"
 }
 
 func (r *nodeResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	resp.Schema = schema.Schema{
+		Version: nodeSchemaVersion,
 		MarkdownDescription: "One worker of a `tricenter_cluster`, joined on its own: its BGP agent (announcing its pod CIDR), " +
 			"containerd, kubelet and kube-proxy, and its labels and taints. **Create** runs the engine for this server " +
 			"only (components `" + strings.Join(nodeComponents, "`, `") + "`): no other server is touched. **Refresh** " +
@@ -82,7 +99,10 @@ func (r *nodeResource) Schema(ctx context.Context, _ resource.SchemaRequest, res
 			"Key node resources by server name with `for_each` over a map or set, never `count` over a list: then adding " +
 			"or removing one never shifts another. List the same names in the cluster's `node_servers` so the cluster " +
 			"leaves them to these resources. The server must be a worker: etcd members and control-plane servers belong " +
-			"to the cluster.",
+			"to the cluster.\n\n" +
+			"**Import** takes the server name (`terraform import tricenter_node.NAME SERVER`): the next plan fills in " +
+			"what the configuration says and shows an update, and that apply converges with no change on the server " +
+			"(the kubelet certificates the server holds, signed by the cluster's CA, are kept).",
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{
 				Computed:            true,
@@ -118,7 +138,7 @@ func (r *nodeResource) Schema(ctx context.Context, _ resource.SchemaRequest, res
 			"state": schema.StringAttribute{
 				Computed:            true,
 				Sensitive:           true,
-				MarkdownDescription: "What joining this node added to the cluster's engine state (its certificates), as a JSON object of files.",
+				MarkdownDescription: "What joining this node added to the cluster's engine state (its certificates), in the format of the cluster's `state`.",
 			},
 			"center": schema.StringAttribute{
 				Computed:            true,
@@ -184,34 +204,18 @@ func checkWorker(c *inventory.Cluster, p *inventory.Placement, name string) diag
 }
 
 // engine builds the engine over the cluster's state with this node's
-// files on top.
-func (r *nodeResource) engine(ctx context.Context, m nodeResourceModel) (*engineRun, map[string]string, diag.Diagnostics) {
-	c, lines, diags := loadCluster(m.input(), r.data)
+// files on top, and checks the server is one of its workers.
+func (r *nodeResource) engine(ctx context.Context, m nodeResourceModel) (*engineRun, diag.Diagnostics) {
+	run, diags := openEngine(ctx, r.data, m.engineRequest())
 	if diags.HasError() {
-		return nil, nil, diags
-	}
-	base, err := decodeFiles(m.ClusterState)
-	if err != nil {
-		diags.AddAttributeError(path.Root("cluster_state"), "Unreadable cluster state", err.Error())
-		return nil, nil, diags
-	}
-	own, err := decodeFiles(m.State)
-	if err != nil {
-		diags.AddAttributeError(path.Root("state"), "Unreadable node state", err.Error())
-		return nil, nil, diags
-	}
-	src := m.input().source()
-	run, err := newEngineRun(ctx, engineOptions{Cluster: c, Lines: lines, Source: src.name, Files: overlay(base, own), Data: r.data})
-	if err != nil {
-		diags.AddAttributeError(src.attr, "Invalid inventory for this cluster", fmt.Sprintf("%s: %v", src.name, err))
-		return nil, nil, diags
+		return nil, diags
 	}
 	diags.Append(checkWorker(run.eng.Cluster(), run.eng.Placement(), m.Server.ValueString())...)
 	if diags.HasError() {
 		run.Close()
-		return nil, nil, diags
+		return nil, diags
 	}
-	return run, base, diags
+	return run, diags
 }
 
 func (r *nodeResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
@@ -242,7 +246,7 @@ func (r *nodeResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRe
 	plan.Rack = types.StringValue(h.Rack.Name)
 	plan.Ready = types.BoolValue(true)
 	if !plan.ClusterState.IsUnknown() {
-		run, _, d := r.engine(ctx, plan)
+		run, d := r.engine(ctx, plan)
 		resp.Diagnostics.Append(d...)
 		if resp.Diagnostics.HasError() {
 			return
@@ -269,18 +273,13 @@ func (r *nodeResource) Create(ctx context.Context, req resource.CreateRequest, r
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	timeout, diags := m.Timeouts.Create(ctx, DefaultNodeCreateTimeout)
-	resp.Diagnostics.Append(diags...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	m.State = types.StringNull()
-	if !r.apply(ctx, &m, &resp.Diagnostics) {
-		return // nothing was done: no state to keep
-	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+	withTimeout(ctx, m.Timeouts.Create, DefaultNodeCreateTimeout, &resp.Diagnostics, func(ctx context.Context) {
+		m.State = types.StringNull()
+		if !r.apply(ctx, &m, false, &resp.Diagnostics) {
+			return // nothing was done: no state to keep
+		}
+		resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+	})
 }
 
 func (r *nodeResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
@@ -290,27 +289,26 @@ func (r *nodeResource) Update(ctx context.Context, req resource.UpdateRequest, r
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	timeout, diags := m.Timeouts.Update(ctx, DefaultNodeUpdateTimeout)
-	resp.Diagnostics.Append(diags...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	m.State = prior.State
-	if !r.apply(ctx, &m, &resp.Diagnostics) {
-		// The engine did not run: the state stays as it was.
-		resp.Diagnostics.Append(resp.State.Set(ctx, &prior)...)
-		return
-	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+	withTimeout(ctx, m.Timeouts.Update, DefaultNodeUpdateTimeout, &resp.Diagnostics, func(ctx context.Context) {
+		m.State = prior.State
+		// An imported node has no state of its own yet: keep the kubelet
+		// certificates its server holds rather than issue new ones.
+		imported := prior.State.IsNull() || prior.State.ValueString() == ""
+		if !r.apply(ctx, &m, imported, &resp.Diagnostics) {
+			// The engine did not run: the state stays as it was.
+			resp.Diagnostics.Append(resp.State.Set(ctx, &prior)...)
+			return
+		}
+		resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+	})
 }
 
 // apply joins (or re-converges) the one server and records in m what it
-// did; the node's own files are kept even when the apply fails. It
-// reports whether m was filled (false: the engine did not run).
-func (r *nodeResource) apply(ctx context.Context, m *nodeResourceModel, diags *diag.Diagnostics) bool {
-	run, base, d := r.engine(ctx, *m)
+// did; the node's own files are kept even when the apply fails. adopt
+// first keeps the kubelet certificates the server holds (an imported
+// node). It reports whether m was filled (false: the engine did not run).
+func (r *nodeResource) apply(ctx context.Context, m *nodeResourceModel, adopt bool, diags *diag.Diagnostics) bool {
+	run, d := r.engine(ctx, *m)
 	diags.Append(d...)
 	if diags.HasError() {
 		return false
@@ -318,21 +316,24 @@ func (r *nodeResource) apply(ctx context.Context, m *nodeResourceModel, diags *d
 	defer run.Close()
 	e := run.eng
 	name := m.Server.ValueString()
+	if adopt {
+		adopted, err := e.AdoptNodeCertificates(ctx, name)
+		if err != nil {
+			tflog.Info(ctx, "Kubelet certificates not adopted: the apply issues them", map[string]any{"server": name, "reason": err.Error()})
+		} else if len(adopted) > 0 {
+			tflog.Info(ctx, "Kept the kubelet certificates the server holds", map[string]any{"server": name, "certificates": adopted})
+		}
+	}
 	tflog.Info(ctx, "Joining the node", map[string]any{"server": name})
 	res, applyErr := e.Apply(ctx, installer.Options{Only: nodeComponents, Servers: []string{name}, WaitReachable: waitReachable(m.WaitReachable)})
-	files, err := run.files()
-	if err != nil {
-		diags.AddError("Cannot save the node's engine state", err.Error())
-		return false
-	}
-	enc, err := encodeFiles(nodeFiles(base, files))
+	st, err := run.stateValue(func(after map[string]string) map[string]string { return nodeFiles(run.inputs[0], after) })
 	if err != nil {
 		diags.AddError("Cannot save the node's engine state", err.Error())
 		return false
 	}
 	h, _ := e.Cluster().Host(name)
 	m.ID = types.StringValue(name)
-	m.State = types.StringValue(enc)
+	m.State = st
 	m.Center = types.StringValue(h.Center.Name)
 	m.Rack = types.StringValue(h.Rack.Name)
 	m.PodCIDR = types.StringNull()
@@ -370,68 +371,30 @@ func (r *nodeResource) Read(ctx context.Context, req resource.ReadRequest, resp 
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	timeout, diags := m.Timeouts.Read(ctx, DefaultNodeReadTimeout)
-	resp.Diagnostics.Append(diags...)
-	if resp.Diagnostics.HasError() {
+	if !m.configured() {
+		// Just imported: nothing tells which inventory and cluster the
+		// server belongs to until a plan brings the configuration.
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	run, _, d := r.engine(ctx, m)
-	if d.HasError() {
-		resp.Diagnostics.AddWarning("Node not checked", "The node's inventory or state cannot be used, so the last state is kept: "+summary(d))
-		return
-	}
-	defer run.Close()
-	problems, reached := observeNode(ctx, run.eng, m.Server.ValueString())
-	if !reached {
-		resp.Diagnostics.AddWarning("Node not checked", strings.Join(problems, "; ")+". The last state is kept.")
-		return
-	}
-	m.Ready = types.BoolValue(len(problems) == 0)
-	m.Problems = stringList(problems)
-	if len(problems) > 0 {
-		resp.Diagnostics.AddWarning("Node "+m.Server.ValueString()+" is not as planned", strings.Join(problems, "; "))
-	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
-}
-
-// observeNode judges one server's Node by the engine's one health rule
-// (condition, fresh heartbeat, the server's boot id) and asks its BGP
-// agent. reached is false when the API could not be asked (problems then
-// say why).
-func observeNode(ctx context.Context, e *installer.Engine, name string) (problems []string, reached bool) {
-	gctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	nodes, err := e.NodeHealth(gctx, []string{name}, true)
-	cancel()
-	if err != nil {
-		return []string{"Kubernetes API: " + err.Error()}, false
-	}
-	for _, n := range nodes {
-		switch {
-		case !n.Registered:
-			problems = append(problems, "Node "+name+" is not registered")
-		case !n.Ready:
-			problems = append(problems, "Node "+name+" is not Ready: "+n.Reason)
+	withTimeout(ctx, m.Timeouts.Read, DefaultNodeReadTimeout, &resp.Diagnostics, func(ctx context.Context) {
+		run, d := r.engine(ctx, m)
+		if d.HasError() {
+			resp.Diagnostics.AddWarning("Node not checked", "The node's inventory or state cannot be used, so the last state is kept: "+summary(d))
+			return
 		}
-	}
-	m := e.ObserveManager()
-	defer m.Close()
-	hosts, err := m.Hosts(inventory.Selector{Servers: []string{name}})
-	if err != nil {
-		return append(problems, "BGP agent: "+err.Error()), true
-	}
-	sts, errs := installer.BGPStatuses(ctx, m, hosts)
-	if err := errs[name]; err != nil {
-		problems = append(problems, "BGP agent on "+name+": "+err.Error())
-	} else if st := sts[name]; st != nil {
-		for _, s := range st.Sessions {
-			if !s.Established() {
-				problems = append(problems, fmt.Sprintf("BGP session %s (%s) is %s", s.Name, s.Address, s.State))
-			}
+		defer run.Close()
+		rep := run.eng.ObserveNode(ctx, m.Server.ValueString())
+		if !rep.Reached {
+			resp.Diagnostics.AddWarning("Node not checked", strings.Join(rep.Problems, "; ")+". The last state is kept.")
+			return
 		}
-	}
-	return problems, true
+		m.Ready = types.BoolValue(len(rep.Problems) == 0)
+		m.Problems = stringList(rep.Problems)
+		if len(rep.Problems) > 0 {
+			resp.Diagnostics.AddWarning("Node "+m.Server.ValueString()+" is not as planned", strings.Join(rep.Problems, "; "))
+		}
+		resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
+	})
 }
 
 func (r *nodeResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
@@ -440,23 +403,35 @@ func (r *nodeResource) Delete(ctx context.Context, req resource.DeleteRequest, r
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	timeout, diags := m.Timeouts.Delete(ctx, DefaultNodeDeleteTimeout)
-	resp.Diagnostics.Append(diags...)
-	if resp.Diagnostics.HasError() {
+	withTimeout(ctx, m.Timeouts.Delete, DefaultNodeDeleteTimeout, &resp.Diagnostics, func(ctx context.Context) {
+		run, d := r.engine(ctx, m)
+		resp.Diagnostics.Append(d...)
+		if resp.Diagnostics.HasError() {
+			return
+		}
+		defer run.Close()
+		name := m.Server.ValueString()
+		tflog.Info(ctx, "Removing the node", map[string]any{"server": name})
+		if _, err := run.eng.Reset(ctx, installer.Options{Servers: []string{name}}); err != nil {
+			resp.Diagnostics.AddError("Removing "+name+" failed", engineErrorDetail("removing "+name, err)+
+				" The resource stays in state; destroy again to continue.")
+		}
+	})
+}
+
+// serverName is what a server's name looks like in an inventory (a DNS
+// label).
+var serverName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+
+// ImportState takes the server's name: `terraform import
+// tricenter_node.NAME SERVER`. The rest comes with the next plan.
+func (r *nodeResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	if !serverName.MatchString(req.ID) {
+		resp.Diagnostics.AddError("Invalid import ID",
+			fmt.Sprintf("%q: use the name of the worker in the inventory, e.g. `terraform import tricenter_node.dc1_r01_w01 dc1-r01-w01` "+
+				"(a server name: lowercase letters, digits and '-', at most 63).", req.ID))
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	run, _, d := r.engine(ctx, m)
-	resp.Diagnostics.Append(d...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	defer run.Close()
-	name := m.Server.ValueString()
-	tflog.Info(ctx, "Removing the node", map[string]any{"server": name})
-	if _, err := run.eng.Reset(ctx, installer.Options{Servers: []string{name}}); err != nil {
-		resp.Diagnostics.AddError("Removing "+name+" failed", engineErrorDetail("removing "+name, err)+
-			" The resource stays in state; destroy again to continue.")
-	}
+	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), req.ID)...)
+	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("server"), req.ID)...)
 }

@@ -4,11 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 
@@ -17,41 +15,51 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/tricenter/terraform-provider-tricenter/installer"
-	"github.com/tricenter/terraform-provider-tricenter/installer/ssh"
 	"github.com/tricenter/terraform-provider-tricenter/installer/state"
-	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
 // The engine's state (installer.Store: PKI and the last apply's
 // allocations) lives in Terraform state, in a Sensitive attribute holding
-// the JSON of state.Snapshot's map. Each operation materialises it into a
-// private temporary directory, runs the engine on it, snapshots it back
-// and removes the directory: nothing stays behind on disk.
+// a versioned blob of files (installer/state EncodeBlob: {"format":2,
+// "files":{...}}; the bare JSON object of files older providers wrote is
+// still read and is rewritten in the current format by the next write or
+// by the schema upgrade). Each operation loads it into an in-memory store
+// (state.Mem), runs the engine on it and encodes the store again: nothing
+// is written to disk (engine_run.go).
 
-// encodeFiles is the JSON of a snapshot (map keys sorted, so the same files
-// always give the same string).
+// encodeFiles is the state blob of files, in the current format (map keys
+// sorted, so the same files always give the same string).
 func encodeFiles(files map[string]string) (string, error) {
-	if files == nil {
-		files = map[string]string{}
-	}
-	b, err := json.Marshal(files)
-	if err != nil {
-		return "", fmt.Errorf("encoding the engine state: %w", err)
-	}
-	return string(b), nil
+	return state.EncodeBlob(files)
 }
 
-// decodeFiles reads an encoded snapshot; null or empty is no state yet.
+// decodeFiles reads a state blob of any format this provider knows; null,
+// unknown or empty is no state yet. A blob written by a newer provider is
+// an error that says to upgrade.
 func decodeFiles(v types.String) (map[string]string, error) {
-	files := map[string]string{}
+	if v.IsNull() || v.IsUnknown() {
+		return map[string]string{}, nil
+	}
+	files, _, err := state.DecodeBlob(v.ValueString())
+	return files, err
+}
+
+// reencode rewrites a state blob of any format in the current one (null
+// and unknown stay as they are).
+func reencode(v types.String) (types.String, error) {
 	if v.IsNull() || v.IsUnknown() || v.ValueString() == "" {
-		return files, nil
+		return v, nil
 	}
-	if err := json.Unmarshal([]byte(v.ValueString()), &files); err != nil {
-		return nil, fmt.Errorf("the engine state in Terraform state is not a JSON object of files (%w): restore the state from a backup", err)
+	files, err := decodeFiles(v)
+	if err != nil {
+		return v, err
 	}
-	return files, nil
+	enc, err := encodeFiles(files)
+	if err != nil {
+		return v, err
+	}
+	return types.StringValue(enc), nil
 }
 
 // overlay returns base with over's files on top (neither is changed).
@@ -76,20 +84,6 @@ func diffFiles(base, next map[string]string) map[string]string {
 		}
 	}
 	return out
-}
-
-// priorOf reads the last apply's allocations from a snapshot (nil when it
-// holds none).
-func priorOf(files map[string]string) (*inventory.Prior, error) {
-	s, ok := files["prior.json"]
-	if !ok {
-		return nil, nil
-	}
-	var p inventory.Prior
-	if err := json.Unmarshal([]byte(s), &p); err != nil {
-		return nil, fmt.Errorf("prior.json in the engine state: %w", err)
-	}
-	return &p, nil
 }
 
 // inventoryInput is the inventory as a resource's path/yaml arguments give
@@ -145,14 +139,14 @@ func loadCluster(in inventoryInput, d *providerData) (*inventory.Cluster, *inven
 	return c, lines, diags
 }
 
-// inlineKeyFile stands for the provider's ssh.private_key in spec.ssh.keyFile
-// until newEngineRun writes the key to its private directory.
+// inlineKeyFile stands for the provider's ssh.private_key in spec.ssh.keyFile:
+// the engine holds that key in memory under this name (Config.SSHKeys).
 const inlineKeyFile = "(provider ssh.private_key)"
 
 // applySSHDefaults fills the inventory's SSH settings from the provider's
 // ssh block where the inventory is silent: spec.ssh, then (through the
 // inventory's own defaulting) every server and jump host. A private key
-// given inline is written by newEngineRun (it needs a file) and set there.
+// given inline stays in memory (newEngineRun passes it to the engine).
 // The login user is not among them: the inventory defaults it to root.
 func applySSHDefaults(c *inventory.Cluster, d *providerData) {
 	if d == nil {
@@ -177,40 +171,6 @@ func applySSHDefaults(c *inventory.Cluster, d *providerData) {
 	c.SetDefaults()
 }
 
-// withKeyFile is a copy of c whose SSH key files named from are key: the
-// servers, the jump hosts and the bastion (c is not changed).
-func withKeyFile(c *inventory.Cluster, from, key string) *inventory.Cluster {
-	cc := *c
-	swap := func(p *string) {
-		if *p == from {
-			*p = key
-		}
-	}
-	swap(&cc.Spec.SSH.KeyFile)
-	if b := cc.Spec.SSH.Bastion; b != nil {
-		bb := *b
-		swap(&bb.KeyFile)
-		cc.Spec.SSH.Bastion = &bb
-	}
-	cc.Spec.Centers = slices.Clone(c.Spec.Centers)
-	for i := range cc.Spec.Centers {
-		if j := cc.Spec.Centers[i].JumpHost; j != nil {
-			jj := *j
-			swap(&jj.KeyFile)
-			cc.Spec.Centers[i].JumpHost = &jj
-		}
-	}
-	cc.Spec.Racks = slices.Clone(c.Spec.Racks)
-	for i := range cc.Spec.Racks {
-		r := &cc.Spec.Racks[i]
-		r.Servers = slices.Clone(r.Servers)
-		for j := range r.Servers {
-			swap(&r.Servers[j].SSH.KeyFile)
-		}
-	}
-	return &cc
-}
-
 // withoutServers is a copy of c without the named servers (the status
 // view of tricenter_cluster leaves out the servers tricenter_node joins).
 func withoutServers(c *inventory.Cluster, drop []string) *inventory.Cluster {
@@ -224,95 +184,6 @@ func withoutServers(c *inventory.Cluster, drop []string) *inventory.Cluster {
 		r.Servers = slices.DeleteFunc(slices.Clone(r.Servers), func(s inventory.Server) bool { return slices.Contains(drop, s.Name) })
 	}
 	return &cc
-}
-
-// engineRun is one engine over a private copy of the engine state.
-type engineRun struct {
-	root  string // 0700 temporary directory, removed by Close
-	store *state.Dir
-	eng   *installer.Engine
-}
-
-// engineOptions are the inputs of newEngineRun.
-type engineOptions struct {
-	Cluster *inventory.Cluster
-	Lines   *inventory.Lines
-	Source  string
-	Files   map[string]string
-	Data    *providerData // nil: the provider's defaults
-}
-
-// newEngineRun materialises files into a private directory and builds the
-// engine on it (purely local: installer.New touches no host).
-func newEngineRun(ctx context.Context, o engineOptions) (*engineRun, error) {
-	root, err := os.MkdirTemp("", "tricenter-tf-")
-	if err != nil {
-		return nil, fmt.Errorf("creating a private directory for the engine state: %w", err)
-	}
-	r := &engineRun{root: root}
-	if err := os.Chmod(root, 0o700); err != nil {
-		r.Close()
-		return nil, fmt.Errorf("creating a private directory for the engine state: %w", err)
-	}
-	r.store = &state.Dir{Path: filepath.Join(root, "state")}
-	if err := state.Restore(r.store.Path, o.Files); err != nil {
-		r.Close()
-		return nil, fmt.Errorf("restoring the engine state: %w", err)
-	}
-	d := o.Data
-	if d == nil {
-		d = &providerData{Concurrency: DefaultConcurrency}
-	}
-	c := o.Cluster
-	if d.SSH.PrivateKey != "" {
-		key := filepath.Join(root, "ssh-key")
-		if err := fsutil.WriteFileAtomic(key, []byte(d.SSH.PrivateKey), 0o600); err != nil {
-			r.Close()
-			return nil, fmt.Errorf("writing the provider's SSH key to the private directory: %w", err)
-		}
-		c = withKeyFile(c, inlineKeyFile, key)
-	}
-	cfg := installer.Config{Cluster: c, Lines: o.Lines, Source: o.Source, Store: r.store,
-		SSH: ssh.Options{KnownHosts: d.SSH.KnownHosts}, Logger: newLogger(ctx), Concurrency: d.Concurrency,
-		Holder: d.Holder, Leases: d.Leases, LockTimeout: d.LockTimeout, SkipStoreLock: true}
-	if d.ArtifactDir != "" && c.Spec.Kubernetes.ArtifactDir == "" {
-		cc := *c
-		cc.Spec.Kubernetes.ArtifactDir = d.ArtifactDir
-		cfg.Cluster = &cc
-	}
-	if dir := cfg.Cluster.Spec.Kubernetes.ArtifactDir; dir != "" {
-		if p := filepath.Join(dir, "tricenter-bgp"); fileExists(p) {
-			cfg.AgentBinary = p
-		}
-	}
-	r.eng, err = installer.New(cfg)
-	if err != nil {
-		r.Close()
-		return nil, err
-	}
-	return r, nil
-}
-
-func fileExists(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && st.Mode().IsRegular()
-}
-
-// files snapshots the engine state as it is now.
-func (r *engineRun) files() (map[string]string, error) {
-	f, err := state.Snapshot(r.store.Path)
-	if err != nil {
-		return nil, fmt.Errorf("saving the engine state: %w", err)
-	}
-	return f, nil
-}
-
-// Close closes the engine and removes the private directory.
-func (r *engineRun) Close() {
-	if r.eng != nil {
-		_ = r.eng.Close()
-	}
-	_ = os.RemoveAll(r.root)
 }
 
 // etcdMembersOf maps the placement's etcd members to their centers.

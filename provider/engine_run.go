@@ -1,0 +1,190 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/tricenter/terraform-provider-tricenter/installer"
+	"github.com/tricenter/terraform-provider-tricenter/installer/state"
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
+)
+
+// The one path from a resource to the engine, shared by tricenter_cluster,
+// tricenter_node and tricenter_kubeconfig: read the inventory, decode the
+// engine state from the resource's attributes, build the engine on an
+// in-memory store, call it, encode the store again. Orchestration stays in
+// the engine.
+
+// withTimeout bounds ctx by one timeout of a resource's timeouts block
+// (def when the block leaves it unset) and runs op; op does not run when
+// the block cannot be read.
+func withTimeout(ctx context.Context, timeout func(context.Context, time.Duration) (time.Duration, diag.Diagnostics),
+	def time.Duration, diags *diag.Diagnostics, op func(context.Context)) {
+	d, dd := timeout(ctx, def)
+	diags.Append(dd...)
+	if diags.HasError() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	op(ctx)
+}
+
+// stateInput is one engine state blob a resource hands its engine, with
+// the attribute it comes from (diagnostics point at it).
+type stateInput struct {
+	Value types.String
+	Attr  path.Path
+	// What names it in diagnostics ("engine state", "cluster state").
+	What string
+}
+
+// engineRequest is what a resource builds its engine from.
+type engineRequest struct {
+	Inventory inventoryInput
+	// States are overlaid in order (a node's own files on the cluster's).
+	States []stateInput
+	// Drop leaves these servers out of the inventory (the cluster's view
+	// without the servers tricenter_node joins).
+	Drop []string
+	// Refused is the summary of the diagnostic when the engine refuses the
+	// inventory with this state (default "Invalid inventory for this
+	// cluster").
+	Refused string
+}
+
+// engineRun is one engine over the engine state in memory (state.Mem): no
+// temporary directory, nothing written to disk. Close it when done.
+type engineRun struct {
+	store *state.Mem
+	eng   *installer.Engine
+	// inputs are the decoded States of the request, in order.
+	inputs []map[string]string
+}
+
+// openEngine is the one way a resource builds its engine: the inventory
+// with the provider's SSH defaults, the engine state decoded from the
+// resource's attributes (any blob format this provider reads), an
+// in-memory store. Problems are diagnostics on the attribute at fault.
+func openEngine(ctx context.Context, data *providerData, req engineRequest) (*engineRun, diag.Diagnostics) {
+	c, lines, diags := loadCluster(req.Inventory, data)
+	if diags.HasError() {
+		return nil, diags
+	}
+	var inputs []map[string]string
+	files := map[string]string{}
+	for _, in := range req.States {
+		f, err := decodeFiles(in.Value)
+		if err == nil {
+			_, err = state.NewMem(f, "") // its file names
+		}
+		if err != nil {
+			diags.AddAttributeError(in.Attr, "Unreadable "+in.What, err.Error())
+			return nil, diags
+		}
+		inputs = append(inputs, f)
+		files = overlay(files, f)
+	}
+	src := req.Inventory.source()
+	run, err := newEngineRun(ctx, engineOptions{Cluster: withoutServers(c, req.Drop), Lines: lines, Source: src.name, Files: files, Data: data})
+	if err != nil {
+		summary := req.Refused
+		if summary == "" {
+			summary = "Invalid inventory for this cluster"
+		}
+		diags.AddAttributeError(src.attr, summary, fmt.Sprintf("%s: %v", src.name, err))
+		return nil, diags
+	}
+	run.inputs = inputs
+	return run, diags
+}
+
+// engineOptions are the inputs of newEngineRun.
+type engineOptions struct {
+	Cluster *inventory.Cluster
+	Lines   *inventory.Lines
+	Source  string
+	Files   map[string]string
+	Data    *providerData // nil: the provider's defaults
+}
+
+// newEngineRun builds the engine on an in-memory store holding files
+// (purely local: installer.New touches no host). The provider's inline SSH
+// key reaches the engine in memory too.
+func newEngineRun(ctx context.Context, o engineOptions) (*engineRun, error) {
+	store, err := state.NewMem(o.Files, artifactCacheDir())
+	if err != nil {
+		return nil, fmt.Errorf("reading the engine state: %w", err)
+	}
+	d := o.Data
+	if d == nil {
+		d = &providerData{Concurrency: DefaultConcurrency}
+	}
+	cfg := installer.Config{Cluster: o.Cluster, Lines: o.Lines, Source: o.Source, Store: store,
+		KnownHosts: d.SSH.KnownHosts, Logger: newLogger(ctx), Concurrency: d.Concurrency,
+		Holder: d.Holder, Leases: d.Leases, LockTimeout: d.LockTimeout, SkipStoreLock: true}
+	if d.SSH.PrivateKey != "" {
+		cfg.SSHKeys = map[string][]byte{inlineKeyFile: []byte(d.SSH.PrivateKey)}
+	}
+	if d.ArtifactDir != "" && o.Cluster.Spec.Kubernetes.ArtifactDir == "" {
+		cc := *o.Cluster
+		cc.Spec.Kubernetes.ArtifactDir = d.ArtifactDir
+		cfg.Cluster = &cc
+	}
+	if dir := cfg.Cluster.Spec.Kubernetes.ArtifactDir; dir != "" {
+		if p := filepath.Join(dir, "tricenter-bgp"); fileExists(p) {
+			cfg.AgentBinary = p
+		}
+	}
+	eng, err := installer.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &engineRun{store: store, eng: eng}, nil
+}
+
+// artifactCacheDir is where artifacts fetched from a mirror are kept
+// between runs (a cache, not secrets): the user's cache directory.
+func artifactCacheDir() string {
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(d, "tricenter", "artifacts")
+}
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular()
+}
+
+// files snapshots the engine state as it is now.
+func (r *engineRun) files() map[string]string { return r.store.Snapshot() }
+
+// stateValue encodes the engine state as it is now, keep (when not nil)
+// choosing what of it the resource records.
+func (r *engineRun) stateValue(keep func(after map[string]string) map[string]string) (types.String, error) {
+	files := r.files()
+	if keep != nil {
+		files = keep(files)
+	}
+	enc, err := encodeFiles(files)
+	if err != nil {
+		return types.StringNull(), err
+	}
+	return types.StringValue(enc), nil
+}
+
+// Close closes the engine's connections.
+func (r *engineRun) Close() {
+	if r.eng != nil {
+		_ = r.eng.Close()
+	}
+}
