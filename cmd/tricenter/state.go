@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -45,9 +44,9 @@ The directory holds the cluster's private keys: it is created 0700.`,
 			if err != nil {
 				return fmt.Errorf("--from: %w", err)
 			}
-			var files map[string]string
-			if err := json.Unmarshal(data, &files); err != nil {
-				return fmt.Errorf("--from %s: not a tricenter_cluster state attribute (a JSON object of files): %w", from, err)
+			files, _, err := state.DecodeBlob(string(data))
+			if err != nil {
+				return fmt.Errorf("--from %s: not a tricenter_cluster state attribute: %w", from, err)
 			}
 			st, err := state.Open(stateDir, c.Metadata.Name)
 			if err != nil {
