@@ -10,7 +10,7 @@ pkg=github.com/tricenter/terraform-provider-tricenter/internal/version
 cd "$(dirname "$0")/.." || exit 1
 rev=
 # Only this tree's own repository (not one it was unpacked inside).
-if [[ $(git rev-parse --show-toplevel 2>/dev/null) == "$PWD" ]]; then
+if [[ $(git rev-parse --show-toplevel 2>/dev/null) == "$(pwd -P)" ]]; then
 	rev=$(git rev-parse HEAD 2>/dev/null) || rev=
 fi
 if [[ -z $rev ]]; then

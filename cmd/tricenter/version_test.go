@@ -35,7 +35,13 @@ func TestVersionStamp(t *testing.T) {
 	// The commit the stamp should name: none outside a Git checkout.
 	rev := ""
 	if top, err := exec.Command("git", "rev-parse", "--show-toplevel").Output(); err == nil {
-		abs, _ := filepath.Abs("../..")
+		abs, err := filepath.Abs("../..")
+		if err == nil {
+			abs, err = filepath.EvalSymlinks(abs)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
 		if strings.TrimSpace(string(top)) == abs {
 			out, err := exec.Command("git", "rev-parse", "HEAD").Output()
 			if err != nil {
