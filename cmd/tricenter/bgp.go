@@ -228,9 +228,9 @@ a site's core router in mode core): one peer group and listen range per rack
 whose nodes peer with it, the inventory's timers, password and graceful
 restart, an inbound filter accepting only pod CIDRs and VIPs, nothing sent
 to nodes, and ECMP. The output is a complete bgpd.conf; with a password it
-holds the password in clear, so --out writes it with mode 0600.`,
+holds the password in clear, so --output-file writes it with mode 0600.`,
 		Example: `  tricenter bgp render-frr -f cluster.yaml --router core-a1
-  tricenter bgp render-frr -f cluster.yaml --router dc1-r01-tor --out /etc/frr/bgpd.conf`,
+  tricenter bgp render-frr -f cluster.yaml --router dc1-r01-tor --output-file /etc/frr/bgpd.conf`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			p, err := loadBGPPlan(g, file, stateDir, nil)
@@ -254,7 +254,7 @@ holds the password in clear, so --out writes it with mode 0600.`,
 	addStateDirFlag(cmd, &stateDir)
 	cmd.Flags().StringVar(&router, "router", "", "router name (racks[].tor.name or sites[].coreRouters[].name)")
 	_ = cmd.MarkFlagRequired("router")
-	cmd.Flags().StringVar(&out, "out", "", "write to this file (atomically, mode 0600) instead of stdout")
+	addOutputFileFlag(cmd, &out)
 	return cmd
 }
 
@@ -286,7 +286,7 @@ func newBGPAgentConfigCmd(g *globals) *cobra.Command {
 	addStateDirFlag(cmd, &stateDir)
 	cmd.Flags().StringVar(&node, "node", "", "server name")
 	_ = cmd.MarkFlagRequired("node")
-	cmd.Flags().StringVar(&out, "out", "", "write to this file (atomically, mode 0600) instead of stdout")
+	addOutputFileFlag(cmd, &out)
 	cmd.Flags().StringSliceVar(&vips, "vip", nil, "LoadBalancer VIP every node announces (repeatable)")
 	cmd.Flags().StringVar(&apiURL, "api-health-url", bgp.DefaultAPIHealthURL, "health check that gates the API VIP")
 	cmd.Flags().DurationVar(&interval, "check-interval", bgp.DefaultCheckInterval, "health check interval")

@@ -2,11 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 
 	"github.com/tricenter/terraform-provider-tricenter/installer"
@@ -89,5 +91,32 @@ func TestKubeconfigOutput(t *testing.T) {
 	}
 	if _, err := os.Stat("admin.conf"); err == nil {
 		t.Fatal("-o PATH wrote a file")
+	}
+}
+
+// TestOutputFlagIsAFormat: in every command -o is --output, a format;
+// files go to --output-file (bgp's --out is its hidden old name).
+func TestOutputFlagIsAFormat(t *testing.T) {
+	var walk func(cmd *cobra.Command)
+	walk = func(cmd *cobra.Command) {
+		if fl := cmd.Flags().ShorthandLookup("o"); fl != nil && (fl.Name != "output" || !strings.HasPrefix(fl.Usage, "output format: ")) {
+			t.Errorf("%s: -o is --%s (%s), not the output format", cmd.CommandPath(), fl.Name, fl.Usage)
+		}
+		for _, sub := range cmd.Commands() {
+			walk(sub)
+		}
+	}
+	walk(newRootCmd(io.Discard, io.Discard))
+
+	dir := t.TempDir()
+	for _, name := range []string{"output-file", "out"} {
+		file := filepath.Join(dir, name+".conf")
+		out, errs, code := runCLI(t, "bgp", "render-frr", "-f", bgpInventory, "--router", "core-a1", "--"+name, file)
+		if code != 0 || out != "" {
+			t.Fatalf("bgp render-frr --%s: exit %d, stdout %q: %s", name, code, out, errs)
+		}
+		if st, err := os.Stat(file); err != nil || st.Mode().Perm() != 0o600 || st.Size() == 0 {
+			t.Fatalf("bgp render-frr --%s wrote %v (%v)", name, st, err)
+		}
 	}
 }

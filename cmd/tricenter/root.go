@@ -101,3 +101,12 @@ func checkOutput(o string) error {
 	}
 	return nil
 }
+
+// addOutputFileFlag registers --output-file, where a command writes what
+// it would print (-o stays the format). --out, its old name, still works
+// for this release, hidden.
+func addOutputFileFlag(cmd *cobra.Command, path *string) {
+	cmd.Flags().StringVar(path, "output-file", "", "write to this file (atomically, mode 0600) instead of stdout")
+	cmd.Flags().StringVar(path, "out", "", "old name of --output-file")
+	_ = cmd.Flags().MarkHidden("out")
+}
