@@ -180,6 +180,86 @@ resource "tricenter_node" "tf_dc2_w01" {
 	return cfg
 }
 
+// nodeImportSteps run with tricenter_node in state: it is imported by its
+// server name and verified against the resource that created it; then it
+// is forgotten (a removed block, the server untouched) and imported again
+// with an import block: that plan is an update, and its apply converges
+// with no change on the server (the kubelet certificates the server holds
+// are kept).
+func nodeImportSteps(k *tfLab, timer *stepTimer) []resource.TestStep {
+	return []resource.TestStep{
+		{
+			ResourceName:      tfLabNode,
+			ImportState:       true,
+			ImportStateId:     tfLabNodeWorker,
+			ImportStateVerify: true,
+			// The import ID is the server name, so import knows id and
+			// server, which are verified. The rest is configuration (path,
+			// cluster_state), derived from it at plan time (center, rack,
+			// pod_cidr), or what the last apply and refresh recorded (state:
+			// the node's certificates; changed_hosts, gates, ready,
+			// problems): the next plan and apply fill them in, as the next
+			// two steps check.
+			ImportStateVerifyIgnore: []string{"path", "cluster_state", "state", "center", "rack", "pod_cidr",
+				"changed_hosts", "gates", "ready", "problems"},
+		},
+		{
+			PreConfig: timer.begin("forget tricenter_node (removed block)"),
+			Config: tfLabConfig(k.file, false) + `
+removed {
+  from = ` + tfLabNode + `
+  lifecycle {
+    destroy = false
+  }
+}
+`,
+			ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+				plancheck.ExpectResourceAction(tfLabCluster, plancheck.ResourceActionNoop),
+			}},
+			Check: resource.ComposeAggregateTestCheckFunc(
+				func(s *terraform.State) error {
+					if _, ok := s.RootModule().Resources[tfLabNode]; ok {
+						return fmt.Errorf("%s is still in state", tfLabNode)
+					}
+					return nil
+				},
+				timer.end(),
+			),
+		},
+		{
+			PreConfig: timer.begin("import tricenter_node (import block): apply changes nothing"),
+			Config: tfLabConfig(k.file, true) + `
+import {
+  to = ` + tfLabNode + `
+  id = "` + tfLabNodeWorker + `"
+}
+`,
+			ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+				plancheck.ExpectResourceAction(tfLabNode, plancheck.ResourceActionUpdate),
+				plancheck.ExpectResourceAction(tfLabCluster, plancheck.ResourceActionNoop),
+			}},
+			Check: resource.ComposeAggregateTestCheckFunc(
+				resource.TestCheckResourceAttr(tfLabNode, "changed_hosts.#", "0"),
+				resource.TestCheckResourceAttr(tfLabNode, "ready", "true"),
+				resource.TestCheckResourceAttr(tfLabNode, "center", "dc2"),
+				resource.TestCheckResourceAttrWith(tfLabNode, "state", func(v string) error {
+					files, err := decodeFiles(types.StringValue(v))
+					if err != nil {
+						return err
+					}
+					for _, f := range []string{"pki/kubernetes/kubelet-client-" + tfLabNodeWorker + ".crt", "pki/kubernetes/kubelet-serving-" + tfLabNodeWorker + ".crt"} {
+						if files[f] == "" {
+							return fmt.Errorf("the imported node's state lacks %s (its certificate was not adopted)", f)
+						}
+					}
+					return nil
+				}),
+				timer.end(),
+			),
+		},
+	}
+}
+
 // stepTimer records how long each step took: from its PreConfig to its
 // Check, or, for plan-only steps (which have no Check), to the next step's
 // PreConfig.
@@ -355,7 +435,7 @@ func TestAccClusterNspawnLab(t *testing.T) {
 					timer.end(),
 				),
 			},
-		}, nodeGuardSteps(t, ctx, k, timer, &engineState), []resource.TestStep{
+		}, nodeImportSteps(k, timer), nodeGuardSteps(t, ctx, k, timer, &engineState), []resource.TestStep{
 			{
 				PreConfig: timer.begin("remove tricenter_node"),
 				Config:    tfLabConfig(k.file, false),
