@@ -364,8 +364,11 @@ func TestAccClusterNspawnLab(t *testing.T) {
 							return fmt.Errorf("state is not in the current format: %.20q", engineState)
 						}
 						files, err := decodeFiles(types.StringValue(engineState))
-						if err != nil || files["prior.json"] == "" {
-							return fmt.Errorf("state is not the engine's files (prior.json missing): %v", err)
+						if err != nil {
+							return fmt.Errorf("state is not the engine's files: %w", err)
+						}
+						if files["prior.json"] == "" {
+							return fmt.Errorf("state is not the engine's files: prior.json missing")
 						}
 						if err := os.WriteFile(kubeconfig, []byte(a["kubeconfig"]), 0o600); err != nil {
 							return err

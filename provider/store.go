@@ -45,23 +45,6 @@ func decodeFiles(v types.String) (map[string]string, error) {
 	return files, err
 }
 
-// reencode rewrites a state blob of any format in the current one (null
-// and unknown stay as they are).
-func reencode(v types.String) (types.String, error) {
-	if v.IsNull() || v.IsUnknown() || v.ValueString() == "" {
-		return v, nil
-	}
-	files, err := decodeFiles(v)
-	if err != nil {
-		return v, err
-	}
-	enc, err := encodeFiles(files)
-	if err != nil {
-		return v, err
-	}
-	return types.StringValue(enc), nil
-}
-
 // overlay returns base with over's files on top (neither is changed).
 func overlay(base, over map[string]string) map[string]string {
 	out := make(map[string]string, len(base)+len(over))
