@@ -110,7 +110,10 @@ func TestCheckCommandLine(t *testing.T) {
 		{"tricenter exec -f lab.yaml --sudo -- 'id -un; hostname -I --not-a-flag'", 1, ""},
 		{`tricenter exec -f "my lab.yaml" --host "a b" -- true 2>&1 >/dev/null`, 1, ""},
 		{"kubectl get nodes --whatever", 0, ""},
-		{"tricenter bmc on", 1, `required flag(s) "file" not set`},
+		{"tricenter bmc on", 1, "no inventory: pass -f FILE"},
+		{"TRICENTER_INVENTORY=lab.yaml tricenter bmc on", 1, ""},
+		{"tricenter apply --list-phases", 1, ""},
+		{"tricenter --version", 1, ""},
 	} {
 		n, err := checkCommandLine(tc.line)
 		if n != tc.want {
@@ -243,14 +246,17 @@ func checkCommandLine(line string) (int, error) {
 			continue
 		}
 		n++
-		if err := checkArgs(args); err != nil {
+		env := slices.ContainsFunc(words, func(w string) bool { return strings.HasPrefix(w, envInventory+"=") })
+		if err := checkArgs(args, env); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return n, errors.Join(errs...)
 }
 
-func checkArgs(args []string) error {
+// checkArgs checks one tricenter command line; envInventory says whether
+// the line sets TRICENTER_INVENTORY (then -f may be left out).
+func checkArgs(args []string, envInventory bool) error {
 	root := newRootCmd(io.Discard, io.Discard)
 	cmd, rest, err := root.Find(args)
 	if err != nil {
@@ -260,6 +266,9 @@ func checkArgs(args []string) error {
 		return fmt.Errorf("%s: %w", cmd.CommandPath(), err)
 	}
 	pos := cmd.Flags().Args()
+	if v := cmd.Flags().Lookup("version"); v != nil && v.Changed && !cmd.HasParent() && len(pos) == 0 {
+		return nil // tricenter --version
+	}
 	if !cmd.Runnable() {
 		if len(pos) > 0 {
 			return fmt.Errorf("%s %s: %s has no such subcommand", cmd.CommandPath(), pos[0], cmd.CommandPath())
@@ -271,6 +280,9 @@ func checkArgs(args []string) error {
 	}
 	if err := cmd.ValidateRequiredFlags(); err != nil {
 		return fmt.Errorf("%s: %w", cmd.CommandPath(), err)
+	}
+	if fl := inventoryFlagOf(cmd); fl != nil && !fl.Changed && !envInventory {
+		return fmt.Errorf("%s: no inventory: pass -f FILE or set TRICENTER_INVENTORY", cmd.CommandPath())
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/tricenter/terraform-provider-tricenter/installer/state"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
@@ -28,12 +29,9 @@ const stdinName = "stdin"
 // command's confirmations then read the terminal (openTTY) instead, or
 // fail asking for --yes when there is none.
 func (g *globals) resolveInventory(cmd *cobra.Command) error {
-	fl := cmd.Flags().Lookup("file")
-	if fl == nil || fl.Annotations[inventoryFlag] == nil {
+	fl := inventoryFlagOf(cmd)
+	if fl == nil {
 		return nil
-	}
-	if lp := cmd.Flags().Lookup("list-phases"); lp != nil && lp.Changed {
-		return nil // the workflow needs no inventory
 	}
 	if !fl.Changed {
 		if env := g.getenv(envInventory); env != "" {
@@ -66,6 +64,19 @@ func (g *globals) resolveInventory(cmd *cobra.Command) error {
 	}
 	cmd.SetIn(in)
 	return nil
+}
+
+// inventoryFlagOf is the -f flag of a command run that needs an inventory
+// (nil for others: no -f, the lab's -f, apply --list-phases).
+func inventoryFlagOf(cmd *cobra.Command) *pflag.Flag {
+	fl := cmd.Flags().Lookup("file")
+	if fl == nil || fl.Annotations[inventoryFlag] == nil {
+		return nil
+	}
+	if lp := cmd.Flags().Lookup("list-phases"); lp != nil && lp.Changed {
+		return nil // the workflow needs no inventory
+	}
+	return fl
 }
 
 // openTerminal opens the controlling terminal for confirmations.

@@ -64,6 +64,9 @@ Start with an inventory file (see examples/inventory/), then:
 	}
 	root.SetOut(g.stdout)
 	root.SetErr(g.stderr)
+	// Declared here rather than added by cobra at run time, so that it is
+	// a flag of the tree like any other (help, examples checks).
+	root.Flags().Bool("version", false, "print the version, commit and Go version (as tricenter version) and exit")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.AddCommand(
