@@ -24,6 +24,7 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/bgp"
 	"github.com/tricenter/terraform-provider-tricenter/bgp/agent"
 	"github.com/tricenter/terraform-provider-tricenter/internal/logging"
+	"github.com/tricenter/terraform-provider-tricenter/internal/version"
 )
 
 func main() {
@@ -53,8 +54,9 @@ func (g *globals) logger() (*slog.Logger, error) {
 func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	g := &globals{stdout: stdout, stderr: stderr}
 	root := &cobra.Command{
-		Use:   "tricenter-bgp",
-		Short: "Node BGP agent: announces the pod CIDR and healthy VIPs to the node's routers",
+		Use:     "tricenter-bgp",
+		Version: version.Get().String(),
+		Short:   "Node BGP agent: announces the pod CIDR and healthy VIPs to the node's routers",
 		Long: `tricenter-bgp runs on every node of a tricenter cluster. It peers with the
 node's TOR or its site's core routers (from the configuration the installer
 renders out of the inventory), announces the node's pod CIDR and the VIPs of

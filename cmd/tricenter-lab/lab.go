@@ -11,13 +11,15 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tricenter/terraform-provider-tricenter/acceptance/lab"
+	"github.com/tricenter/terraform-provider-tricenter/internal/version"
 )
 
 func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	g := &globals{stdout: stdout, stderr: stderr}
 	cmd := &cobra.Command{
-		Use:   "tricenter-lab",
-		Short: "A two-site, three-center datacenter on this machine to try tricenter on",
+		Use:     "tricenter-lab",
+		Version: version.Get().String(),
+		Short:   "A two-site, three-center datacenter on this machine to try tricenter on",
 		Long: `tricenter-lab builds a datacenter on this machine from a lab description
 (examples/lab/lab.yaml): systemd-nspawn machines and libvirt VMs as servers,
 each powered off behind its own ipmi_sim BMC whose power really boots and cuts
