@@ -12,6 +12,7 @@ import (
 
 	"github.com/tricenter/terraform-provider-tricenter/installer"
 	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
+	"github.com/tricenter/terraform-provider-tricenter/internal/shell"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
@@ -178,24 +179,16 @@ func withResumeHint(err error, f *engineFlags) error {
 
 // resumeCommand is the drill resume command for these flags.
 func resumeCommand(f *engineFlags) string {
-	return fmt.Sprintf("tricenter drill resume -f %s --state-dir %s", shellWord(f.file), shellWord(f.stateDir))
+	return fmt.Sprintf("tricenter drill resume -f %s --state-dir %s", shell.Quote(f.file), shell.Quote(f.stateDir))
 }
 
 // restoreCommand is the command that brings the given servers back.
 func restoreCommand(kind, inv string, servers []string) string {
 	list := strings.Join(servers, ",")
 	if kind == installer.DrillPowerSSH {
-		return fmt.Sprintf("tricenter exec -f %s --sudo --host %s -- systemctl start %s", shellWord(inv), list, etcd.Unit)
+		return fmt.Sprintf("tricenter exec -f %s --sudo --host %s -- systemctl start %s", shell.Quote(inv), list, etcd.Unit)
 	}
-	return fmt.Sprintf("tricenter bmc on -f %s --server %s", shellWord(inv), list)
-}
-
-// shellWord quotes s for a POSIX shell when it needs it.
-func shellWord(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:@,+") == "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	return fmt.Sprintf("tricenter bmc on -f %s --server %s", shell.Quote(inv), list)
 }
 
 func ms(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
