@@ -29,6 +29,7 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
 	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
 	"github.com/tricenter/terraform-provider-tricenter/installer/state"
+	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
@@ -445,7 +446,7 @@ func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 	}
 	plan.ID = types.StringValue(name)
 	plan.APIServerURL = types.StringValue(e.APIServerURL())
-	plan.InventorySHA256 = types.StringValue(inventorySHA256(doc))
+	plan.InventorySHA256 = types.StringValue(fsutil.SHA256Hex(doc))
 	plan.Healthy = types.BoolValue(true)
 	if plan.partial() && !prior.Healthy.IsNull() {
 		// A partial cluster (components limited) is never healthy as a
@@ -572,7 +573,7 @@ func (r *clusterResource) apply(ctx context.Context, m *clusterResourceModel, st
 	}
 	m.ID = types.StringValue(e.Cluster().Metadata.Name)
 	m.APIServerURL = types.StringValue(e.APIServerURL())
-	m.InventorySHA256 = types.StringValue(inventorySHA256(doc))
+	m.InventorySHA256 = types.StringValue(fsutil.SHA256Hex(doc))
 	m.Gates = stringList(gateLines(res))
 	m.ChangedHosts = stringList(changedHosts(res))
 	var dd diag.Diagnostics
@@ -720,7 +721,7 @@ func (r *clusterResource) fillImported(ctx context.Context, m *clusterResourceMo
 		return
 	}
 	m.ID = types.StringValue(e.Cluster().Metadata.Name)
-	m.InventorySHA256 = types.StringValue(inventorySHA256(doc))
+	m.InventorySHA256 = types.StringValue(fsutil.SHA256Hex(doc))
 	m.APIServerURL = types.StringValue(e.APIServerURL())
 	m.CACertificate = types.StringValue(run.files()["pki/"+pki.KubernetesCA+"/ca.crt"])
 	members := map[string]string{}

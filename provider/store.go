@@ -2,8 +2,6 @@ package provider
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -95,13 +93,6 @@ func (in inventoryInput) content() ([]byte, error) {
 		return b, nil
 	}
 	return []byte(in.YAML.ValueString()), nil
-}
-
-// inventorySHA256 is the hex SHA-256 of the inventory document, so that an
-// edit of the file behind an unchanged path shows up in the plan.
-func inventorySHA256(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
 }
 
 // loadCluster reads and validates the inventory with the provider's SSH
