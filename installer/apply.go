@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -27,6 +28,10 @@ type Options struct {
 	// to these servers — adding one worker touches only it. etcd and the
 	// control plane always consider their whole placement.
 	Servers []string
+	// Except leaves these servers' per-node work to someone else (the
+	// provider's tricenter_node resources): the run covers every other
+	// server (within Servers when set). Plan and Apply only.
+	Except []string
 	// Verify runs every gate, the pod gate included, even when nothing
 	// changed.
 	Verify bool
@@ -115,8 +120,11 @@ func (e *Engine) run(ctx context.Context, o Options, dry bool) (*Result, error) 
 	if err != nil {
 		return nil, err
 	}
-	if err := e.checkServers(o.Servers); err != nil {
+	if err := e.checkServers(append(slices.Clone(o.Servers), o.Except...)); err != nil {
 		return nil, err
+	}
+	if o.Servers = e.covered(o.Servers, o.Except); o.Servers != nil && len(o.Servers) == 0 {
+		return nil, errors.New("every server of the run is excepted: nothing left to apply")
 	}
 	comps := sel.Components()
 	res := &Result{DryRun: dry, Components: comps, Changes: map[string][]string{}}
@@ -217,6 +225,24 @@ func (r *applyRun) selected(ps []phase.Phase) []phase.Phase {
 	for _, p := range ps {
 		if r.sel.Has(phase.IDOf(p)) {
 			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// covered is Options.Servers without the Except servers: the servers
+// whose per-node work a run does (nil: every server).
+func (e *Engine) covered(servers, except []string) []string {
+	if len(except) == 0 {
+		return servers
+	}
+	if len(servers) == 0 {
+		servers = hostNames(e.cfg.Cluster.Hosts())
+	}
+	out := []string{}
+	for _, s := range servers {
+		if !slices.Contains(except, s) {
+			out = append(out, s)
 		}
 	}
 	return out

@@ -16,6 +16,7 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/installer/sshtest"
 	"github.com/tricenter/terraform-provider-tricenter/installer/state"
 	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
 func TestWorkflowIsWellFormed(t *testing.T) {
@@ -250,3 +251,26 @@ func TestPlanRunsTheWorkflow(t *testing.T) {
 }
 
 const controlplaneStart = "control-plane/start"
+
+// Options.Except (the provider's node_servers) leaves those servers'
+// per-node work out and keeps every other server.
+func TestCoveredServers(t *testing.T) {
+	c := &inventory.Cluster{}
+	c.Spec.Sites = []inventory.Site{{Name: "a"}}
+	c.Spec.Centers = []inventory.Center{{Name: "dc1", Site: "a"}}
+	c.Spec.Racks = []inventory.Rack{{Name: "r1", Center: "dc1",
+		Servers: []inventory.Server{{Name: "s01"}, {Name: "w01"}, {Name: "w02"}}}}
+	e := &Engine{cfg: Config{Cluster: c}}
+	if got := e.covered(nil, nil); got != nil {
+		t.Errorf("no except: %v, want nil (every server)", got)
+	}
+	if got := e.covered(nil, []string{"w02"}); !slices.Equal(got, []string{"s01", "w01"}) {
+		t.Errorf("except w02: %v", got)
+	}
+	if got := e.covered([]string{"w01", "w02"}, []string{"w02"}); !slices.Equal(got, []string{"w01"}) {
+		t.Errorf("servers w01,w02 except w02: %v", got)
+	}
+	if got := e.covered([]string{"w02"}, []string{"w02"}); got == nil || len(got) != 0 {
+		t.Errorf("all excepted: %#v, want empty (not nil)", got)
+	}
+}

@@ -351,21 +351,6 @@ func (r *clusterResource) ValidateConfig(ctx context.Context, req resource.Valid
 	}
 }
 
-// applyServers is what the cluster's apply covers: every server but the
-// node resources' (nil when there are none: the whole inventory).
-func applyServers(c *inventory.Cluster, nodeServers []string) []string {
-	if len(nodeServers) == 0 {
-		return nil
-	}
-	var out []string
-	for _, h := range c.Hosts() {
-		if !slices.Contains(nodeServers, h.Name) {
-			out = append(out, h.Name)
-		}
-	}
-	return out
-}
-
 // checkNodeServers refuses node_servers that are not workers of the
 // inventory.
 func checkNodeServers(c *inventory.Cluster, p *inventory.Placement, names []string) diag.Diagnostics {
@@ -557,7 +542,7 @@ func (r *clusterResource) apply(ctx context.Context, m *clusterResourceModel, st
 		return false
 	}
 	e := run.eng
-	o := installer.Options{Only: comps, Skip: skip, Servers: applyServers(e.Cluster(), nodeServers),
+	o := installer.Options{Only: comps, Skip: skip, Except: nodeServers,
 		WaitReachable: waitReachable(m.WaitReachable), AcceptTransientRisk: m.AcceptRisk.ValueBool()}
 	tflog.Info(ctx, "Applying the cluster", map[string]any{"cluster": e.Cluster().Metadata.Name, "components": comps, "skip_phases": skip})
 	res, applyErr := e.Apply(ctx, o)

@@ -182,14 +182,6 @@ func TestParseClusterImportID(t *testing.T) {
 
 func TestNodeServersSplit(t *testing.T) {
 	c := parseLab(t, labInventory(t))
-	got := applyServers(c, []string{"tf-dc2-w01"})
-	want := []string{"tf-dc1-s01", "tf-dc1-w01", "tf-dc2-s01", "tf-dc3-s01"}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("applyServers = %v, want %v", got, want)
-	}
-	if applyServers(c, nil) != nil {
-		t.Fatal("without node_servers the apply must cover the whole inventory (nil)")
-	}
 	w := withoutServers(c, []string{"tf-dc2-w01"})
 	if _, ok := w.Host("tf-dc2-w01"); ok {
 		t.Fatal("withoutServers kept the server")
