@@ -35,7 +35,8 @@ type Options struct {
 	Prior     *inventory.Prior
 	PKI       *pki.Etcd
 	Artifacts artifacts.Source
-	// Manager runs the phases; Manager.DryRun makes Apply a plan.
+	// Manager runs the phases of Apply; Manager.DryRun makes it a plan.
+	// (New's phases run on whatever manager the caller gives them.)
 	Manager       *phase.Manager
 	Logger        *slog.Logger
 	HealthTimeout time.Duration
@@ -90,8 +91,10 @@ type Facts struct {
 }
 
 type run struct {
-	o       Options
-	log     *slog.Logger
+	o   Options
+	log *slog.Logger
+	// dry: the phases run in a plan (set by etcd/discover's Prepare).
+	dry     bool
 	set     Settings
 	bins    map[string]string
 	plan    []inventory.Member
@@ -332,6 +335,13 @@ func (r *run) fact(name string) *Facts {
 type discover struct{ r *run }
 
 func (d *discover) Title() string { return "etcd membership plan" }
+
+// Prepare learns whether the run is a plan (the phases run on the
+// engine's manager, which Options need not carry).
+func (d *discover) Prepare(_ context.Context, m *phase.Manager) error {
+	d.r.dry = m.DryRun
+	return nil
+}
 
 func (d *discover) PhaseID() string { return PhaseDiscover }
 

@@ -34,7 +34,7 @@ func (r *run) planMembership() error {
 	for _, k := range mp.Risks {
 		r.log.Warn("Membership plan has a window where one center's loss loses quorum", "risk", k.String(), "transient", k.Transient)
 	}
-	if r.o.Manager.DryRun {
+	if r.dry {
 		return nil
 	}
 	return CheckRisks(mp.Risks, r.o.AcceptTransientRisk)
