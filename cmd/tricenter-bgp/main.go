@@ -23,7 +23,7 @@ import (
 
 	"github.com/tricenter/terraform-provider-tricenter/bgp"
 	"github.com/tricenter/terraform-provider-tricenter/bgp/agent"
-	"github.com/tricenter/terraform-provider-tricenter/internal/logging"
+	"github.com/tricenter/terraform-provider-tricenter/internal/cliflags"
 	"github.com/tricenter/terraform-provider-tricenter/internal/version"
 )
 
@@ -41,14 +41,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// globals are the flags every command shares; they live in a struct passed
+// down, never in package variables.
 type globals struct {
 	stdout, stderr io.Writer
-	logFormat      string
-	logLevel       string
+	// logFlags are --log-format and --log-level.
+	logFlags cliflags.Logging
 }
 
 func (g *globals) logger() (*slog.Logger, error) {
-	return logging.New(g.stderr, g.logFormat, g.logLevel)
+	return g.logFlags.Logger(g.stderr)
 }
 
 func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -69,8 +71,7 @@ SIGINT withdraws every announcement and exits.`,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
-	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	g.logFlags.Register(root.PersistentFlags())
 	root.AddCommand(newRunCmd(g), newStatusCmd(g), newCheckCmd(g))
 	return root
 }
@@ -149,8 +150,8 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Short: "Print the running agent's sessions, announced prefixes and service health",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "table" && output != "json" {
-				return fmt.Errorf("--output %q: use table or json", output)
+			if err := cliflags.CheckOutput(output); err != nil {
+				return err
 			}
 			if !cmd.Flags().Changed("socket") && config != "" {
 				if cfg, err := bgp.LoadConfig(config); err == nil {
@@ -165,7 +166,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if output == "json" {
+			if output == cliflags.JSON {
 				enc := json.NewEncoder(g.stdout)
 				enc.SetIndent("", "  ")
 				return enc.Encode(s)
@@ -175,7 +176,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&socket, "socket", bgp.DefaultStatusSocket, "the agent's status socket")
 	cmd.Flags().StringVarP(&config, "config", "c", bgp.DefaultConfigFile, "agent configuration file (to find the socket)")
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	cliflags.AddOutput(cmd, &output)
 	return cmd
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tricenter/terraform-provider-tricenter/acceptance/lab"
+	"github.com/tricenter/terraform-provider-tricenter/internal/cliflags"
 	"github.com/tricenter/terraform-provider-tricenter/internal/version"
 )
 
@@ -37,8 +38,7 @@ Needs root; every address is in 198.19.0.0/16 and nothing leaves the machine.`,
 	}
 	cmd.SetOut(stdout)
 	cmd.SetErr(stderr)
-	cmd.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
-	cmd.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	g.logFlags.Register(cmd.PersistentFlags())
 	cmd.AddCommand(newLabUpCmd(g), newLabDownCmd(g), newLabStatusCmd(g), newLabServeCmd(g))
 	return cmd
 }
@@ -124,7 +124,7 @@ func newLabStatusCmd(g *globals) *cobra.Command {
 		Short: "Show the lab: every server's center, address, BMC and power state",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output); err != nil {
+			if err := cliflags.CheckOutput(output); err != nil {
 				return err
 			}
 			dir, err := f.resolveDir()
@@ -145,7 +145,7 @@ func newLabStatusCmd(g *globals) *cobra.Command {
 		},
 	}
 	f.add(cmd)
-	addOutputFlag(cmd, &output)
+	cliflags.AddOutput(cmd, &output)
 	return cmd
 }
 

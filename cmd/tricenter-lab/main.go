@@ -18,12 +18,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/spf13/cobra"
-
-	"github.com/tricenter/terraform-provider-tricenter/internal/logging"
+	"github.com/tricenter/terraform-provider-tricenter/internal/cliflags"
 )
 
 func main() {
@@ -31,26 +27,16 @@ func main() {
 }
 
 func run(args []string) int {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	// First Ctrl-C (or SIGTERM, SIGHUP) cancels gracefully; the second one
 	// exits at once.
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
-	go func() {
-		<-sig
-		signal.Ignore(syscall.SIGPIPE)
-		fmt.Fprintln(os.Stderr, "\nInterrupted: stopping after the running steps (Ctrl-C again to exit now)")
-		cancel()
-		<-sig
-		os.Exit(130)
-	}()
+	ctx, stop := cliflags.Interrupts{Stderr: os.Stderr}.Notify(context.Background())
+	defer stop()
 	root := newRootCmd(os.Stdout, os.Stderr)
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		if ctx.Err() != nil {
-			return 130
+			return cliflags.ExitInterrupted
 		}
 		return 1
 	}
@@ -61,25 +47,10 @@ func run(args []string) int {
 // down, never in package variables.
 type globals struct {
 	stdout, stderr io.Writer
-	logFormat      string
-	logLevel       string
+	// logFlags are --log-format and --log-level.
+	logFlags cliflags.Logging
 }
 
 func (g *globals) logger() (*slog.Logger, error) {
-	return logging.New(g.stderr, g.logFormat, g.logLevel)
-}
-
-func checkOutput(o string) error {
-	if o != "table" && o != "json" {
-		return fmt.Errorf("--output %q: use table or json", o)
-	}
-	return nil
-}
-
-// addOutputFlag registers -o table|json.
-func addOutputFlag(cmd *cobra.Command, out *string) {
-	cmd.Flags().StringVarP(out, "output", "o", "table", "output format: table or json")
-	_ = cmd.RegisterFlagCompletionFunc("output", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-		return []string{"table", "json"}, cobra.ShellCompDirectiveNoFileComp
-	})
+	return g.logFlags.Logger(g.stderr)
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tricenter/terraform-provider-tricenter/installer"
 	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
+	"github.com/tricenter/terraform-provider-tricenter/internal/cliflags"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
@@ -56,7 +57,7 @@ unless --accept-transient-risk.`,
   tricenter apply -f cluster.yaml --servers dc1-r02-w03 --yes`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output); err != nil {
+			if err := cliflags.CheckOutput(output); err != nil {
 				return err
 			}
 			if cmd.Flags().Changed("plan") {
@@ -73,7 +74,7 @@ unless --accept-transient-risk.`,
 	}
 	addEngineFlags(cmd, &f)
 	addLockFlag(cmd, &f)
-	addOutputFlag(cmd, &output)
+	cliflags.AddOutput(cmd, &output)
 	cmd.Flags().StringSliceVar(&only, "only", nil, "components (etcd, bgp, control-plane, nodes, addons, gates) or phase IDs to run (default: all; --list-phases lists them)")
 	cmd.Flags().StringSliceVar(&skip, "skip-phases", nil, "components or phase IDs to leave out")
 	cmd.Flags().BoolVar(&listPhases, "list-phases", false, "print the workflow's phases in order, with their IDs, and exit")

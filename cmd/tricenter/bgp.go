@@ -15,6 +15,7 @@ import (
 
 	"github.com/tricenter/terraform-provider-tricenter/bgp"
 	"github.com/tricenter/terraform-provider-tricenter/installer"
+	"github.com/tricenter/terraform-provider-tricenter/internal/cliflags"
 	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
 )
 
@@ -85,7 +86,7 @@ func newBGPShowCmd(g *globals) *cobra.Command {
 		Short: "Show every node's ASN, router ID, peers and announcements, and every router's peer groups",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output); err != nil {
+			if err := cliflags.CheckOutput(output); err != nil {
 				return err
 			}
 			p, err := loadBGPPlan(g, file, stateDir, vips)
@@ -100,7 +101,7 @@ func newBGPShowCmd(g *globals) *cobra.Command {
 	}
 	addInventoryFlag(cmd, &file)
 	addStateDirFlag(cmd, &stateDir)
-	addOutputFlag(cmd, &output)
+	cliflags.AddOutput(cmd, &output)
 	cmd.Flags().StringSliceVar(&vips, "vip", nil, "LoadBalancer VIP every node announces (repeatable; must lie in network.loadBalancerPool)")
 	return cmd
 }
@@ -308,7 +309,7 @@ pod CIDR (and, with --require-api-vip, control-plane nodes the API VIP).
 Exit status 0 when the gate passes, 1 otherwise.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output); err != nil {
+			if err := cliflags.CheckOutput(output); err != nil {
 				return err
 			}
 			e, _, err := loadEngine(g, &f)
@@ -335,7 +336,7 @@ Exit status 0 when the gate passes, 1 otherwise.`,
 	}
 	addReadOnlyEngineFlags(cmd, &f)
 	addSelectFlags(cmd, &sel)
-	addOutputFlag(cmd, &output)
+	cliflags.AddOutput(cmd, &output)
 	cmd.Flags().BoolVar(&requireVIP, "require-api-vip", false, "also require control-plane nodes to announce the API VIP")
 	return cmd
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tricenter/terraform-provider-tricenter/bmc"
+	"github.com/tricenter/terraform-provider-tricenter/internal/cliflags"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
@@ -69,7 +70,7 @@ func newBMCOpCmd(g *globals, name, short string, op bmc.Operation) *cobra.Comman
 		},
 	}
 	addInventoryFlag(cmd, &f.file)
-	addOutputFlag(cmd, &f.output)
+	cliflags.AddOutput(cmd, &f.output)
 	fl := cmd.Flags()
 	fl.StringSliceVar(&f.centers, "center", nil, "select servers in these centers")
 	fl.StringSliceVar(&f.racks, "rack", nil, "select servers in these racks")
@@ -118,7 +119,7 @@ func powerOffWords(op bmc.Operation) (what, question string) {
 }
 
 func runBMC(ctx context.Context, g *globals, f *bmcFlags, op bmc.Operation, in io.Reader) error {
-	if err := checkOutput(f.output); err != nil {
+	if err := cliflags.CheckOutput(f.output); err != nil {
 		return err
 	}
 	selected := len(f.centers)+len(f.racks)+len(f.roles)+len(f.names) > 0

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tricenter/terraform-provider-tricenter/installer"
 	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
+	"github.com/tricenter/terraform-provider-tricenter/internal/cliflags"
 	"github.com/tricenter/terraform-provider-tricenter/internal/shell"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
@@ -75,7 +76,7 @@ and no new drill starts while it exists. The drill's keys (under
 	}
 	addEngineFlags(cmd, &f)
 	addLockFlag(cmd, &f)
-	addOutputFlag(cmd, &d.output)
+	cliflags.AddOutput(cmd, &d.output)
 	fl := cmd.Flags()
 	fl.StringVar(&d.center, "center", "", "the center to lose")
 	_ = cmd.MarkFlagRequired("center")
@@ -90,7 +91,7 @@ and no new drill starts while it exists. The drill's keys (under
 }
 
 func runDrill(ctx context.Context, g *globals, f *engineFlags, d *drillFlags, powerFor drillPower, in io.Reader) error {
-	if err := checkOutput(d.output); err != nil {
+	if err := cliflags.CheckOutput(d.output); err != nil {
 		return err
 	}
 	e, _, err := loadEngine(g, f)
@@ -295,7 +296,7 @@ second Ctrl-C abandons it and keeps the journal.`,
 	}
 	addEngineFlags(cmd, &f)
 	addLockFlag(cmd, &f)
-	addOutputFlag(cmd, &d.output)
+	cliflags.AddOutput(cmd, &d.output)
 	fl := cmd.Flags()
 	fl.DurationVar(&d.restoreTimeout, "restore-timeout", etcd.DefaultRestoreTimeout, "deadline for powering the servers back on (retries included)")
 	fl.DurationVar(&d.healthT, "health-timeout", etcd.DefaultDrillHealthTimeout, "deadline for the cluster to be healthy after power-on")
@@ -303,7 +304,7 @@ second Ctrl-C abandons it and keeps the journal.`,
 }
 
 func runDrillResume(ctx context.Context, g *globals, f *engineFlags, d *drillFlags, powerFor drillPower) error {
-	if err := checkOutput(d.output); err != nil {
+	if err := cliflags.CheckOutput(d.output); err != nil {
 		return err
 	}
 	e, _, err := loadEngine(g, f)

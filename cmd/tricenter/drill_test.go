@@ -23,6 +23,7 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
 	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
 	"github.com/tricenter/terraform-provider-tricenter/installer/state"
+	"github.com/tricenter/terraform-provider-tricenter/internal/cliflags"
 	"github.com/tricenter/terraform-provider-tricenter/internal/labnet"
 	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
@@ -295,7 +296,7 @@ func runDrillCmd(ctx context.Context, l *etcdLab, pw etcd.Power, kinds *[]string
 func runDrillSub(ctx context.Context, newCmd func(*globals, drillPower) *cobra.Command, inv, stateDir string, in io.Reader,
 	pw etcd.Power, kinds *[]string, args ...string) (string, string, error) {
 	var out, errb bytes.Buffer
-	g := &globals{stdout: &out, stderr: &errb, logFormat: "text", logLevel: "warn"}
+	g := &globals{stdout: &out, stderr: &errb, logFlags: cliflags.Logging{Format: "text", Level: "warn"}}
 	cmd := newCmd(g, func(kind string) (etcd.Power, error) {
 		*kinds = append(*kinds, kind)
 		return pw, nil

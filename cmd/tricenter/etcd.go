@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tricenter/terraform-provider-tricenter/installer"
+	"github.com/tricenter/terraform-provider-tricenter/internal/cliflags"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
@@ -32,7 +33,7 @@ func newEtcdStatusCmd(g *globals) *cobra.Command {
 		Short: "Members per center, leader, raft index, DB size, certificate expiry and peer RTTs",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output); err != nil {
+			if err := cliflags.CheckOutput(output); err != nil {
 				return err
 			}
 			e, _, err := loadEngine(g, &f)
@@ -58,7 +59,7 @@ func newEtcdStatusCmd(g *globals) *cobra.Command {
 		},
 	}
 	addEngineFlags(cmd, &f)
-	addOutputFlag(cmd, &output)
+	cliflags.AddOutput(cmd, &output)
 	return cmd
 }
 
@@ -132,7 +133,7 @@ func newEtcdSnapshotCmd(g *globals) *cobra.Command {
 		Short: "Save a snapshot from a healthy member, with its sha256",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output); err != nil {
+			if err := cliflags.CheckOutput(output); err != nil {
 				return err
 			}
 			e, _, err := loadEngine(g, &f)
@@ -153,7 +154,7 @@ func newEtcdSnapshotCmd(g *globals) *cobra.Command {
 		},
 	}
 	addEngineFlags(cmd, &f)
-	addOutputFlag(cmd, &output)
+	cliflags.AddOutput(cmd, &output)
 	cmd.Flags().StringVar(&to, "to", "", "directory for the snapshot (default: the state directory's snapshots/)")
 	return cmd
 }

@@ -9,6 +9,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
+	"github.com/tricenter/terraform-provider-tricenter/internal/cliflags"
 	"github.com/tricenter/terraform-provider-tricenter/internal/logging"
 )
 
@@ -19,7 +20,7 @@ func TestClientGoLogsFollowLogFormat(t *testing.T) {
 	t.Setenv("KUBERNETES_SERVICE_HOST", "")
 	t.Cleanup(func() { logging.RouteKlog(nil) })
 	var stderr bytes.Buffer
-	g := &globals{stderr: &stderr, logFormat: "json", logLevel: "info"}
+	g := &globals{stderr: &stderr, logFlags: cliflags.Logging{Format: "json", Level: "info"}}
 	log, err := g.logger()
 	if err != nil {
 		t.Fatal(err)

@@ -8,8 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
+
+	"github.com/tricenter/terraform-provider-tricenter/internal/cliflags"
 )
 
 func main() {
@@ -17,33 +17,13 @@ func main() {
 }
 
 func run(args []string) int {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	// First Ctrl-C cancels gracefully; the second one exits at once,
 	// unless a command claimed it (the drill's restore): then the third.
 	// SIGHUP (the operator's SSH session dropped) and SIGTERM count as
 	// Ctrl-C: a drill restores its center before it exits.
-	ctx, second := withSecondInterrupt(ctx)
-	sig := make(chan os.Signal, 3)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
-	go func() {
-		s := <-sig
-		// Once interrupted, a write to a stdout or stderr whose reader is
-		// gone (the dropped session) returns an error instead of killing
-		// the process in the middle of its graceful stop.
-		signal.Ignore(syscall.SIGPIPE)
-		why := "Interrupted"
-		if s == syscall.SIGHUP {
-			why = "Interrupted (hangup: the terminal or session closed)"
-		}
-		fmt.Fprintf(os.Stderr, "\n%s: stopping after the running steps (Ctrl-C again to exit now)\n", why)
-		cancel()
-		<-sig
-		if second.handOver() {
-			<-sig
-		}
-		os.Exit(130)
-	}()
+	ctx, second := withSecondInterrupt(context.Background())
+	ctx, stop := cliflags.Interrupts{Stderr: os.Stderr, HandOver: second.handOver}.Notify(ctx)
+	defer stop()
 
 	root := newRootCmd(os.Stdout, os.Stderr)
 	root.SetArgs(args)
@@ -57,13 +37,13 @@ func run(args []string) int {
 			fmt.Fprintln(os.Stderr, "Error:", ee.err)
 		}
 		if ctx.Err() != nil {
-			return 130
+			return cliflags.ExitInterrupted
 		}
 		return ee.code
 	}
 	fmt.Fprintln(os.Stderr, "Error:", err)
 	if ctx.Err() != nil {
-		return 130
+		return cliflags.ExitInterrupted
 	}
 	return 1
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tricenter/terraform-provider-tricenter/internal/cliflags"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
@@ -33,7 +34,7 @@ CIDRs and etcd members are kept: the plan shows what the next apply does.`,
   tricenter plan -f cluster.yaml -o json | jq '.etcd.failureDomains[] | select(.kind=="center")'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output); err != nil {
+			if err := cliflags.CheckOutput(output); err != nil {
 				return err
 			}
 			_, p, _, err := g.loadPlan(file, stateDir)
@@ -47,7 +48,7 @@ CIDRs and etcd members are kept: the plan shows what the next apply does.`,
 		},
 	}
 	addInventoryFlag(cmd, &file)
-	addOutputFlag(cmd, &output)
+	cliflags.AddOutput(cmd, &output)
 	addStateDirFlag(cmd, &stateDir)
 	return cmd
 }

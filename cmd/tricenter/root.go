@@ -1,13 +1,13 @@
 package main
 
 import (
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
 
 	"github.com/spf13/cobra"
 
+	"github.com/tricenter/terraform-provider-tricenter/internal/cliflags"
 	"github.com/tricenter/terraform-provider-tricenter/internal/logging"
 	"github.com/tricenter/terraform-provider-tricenter/internal/version"
 )
@@ -16,8 +16,8 @@ import (
 // down, never in package variables.
 type globals struct {
 	stdout, stderr io.Writer
-	logFormat      string
-	logLevel       string
+	// logFlags are --log-format and --log-level.
+	logFlags cliflags.Logging
 	// getenv reads the environment (TRICENTER_INVENTORY).
 	getenv func(string) string
 	// openTTY opens the terminal confirmations read when stdin holds the
@@ -30,7 +30,7 @@ type globals struct {
 // logger is the process's logger; client-go's klog output goes through it
 // too (so --log-format json holds for every line).
 func (g *globals) logger() (*slog.Logger, error) {
-	l, err := logging.New(g.stderr, g.logFormat, g.logLevel)
+	l, err := g.logFlags.Logger(g.stderr)
 	if err != nil {
 		return nil, err
 	}
@@ -67,8 +67,7 @@ Start with an inventory file (see examples/inventory/), then:
 	// Declared here rather than added by cobra at run time, so that it is
 	// a flag of the tree like any other (help, examples checks).
 	root.Flags().Bool("version", false, "print the version, commit and Go version (as tricenter version) and exit")
-	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
-	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	g.logFlags.Register(root.PersistentFlags())
 	root.AddCommand(
 		newValidateCmd(g),
 		newPlanCmd(g),
@@ -88,21 +87,6 @@ func addInventoryFlag(cmd *cobra.Command, path *string) {
 	cmd.Flags().StringVarP(path, "file", "f", "", "inventory file (YAML, apiVersion tricenter.io/v1alpha1), - for stdin; default $"+envInventory)
 	_ = cmd.MarkFlagFilename("file", "yaml", "yml")
 	_ = cmd.Flags().SetAnnotation("file", inventoryFlag, []string{"true"})
-}
-
-// addOutputFlag registers -o table|json.
-func addOutputFlag(cmd *cobra.Command, out *string) {
-	cmd.Flags().StringVarP(out, "output", "o", "table", "output format: table or json")
-	_ = cmd.RegisterFlagCompletionFunc("output", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-		return []string{"table", "json"}, cobra.ShellCompDirectiveNoFileComp
-	})
-}
-
-func checkOutput(o string) error {
-	if o != "table" && o != "json" {
-		return fmt.Errorf("--output %q: use table or json", o)
-	}
-	return nil
 }
 
 // addOutputFileFlag registers --output-file, where a command writes what

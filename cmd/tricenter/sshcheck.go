@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tricenter/terraform-provider-tricenter/installer"
+	"github.com/tricenter/terraform-provider-tricenter/internal/cliflags"
 )
 
 func newSSHCheckCmd(g *globals) *cobra.Command {
@@ -28,7 +29,7 @@ without a password, and OS facts. It changes nothing on the hosts.
 The exit status is 0 when every host passes, 1 otherwise.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output); err != nil {
+			if err := cliflags.CheckOutput(output); err != nil {
 				return err
 			}
 			return runSSHCheck(cmd.Context(), g, &f, &sel, output)
@@ -36,7 +37,7 @@ The exit status is 0 when every host passes, 1 otherwise.`,
 	}
 	addReadOnlyEngineFlags(cmd, &f)
 	addSelectFlags(cmd, &sel)
-	addOutputFlag(cmd, &output)
+	cliflags.AddOutput(cmd, &output)
 	return cmd
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tricenter/terraform-provider-tricenter/installer"
+	"github.com/tricenter/terraform-provider-tricenter/internal/cliflags"
 )
 
 func newStatusCmd(g *globals) *cobra.Command {
@@ -33,7 +34,7 @@ SSH, its boot id is the one its kubelet reported (a server rebooted since is
 not Ready yet); where it does not answer, the boot id is "not verified".`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output); err != nil {
+			if err := cliflags.CheckOutput(output); err != nil {
 				return err
 			}
 			e, _, err := loadEngine(g, &f)
@@ -59,7 +60,7 @@ not Ready yet); where it does not answer, the boot id is "not verified".`,
 		},
 	}
 	addEngineFlags(cmd, &f)
-	addOutputFlag(cmd, &output)
+	cliflags.AddOutput(cmd, &output)
 	return cmd
 }
 

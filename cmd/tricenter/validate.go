@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tricenter/terraform-provider-tricenter/internal/cliflags"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
@@ -22,7 +23,7 @@ its field path and line. Exit status: 0 valid (warnings allowed), 1 invalid.`,
   tricenter validate -f cluster.yaml -o json | jq '.errors[].path'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output); err != nil {
+			if err := cliflags.CheckOutput(output); err != nil {
 				return err
 			}
 			c, lines, err := g.readInventory(file)
@@ -59,7 +60,7 @@ its field path and line. Exit status: 0 valid (warnings allowed), 1 invalid.`,
 		},
 	}
 	addInventoryFlag(cmd, &file)
-	addOutputFlag(cmd, &output)
+	cliflags.AddOutput(cmd, &output)
 	return cmd
 }
 

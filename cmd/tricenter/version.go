@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tricenter/terraform-provider-tricenter/internal/cliflags"
 	"github.com/tricenter/terraform-provider-tricenter/internal/version"
 )
 
@@ -22,7 +23,7 @@ reports the same version. tricenter --version prints the same on one line.`,
   tricenter version -o json | jq -r .revision`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			if err := checkOutput(output); err != nil {
+			if err := cliflags.CheckOutput(output); err != nil {
 				return err
 			}
 			i := version.Get()
@@ -47,6 +48,6 @@ reports the same version. tricenter --version prints the same on one line.`,
 			return tw.Flush()
 		},
 	}
-	addOutputFlag(cmd, &output)
+	cliflags.AddOutput(cmd, &output)
 	return cmd
 }
