@@ -144,36 +144,11 @@ func workflowLab(t *testing.T) *Engine {
 // with the packages they require, and a plan calls nothing else of them.
 func fakeTools(t *testing.T, l *sshtest.Lab) {
 	t.Helper()
-	fakebin := filepath.Join(l.Dir, "fakebin")
-	if err := os.Mkdir(fakebin, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	scripts := map[string]string{}
 	for _, n := range []string{"containerd", "ctr", "runc"} {
-		script := "#!/bin/sh\n# fake " + n + " (tests only)\necho \"$0 $*\" >> /srv/fake-calls\n"
-		if err := os.WriteFile(filepath.Join(fakebin, n), []byte(script), 0o755); err != nil {
-			t.Fatal(err)
-		}
+		scripts[n] = "#!/bin/sh\n# fake " + n + " (tests only)\necho \"$0 $*\" >> /srv/fake-calls\n"
 	}
-	shell := filepath.Join(l.Dir, "fakeshell")
-	if err := os.WriteFile(shell, []byte("#!/bin/sh\nPATH="+fakebin+":$PATH; export PATH\nexec /bin/sh \"$@\"\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	passwdPath := filepath.Join(l.Dir, "passwd")
-	passwd, err := os.ReadFile(passwdPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(string(passwd), "\n")
-	for i, ln := range lines {
-		if f := strings.Split(ln, ":"); len(f) == 7 && f[0] == "root" {
-			f[6] = shell
-			lines[i] = strings.Join(f, ":")
-		}
-	}
-	// In place: the hosts see the file through a bind mount of its inode.
-	if err := os.WriteFile(passwdPath, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	l.FakeCommands(t, scripts)
 }
 
 func runIDs(r *Result) []string {

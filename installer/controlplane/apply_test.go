@@ -78,38 +78,7 @@ type fakeLab struct {
 func newFakeLab(t *testing.T) *fakeLab {
 	testenv.Need(t, sshtest.Available())
 	l := sshtest.New(t, sshtest.Options{Block: block, Hosts: 3})
-	fakebin := filepath.Join(l.Dir, "fakebin")
-	if err := os.Mkdir(fakebin, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(fakebin, "systemctl"), []byte(fakeSystemctl), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	shell := filepath.Join(l.Dir, "fakeshell")
-	if err := os.WriteFile(shell, []byte("#!/bin/sh\nPATH="+fakebin+":$PATH; export PATH\nexec /bin/sh \"$@\"\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	passwdPath := filepath.Join(l.Dir, "passwd")
-	passwd, err := os.ReadFile(passwdPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(string(passwd), "\n")
-	found := false
-	for i, ln := range lines {
-		if f := strings.Split(ln, ":"); len(f) == 7 && f[0] == "root" {
-			f[6] = shell
-			lines[i] = strings.Join(f, ":")
-			found = true
-		}
-	}
-	if !found {
-		t.Fatal("the lab's passwd has no root line")
-	}
-	// In place: the hosts see the file through a bind mount of its inode.
-	if err := os.WriteFile(passwdPath, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	l.FakeCommands(t, map[string]string{"systemctl": fakeSystemctl})
 
 	c := l.Cluster(sshtest.ClusterOptions{})
 	p, err := inventory.Place(c, nil)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -124,33 +123,7 @@ func sshFakeSystemdLab(t *testing.T) *sshtest.Lab {
 	t.Helper()
 	testenv.Need(t, sshtest.Available())
 	l := sshtest.New(t, sshtest.Options{Block: sshBlock, Hosts: 3})
-	fakebin := filepath.Join(l.Dir, "fakebin")
-	if err := os.Mkdir(fakebin, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(fakebin, "systemctl"), []byte(fakeEtcdSystemctl), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	shell := filepath.Join(l.Dir, "fakeshell")
-	if err := os.WriteFile(shell, []byte("#!/bin/sh\nPATH="+fakebin+":$PATH; export PATH\nexec /bin/sh \"$@\"\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	passwdPath := filepath.Join(l.Dir, "passwd")
-	passwd, err := os.ReadFile(passwdPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(string(passwd), "\n")
-	for i, ln := range lines {
-		if f := strings.Split(ln, ":"); len(f) == 7 && f[0] == "root" {
-			f[6] = shell
-			lines[i] = strings.Join(f, ":")
-		}
-	}
-	// In place: the hosts see the file through a bind mount of its inode.
-	if err := os.WriteFile(passwdPath, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	l.FakeCommands(t, map[string]string{"systemctl": fakeEtcdSystemctl})
 	// The fake etcd processes escape sshd's process group: kill them
 	// before the lab goes (cleanups run last-in first-out).
 	t.Cleanup(func() {

@@ -53,19 +53,7 @@ func TestSecretLeavesNoTrace(t *testing.T) {
 	if err := os.WriteFile(logsh, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	passwd, err := os.ReadFile(filepath.Join(l.Dir, "passwd"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	const deploy = "deploy:x:1990:1990:tricenter test:/home/deploy:/bin/sh"
-	if !bytes.Contains(passwd, []byte(deploy)) {
-		t.Fatalf("the lab's passwd has no line %q", deploy)
-	}
-	// In place: the host sees the file through a bind mount of its inode.
-	passwd = bytes.Replace(passwd, []byte(deploy), []byte(strings.TrimSuffix(deploy, "/bin/sh")+logsh), 1)
-	if err := os.WriteFile(filepath.Join(l.Dir, "passwd"), passwd, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	l.SetLoginShell(t, "deploy", logsh)
 	// sudo logs every command it runs, with its arguments, unwrapped.
 	sudoLog := filepath.Join(l.Dir, "sudo.log")
 	if err := os.WriteFile(filepath.Join(l.Dir, "sudoers.d", "zz-log"),

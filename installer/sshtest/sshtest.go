@@ -23,6 +23,9 @@
 //	198.18.20.0/22  installer/phase
 //	198.18.24.0/22  cmd/tricenter
 //	198.18.28.0/22  bench/installer
+//
+// and inside 198.18.112.0/20: the engine (installer) 112, controlplane
+// 116, the etcd drill 120, sshtest's own tests 124.
 package sshtest
 
 import (
@@ -53,7 +56,7 @@ import (
 
 // installerBlocks hold the labs' /22s: 198.18.16.0/20 (ssh, phase, CLI,
 // bench) and 198.18.112.0/20 (the engine 112, controlplane 116, etcd drill
-// 120).
+// 120, sshtest 124).
 var installerBlocks = []netip.Prefix{netip.MustParsePrefix("198.18.16.0/20"), netip.MustParsePrefix("198.18.112.0/20")}
 
 func inInstallerBlocks(p netip.Prefix) bool {
