@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -24,7 +23,6 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
@@ -244,13 +242,7 @@ func TestAgainstRealAPIServer(t *testing.T) {
 	}
 
 	// The server defaulted every object; re-applying still changes nothing.
-	again, err := Apply(ctx, cs, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(again) != 0 {
-		t.Errorf("re-apply against the real API changed %q", again)
-	}
+	checkQuietApply(t, ctx, cs, o, "the first against the real API")
 	// An edit of the objects' spec by tricenter (more replicas) updates
 	// the Deployment only, and the server accepts the update.
 	o.CoreDNSReplicas = 3
@@ -332,96 +324,18 @@ func TestAgainstRealAPIServer(t *testing.T) {
 // leaves the fields others added, and the apply after it writes nothing.
 func checkRealDriftRepair(t *testing.T, ctx context.Context, cs kubernetes.Interface, o Options) {
 	t.Helper()
-	get := metav1.GetOptions{}
-	deployments := cs.AppsV1().Deployments(Namespace)
-	sc, err := deployments.GetScale(ctx, CoreDNSName, get)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc.Spec.Replicas = 0
-	if _, err := deployments.UpdateScale(ctx, CoreDNSName, sc, metav1.UpdateOptions{FieldManager: "kubectl"}); err != nil {
-		t.Fatal(err)
-	}
-	cm, err := cs.CoreV1().ConfigMaps(Namespace).Get(ctx, CoreDNSName, get)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tricenters := cm.Data["Corefile"]
-	cm.Data["Corefile"] = ".:53 {\n    forward . 192.0.2.1\n}\n"
-	cm.Labels["team"] = "dns"
-	if _, err := cs.CoreV1().ConfigMaps(Namespace).Update(ctx, cm, metav1.UpdateOptions{FieldManager: "kubectl-edit"}); err != nil {
-		t.Fatal(err)
-	}
-	cr, err := cs.RbacV1().ClusterRoles().Get(ctx, coreDNSRole, get)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cr.Rules = cr.Rules[:1]
-	if _, err := cs.RbacV1().ClusterRoles().Update(ctx, cr, metav1.UpdateOptions{FieldManager: "kubectl-edit"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cs.CoreV1().Nodes().Patch(ctx, "w1", types.MergePatchType,
-		[]byte(`{"metadata":{"labels":{"tricenter.io/rack":"elsewhere","topology.kubernetes.io/zone":null,"example.com/owner":"ops"}}}`),
-		metav1.PatchOptions{FieldManager: "kubectl-label"}); err != nil {
-		t.Fatal(err)
-	}
-
-	changed, err := Apply(ctx, cs, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	slices.Sort(changed)
-	if want := []string{
-		"labelled Node w1 (topology.kubernetes.io/zone, tricenter.io/rack)",
-		"updated ClusterRole system:coredns",
-		"updated ConfigMap kube-system/coredns",
-		"updated Deployment kube-system/coredns",
-	}; !slices.Equal(changed, want) {
-		t.Errorf("repairing apply reported %q, want %q", changed, want)
-	}
-	d, err := deployments.Get(ctx, CoreDNSName, get)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if *d.Spec.Replicas != o.CoreDNSReplicas {
-		t.Errorf("CoreDNS replicas %d after the repair, want %d", *d.Spec.Replicas, o.CoreDNSReplicas)
-	}
-	cm, err = cs.CoreV1().ConfigMaps(Namespace).Get(ctx, CoreDNSName, get)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cm.Data["Corefile"] != tricenters {
-		t.Errorf("Corefile after the repair:\n%s", cm.Data["Corefile"])
-	}
-	if cm.Labels["team"] != "dns" || !owns(cm, "kubectl-edit", metav1.ManagedFieldsOperationUpdate, `"f:team"`) ||
-		owns(cm, "kubectl-edit", metav1.ManagedFieldsOperationUpdate, `"f:Corefile"`) {
-		t.Errorf("ConfigMap after the repair: labels %v, owners %+v", cm.Labels, cm.ManagedFields)
-	}
-	cr, err = cs.RbacV1().ClusterRoles().Get(ctx, coreDNSRole, get)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(cr.Rules) != 2 {
-		t.Errorf("ClusterRole rules after the repair: %+v", cr.Rules)
-	}
-	w1, err := cs.CoreV1().Nodes().Get(ctx, "w1", get)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if w1.Labels[LabelRack] != "dc1-r01" || w1.Labels[LabelZone] != "dc1" || w1.Labels["example.com/owner"] != "ops" {
-		t.Errorf("w1 labels after the repair: %v", w1.Labels)
-	}
-	before := versions(t, cs)
-	again, err := Apply(ctx, cs, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(again) != 0 {
-		t.Errorf("the apply after the repair reported %q", again)
-	}
-	if after := versions(t, cs); !maps.Equal(before, after) {
-		t.Errorf("the apply after the repair wrote objects: resourceVersions %v, then %v", before, after)
-	}
+	driftOutOfBand(t, ctx, cs, func() error {
+		deployments := cs.AppsV1().Deployments(Namespace)
+		sc, err := deployments.GetScale(ctx, CoreDNSName, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		sc.Spec.Replicas = 0
+		_, err = deployments.UpdateScale(ctx, CoreDNSName, sc, metav1.UpdateOptions{FieldManager: "kubectl"})
+		return err
+	})
+	checkDriftRepaired(t, ctx, cs, o)
+	checkQuietApply(t, ctx, cs, o, "the repair")
 }
 
 // checkRealTakeover: a ServiceAccount as the hash-annotation version of

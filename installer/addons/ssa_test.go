@@ -74,31 +74,16 @@ func owns(m metav1.Object, manager string, op metav1.ManagedFieldsOperationType,
 	return false
 }
 
-// TestApplyRepairsDrift: edits made out of band to what tricenter applies
-// (CoreDNS scaled to 0, its Corefile and RBAC changed, a Node's topology
-// labels overwritten and removed) are put back by the next apply, which
-// names exactly those objects; fields others added stay theirs; the apply
-// after that reports nothing and writes nothing.
-func TestApplyRepairsDrift(t *testing.T) {
-	ctx := context.Background()
-	o := options(t)
-	cs := newFakeAPI(t, registeredNodes("cp1", "w1", "cp2", "cp3")...)
-	if _, err := Apply(ctx, cs, o); err != nil {
-		t.Fatal(err)
-	}
-	want, err := CoreDNS(o)
-	if err != nil {
-		t.Fatal(err)
-	}
+// driftOutOfBand edits what tricenter applied the way an operator would
+// with kubectl: CoreDNS scaled to 0 (scaleToZero: a real API server takes
+// it through the scale subresource, the fake as an update), its Corefile
+// edited and a label of the operator's added (kubectl-edit), its
+// ClusterRole cut to one rule, Node w1's rack label overwritten, its zone
+// label removed and a label of the operator's added (kubectl-label).
+func driftOutOfBand(t *testing.T, ctx context.Context, cs kubernetes.Interface, scaleToZero func() error) {
+	t.Helper()
 	get := metav1.GetOptions{}
-
-	// Out of band, as kubectl scale, edit and label would.
-	d, err := cs.AppsV1().Deployments(Namespace).Get(ctx, CoreDNSName, get)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.Spec.Replicas = ptr(int32(0))
-	if _, err := cs.AppsV1().Deployments(Namespace).Update(ctx, d, metav1.UpdateOptions{FieldManager: "kubectl-scale"}); err != nil {
+	if err := scaleToZero(); err != nil {
 		t.Fatal(err)
 	}
 	cm, err := cs.CoreV1().ConfigMaps(Namespace).Get(ctx, CoreDNSName, get)
@@ -123,7 +108,18 @@ func TestApplyRepairsDrift(t *testing.T) {
 		metav1.PatchOptions{FieldManager: "kubectl-label"}); err != nil {
 		t.Fatal(err)
 	}
+}
 
+// checkDriftRepaired: after driftOutOfBand the next apply puts
+// tricenter's fields back and names exactly the objects edited; it forces
+// tricenter's fields only, so the fields the operator added stay, and stay
+// the operator's.
+func checkDriftRepaired(t *testing.T, ctx context.Context, cs kubernetes.Interface, o Options) {
+	t.Helper()
+	want, err := CoreDNS(o)
+	if err != nil {
+		t.Fatal(err)
+	}
 	changed, err := Apply(ctx, cs, o)
 	if err != nil {
 		t.Fatal(err)
@@ -137,23 +133,21 @@ func TestApplyRepairsDrift(t *testing.T) {
 	}; !slices.Equal(changed, wantChanges) {
 		t.Fatalf("repairing apply reported %q, want %q", changed, wantChanges)
 	}
-
-	d, err = cs.AppsV1().Deployments(Namespace).Get(ctx, CoreDNSName, get)
+	get := metav1.GetOptions{}
+	d, err := cs.AppsV1().Deployments(Namespace).Get(ctx, CoreDNSName, get)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *d.Spec.Replicas != DefaultCoreDNSReplicas {
-		t.Errorf("CoreDNS replicas %d after the repair, want %d", *d.Spec.Replicas, DefaultCoreDNSReplicas)
+	if *d.Spec.Replicas != *want.Deployment.Spec.Replicas {
+		t.Errorf("CoreDNS replicas %d after the repair, want %d", *d.Spec.Replicas, *want.Deployment.Spec.Replicas)
 	}
-	cm, err = cs.CoreV1().ConfigMaps(Namespace).Get(ctx, CoreDNSName, get)
+	cm, err := cs.CoreV1().ConfigMaps(Namespace).Get(ctx, CoreDNSName, get)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cm.Data["Corefile"] != want.ConfigMap.Data["Corefile"] {
 		t.Errorf("Corefile after the repair:\n%s", cm.Data["Corefile"])
 	}
-	// Forced for tricenter's fields only: the label kubectl added stays,
-	// and stays kubectl's; the Corefile is tricenter's again.
 	if cm.Labels["team"] != "dns" {
 		t.Errorf("the repair removed a label tricenter does not apply: %v", cm.Labels)
 	}
@@ -162,7 +156,7 @@ func TestApplyRepairsDrift(t *testing.T) {
 		!owns(cm, FieldManager, metav1.ManagedFieldsOperationApply, `"f:Corefile"`) {
 		t.Errorf("ConfigMap field owners after the repair: %+v", cm.ManagedFields)
 	}
-	cr, err = cs.RbacV1().ClusterRoles().Get(ctx, coreDNSRole, get)
+	cr, err := cs.RbacV1().ClusterRoles().Get(ctx, coreDNSRole, get)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,23 +167,63 @@ func TestApplyRepairsDrift(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for k, v := range map[string]string{LabelRack: "dc1-r01", LabelZone: "dc1", "example.com/owner": "ops", "kubernetes.io/hostname": "w1"} {
+	for k, v := range map[string]string{LabelRack: "dc1-r01", LabelZone: "dc1", "example.com/owner": "ops"} {
 		if w1.Labels[k] != v {
 			t.Errorf("w1 label %s = %q after the repair, want %q", k, w1.Labels[k], v)
 		}
 	}
+}
 
-	before, from := versions(t, cs), len(cs.Actions())
+// checkQuietApply: an apply with nothing to change (after what) reports
+// nothing and writes no object (no resourceVersion moves).
+func checkQuietApply(t *testing.T, ctx context.Context, cs kubernetes.Interface, o Options, after string) {
+	t.Helper()
+	before := versions(t, cs)
 	again, err := Apply(ctx, cs, o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(again) != 0 {
-		t.Errorf("the apply after the repair reported %q", again)
+		t.Errorf("the apply after %s reported %q", after, again)
 	}
-	if after := versions(t, cs); !maps.Equal(before, after) {
-		t.Errorf("the apply after the repair wrote objects: resourceVersions %v, then %v", before, after)
+	if now := versions(t, cs); !maps.Equal(before, now) {
+		t.Errorf("the apply after %s wrote objects: resourceVersions %v, then %v", after, before, now)
 	}
+}
+
+// TestApplyRepairsDrift: edits made out of band to what tricenter applies
+// (CoreDNS scaled to 0, its Corefile and RBAC changed, a Node's topology
+// labels overwritten and removed) are put back by the next apply, which
+// names exactly those objects; fields others added stay theirs; the apply
+// after that reports nothing and writes nothing (but still applies).
+func TestApplyRepairsDrift(t *testing.T) {
+	ctx := context.Background()
+	o := options(t)
+	cs := newFakeAPI(t, registeredNodes("cp1", "w1", "cp2", "cp3")...)
+	if _, err := Apply(ctx, cs, o); err != nil {
+		t.Fatal(err)
+	}
+	driftOutOfBand(t, ctx, cs, func() error {
+		// The fake has no scale subresource: kubectl scale as an update.
+		deployments := cs.AppsV1().Deployments(Namespace)
+		d, err := deployments.Get(ctx, CoreDNSName, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		d.Spec.Replicas = ptr(int32(0))
+		_, err = deployments.Update(ctx, d, metav1.UpdateOptions{FieldManager: "kubectl-scale"})
+		return err
+	})
+	checkDriftRepaired(t, ctx, cs, o)
+	w1, err := cs.CoreV1().Nodes().Get(ctx, "w1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w1.Labels["kubernetes.io/hostname"] != "w1" {
+		t.Errorf("the repair removed the kubelet's hostname label: %v", w1.Labels)
+	}
+	from := len(cs.Actions())
+	checkQuietApply(t, ctx, cs, o, "the repair")
 	if applies(cs, from) == 0 {
 		t.Error("the apply after the repair applied nothing")
 	}
@@ -237,9 +271,7 @@ func TestApplyTakesOverPreSSAObjects(t *testing.T) {
 	if !owns(cm, FieldManager, metav1.ManagedFieldsOperationApply, `"f:Corefile"`) {
 		t.Errorf("tricenter does not apply the Corefile: %+v", cm.ManagedFields)
 	}
-	if again, err := Apply(ctx, cs, o); err != nil || len(again) != 0 {
-		t.Errorf("the apply after the takeover: %q, %v", again, err)
-	}
+	checkQuietApply(t, ctx, cs, o, "the takeover")
 }
 
 // TestApplyRemovesControlPlaneRoleOfWorker: a role label tricenter wants
@@ -270,13 +302,7 @@ func TestApplyRemovesControlPlaneRoleOfWorker(t *testing.T) {
 	if _, ok := w1.Labels[LabelControlPlane]; ok {
 		t.Errorf("worker w1 keeps the control-plane role: %v", w1.Labels)
 	}
-	again, err := Apply(ctx, cs, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(again) != 0 {
-		t.Errorf("the apply after the removal reported %q", again)
-	}
+	checkQuietApply(t, ctx, cs, o, "the removal")
 }
 
 func ptr[T any](v T) *T { return &v }
