@@ -39,20 +39,28 @@ func v0Node(blob, clusterBlob string) map[string]any {
 	}
 }
 
+// protoServer is the provider as Terraform talks to it (protocol 6) and
+// the schemas it announces.
+func protoServer(t *testing.T) (tfprotov6.ProviderServer, *tfprotov6.GetProviderSchemaResponse) {
+	t.Helper()
+	srv, err := testAccProtoV6ProviderFactories["tricenter"]()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sch, err := srv.GetProviderSchema(context.Background(), &tfprotov6.GetProviderSchemaRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, sch
+}
+
 // upgrade runs Terraform's UpgradeResourceState on the provider server
 // (the framework's own path) and returns the upgraded state's attributes
 // and the diagnostics.
 func upgrade(t *testing.T, typ string, version int64, raw map[string]any) (map[string]tftypes.Value, []*tfprotov6.Diagnostic) {
 	t.Helper()
 	ctx := context.Background()
-	srv, err := testAccProtoV6ProviderFactories["tricenter"]()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sch, err := srv.GetProviderSchema(ctx, &tfprotov6.GetProviderSchemaRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, sch := protoServer(t)
 	rs := sch.ResourceSchemas[typ]
 	if rs == nil {
 		t.Fatalf("no schema for %s", typ)
@@ -92,15 +100,7 @@ func stringAttr(t *testing.T, attrs map[string]tftypes.Value, name string) strin
 }
 
 func TestSchemaVersions(t *testing.T) {
-	ctx := context.Background()
-	srv, err := testAccProtoV6ProviderFactories["tricenter"]()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sch, err := srv.GetProviderSchema(ctx, &tfprotov6.GetProviderSchemaRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, sch := protoServer(t)
 	for typ, want := range map[string]int64{"tricenter_cluster": clusterSchemaVersion, "tricenter_node": nodeSchemaVersion, "tricenter_server": 0} {
 		if got := sch.ResourceSchemas[typ].Version; got != want {
 			t.Errorf("%s schema version %d, want %d", typ, got, want)
