@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -37,14 +36,7 @@ func TestSSHCheckAndExecThroughBastion(t *testing.T) {
 	t.Cleanup(func() { _ = e.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	target := net.JoinHostPort(l.Hosts[0].Addr.String(), "22")
-	var nd net.Dialer
-	dctx, dcancel := context.WithTimeout(ctx, time.Second)
-	if conn, err := nd.DialContext(dctx, "tcp", target); err == nil {
-		conn.Close()
-		t.Fatalf("%s is reachable directly: the test proves nothing", target)
-	}
-	dcancel()
+	l.Hosts[0].RequireUnreachable(t)
 
 	rows, err := e.SSHCheck(ctx, inventory.Selector{})
 	if err != nil {

@@ -1,6 +1,7 @@
 package sshtest
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -94,4 +95,25 @@ func runSSH(t *testing.T, l *Lab, h *Host, user, cmd string) string {
 		t.Fatalf("ssh %s@%s %q: %v (%s)", user, h.Name, cmd, err, out)
 	}
 	return string(out)
+}
+
+// fatalRecorder is a testing.TB whose Fatalf records instead of ending
+// the test (what it checks returns right after a Fatalf).
+type fatalRecorder struct {
+	testing.TB
+	fatal string
+}
+
+func (r *fatalRecorder) Fatalf(format string, args ...any) { r.fatal = fmt.Sprintf(format, args...) }
+
+// TestRequireUnreachable: a target behind the jump host passes; the jump
+// host, which the test process reaches, fails naming it.
+func TestRequireUnreachable(t *testing.T) {
+	l := New(t, Options{Block: block, Hosts: 1, Jump: true})
+	l.Hosts[0].RequireUnreachable(t)
+	r := &fatalRecorder{TB: t}
+	l.Jump.RequireUnreachable(r)
+	if !strings.Contains(r.fatal, l.Jump.Name+" ("+l.Jump.Addr.String()+":22) is reachable directly") {
+		t.Fatalf("the reachable jump host passed: %q", r.fatal)
+	}
 }

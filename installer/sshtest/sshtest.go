@@ -37,6 +37,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -110,6 +111,18 @@ func (h *Host) Path(p string) string {
 
 // Log is what sshd wrote to stderr so far.
 func (h *Host) Log() string { return h.log.String() }
+
+// RequireUnreachable fails the test when the calling process reaches h's
+// sshd directly: a test of the way in through a jump host or a bastion
+// would prove nothing.
+func (h *Host) RequireUnreachable(t testing.TB) {
+	t.Helper()
+	target := net.JoinHostPort(h.Addr.String(), "22")
+	if conn, err := net.DialTimeout("tcp", target, time.Second); err == nil {
+		conn.Close()
+		t.Fatalf("%s (%s) is reachable directly: the test proves nothing", h.Name, target)
+	}
+}
 
 // Lab is a set of sshd hosts.
 type Lab struct {
