@@ -59,12 +59,10 @@ func (e *Engine) Exec(ctx context.Context, o ExecOptions) ([]ExecResult, error) 
 		return nil, err
 	}
 	res := make([]ExecResult, len(hosts))
-	idx := map[*phase.Host]int{}
 	for i, h := range hosts {
-		idx[h] = i
 		res[i] = ExecResult{Server: h.Name, DryRun: o.DryRun}
 	}
-	err = m.Each(ctx, hosts, func(ctx context.Context, h *phase.Host) error {
+	err = eachRow(ctx, m, hosts, res, func(ctx context.Context, h *phase.Host, r *ExecResult) error {
 		c := phase.Command{Cmd: o.Command, Sudo: o.Sudo}
 		var flush func()
 		if o.Output != nil {
@@ -74,7 +72,6 @@ func (e *Engine) Exec(ctx context.Context, o ExecOptions) ([]ExecResult, error) 
 		if flush != nil {
 			flush()
 		}
-		r := &res[idx[h]]
 		var ee *ssh.ExitError
 		switch {
 		case errors.As(err, &ee) && !errors.Is(err, ssh.ErrSudoPassword):

@@ -63,20 +63,29 @@ func (e *Engine) SSHCheck(ctx context.Context, sel inventory.Selector) ([]HostCh
 		return nil, err
 	}
 	rows := make([]HostCheck, len(hosts))
-	idx := map[*phase.Host]int{}
 	for i, h := range hosts {
-		idx[h] = i
 		rows[i] = HostCheck{Host: h.Name, Address: h.Endpoint.Addr(), Via: via(h.Endpoint), User: h.SSH.User, Sudo: "unknown"}
 		if h.Center != nil {
 			rows[i].Center = h.Center.Name
 		}
 	}
-	// Each server writes only its own row.
-	_ = m.Each(ctx, hosts, func(ctx context.Context, h *phase.Host) error {
-		checkHost(ctx, h, &rows[idx[h]])
+	_ = eachRow(ctx, m, hosts, rows, func(ctx context.Context, h *phase.Host, r *HostCheck) error {
+		checkHost(ctx, h, r)
 		return nil
 	})
 	return rows, ctx.Err()
+}
+
+// eachRow runs f on every host with the manager's fan-out, giving it the
+// host's row (rows[i] is hosts[i]'s): each server writes only its own.
+func eachRow[R any](ctx context.Context, m *phase.Manager, hosts []*phase.Host, rows []R, f func(context.Context, *phase.Host, *R) error) error {
+	idx := make(map[*phase.Host]int, len(hosts))
+	for i, h := range hosts {
+		idx[h] = i
+	}
+	return m.Each(ctx, hosts, func(ctx context.Context, h *phase.Host) error {
+		return f(ctx, h, &rows[idx[h]])
+	})
 }
 
 // selectHosts is the hosts sel matches; none is an error.
