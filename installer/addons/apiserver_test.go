@@ -347,9 +347,7 @@ func checkRealTakeover(t *testing.T, ctx context.Context, cs kubernetes.Interfac
 	if err := sas.Delete(ctx, CoreDNSName, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	old := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: CoreDNSName, Namespace: Namespace,
-		Labels:      map[string]string{labelApp: "kube-dns", ManagedByLabel: FieldManager},
-		Annotations: map[string]string{AppliedAnnotation: "0123456789abcdef0123456789abcdef"}}}
+	old := &corev1.ServiceAccount{ObjectMeta: preSSAMeta()}
 	if _, err := sas.Create(ctx, old, metav1.CreateOptions{FieldManager: FieldManager}); err != nil {
 		t.Fatal(err)
 	}
@@ -364,15 +362,6 @@ func checkRealTakeover(t *testing.T, ctx context.Context, cs kubernetes.Interfac
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := sa.Annotations[AppliedAnnotation]; ok {
-		t.Errorf("the applied-hash annotation is still there: %v", sa.Annotations)
-	}
-	for _, e := range sa.ManagedFields {
-		if e.Manager == FieldManager && e.Operation == metav1.ManagedFieldsOperationUpdate {
-			t.Errorf("tricenter's update entry is left: %+v", sa.ManagedFields)
-		}
-	}
-	if again, err := Apply(ctx, cs, o); err != nil || len(again) != 0 {
-		t.Errorf("the apply after the takeover: %q, %v", again, err)
-	}
+	checkTakenOver(t, sa)
+	checkQuietApply(t, ctx, cs, o, "the takeover")
 }

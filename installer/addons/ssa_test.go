@@ -229,6 +229,30 @@ func TestApplyRepairsDrift(t *testing.T) {
 	}
 }
 
+// preSSAMeta is the metadata the hash-annotation version of tricenter
+// gave CoreDNS's objects (it created them as field manager tricenter,
+// operation Update).
+func preSSAMeta() metav1.ObjectMeta {
+	return metav1.ObjectMeta{Name: CoreDNSName, Namespace: Namespace,
+		Labels:      map[string]string{labelApp: "kube-dns", ManagedByLabel: FieldManager},
+		Annotations: map[string]string{AppliedAnnotation: "0123456789abcdef0123456789abcdef"}}
+}
+
+// checkTakenOver: m, created with preSSAMeta, is server-side applied now:
+// the annotation tricenter no longer applies is gone, and so is its update
+// entry.
+func checkTakenOver(t *testing.T, m metav1.Object) {
+	t.Helper()
+	if _, ok := m.GetAnnotations()[AppliedAnnotation]; ok {
+		t.Errorf("the applied-hash annotation is still there: %v", m.GetAnnotations())
+	}
+	for _, e := range m.GetManagedFields() {
+		if e.Manager == FieldManager && e.Operation == metav1.ManagedFieldsOperationUpdate {
+			t.Errorf("tricenter's update entry is left: %+v", m.GetManagedFields())
+		}
+	}
+}
+
 // TestApplyTakesOverPreSSAObjects: objects the hash-annotation version of
 // tricenter created and updated (field manager tricenter, operation Update)
 // move to server-side apply: tricenter's update entry is folded into its
@@ -242,10 +266,7 @@ func TestApplyTakesOverPreSSAObjects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: CoreDNSName, Namespace: Namespace,
-		Labels:      map[string]string{labelApp: "kube-dns", ManagedByLabel: FieldManager},
-		Annotations: map[string]string{AppliedAnnotation: "0123456789abcdef0123456789abcdef"}},
-		Data: map[string]string{"Corefile": want.ConfigMap.Data["Corefile"]}}
+	old := &corev1.ConfigMap{ObjectMeta: preSSAMeta(), Data: map[string]string{"Corefile": want.ConfigMap.Data["Corefile"]}}
 	if _, err := cs.CoreV1().ConfigMaps(Namespace).Create(ctx, old, metav1.CreateOptions{FieldManager: FieldManager}); err != nil {
 		t.Fatal(err)
 	}
@@ -260,14 +281,7 @@ func TestApplyTakesOverPreSSAObjects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := cm.Annotations[AppliedAnnotation]; ok {
-		t.Errorf("the applied-hash annotation is still there: %v", cm.Annotations)
-	}
-	for _, e := range cm.ManagedFields {
-		if e.Manager == FieldManager && e.Operation == metav1.ManagedFieldsOperationUpdate {
-			t.Errorf("tricenter's update entry is left: %+v", cm.ManagedFields)
-		}
-	}
+	checkTakenOver(t, cm)
 	if !owns(cm, FieldManager, metav1.ManagedFieldsOperationApply, `"f:Corefile"`) {
 		t.Errorf("tricenter does not apply the Corefile: %+v", cm.ManagedFields)
 	}
