@@ -3,7 +3,6 @@ package cliflags
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"os"
 	"strings"
 	"syscall"
@@ -31,20 +30,17 @@ func TestLoggingFlags(t *testing.T) {
 	if err := cmd.PersistentFlags().Parse([]string{"--log-format", "json", "--log-level", "warn"}); err != nil {
 		t.Fatal(err)
 	}
+	// The logger is the one the parsed flags ask for (internal/logging
+	// tests the formats and levels themselves).
 	var buf bytes.Buffer
 	log, err := l.Logger(&buf)
 	if err != nil {
 		t.Fatal(err)
 	}
 	log.Info("Not shown")
-	log.Warn("Shown", "host", "dc1-s01")
-	var rec map[string]any
-	if err := json.Unmarshal(buf.Bytes(), &rec); err != nil || rec["msg"] != "Shown" || rec["host"] != "dc1-s01" {
-		t.Fatalf("log output %q (%v)", buf.String(), err)
-	}
-	l.Format = "xml"
-	if _, err := l.Logger(&buf); err == nil || err.Error() != `--log-format "xml": use text or json` {
-		t.Fatalf("--log-format xml: %v", err)
+	log.Warn("Shown")
+	if out := buf.String(); !strings.HasPrefix(out, "{") || !strings.Contains(out, `"msg":"Shown"`) || strings.Contains(out, "Not shown") {
+		t.Fatalf("--log-format json --log-level warn logged %q", out)
 	}
 }
 
