@@ -9,7 +9,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -167,9 +166,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if output == cliflags.JSON {
-				enc := json.NewEncoder(g.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(s)
+				return cliflags.WriteJSON(g.stdout, s)
 			}
 			return bgp.WriteStatusTable(g.stdout, s)
 		},

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -136,9 +135,7 @@ func newLabStatusCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if output == "json" {
-				enc := json.NewEncoder(g.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(map[string]any{"lab": rep.Record, "running": rep.Running, "power": rep.Power})
+				return cliflags.WriteJSON(g.stdout, map[string]any{"lab": rep.Record, "running": rep.Running, "power": rep.Power})
 			}
 			rep.Print(g.stdout)
 			return nil

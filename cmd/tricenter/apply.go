@@ -117,14 +117,14 @@ func runApply(ctx context.Context, g *globals, f *engineFlags, o installer.Optio
 	if plan.Converged() && !hasAPIComponents(plan, o) {
 		rep.Converged = true
 		if output == "json" {
-			return writeJSON(g, rep)
+			return cliflags.WriteJSON(g.stdout, rep)
 		}
 		fmt.Fprintf(g.stdout, "converged: nothing to do (checked in %v)\n", rep.PlanTime.Round(time.Millisecond))
 		return nil
 	}
 	if planOnly {
 		if output == "json" {
-			return writeJSON(g, rep)
+			return cliflags.WriteJSON(g.stdout, rep)
 		}
 		return nil
 	}
@@ -132,7 +132,7 @@ func runApply(ctx context.Context, g *globals, f *engineFlags, o installer.Optio
 		// The engine refuses it too; refusing here spares the question.
 		if err := etcd.CheckRisks(plan.Etcd.Risks, o.AcceptTransientRisk); err != nil {
 			if output == "json" {
-				_ = writeJSON(g, rep)
+				_ = cliflags.WriteJSON(g.stdout, rep)
 			}
 			return fmt.Errorf("not applied: %w", err)
 		}
@@ -153,7 +153,7 @@ func runApply(ctx context.Context, g *globals, f *engineFlags, o installer.Optio
 		rep.Converged = res.Converged()
 	}
 	if output == "json" {
-		if werr := writeJSON(g, rep); werr != nil && err == nil {
+		if werr := cliflags.WriteJSON(g.stdout, rep); werr != nil && err == nil {
 			err = werr
 		}
 	} else if res != nil {
@@ -188,7 +188,7 @@ func hasAPIComponents(r *installer.Result, o installer.Options) bool {
 func printPhases(g *globals, output string) error {
 	wf := installer.Workflow()
 	if output == "json" {
-		return writeJSON(g, wf)
+		return cliflags.WriteJSON(g.stdout, wf)
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PHASE\tCOMPONENT\tDESCRIPTION")

@@ -94,7 +94,7 @@ func newBGPShowCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if output == "json" {
-				return writeJSON(g, planJSON(p))
+				return cliflags.WriteJSON(g.stdout, planJSON(p))
 			}
 			return renderBGPPlan(g.stdout, p)
 		},
@@ -322,7 +322,7 @@ Exit status 0 when the gate passes, 1 otherwise.`,
 				return err
 			}
 			if output == "json" {
-				if err := writeJSON(g, rep); err != nil {
+				if err := cliflags.WriteJSON(g.stdout, rep); err != nil {
 					return err
 				}
 			} else if err := renderGate(g.stdout, rep); err != nil {

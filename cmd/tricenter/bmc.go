@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -186,9 +185,7 @@ func runBMC(ctx context.Context, g *globals, f *bmcFlags, op bmc.Operation, in i
 	res := pool.RunHosts(ctx, hosts, bmc.Request{Op: op, Wait: f.wait, UEFI: f.uefi, Persistent: f.persistent})
 
 	if f.output == "json" {
-		enc := json.NewEncoder(g.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(struct {
+		if err := cliflags.WriteJSON(g.stdout, struct {
 			Operation bmc.Operation `json:"operation"`
 			Results   []bmc.Result  `json:"results"`
 		}{op, res}); err != nil {

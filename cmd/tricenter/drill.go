@@ -128,7 +128,7 @@ func runDrill(ctx context.Context, g *globals, f *engineFlags, d *drillFlags, po
 	err = engineError(err)
 	if rep != nil {
 		if d.output == "json" {
-			if jerr := writeJSON(g, rep); jerr != nil {
+			if jerr := cliflags.WriteJSON(g.stdout, rep); jerr != nil {
 				return jerr
 			}
 		} else {
@@ -321,7 +321,7 @@ func runDrillResume(ctx context.Context, g *globals, f *engineFlags, d *drillFla
 	err = engineError(err)
 	if rr != nil {
 		if d.output == "json" {
-			if jerr := writeJSON(g, rr); jerr != nil {
+			if jerr := cliflags.WriteJSON(g.stdout, rr); jerr != nil {
 				return jerr
 			}
 		} else {

@@ -46,7 +46,7 @@ func newEtcdStatusCmd(g *globals) *cobra.Command {
 				return engineError(err)
 			}
 			if output == "json" {
-				if err := writeJSON(g, rep); err != nil {
+				if err := cliflags.WriteJSON(g.stdout, rep); err != nil {
 					return err
 				}
 			} else {
@@ -146,7 +146,7 @@ func newEtcdSnapshotCmd(g *globals) *cobra.Command {
 				return engineError(err)
 			}
 			if output == "json" {
-				return writeJSON(g, res)
+				return cliflags.WriteJSON(g.stdout, res)
 			}
 			fmt.Fprintf(g.stdout, "Snapshot from %s: %s (%s)\nsha256 %s (recorded in %s.sha256)\n",
 				res.Member, res.Path, humanBytes(res.Size), res.SHA256, res.Path)

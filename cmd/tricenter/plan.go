@@ -42,7 +42,7 @@ CIDRs and etcd members are kept: the plan shows what the next apply does.`,
 				return &exitError{code: 1, err: err}
 			}
 			if output == "json" {
-				return writeJSON(g, p)
+				return cliflags.WriteJSON(g.stdout, p)
 			}
 			return renderPlan(g.stdout, p)
 		},

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"text/tabwriter"
@@ -59,9 +58,7 @@ func runSSHCheck(ctx context.Context, g *globals, f *engineFlags, sel *selectFla
 		}
 	}
 	if output == "json" {
-		enc := json.NewEncoder(g.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rows); err != nil {
+		if err := cliflags.WriteJSON(g.stdout, rows); err != nil {
 			return err
 		}
 	} else {

@@ -47,7 +47,7 @@ not Ready yet); where it does not answer, the boot id is "not verified".`,
 				return err
 			}
 			if output == "json" {
-				if err := writeJSON(g, st); err != nil {
+				if err := cliflags.WriteJSON(g.stdout, st); err != nil {
 					return err
 				}
 			} else {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -29,14 +28,14 @@ its field path and line. Exit status: 0 valid (warnings allowed), 1 invalid.`,
 			c, lines, err := g.readInventory(file)
 			if err != nil {
 				if output == "json" {
-					_ = writeJSON(g, validateJSON{Valid: false, Errors: []inventory.Problem{{Path: inventorySource(file), Message: err.Error()}}, Warnings: []inventory.Problem{}})
+					_ = cliflags.WriteJSON(g.stdout, validateJSON{Valid: false, Errors: []inventory.Problem{{Path: inventorySource(file), Message: err.Error()}}, Warnings: []inventory.Problem{}})
 					return &exitError{code: 1}
 				}
 				return &exitError{code: 1, err: err}
 			}
 			res := c.Validate(lines)
 			if output == "json" {
-				if err := writeJSON(g, validateJSON{Valid: res.OK(), Errors: res.Errors, Warnings: res.Warnings}); err != nil {
+				if err := cliflags.WriteJSON(g.stdout, validateJSON{Valid: res.OK(), Errors: res.Errors, Warnings: res.Warnings}); err != nil {
 					return err
 				}
 			} else {
@@ -68,10 +67,4 @@ type validateJSON struct {
 	Valid    bool                `json:"valid"`
 	Errors   []inventory.Problem `json:"errors"`
 	Warnings []inventory.Problem `json:"warnings"`
-}
-
-func writeJSON(g *globals, v any) error {
-	enc := json.NewEncoder(g.stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }

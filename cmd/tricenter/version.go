@@ -28,7 +28,7 @@ reports the same version. tricenter --version prints the same on one line.`,
 			}
 			i := version.Get()
 			if output == "json" {
-				return writeJSON(g, i)
+				return cliflags.WriteJSON(g.stdout, i)
 			}
 			rev := i.Revision
 			switch {

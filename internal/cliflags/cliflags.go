@@ -1,10 +1,12 @@
 // Package cliflags holds what the command-line front ends (tricenter,
 // tricenter-lab, tricenter-bgp) share, so that they spell it the same way:
 // the --log-format and --log-level flags and the logger they build, the
-// -o table|json flag, and the process's Ctrl-C handling (Interrupts).
+// -o table|json flag and its JSON, and the process's Ctrl-C handling
+// (Interrupts).
 package cliflags
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -54,4 +56,12 @@ func CheckOutput(o string) error {
 		return fmt.Errorf("--output %q: use table or json", o)
 	}
 	return nil
+}
+
+// WriteJSON writes v to w as -o json prints it: indented by two spaces,
+// one value followed by a newline.
+func WriteJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

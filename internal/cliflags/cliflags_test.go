@@ -73,6 +73,17 @@ func TestOutputFlag(t *testing.T) {
 	}
 }
 
+// TestWriteJSON: what -o json prints, indented, one value a line.
+func TestWriteJSON(t *testing.T) {
+	var buf bytes.Buffer
+	if err := WriteJSON(&buf, map[string]any{"host": "dc1-s01", "ok": true}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "{\n  \"host\": \"dc1-s01\",\n  \"ok\": true\n}\n"; buf.String() != want {
+		t.Fatalf("WriteJSON wrote %q, want %q", buf.String(), want)
+	}
+}
+
 // interruptRun drives watch with a fake signal channel and records what
 // it printed and whether it exited.
 type interruptRun struct {
