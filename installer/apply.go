@@ -177,11 +177,13 @@ func (e *Engine) run(ctx context.Context, o Options, dry bool) (*Result, error) 
 			return res, err
 		}
 	}
-	// In a dry run the gates are listed, not checked.
-	if err := m.Run(ctx, r.gatePhases()...); err != nil {
-		return res, err
+	// In a dry run the gates are listed, not checked. A gate that did not
+	// hold says more than the deadline that stopped the ones after it.
+	err = m.Run(ctx, r.gatePhases()...)
+	if ferr := gates.Failed(res.Gates); ferr != nil {
+		return res, ferr
 	}
-	return res, gates.Failed(res.Gates)
+	return res, err
 }
 
 // unwrapPhase drops the manager's `phase "…": ` prefix from a preflight
