@@ -149,6 +149,14 @@ func (k *tfLab) writeVariant(t *testing.T, name string, oldnew ...string) string
 
 func tfLabConfig(inv string, nodes bool) string { return tfLabConfigWith(inv, nodes, "", "") }
 
+// tfLabOutput is the lab configuration's output.
+const tfLabOutput = `
+output "kubeconfig" {
+  value     = tricenter_cluster.lab.kubeconfig
+  sensitive = true
+}
+`
+
 // tfLabConfigWith is tfLabConfig with extra lines in the provider block
 // and in the node resource.
 func tfLabConfigWith(inv string, nodes bool, providerBody, nodeBody string) string {
@@ -162,11 +170,7 @@ resource "tricenter_cluster" "lab" {
   node_servers = [%q]
 }
 
-output "kubeconfig" {
-  value     = tricenter_cluster.lab.kubeconfig
-  sensitive = true
-}
-`, providerBody, inv, tfLabNodeWorker)
+`+tfLabOutput, providerBody, inv, tfLabNodeWorker)
 	if nodes {
 		cfg += fmt.Sprintf(`
 resource "tricenter_node" "tf_dc2_w01" {
@@ -189,6 +193,11 @@ resource "tricenter_node" "tf_dc2_w01" {
 func nodeImportSteps(k *tfLab, timer *stepTimer) []resource.TestStep {
 	return []resource.TestStep{
 		{
+			// The import runs in a working directory of its own whose state
+			// holds only the imported node: the cluster's kubeconfig output
+			// would be null there, which the test framework's state reader
+			// refuses, so this step's configuration has no output.
+			Config:            strings.Replace(tfLabConfig(k.file, true), tfLabOutput, "", 1),
 			ResourceName:      tfLabNode,
 			ImportState:       true,
 			ImportStateId:     tfLabNodeWorker,
