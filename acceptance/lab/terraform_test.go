@@ -215,9 +215,12 @@ func TestLabTerraform(t *testing.T) {
 	timer.step("BGP routes on the TORs and the core routers", func() error { return routesOnRouter(rec, s) })
 	timer.step("terraform plan after apply (empty)", func() error { return planEmpty(ctx, tf, vars) })
 
-	var files map[string]string
-	if err := json.Unmarshal([]byte(fmt.Sprint(cl["state"])), &files); err != nil {
+	files, format, err := state.DecodeBlob(fmt.Sprint(cl["state"]))
+	if err != nil {
 		t.Fatalf("engine state: %v", err)
+	}
+	if format != state.BlobFormat {
+		t.Fatalf("engine state in Terraform state has format %d, want %d", format, state.BlobFormat)
 	}
 	if err := state.Restore(filepath.Join(stateDir, s.Metadata.Name), files); err != nil {
 		t.Fatal(err)
