@@ -11,7 +11,14 @@
 # agent is the node BGP agent and probe the gates' workload image, both
 # built from this checkout.
 #
-#   hack/artifacts/build.sh [etcd] [kubernetes] [pause] [coredns] [agent] [probe]   (default: all)
+# runtime is containerd 2 (containerd, containerd-shim-runc-v2, ctr), runc
+# (static, cgo) and the CNI plugins the node agents use (bridge, host-local,
+# portmap, loopback), each from its pinned module (hack/artifacts/containerd,
+# runc, cni). It is not built by default: the node phases still use the host
+# image's containerd, runc and CNI plugins.
+#
+#   hack/artifacts/build.sh [etcd] [kubernetes] [pause] [coredns] [agent] [probe] [runtime]
+#   (default: all but runtime)
 #   ARTIFACTS_DIR=/path hack/artifacts/build.sh etcd
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -155,6 +162,45 @@ build_coredns() {
   echo "$stampval" > "$out/.coredns.stamp"
 }
 
+# gobuild DIR OUT PKG [GOFLAGS...]: a binary from the build module in DIR.
+gobuild() {
+  local dir=$1 tmp=$2 pkg=$3; shift 3
+  (cd "$dir" && go build -trimpath "$@" -o "$tmp" "$pkg")
+}
+
+build_runtime() {
+  local a=$root/hack/artifacts
+  local bins=(containerd containerd-shim-runc-v2 ctr runc bridge host-local portmap loopback)
+  local stampval; stampval=$( (stamp "$a/containerd"; stamp "$a/runc"; stamp "$a/cni"; declare -f build_runtime gobuild) | sha256sum | cut -d' ' -f1)
+  local have=1
+  for b in "${bins[@]}"; do [[ -x "$out/$b" ]] || have=0; done
+  if [[ $have == 1 && -f "$out/.runtime.stamp" && "$(cat "$out/.runtime.stamp")" == "$stampval" ]]; then
+    echo "runtime: up to date in $out"; return
+  fi
+  local cv rv nv
+  cv=$(cd "$a/containerd" && go list -m -f '{{.Version}}' github.com/containerd/containerd/v2)
+  rv=$(cd "$a/runc" && go list -m -f '{{.Version}}' github.com/opencontainers/runc)
+  nv=$(cd "$a/cni" && go list -m -f '{{.Version}}' github.com/containernetworking/plugins)
+  local cld="-s -w -X github.com/containerd/containerd/v2/version.Version=$cv -X github.com/containerd/containerd/v2/version.Revision=tricenter-$cv"
+  for b in containerd containerd-shim-runc-v2 ctr; do
+    echo "==> building $b $cv"
+    gobuild "$a/containerd" "$out/.$b.tmp" "github.com/containerd/containerd/v2/cmd/$b" -ldflags "$cld"
+    install_bin "$out/.$b.tmp" "$b"
+  done
+  # runc's nsenter is C: cgo, linked statically so it runs on any host.
+  echo "==> building runc $rv (static)"
+  CGO_ENABLED=1 gobuild "$a/runc" "$out/.runc.tmp" github.com/opencontainers/runc \
+    -tags "netgo osusergo" -ldflags "-s -w -X main.version=${rv#v} -extldflags -static"
+  install_bin "$out/.runc.tmp" runc
+  for p in main/bridge ipam/host-local meta/portmap main/loopback; do
+    echo "==> building CNI plugin ${p#*/} $nv"
+    gobuild "$a/cni" "$out/.${p#*/}.tmp" "github.com/containernetworking/plugins/plugins/$p" \
+      -ldflags "-s -w -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$nv"
+    install_bin "$out/.${p#*/}.tmp" "${p#*/}"
+  done
+  echo "$stampval" > "$out/.runtime.stamp"
+}
+
 # build_agent: the node BGP agent from this checkout (the Go build cache
 # makes a rebuild take seconds; -trimpath keeps the bytes reproducible).
 build_agent() {
@@ -181,7 +227,8 @@ for p in "${parts[@]}"; do
     kubernetes) build_kubernetes ;;
     pause) build_pause ;;
     coredns) build_coredns ;;
-    *) echo "unknown artifact $p: use etcd, kubernetes, pause, coredns, agent or probe" >&2; exit 2 ;;
+    runtime) build_runtime ;;
+    *) echo "unknown artifact $p: use etcd, kubernetes, pause, coredns, agent, probe or runtime" >&2; exit 2 ;;
   esac
 done
 manifest
