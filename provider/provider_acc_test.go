@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"testing"
@@ -26,13 +27,14 @@ var testAccProtoV6ProviderFactories = map[string]func() (tfprotov6.ProviderServe
 }
 
 // testAccPreCheck runs before an acceptance test starts real peers: it
-// skips outside TF_ACC=1 and needs the terraform binary (Terraform 1.11 or
+// needs TF_ACC=1 (skipped without it, failed without it under CI=true) and needs the terraform binary (Terraform 1.11 or
 // later, for write-only arguments), which it hands to
 // terraform-plugin-testing so that nothing is downloaded.
 func testAccPreCheck(t *testing.T) {
 	t.Helper()
 	if os.Getenv("TF_ACC") == "" {
-		t.Skip("acceptance test: set TF_ACC=1 (make testacc)")
+		// Under CI=true this fails instead of skipping (make test sets it).
+		testenv.Need(t, errors.New("acceptance test: set TF_ACC=1 (make test and make testacc do)"))
 	}
 	if p := os.Getenv("TF_ACC_TERRAFORM_PATH"); p != "" {
 		testenv.RequireFile(t, "TF_ACC_TERRAFORM_PATH names no file: install Terraform >= 1.11", p)
