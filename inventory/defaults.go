@@ -7,20 +7,19 @@ import (
 
 // Defaults applied by SetDefaults.
 const (
-	DefaultSSHPort           = 22
-	DefaultSSHUser           = "root"
-	DefaultMaxServers        = 48
-	DefaultSubnetBits        = 24
-	DefaultBMCPort           = 623
-	DefaultPodMaskSize       = 24
-	DefaultClusterDomain     = "cluster.local"
-	DefaultASNBase           = 4200000000
-	DefaultKeepaliveSeconds  = 3
-	DefaultHoldSeconds       = 9
-	DefaultKubernetesVersion = "v1.33.13"
-	DefaultArtifactDir       = ".cache/artifacts"
-	HostKeyStrict            = "strict"
-	HostKeyAcceptNew         = "accept-new"
+	DefaultSSHPort          = 22
+	DefaultSSHUser          = "root"
+	DefaultMaxServers       = 48
+	DefaultSubnetBits       = 24
+	DefaultBMCPort          = 623
+	DefaultPodMaskSize      = 24
+	DefaultClusterDomain    = "cluster.local"
+	DefaultASNBase          = 4200000000
+	DefaultKeepaliveSeconds = 3
+	DefaultHoldSeconds      = 9
+	DefaultArtifactDir      = ".cache/artifacts"
+	HostKeyStrict           = "strict"
+	HostKeyAcceptNew        = "accept-new"
 )
 
 // DefaultCipherSuites is the order in which BMC cipher suites are tried:
@@ -149,6 +148,9 @@ func (c *Cluster) SetDefaults() {
 	}
 	if s.Kubernetes.Version == "" {
 		s.Kubernetes.Version = DefaultKubernetesVersion
+	}
+	if s.Etcd.Version == "" {
+		s.Etcd.Version = DefaultEtcdVersion
 	}
 	if s.Kubernetes.ArtifactDir == "" && s.Kubernetes.MirrorURL == "" {
 		s.Kubernetes.ArtifactDir = DefaultArtifactDir

@@ -278,7 +278,15 @@ type BGP struct {
 
 // Kubernetes selects the Kubernetes version and where its binaries come from.
 type Kubernetes struct {
+	// Version is the Kubernetes release every server runs (a supported
+	// minor: SupportedKubernetesMinors; default DefaultKubernetesVersion).
+	// Changing it on an installed cluster is an upgrade (tricenter upgrade).
 	Version string `yaml:"version,omitempty" json:"version,omitempty"`
+	// FailCgroupV1 false lets servers on cgroup v1 run the kubelet
+	// (Kubernetes 1.35+ refuses cgroup v1 by default; upstream keeps this
+	// as a temporary override). Unset or true: preflight refuses a server
+	// on cgroup v1, naming it.
+	FailCgroupV1 *bool `yaml:"failCgroupV1,omitempty" json:"failCgroupV1,omitempty"`
 	// ArtifactDir is a local artifact directory with its SHA256SUMS (the
 	// air-gapped default, built by make artifacts).
 	ArtifactDir string `yaml:"artifactDir,omitempty" json:"artifactDir,omitempty"`
@@ -308,6 +316,9 @@ const (
 
 // Etcd configures the etcd cluster.
 type Etcd struct {
+	// Version is the etcd release of every member (a supported minor:
+	// SupportedEtcdMinors; default DefaultEtcdVersion).
+	Version string `yaml:"version,omitempty" json:"version,omitempty"`
 	// Members is "auto" (the default), or 3, 5 or 7.
 	Members EtcdMembers `yaml:"members,omitempty" json:"members,omitempty"`
 	// HeartbeatMs and ElectionTimeoutMs override the values derived from

@@ -653,6 +653,13 @@ func (v *validator) overlaps() {
 
 func (v *validator) etcd() {
 	e := &v.c.Spec.Etcd
+	if e.Version != "" {
+		if ver, err := ParseVersion(e.Version); err != nil {
+			v.r.errorf("spec.etcd.version", "%v", err)
+		} else if !EtcdSupported(ver) {
+			v.r.errorf("spec.etcd.version", "%s is not a supported etcd minor: use v%s.x or v%s.x (default %s)", ver, SupportedEtcdMinors[0], SupportedEtcdMinors[len(SupportedEtcdMinors)-1], DefaultEtcdVersion)
+		}
+	}
 	if n := int(e.Members); n != 0 {
 		switch {
 		case n%2 == 0:
@@ -681,8 +688,10 @@ func (v *validator) etcd() {
 
 func (v *validator) kubernetes() {
 	k := &v.c.Spec.Kubernetes
-	if !reVersion.MatchString(k.Version) {
-		v.r.errorf("spec.kubernetes.version", "%q is not a version: write it as v1.33.13", k.Version)
+	if ver, err := ParseVersion(k.Version); err != nil {
+		v.r.errorf("spec.kubernetes.version", "%v", err)
+	} else if !KubernetesSupported(ver) {
+		v.r.errorf("spec.kubernetes.version", "%s is not a supported Kubernetes minor: use v%s.x or v%s.x (default %s)", ver, SupportedKubernetesMinors[0], SupportedKubernetesMinors[len(SupportedKubernetesMinors)-1], DefaultKubernetesVersion)
 	}
 	switch k.NodeProfile {
 	case "", NodeProfileBareMetal, NodeProfileNspawn:

@@ -143,7 +143,9 @@ func TestValidateRules(t *testing.T) {
 		{"pod mask too long", func(c *inventory.Cluster) { c.Spec.Network.PodMaskSize = 8 }, "spec.network.podMaskSize", "does not fit"},
 		{"pod CIDR too small for servers", func(c *inventory.Cluster) { c.Spec.Network.PodCIDR = "10.128.0.0/20" }, "spec.network.podCIDR", "no free /24"},
 		{"service CIDR too big", func(c *inventory.Cluster) { c.Spec.Network.ServiceCIDR = "10.64.0.0/10" }, "spec.network.serviceCIDR", "/12 or longer"},
-		{"kubernetes version", func(c *inventory.Cluster) { c.Spec.Kubernetes.Version = "1.33" }, "spec.kubernetes.version", "v1.33.13"},
+		{"kubernetes version", func(c *inventory.Cluster) { c.Spec.Kubernetes.Version = "1.33" }, "spec.kubernetes.version", "vMAJOR.MINOR.PATCH"},
+		{"kubernetes minor unsupported", func(c *inventory.Cluster) { c.Spec.Kubernetes.Version = "v1.33.13" }, "spec.kubernetes.version", "use v1.36.x or v1.37.x"},
+		{"etcd version", func(c *inventory.Cluster) { c.Spec.Etcd.Version = "v3.4.23" }, "spec.etcd.version", "not a supported etcd minor"},
 		{"node profile", func(c *inventory.Cluster) { c.Spec.Kubernetes.NodeProfile = "vm" }, "spec.kubernetes.nodeProfile", "bare-metal"},
 		{"mirror with credentials", func(c *inventory.Cluster) {
 			c.Spec.Kubernetes.MirrorURL = "https://u:p@mirror.example/k8s"
