@@ -120,7 +120,7 @@ func (e *Engine) apiHTTPClient(server string) (*http.Client, error) {
 
 func (r *applyRun) controlPlanePhases(ctx context.Context) ([]phase.Phase, error) {
 	e := r.e
-	bins, err := e.Artifacts().Resolve(ctx, controlplane.Binaries()...)
+	bins, err := e.Artifacts().ResolveVersion(ctx, e.cfg.Cluster.Spec.Kubernetes.Version, controlplane.Binaries()...)
 	if err != nil {
 		return nil, err
 	}
@@ -145,9 +145,16 @@ func (r *applyRun) nodePhases(ctx context.Context) ([]phase.Phase, error) {
 	if len(names) == 0 {
 		return nil, nil
 	}
-	bins, err := e.Artifacts().Resolve(ctx, "kubelet", "kube-proxy", node.ImagePause, node.ImageCoreDNS, ImageProbe)
+	bins, err := e.Artifacts().ResolveVersion(ctx, e.cfg.Cluster.Spec.Kubernetes.Version, node.BinKubelet, node.BinKubeProxy)
 	if err != nil {
 		return nil, err
+	}
+	images, err := e.Artifacts().Resolve(ctx, node.ImagePause, node.ImageCoreDNS, ImageProbe)
+	if err != nil {
+		return nil, err
+	}
+	for n, p := range images {
+		bins[n] = p
 	}
 	ca, err := e.kubernetesCA()
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"github.com/tricenter/terraform-provider-tricenter/installer/artifacts"
 	"os"
 	"path/filepath"
 	"slices"
@@ -113,8 +114,12 @@ func workflowLab(t *testing.T) *Engine {
 	c := l.Cluster(sshtest.ClusterOptions{})
 	dir := t.TempDir()
 	var sums strings.Builder
-	for _, n := range []string{"etcd", "etcdctl", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl",
-		"kubelet", "kube-proxy", "pause.oci.tar", "coredns.oci.tar", "probe.oci.tar", "tricenter-bgp"} {
+	kv, ev := c.Spec.Kubernetes.Version, c.Spec.Etcd.Version
+	for _, n := range []string{artifacts.Versioned("etcd", ev), artifacts.Versioned("etcdctl", ev),
+		artifacts.Versioned("kube-apiserver", kv), artifacts.Versioned("kube-controller-manager", kv),
+		artifacts.Versioned("kube-scheduler", kv), artifacts.Versioned("kubectl", kv),
+		artifacts.Versioned("kubelet", kv), artifacts.Versioned("kube-proxy", kv),
+		"pause.oci.tar", "coredns.oci.tar", "probe.oci.tar", "tricenter-bgp"} {
 		b := []byte("stand-in for " + n + " (tests only)\n")
 		if err := os.WriteFile(filepath.Join(dir, n), b, 0o755); err != nil {
 			t.Fatal(err)

@@ -126,6 +126,44 @@ type File struct {
 	Size   int64
 }
 
+// Versioned is the artifact name of a binary at a version: the artifact set
+// holds every supported Kubernetes and etcd release side by side
+// ("kubelet-v1.37.2", "etcd-v3.6.16"), so that an upgrade finds both the
+// installed and the target release.
+func Versioned(name, version string) string { return name + "-" + version }
+
+// ResolveVersion is Resolve for binaries of one release: names are plain
+// ("kubelet"), the map is keyed by them, the files are their Versioned
+// artifacts.
+func (s Source) ResolveVersion(ctx context.Context, version string, names ...string) (map[string]string, error) {
+	files, err := s.FilesVersion(ctx, version, names...)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(files))
+	for n, f := range files {
+		out[n] = f.Path
+	}
+	return out, nil
+}
+
+// FilesVersion is Files for binaries of one release (see ResolveVersion).
+func (s Source) FilesVersion(ctx context.Context, version string, names ...string) (map[string]File, error) {
+	vn := make([]string, len(names))
+	for i, n := range names {
+		vn[i] = Versioned(n, version)
+	}
+	files, err := s.Files(ctx, vn...)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]File, len(files))
+	for i, n := range names {
+		out[n] = files[vn[i]]
+	}
+	return out, nil
+}
+
 // Resolve returns the local path of each named artifact after checking its
 // sha256 against the manifest (see Files).
 func (s Source) Resolve(ctx context.Context, names ...string) (map[string]string, error) {

@@ -158,7 +158,7 @@ func New(ctx context.Context, o Options) (*Run, error) {
 	for _, m := range r.plan {
 		r.byName[m.Name] = m
 	}
-	files, err := o.Artifacts.Files(ctx, "etcd", "etcdctl")
+	files, err := o.Artifacts.FilesVersion(ctx, o.Cluster.Spec.Etcd.Version, "etcd", "etcdctl")
 	if err != nil {
 		return nil, err
 	}
