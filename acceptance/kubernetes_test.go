@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/tricenter/terraform-provider-tricenter/installer/artifacts"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -320,7 +321,7 @@ func checkAddonDriftRepaired(t *testing.T, ctx context.Context, k *kubeLab, e *i
 	kubectl := func(args ...string) string {
 		t.Helper()
 		args = append([]string{"--kubeconfig", kubeconfig, "--namespace", addons.Namespace}, args...)
-		out, err := exec.CommandContext(ctx, filepath.Join(k.arts, "kubectl"), args...).CombinedOutput()
+		out, err := exec.CommandContext(ctx, filepath.Join(k.arts, artifacts.DefaultName("kubectl")), args...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args[4:], " "), err, out)
 		}
@@ -400,7 +401,7 @@ func pollUntil(ctx context.Context, limit time.Duration, f func() error) error {
 // checkKubectlNodes runs the real kubectl with the admin kubeconfig.
 func checkKubectlNodes(t *testing.T, ctx context.Context, k *kubeLab, kubeconfig string, c *inventory.Cluster, absent ...string) {
 	t.Helper()
-	cmd := exec.CommandContext(ctx, filepath.Join(k.arts, "kubectl"), "--kubeconfig", kubeconfig, "get", "nodes",
+	cmd := exec.CommandContext(ctx, filepath.Join(k.arts, artifacts.DefaultName("kubectl")), "--kubeconfig", kubeconfig, "get", "nodes",
 		"--no-headers", "-L", "topology.kubernetes.io/zone,tricenter.io/rack")
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -32,6 +32,8 @@ repo=$PWD
 lab=examples/lab/lab.yaml
 labdir=$repo/.cache/lab/lab
 work=$repo/.cache/demo
+# kubectl of the release the lab inventory installs (examples/lab/lab.yaml).
+kubectl=$repo/.cache/artifacts/kubectl-$(sed -n 's/^ *version: *\(v1\.[0-9.]*\) *$/\1/p' "$repo/examples/lab/lab.yaml" | head -n1)
 current=""
 step() { current=$*; printf '\n==> %s\n' "$*"; }
 # A failing step fails the demo, named (at the end, after the teardown).
@@ -67,7 +69,7 @@ teardown() {
   if [[ "${KEEP:-}" == 1 ]]; then
     echo
     echo "The cluster and the lab stay up:"
-    echo "  kubectl:     .cache/artifacts/kubectl --kubeconfig $work/admin.conf get nodes"
+    echo "  kubectl:     $kubectl --kubeconfig $work/admin.conf get nodes"
     echo "  lab:         bin/tricenter-lab status"
     echo "  tear down:   TF_CLI_CONFIG_FILE=$work/dev.tfrc terraform -chdir=examples/lab destroy -auto-approve -var-file=$labdir/terraform.tfvars"
     echo "               bin/tricenter-lab down"
@@ -96,7 +98,7 @@ echo "apply took $(( $(date +%s) - t )) s"
 step "kubectl with the kubeconfig Terraform output"
 tf output -raw kubeconfig > "$work/admin.conf"
 chmod 600 "$work/admin.conf"
-.cache/artifacts/kubectl --kubeconfig "$work/admin.conf" get nodes -o wide -L topology.kubernetes.io/zone,tricenter.io/rack
+"$kubectl" --kubeconfig "$work/admin.conf" get nodes -o wide -L topology.kubernetes.io/zone,tricenter.io/rack
 
 step "dc1-r01-w01 booted from its NIC: the lab's DHCP and TFTP server (dnsmasq in the lab router)"
 grep -E 'DHCPACK\(|dnsmasq-tftp\[[0-9]+\]: sent ' "$labdir/pxe/dnsmasq.log" | sed 's|dnsmasq-[a-z]*\[[0-9]*\]: ||; s|/.*/tftp/||' || true
@@ -119,7 +121,7 @@ done
 echo "dc1 back $(( $(date +%s) - t )) s after the drill ended (the VM boots in TCG)"
 bin/tricenter status -f "$inv" --state-dir "$work/state" | sed -n '1,/^$/p'
 rm -rf "$work/state"
-.cache/artifacts/kubectl --kubeconfig "$work/admin.conf" get nodes -L topology.kubernetes.io/zone
+"$kubectl" --kubeconfig "$work/admin.conf" get nodes -L topology.kubernetes.io/zone
 
 step "The lab after the drill"
 bin/tricenter-lab status -f "$lab"

@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"github.com/tricenter/terraform-provider-tricenter/installer/artifacts"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -65,7 +66,7 @@ func startTFLab(t *testing.T) *tfLab {
 	var need []string
 	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl",
 		"tricenter-bgp", "pause.oci.tar", "coredns.oci.tar"} {
-		need = append(need, filepath.Join(k.arts, b))
+		need = append(need, filepath.Join(k.arts, artifacts.DefaultName(b)))
 	}
 	testenv.RequireFile(t, "the Kubernetes artifacts: run make artifacts", need...)
 	b, err := os.ReadFile("testdata/acc/nspawn-lab-tf.yaml")
@@ -554,7 +555,7 @@ func checkGates(a map[string]string) error {
 // kubectlNodes runs the real kubectl with the kubeconfig from the state:
 // every name in want is a Ready Node, none in absent is listed.
 func kubectlNodes(ctx context.Context, k *tfLab, kubeconfig string, want, absent []string) error {
-	out, err := exec.CommandContext(ctx, filepath.Join(k.arts, "kubectl"), "--kubeconfig", kubeconfig,
+	out, err := exec.CommandContext(ctx, filepath.Join(k.arts, artifacts.DefaultName("kubectl")), "--kubeconfig", kubeconfig,
 		"get", "nodes", "--no-headers").CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("kubectl get nodes: %w\n%s", err, out)

@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	tcartifacts "github.com/tricenter/terraform-provider-tricenter/installer/artifacts"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -74,7 +75,7 @@ func TestLabTerraform(t *testing.T) {
 	}
 	testenv.Require(t, "terraform on PATH (Terraform >= 1.11) or TF_ACC_TERRAFORM_PATH", err == nil)
 	artifacts, _ := filepath.Abs("../../.cache/artifacts")
-	testenv.RequireFile(t, "build the artifacts first: make artifacts", filepath.Join(artifacts, "kubectl"))
+	testenv.RequireFile(t, "build the artifacts first: make artifacts", filepath.Join(artifacts, tcartifacts.DefaultName("kubectl")))
 
 	timer := &stepTimer{t: t}
 	bin, labBin := tricenterBinary(t), labBinary(t)
@@ -380,7 +381,7 @@ func nodesReady(ctx context.Context, artifacts, kubeconfig string, nodes []strin
 	deadline := time.Now().Add(limit)
 	var last string
 	for {
-		out, err := exec.CommandContext(ctx, filepath.Join(artifacts, "kubectl"), "--kubeconfig", kubeconfig, "get", "nodes",
+		out, err := exec.CommandContext(ctx, filepath.Join(artifacts, tcartifacts.DefaultName("kubectl")), "--kubeconfig", kubeconfig, "get", "nodes",
 			"-o", "jsonpath={range .items[*]}{.metadata.name} {.metadata.labels.topology\\.kubernetes\\.io/zone} {.metadata.labels.tricenter\\.io/rack} {.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}").CombinedOutput()
 		last = string(out)
 		if err == nil {
@@ -425,7 +426,7 @@ func kubeletsBack(ctx context.Context, artifacts, kubeconfig string, nodes []str
 		since = since.Truncate(time.Second)
 		var last string
 		for {
-			out, err := exec.CommandContext(ctx, filepath.Join(artifacts, "kubectl"), "--kubeconfig", kubeconfig, "get", "node", n,
+			out, err := exec.CommandContext(ctx, filepath.Join(artifacts, tcartifacts.DefaultName("kubectl")), "--kubeconfig", kubeconfig, "get", "node", n,
 				"-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].lastHeartbeatTime}`).CombinedOutput()
 			last = strings.TrimSpace(string(out))
 			if f := strings.Fields(last); err == nil && len(f) == 2 && f[0] == "True" {

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"github.com/tricenter/terraform-provider-tricenter/installer/artifacts"
 	"net"
 	"os"
 	"os/exec"
@@ -101,7 +102,7 @@ func realAPIServer(t *testing.T) kubernetes.Interface {
 	if err != nil {
 		t.Fatal(err)
 	}
-	etcdBin, apiBin := filepath.Join(arts, "etcd"), filepath.Join(arts, "kube-apiserver")
+	etcdBin, apiBin := filepath.Join(arts, artifacts.DefaultName("etcd")), filepath.Join(arts, artifacts.DefaultName("kube-apiserver"))
 	testenv.RequireFile(t, "run make artifacts", etcdBin, apiBin)
 	dir := t.TempDir()
 	store := &pki.Store{Dir: filepath.Join(dir, "pki")}

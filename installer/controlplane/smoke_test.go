@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/tricenter/terraform-provider-tricenter/installer/artifacts"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -101,7 +102,7 @@ func TestSmokeRealControlPlane(t *testing.T) {
 	bins := map[string]string{}
 	var paths []string
 	for _, b := range append(Binaries(), "etcd") {
-		bins[b] = filepath.Join(arts, b)
+		bins[b] = filepath.Join(arts, artifacts.DefaultName(b))
 		paths = append(paths, bins[b])
 	}
 	testenv.RequireFile(t, "run make artifacts", paths...)

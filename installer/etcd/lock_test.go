@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tricenter/terraform-provider-tricenter/installer/artifacts"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -20,7 +21,7 @@ import (
 // with mutual TLS, and returns a Client factory for it.
 func singleEtcd(t *testing.T) func() *Client {
 	t.Helper()
-	bin, err := filepath.Abs("../../.cache/artifacts/etcd")
+	bin, err := filepath.Abs("../../.cache/artifacts/" + artifacts.DefaultName("etcd"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tricenter/terraform-provider-tricenter/installer/artifacts"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -147,7 +148,7 @@ func (mp *memberProcs) wipe(ctx context.Context, h *phase.Host) error {
 
 func TestMembershipPhasesAgainstEtcd(t *testing.T) {
 	testenv.Need(t, labnet.Available())
-	bin, err := filepath.Abs("../../.cache/artifacts/etcd")
+	bin, err := filepath.Abs("../../.cache/artifacts/" + artifacts.DefaultName("etcd"))
 	if err != nil {
 		t.Fatal(err)
 	}
