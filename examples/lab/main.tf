@@ -20,7 +20,7 @@
 #   cd examples/lab
 #   terraform apply -var-file=../../.cache/lab/lab/terraform.tfvars
 #   terraform output -raw kubeconfig > admin.conf
-#   ../../.cache/artifacts/kubectl --kubeconfig admin.conf get nodes -L topology.kubernetes.io/zone,tricenter.io/rack
+#   ../../.cache/artifacts/kubectl-v1.37.2 --kubeconfig admin.conf get nodes -L topology.kubernetes.io/zone,tricenter.io/rack
 #   terraform destroy -var-file=../../.cache/lab/lab/terraform.tfvars   # resets the hosts, powers the servers off
 #   ../../bin/tricenter-lab down -f ../../examples/lab/lab.yaml
 
