@@ -94,6 +94,10 @@ type Check struct {
 	CAFile string `yaml:"caFile,omitempty" json:"caFile,omitempty"`
 }
 
+// APIServerService is the service AgentConfig renders on control-plane
+// nodes: the API VIP, gated by the local kube-apiserver's /readyz.
+const APIServerService = "kube-apiserver"
+
 // Defaults for the agent configuration.
 const (
 	DefaultConnectRetrySeconds = 2
@@ -412,7 +416,7 @@ func (p *Plan) AgentConfig(node string, o ConfigOptions) (*Config, error) {
 	}
 	if n.ControlPlane && p.APIVIP.IsValid() {
 		c.Services = append(c.Services, Service{
-			Name: "kube-apiserver", VIPs: []string{p.APIVIP.String()},
+			Name: APIServerService, VIPs: []string{p.APIVIP.String()},
 			Check: &Check{URL: o.APIHealthURL, CAFile: o.APIHealthCA, Interval: Duration{o.CheckInterval}},
 		})
 	}
