@@ -62,6 +62,7 @@ type clusterResourceModel struct {
 	YAML            types.String   `tfsdk:"yaml"`
 	Components      types.List     `tfsdk:"components"`
 	SkipPhases      types.List     `tfsdk:"skip_phases"`
+	KubeVersion     types.String   `tfsdk:"kubernetes_version"`
 	NodeServers     types.Set      `tfsdk:"node_servers"`
 	InventorySHA256 types.String   `tfsdk:"inventory_sha256"`
 	State           types.String   `tfsdk:"state"`
@@ -108,7 +109,12 @@ func (m clusterResourceModel) partial() bool { return !m.Components.IsNull() || 
 // engineRequest builds the engine from this configuration with the
 // engine state st.
 func (m clusterResourceModel) engineRequest(st types.String) engineRequest {
-	return engineRequest{Inventory: m.input(), States: []stateInput{{Value: st, Attr: path.Root("state"), What: "engine state"}}}
+	r := engineRequest{Inventory: m.input(), States: []stateInput{{Value: st, Attr: path.Root("state"), What: "engine state"}},
+		VersionAttr: path.Root("kubernetes_version")}
+	if !m.KubeVersion.IsNull() && !m.KubeVersion.IsUnknown() {
+		r.KubernetesVersion = m.KubeVersion.ValueString()
+	}
+	return r
 }
 
 // stringsOf is a list of strings as a slice (nil when null or unknown).
@@ -245,6 +251,16 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 					listvalidator.UniqueValues(),
 					selectionValidator{},
 				},
+			},
+			"kubernetes_version": schema.StringAttribute{
+				Optional: true,
+				Computed: true,
+				MarkdownDescription: "The Kubernetes release of the cluster (e.g. `" + inventory.DefaultKubernetesVersion + "`; supported minors: " +
+					"`v" + strings.Join(inventory.SupportedKubernetesMinors, ".x`, `v") + ".x`). Overrides the inventory's " +
+					"`spec.kubernetes.version` when set; otherwise it is the inventory's. Changing it (or the inventory's version) " +
+					"on an installed cluster is an in-place update that upgrades the cluster one minor at a time, as `tricenter " +
+					"upgrade` does: the plan lists the upgrade steps per host in a warning, and a skip of a minor is refused at plan time.",
+				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
 			},
 			"skip_phases": schema.ListAttribute{
 				Optional:    true,
@@ -389,6 +405,9 @@ func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 	if resp.Diagnostics.HasError() || plan.input().unknown() || plan.NodeServers.IsUnknown() {
 		return
 	}
+	var configured types.String
+	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("kubernetes_version"), &configured)...)
+	plan.KubeVersion = configured
 	req2 := plan.engineRequest(prior.State)
 	req2.Refused = "Change refused"
 	run, diags := openEngine(ctx, r.data, req2)
@@ -430,6 +449,7 @@ func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 		}
 	}
 	plan.ID = types.StringValue(name)
+	plan.KubeVersion = types.StringValue(e.Cluster().Spec.Kubernetes.Version)
 	plan.APIServerURL = types.StringValue(e.APIServerURL())
 	plan.InventorySHA256 = types.StringValue(fsutil.SHA256Hex(doc))
 	plan.Healthy = types.BoolValue(true)
@@ -557,6 +577,7 @@ func (r *clusterResource) apply(ctx context.Context, m *clusterResourceModel, st
 		return false
 	}
 	m.ID = types.StringValue(e.Cluster().Metadata.Name)
+	m.KubeVersion = types.StringValue(e.Cluster().Spec.Kubernetes.Version)
 	m.APIServerURL = types.StringValue(e.APIServerURL())
 	m.InventorySHA256 = types.StringValue(fsutil.SHA256Hex(doc))
 	m.Gates = stringList(gateLines(res))
@@ -706,6 +727,7 @@ func (r *clusterResource) fillImported(ctx context.Context, m *clusterResourceMo
 		return
 	}
 	m.ID = types.StringValue(e.Cluster().Metadata.Name)
+	m.KubeVersion = types.StringValue(e.Cluster().Spec.Kubernetes.Version)
 	m.InventorySHA256 = types.StringValue(fsutil.SHA256Hex(doc))
 	m.APIServerURL = types.StringValue(e.APIServerURL())
 	m.CACertificate = types.StringValue(run.files()["pki/"+pki.KubernetesCA+"/ca.crt"])

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
@@ -58,6 +59,11 @@ type engineRequest struct {
 	// inventory with this state (default "Invalid inventory for this
 	// cluster").
 	Refused string
+	// KubernetesVersion, when set, overrides the inventory's
+	// spec.kubernetes.version (tricenter_cluster.kubernetes_version); its
+	// diagnostics point at VersionAttr.
+	KubernetesVersion string
+	VersionAttr       path.Path
 }
 
 // engineRun is one engine over the engine state in memory (state.Mem): no
@@ -77,6 +83,15 @@ func openEngine(ctx context.Context, data *providerData, req engineRequest) (*en
 	c, lines, diags := loadCluster(req.Inventory, data)
 	if diags.HasError() {
 		return nil, diags
+	}
+	if v := req.KubernetesVersion; v != "" && v != c.Spec.Kubernetes.Version {
+		if err := checkKubernetesVersion(v); err != nil {
+			diags.AddAttributeError(req.VersionAttr, "Unsupported Kubernetes version", err.Error())
+			return nil, diags
+		}
+		cc := *c
+		cc.Spec.Kubernetes.Version = v
+		c = &cc
 	}
 	var inputs []map[string]string
 	files := map[string]string{}
@@ -104,6 +119,19 @@ func openEngine(ctx context.Context, data *providerData, req engineRequest) (*en
 	}
 	run.inputs = inputs
 	return run, diags
+}
+
+// checkKubernetesVersion is the inventory's rule for spec.kubernetes.version.
+func checkKubernetesVersion(s string) error {
+	v, err := inventory.ParseVersion(s)
+	if err != nil {
+		return err
+	}
+	if !inventory.KubernetesSupported(v) {
+		return fmt.Errorf("%s is not a supported Kubernetes minor: use one of v%s (x: any patch the artifact set holds; default %s)",
+			v, strings.Join(inventory.SupportedKubernetesMinors, ".x, v")+".x", inventory.DefaultKubernetesVersion)
+	}
+	return nil
 }
 
 // engineOptions are the inputs of newEngineRun.

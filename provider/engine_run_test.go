@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
 	"os"
 	"path/filepath"
 	"strings"
@@ -163,5 +164,25 @@ func TestWithTimeout(t *testing.T) {
 	}, time.Hour, &diags, func(context.Context) { t.Error("ran with an unreadable timeouts block") })
 	if !diags.HasError() {
 		t.Fatal("no diagnostic")
+	}
+}
+
+func TestCheckKubernetesVersion(t *testing.T) {
+	for _, c := range []struct {
+		in, err string
+	}{
+		{inventory.DefaultKubernetesVersion, ""},
+		{"v1.36.3", ""},
+		{"v1.33.13", "not a supported Kubernetes minor: use one of v1.36.x, v1.37.x"},
+		{"1.37.2", "not a version"},
+		{"v1.37", "not a version"},
+	} {
+		err := checkKubernetesVersion(c.in)
+		switch {
+		case c.err == "" && err != nil:
+			t.Errorf("%s: %v", c.in, err)
+		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
+			t.Errorf("%s: error %v, want one containing %q", c.in, err, c.err)
+		}
 	}
 }
