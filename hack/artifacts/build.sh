@@ -1,88 +1,164 @@
 #!/usr/bin/env bash
-# Builds the pinned binaries the installer uploads, offline from the Go
-# module proxy, into an artifact directory with a sha256 manifest
-# (SHA256SUMS, sha256sum format). A component is rebuilt only when its build
-# module (go.mod, go.sum, sources) changed since the last build.
+# Builds the pinned binaries and images the installer uploads, offline from
+# the Go module proxy, into an artifact directory with a sha256 manifest
+# (SHA256SUMS, sha256sum format, replaced atomically). A component is rebuilt
+# only when its build module (go.mod, go.sum, sources) or its recipe here
+# changed since the last build.
 #
-# pause and coredns are container images for nodes without a registry: OCI
-# image layout tarballs (pause.oci.tar, coredns.oci.tar) that
-# `ctr -n k8s.io images import` takes, byte-for-byte reproducible.
-#
-# agent is the node BGP agent and probe the gates' workload image, both
-# built from this checkout.
+# kubernetes and etcd hold every supported release side by side: each
+# version directory under hack/artifacts/kubernetes (v1.36, v1.37, ...) and
+# hack/artifacts/etcd (v3.5, v3.6, ...) is a build module pinning one
+# release, and its binaries are named <binary>-<version> (kubelet-v1.37.2,
+# kube-apiserver-v1.36.3, etcd-v3.6.16, etcdctl-v3.5.35), as the installer
+# asks for them (installer/artifacts.Versioned). Unversioned binaries of an
+# older layout (kubelet, etcd, ...) are removed from the directory.
 #
 # runtime is containerd 2 (containerd, containerd-shim-runc-v2, ctr), runc
 # (static, cgo) and the CNI plugins the node agents use (bridge, host-local,
 # portmap, loopback), each from its pinned module (hack/artifacts/containerd,
-# runc, cni). It is not built by default: the node phases still use the host
-# image's containerd, runc and CNI plugins.
+# runc, cni), under their plain names.
 #
-#   hack/artifacts/build.sh [etcd] [kubernetes] [pause] [coredns] [agent] [probe] [runtime]
-#   (default: all but runtime)
+# pause and coredns are container images for nodes without a registry: OCI
+# image layout tarballs (pause.oci.tar, coredns.oci.tar) that
+# `ctr -n k8s.io images import` takes, byte-for-byte reproducible. pause is
+# built from the newest Kubernetes release's build/pause sources.
+#
+# agent is the node BGP agent and probe the gates' workload image, both
+# built from this checkout.
+#
+#   hack/artifacts/build.sh [etcd] [kubernetes] [runtime] [pause] [coredns] [agent] [probe]
+#   (default: all of them)
 #   ARTIFACTS_DIR=/path hack/artifacts/build.sh etcd
 set -euo pipefail
+shopt -s inherit_errexit
 root=$(cd "$(dirname "$0")/../.." && pwd)
 out=${ARTIFACTS_DIR:-$root/.cache/artifacts}
 mkdir -p "$out"
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 parts=("$@")
-[[ ${#parts[@]} -eq 0 ]] && parts=(etcd kubernetes pause coredns agent probe)
+[[ ${#parts[@]} -eq 0 ]] && parts=(etcd kubernetes runtime pause coredns agent probe)
+
+# const NAME: the value of the string constant NAME in installer/node, so
+# that the images are named as the node phases refer to them.
+const() {
+  local v; v=$(sed -n "s/^[[:space:]]*$1[[:space:]]*= \"\(.*\)\"\$/\1/p" "$root"/installer/node/*.go | head -n1)
+  [[ -n $v ]] || { echo "no string constant $1 in installer/node: set it in hack/artifacts/build.sh" >&2; exit 1; }
+  echo "$v"
+}
 # Image names, as containerd's sandbox_image and the CoreDNS Deployment use
 # them (installer/node DefaultPause, DefaultCoreDNS).
-PAUSE_IMAGE=${PAUSE_IMAGE:-registry.k8s.io/pause:3.10}
-COREDNS_IMAGE=${COREDNS_IMAGE:-registry.k8s.io/coredns/coredns:v1.12.0}
+PAUSE_IMAGE=${PAUSE_IMAGE:-$(const DefaultPause)}
+COREDNS_IMAGE=${COREDNS_IMAGE:-$(const DefaultCoreDNS)}
 # The gates' workload (installer.ProbeImage).
 PROBE_IMAGE=${PROBE_IMAGE:-tricenter.io/tricenter-probe:v1}
+
+# The Kubernetes and etcd binaries, each built per release as NAME-VERSION.
+KUBE_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
+ETCD_BINS=(etcd etcdctl)
 
 # stamp DIR: a hash of the build module's inputs.
 stamp() { (cd "$1" && cat go.mod go.sum ./*.go 2>/dev/null | sha256sum | cut -d' ' -f1); }
 
-# fresh NAME DIR BIN...: true when every BIN exists and the stamp matches.
+# fresh NAME STAMP BIN...: true when every BIN exists and the stamp of NAME
+# is STAMP.
 fresh() {
-  local name=$1 dir=$2; shift 2
-  [[ -f "$out/.$name.stamp" && "$(cat "$out/.$name.stamp")" == "$(stamp "$dir")" ]] || return 1
+  local name=$1 want=$2; shift 2
+  [[ -f "$out/.$name.stamp" && "$(cat "$out/.$name.stamp")" == "$want" ]] || return 1
+  local b
   for b in "$@"; do [[ -x "$out/$b" ]] || return 1; done
 }
 
 # install_bin TMP NAME: move a built binary into place atomically.
 install_bin() { chmod 0755 "$1" && mv -f "$1" "$out/$2"; }
 
+# releases COMPONENT: the version directories of hack/artifacts/COMPONENT,
+# oldest first.
+releases() {
+  local d found=0
+  while read -r d; do [[ -f $d/go.mod ]] && { echo "$d"; found=1; }; done < <(
+    find "$root/hack/artifacts/$1" -mindepth 1 -maxdepth 1 -type d -name 'v*' | sort -V)
+  [[ $found == 1 ]] || { echo "no release of $1: add a build module as hack/artifacts/$1/vMAJOR.MINOR" >&2; exit 1; }
+}
+
+# modversion DIR MODULE: the version of MODULE the build module in DIR pins,
+# checked against the directory's name (v1.37 holds a v1.37.x).
+modversion() {
+  local v; v=$(cd "$1" && go list -m -f '{{.Version}}' "$2")
+  [[ $v == "${1##*/}".* ]] || { echo "${1#"$root"/} pins $2 $v: a version directory holds its own minor (${1##*/}.x)" >&2; exit 1; }
+  echo "$v"
+}
+
+# versioned VERSION NAME...: NAME-VERSION for each NAME.
+versioned() { local v=$1; shift; printf '%s\n' "${@/%/-$v}"; }
+
+# prune: remove the unversioned Kubernetes and etcd binaries (and their
+# stamps) of the layout before releases sat side by side, so that the
+# manifest lists only what the installer asks for.
+prune() {
+  local b
+  for b in "${KUBE_BINS[@]}" "${ETCD_BINS[@]}"; do
+    [[ -e $out/$b ]] && { echo "removing $b (unversioned, from an older layout)"; rm -f "${out:?}/$b"; }
+  done
+  rm -f "$out/.kubernetes.stamp" "$out/.etcd.stamp"
+}
+
 manifest() {
   (cd "$out" && find . -maxdepth 1 -type f ! -name 'SHA256SUMS*' ! -name '.*' -printf '%f\n' | sort |
     xargs -r sha256sum > .SHA256SUMS.tmp && mv -f .SHA256SUMS.tmp SHA256SUMS)
 }
 
+# took START WHAT: print how long WHAT took since START ($SECONDS).
+took() { echo "$2: built in $((SECONDS - $1))s"; }
+
 build_etcd() {
-  local dir=$root/hack/artifacts/etcd
-  if fresh etcd "$dir" etcd etcdctl; then echo "etcd: up to date in $out"; return; fi
-  local v; v=$(cd "$dir" && go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)
-  echo "==> building etcd $v and etcdctl"
-  (cd "$dir" && go build -trimpath -ldflags='-s -w' -o "$out/.etcd.tmp" . &&
-    go build -trimpath -ldflags='-s -w' -o "$out/.etcdctl.tmp" go.etcd.io/etcd/etcdctl/v3)
-  install_bin "$out/.etcd.tmp" etcd
-  install_bin "$out/.etcdctl.tmp" etcdctl
-  stamp "$dir" > "$out/.etcd.stamp"
+  local dirs dir; dirs=$(releases etcd)
+  while IFS= read -r -u 3 dir; do build_etcd_release "$dir"; done 3<<< "$dirs"
+}
+
+# build_etcd_release DIR: etcd-VERSION and etcdctl-VERSION from the build
+# module in DIR (etcd through etcdmain, etcdctl as its tool).
+build_etcd_release() {
+  local dir=$1 rel=${1##*/} t0=$SECONDS
+  local v; v=$(modversion "$dir" go.etcd.io/etcd/server/v3)
+  local st; st=$( (stamp "$dir"; declare -f build_etcd_release) | sha256sum | cut -d' ' -f1)
+  if fresh "etcd-$rel" "$st" $(versioned "$v" "${ETCD_BINS[@]}"); then echo "etcd $v: up to date in $out"; return; fi
+  echo "==> building etcd $v and etcdctl $v"
+  (cd "$dir" && go build -trimpath -ldflags='-s -w' -o "$out/.etcd-$v.tmp" . &&
+    go build -trimpath -ldflags='-s -w' -o "$out/.etcdctl-$v.tmp" go.etcd.io/etcd/etcdctl/v3)
+  install_bin "$out/.etcd-$v.tmp" "etcd-$v"
+  install_bin "$out/.etcdctl-$v.tmp" "etcdctl-$v"
+  echo "$st" > "$out/.etcd-$rel.stamp"
+  took "$t0" "etcd $v"
 }
 
 build_kubernetes() {
-  local dir=$root/hack/artifacts/kubernetes
-  local bins=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
-  if fresh kubernetes "$dir" "${bins[@]}"; then echo "kubernetes: up to date in $out"; return; fi
-  local v; v=$(cd "$dir" && go list -m -f '{{.Version}}' k8s.io/kubernetes)
+  local dirs dir; dirs=$(releases kubernetes)
+  while IFS= read -r -u 3 dir; do build_kubernetes_release "$dir"; done 3<<< "$dirs"
+}
+
+# build_kubernetes_release DIR: the Kubernetes binaries of the release the
+# build module in DIR pins, as NAME-VERSION, stamped with their version as
+# the upstream build does (hack/lib/version.sh).
+build_kubernetes_release() {
+  local dir=$1 rel=${1##*/} t0=$SECONDS
+  local v; v=$(modversion "$dir" k8s.io/kubernetes)
+  local st; st=$( (stamp "$dir"; declare -f build_kubernetes_release) | sha256sum | cut -d' ' -f1)
+  if fresh "kubernetes-$rel" "$st" $(versioned "$v" "${KUBE_BINS[@]}"); then echo "kubernetes $v: up to date in $out"; return; fi
   local minor=${v#v1.}; minor=${minor%%.*}
   local pkg=k8s.io/component-base/version cg=k8s.io/client-go/pkg/version
   local date; date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-  local ld="-s -w"
+  local ld="-s -w" p b
   for p in $pkg $cg; do
     ld+=" -X $p.gitVersion=$v -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitCommit=tricenter-$v"
     ld+=" -X $p.gitTreeState=clean -X $p.buildDate=$date"
   done
-  for b in "${bins[@]}"; do
+  for b in "${KUBE_BINS[@]}"; do
     echo "==> building $b $v"
-    (cd "$dir" && go build -tags selinux,notest -trimpath -ldflags "$ld" -o "$out/.$b.tmp" "k8s.io/kubernetes/cmd/$b")
-    install_bin "$out/.$b.tmp" "$b"
+    (cd "$dir" && go build -tags selinux,notest -trimpath -ldflags "$ld" -o "$out/.$b-$v.tmp" "k8s.io/kubernetes/cmd/$b")
+    install_bin "$out/.$b-$v.tmp" "$b-$v"
   done
-  stamp "$dir" > "$out/.kubernetes.stamp"
+  echo "$st" > "$out/.kubernetes-$rel.stamp"
+  took "$t0" "kubernetes $v"
 }
 
 # blob DIR FILE: move FILE into the layout's blobs as its digest; print
@@ -126,8 +202,10 @@ oci_image() {
   echo "$dest: $name, manifest ${manifest% *}"
 }
 
+# build_pause: the pause image from the newest Kubernetes release's
+# build/pause/linux/pause.c.
 build_pause() {
-  local dir=$root/hack/artifacts/kubernetes
+  local dirs dir; dirs=$(releases kubernetes); dir=${dirs##*$'\n'}
   local stampval; stampval=$( (stamp "$dir"; echo "$PAUSE_IMAGE"; declare -f oci_image build_pause) | sha256sum | cut -d' ' -f1)
   if [[ -f "$out/.pause.stamp" && "$(cat "$out/.pause.stamp")" == "$stampval" && -f "$out/pause.oci.tar" ]]; then
     echo "pause: up to date in $out"; return
@@ -137,6 +215,8 @@ build_pause() {
   command -v gcc >/dev/null || { echo "pause: gcc is missing: run make deps (hack/packages.txt)" >&2; exit 1; }
   local tag; tag=$(sed -n 's/^TAG ?= *//p' "$src/build/pause/Makefile")
   echo "==> building pause $tag (from $src) as $PAUSE_IMAGE"
+  [[ ${PAUSE_IMAGE##*:} == "$tag" ]] ||
+    echo "pause: the image is named $PAUSE_IMAGE (installer/node DefaultPause) but the sources are pause $tag" >&2
   local rootfs; rootfs=$(mktemp -d "$out/.pause-root.XXXXXX"); chmod 0755 "$rootfs"
   gcc -Os -Wall -Werror -static -DVERSION="v$tag-tricenter" -o "$rootfs/pause" "$src/build/pause/linux/pause.c"
   strip "$rootfs/pause"
@@ -169,14 +249,10 @@ gobuild() {
 }
 
 build_runtime() {
-  local a=$root/hack/artifacts
+  local a=$root/hack/artifacts t0=$SECONDS b p
   local bins=(containerd containerd-shim-runc-v2 ctr runc bridge host-local portmap loopback)
   local stampval; stampval=$( (stamp "$a/containerd"; stamp "$a/runc"; stamp "$a/cni"; declare -f build_runtime gobuild) | sha256sum | cut -d' ' -f1)
-  local have=1
-  for b in "${bins[@]}"; do [[ -x "$out/$b" ]] || have=0; done
-  if [[ $have == 1 && -f "$out/.runtime.stamp" && "$(cat "$out/.runtime.stamp")" == "$stampval" ]]; then
-    echo "runtime: up to date in $out"; return
-  fi
+  if fresh runtime "$stampval" "${bins[@]}"; then echo "runtime: up to date in $out"; return; fi
   local cv rv nv
   cv=$(cd "$a/containerd" && go list -m -f '{{.Version}}' github.com/containerd/containerd/v2)
   rv=$(cd "$a/runc" && go list -m -f '{{.Version}}' github.com/opencontainers/runc)
@@ -199,6 +275,7 @@ build_runtime() {
     install_bin "$out/.${p#*/}.tmp" "${p#*/}"
   done
   echo "$stampval" > "$out/.runtime.stamp"
+  took "$t0" "runtime (containerd $cv, runc $rv, CNI plugins $nv)"
 }
 
 # build_agent: the node BGP agent from this checkout (the Go build cache
@@ -221,15 +298,14 @@ build_probe() {
 
 for p in "${parts[@]}"; do
   case "$p" in
-    agent) build_agent ;;
-    probe) build_probe ;;
-    etcd) build_etcd ;;
-    kubernetes) build_kubernetes ;;
-    pause) build_pause ;;
-    coredns) build_coredns ;;
-    runtime) build_runtime ;;
-    *) echo "unknown artifact $p: use etcd, kubernetes, pause, coredns, agent, probe or runtime" >&2; exit 2 ;;
+    etcd | kubernetes | runtime | pause | coredns | agent | probe) ;;
+    *) echo "unknown artifact $p: use etcd, kubernetes, runtime, pause, coredns, agent or probe" >&2; exit 2 ;;
   esac
 done
+# One build at a time writes the directory and its manifest.
+exec 9> "$out/.lock"
+flock -n 9 || { echo "waiting for another build.sh writing $out"; flock 9; }
+for p in "${parts[@]}"; do build_"$p"; done
+prune
 manifest
 echo "artifacts in $out:"; cat "$out/SHA256SUMS"

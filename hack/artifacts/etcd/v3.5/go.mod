@@ -1,6 +1,12 @@
-module github.com/tricenter/terraform-provider-tricenter/hack/artifacts/etcd
+// Build module for the pinned etcd v3.5 server (main.go, through etcdmain)
+// and etcdctl (a tool of this module), `make artifacts`.
+module github.com/tricenter/terraform-provider-tricenter/hack/artifacts/etcd/v3.5
 
 go 1.26.8
+
+tool go.etcd.io/etcd/etcdctl/v3
+
+require go.etcd.io/etcd/server/v3 v3.5.35
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
@@ -54,7 +60,6 @@ require (
 	go.etcd.io/etcd/etcdutl/v3 v3.5.35 // indirect
 	go.etcd.io/etcd/pkg/v3 v3.5.35 // indirect
 	go.etcd.io/etcd/raft/v3 v3.5.35 // indirect
-	go.etcd.io/etcd/server/v3 v3.5.35 // indirect
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
 	go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc v0.46.0 // indirect
 	go.opentelemetry.io/otel v1.45.0 // indirect

@@ -1,0 +1,4 @@
+// Package kubernetes pins the Kubernetes v1.36 release `make artifacts`
+// builds; hack/artifacts/build.sh builds k8s.io/kubernetes/cmd/... against
+// this module's go.mod and go.sum into <binary>-<version> artifacts.
+package kubernetes
