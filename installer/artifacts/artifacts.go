@@ -36,6 +36,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -74,6 +75,66 @@ var (
 	// ErrStalled: the mirror sent nothing for the stall timeout.
 	ErrStalled = errors.New("mirror stalled")
 )
+
+// NotListedError: the manifest of the artifact set does not list a
+// requested artifact (matched with errors.As).
+type NotListedError struct {
+	Name     string // the artifact: "kubelet-v1.35.4", "pause.oci.tar"
+	Manifest string // the manifest: a local path or the mirror's URL
+	Mirror   bool   // the set is a mirror's
+	// Binary and Release are set for a binary of a release (FilesVersion):
+	// "kubelet", "v1.35.4".
+	Binary, Release string
+	// Held are the artifacts of Binary the set holds, oldest release first.
+	Held []string
+	// listed are the names the manifest lists, sorted.
+	listed []string
+}
+
+func (e *NotListedError) Error() string {
+	if e.Release == "" {
+		if e.Mirror {
+			return fmt.Sprintf("artifact %s is not listed in the mirror's manifest %s: check spec.kubernetes.mirrorURL", e.Name, e.Manifest)
+		}
+		return fmt.Sprintf("artifact %s is not listed in %s: run make artifacts", e.Name, e.Manifest)
+	}
+	where := e.Manifest
+	if e.Mirror {
+		where = "the mirror's manifest " + where
+	}
+	held := "it holds no release of " + e.Binary
+	if len(e.Held) > 0 {
+		held = "it holds " + strings.Join(e.Held, ", ")
+	}
+	return fmt.Sprintf("%s is not in the artifact set (%s): supported releases are built by make artifacts; %s", e.Name, where, held)
+}
+
+// forRelease is e for the binary bin of release version: Held lists the
+// artifacts of bin in the manifest, oldest release first.
+func (e *NotListedError) forRelease(bin, version string) *NotListedError {
+	r := *e
+	r.Binary, r.Release, r.Held = bin, version, nil
+	for _, n := range e.listed {
+		if v, ok := strings.CutPrefix(n, bin+"-"); ok {
+			if _, err := inventory.ParseVersion(v); err == nil {
+				r.Held = append(r.Held, n)
+			}
+		}
+	}
+	slices.SortFunc(r.Held, func(a, b string) int {
+		return inventory.MustVersion(strings.TrimPrefix(a, bin+"-")).Compare(inventory.MustVersion(strings.TrimPrefix(b, bin+"-")))
+	})
+	return &r
+}
+
+func notListed(name, manifest string, mirror bool, sums map[string]string) *NotListedError {
+	listed := make([]string, 0, len(sums))
+	for n := range sums {
+		listed = append(listed, n)
+	}
+	slices.Sort(listed)
+	return &NotListedError{Name: name, Manifest: manifest, Mirror: mirror, listed: listed}
+}
 
 // Source says where the artifacts come from.
 type Source struct {
@@ -148,12 +209,22 @@ func (s Source) ResolveVersion(ctx context.Context, version string, names ...str
 }
 
 // FilesVersion is Files for binaries of one release (see ResolveVersion).
+// A release the set does not hold is a *NotListedError that names the
+// artifact and the releases of it the set holds.
 func (s Source) FilesVersion(ctx context.Context, version string, names ...string) (map[string]File, error) {
+	if version == "" {
+		return nil, fmt.Errorf("artifacts %s: no release given", strings.Join(names, ", "))
+	}
 	vn := make([]string, len(names))
 	for i, n := range names {
 		vn[i] = Versioned(n, version)
 	}
 	files, err := s.Files(ctx, vn...)
+	if nl, ok := errors.AsType[*NotListedError](err); ok {
+		if i := slices.Index(vn, nl.Name); i >= 0 {
+			return nil, nl.forRelease(names[i], version)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +273,7 @@ func (s Source) Files(ctx context.Context, names ...string) (map[string]File, er
 	for _, n := range names {
 		want, ok := sums[n]
 		if !ok {
-			return nil, fmt.Errorf("artifact %s is not listed in %s: run make artifacts", n, mf)
+			return nil, notListed(n, mf, false, sums)
 		}
 		f, err := checkFile(filepath.Join(s.Dir, n), want)
 		if err != nil {
@@ -307,7 +378,7 @@ func (s Source) fromMirror(ctx context.Context, names []string) (map[string]File
 	for _, n := range names {
 		want, ok := sums[n]
 		if !ok {
-			return nil, fmt.Errorf("artifact %s is not listed in the mirror's manifest: check spec.kubernetes.mirrorURL", n)
+			return nil, notListed(n, s.manifestWhere(base), true, sums)
 		}
 		p := filepath.Join(s.CacheDir, n)
 		if f, err := checkFile(p, want); err == nil {
@@ -321,6 +392,15 @@ func (s Source) fromMirror(ctx context.Context, names []string) (map[string]File
 		out[n] = f
 	}
 	return out, nil
+}
+
+// manifestWhere names the manifest of the mirror at base: the operator's
+// copy or the mirror's URL.
+func (s Source) manifestWhere(base *url.URL) string {
+	if s.ManifestFile != "" {
+		return s.ManifestFile
+	}
+	return join(base, ManifestName)
 }
 
 // manifest returns the operator's manifest: the local copy, or the
