@@ -3,6 +3,7 @@ package installer
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"time"
@@ -149,13 +150,13 @@ func (r *applyRun) nodePhases(ctx context.Context) ([]phase.Phase, error) {
 	if err != nil {
 		return nil, err
 	}
-	images, err := e.Artifacts().Resolve(ctx, node.ImagePause, node.ImageCoreDNS, ImageProbe)
+	// The images and the container runtime (containerd 2, runc, the CNI
+	// plugins) are not tied to a Kubernetes release: plain names.
+	plain, err := e.Artifacts().Resolve(ctx, append([]string{node.ImagePause, node.ImageCoreDNS, ImageProbe}, node.RuntimeBinaries()...)...)
 	if err != nil {
 		return nil, err
 	}
-	for n, p := range images {
-		bins[n] = p
-	}
+	maps.Copy(bins, plain)
 	ca, err := e.kubernetesCA()
 	if err != nil {
 		return nil, err

@@ -110,8 +110,9 @@ func workflowLab(t *testing.T) *Engine {
 	t.Helper()
 	testenv.Need(t, sshtest.Available())
 	l := sshtest.New(t, sshtest.Options{Block: block, Hosts: 3})
-	fakeTools(t, l)
+	fakeCgroupV1(t, l)
 	c := l.Cluster(sshtest.ClusterOptions{})
+	c.Spec.Kubernetes.FailCgroupV1 = new(bool) // false: the servers are on cgroup v1
 	dir := t.TempDir()
 	var sums strings.Builder
 	kv, ev := c.Spec.Kubernetes.Version, c.Spec.Etcd.Version
@@ -119,7 +120,8 @@ func workflowLab(t *testing.T) *Engine {
 		artifacts.Versioned("kube-apiserver", kv), artifacts.Versioned("kube-controller-manager", kv),
 		artifacts.Versioned("kube-scheduler", kv), artifacts.Versioned("kubectl", kv),
 		artifacts.Versioned("kubelet", kv), artifacts.Versioned("kube-proxy", kv),
-		"pause.oci.tar", "coredns.oci.tar", "probe.oci.tar", "tricenter-bgp"} {
+		"pause.oci.tar", "coredns.oci.tar", "probe.oci.tar", "tricenter-bgp",
+		"containerd", "containerd-shim-runc-v2", "ctr", "runc", "bridge", "host-local", "portmap", "loopback"} {
 		b := []byte("stand-in for " + n + " (tests only)\n")
 		if err := os.WriteFile(filepath.Join(dir, n), b, 0o755); err != nil {
 			t.Fatal(err)
@@ -143,17 +145,17 @@ func workflowLab(t *testing.T) *Engine {
 	return e
 }
 
-// fakeTools puts recording stand-ins of containerd, ctr and runc first in
-// the servers' root PATH (the sshd hosts share this machine's binaries,
-// which need not have them): the node phases' checks find a host image
-// with the packages they require, and a plan calls nothing else of them.
-func fakeTools(t *testing.T, l *sshtest.Lab) {
+// fakeCgroupV1 makes the servers report cgroup v1 to node/preflight
+// (the sshd hosts share this machine's /sys/fs/cgroup, which may be either):
+// a stand-in stat answers its query with tmpfs and runs the real stat
+// otherwise.
+func fakeCgroupV1(t *testing.T, l *sshtest.Lab) {
 	t.Helper()
-	scripts := map[string]string{}
-	for _, n := range []string{"containerd", "ctr", "runc"} {
-		scripts[n] = "#!/bin/sh\n# fake " + n + " (tests only)\necho \"$0 $*\" >> /srv/fake-calls\n"
-	}
-	l.FakeCommands(t, scripts)
+	l.FakeCommands(t, map[string]string{"stat": `#!/bin/sh
+# fake stat (tests only): /sys/fs/cgroup is cgroup v1
+if [ "$*" = "-fc %T /sys/fs/cgroup" ]; then echo tmpfs; exit 0; fi
+exec /usr/bin/stat "$@"
+`})
 }
 
 func runIDs(r *Result) []string {
@@ -227,6 +229,27 @@ func TestPlanRunsTheWorkflow(t *testing.T) {
 
 	if _, err := e.Plan(ctx, Options{Skip: []string{etcd.PhaseDiscover}}); err == nil || !strings.Contains(err.Error(), "needs etcd/discover") {
 		t.Errorf("skipping etcd/discover: %v", err)
+	}
+
+	// node/preflight refuses servers on cgroup v1 unless the inventory
+	// allows it, naming each server and the field; --only node/kubelet
+	// brings it along.
+	if _, err := e.Plan(ctx, Options{Skip: []string{"node/preflight"}}); err == nil || !strings.Contains(err.Error(), "needs node/preflight") {
+		t.Errorf("skipping node/preflight: %v", err)
+	}
+	e.cfg.Cluster.Spec.Kubernetes.FailCgroupV1 = nil
+	_, err = e.Plan(ctx, Options{Only: []string{"node/kubelet"}})
+	if err == nil {
+		t.Fatal("a plan on cgroup v1 servers without failCgroupV1: false passed node/preflight")
+	}
+	for _, h := range e.cfg.Cluster.Hosts() {
+		if !strings.Contains(err.Error(), h.Name+": ") {
+			t.Errorf("the refusal does not name %s: %v", h.Name, err)
+		}
+	}
+	t.Logf("refused as expected: %v", err)
+	if !strings.Contains(err.Error(), "spec.kubernetes.failCgroupV1: false") || !strings.Contains(err.Error(), "cgroup v1") {
+		t.Errorf("the refusal does not name the field: %v", err)
 	}
 }
 

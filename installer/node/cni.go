@@ -11,7 +11,8 @@ import (
 )
 
 // CNIPlugins are the plugin binaries the node's network needs in
-// CNIBinDir (loopback: containerd sets up each pod's lo with it).
+// CNIBinDir (loopback: containerd sets up each pod's lo with it), from the
+// artifact set (node/containerd installs them).
 var CNIPlugins = []string{"bridge", "host-local", "portmap", "loopback"}
 
 type cniConflist struct {
@@ -73,23 +74,13 @@ func RenderCNI(podCIDR netip.Prefix) ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-// cni checks the plugin binaries and writes the conflist. containerd
-// reads the configuration when it changes: no restart.
+// cni writes the conflist (node/containerd installed the plugins) after
+// the kernel settings. containerd reads the configuration when it changes:
+// no restart.
 func (r *run) cni(ctx context.Context, h *phase.Host) error {
 	f, err := r.facts(h)
 	if err != nil {
 		return err
-	}
-	var check []string
-	for _, p := range CNIPlugins {
-		check = append(check, fmt.Sprintf("test -x %s/%s || printf '%%s ' %s", CNIBinDir, p, p))
-	}
-	missing, err := h.Query(ctx, strings.Join(check, "; "))
-	if err != nil {
-		return fmt.Errorf("looking for the CNI plugins: %w", err)
-	}
-	if m := trim(missing); m != "" {
-		return fmt.Errorf("CNI plugins missing in %s: %s (Debian package containernetworking-plugins)", CNIBinDir, m)
 	}
 	if err := r.kernel(ctx, h); err != nil {
 		return err

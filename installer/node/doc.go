@@ -1,11 +1,15 @@
-// Package node installs the Kubernetes node agents on servers: containerd's
-// configuration (containerd, runc and the CNI plugins come from the host
-// image's Debian packages), the CNI network (bridge + host-local with the
-// node's pod CIDR from IPAM; routed, no NAT: pod CIDRs are announced by the
-// node's BGP agent), the air-gapped pause and CoreDNS images, kubelet and
-// kube-proxy. Phases returns them as phases of the one phase engine, each
-// with a stable ID (PhaseIDs); every remote change goes through the
-// engine's mutation gate, so a dry run lists what would change per host.
+// Package node installs the Kubernetes node agents on servers: the
+// container runtime from the artifact set (containerd 2, runc and the CNI
+// plugins, built from their pinned modules, with tricenter's unit and
+// configuration), the CNI network (bridge + host-local with the node's pod
+// CIDR from IPAM; routed, no NAT: pod CIDRs are announced by the node's BGP
+// agent), the air-gapped pause and CoreDNS images, kubelet and kube-proxy.
+// Phases returns them as phases of the one phase engine, each with a
+// stable ID (IDPreflight, IDContainerd, …), after a preflight that refuses
+// a server the kubelet would refuse (cgroup v1 unless
+// spec.kubernetes.failCgroupV1 is false); every remote change goes through
+// the engine's mutation gate, so a dry run lists what would change per
+// host.
 //
 // # Kubelet credentials: client certificates from tricenter's CA
 //
@@ -26,5 +30,7 @@
 // ProfileBareMetal keeps kubelet, containerd and kube-proxy at their
 // production defaults. ProfileNspawn adds the settings measured as required
 // to run them inside systemd-nspawn machines on a hybrid cgroup v1 host
-// (../shared/LAB.md "Kubernetes inside nspawn machines").
+// (../shared/LAB.md "Kubernetes inside nspawn machines"). Whether a kubelet
+// runs on cgroup v1 is the inventory's choice (failCgroupV1), not the
+// profile's.
 package node

@@ -46,18 +46,35 @@ func shorten(s string, n int) string {
 	return s[:n] + "…"
 }
 
+var (
+	// ctrCmd is tricenter's ctr (node/containerd installs it), never
+	// another one earlier in PATH.
+	ctrCmd = RuntimePath(BinCtr) + " -n " + containerdNS + " images "
+	// listImages lists the images, or prints noCtr when ctr is not
+	// installed yet.
+	listImages = "test -x " + RuntimePath(BinCtr) + " || { echo " + noCtr + "; exit 0; }; " + ctrCmd + "ls -q"
+)
+
 const (
-	ctrCmd      = "ctr -n " + containerdNS + " images "
 	pinnedLabel = "io.cri-containerd.pinned=pinned"
+	noCtr       = "tricenter:no-ctr"
 )
 
 // images uploads the image tarballs where they differ
 // (phase.Host.InstallFiles, recorded in ImagesRecord) and imports each one
-// whose image is missing from containerd, or whose tarball changed.
+// whose image is missing from containerd, or whose tarball changed. A dry
+// run on a server without containerd yet (node/containerd would install
+// it) plans to import every image.
 func (r *run) images(ctx context.Context, h *phase.Host) error {
-	list, err := h.Query(ctx, ctrCmd+"ls -q")
+	list, err := h.Query(ctx, listImages)
 	if err != nil {
 		return fmt.Errorf("listing containerd images (is containerd running?): %w", err)
+	}
+	if trim(list) == noCtr {
+		if !h.DryRun() {
+			return fmt.Errorf("%s is not installed: run %s first", RuntimePath(BinCtr), IDContainerd)
+		}
+		list = ""
 	}
 	have, err := ParseImageList(list)
 	if err != nil {
@@ -83,15 +100,15 @@ func (r *run) images(ctx context.Context, h *phase.Host) error {
 		if have[img.ref] && !done.Has(remote) {
 			continue
 		}
-		// Pinned: kubelets on containerd 1.7+ never garbage-collect an
-		// image no registry could give back (1.6 keeps the label unused).
+		// Pinned: kubelets never garbage-collect an image no registry
+		// could give back.
 		if _, err := h.Sudo(ctx, ctrCmd+"import "+shell.Quote(remote)+" && "+ctrCmd+"label "+shell.Quote(img.ref)+" "+pinnedLabel); err != nil {
 			return fmt.Errorf("importing %s: %w", remote, err)
 		}
 		if h.DryRun() {
 			continue
 		}
-		after, err := h.Query(ctx, ctrCmd+"ls -q")
+		after, err := h.Query(ctx, listImages)
 		if err != nil {
 			return fmt.Errorf("listing containerd images: %w", err)
 		}

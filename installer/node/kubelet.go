@@ -11,6 +11,7 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
 	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
 )
@@ -20,9 +21,11 @@ const (
 	LabelRegion = "topology.kubernetes.io/region"
 	LabelZone   = "topology.kubernetes.io/zone"
 	LabelRack   = "tricenter.io/rack"
-	// TaintControlPlane keeps pods off control-plane-only servers.
-	TaintControlPlane = "node-role.kubernetes.io/control-plane:NoSchedule"
 )
+
+// TaintControlPlane keeps pods off control-plane-only servers: their
+// kubelets register with it (registerWithTaints).
+var TaintControlPlane = corev1.Taint{Key: "node-role.kubernetes.io/control-plane", Effect: corev1.TaintEffectNoSchedule}
 
 // KubeletParams are what a node's kubelet files are rendered from.
 type KubeletParams struct {
@@ -36,19 +39,28 @@ type KubeletParams struct {
 	Labels map[string]string
 	// ControlPlaneOnly taints the node at registration.
 	ControlPlaneOnly bool
-	Profile          Profile
+	// FailCgroupV1 is the kubelet's failCgroupV1 (spec.kubernetes.failCgroupV1;
+	// nil keeps the kubelet's default, true: it refuses cgroup v1).
+	FailCgroupV1 *bool
+	Profile      Profile
 }
 
-// KubeletParamsFor derives a server's kubelet parameters from the inventory.
-func KubeletParamsFor(h inventory.Host, ips *inventory.IPPlan, domain string, p Profile) (KubeletParams, error) {
+// KubeletParamsFor derives a server's kubelet parameters from the
+// inventory: c's cluster domain and failCgroupV1, the server's address,
+// labels and roles, its pod CIDR and the cluster DNS address from ips.
+func KubeletParamsFor(c *inventory.Cluster, h inventory.Host, ips *inventory.IPPlan, p Profile) (KubeletParams, error) {
 	cidr, ok := ips.PodCIDR(h.Name)
 	if !ok {
 		return KubeletParams{}, fmt.Errorf("server %s has no pod CIDR", h.Name)
 	}
+	domain := c.Spec.Network.ClusterDomain
+	if domain == "" {
+		domain = defaultDomain
+	}
 	return KubeletParams{
 		Node: h.Name, NodeIP: h.Addr(), PodCIDR: cidr, ClusterDNS: ips.ClusterDNSIP, ClusterDomain: domain,
 		Labels: NodeLabels(h), ControlPlaneOnly: h.HasRole(inventory.RoleControlPlane) && !h.HasRole(inventory.RoleWorker),
-		Profile: p,
+		FailCgroupV1: c.Spec.Kubernetes.FailCgroupV1, Profile: p,
 	}, nil
 }
 
@@ -108,7 +120,8 @@ func ptr[T any](v T) *T { return &v }
 // k8s.io/kubelet/config/v1beta1): webhook authentication with the cluster
 // CA for client certificates, no anonymous access, Webhook authorization,
 // the systemd cgroup driver, cluster DNS, the serving certificate, the
-// node's pod CIDR, and the profile's settings.
+// node's pod CIDR, the control-plane taint of a control-plane-only server,
+// failCgroupV1 as the inventory says, and the profile's settings.
 func RenderKubeletConfig(p KubeletParams) ([]byte, error) {
 	if !p.ClusterDNS.IsValid() || !p.PodCIDR.IsValid() {
 		return nil, fmt.Errorf("kubelet config for %s: cluster DNS address and pod CIDR are required", p.Node)
@@ -131,10 +144,13 @@ func RenderKubeletConfig(p KubeletParams) ([]byte, error) {
 		StaticPodPath:            StaticPodDir,
 		RotateCertificates:       false,
 		ServerTLSBootstrap:       false,
+		FailCgroupV1:             p.FailCgroupV1,
+	}
+	if p.ControlPlaneOnly {
+		c.RegisterWithTaints = []corev1.Taint{TaintControlPlane}
 	}
 	if p.Profile == ProfileNspawn {
 		c.FailSwapOn = ptr(false)
-		c.FailCgroupV1 = ptr(false)
 		c.KubeletCgroups = "/system.slice/" + KubeletUnit
 		c.OOMScoreAdj = ptr(int32(0))
 		c.ImageGCHighThresholdPercent = ptr(int32(100))
@@ -148,8 +164,8 @@ func RenderKubeletConfig(p KubeletParams) ([]byte, error) {
 }
 
 // RenderKubeletUnit renders kubelet.service. Settings that are flags, not
-// config fields, go on the command line: node IP, name, labels, taints
-// (and, in nspawn machines, --runtime-cgroups).
+// config fields, go on the command line: node IP, name, labels (and, in
+// nspawn machines, --runtime-cgroups).
 func RenderKubeletUnit(p KubeletParams) []byte {
 	args := []string{
 		BinDir + "/kubelet",
@@ -169,9 +185,6 @@ func RenderKubeletUnit(p KubeletParams) []byte {
 			kv[i] = k + "=" + p.Labels[k]
 		}
 		args = append(args, "--node-labels="+strings.Join(kv, ","))
-	}
-	if p.ControlPlaneOnly {
-		args = append(args, "--register-with-taints="+TaintControlPlane)
 	}
 	if p.Profile == ProfileNspawn {
 		args = append(args, "--runtime-cgroups=/system.slice/"+ContainerdUnit)
@@ -210,7 +223,7 @@ func (r *run) kubelet(ctx context.Context, h *phase.Host) error {
 	if err != nil {
 		return err
 	}
-	p, err := KubeletParamsFor(f.host, r.o.IPs, r.clusterDomain(), r.o.Profile)
+	p, err := KubeletParamsFor(r.o.Cluster, f.host, r.o.IPs, r.o.Profile)
 	if err != nil {
 		return err
 	}

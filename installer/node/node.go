@@ -27,6 +27,7 @@ const (
 
 // Phase IDs, stable for --only/--skip-phases and plan output.
 const (
+	IDPreflight  = "node/preflight"
 	IDContainerd = "node/containerd"
 	IDImages     = "node/images"
 	IDCNI        = "node/cni"
@@ -57,7 +58,8 @@ type Options struct {
 	// Server is the API URL nodes use: https://<API VIP>:6443.
 	Server string
 	// Binaries are local paths by key: "kubelet", "kube-proxy",
-	// "pause.oci.tar" and "coredns.oci.tar".
+	// "pause.oci.tar", "coredns.oci.tar" and the container runtime's
+	// (RuntimeBinaries).
 	Binaries map[string]string
 	// PauseImage is containerd's sandbox_image (default DefaultPause); the
 	// pause tarball must hold it.
@@ -102,7 +104,8 @@ func Phases(o Options) ([]phase.Phase, error) {
 		return &phase.HostPhase{ID: id, Name: title, Select: o.Select, Apply: apply}
 	}
 	return []phase.Phase{
-		mk(IDContainerd, "Configure containerd", r.containerd),
+		mk(IDPreflight, "Check what the kubelet needs of the server", r.preflight),
+		mk(IDContainerd, "Install containerd, runc and the CNI plugins", r.containerd),
 		mk(IDImages, "Import the pause and CoreDNS images", r.images),
 		mk(IDCNI, "Configure the pod network (CNI)", r.cni),
 		mk(IDKubelet, "Install kubelet", r.kubelet),
@@ -130,7 +133,7 @@ func prepare(o Options) (*run, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("node phases need %v", missing)
 	}
-	keys := []string{BinKubelet, BinKubeProxy, ImagePause, ImageCoreDNS}
+	keys := append([]string{BinKubelet, BinKubeProxy, ImagePause, ImageCoreDNS}, RuntimeBinaries()...)
 	for k, ref := range o.ExtraImages {
 		if ref == "" {
 			return nil, fmt.Errorf("node phases: extra image tarball %q names no image", k)
@@ -206,13 +209,6 @@ func (r *run) clusterName() string {
 		return n
 	}
 	return defaultClusterN
-}
-
-func (r *run) clusterDomain() string {
-	if d := r.o.Cluster.Spec.Network.ClusterDomain; d != "" {
-		return d
-	}
-	return defaultDomain
 }
 
 // ensureRunning restarts unit when its files changed or it is not active,

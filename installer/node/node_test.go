@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"flag"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
 	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
+	corev1 "k8s.io/api/core/v1"
 	kubeproxyv1alpha1 "k8s.io/kube-proxy/config/v1alpha1"
 	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
 	"sigs.k8s.io/yaml"
@@ -74,13 +76,19 @@ var placeholderCA = []byte("-----BEGIN CERTIFICATE-----\nPLACEHOLDER CA\n-----EN
 func TestGolden(t *testing.T) {
 	c, ips := loadCluster(t)
 	for _, prof := range []Profile{ProfileBareMetal, ProfileNspawn} {
+		// The lab's nspawn machines run on cgroup v1: their inventories
+		// say so; a bare-metal inventory keeps the kubelet's default.
+		c.Spec.Kubernetes.FailCgroupV1 = nil
+		if prof == ProfileNspawn {
+			c.Spec.Kubernetes.FailCgroupV1 = ptr(false)
+		}
 		cd, err := RenderContainerd(ContainerdParams{SandboxImage: DefaultPause, Profile: prof})
 		if err != nil {
 			t.Fatal(err)
 		}
 		golden(t, "containerd-"+string(prof)+".toml", cd)
 		for _, n := range []string{"w1", "cp1"} {
-			p, err := KubeletParamsFor(host(t, c, n), ips, "cluster.local", prof)
+			p, err := KubeletParamsFor(c, host(t, c, n), ips, prof)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -104,6 +112,7 @@ func TestGolden(t *testing.T) {
 	}
 	golden(t, "cni-w1.conflist", cni)
 	golden(t, "kube-proxy.service", RenderKubeProxyUnit())
+	golden(t, "containerd.service", RenderContainerdUnit())
 	golden(t, "sysctl.conf", []byte(sysctls))
 	golden(t, "modules.conf", []byte(modules))
 	kk, err := RenderKubeletKubeconfig("golden", "https://198.19.120.10:6443", placeholderCA, placeholder, "w1")
@@ -122,7 +131,8 @@ func TestGolden(t *testing.T) {
 // components read, with the values that matter.
 func TestKubeletConfigDecodes(t *testing.T) {
 	c, ips := loadCluster(t)
-	p, err := KubeletParamsFor(host(t, c, "w1"), ips, "cluster.local", ProfileNspawn)
+	c.Spec.Kubernetes.FailCgroupV1 = ptr(false)
+	p, err := KubeletParamsFor(c, host(t, c, "w1"), ips, ProfileNspawn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,8 +170,10 @@ func TestKubeletConfigDecodes(t *testing.T) {
 			t.Errorf("%s = %v, want %v", ck.what, ck.got, ck.want)
 		}
 	}
-	// Bare metal keeps the production defaults.
+	// Bare metal keeps the production defaults, the kubelet's refusal of
+	// cgroup v1 among them unless the inventory says otherwise.
 	p.Profile = ProfileBareMetal
+	p.FailCgroupV1 = nil
 	b, err = RenderKubeletConfig(p)
 	if err != nil {
 		t.Fatal(err)
@@ -170,7 +182,7 @@ func TestKubeletConfigDecodes(t *testing.T) {
 	if err := yaml.UnmarshalStrict(b, &bm); err != nil {
 		t.Fatal(err)
 	}
-	if bm.FailSwapOn != nil || bm.ResolverConfig != nil || bm.EvictionHard != nil || bm.OOMScoreAdj != nil {
+	if bm.FailSwapOn != nil || bm.ResolverConfig != nil || bm.EvictionHard != nil || bm.OOMScoreAdj != nil || bm.FailCgroupV1 != nil {
 		t.Errorf("bare-metal kubelet config overrides production defaults:\n%s", b)
 	}
 
@@ -203,13 +215,25 @@ func TestKubeletUnitFlags(t *testing.T) {
 		{"cp3", true, []string{"topology.kubernetes.io/region=site-b", "topology.kubernetes.io/zone=dc3"}, nil},
 	} {
 		t.Run(tc.node, func(t *testing.T) {
-			p, err := KubeletParamsFor(host(t, c, tc.node), ips, "cluster.local", ProfileBareMetal)
+			p, err := KubeletParamsFor(c, host(t, c, tc.node), ips, ProfileBareMetal)
 			if err != nil {
 				t.Fatal(err)
 			}
 			unit := string(RenderKubeletUnit(p))
-			if got := strings.Contains(unit, "--register-with-taints="+TaintControlPlane); got != tc.tainted {
-				t.Errorf("tainted = %v, want %v:\n%s", got, tc.tainted, unit)
+			b, err := RenderKubeletConfig(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var kc kubeletv1beta1.KubeletConfiguration
+			if err := yaml.UnmarshalStrict(b, &kc); err != nil {
+				t.Fatal(err)
+			}
+			tainted := slices.ContainsFunc(kc.RegisterWithTaints, func(x corev1.Taint) bool { return x.MatchTaint(&TaintControlPlane) })
+			if tainted != tc.tainted || len(kc.RegisterWithTaints) > 1 {
+				t.Errorf("registerWithTaints %v, want the control-plane taint: %v", kc.RegisterWithTaints, tc.tainted)
+			}
+			if strings.Contains(unit, "--register-with-taints") {
+				t.Errorf("the unit sets the deprecated --register-with-taints flag:\n%s", unit)
 			}
 			for _, l := range tc.labels {
 				if !strings.Contains(unit, l) {
@@ -282,7 +306,7 @@ func TestPhasesAndIDs(t *testing.T) {
 	c, ips := loadCluster(t)
 	dir := t.TempDir()
 	bins := map[string]string{}
-	for _, k := range []string{BinKubelet, BinKubeProxy, ImagePause, ImageCoreDNS} {
+	for _, k := range append([]string{BinKubelet, BinKubeProxy, ImagePause, ImageCoreDNS}, RuntimeBinaries()...) {
 		bins[k] = filepath.Join(dir, k)
 	}
 	store := &pki.Store{Dir: filepath.Join(dir, "pki")}
@@ -296,7 +320,7 @@ func TestPhasesAndIDs(t *testing.T) {
 	for _, p := range ps {
 		ids = append(ids, phase.IDOf(p))
 	}
-	if want := []string{IDContainerd, IDImages, IDCNI, IDKubelet, IDKubeProxy}; !slices.Equal(ids, want) {
+	if want := []string{IDPreflight, IDContainerd, IDImages, IDCNI, IDKubelet, IDKubeProxy}; !slices.Equal(ids, want) {
 		t.Fatalf("phase IDs %v, want %v", ids, want)
 	}
 	// Only the selected server got certificates.
@@ -313,11 +337,12 @@ func TestPhasesAndIDs(t *testing.T) {
 		want string
 	}{
 		{"no CA", func(o *Options) { o.CA = nil }, "CA"},
-		{"no kubelet", func(o *Options) {
-			o.Binaries = map[string]string{BinKubeProxy: "/x", ImagePause: "/x", ImageCoreDNS: "/x"}
-		}, `"kubelet"`},
+		{"no kubelet", func(o *Options) { o.Binaries = without(bins, BinKubelet) }, `"kubelet"`},
+		{"no containerd", func(o *Options) { o.Binaries = without(bins, BinContainerd) }, `"containerd"`},
+		{"no CNI plugin", func(o *Options) { o.Binaries = without(bins, "host-local") }, `"host-local"`},
 		{"relative path", func(o *Options) {
-			o.Binaries = map[string]string{BinKubelet: "kubelet", BinKubeProxy: "/x", ImagePause: "/x", ImageCoreDNS: "/x"}
+			o.Binaries = maps.Clone(bins)
+			o.Binaries[BinRunc] = "runc"
 		}, "not absolute"},
 		{"profile", func(o *Options) { o.Profile = "vm" }, `"vm"`},
 		{"unknown server", func(o *Options) { o.Select = inventory.Selector{Servers: []string{"nope"}} }, `"nope"`},
@@ -336,6 +361,12 @@ func TestPhasesAndIDs(t *testing.T) {
 			}
 		})
 	}
+}
+
+func without(m map[string]string, key string) map[string]string {
+	m = maps.Clone(m)
+	delete(m, key)
+	return m
 }
 
 func TestParseImageList(t *testing.T) {
