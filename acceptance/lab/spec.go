@@ -84,6 +84,10 @@ type LabSpec struct {
 	} `yaml:"network"`
 	Kubernetes struct {
 		Version string `yaml:"version"`
+		// FailCgroupV1 is the inventory's spec.kubernetes.failCgroupV1:
+		// false lets the nspawn machines, on this host's cgroup v1, run
+		// kubelets.
+		FailCgroupV1 *bool `yaml:"failCgroupV1"`
 	} `yaml:"kubernetes"`
 	Etcd struct {
 		Members int `yaml:"members"`
@@ -383,7 +387,8 @@ func (s *Spec) Inventory(dir, artifactDir string) ([]byte, *inventory.Cluster, e
 	n := s.Spec.Network
 	c.Spec.Network = inventory.Network{PodCIDR: n.PodCIDR, PodMaskSize: 24, ServiceCIDR: n.ServiceCIDR, APIVIP: n.APIVIP,
 		BGP: inventory.BGP{Mode: inventory.BGPModeTOR, NodeASN: inventory.ASNPerRack, KeepaliveSeconds: 1, HoldSeconds: 3}}
-	c.Spec.Kubernetes = inventory.Kubernetes{Version: s.Spec.Kubernetes.Version, ArtifactDir: artifactDir, NodeProfile: "nspawn"}
+	c.Spec.Kubernetes = inventory.Kubernetes{Version: s.Spec.Kubernetes.Version, ArtifactDir: artifactDir, NodeProfile: "nspawn",
+		FailCgroupV1: s.Spec.Kubernetes.FailCgroupV1}
 	c.Spec.Etcd = inventory.Etcd{Members: inventory.EtcdMembers(s.Spec.Etcd.Members)}
 	var buf bytes.Buffer
 	buf.WriteString("# Written by `tricenter-lab up` from the lab description " + s.Metadata.Name + ":\n" +
