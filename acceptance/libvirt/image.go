@@ -38,7 +38,7 @@ var Packages = append(slices.Clone(nspawn.Packages), "linux-image-cloud-amd64", 
 
 // imageRecipe changes whenever the customisation below changes, so the
 // cache key follows it.
-const imageRecipe = "v1: ext4 on vda, no host keys, sshd key-only, seed unit from vdb, network from ip=, containerd enabled, overlay+br_netfilter at boot, timers disabled"
+const imageRecipe = "v2: ext4 on vda, no host keys, sshd key-only, seed unit from vdb, network from ip=, no container runtime, overlay+br_netfilter at boot, timers disabled"
 
 // ImageSize is the virtual size of the root disk. The file system is made
 // this large (sparse); the qcow2 base and the overlays hold only what is
@@ -331,7 +331,8 @@ func customize(ctx context.Context, root string) error {
 		// Nothing the lab does not need runs at boot.
 		{"systemctl", "disable", "apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer",
 			"e2scrub_all.timer", "fstrim.timer", "e2scrub_reap.service"},
-		{"systemctl", "enable", "containerd.service", "ssh.service", seedUnit, netUnit},
+		// containerd is tricenter's to install and enable (node/containerd).
+		{"systemctl", "enable", "ssh.service", seedUnit, netUnit},
 		{"systemctl", "mask", "getty@tty1.service", "systemd-networkd-wait-online.service"},
 		{"apt-get", "clean"},
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tricenter/terraform-provider-tricenter/installer/node"
 	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
 )
 
@@ -43,12 +44,50 @@ func sshInput(ctx context.Context, key, kh string, m *Machine, path, command str
 	return strings.TrimSpace(string(out)), err
 }
 
-// Two machines run containerd side by side, each in its own cgroups, with
-// what kubelet needs from the machine (writable cgroups and /proc/sys/net,
+// installRuntime puts containerd 2, its shim, ctr and runc from the
+// artifact set on m, with tricenter's nspawn configuration and unit
+// (installer/node renders them), and starts containerd: what node/containerd
+// does, without the phase engine.
+func installRuntime(ctx context.Context, t *testing.T, key, kh string, m *Machine) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg, err := node.RenderContainerd(node.ContainerdParams{SandboxImage: node.DefaultPause, Profile: node.ProfileNspawn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{}
+	for _, b := range []string{node.BinContainerd, node.BinContainerdShim, node.BinCtr, node.BinRunc} {
+		files[node.RuntimePath(b)] = artifact(t, b)
+	}
+	for remote, data := range map[string][]byte{node.ContainerdConfig: cfg, node.ContainerdUnitFile: node.RenderContainerdUnit()} {
+		local := filepath.Join(dir, filepath.Base(remote))
+		if err := os.WriteFile(local, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		files[remote] = local
+	}
+	for remote, local := range files {
+		mode := "0755"
+		if remote == node.ContainerdConfig || remote == node.ContainerdUnitFile {
+			mode = "0644"
+		}
+		if out, err := sshInput(ctx, key, kh, m, local, "mkdir -p "+filepath.Dir(remote)+" && cat > "+remote+" && chmod "+mode+" "+remote); err != nil {
+			t.Fatalf("%s: installing %s: %v\n%s", m.Name, remote, err, out)
+		}
+	}
+	if out, err := sshRun(ctx, key, kh, m, "systemctl daemon-reload && systemctl enable --now "+node.ContainerdUnit); err != nil {
+		t.Fatalf("%s: starting containerd: %v\n%s", m.Name, err, out)
+	}
+}
+
+// Two machines run containerd 2 from the artifact set side by side (the
+// image holds no container runtime), each in its own cgroups, with what
+// kubelet needs from the machine (writable cgroups and /proc/sys/net,
 // /dev/kmsg, non-overlay state, the host sysctls), and a pause sandbox
 // from the air-gapped OCI tarball runs under containerd in both.
 func TestMachinesRunContainerd(t *testing.T) {
 	pause := artifact(t, "pause.oci.tar")
+	artifact(t, node.BinContainerd)
 	before := map[string]string{}
 	for k := range HostSysctls {
 		v, err := readSysctl(k)
@@ -90,9 +129,14 @@ func TestMachinesRunContainerd(t *testing.T) {
 			}
 			return out
 		}
-		run("systemctl is-system-running --wait >/dev/null || true; systemctl is-active containerd tricenter-nspawn-prep")
+		run("systemctl is-system-running --wait >/dev/null || true; systemctl is-active tricenter-nspawn-prep")
 		t.Logf("%s: booted (systemd running) after %v", m.Name, time.Since(t0).Round(time.Millisecond))
-		if out := run("ctr version"); !strings.Contains(out, "Server:") {
+		if out := run("command -v containerd runc ctr || true"); out != "" {
+			t.Errorf("%s: the machine image holds a container runtime: %s", m.Name, out)
+		}
+		installRuntime(ctx, t, key, kh, m)
+		run("systemctl is-active containerd")
+		if out := run("ctr version"); !strings.Contains(out, "Server:") || !strings.Contains(out, "v2.") {
 			t.Errorf("%s: ctr version does not reach containerd:\n%s", m.Name, out)
 		}
 		if out := run("findmnt -rn -t cgroup,cgroup2 -O ro -o TARGET || true"); out != "" {

@@ -27,18 +27,19 @@ import (
 )
 
 // Packages the root filesystem holds besides debootstrap's minbase: systemd
-// and sshd for the installer; containerd, runc and the CNI plugins for the
-// Kubernetes bootstrap; conntrack, iptables and socat for kubelet and
-// kube-proxy; ping for RTT checks.
+// and sshd for the installer; conntrack, iptables and socat for kubelet and
+// kube-proxy; kmod for containerd's unit (modprobe overlay); ping for RTT
+// checks. No container runtime: tricenter installs containerd 2, runc and
+// the CNI plugins from its artifact set (installer/node), as on a real
+// server.
 var Packages = []string{
 	"systemd", "systemd-sysv", "dbus", "openssh-server", "iproute2", "procps",
-	"iputils-ping", "ca-certificates", "kmod", "containerd", "runc",
-	"containernetworking-plugins", "conntrack", "iptables", "socat",
+	"iputils-ping", "ca-certificates", "kmod", "conntrack", "iptables", "socat",
 }
 
 // rootfsRecipe changes whenever the customisation below changes, so the
 // cache key follows it.
-const rootfsRecipe = "v3: no host keys, sshd key-only, timers disabled, containerd enabled, cgroups/proc-sys-net rw unit, journald ReadKMsg=no"
+const rootfsRecipe = "v4: no host keys, sshd key-only, timers disabled, no container runtime, cgroups/proc-sys-net rw unit, journald ReadKMsg=no"
 
 // DefaultMirror is the Debian mirror debootstrap uses unless
 // TRICENTER_DEBIAN_MIRROR says otherwise.
@@ -157,17 +158,16 @@ func customize(ctx context.Context, root string) error {
 			return err
 		}
 	}
-	// Nothing the lab does not need runs at boot; containerd does (its
-	// state lives on the machine's own directory, bound at
-	// /var/lib/containerd).
+	// Nothing the lab does not need runs at boot. containerd's unit is
+	// tricenter's (node/containerd writes and enables it); its state lives
+	// on the machine's own directory, bound at /var/lib/containerd.
 	args := []string{root, "systemctl", "disable", "apt-daily.timer",
 		"apt-daily-upgrade.timer", "dpkg-db-backup.timer", "e2scrub_all.timer", "fstrim.timer",
 		"e2scrub_reap.service"}
 	if out, err := exec.CommandContext(ctx, "chroot", args...).CombinedOutput(); err != nil {
 		return fmt.Errorf("disabling units in the root filesystem: %w: %s", err, tail(out, 500))
 	}
-	if out, err := exec.CommandContext(ctx, "chroot", root, "systemctl", "enable", "containerd.service",
-		prepUnit).CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(ctx, "chroot", root, "systemctl", "enable", prepUnit).CombinedOutput(); err != nil {
 		return fmt.Errorf("enabling units in the root filesystem: %w: %s", err, tail(out, 500))
 	}
 	if out, err := exec.CommandContext(ctx, "chroot", root, "systemctl", "mask", "getty@tty1.service",
@@ -177,7 +177,9 @@ func customize(ctx context.Context, root string) error {
 	return os.MkdirAll(filepath.Join(root, "root/.ssh"), 0o700)
 }
 
-// prepUnit prepares a machine for containerd and kubelet at every boot.
+// prepUnit prepares a machine for containerd and kubelet at every boot,
+// before either starts (containerd.service and kubelet.service are the
+// units tricenter installs).
 const prepUnit = "tricenter-nspawn-prep.service"
 
 type imageFile struct {
