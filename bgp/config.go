@@ -31,10 +31,13 @@ type Config struct {
 	// NextHop is put on every announcement (the node address).
 	NextHop string `yaml:"nextHop" json:"nextHop"`
 	// StatusSocket is the unix socket `tricenter-bgp status` reads.
-	StatusSocket string          `yaml:"statusSocket,omitempty" json:"statusSocket,omitempty"`
-	Timers       Timers          `yaml:"timers,omitempty" json:"timers"`
-	Graceful     GracefulRestart `yaml:"gracefulRestart,omitempty" json:"gracefulRestart"`
-	Peers        []PeerConfig    `yaml:"peers" json:"peers"`
+	StatusSocket string `yaml:"statusSocket,omitempty" json:"statusSocket,omitempty"`
+	// HoldDir keeps the services' holds (`tricenter-bgp hold`), one file
+	// per held service (default DefaultHoldDir, see HoldDirectory).
+	HoldDir  string          `yaml:"holdDir,omitempty" json:"holdDir,omitempty"`
+	Timers   Timers          `yaml:"timers,omitempty" json:"timers"`
+	Graceful GracefulRestart `yaml:"gracefulRestart,omitempty" json:"gracefulRestart"`
+	Peers    []PeerConfig    `yaml:"peers" json:"peers"`
 	// Communities are large communities ("GLOBAL:DATA1:DATA2") put on
 	// every announcement.
 	Communities []string `yaml:"communities,omitempty" json:"communities,omitempty"`
@@ -187,6 +190,9 @@ func (c *Config) Validate() error {
 	if !filepath.IsAbs(c.StatusSocket) {
 		bad("statusSocket", "%q is not an absolute path", c.StatusSocket)
 	}
+	if c.HoldDir != "" && !filepath.IsAbs(c.HoldDir) {
+		bad("holdDir", "%q is not an absolute path", c.HoldDir)
+	}
 	t := c.Timers
 	switch {
 	case t.HoldSeconds < 3 || t.HoldSeconds > 65535:
@@ -245,6 +251,8 @@ func (c *Config) Validate() error {
 		f := fmt.Sprintf("services[%d]", i)
 		if s.Name == "" {
 			bad(f+".name", "is empty")
+		} else if err := CheckServiceName(s.Name); err != nil {
+			bad(f+".name", "%v", err)
 		} else if names[s.Name] {
 			bad(f+".name", "%q is used twice", s.Name)
 		}

@@ -1,6 +1,7 @@
 package bgp
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -24,8 +26,22 @@ type StatusSource interface {
 	Status(ctx context.Context) (*Status, error)
 }
 
+// Holder holds and releases services: the agent, or a fake in tests.
+type Holder interface {
+	// Hold makes service unhealthy at once ("held: REASON") and returns
+	// when its VIPs' withdrawal has been sent to every established peer.
+	Hold(ctx context.Context, service, reason string) (*HoldResult, error)
+	// Release removes the hold; the check decides again.
+	Release(ctx context.Context, service string) (*ReleaseResult, error)
+}
+
+// holdsPath is the HTTP path of holds on the status socket:
+// POST holdsPath+SERVICE {"reason": ...} holds, DELETE releases.
+const holdsPath = "/v1/holds/"
+
 // ServeStatus serves the agent's status as JSON on a unix socket (mode
-// 0600) until ctx ends. A stale socket left by a previous run is replaced;
+// 0600) until ctx ends; when a is also a Holder, the socket takes holds
+// and releases too (`tricenter-bgp hold`, `release`). A stale socket left by a previous run is replaced;
 // a socket another live agent answers on is an error.
 func ServeStatus(ctx context.Context, socket string, a StatusSource, log *slog.Logger) error {
 	if log == nil {
@@ -59,6 +75,9 @@ func ServeStatus(ctx context.Context, socket string, a StatusSource, log *slog.L
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(s)
 	})
+	if h, ok := a.(Holder); ok {
+		serveHolds(mux, h, log)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
@@ -83,6 +102,21 @@ var ErrNoAgent = errors.New("no agent is running")
 
 // FetchStatus asks the agent listening on socket for its status.
 func FetchStatus(ctx context.Context, socket string) (*Status, error) {
+	var s Status
+	if err := call(ctx, socket, http.MethodGet, statusPath, nil, &s); err != nil {
+		if errors.Is(err, ErrNoAgent) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("status from %s: %w", socket, err)
+	}
+	return &s, nil
+}
+
+// call sends one request to the agent on socket and decodes its JSON
+// answer into out. Nothing listening is ErrNoAgent; an answer other than
+// 200 is an error carrying the agent's message (wrapping
+// ErrUnknownService for 404).
+func call(ctx context.Context, socket, method, path string, in, out any) error {
 	c := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
@@ -90,31 +124,138 @@ func FetchStatus(ctx context.Context, socket string) (*Status, error) {
 		},
 	}}
 	defer c.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://agent"+statusPath, nil)
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://agent"+path, body)
 	if err != nil {
-		return nil, err
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.Do(req)
 	if err != nil {
 		var ne *net.OpError
 		if errors.As(err, &ne) && ne.Op == "dial" {
-			return nil, fmt.Errorf("%w: nothing listens on %s (is tricenter-bgp running?)", ErrNoAgent, socket)
+			return fmt.Errorf("%w: nothing listens on %s (is tricenter-bgp running?)", ErrNoAgent, socket)
 		}
-		return nil, fmt.Errorf("status from %s: %w", socket, err)
+		return err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if err != nil {
-		return nil, fmt.Errorf("status from %s: %w", socket, err)
+		return err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("status from %s: %s: %s", socket, resp.Status, body)
+		msg := strings.TrimSpace(string(data))
+		if resp.StatusCode == http.StatusNotFound && method != http.MethodGet {
+			return &agentError{msg: msg, is: ErrUnknownService}
+		}
+		return fmt.Errorf("%s: %s", resp.Status, msg)
 	}
-	var s Status
-	if err := json.Unmarshal(body, &s); err != nil {
-		return nil, fmt.Errorf("status from %s: %w", socket, err)
+	return json.Unmarshal(data, out)
+}
+
+// agentError is an error message the agent sent back.
+type agentError struct {
+	msg string
+	is  error
+}
+
+func (e *agentError) Error() string { return e.msg }
+func (e *agentError) Unwrap() error { return e.is }
+
+// RequestHold asks the agent on socket to hold service (see Holder); it
+// returns when the withdrawal has been sent or ctx ends.
+func RequestHold(ctx context.Context, socket, service, reason string) (*HoldResult, error) {
+	if err := CheckServiceName(service); err != nil {
+		return nil, err
 	}
-	return &s, nil
+	var r HoldResult
+	if err := call(ctx, socket, http.MethodPost, holdsPath+service, holdRequest{Reason: reason}, &r); err != nil {
+		if errors.Is(err, ErrNoAgent) || errors.Is(err, ErrUnknownService) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("holding %s through %s: %w", service, socket, err)
+	}
+	return &r, nil
+}
+
+// RequestRelease asks the agent on socket to release service.
+func RequestRelease(ctx context.Context, socket, service string) (*ReleaseResult, error) {
+	if err := CheckServiceName(service); err != nil {
+		return nil, err
+	}
+	var r ReleaseResult
+	if err := call(ctx, socket, http.MethodDelete, holdsPath+service, nil, &r); err != nil {
+		if errors.Is(err, ErrNoAgent) || errors.Is(err, ErrUnknownService) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("releasing %s through %s: %w", service, socket, err)
+	}
+	return &r, nil
+}
+
+type holdRequest struct {
+	Reason string `json:"reason"`
+}
+
+// serveHolds registers the hold and release handlers.
+func serveHolds(mux *http.ServeMux, h Holder, log *slog.Logger) {
+	fail := func(w http.ResponseWriter, err error) {
+		code := http.StatusServiceUnavailable
+		switch {
+		case errors.Is(err, ErrUnknownService):
+			code = http.StatusNotFound
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+			code = http.StatusGatewayTimeout
+		}
+		http.Error(w, err.Error(), code)
+	}
+	reply := func(w http.ResponseWriter, v any) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(v)
+	}
+	mux.HandleFunc("POST "+holdsPath+"{service}", func(w http.ResponseWriter, r *http.Request) {
+		service := r.PathValue("service")
+		var req holdRequest
+		if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
+			http.Error(w, "reading the hold request: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		if err := errors.Join(CheckServiceName(service), CheckHoldReason(req.Reason)); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		// The client's deadline ends the request (and the wait) when it
+		// gives up.
+		res, err := h.Hold(r.Context(), service, req.Reason)
+		if err != nil {
+			log.Warn("Hold failed", "service", service, "err", err)
+			fail(w, err)
+			return
+		}
+		reply(w, res)
+	})
+	mux.HandleFunc("DELETE "+holdsPath+"{service}", func(w http.ResponseWriter, r *http.Request) {
+		service := r.PathValue("service")
+		if err := CheckServiceName(service); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		res, err := h.Release(r.Context(), service)
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		reply(w, res)
+	})
 }
 
 // WriteStatusTable prints a status as the table `tricenter-bgp status` shows.
@@ -133,10 +274,23 @@ func WriteStatusTable(w io.Writer, s *Status) error {
 		ew.printf("\n%-16s %-8s %-20s %s\n", "SERVICE", "HEALTHY", "VIPS", "REASON")
 		for _, sv := range s.Services {
 			h := "yes"
-			if !sv.Healthy {
+			switch {
+			case sv.Held != nil:
+				h = "held"
+			case !sv.Healthy:
 				h = "no"
 			}
-			ew.printf("%-16s %-8s %-20s %s\n", sv.Name, h, joinComma(sv.VIPs), sv.Reason)
+			reason := sv.Reason
+			if sv.Held != nil && !sv.Held.Since.IsZero() {
+				reason += " (since " + sv.Held.Since.Local().Format(time.DateTime) + ")"
+			}
+			ew.printf("%-16s %-8s %-20s %s\n", sv.Name, h, joinComma(sv.VIPs), reason)
+		}
+	}
+	if len(s.Withdrawing) > 0 {
+		ew.printf("\n%-20s %s\n", "WITHDRAWING", "NOT YET SENT TO")
+		for _, wd := range s.Withdrawing {
+			ew.printf("%-20s %s\n", wd.Prefix, joinComma(wd.Peers))
 		}
 	}
 	return ew.err
@@ -173,6 +327,9 @@ type Status struct {
 	Sessions  []Session       `json:"sessions"`
 	Announced []Announced     `json:"announced"`
 	Services  []ServiceStatus `json:"services"`
+	// Withdrawing are withdrawals not yet written to every established
+	// session (normally empty, or for a few milliseconds).
+	Withdrawing []Withdrawal `json:"withdrawing,omitempty"`
 }
 
 // Session is one BGP session.
@@ -206,6 +363,9 @@ type ServiceStatus struct {
 	Healthy bool      `json:"healthy"`
 	Since   time.Time `json:"since"`
 	Reason  string    `json:"reason,omitempty"`
+	// Held is set while the service is held (`tricenter-bgp hold`): it is
+	// unhealthy whatever its check says.
+	Held *Hold `json:"held,omitempty"`
 }
 
 // Uptime formats a session's uptime like routers do (1d02h03m, 05:04:03).

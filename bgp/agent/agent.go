@@ -64,9 +64,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer cancel()
 	st := &agentState{
 		log: a.log, runCtx: runCtx,
-		health:    make(chan healthEvent, 16),
-		services:  map[string]*svcState{},
-		announced: map[netip.Prefix]*announcement{},
+		health:      make(chan healthEvent, 16),
+		services:    map[string]*svcState{},
+		announced:   map[netip.Prefix]*announcement{},
+		holds:       map[string]bgp.Hold{},
+		sent:        newSentLog(),
+		withdrawing: map[netip.Prefix]*withdrawal{},
 	}
 	if err := st.start(a.initial); err != nil {
 		st.stop()
@@ -144,6 +147,13 @@ type agentState struct {
 	health    chan healthEvent
 	announced map[netip.Prefix]*announcement
 	watchStop context.CancelFunc
+	// holds are the held services (hold.go), as in the hold directory.
+	holds map[string]bgp.Hold
+	// sent tells which UPDATEs have been written to which peer.
+	sent *sentLog
+	// withdrawing are withdrawals not yet known to be written to every
+	// session that was established when they were queued.
+	withdrawing map[netip.Prefix]*withdrawal
 }
 
 type appliedPeer struct {
@@ -158,6 +168,8 @@ type svcState struct {
 	detail  string
 	since   time.Time
 	cancel  context.CancelFunc
+	// held is set while the service is held.
+	held *bgp.Hold
 }
 
 type announcement struct {
@@ -165,6 +177,8 @@ type announcement struct {
 	key     string
 	reasons []string
 	since   time.Time
+	// mark is the sentLog sequence number before the path was added.
+	mark uint64
 }
 
 var familyIPv4 = &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}
@@ -173,7 +187,7 @@ var familyIPv4 = &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICA
 func (st *agentState) start(cfg *bgp.Config) error {
 	st.cfg = cfg
 	st.started = time.Now()
-	st.srv = server.NewBgpServer(server.LoggerOption(slogAdapter{st.log}))
+	st.srv = server.NewBgpServer(server.LoggerOption(slogAdapter{l: st.log, sent: st.sent}))
 	go st.srv.Serve()
 	ctx := st.runCtx
 	err := st.srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
@@ -212,6 +226,7 @@ func (st *agentState) start(cfg *bgp.Config) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	st.loadHolds()
 	st.applyServices(cfg.Services)
 	return st.reconcile()
 }
@@ -228,18 +243,30 @@ func (st *agentState) stop() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
+	peers := st.established(ctx)
 	for p, an := range st.announced {
+		w := st.newWithdrawal(p, an, peers)
 		if err := st.srv.DeletePath(ctx, &api.DeletePathRequest{Family: familyIPv4, Uuid: an.uuid}); err != nil {
 			st.log.Warn("Withdrawing failed", "prefix", p, "err", err)
+		} else {
+			st.withdrawing[p] = w
 		}
 		delete(st.announced, p)
 	}
 	// Let the withdrawals reach the routers before the Cease; the routers
 	// drop the routes on the Cease anyway.
-	deadline := time.Now().Add(300 * time.Millisecond)
-	for time.Now().Before(deadline) && st.outQueued(ctx) > 0 {
-		time.Sleep(2 * time.Millisecond)
+	deadline := time.Now().Add(time.Second)
+	for {
+		wake := st.sent.changed()
+		if len(st.unsent(ctx)) == 0 || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-wake:
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
+	st.withdrawing = map[netip.Prefix]*withdrawal{}
 	if st.watchStop != nil {
 		st.watchStop()
 	}
@@ -248,16 +275,6 @@ func (st *agentState) stop() {
 	}
 	st.srv.Stop()
 	st.srv = nil
-}
-
-func (st *agentState) outQueued(ctx context.Context) int {
-	n := 0
-	_ = st.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
-		if p.State != nil && p.State.SessionState == api.PeerState_ESTABLISHED {
-			n += int(p.State.OutQ)
-		}
-	})
-	return n
 }
 
 func readPassword(pc bgp.PeerConfig) (string, error) {
@@ -345,23 +362,54 @@ func (st *agentState) applyServices(svcs []bgp.Service) {
 		if _, ok := st.services[s.Name]; ok {
 			continue
 		}
-		st.gen++
-		ss := &svcState{svc: s, gen: st.gen, since: time.Now(), cancel: func() {}}
+		ss := &svcState{svc: s, since: time.Now(), cancel: func() {}}
 		st.services[s.Name] = ss
-		if s.Check == nil {
-			ss.healthy = true
+		if h, ok := st.holds[s.Name]; ok {
+			st.setHeld(ss, h)
 			continue
 		}
-		ss.detail = "not checked yet"
-		c, err := newChecker(s.Name, ss.gen, *s.Check, st.health)
-		if err != nil {
-			ss.detail = err.Error()
-			st.log.Error("Health check cannot run: VIPs stay withdrawn", "service", s.Name, "err", err)
-			continue
-		}
-		ctx, cancel := context.WithCancel(st.runCtx)
-		ss.cancel = cancel
-		go c.run(ctx)
+		st.startCheck(ss)
+	}
+}
+
+// startCheck (re)starts a service's checker: the service is unhealthy
+// until Rise checks pass (healthy at once without a check).
+func (st *agentState) startCheck(ss *svcState) {
+	ss.cancel()
+	ss.cancel = func() {}
+	ss.held = nil
+	st.gen++
+	ss.gen = st.gen // events of an earlier checker are dropped
+	ss.since = time.Now()
+	s := ss.svc
+	if s.Check == nil {
+		ss.healthy, ss.detail = true, ""
+		return
+	}
+	ss.healthy, ss.detail = false, "not checked yet"
+	c, err := newChecker(s.Name, ss.gen, *s.Check, st.health)
+	if err != nil {
+		ss.detail = err.Error()
+		st.log.Error("Health check cannot run: VIPs stay withdrawn", "service", s.Name, "err", err)
+		return
+	}
+	ctx, cancel := context.WithCancel(st.runCtx)
+	ss.cancel = cancel
+	go c.run(ctx)
+}
+
+// setHeld makes a service unhealthy because it is held; its checker stops
+// (a release starts a new one).
+func (st *agentState) setHeld(ss *svcState, h bgp.Hold) {
+	ss.cancel()
+	ss.cancel = func() {}
+	st.gen++
+	ss.gen = st.gen
+	ss.healthy, ss.detail = false, "held: "+h.Reason
+	ss.held = &h
+	ss.since = h.Since
+	if ss.since.IsZero() {
+		ss.since = time.Now()
 	}
 }
 
@@ -422,16 +470,23 @@ func (st *agentState) reconcile() error {
 	want := st.desired()
 	key := st.attrKey()
 	var errs []error
+	var peers []sessionRef
+	listed := false
 	for p, an := range st.announced {
 		if _, ok := want[p]; ok {
 			continue
 		}
+		if !listed {
+			peers, listed = st.established(ctx), true
+		}
+		w := st.newWithdrawal(p, an, peers)
 		st.log.Info("Withdrawing", "prefix", p, "was", strings.Join(an.reasons, ", "))
 		if err := st.srv.DeletePath(ctx, &api.DeletePathRequest{Family: familyIPv4, Uuid: an.uuid}); err != nil {
 			errs = append(errs, fmt.Errorf("withdrawing %s: %w", p, err))
 			continue
 		}
 		delete(st.announced, p)
+		st.withdrawing[p] = w
 	}
 	prefixes := make([]netip.Prefix, 0, len(want))
 	for p := range want {
@@ -451,6 +506,7 @@ func (st *agentState) reconcile() error {
 			continue
 		}
 		st.log.Info("Announcing", "prefix", p, "for", strings.Join(reasons, ", "), "nexthop", st.cfg.NextHop)
+		mark := st.sent.mark()
 		resp, err := st.srv.AddPath(ctx, &api.AddPathRequest{Path: path})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("announcing %s: %w", p, err))
@@ -460,7 +516,8 @@ func (st *agentState) reconcile() error {
 		if ok {
 			since = an.since
 		}
-		st.announced[p] = &announcement{uuid: resp.Uuid, key: key, reasons: reasons, since: since}
+		st.announced[p] = &announcement{uuid: resp.Uuid, key: key, reasons: reasons, since: since, mark: mark}
+		delete(st.withdrawing, p)
 	}
 	return errors.Join(errs...)
 }
@@ -511,6 +568,7 @@ func (st *agentState) reload(cfg *bgp.Config) error {
 		return st.start(cfg)
 	}
 	st.cfg = cfg
+	st.loadHolds()
 	var errs []error
 	want := map[string]bgp.PeerConfig{}
 	for _, pc := range cfg.Peers {
@@ -602,7 +660,7 @@ func (st *agentState) status(ctx context.Context) (*bgp.Status, error) {
 	}
 	sort.Slice(s.Announced, func(i, j int) bool { return prefixLess(s.Announced[i].Prefix, s.Announced[j].Prefix) })
 	for _, sv := range st.services {
-		ss := bgp.ServiceStatus{Name: sv.svc.Name, VIPs: sv.svc.VIPs, Healthy: sv.healthy, Since: sv.since}
+		ss := bgp.ServiceStatus{Name: sv.svc.Name, VIPs: sv.svc.VIPs, Healthy: sv.healthy, Since: sv.since, Held: sv.held}
 		if !sv.healthy {
 			ss.Reason = sv.detail
 		}
@@ -612,6 +670,14 @@ func (st *agentState) status(ctx context.Context) (*bgp.Status, error) {
 		s.Services = append(s.Services, ss)
 	}
 	sort.Slice(s.Services, func(i, j int) bool { return s.Services[i].Name < s.Services[j].Name })
+	for p, left := range st.unsent(ctx) {
+		w := bgp.Withdrawal{Prefix: p.String()}
+		for _, r := range left {
+			w.Peers = append(w.Peers, r.String())
+		}
+		s.Withdrawing = append(s.Withdrawing, w)
+	}
+	sort.Slice(s.Withdrawing, func(i, j int) bool { return prefixLess(s.Withdrawing[i].Prefix, s.Withdrawing[j].Prefix) })
 	return s, nil
 }
 

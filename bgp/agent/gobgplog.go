@@ -11,8 +11,14 @@ import (
 // slogAdapter feeds gobgp's logs into a *slog.Logger. gobgp's informational
 // messages are chatty (every configuration step), so they are logged at
 // debug level; the agent logs session changes itself.
+//
+// With sent set, the adapter also feeds gobgp's "sent update" messages to
+// it, and so asks gobgp for debug messages whatever the log level (gobgp
+// only builds them when GetLevel says debug); they are still logged only
+// when the logger wants them.
 type slogAdapter struct {
-	l *slog.Logger
+	l    *slog.Logger
+	sent *sentLog
 }
 
 var _ gobgplog.Logger = slogAdapter{}
@@ -49,11 +55,19 @@ func (a slogAdapter) Fatal(msg string, f gobgplog.Fields) {
 func (a slogAdapter) Error(msg string, f gobgplog.Fields) { a.log(slog.LevelError, msg, f) }
 func (a slogAdapter) Warn(msg string, f gobgplog.Fields)  { a.log(slog.LevelWarn, msg, f) }
 func (a slogAdapter) Info(msg string, f gobgplog.Fields)  { a.log(slog.LevelDebug, msg, f) }
-func (a slogAdapter) Debug(msg string, f gobgplog.Fields) { a.log(slog.LevelDebug-4, msg, f) }
+func (a slogAdapter) Debug(msg string, f gobgplog.Fields) {
+	if a.sent != nil && msg == "sent update" {
+		a.sent.onSentUpdate(f)
+	}
+	a.log(slog.LevelDebug-4, msg, f)
+}
 
 func (a slogAdapter) SetLevel(gobgplog.LogLevel) {}
 
 func (a slogAdapter) GetLevel() gobgplog.LogLevel {
+	if a.sent != nil {
+		return gobgplog.DebugLevel
+	}
 	ctx := context.Background()
 	switch {
 	case a.l.Enabled(ctx, slog.LevelDebug-4):
