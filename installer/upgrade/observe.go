@@ -7,8 +7,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/tricenter/terraform-provider-tricenter/inventory"
 	"github.com/tricenter/terraform-provider-tricenter/internal/shell"
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
 // Binary names, as the servers' probe reports them (ProbeTarget.Name).

@@ -448,7 +448,7 @@ func (p *Plan) from() string {
 	names := map[string]string{CompEtcd: "etcd", CompControlPlane: "kube-apiserver", CompNode: "kubelet"}
 	var parts []string
 	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s %s on %d", names[k.comp], k.from, count[k]))
+		parts = append(parts, fmt.Sprintf("%s %s on %d servers", names[k.comp], k.from, count[k]))
 	}
 	return strings.Join(parts, ", ")
 }
