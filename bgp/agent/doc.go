@@ -7,7 +7,10 @@
 // it work through a channel (as gobgp's BgpServer does). Health checkers
 // (health.go) poll each service's endpoint and send transitions to that
 // loop; a VIP shared by several services stays announced while any of them
-// is healthy.
+// is healthy. A held service (hold.go) is unhealthy whatever its check
+// says, and Hold returns once its VIPs' withdrawal has been written to
+// every established session (sent.go learns that from gobgp's own record
+// of each UPDATE written).
 //
 // Only the agent binary imports this package: the provider and the
 // tricenter CLI use package bgp (derivation, rendering, the status protocol)

@@ -5,6 +5,8 @@
 //
 //	tricenter-bgp run --config /etc/tricenter/bgp/agent.yaml
 //	tricenter-bgp status [-o json]
+//	tricenter-bgp hold SERVICE --reason TEXT
+//	tricenter-bgp release SERVICE
 package main
 
 import (
@@ -71,7 +73,7 @@ SIGINT withdraws every announcement and exits.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	g.logFlags.Register(root.PersistentFlags())
-	root.AddCommand(newRunCmd(g), newStatusCmd(g), newCheckCmd(g))
+	root.AddCommand(newRunCmd(g), newStatusCmd(g), newHoldCmd(g), newReleaseCmd(g), newCheckCmd(g))
 	return root
 }
 

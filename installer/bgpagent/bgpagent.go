@@ -159,6 +159,9 @@ TimeoutStopSec=15
 Restart=always
 RestartSec=2
 RuntimeDirectory=tricenter-bgp
+# Holds (tricenter-bgp hold) live in /run/tricenter-bgp/holds: kept across
+# restarts of the agent, gone with a reboot.
+RuntimeDirectoryPreserve=yes
 NoNewPrivileges=yes
 ProtectSystem=strict
 ProtectHome=yes
