@@ -61,8 +61,8 @@ type Options struct {
 	// "pause.oci.tar", "coredns.oci.tar" and the container runtime's
 	// (RuntimeBinaries).
 	Binaries map[string]string
-	// PauseImage is containerd's sandbox_image (default DefaultPause); the
-	// pause tarball must hold it.
+	// PauseImage is containerd's pinned sandbox image (default
+	// DefaultPause); the pause tarball must hold it.
 	PauseImage string
 	// CoreDNSImage is the image the CoreDNS tarball holds (default
 	// DefaultCoreDNS).
