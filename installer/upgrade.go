@@ -829,6 +829,9 @@ func (x *upgradeRun) etcdReady(ctx context.Context, cli *etcd.Client, members []
 // remote-dr), else to any healthy member, and waits for the new leader.
 func (x *upgradeRun) moveLeadership(ctx context.Context, cli *etcd.Client, members []inventory.Member, h *etcd.ClusterHealth,
 	self inventory.Member, hs *phase.Host, to inventory.Version) error {
+	if len(h.Endpoints) != len(members) {
+		return fmt.Errorf("etcd's members could not be asked who leads (%s)", strings.Join(h.Problems, "; "))
+	}
 	var selfID uint64
 	ids := map[string]uint64{}
 	var upgraded, rest []string
