@@ -59,6 +59,9 @@ type UpgradeOptions struct {
 	Replan bool
 	// LockTimeout is as Options.LockTimeout (Upgrade only).
 	LockTimeout time.Duration
+	// Digest, when set, is the plan the caller showed and had confirmed:
+	// Upgrade refuses to run another (the cluster changed in between).
+	Digest string
 }
 
 // UpgradeResult is what PlanUpgrade found or Upgrade did.
@@ -144,6 +147,10 @@ func (e *Engine) Upgrade(ctx context.Context, o UpgradeOptions) (*UpgradeResult,
 	res := u.res
 	res.Lock = lockRes.Lock
 	defer func() { res.Took = time.Since(start) }()
+	if o.Digest != "" && o.Digest != res.Digest {
+		return res, fmt.Errorf("the plan is now %s, not the %s that was shown (the cluster or the record changed in between): look at the new plan and confirm it",
+			res.Digest, o.Digest)
+	}
 	if len(res.Plan.Steps) == 0 {
 		return res, e.removeUpgradeRecord()
 	}
@@ -172,7 +179,9 @@ func (e *Engine) Upgrade(ctx context.Context, o UpgradeOptions) (*UpgradeResult,
 		res.Paused = &p
 	}
 	if err != nil {
-		if obs, oerr := e.observeUpgrade(context.WithoutCancel(ctx), nil); oerr == nil {
+		octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*upgradeObserveTimeout)
+		defer cancel()
+		if obs, oerr := e.observeUpgrade(octx, nil); oerr == nil {
 			res.Observed, res.Status = obs, upgrade.Statuses(res.Plan, obs, j.CordonedByUpgrade)
 		}
 		return res, err
@@ -1015,8 +1024,10 @@ func (x *upgradeRun) waitControlPlane(ctx context.Context, h *phase.Host, self i
 		why := ""
 		if _, err := e.readyz(ctx, url); err != nil {
 			why = "kube-apiserver /readyz: " + err.Error()
-		} else if v, err := e.apiServerVersion(ctx, url); err != nil || v != to {
-			why = fmt.Sprintf("kube-apiserver reports %v (%v), not %s", v, err, to)
+		} else if v, err := e.apiServerVersion(ctx, url); err != nil {
+			why = "kube-apiserver " + err.Error()
+		} else if v != to {
+			why = fmt.Sprintf("kube-apiserver reports %s, not %s", v, to)
 		}
 		for _, c := range hostChecks {
 			if why != "" {

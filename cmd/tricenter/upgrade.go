@@ -170,6 +170,8 @@ func runUpgrade(ctx context.Context, g *globals, f *engineFlags, u *upgradeFlags
 			return &exitError{code: 1, err: errors.New("not upgraded")}
 		}
 	}
+	// The upgrade runs the plan that was shown, or none.
+	o.Digest = plan.Digest
 	res, err := e.Upgrade(ctx, o)
 	rep.Upgrade = res
 	if u.output == "json" {
