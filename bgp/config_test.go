@@ -57,6 +57,8 @@ peers:
 		{"bad duration", "services: [{name: a, vips: [198.18.46.1], check: {url: 'http://x', interval: soon}}]\n", `"soon" is not a duration`},
 		{"timeout above interval", "services: [{name: a, vips: [198.18.46.1], check: {url: 'http://x', interval: 1s, timeout: 2s}}]\n", "services[0].check.timeout: is 2s"},
 		{"duplicate service", "services: [{name: a, vips: [198.18.46.1]}, {name: a, vips: [198.18.46.2]}]\n", `services[1].name: "a" is used twice`},
+		{"service name", "services: [{name: ../etc, vips: [198.18.46.1]}]\n", `services[0].name: service name "../etc": use letters, digits`},
+		{"relative hold dir", "holdDir: holds\n", `holdDir: "holds" is not an absolute path`},
 		{"relative password file", "peers: [{name: c, address: 198.18.32.1, asn: 1, passwordFile: pw}]\n", `peers[0].passwordFile: "pw" is not an absolute path`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
