@@ -381,6 +381,12 @@ func (e *Engine) upgradeRecordPath() string {
 	return ""
 }
 
+// UpgradeInProgress returns the record of an upgrade in progress (nil
+// when there is none). While one is, an apply would install the
+// inventory's releases on every server at once: callers refuse to run
+// one (tricenter upgrade finishes it).
+func (e *Engine) UpgradeInProgress() (*upgrade.Record, error) { return e.readUpgradeRecord() }
+
 func (e *Engine) readUpgradeRecord() (*upgrade.Record, error) {
 	p := e.upgradeRecordPath()
 	if p == "" {
@@ -779,12 +785,18 @@ func (x *upgradeRun) etcdStep(ctx context.Context, s upgrade.Step) error {
 	if err := x.m.Run(ctx, phases...); err != nil {
 		return unwrapPhase(err)
 	}
-	if st := cli.Status(ctx, etcd.ClientURL(self.Address)); st.Version != "" {
-		if v, ok := upgrade.VersionIn(st.Version); ok && v == to {
-			return nil
-		}
+	st := cli.Status(ctx, etcd.ClientURL(self.Address))
+	v, ok := upgrade.VersionIn(st.Version)
+	if !ok {
+		return fmt.Errorf("etcd on %s does not say its version after the step (%s)", s.Host, st.Error)
 	}
-	// Installed by a run that stopped before the restart: restart it now.
+	if v == to {
+		return nil
+	}
+	// The binary was installed by a run that stopped before the restart
+	// (etcd/start restarts a member only when this run changed a file):
+	// restart it now.
+	e.log.Info("Restarting etcd: it still runs its old release", "host", s.Host, "runs", v, "release", to)
 	if _, err := x.etcdReady(ctx, cli, members, self); err != nil {
 		return err
 	}

@@ -58,6 +58,9 @@ func TestUpgradeRecordInTheStateDirectory(t *testing.T) {
 	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 || e.upgradeRecordPath() != path {
 		t.Fatalf("record file %s: %v, %v (engine says %s)", path, fi, err, e.upgradeRecordPath())
 	}
+	if inProgress, err := e.UpgradeInProgress(); err != nil || inProgress == nil || inProgress.Digest != plan.Digest() {
+		t.Fatalf("UpgradeInProgress: %+v, %v", inProgress, err)
+	}
 	back, err := e.readUpgradeRecord()
 	if err != nil || back.Digest != plan.Digest() || len(back.Plan.Steps) != 1 {
 		t.Fatalf("read back: %+v, %v", back, err)
