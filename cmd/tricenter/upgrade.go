@@ -206,7 +206,7 @@ func printUpgradePlan(w io.Writer, r *installer.UpgradeResult) {
 	case len(left) == 0:
 		fmt.Fprintln(w, "Every step is done")
 	default:
-		fmt.Fprintf(w, "%d steps to run, from step %d (%s)\n", len(left), left[0].Number, left[0].ID)
+		fmt.Fprintf(w, "%d %s to run, from step %d (%s)\n", len(left), plural(len(left), "step", "steps"), left[0].Number, left[0].ID)
 	}
 	if r.Record != "" && len(left) > 0 {
 		fmt.Fprintf(w, "Progress is recorded in %s\n", r.Record)
@@ -215,14 +215,15 @@ func printUpgradePlan(w io.Writer, r *installer.UpgradeResult) {
 
 func printUpgraded(w io.Writer, r *installer.UpgradeResult) {
 	if r.Outcome != nil {
-		fmt.Fprintf(w, "ran %d steps (%d found already done) in %v\n", len(r.Outcome.Ran), len(r.Outcome.AlreadyDone), r.Took.Round(time.Second))
+		fmt.Fprintf(w, "ran %d %s (%d found already done) in %v\n", len(r.Outcome.Ran), plural(len(r.Outcome.Ran), "step", "steps"), len(r.Outcome.AlreadyDone), r.Took.Round(time.Second))
 	}
 	if r.Lock != "" {
 		fmt.Fprintf(w, "locks held: %s\n", r.Lock)
 	}
 	if r.Paused != nil {
 		left := r.Remaining()
-		fmt.Fprintf(w, "paused at %s\n%d steps remain: fix that, then run the same command again to resume\n", r.Paused, len(left))
+		fmt.Fprintf(w, "paused at %s\n%d %s: fix that, then run the same command again to resume\n", r.Paused, len(left),
+			plural(len(left), "step remains", "steps remain"))
 		return
 	}
 	if r.Plan != nil && len(r.Remaining()) == 0 {

@@ -5,6 +5,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/tricenter/terraform-provider-tricenter/installer"
+	"github.com/tricenter/terraform-provider-tricenter/installer/upgrade"
 )
 
 const upgradeInventory = "../../examples/inventory/lab.yaml"
@@ -93,5 +97,40 @@ func TestUpgradeHelpNamesItsFlags(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("upgrade --help lacks %q", want)
 		}
+	}
+}
+
+// TestUpgradePrinting: a resumed, paused upgrade shows how far it got,
+// why it paused and where it goes on; a finished one says so.
+func TestUpgradePrinting(t *testing.T) {
+	steps := []upgrade.Step{
+		{ID: "etcd/a/v3.6.16", Number: 1, Batch: 1, Component: upgrade.CompEtcd, Action: upgrade.ActionLeader, Host: "a", From: "v3.5.35", To: "v3.6.16", Target: "v3.6.16"},
+		{ID: "node/b/v1.37.2", Number: 2, Batch: 2, Component: upgrade.CompNode, Action: upgrade.ActionNode, Host: "b", From: "v1.36.3", To: "v1.37.2", Target: "v1.37.2"},
+	}
+	plan := &upgrade.Plan{Cluster: "lab", Kubernetes: "v1.37.2", Etcd: "v3.6.16", MaxUnavailablePerRack: 1, Steps: steps}
+	pause := &upgrade.Pause{Step: steps[1].ID, Number: 2, Host: "b", Reason: "draining b: pods still on the node"}
+	r := &installer.UpgradeResult{Plan: plan, Digest: plan.Digest(), Resumed: true, Started: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC),
+		Status: map[string]string{steps[0].ID: "done", steps[1].ID: "pending"}, Paused: pause, Record: "/state/lab/upgrade.json"}
+	var b strings.Builder
+	printUpgradePlan(&b, r)
+	for _, want := range []string{"Upgrade in progress since ", ": 1 of 2 steps done\n", "Paused at step 2 (node/b/v1.37.2) on b: draining b: pods still on the node\n",
+		"  done\n", "  pending\n", "1 step to run, from step 2 (node/b/v1.37.2)\n", "Progress is recorded in /state/lab/upgrade.json\n"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("plan output lacks %q:\n%s", want, b.String())
+		}
+	}
+	b.Reset()
+	r.Outcome = &upgrade.Outcome{AlreadyDone: []string{steps[0].ID}}
+	printUpgraded(&b, r)
+	if !strings.Contains(b.String(), "ran 0 steps (1 found already done)") || !strings.Contains(b.String(), "paused at step 2 (node/b/v1.37.2) on b") ||
+		!strings.Contains(b.String(), "1 step remains: fix that, then run the same command again to resume") {
+		t.Errorf("paused run:\n%s", b.String())
+	}
+	b.Reset()
+	r.Paused, r.Status[steps[1].ID] = nil, "done"
+	r.Outcome = &upgrade.Outcome{AlreadyDone: []string{steps[0].ID}, Ran: []string{steps[1].ID}}
+	printUpgraded(&b, r)
+	if !strings.Contains(b.String(), "ran 1 step (1 found already done)") || !strings.Contains(b.String(), "upgraded: etcd v3.6.16, Kubernetes v1.37.2 on every server") {
+		t.Errorf("finished run:\n%s", b.String())
 	}
 }

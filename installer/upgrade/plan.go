@@ -448,7 +448,11 @@ func (p *Plan) from() string {
 	names := map[string]string{CompEtcd: "etcd", CompControlPlane: "kube-apiserver", CompNode: "kubelet"}
 	var parts []string
 	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s %s on %d servers", names[k.comp], k.from, count[k]))
+		servers := "servers"
+		if count[k] == 1 {
+			servers = "server"
+		}
+		parts = append(parts, fmt.Sprintf("%s %s on %d %s", names[k.comp], k.from, count[k], servers))
 	}
 	return strings.Join(parts, ", ")
 }
