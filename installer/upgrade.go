@@ -1143,20 +1143,35 @@ func (x *upgradeRun) nodeSteps(ctx context.Context, steps []upgrade.Step, j *upg
 		if err != nil {
 			return err
 		}
-		var keep []phase.Phase
-		for _, ph := range phases {
-			if id := phase.IDOf(ph); id == node.IDKubelet || id == node.IDKubeProxy {
-				keep = append(keep, ph)
+		// node/kubelet, then node/kube-proxy on the servers where the
+		// kubelet went through: a server that failed is not held back by
+		// the others, nor they by it.
+		for _, id := range []string{node.IDKubelet, node.IDKubeProxy} {
+			i := slices.IndexFunc(phases, func(ph phase.Phase) bool { return phase.IDOf(ph) == id })
+			if i < 0 {
+				return fmt.Errorf("the node phases have no %s", id)
 			}
-		}
-		if err := x.m.Run(ctx, keep...); err != nil {
-			byHostErr := hostErrorsOf(err)
+			var left []string
 			for _, n := range drained {
-				switch {
-				case byHostErr[n] != nil:
-					fail(n, byHostErr[n])
-				case len(byHostErr) == 0:
-					fail(n, unwrapPhase(err))
+				if failed[n] == nil {
+					left = append(left, n)
+				}
+			}
+			if len(left) == 0 {
+				break
+			}
+			if hp, ok := phases[i].(*phase.HostPhase); ok {
+				hp.Select = inventory.Selector{Servers: left}
+			}
+			if err := x.m.Run(ctx, phases[i]); err != nil {
+				byHostErr := hostErrorsOf(err)
+				for _, n := range left {
+					switch {
+					case byHostErr[n] != nil:
+						fail(n, fmt.Errorf("%s: %w", id, byHostErr[n]))
+					case len(byHostErr) == 0:
+						fail(n, unwrapPhase(err))
+					}
 				}
 			}
 		}
