@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tricenter/terraform-provider-tricenter/installer/controlplane"
+	"github.com/tricenter/terraform-provider-tricenter/installer/node"
 	"slices"
 	"sort"
 	"strings"
@@ -127,6 +129,9 @@ func (e *Engine) run(ctx context.Context, o Options, dry bool) (*Result, error) 
 		return nil, errors.New("every server of the run is excepted: nothing left to apply")
 	}
 	comps := sel.Components()
+	if err := e.checkReleases(sel); err != nil {
+		return nil, err
+	}
 	res := &Result{DryRun: dry, Components: comps, Changes: map[string][]string{}}
 	if !dry {
 		var unlock func()
@@ -173,7 +178,8 @@ func (e *Engine) run(ctx context.Context, o Options, dry bool) (*Result, error) 
 	}
 	res.Changes = m.Changes()
 	if !dry {
-		if err := e.record(sel.Has(etcd.PhaseMembership)); err != nil {
+		kube, etcdRelease := e.installedReleases(sel)
+		if err := e.record(sel.Has(etcd.PhaseMembership), kube, etcdRelease); err != nil {
 			return res, err
 		}
 	}
@@ -184,6 +190,50 @@ func (e *Engine) run(ctx context.Context, o Options, dry bool) (*Result, error) 
 		return res, ferr
 	}
 	return res, err
+}
+
+// checkReleases refuses an apply that would change the releases the
+// cluster runs: an apply converges every server at once, an upgrade takes
+// them one at a time (etcd members, then control-plane servers behind the
+// VIP, then drained nodes). An upgrade in progress is finished by
+// tricenter upgrade first.
+func (e *Engine) checkReleases(sel Selection) error {
+	rec, err := e.UpgradeInProgress()
+	if err != nil {
+		return err
+	}
+	if rec != nil {
+		return fmt.Errorf("an upgrade to Kubernetes %s and etcd %s is in progress (started %s): finish it with tricenter upgrade, then apply",
+			rec.Plan.Kubernetes, rec.Plan.Etcd, rec.Started.Format(time.RFC3339))
+	}
+	p := e.prior
+	if p == nil {
+		return nil
+	}
+	spec := e.cfg.Cluster.Spec
+	kubeRun := sel.Has(controlplane.PhaseBinaries) || sel.Has(node.IDKubelet) || sel.Has(node.IDKubeProxy)
+	if p.Kubernetes != "" && p.Kubernetes != spec.Kubernetes.Version && kubeRun {
+		return fmt.Errorf("the cluster runs Kubernetes %s and spec.kubernetes.version is %s: an apply would replace it on every server at once; "+
+			"run tricenter upgrade (one server at a time, nodes drained), then apply", p.Kubernetes, spec.Kubernetes.Version)
+	}
+	if p.Etcd != "" && p.Etcd != spec.Etcd.Version && sel.Has(etcd.PhaseInstall) {
+		return fmt.Errorf("the cluster runs etcd %s and spec.etcd.version is %s: an apply would replace it on every member at once; "+
+			"run tricenter upgrade (one member at a time, the leader last), then apply", p.Etcd, spec.Etcd.Version)
+	}
+	return nil
+}
+
+// installedReleases are the releases a successful run installed, by what
+// it selected ("": the run did not install that one).
+func (e *Engine) installedReleases(sel Selection) (kube, etcdRelease string) {
+	spec := e.cfg.Cluster.Spec
+	if sel.Has(controlplane.PhaseBinaries) || sel.Has(node.IDKubelet) {
+		kube = spec.Kubernetes.Version
+	}
+	if sel.Has(etcd.PhaseInstall) {
+		etcdRelease = spec.Etcd.Version
+	}
+	return kube, etcdRelease
 }
 
 // unwrapPhase drops the manager's `phase "…": ` prefix from a preflight

@@ -380,11 +380,18 @@ func (e *Engine) agentBinary() (string, error) {
 }
 
 // record saves the allocations of a successful apply so the next run
-// keeps them.
-func (e *Engine) record(etcdMembers bool) error {
-	p := &inventory.Prior{PodCIDRs: map[string]string{}}
+// keeps them, with the releases it installed (kube, etcdRelease; ""
+// keeps the recorded one).
+func (e *Engine) record(etcdMembers bool, kube, etcdRelease string) error {
+	p := &inventory.Prior{PodCIDRs: map[string]string{}, Kubernetes: kube, Etcd: etcdRelease}
 	if e.prior != nil {
 		p.EtcdMembers = append(p.EtcdMembers, e.prior.EtcdMembers...)
+		if kube == "" {
+			p.Kubernetes = e.prior.Kubernetes
+		}
+		if etcdRelease == "" {
+			p.Etcd = e.prior.Etcd
+		}
 	}
 	for name, cidr := range e.IPs().PodCIDRs {
 		p.PodCIDRs[name] = cidr.String()

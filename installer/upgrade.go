@@ -152,6 +152,9 @@ func (e *Engine) Upgrade(ctx context.Context, o UpgradeOptions) (*UpgradeResult,
 			res.Digest, o.Digest)
 	}
 	if len(res.Plan.Steps) == 0 {
+		if err := e.record(false, res.Plan.Kubernetes, res.Plan.Etcd); err != nil {
+			return res, err
+		}
 		return res, e.removeUpgradeRecord()
 	}
 	rec := u.rec
@@ -198,6 +201,9 @@ func (e *Engine) Upgrade(ctx context.Context, o UpgradeOptions) (*UpgradeResult,
 		return res, fmt.Errorf("after the last step, step %d (%s) is no longer done: %s: run tricenter upgrade again", left[0].Number, left[0].ID, why)
 	}
 	e.log.Info("Upgrade done", "plan", res.Digest, "kubernetes", res.Plan.Kubernetes, "etcd", res.Plan.Etcd)
+	if err := e.record(false, res.Plan.Kubernetes, res.Plan.Etcd); err != nil {
+		return res, err
+	}
 	return res, e.removeUpgradeRecord()
 }
 

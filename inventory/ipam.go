@@ -15,6 +15,11 @@ type Prior struct {
 	PodCIDRs map[string]string `json:"podCIDRs,omitempty"`
 	// EtcdMembers by server name.
 	EtcdMembers []string `json:"etcdMembers,omitempty"`
+	// Kubernetes and Etcd are the releases the cluster runs, as the last
+	// successful apply or upgrade left it ("": not recorded). An apply
+	// with other releases is refused: tricenter upgrade changes them.
+	Kubernetes string `json:"kubernetes,omitempty"`
+	Etcd       string `json:"etcd,omitempty"`
 }
 
 // IPPlan is the outcome of IP address management.
