@@ -239,11 +239,11 @@ func (e *Engine) upgradeTargets(o UpgradeOptions) (upgrade.Options, []string, er
 	}
 	var warns []string
 	if spec.Kubernetes.Version != "" && spec.Kubernetes.Version != kube {
-		warns = append(warns, fmt.Sprintf("the target Kubernetes %s is not the inventory's spec.kubernetes.version %s: set it to %s, or the next apply installs %s again",
+		warns = append(warns, fmt.Sprintf("the target Kubernetes %s is not the inventory's spec.kubernetes.version %s: set it to %s there: until then apply refuses, since the inventory asks for %s",
 			kube, spec.Kubernetes.Version, kube, spec.Kubernetes.Version))
 	}
 	if spec.Etcd.Version != "" && spec.Etcd.Version != etcdV {
-		warns = append(warns, fmt.Sprintf("the target etcd %s is not the inventory's spec.etcd.version %s: set it to %s, or the next apply installs %s again",
+		warns = append(warns, fmt.Sprintf("the target etcd %s is not the inventory's spec.etcd.version %s: set it to %s there: until then apply refuses, since the inventory asks for %s",
 			etcdV, spec.Etcd.Version, etcdV, spec.Etcd.Version))
 	}
 	return upgrade.Options{Kubernetes: kv, Etcd: ev, MaxUnavailablePerRack: o.MaxUnavailablePerRack,
