@@ -49,6 +49,8 @@ type Options struct {
 	// LockTimeout is how long a mutating run waits for another run's lock
 	// (DefaultLockTimeout; negative: not at all). Dry runs take no lock.
 	LockTimeout time.Duration
+	// locked: the caller (Upgrade) holds the locks already.
+	locked bool
 }
 
 // Timing is how long one component took.
@@ -133,7 +135,7 @@ func (e *Engine) run(ctx context.Context, o Options, dry bool) (*Result, error) 
 		return nil, err
 	}
 	res := &Result{DryRun: dry, Components: comps, Changes: map[string][]string{}}
-	if !dry {
+	if !dry && !o.locked {
 		var unlock func()
 		if ctx, unlock, err = e.lockRun(ctx, o, res); err != nil {
 			return nil, err // refused: nothing ran

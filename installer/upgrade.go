@@ -62,6 +62,9 @@ type UpgradeOptions struct {
 	// Digest, when set, is the plan the caller showed and had confirmed:
 	// Upgrade refuses to run another (the cluster changed in between).
 	Digest string
+	// Apply are the options of the apply that ends every upgrade (it
+	// converges what the steps do not touch and runs the gates).
+	Apply Options
 }
 
 // UpgradeResult is what PlanUpgrade found or Upgrade did.
@@ -88,6 +91,8 @@ type UpgradeResult struct {
 	Record string        `json:"record,omitempty"`
 	Lock   string        `json:"lock,omitempty"`
 	Took   time.Duration `json:"took"`
+	// Apply is the apply that ended the upgrade: its changes and gates.
+	Apply *Result `json:"apply,omitempty"`
 }
 
 // Remaining are the steps not done, in order.
@@ -155,7 +160,10 @@ func (e *Engine) Upgrade(ctx context.Context, o UpgradeOptions) (*UpgradeResult,
 		if err := e.record(false, res.Plan.Kubernetes, res.Plan.Etcd); err != nil {
 			return res, err
 		}
-		return res, e.removeUpgradeRecord()
+		if err := e.removeUpgradeRecord(); err != nil {
+			return res, err
+		}
+		return res, e.applyAfterUpgrade(ctx, o, res)
 	}
 	rec := u.rec
 	if rec == nil {
@@ -204,7 +212,32 @@ func (e *Engine) Upgrade(ctx context.Context, o UpgradeOptions) (*UpgradeResult,
 	if err := e.record(false, res.Plan.Kubernetes, res.Plan.Etcd); err != nil {
 		return res, err
 	}
-	return res, e.removeUpgradeRecord()
+	if err := e.removeUpgradeRecord(); err != nil {
+		return res, err
+	}
+	return res, e.applyAfterUpgrade(ctx, o, res)
+}
+
+// applyAfterUpgrade is the apply that ends an upgrade, under the
+// upgrade's locks: the cluster now runs the inventory's releases, so the
+// apply converges the rest (configuration, add-ons) and its gates check
+// the whole cluster.
+func (e *Engine) applyAfterUpgrade(ctx context.Context, o UpgradeOptions, res *UpgradeResult) error {
+	ao := o.Apply
+	ao.locked = true
+	e.log.Info("Applying after the upgrade: configuration, add-ons and the gates")
+	x := e
+	if spec := e.cfg.Cluster.Spec; spec.Kubernetes.Version != res.Plan.Kubernetes || spec.Etcd.Version != res.Plan.Etcd {
+		// --to another release than the inventory's: the apply keeps
+		// the releases just installed.
+		x = e.at(res.Plan.Kubernetes, res.Plan.Etcd)
+	}
+	ares, err := x.run(ctx, ao, false)
+	res.Apply = ares
+	if err != nil {
+		return fmt.Errorf("the upgrade is done; the apply after it failed: %w", err)
+	}
+	return nil
 }
 
 // prepared is an upgrade observed and planned.
