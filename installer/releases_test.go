@@ -65,3 +65,37 @@ func TestApplyRefusesAnotherRelease(t *testing.T) {
 		t.Fatalf("after the record: %v", err)
 	}
 }
+
+func TestCheckRecordedReleases(t *testing.T) {
+	c, lines, err := inventory.Load("../examples/inventory/three-center.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := state.Open(t.TempDir(), c.Metadata.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(Config{Cluster: c, Lines: lines, Store: st, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ kube, etcd, recKube, recEtcd, err string }{
+		{"v1.37.2", "v3.6.16", "", "", ""},
+		{"v1.37.2", "v3.6.16", "v1.36.3", "v3.5.35", ""},
+		{"v1.37.2", "v3.6.16", "v1.37.0", "v3.6.16", ""},
+		{"v1.37.2", "v3.6.16", "v1.35.4", "v3.6.16", "Kubernetes v1.35.4 → v1.37.2 skips a minor: upgrade to v1.36.x first"},
+		{"v1.36.3", "v3.6.16", "v1.37.2", "v3.6.16", "minor downgrade"},
+		{"v1.37.2", "v3.5.35", "v1.37.2", "v3.6.16", "etcd v3.6.16 → v3.5.35 is a minor downgrade"},
+	} {
+		e.cfg.Cluster.Spec.Kubernetes.Version, e.cfg.Cluster.Spec.Etcd.Version = tc.kube, tc.etcd
+		e.prior = &inventory.Prior{Kubernetes: tc.recKube, Etcd: tc.recEtcd}
+		err := e.CheckRecordedReleases()
+		if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%s/%s recorded, %s/%s wanted: %v, want %q", tc.recKube, tc.recEtcd, tc.kube, tc.etcd, err, tc.err)
+		}
+		need, err := e.UpgradeNeeded()
+		if want := (tc.recKube != "" && tc.recKube != tc.kube) || (tc.recEtcd != "" && tc.recEtcd != tc.etcd); need != want || err != nil {
+			t.Errorf("%+v: UpgradeNeeded %v, %v", tc, need, err)
+		}
+	}
+}

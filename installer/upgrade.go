@@ -1336,3 +1336,49 @@ func hostErrorsOf(err error) map[string]error {
 	walk(err)
 	return out
 }
+
+// UpgradeNeeded says whether the releases the cluster runs (as recorded
+// by the last apply or upgrade) differ from the inventory's, or an
+// upgrade is in progress: Apply refuses then, Upgrade is the way.
+func (e *Engine) UpgradeNeeded() (bool, error) {
+	if rec, err := e.UpgradeInProgress(); err != nil || rec != nil {
+		return rec != nil, err
+	}
+	p, spec := e.prior, e.cfg.Cluster.Spec
+	if p == nil {
+		return false, nil
+	}
+	return (p.Kubernetes != "" && p.Kubernetes != spec.Kubernetes.Version) || (p.Etcd != "" && p.Etcd != spec.Etcd.Version), nil
+}
+
+// CheckRecordedReleases checks the inventory's releases against the ones
+// the cluster runs as recorded, before anything is observed (a Terraform
+// plan): one Kubernetes minor at a time, no minor downgrade of Kubernetes
+// or etcd. Upgrade checks again against what it observes.
+func (e *Engine) CheckRecordedReleases() error {
+	p, spec := e.prior, e.cfg.Cluster.Spec
+	if p == nil {
+		return nil
+	}
+	check := func(what, from, to string) error {
+		if from == "" || from == to {
+			return nil
+		}
+		f, err := inventory.ParseVersion(from)
+		if err != nil {
+			return fmt.Errorf("the recorded %s release: %w", what, err)
+		}
+		t, err := inventory.ParseVersion(to)
+		if err != nil {
+			return fmt.Errorf("the %s release: %w", what, err)
+		}
+		switch {
+		case t.Major != f.Major || t.Minor > f.Minor+1:
+			return fmt.Errorf("%s %s → %s skips a minor: upgrade to v%d.%d.x first", what, f, t, f.Major, f.Minor+1)
+		case t.Minor < f.Minor:
+			return fmt.Errorf("%s %s → %s is a minor downgrade: not supported (restore from a snapshot instead)", what, f, t)
+		}
+		return nil
+	}
+	return errors.Join(check("Kubernetes", p.Kubernetes, spec.Kubernetes.Version), check("etcd", p.Etcd, spec.Etcd.Version))
+}

@@ -450,6 +450,13 @@ func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 	}
 	plan.ID = types.StringValue(name)
 	plan.KubeVersion = types.StringValue(e.Cluster().Spec.Kubernetes.Version)
+	if err := e.CheckRecordedReleases(); err != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("kubernetes_version"), "Upgrade refused", err.Error()+".")
+		return
+	}
+	if upgrading, err := e.UpgradeNeeded(); err == nil && upgrading && !req.State.Raw.IsNull() {
+		resp.Diagnostics.AddAttributeWarning(path.Root("kubernetes_version"), "This update upgrades the cluster", upgradePlanText(ctx, e))
+	}
 	plan.APIServerURL = types.StringValue(e.APIServerURL())
 	plan.InventorySHA256 = types.StringValue(fsutil.SHA256Hex(doc))
 	plan.Healthy = types.BoolValue(true)
@@ -473,6 +480,25 @@ func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 	plan.Problems = types.ListUnknown(types.StringType)
 	plan.EtcdPerCenter = types.MapUnknown(types.Int64Type)
 	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
+}
+
+// upgradePlanText is the upgrade an update runs, step by step, as
+// observed now (or why it could not be planned yet: the apply plans again
+// from what it observes).
+func upgradePlanText(ctx context.Context, e *installer.Engine) string {
+	head := fmt.Sprintf("The cluster runs other releases than Kubernetes %s and etcd %s: the update upgrades it one server at a time "+
+		"(etcd members, the leader last; control-plane servers with the API VIP withdrawn first; nodes cordoned and drained, PodDisruptionBudgets "+
+		"honoured), then applies and runs the gates. A failed step pauses the upgrade; the next apply resumes it.\n\n",
+		e.Cluster().Spec.Kubernetes.Version, e.Cluster().Spec.Etcd.Version)
+	res, err := e.PlanUpgrade(ctx, installer.UpgradeOptions{})
+	if err != nil {
+		return head + "The steps could not be planned now (" + err.Error() + "); the apply plans them from what it observes then."
+	}
+	var b strings.Builder
+	if err := res.Plan.Render(&b, res.Status); err != nil {
+		return head + err.Error()
+	}
+	return head + b.String()
 }
 
 // membershipMessage tells what an update does to etcd, and the windows
@@ -565,7 +591,28 @@ func (r *clusterResource) apply(ctx context.Context, m *clusterResourceModel, st
 	o := installer.Options{Only: comps, Skip: skip, Except: nodeServers,
 		WaitReachable: waitReachable(m.WaitReachable), AcceptTransientRisk: m.AcceptRisk.ValueBool()}
 	tflog.Info(ctx, "Applying the cluster", map[string]any{"cluster": e.Cluster().Metadata.Name, "components": comps, "skip_phases": skip})
-	res, applyErr := e.Apply(ctx, o)
+	var res *installer.Result
+	var applyErr error
+	upgrading, err := e.UpgradeNeeded()
+	switch {
+	case err != nil:
+		applyErr = err
+	case upgrading:
+		// Another release than the one the cluster runs: a rolling
+		// upgrade, ending with the apply.
+		tflog.Info(ctx, "Upgrading the cluster", map[string]any{"cluster": e.Cluster().Metadata.Name,
+			"kubernetes": e.Cluster().Spec.Kubernetes.Version, "etcd": e.Cluster().Spec.Etcd.Version})
+		var ures *installer.UpgradeResult
+		ures, applyErr = e.Upgrade(ctx, installer.UpgradeOptions{Apply: o})
+		if ures != nil {
+			res = ures.Apply
+			if ures.Paused != nil {
+				applyErr = fmt.Errorf("upgrade paused: %w (the next apply resumes it)", applyErr)
+			}
+		}
+	default:
+		res, applyErr = e.Apply(ctx, o)
+	}
 	m.Kubeconfig = types.StringNull()
 	// AdminKubeconfig may issue the admin certificate: before the state is
 	// encoded, so it is kept.
