@@ -29,8 +29,9 @@
 #   hack/artifacts/build.sh [etcd] [kubernetes] [runtime] [pause] [coredns] [agent] [probe]
 #   (default: all of them)
 #   ARTIFACTS_DIR=/path hack/artifacts/build.sh etcd
-set -euo pipefail
+set -eEuo pipefail
 shopt -s inherit_errexit
+trap 'echo "hack/artifacts/build.sh: line $LINENO: $BASH_COMMAND failed" >&2' ERR
 root=$(cd "$(dirname "$0")/../.." && pwd)
 out=${ARTIFACTS_DIR:-$root/.cache/artifacts}
 mkdir -p "$out"
@@ -57,7 +58,7 @@ KUBE_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-pr
 ETCD_BINS=(etcd etcdctl)
 
 # stamp DIR: a hash of the build module's inputs.
-stamp() { (cd "$1" && cat go.mod go.sum ./*.go 2>/dev/null | sha256sum | cut -d' ' -f1); }
+stamp() { (cd "$1" && shopt -s nullglob && cat go.mod go.sum ./*.go | sha256sum | cut -d' ' -f1); }
 
 # fresh NAME STAMP BIN...: true when every BIN exists and the stamp of NAME
 # is STAMP.
@@ -123,8 +124,9 @@ build_etcd_release() {
   local st; st=$( (stamp "$dir"; declare -f build_etcd_release) | sha256sum | cut -d' ' -f1)
   if fresh "etcd-$rel" "$st" $(versioned "$v" "${ETCD_BINS[@]}"); then echo "etcd $v: up to date in $out"; return; fi
   echo "==> building etcd $v and etcdctl $v"
-  (cd "$dir" && go build -trimpath -ldflags='-s -w' -o "$out/.etcd-$v.tmp" . &&
-    go build -trimpath -ldflags='-s -w' -o "$out/.etcdctl-$v.tmp" go.etcd.io/etcd/etcdctl/v3)
+  local ld="-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=tricenter-$v"
+  (cd "$dir" && go build -trimpath -ldflags "$ld" -o "$out/.etcd-$v.tmp" . &&
+    go build -trimpath -ldflags "$ld" -o "$out/.etcdctl-$v.tmp" go.etcd.io/etcd/etcdctl/v3)
   install_bin "$out/.etcd-$v.tmp" "etcd-$v"
   install_bin "$out/.etcdctl-$v.tmp" "etcdctl-$v"
   echo "$st" > "$out/.etcd-$rel.stamp"
@@ -257,6 +259,7 @@ build_runtime() {
   cv=$(cd "$a/containerd" && go list -m -f '{{.Version}}' github.com/containerd/containerd/v2)
   rv=$(cd "$a/runc" && go list -m -f '{{.Version}}' github.com/opencontainers/runc)
   nv=$(cd "$a/cni" && go list -m -f '{{.Version}}' github.com/containernetworking/plugins)
+  command -v gcc >/dev/null || { echo "runtime: gcc is missing (runc is cgo): run make deps (hack/packages.txt)" >&2; exit 1; }
   local cld="-s -w -X github.com/containerd/containerd/v2/version.Version=$cv -X github.com/containerd/containerd/v2/version.Revision=tricenter-$cv"
   for b in containerd containerd-shim-runc-v2 ctr; do
     echo "==> building $b $cv"
