@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -64,6 +65,10 @@ type engineRequest struct {
 	// diagnostics point at VersionAttr.
 	KubernetesVersion string
 	VersionAttr       path.Path
+	// FollowReleases takes the releases the first state records (the
+	// cluster's, for tricenter_node) instead of the inventory's, so a
+	// node follows its cluster through an upgrade.
+	FollowReleases bool
 }
 
 // engineRun is one engine over the engine state in memory (state.Mem): no
@@ -107,6 +112,9 @@ func openEngine(ctx context.Context, data *providerData, req engineRequest) (*en
 		inputs = append(inputs, f)
 		files = overlay(files, f)
 	}
+	if req.FollowReleases && len(inputs) > 0 {
+		c = followReleases(c, inputs[0])
+	}
 	src := req.Inventory.source()
 	run, err := newEngineRun(ctx, engineOptions{Cluster: withoutServers(c, req.Drop), Lines: lines, Source: src.name, Files: files, Data: data})
 	if err != nil {
@@ -119,6 +127,24 @@ func openEngine(ctx context.Context, data *providerData, req engineRequest) (*en
 	}
 	run.inputs = inputs
 	return run, diags
+}
+
+// followReleases is c with the releases the engine state files record
+// (prior.json, written by the last apply or upgrade), when it records
+// them.
+func followReleases(c *inventory.Cluster, files map[string]string) *inventory.Cluster {
+	var p inventory.Prior
+	if err := json.Unmarshal([]byte(files["prior.json"]), &p); err != nil || (p.Kubernetes == "" && p.Etcd == "") {
+		return c
+	}
+	cc := *c
+	if p.Kubernetes != "" {
+		cc.Spec.Kubernetes.Version = p.Kubernetes
+	}
+	if p.Etcd != "" {
+		cc.Spec.Etcd.Version = p.Etcd
+	}
+	return &cc
 }
 
 // checkKubernetesVersion is the inventory's rule for spec.kubernetes.version.

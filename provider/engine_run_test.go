@@ -186,3 +186,22 @@ func TestCheckKubernetesVersion(t *testing.T) {
 		}
 	}
 }
+
+// A node follows the releases its cluster's state records, not the
+// inventory's, so that it is upgraded with its cluster.
+func TestFollowReleases(t *testing.T) {
+	c := &inventory.Cluster{}
+	c.Spec.Kubernetes.Version, c.Spec.Etcd.Version = "v1.37.2", "v3.6.16"
+	got := followReleases(c, map[string]string{"prior.json": `{"kubernetes":"v1.36.3","etcd":"v3.5.35"}`})
+	if got.Spec.Kubernetes.Version != "v1.36.3" || got.Spec.Etcd.Version != "v3.5.35" {
+		t.Fatalf("followed %s / %s", got.Spec.Kubernetes.Version, got.Spec.Etcd.Version)
+	}
+	if c.Spec.Kubernetes.Version != "v1.37.2" {
+		t.Fatal("the inventory was changed in place")
+	}
+	for _, files := range []map[string]string{nil, {"prior.json": `{"podCIDRs":{}}`}, {"prior.json": "not json"}} {
+		if got := followReleases(c, files); got.Spec.Kubernetes.Version != "v1.37.2" {
+			t.Fatalf("%v: followed %s", files, got.Spec.Kubernetes.Version)
+		}
+	}
+}

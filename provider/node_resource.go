@@ -75,7 +75,7 @@ func (m nodeResourceModel) engineRequest() engineRequest {
 	return engineRequest{Inventory: m.input(), States: []stateInput{
 		{Value: m.ClusterState, Attr: path.Root("cluster_state"), What: "cluster state"},
 		{Value: m.State, Attr: path.Root("state"), What: "node state"},
-	}}
+	}, FollowReleases: true}
 }
 
 // configured reports whether the inventory is known: false right after an
