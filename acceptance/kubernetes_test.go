@@ -162,7 +162,12 @@ func TestKubernetes(t *testing.T) {
 		t.Logf("%s: %v", name, timings[name].Round(time.Millisecond))
 	}
 
-	e := k.engine(t, k.cluster(t, newWorker))
+	// The cluster is installed at the previous releases and upgraded to
+	// the inventory's near the end (checkRollingUpgrade).
+	from := func(c *inventory.Cluster) *inventory.Cluster {
+		return atReleases(c, upgradeFromKubernetes, upgradeFromEtcd)
+	}
+	e := k.engine(t, from(k.cluster(t, newWorker)))
 	step("cold apply", func() {
 		res, err := e.Apply(ctx, installer.Options{})
 		if err != nil {
@@ -187,7 +192,7 @@ func TestKubernetes(t *testing.T) {
 	checkKubectlNodes(t, ctx, k, kubeconfig, e.Cluster(), newWorker)
 	checkRouterRoutes(t, k, e)
 	step("CA guard: foreign, empty and partial states refused", func() {
-		checkCAGuard(t, ctx, k, k.cluster(t, newWorker), e)
+		checkCAGuard(t, ctx, k, from(k.cluster(t, newWorker)), e)
 	})
 
 	step("no-op re-apply", func() {
@@ -218,7 +223,7 @@ func TestKubernetes(t *testing.T) {
 		healthy(t, ctx, e, 3*time.Minute, "after the node came back")
 	})
 
-	full := k.engine(t, k.cluster(t))
+	full := k.engine(t, from(k.cluster(t)))
 	step("add one worker", func() {
 		res, err := full.Apply(ctx, installer.Options{})
 		if err != nil {
@@ -260,7 +265,7 @@ func TestKubernetes(t *testing.T) {
 			t.Errorf("route of the removed worker: %v", err)
 		}
 	})
-	e = k.engine(t, k.cluster(t, newWorker))
+	e = k.engine(t, from(k.cluster(t, newWorker)))
 
 	for _, center := range []string{"dc3", "dc1", "dc2"} {
 		// A drill starts from a whole cluster: the center of the last
@@ -283,6 +288,21 @@ func TestKubernetes(t *testing.T) {
 		})
 		step("drill "+center, func() { drillCenter(t, ctx, k, e, center) })
 	}
+
+	step("rolling upgrade "+upgradeFromKubernetes+" → "+k.cluster(t).Spec.Kubernetes.Version+" (CLI killed once, resumed)", func() {
+		healthy(t, ctx, e, 3*time.Minute, "before the upgrade")
+		target := k.cluster(t, newWorker)
+		checkRollingUpgrade(t, ctx, k, e, kubeconfig, buildCLI(t, ctx, k, newWorker))
+		e = k.engine(t, target)
+		healthy(t, ctx, e, 3*time.Minute, "after the upgrade")
+		res, err := e.Apply(ctx, installer.Options{})
+		if err != nil {
+			t.Fatalf("apply after the upgrade: %v", err)
+		}
+		if !res.Converged() {
+			t.Errorf("the apply after the upgrade changed things: hosts %v, API %v", res.Changes, res.APIChanges)
+		}
+	})
 
 	step("one writer at a time (CLI + CLI, kill -9 mid etcd phase)", func() {
 		healthy(t, ctx, e, 3*time.Minute, "before the lock checks")

@@ -1,0 +1,413 @@
+package acceptance
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/tricenter/terraform-provider-tricenter/installer"
+	"github.com/tricenter/terraform-provider-tricenter/installer/artifacts"
+	"github.com/tricenter/terraform-provider-tricenter/installer/upgrade"
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
+)
+
+// The releases the upgrade scenario starts from: the newest patches of
+// the previous minors the artifact set holds.
+const (
+	upgradeFromKubernetes = "v1.36.3"
+	upgradeFromEtcd       = "v3.5.35"
+)
+
+// upgradeWorkload is a Deployment spread over the three centers (the
+// control-plane servers' kubelets take pods too) behind a Service on a
+// load-balancer VIP every node announces, with a PodDisruptionBudget that
+// lets one pod go at a time. The pods stop gracefully: a preStop sleep
+// outlasts the endpoint's removal from every kube-proxy.
+const upgradeWorkload = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: upgrade-web, namespace: default}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: upgrade-web}}
+  template:
+    metadata: {labels: {app: upgrade-web}}
+    spec:
+      tolerations: [{key: node-role.kubernetes.io/control-plane, operator: Exists, effect: NoSchedule}]
+      topologySpreadConstraints:
+        - {maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: DoNotSchedule, labelSelector: {matchLabels: {app: upgrade-web}}}
+      terminationGracePeriodSeconds: 15
+      containers:
+        - name: web
+          image: ` + installer.ProbeImage + `
+          imagePullPolicy: Never
+          args: [serve, --listen, ":8080"]
+          ports: [{containerPort: 8080}]
+          readinessProbe: {httpGet: {path: /whoami, port: 8080}, periodSeconds: 1, failureThreshold: 1}
+          lifecycle: {preStop: {sleep: {seconds: 5}}}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: upgrade-web, namespace: default}
+spec:
+  maxUnavailable: 1
+  selector: {matchLabels: {app: upgrade-web}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: upgrade-web, namespace: default}
+spec:
+  selector: {app: upgrade-web}
+  externalIPs: [@VIP@]
+  ports: [{port: 80, targetPort: 8080}]
+`
+
+// probeSeries is one prober's tally.
+type probeSeries struct {
+	Name       string
+	OK, Failed int
+	// LongestGap is the longest time between two answered probes.
+	LongestGap time.Duration
+	FirstError string
+	lastOK     time.Time
+}
+
+func (s *probeSeries) record(at time.Time, err error) {
+	if err != nil {
+		s.Failed++
+		if s.FirstError == "" {
+			s.FirstError = at.Format("15:04:05.000") + " " + err.Error()
+		}
+		return
+	}
+	s.OK++
+	if !s.lastOK.IsZero() && at.Sub(s.lastOK) > s.LongestGap {
+		s.LongestGap = at.Sub(s.lastOK)
+	}
+	s.lastOK = at
+}
+
+func (s *probeSeries) String() string {
+	r := fmt.Sprintf("%-26s %6d ok %4d failed, longest gap %v", s.Name, s.OK, s.Failed, s.LongestGap.Round(time.Millisecond))
+	if s.FirstError != "" {
+		r += " (first failure " + s.FirstError + ")"
+	}
+	return r
+}
+
+// upgradeProbes run while an upgrade runs: the API's /readyz through the
+// VIP and the Service from outside the racks every 100 ms, each on a new
+// connection (a request lands where the routers send it now), and etcd
+// writes through its client (every member as endpoint) whose
+// acknowledgements are checked afterwards.
+type upgradeProbes struct {
+	API, Service, Etcd probeSeries
+	acked              []string
+	stop               context.CancelFunc
+	wg                 sync.WaitGroup
+	mu                 sync.Mutex
+}
+
+func startUpgradeProbes(t testing.TB, ctx context.Context, e *installer.Engine, serviceURL string) *upgradeProbes {
+	t.Helper()
+	p := &upgradeProbes{API: probeSeries{Name: "API /readyz via the VIP"}, Service: probeSeries{Name: "Service via its LB VIP"},
+		Etcd: probeSeries{Name: "etcd writes"}}
+	ctx, p.stop = context.WithCancel(ctx)
+	kc, err := e.AdminKubeconfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := clientcmd.RESTConfigFromKubeConfig(kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(rc.TLSClientConfig.CAData) {
+		t.Fatal("the admin kubeconfig holds no CA certificate")
+	}
+	fresh := func(tc *tls.Config) *http.Client {
+		return &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: tc, Proxy: nil,
+			DialContext: (&net.Dialer{Timeout: time.Second}).DialContext}}
+	}
+	apiClient := fresh(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+	svcClient := fresh(nil)
+	get := func(c *http.Client, url string) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: %s", url, resp.Status)
+		}
+		return nil
+	}
+	every := func(s *probeSeries, f func() error) {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			tick := time.NewTicker(100 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+				err := f()
+				if ctx.Err() != nil {
+					return
+				}
+				p.mu.Lock()
+				s.record(time.Now(), err)
+				p.mu.Unlock()
+			}
+		}()
+	}
+	vip := "https://" + net.JoinHostPort(e.IPs().APIVIP.String(), fmt.Sprint(installer.APIPort)) + "/readyz"
+	every(&p.API, func() error { return get(apiClient, vip) })
+	every(&p.Service, func() error { return get(svcClient, serviceURL) })
+	ep, err := e.EtcdPKI(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := e.EtcdClient(ep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	every(&p.Etcd, func() error {
+		n++
+		key := fmt.Sprintf("/tricenter-upgrade-probe/%06d", n)
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_, err := cli.KV().Put(wctx, key, "v")
+		if err == nil {
+			p.mu.Lock()
+			p.acked = append(p.acked, key)
+			p.mu.Unlock()
+		}
+		return err
+	})
+	t.Cleanup(func() {
+		p.stop()
+		p.wg.Wait()
+		_ = cli.Close()
+	})
+	return p
+}
+
+// finish stops the probes and counts the acknowledged etcd writes that
+// etcd no longer has (it must be none).
+func (p *upgradeProbes) finish(ctx context.Context, e *installer.Engine) (lost int, err error) {
+	p.stop()
+	p.wg.Wait()
+	ep, err := e.EtcdPKI(false)
+	if err != nil {
+		return 0, err
+	}
+	cli, err := e.EtcdClient(ep)
+	if err != nil {
+		return 0, err
+	}
+	defer cli.Close()
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	resp, err := cli.KV().Get(rctx, "/tricenter-upgrade-probe/", clientv3.WithPrefix())
+	if err != nil {
+		return 0, fmt.Errorf("reading the probe keys back: %w", err)
+	}
+	have := map[string]bool{}
+	for _, kv := range resp.Kvs {
+		have[string(kv.Key)] = true
+	}
+	for _, k := range p.acked {
+		if !have[k] {
+			lost++
+		}
+	}
+	return lost, nil
+}
+
+// upgradeVIP is the load-balancer VIP of the scenario's Service: the
+// first of spec.network.loadBalancerVIPs.
+func upgradeVIP(t testing.TB, c *inventory.Cluster) netip.Addr {
+	t.Helper()
+	if len(c.Spec.Network.LoadBalancerVIPs) == 0 {
+		t.Fatal("the lab inventory has no spec.network.loadBalancerVIPs: the upgrade scenario's Service needs one")
+	}
+	a, err := netip.ParseAddr(c.Spec.Network.LoadBalancerVIPs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// deployUpgradeWorkload applies upgradeWorkload and waits until its pods
+// are Ready and the Service answers through its VIP from this machine.
+func deployUpgradeWorkload(t testing.TB, ctx context.Context, k *kubeLab, kubeconfig string, vip netip.Addr) string {
+	t.Helper()
+	if err := k.lab.RouteFromHost(ctx, netip.PrefixFrom(vip, 32)); err != nil {
+		t.Fatal(err)
+	}
+	kubectl := filepath.Join(k.arts, artifacts.DefaultName("kubectl"))
+	manifest := filepath.Join(k.dir, "upgrade-workload.yaml")
+	if err := os.WriteFile(manifest, []byte(strings.ReplaceAll(upgradeWorkload, "@VIP@", vip.String())), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"apply", "-f", manifest},
+		{"-n", "default", "rollout", "status", "deployment/upgrade-web", "--timeout", "3m"},
+	} {
+		out, err := exec.CommandContext(ctx, kubectl, append([]string{"--kubeconfig", kubeconfig}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	url := "http://" + vip.String() + "/whoami"
+	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
+	if err := pollUntil(ctx, 2*time.Minute, func() error {
+		resp, err := c.Get(url)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return errors.New(resp.Status)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("the Service through %s: %v", url, err)
+	}
+	return url
+}
+
+// upgradeRecord reads the CLI's record of the upgrade in progress (nil
+// when there is none).
+func upgradeRecord(stateDir, cluster string) (*upgrade.Record, error) {
+	b, err := os.ReadFile(filepath.Join(stateDir, cluster, installer.UpgradeFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var r upgrade.Record
+	return &r, json.Unmarshal(b, &r)
+}
+
+// checkRollingUpgrade upgrades the lab from upgradeFromKubernetes and
+// upgradeFromEtcd to the inventory's releases with the CLI, killed with
+// SIGKILL once a few steps are done and run again, which resumes; probes
+// run throughout. It returns them for the caller to judge.
+func checkRollingUpgrade(t *testing.T, ctx context.Context, k *kubeLab, e *installer.Engine, kubeconfig string, c *cli) *upgradeProbes {
+	t.Helper()
+	target := k.cluster(t)
+	url := deployUpgradeWorkload(t, ctx, k, kubeconfig, upgradeVIP(t, target))
+	plan := c.start(t, ctx, "upgrade", "--dry-run")
+	if err := plan.wait(ctx); err != nil {
+		t.Fatalf("tricenter upgrade --dry-run: %v\n%s", err, plan.stderr())
+	}
+	t.Logf("the upgrade plan:\n%s", plan.out.String())
+	for _, want := range []string{upgradeFromKubernetes, target.Spec.Kubernetes.Version, upgradeFromEtcd, target.Spec.Etcd.Version} {
+		if !strings.Contains(plan.out.String(), want) {
+			t.Errorf("the plan does not mention %s", want)
+		}
+	}
+	probes := startUpgradeProbes(t, ctx, e, url)
+	start := time.Now()
+	first := c.start(t, ctx, "upgrade", "--yes", "--log-format", "text")
+	// Killed once three steps are recorded done (etcd members).
+	var done []string
+	if err := pollUntil(ctx, 10*time.Minute, func() error {
+		select {
+		case <-first.done:
+			return fmt.Errorf("the upgrade ended (%v) before it could be killed:\n%s", first.err, first.stderr())
+		default:
+		}
+		r, err := upgradeRecord(k.stateDir, target.Metadata.Name)
+		if err != nil || r == nil || len(r.Completed) < 3 {
+			return fmt.Errorf("not 3 steps done yet (%v)", err)
+		}
+		done = r.Completed
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.wait(ctx)
+	t.Logf("killed the upgrade after %v with %d steps done (%s)", time.Since(start).Round(time.Millisecond), len(done), strings.Join(done, ", "))
+	second := c.start(t, ctx, "upgrade", "--yes", "--log-format", "text")
+	if err := second.wait(ctx); err != nil {
+		t.Fatalf("the resumed upgrade: %v\n%s\n%s", err, second.out.String(), second.stderr())
+	}
+	took := time.Since(start)
+	if !strings.Contains(second.out.String()+second.stderr(), "resum") {
+		t.Errorf("the second run does not say it resumed:\n%s", second.out.String())
+	}
+	lost, err := probes.finish(ctx, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("upgrade (killed once, resumed) took %v:\n  %s\n  %s\n  %s; %d acknowledged writes, %d lost",
+		took.Round(time.Second), probes.API.String(), probes.Service.String(), probes.Etcd.String(), len(probes.acked), lost)
+	if lost > 0 {
+		t.Errorf("%d acknowledged etcd writes are gone after the upgrade", lost)
+	}
+	if r, err := upgradeRecord(k.stateDir, target.Metadata.Name); err != nil || r != nil {
+		t.Errorf("the upgrade record is still there (%v): %+v", err, r)
+	}
+	checkNodeVersions(t, ctx, k, kubeconfig, target.Spec.Kubernetes.Version)
+	return probes
+}
+
+// checkNodeVersions: kubectl lists every node Ready with the kubelet
+// release want.
+func checkNodeVersions(t *testing.T, ctx context.Context, k *kubeLab, kubeconfig, want string) {
+	t.Helper()
+	out, err := exec.CommandContext(ctx, filepath.Join(k.arts, artifacts.DefaultName("kubectl")), "--kubeconfig", kubeconfig,
+		"get", "nodes", "-o", "jsonpath={range .items[*]}{.metadata.name} {.status.nodeInfo.kubeletVersion}{\"\\n\"}{end}").CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl get nodes: %v\n%s", err, out)
+	}
+	lines := strings.Fields(strings.ReplaceAll(strings.TrimSpace(string(out)), "\n", " | "))
+	var bad []string
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(l)
+		if len(f) != 2 || f[1] != want {
+			bad = append(bad, l)
+		}
+	}
+	if len(bad) > 0 || len(lines) == 0 {
+		t.Errorf("nodes not at %s: %v\n%s", want, bad, out)
+	}
+	t.Logf("kubectl get nodes: every node at %s", want)
+}
+
+// atReleases is c installing the given releases.
+func atReleases(c *inventory.Cluster, kube, etcdRelease string) *inventory.Cluster {
+	c.Spec.Kubernetes.Version, c.Spec.Etcd.Version = kube, etcdRelease
+	return c
+}
