@@ -11,7 +11,9 @@
 # release, and its binaries are named <binary>-<version> (kubelet-v1.37.2,
 # kube-apiserver-v1.36.3, etcd-v3.6.16, etcdctl-v3.5.35), as the installer
 # asks for them (installer/artifacts.Versioned). Unversioned binaries of an
-# older layout (kubelet, etcd, ...) are removed from the directory.
+# older layout (kubelet, etcd, ...) are removed from the directory. The same
+# build module and Go give the same bytes (-trimpath; Kubernetes' build date
+# is its release's).
 #
 # runtime is containerd 2 (containerd, containerd-shim-runc-v2, ctr), runc
 # (static, cgo) and the CNI plugins the node agents use (bridge, host-local,
@@ -140,7 +142,9 @@ build_kubernetes() {
 
 # build_kubernetes_release DIR: the Kubernetes binaries of the release the
 # build module in DIR pins, as NAME-VERSION, stamped with their version as
-# the upstream build does (hack/lib/version.sh).
+# the upstream build does (hack/lib/version.sh). The build date is the
+# release's (its module version's time), so the same module gives the same
+# bytes.
 build_kubernetes_release() {
   local dir=$1 rel=${1##*/} t0=$SECONDS
   local v; v=$(modversion "$dir" k8s.io/kubernetes)
@@ -148,7 +152,8 @@ build_kubernetes_release() {
   if fresh "kubernetes-$rel" "$st" $(versioned "$v" "${KUBE_BINS[@]}"); then echo "kubernetes $v: up to date in $out"; return; fi
   local minor=${v#v1.}; minor=${minor%%.*}
   local pkg=k8s.io/component-base/version cg=k8s.io/client-go/pkg/version
-  local date; date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+  local date; date=$(cd "$dir" && go list -m -f '{{if .Time}}{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}{{end}}' k8s.io/kubernetes)
+  [[ -n $date ]] || { echo "kubernetes $v: the module proxy gives no time for k8s.io/kubernetes $v" >&2; exit 1; }
   local ld="-s -w" p b
   for p in $pkg $cg; do
     ld+=" -X $p.gitVersion=$v -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitCommit=tricenter-$v"
