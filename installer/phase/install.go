@@ -12,6 +12,7 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/tricenter/terraform-provider-tricenter/installer/relay"
 	"github.com/tricenter/terraform-provider-tricenter/installer/ssh"
 	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
 	"github.com/tricenter/terraform-provider-tricenter/internal/shell"
@@ -87,6 +88,12 @@ var ErrInstallPath = errors.New("unusable install path")
 // longer matches (lines of files this call does not install are kept); a
 // missing or unreadable record, or a line that does not parse, only means
 // those files are hashed once. Secret files are never recorded.
+//
+// Under a context carrying a Relay (WithRelay), large local files go
+// through the relay: each center's first server that lacks a file
+// receives it through the jump host into its cache, the others copy it
+// from that server inside the center, and every server installs it from
+// its own cache (copied and verified against the sha256).
 func (h *Host) InstallFiles(ctx context.Context, record string, files []File) (Installed, error) {
 	var out Installed
 	ws, err := h.wantFiles(record, files)
@@ -103,6 +110,21 @@ func (h *Host) InstallFiles(ctx context.Context, record string, files []File) (I
 		return out, fmt.Errorf("%s: %w", what, err)
 	}
 	cur := parseInstallState(res, len(ws))
+	rel := relayFor(ctx, h)
+	var cache relay.CacheState
+	if rel != nil {
+		var carried []wanted
+		for i, w := range ws {
+			if !cur.files[i].matches(w.f) && rel.carries(h, w, cur.files[i]) {
+				carried = append(carried, w)
+			}
+		}
+		if len(carried) > 0 {
+			if cache, err = rel.cacheState(ctx, h, carried); err != nil {
+				return out, err
+			}
+		}
+	}
 	stats := map[string]string{} // recorded path → "size mtime"
 	var uploaded []string
 	for i, w := range ws {
@@ -115,9 +137,12 @@ func (h *Host) InstallFiles(ctx context.Context, record string, files []File) (I
 			continue
 		}
 		var r FileResult
-		if w.f.Local != "" {
-			r, err = h.UploadFile(ctx, w.f.Local, w.f.Path, w.f.options())
-		} else {
+		switch {
+		case rel != nil && rel.carries(h, w, st):
+			r, err = rel.install(ctx, h, w, cache.Has[w.sum])
+		case w.f.Local != "":
+			r, err = h.uploadLocal(ctx, rel, w, st)
+		default:
 			r, err = h.WriteFileOpts(ctx, w.f.Path, w.f.Data, w.f.options())
 		}
 		if err != nil {
