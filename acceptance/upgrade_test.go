@@ -364,7 +364,7 @@ func checkRollingUpgrade(t *testing.T, ctx context.Context, k *kubeLab, e *insta
 		t.Fatalf("the resumed upgrade: %v\n%s\n%s", err, second.out.String(), second.stderr())
 	}
 	took := time.Since(start)
-	if !strings.Contains(second.out.String()+second.stderr(), "resum") {
+	if !strings.Contains(second.out.String(), "Upgrade in progress since") {
 		t.Errorf("the second run does not say it resumed:\n%s", second.out.String())
 	}
 	lost, err := probes.finish(ctx, e)

@@ -180,6 +180,16 @@ func runUpgrade(ctx context.Context, g *globals, f *engineFlags, u *upgradeFlags
 		}
 	} else if res != nil {
 		printUpgraded(g.stdout, res)
+		if res.Apply != nil {
+			var took time.Duration
+			for _, t := range res.Apply.Timings {
+				took += t.Took
+			}
+			for _, gt := range res.Apply.Gates {
+				took += gt.Took
+			}
+			printApplied(g.stdout, e, res.Apply, took)
+		}
 	}
 	if err != nil {
 		var pe *upgrade.PausedError
