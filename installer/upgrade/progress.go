@@ -354,6 +354,9 @@ type Outcome struct {
 	// them; Ran are the steps this run executed and then observed done.
 	AlreadyDone []string `json:"alreadyDone,omitempty"`
 	Ran         []string `json:"ran,omitempty"`
+	// Took is how long each batch this run executed took (run and
+	// observed done), by the IDs of its steps.
+	Took map[string]time.Duration `json:"took,omitempty"`
 }
 
 // Execute runs the plan batch after batch. Before each batch it observes
@@ -365,8 +368,9 @@ type Outcome struct {
 // returns a *PausedError. Running Execute again with the same journal
 // resumes at the first step not done.
 func Execute(ctx context.Context, p *Plan, j *Journal, x Executor) (*Outcome, error) {
-	out := &Outcome{}
+	out := &Outcome{Took: map[string]time.Duration{}}
 	for _, batch := range p.Batches() {
+		start := time.Now()
 		hosts := make([]string, 0, len(batch))
 		ids := make([]string, 0, len(batch))
 		for _, s := range batch {
@@ -418,6 +422,9 @@ func Execute(ctx context.Context, p *Plan, j *Journal, x Executor) (*Outcome, er
 			return out, err
 		}
 		out.Ran = append(out.Ran, again...)
+		for _, id := range again {
+			out.Took[id] = time.Since(start)
+		}
 	}
 	return out, nil
 }
