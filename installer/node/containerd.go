@@ -60,6 +60,10 @@ type ContainerdParams struct {
 // in containerd v2.4's docs/cri/config.md): the CRI plugin is split into
 // io.containerd.cri.v1.images (snapshotter, the pinned sandbox image) and
 // io.containerd.cri.v1.runtime (runtimes, CNI, the OCI spec options).
+// Version 4 (containerd 2.3+) only moves the grpc, ttrpc and metrics server
+// sections, which this file does not set, into plugins: containerd 2.4
+// migrates this file in memory at start (a warning, microseconds), and the
+// file stays readable by every containerd 2.
 var containerdTmpl = template.Must(template.New("config.toml").Funcs(template.FuncMap{"q": strconv.Quote}).Parse(
 	`# Written by tricenter: changes are overwritten on the next apply.
 version = 3
