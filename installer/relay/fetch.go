@@ -17,7 +17,8 @@ import (
 // fetchScript runs on the receiver as root under bash, with the cache
 // directory, the seed's address and port, the sha256, the size and the
 // transfer's timeout in seconds as arguments, the token as the first line
-// of stdin. It connects with bash's /dev/tcp, answers the seed's nonce
+// of stdin. It connects with bash's /dev/tcp (after a probe bounded by
+// timeout), answers the seed's nonce
 // with sha256("TOKEN NONCE") (the token never crosses the network),
 // receives the file into a temporary file in the cache, checks its size
 // and sha256, fsyncs it and renames it to its digest. It prints
@@ -32,6 +33,10 @@ umask 077
 mkdir -p -m 0700 -- "$c" && chmod 0700 -- "$c" || f local "cannot create the cache directory $c"
 t=$(mktemp -- "$c/.$s.fetch.XXXXXX") || f local "cannot create a temporary file in $c"
 trap 'rm -f -- "$t"' EXIT
+# bash cannot bound a connect: a probe under timeout does (a firewall that
+# drops the port would otherwise hold the fetch for minutes).
+timeout 10 bash -c 'exec 3<>"/dev/tcp/$1/$2"' tricenter-relay-probe "$a" "$p" 2>/dev/null ||
+  f connect "cannot connect to $a port $p within 10 s (is the port open between the servers?)"
 exec 3<>"/dev/tcp/$a/$p" || f connect "cannot connect to $a port $p"
 IFS=' ' read -r -t 30 m v n <&3 || f protocol "no greeting from $a port $p"
 [ "$m $v" = "tricenter-relay 1" ] && [ ${#n} -eq 32 ] || f protocol "unexpected greeting from $a port $p"

@@ -234,9 +234,9 @@ func TestServeFetchInstall(t *testing.T) {
 	}
 }
 
-// TestFetchRefusals: a wrong token, a digest not offered in this run, and a
-// seed whose cache file was tampered with all fail the fetch, and nothing
-// lands in the receiver's cache.
+// TestFetchRefusals: a wrong token, a digest not offered in this run, a
+// port nobody listens on and a seed whose cache file was tampered with all
+// fail the fetch, and nothing lands in the receiver's cache.
 func TestFetchRefusals(t *testing.T) {
 	need(t)
 	ctx := ctxT(t, time.Minute)
@@ -274,6 +274,12 @@ func TestFetchRefusals(t *testing.T) {
 		if strings.Contains(fmt.Sprint(err), tok) || strings.Contains(fmt.Sprint(err), wrong) {
 			t.Errorf("%s: the error holds a token", c.name)
 		}
+	}
+	// Nobody listens: the probe fails at once, naming the port.
+	err = relay.Fetch(ctx, localShell{}, relay.FetchOptions{Name: "recv", Seed: "seed", CacheDir: recvDir,
+		From: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), freePort(t)), Token: tok, SHA256: offered, Size: int64(len(data))})
+	if !errors.Is(err, relay.ErrFetch) || !strings.Contains(err.Error(), "cannot connect to 127.0.0.1 port") {
+		t.Errorf("fetch from a closed port: %v, want ErrFetch naming the port", err)
 	}
 	// Tamper with the seed's copy (same size): the receiver refuses it.
 	bad := bytes.Clone(data)
