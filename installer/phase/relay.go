@@ -132,6 +132,24 @@ func RelayFrom(ctx context.Context) *Relay {
 	return r
 }
 
+// StartRelay is the engine's one line for a run: a new relay on ctx and
+// the function that closes it (after the run, before the manager closes)
+// and returns the bytes through each jump host. When the relay cannot be
+// made (bad options) it logs why and the run uploads directly.
+func StartRelay(ctx context.Context, o RelayOptions) (context.Context, func() []relay.JumpBytes) {
+	r, err := NewRelay(o)
+	if err != nil {
+		if o.Logger != nil {
+			o.Logger.Warn("Uploading every file to every server directly: no relay", "err", err)
+		}
+		return ctx, func() []relay.JumpBytes { return nil }
+	}
+	return WithRelay(ctx, r), func() []relay.JumpBytes {
+		r.Close()
+		return r.JumpBytes()
+	}
+}
+
 // relayFor is the relay h's uploads use under ctx: nil without one, after
 // Close, and in a dry run.
 func relayFor(ctx context.Context, h *Host) *Relay {

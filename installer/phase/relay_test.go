@@ -524,3 +524,24 @@ func TestRelayFetchFailsFallsBack(t *testing.T) {
 		t.Errorf("count = %+v: the fallback uploads are not counted", jb)
 	}
 }
+
+// TestStartRelay: the engine's one line gives a context carrying a relay
+// and a stop that reports the counts; bad options leave the run without a
+// relay (direct uploads) instead of failing it.
+func TestStartRelay(t *testing.T) {
+	ctx, stop := phase.StartRelay(context.Background(), phase.RelayOptions{})
+	if phase.RelayFrom(ctx) == nil {
+		t.Fatal("StartRelay gave a context without a relay")
+	}
+	if got := stop(); len(got) != 0 {
+		t.Errorf("counts of a run that sent nothing: %+v", got)
+	}
+	var logs lockedBuffer
+	ctx, stop = phase.StartRelay(context.Background(), phase.RelayOptions{PortMin: 70000, Logger: debugLogger(&logs)})
+	if phase.RelayFrom(ctx) != nil || stop() != nil {
+		t.Error("bad options still gave a relay")
+	}
+	if !strings.Contains(logs.String(), "no relay") {
+		t.Errorf("bad options were not logged: %q", logs.String())
+	}
+}

@@ -6,8 +6,8 @@ import (
 	"sync"
 )
 
-// ErrSeedFailed: the seed did not get the file; a waiter gets it from the
-// engine directly.
+// ErrSeedFailed means the seed did not get the file; a waiter gets it from
+// the engine directly.
 var ErrSeedFailed = errors.New("the seed did not receive the file")
 
 // Seeds elects, per center and digest, the server that receives a file

@@ -242,7 +242,7 @@ func (s *Server) stdoutLine(l string) {
 // only in the handlers' environment).
 func (s *Server) stderrLine(l string) {
 	s.mu.Lock()
-	s.tail.Write([]byte(l + "\n"))
+	_, _ = s.tail.Write([]byte(l + "\n"))
 	if !s.isReady && strings.HasPrefix(l, "Listening on ") {
 		s.isReady = true
 		close(s.ready)
