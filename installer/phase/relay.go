@@ -207,6 +207,14 @@ func (r *Relay) Close() error {
 	return nil
 }
 
+// need records that h lacked w's content (for the set behind its jump
+// host; servers reached directly are not counted).
+func (r *Relay) need(h *Host, w wanted) {
+	if j := jumpOf(h); j != "" {
+		r.meter.Need(j, w.sum, w.size)
+	}
+}
+
 // jumpOf names the jump host in front of h ("" when reached directly).
 func jumpOf(h *Host) string {
 	if h.Endpoint.Jump == nil {
@@ -273,7 +281,7 @@ func (r *Relay) fill(ctx context.Context, h *Host, w wanted) error {
 	if err := r.prepareDir(ctx, h); err != nil {
 		return err
 	}
-	r.meter.Need(jumpOf(h), w.sum, w.size)
+	r.need(h, w)
 	center := h.Center.Name
 	for attempt := 0; ; attempt++ {
 		r.logger().Debug("Getting the file in the center", "host", h.Name, "center", center, "path", w.f.Path, "sha256", w.sum)
@@ -472,7 +480,7 @@ func (h *Host) uploadLocal(ctx context.Context, r *Relay, w wanted, st remoteFil
 		return FileResult{}, err
 	}
 	if !(st.exists && st.same) {
-		r.meter.Need(jumpOf(h), w.sum, w.size)
+		r.need(h, w)
 	}
 	return h.put(ctx, w.f.Path, w.sum, w.size, o, r.opener(h, w.f.Local),
 		"upload "+w.f.Path+" ("+describeContent(w.sum, w.size, o.Secret)+")")
