@@ -91,9 +91,6 @@ modversion() {
   echo "$v"
 }
 
-# versioned VERSION NAME...: NAME-VERSION for each NAME.
-versioned() { local v=$1; shift; printf '%s\n' "${@/%/-$v}"; }
-
 # prune: remove the unversioned Kubernetes and etcd binaries (and their
 # stamps) of the layout before releases sat side by side, so that the
 # manifest lists only what the installer asks for.
@@ -124,7 +121,7 @@ build_etcd_release() {
   local dir=$1 rel=${1##*/} t0=$SECONDS
   local v; v=$(modversion "$dir" go.etcd.io/etcd/server/v3)
   local st; st=$( (stamp "$dir"; declare -f build_etcd_release) | sha256sum | cut -d' ' -f1)
-  if fresh "etcd-$rel" "$st" $(versioned "$v" "${ETCD_BINS[@]}"); then echo "etcd $v: up to date in $out"; return; fi
+  if fresh "etcd-$rel" "$st" "${ETCD_BINS[@]/%/-$v}"; then echo "etcd $v: up to date in $out"; return; fi
   echo "==> building etcd $v and etcdctl $v"
   local ld="-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=tricenter-$v"
   (cd "$dir" && go build -trimpath -ldflags "$ld" -o "$out/.etcd-$v.tmp" . &&
@@ -149,7 +146,7 @@ build_kubernetes_release() {
   local dir=$1 rel=${1##*/} t0=$SECONDS
   local v; v=$(modversion "$dir" k8s.io/kubernetes)
   local st; st=$( (stamp "$dir"; declare -f build_kubernetes_release) | sha256sum | cut -d' ' -f1)
-  if fresh "kubernetes-$rel" "$st" $(versioned "$v" "${KUBE_BINS[@]}"); then echo "kubernetes $v: up to date in $out"; return; fi
+  if fresh "kubernetes-$rel" "$st" "${KUBE_BINS[@]/%/-$v}"; then echo "kubernetes $v: up to date in $out"; return; fi
   local minor=${v#v1.}; minor=${minor%%.*}
   local pkg=k8s.io/component-base/version cg=k8s.io/client-go/pkg/version
   local date; date=$(cd "$dir" && go list -m -f '{{if .Time}}{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}{{end}}' k8s.io/kubernetes)
@@ -184,6 +181,7 @@ blob() {
 oci_image() {
   local rootfs=$1 name=$2 entry=$3 user=$4 ports=$5 dest=$6
   local lay; lay=$(mktemp -d "$out/.oci.XXXXXX")
+  # shellcheck disable=SC2054 # the commas are tar's
   local tarflags=(--sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=posix
     --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime)
   tar -C "$rootfs" "${tarflags[@]}" -cf "$lay/layer" .
