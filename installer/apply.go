@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/tricenter/terraform-provider-tricenter/installer/controlplane"
 	"github.com/tricenter/terraform-provider-tricenter/installer/node"
+	"github.com/tricenter/terraform-provider-tricenter/installer/relay"
 	"slices"
 	"sort"
 	"strings"
@@ -77,6 +78,10 @@ type Result struct {
 	Phases []PhaseRun `json:"phases"`
 	// Etcd is etcd's own result (membership steps, restarts, health).
 	Etcd *etcd.Result `json:"etcd,omitempty"`
+	// JumpHosts are the artifact bytes sent through each center's jump
+	// host, against the artifact set the center needed (the relay sends
+	// each file through once per center).
+	JumpHosts []relay.JumpBytes `json:"jumpHosts,omitempty"`
 	// Changes lists per host what changed (or would change).
 	Changes map[string][]string `json:"changes"`
 	// APIChanges lists what the add-ons created or updated through the
@@ -144,6 +149,13 @@ func (e *Engine) run(ctx context.Context, o Options, dry bool) (*Result, error) 
 	}
 	m := e.Manager(dry)
 	defer m.Close()
+	if !dry && phase.RelayFrom(ctx) == nil {
+		// Artifacts cross each center's jump host once; the other
+		// servers of the center copy them from the first.
+		var stopRelay func() []relay.JumpBytes
+		ctx, stopRelay = phase.StartRelay(ctx, phase.RelayOptions{Logger: e.log})
+		defer func() { res.JumpHosts = stopRelay() }()
+	}
 	r := &applyRun{e: e, o: o, m: m, res: res, dry: dry, sel: sel}
 	m.OnPhase = r.observe
 	err = m.Run(ctx,

@@ -141,6 +141,10 @@ func (e *Engine) Upgrade(ctx context.Context, o UpgradeOptions) (*UpgradeResult,
 		return nil, err
 	}
 	defer unlock()
+	// One relay for the steps and the apply after them: each artifact
+	// crosses a center's jump host once.
+	ctx, stopRelay := phase.StartRelay(ctx, phase.RelayOptions{Logger: e.log})
+	defer stopRelay()
 	u, err := e.prepareUpgrade(ctx, o)
 	if err != nil {
 		if u != nil {

@@ -229,6 +229,9 @@ func printApplied(w io.Writer, e *installer.Engine, r *installer.Result, took ti
 	if r.Lock != "" {
 		fmt.Fprintf(w, "locks held: %s\n", r.Lock)
 	}
+	for _, j := range r.JumpHosts {
+		fmt.Fprintln(w, j.String())
+	}
 	if r.Etcd != nil && r.Etcd.Health != nil {
 		fmt.Fprintf(w, "etcd: %d members healthy, leader %s\n", len(e.Placement().Etcd.Members), leaderName(r.Etcd.Health))
 	}
