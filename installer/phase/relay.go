@@ -225,9 +225,11 @@ func jumpOf(h *Host) string {
 
 // carries reports whether w goes through the relay on h: a local,
 // non-secret file of at least MinSize whose content h lacks, on a server
-// with an IP address in a center.
+// with an IP address in a center, reached through a jump host (a server
+// the engine reaches directly gains nothing from a copy inside its
+// center).
 func (r *Relay) carries(h *Host, w wanted, st remoteFile) bool {
-	return !r.o.Direct && w.f.Local != "" && !w.f.Secret && w.size >= r.o.MinSize &&
+	return !r.o.Direct && w.f.Local != "" && !w.f.Secret && w.size >= r.o.MinSize && jumpOf(h) != "" &&
 		h.Center != nil && h.Center.Name != "" && h.Addr().IsValid() && !(st.exists && st.same)
 }
 
