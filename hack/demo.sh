@@ -46,7 +46,7 @@ step "Install the Debian packages, build tricenter, tricenter-lab and the provid
 make --no-print-directory build
 
 step "Build the pinned artifacts (reused when cached)"
-hack/artifacts/build.sh | tail -n 14
+hack/artifacts/build.sh | tail -n 32
 
 step "Bring the lab up: every server powered off behind its BMC"
 bin/tricenter-lab down -f "$lab" >/dev/null

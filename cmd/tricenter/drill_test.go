@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tricenter/terraform-provider-tricenter/installer/artifacts"
 	"io"
 	"net/netip"
 	"os"
@@ -88,7 +89,7 @@ func startDrillEtcd(t *testing.T) *etcdLab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(root, ".cache/artifacts/etcd")
+	bin := filepath.Join(root, ".cache/artifacts", artifacts.DefaultName("etcd"))
 	testenv.RequireFile(t, "run make artifacts (builds the pinned etcd)", bin)
 
 	l := &etcdLab{bin: bin, inv: drillInventory, stateDir: t.TempDir(), members: map[string]*etcdMember{}}
