@@ -161,6 +161,12 @@ output "kubeconfig" {
 // tfLabConfigWith is tfLabConfig with extra lines in the provider block
 // and in the node resource.
 func tfLabConfigWith(inv string, nodes bool, providerBody, nodeBody string) string {
+	return tfLabConfigCluster(inv, nodes, providerBody, "", nodeBody)
+}
+
+// tfLabConfigCluster is tfLabConfigWith with extra lines in the cluster
+// resource too.
+func tfLabConfigCluster(inv string, nodes bool, providerBody, clusterBody, nodeBody string) string {
 	cfg := fmt.Sprintf(`
 provider "tricenter" {
 %s
@@ -169,9 +175,10 @@ provider "tricenter" {
 resource "tricenter_cluster" "lab" {
   path         = %q
   node_servers = [%q]
+%s
 }
 
-`+tfLabOutput, providerBody, inv, tfLabNodeWorker)
+`+tfLabOutput, providerBody, inv, tfLabNodeWorker, clusterBody)
 	if nodes {
 		cfg += fmt.Sprintf(`
 resource "tricenter_node" "tf_dc2_w01" {
@@ -336,6 +343,13 @@ func TestAccClusterNspawnLab(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Minute)
 	defer cancel()
 
+	// The cluster is created at the previous Kubernetes release (the
+	// inventory's first, oldFile) and upgraded in place through
+	// kubernetes_version; the steps after it use the inventory at the
+	// new release (newFile).
+	newFile := k.file
+	oldFile := k.writeVariant(t, "previous-release", "version: "+inventory.DefaultKubernetesVersion, "version: "+tfUpgradeFrom)
+	k.file = oldFile
 	fiveMembers := k.writeVariant(t, "five-members",
 		"        - {name: tf-dc1-w01, roles: [worker], ssh: {address: 198.19.42.20}}",
 		"        - {name: tf-dc1-w01, roles: [worker], ssh: {address: 198.19.42.20}}\n        - {name: tf-dc1-s02, roles: [etcd, control-plane], ssh: {address: 198.19.42.11}}",
@@ -450,8 +464,61 @@ func TestAccClusterNspawnLab(t *testing.T) {
 			},
 		}, nodeImportSteps(k, timer), nodeGuardSteps(t, ctx, k, timer, &engineState), []resource.TestStep{
 			{
+				// kubernetes_version overrides the inventory's release:
+				// an in-place update that upgrades the cluster one server
+				// at a time; tricenter_node follows the release its
+				// cluster's state records.
+				PreConfig: timer.begin("upgrade " + tfUpgradeFrom + " → " + inventory.DefaultKubernetesVersion + " (kubernetes_version)"),
+				Config:    tfLabConfigCluster(oldFile, true, "", `  kubernetes_version = "`+inventory.DefaultKubernetesVersion+`"`, ""),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(tfLabCluster, plancheck.ResourceActionUpdate),
+					plancheck.ExpectKnownValue(tfLabCluster, tfjsonpath.New("kubernetes_version"), knownvalue.StringExact(inventory.DefaultKubernetesVersion)),
+				}},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr(tfLabCluster, "kubernetes_version", inventory.DefaultKubernetesVersion),
+					resource.TestCheckResourceAttr(tfLabCluster, "healthy", "true"),
+					resource.TestCheckResourceAttr(tfLabNode, "ready", "true"),
+					func(s *terraform.State) error {
+						a, err := attrs(s, tfLabCluster)
+						if err != nil {
+							return err
+						}
+						if err := checkGates(a); err != nil {
+							return err
+						}
+						return kubectlVersions(ctx, k, kubeconfig, inventory.DefaultKubernetesVersion,
+							[]string{"tf-dc1-s01", "tf-dc2-s01", "tf-dc3-s01", "tf-dc1-w01", tfLabNodeWorker})
+					},
+					func(*terraform.State) error { k.file = newFile; return nil },
+					timer.end(),
+				),
+			},
+			{
+				PreConfig:   timer.begin("refuse a minor downgrade at plan time"),
+				Config:      tfLabConfigCluster(oldFile, true, "", `  kubernetes_version = "`+tfUpgradeFrom+`"`, ""),
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`minor\s+downgrade`),
+			},
+			{
+				PreConfig:   timer.begin("refuse an unsupported minor at plan time"),
+				Config:      tfLabConfigCluster(oldFile, true, "", `  kubernetes_version = "v1.39.0"`, ""),
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`not\s+a\s+supported\s+Kubernetes\s+minor`),
+			},
+			{
+				PreConfig: timer.begin("the inventory catches up"),
+				Config:    tfLabConfig(newFile, true),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectKnownValue(tfLabCluster, tfjsonpath.New("kubernetes_version"), knownvalue.StringExact(inventory.DefaultKubernetesVersion)),
+				}},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr(tfLabCluster, "changed_hosts.#", "0"),
+					timer.end(),
+				),
+			},
+			{
 				PreConfig: timer.begin("remove tricenter_node"),
-				Config:    tfLabConfig(k.file, false),
+				Config:    tfLabConfig(newFile, false),
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectResourceAction(tfLabNode, plancheck.ResourceActionDestroy),
 					plancheck.ExpectResourceAction(tfLabCluster, plancheck.ResourceActionNoop),
@@ -554,6 +621,35 @@ func checkGates(a map[string]string) error {
 
 // kubectlNodes runs the real kubectl with the kubeconfig from the state:
 // every name in want is a Ready Node, none in absent is listed.
+// tfUpgradeFrom is the release the lab cluster is created at.
+const tfUpgradeFrom = "v1.36.3"
+
+// kubectlVersions: kubectl lists each of names with the kubelet release
+// want.
+func kubectlVersions(ctx context.Context, k *tfLab, kubeconfig, want string, names []string) error {
+	out, err := exec.CommandContext(ctx, filepath.Join(k.arts, artifacts.DefaultName("kubectl")), "--kubeconfig", kubeconfig,
+		"get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name} {.status.nodeInfo.kubeletVersion}{"\n"}{end}`).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("kubectl get nodes: %w\n%s", err, out)
+	}
+	got := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if f := strings.Fields(l); len(f) == 2 {
+			got[f[0]] = f[1]
+		}
+	}
+	var bad []string
+	for _, n := range names {
+		if got[n] != want {
+			bad = append(bad, fmt.Sprintf("%s at %q", n, got[n]))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("nodes not at %s: %s", want, strings.Join(bad, ", "))
+	}
+	return nil
+}
+
 func kubectlNodes(ctx context.Context, k *tfLab, kubeconfig string, want, absent []string) error {
 	out, err := exec.CommandContext(ctx, filepath.Join(k.arts, artifacts.DefaultName("kubectl")), "--kubeconfig", kubeconfig,
 		"get", "nodes", "--no-headers").CombinedOutput()
