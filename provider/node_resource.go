@@ -100,6 +100,10 @@ func (r *nodeResource) Schema(ctx context.Context, _ resource.SchemaRequest, res
 			"or removing one never shifts another. List the same names in the cluster's `node_servers` so the cluster " +
 			"leaves them to these resources. The server must be a worker: etcd members and control-plane servers belong " +
 			"to the cluster.\n\n" +
+			"The node runs the Kubernetes and etcd releases its cluster's `state` records (the cluster's " +
+			"`kubernetes_version` or the inventory's, as its last apply or upgrade left it), not the inventory's: an " +
+			"upgrade of the cluster drains and upgrades these workers with the rest, one at a time, and the node's " +
+			"update that follows changes nothing.\n\n" +
 			"**Import** takes the server name (`terraform import tricenter_node.NAME SERVER`): the next plan fills in " +
 			"what the configuration says and shows an update, and that apply converges with no change on the server " +
 			"(the kubelet certificates the server holds, signed by the cluster's CA, are kept).",
