@@ -213,7 +213,13 @@ func TestMachinesRunContainerd(t *testing.T) {
 		if err != nil || !strings.Contains(out, "CoreDNS-1.12.0") {
 			t.Errorf("%s: CoreDNS image: %v\n%s", m.Name, err, out)
 		}
-		t.Logf("%s: coredns.oci.tar imported and ran: %s", m.Name, strings.SplitN(out, "\n", 2)[0])
+		version := out
+		for _, l := range strings.Split(out, "\n") {
+			if strings.Contains(l, "CoreDNS-") { // ctr's warnings aside
+				version = l
+			}
+		}
+		t.Logf("%s: coredns.oci.tar imported and ran: %s", m.Name, version)
 	} else {
 		t.Logf("coredns.oci.tar is not built (hack/artifacts/build.sh coredns): CoreDNS image not checked")
 	}
