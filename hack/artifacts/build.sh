@@ -272,7 +272,7 @@ build_runtime() {
   # runc's nsenter is C: cgo, linked statically so it runs on any host.
   echo "==> building runc $rv (static)"
   CGO_ENABLED=1 gobuild "$a/runc" "$out/.runc.tmp" github.com/opencontainers/runc \
-    -tags "netgo osusergo" -ldflags "-s -w -X main.version=${rv#v} -extldflags -static"
+    -tags "seccomp netgo osusergo" -ldflags "-s -w -X main.version=${rv#v} -extldflags -static"
   install_bin "$out/.runc.tmp" runc
   for p in main/bridge ipam/host-local meta/portmap main/loopback; do
     echo "==> building CNI plugin ${p#*/} $nv"
