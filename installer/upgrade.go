@@ -772,7 +772,7 @@ func (x *upgradeRun) restartIfStale(ctx context.Context, h *phase.Host, p upgrad
 // quorum first, and waits until every member is healthy; etcd/health
 // checks the cluster as planned). Membership changes and retirements are
 // apply's: they are not run.
-func (x *upgradeRun) etcdStep(ctx context.Context, s upgrade.Step) error {
+func (x *upgradeRun) etcdStep(ctx context.Context, s upgrade.Step) (err error) {
 	e := x.e
 	to, err := inventory.ParseVersion(s.To)
 	if err != nil {
@@ -803,6 +803,17 @@ func (x *upgradeRun) etcdStep(ctx context.Context, s upgrade.Step) error {
 	}
 	if err := x.moveLeadership(ctx, cli, members, h, self, hs, to); err != nil {
 		return err
+	}
+	release, err := x.holdStackedAPI(ctx, hs, s.Host, s.To)
+	if err != nil {
+		return err
+	}
+	if release != nil {
+		defer func() {
+			if err == nil {
+				err = release(ctx)
+			}
+		}()
 	}
 	run, err := etcd.New(ctx, etcd.Options{Cluster: e.at(e.cfg.Cluster.Spec.Kubernetes.Version, s.To).cfg.Cluster,
 		Placement: e.Placement(), Prior: e.prior, PKI: p, Artifacts: e.Artifacts(), Logger: e.log,
@@ -980,21 +991,8 @@ func (x *upgradeRun) controlPlaneStep(ctx context.Context, s upgrade.Step) error
 	if self.Name == "" {
 		return fmt.Errorf("%s is not a control-plane server of the placement", s.Host)
 	}
-	if len(others) > 0 {
-		var why []string
-		ok := false
-		for _, m := range others {
-			if _, err := e.readyz(ctx, apiURL(m.Address)); err == nil {
-				ok = true
-				break
-			} else {
-				why = append(why, m.Name+": "+err.Error())
-			}
-		}
-		if !ok {
-			return fmt.Errorf("no other control-plane server answers /readyz (%s): taking %s out would leave the API without a server",
-				strings.Join(why, "; "), s.Host)
-		}
+	if err := x.othersServeTheAPI(ctx, s.Host, others); err != nil {
+		return err
 	}
 	bins, err := e.Artifacts().ResolveVersion(ctx, s.To, controlplane.Binaries()...)
 	if err != nil {
@@ -1048,6 +1046,76 @@ func (x *upgradeRun) controlPlaneStep(ctx context.Context, s upgrade.Step) error
 		return bgpagent.Release(ctx, h, bgpagent.APIServerService)
 	}
 	return nil
+}
+
+// othersServeTheAPI checks that another control-plane server answers
+// /readyz before host's is taken out of the VIP.
+func (x *upgradeRun) othersServeTheAPI(ctx context.Context, host string, others []inventory.Member) error {
+	if len(others) == 0 {
+		return nil
+	}
+	var why []string
+	for _, m := range others {
+		_, err := x.e.readyz(ctx, apiURL(m.Address))
+		if err == nil {
+			return nil
+		}
+		why = append(why, m.Name+": "+err.Error())
+	}
+	return fmt.Errorf("no other control-plane server answers /readyz (%s): taking %s out would leave the API without a server",
+		strings.Join(why, "; "), host)
+}
+
+// holdStackedAPI withdraws the API VIP from a control-plane server whose
+// kube-apiserver uses the etcd member about to restart (a stacked member:
+// its apiserver talks to its local member only, controlplane.EtcdServersFor),
+// before etcd stops: that apiserver is not ready until its member is back.
+// It returns the release to call once the member is healthy again and the
+// apiserver answers /readyz (nil when the server runs no control plane).
+func (x *upgradeRun) holdStackedAPI(ctx context.Context, h *phase.Host, host, to string) (func(context.Context) error, error) {
+	e := x.e
+	if !e.IPs().APIVIP.IsValid() {
+		return nil, nil
+	}
+	var self inventory.Member
+	var others []inventory.Member
+	for _, m := range e.Placement().ControlPlane {
+		if m.Name == host {
+			self = m
+		} else {
+			others = append(others, m)
+		}
+	}
+	if self.Name == "" {
+		return nil, nil
+	}
+	if err := x.othersServeTheAPI(ctx, host, others); err != nil {
+		return nil, err
+	}
+	if err := bgpagent.Hold(ctx, h, bgpagent.APIServerService, "tricenter upgrade: etcd to "+to); err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) error {
+		if h.DryRun() {
+			return nil
+		}
+		deadline := time.Now().Add(e.cfg.HealthTimeout)
+		for {
+			_, err := e.readyz(ctx, apiURL(self.Address))
+			if err == nil {
+				return bgpagent.Release(ctx, h, bgpagent.APIServerService)
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("kube-apiserver on %s not ready %v after its etcd member's upgrade (%v); the API VIP stays held there until tricenter upgrade resumes",
+					host, e.cfg.HealthTimeout, err)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Second):
+			}
+		}
+	}, nil
 }
 
 // waitControlPlane waits until the server's kube-apiserver answers /readyz
