@@ -209,8 +209,7 @@ func TestVMPowerThroughBMC(t *testing.T) {
 	wantStatus("on")
 	// One SSH connection for every check: a bare ssh costs seconds in TCG.
 	out := ssh(`uname -r; hostname; cat /etc/machine-id; cat /proc/sys/kernel/random/boot_id
-for i in $(seq 60); do systemctl is-active -q containerd && break; sleep 1; done
-systemctl is-active containerd; lsmod | awk '$1 == "overlay" || $1 == "br_netfilter" {print $1}' | sort | tr '\n' ' '; echo`)
+if command -v containerd >/dev/null || systemctl cat containerd >/dev/null 2>&1; then echo carried; else echo absent; fi; lsmod | awk '$1 == "overlay" || $1 == "br_netfilter" {print $1}' | sort | tr '\n' ' '; echo`)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 6 {
 		t.Fatalf("unexpected answer from the VM:\n%s", out)
@@ -225,8 +224,8 @@ systemctl is-active containerd; lsmod | awk '$1 == "overlay" || $1 == "br_netfil
 		t.Errorf("machine-id = %q, want the seed's %q", lines[2], d.machineID)
 	}
 	bootID := lines[3]
-	if lines[4] != "active" {
-		t.Errorf("containerd is %q, want active", lines[4])
+	if lines[4] != "absent" {
+		t.Errorf("containerd is %q in the image, want absent: tricenter installs the container runtime from the artifact set", lines[4])
 	}
 	if strings.TrimSpace(lines[5]) != "br_netfilter overlay" {
 		t.Errorf("modules loaded at boot: %q, want br_netfilter and overlay", lines[5])

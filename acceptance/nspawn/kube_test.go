@@ -191,12 +191,12 @@ func TestMachinesRunContainerd(t *testing.T) {
 
 		start := time.Now()
 		out, err := sshInput(ctx, key, kh, m, pause, "ctr -n k8s.io images import - && ctr -n k8s.io images ls -q")
-		if err != nil || !strings.Contains(out, "registry.k8s.io/pause:3.10") {
+		if err != nil || !strings.Contains(out, "registry.k8s.io/pause:3.10.2") {
 			t.Fatalf("%s: importing pause.oci.tar: %v\n%s", m.Name, err, out)
 		}
 		t.Logf("%s: pause image imported in %v", m.Name, time.Since(start).Round(time.Millisecond))
 		start = time.Now()
-		run("ctr -n k8s.io run -d registry.k8s.io/pause:3.10 pause-probe")
+		run("ctr -n k8s.io run -d registry.k8s.io/pause:3.10.2 pause-probe")
 		out = run("for i in $(seq 50); do ctr -n k8s.io task ls | grep -q 'pause-probe.*RUNNING' && break; sleep 0.1; done; ctr -n k8s.io task ls")
 		if !strings.Contains(out, "RUNNING") {
 			t.Fatalf("%s: the pause sandbox is not running:\n%s", m.Name, out)

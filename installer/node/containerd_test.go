@@ -14,7 +14,7 @@ import (
 func TestContainerdConfigVersion3(t *testing.T) {
 	for _, prof := range []Profile{ProfileBareMetal, ProfileNspawn} {
 		t.Run(string(prof), func(t *testing.T) {
-			b, err := RenderContainerd(ContainerdParams{SandboxImage: "registry.k8s.io/pause:3.10", Profile: prof})
+			b, err := RenderContainerd(ContainerdParams{SandboxImage: "registry.k8s.io/pause:3.10.2", Profile: prof})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -48,7 +48,7 @@ func TestContainerdConfigVersion3(t *testing.T) {
 				got  any
 				want any
 			}{
-				{"sandbox image", get(images, "pinned_images", "sandbox"), "registry.k8s.io/pause:3.10"},
+				{"sandbox image", get(images, "pinned_images", "sandbox"), "registry.k8s.io/pause:3.10.2"},
 				{"snapshotter", get(images, "snapshotter"), "overlayfs"},
 				{"default runtime", get(runtime, "containerd", "default_runtime_name"), "runc"},
 				{"runtime type", get(runtime, "containerd", "runtimes", "runc", "runtime_type"), "io.containerd.runc.v2"},

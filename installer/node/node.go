@@ -41,7 +41,7 @@ const (
 	BinKubeProxy    = "kube-proxy"
 	ImagePause      = "pause.oci.tar"
 	ImageCoreDNS    = "coredns.oci.tar"
-	DefaultPause    = "registry.k8s.io/pause:3.10"
+	DefaultPause    = "registry.k8s.io/pause:3.10.2"
 	DefaultCoreDNS  = "registry.k8s.io/coredns/coredns:v1.12.0"
 	defaultDomain   = "cluster.local"
 	defaultClusterN = "kubernetes"

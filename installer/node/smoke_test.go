@@ -34,7 +34,7 @@ metadata:
 spec:
   containers:
   - name: pause
-    image: registry.k8s.io/pause:3.10
+    image: registry.k8s.io/pause:3.10.2
     imagePullPolicy: Never
 `
 
