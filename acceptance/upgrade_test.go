@@ -82,6 +82,8 @@ spec:
 type probeSeries struct {
 	Name       string
 	OK, Failed int
+	// LastError is when and how the last probe failed.
+	LastError string
 	// LongestGap is the longest time between two answered probes.
 	LongestGap time.Duration
 	FirstError string
@@ -91,6 +93,7 @@ type probeSeries struct {
 func (s *probeSeries) record(at time.Time, err error) {
 	if err != nil {
 		s.Failed++
+		s.LastError = at.Format("15:04:05.000") + " " + err.Error()
 		if s.FirstError == "" {
 			s.FirstError = at.Format("15:04:05.000") + " " + err.Error()
 		}
@@ -106,7 +109,7 @@ func (s *probeSeries) record(at time.Time, err error) {
 func (s *probeSeries) String() string {
 	r := fmt.Sprintf("%-26s %6d ok %4d failed, longest gap %v", s.Name, s.OK, s.Failed, s.LongestGap.Round(time.Millisecond))
 	if s.FirstError != "" {
-		r += " (first failure " + s.FirstError + ")"
+		r += " (first failure " + s.FirstError + "; last " + s.LastError + ")"
 	}
 	return r
 }
@@ -364,6 +367,17 @@ func checkRollingUpgrade(t *testing.T, ctx context.Context, k *kubeLab, e *insta
 		t.Fatalf("the resumed upgrade: %v\n%s\n%s", err, second.out.String(), second.stderr())
 	}
 	took := time.Since(start)
+	// The run's timeline, to set the probes' failures against.
+	var timeline []string
+	for _, l := range strings.Split(second.stderr(), "\n") {
+		for _, w := range []string{"Upgrad", "Holding", "Releas", "Restarting", "Draining", "Cordon", "Uncordon", "Applying", "Waiting for the control plane"} {
+			if strings.Contains(l, w) {
+				timeline = append(timeline, l)
+				break
+			}
+		}
+	}
+	t.Logf("the resumed run's timeline:\n%s", strings.Join(timeline, "\n"))
 	if !strings.Contains(second.out.String(), "Upgrade in progress since") {
 		t.Errorf("the second run does not say it resumed:\n%s", second.out.String())
 	}
