@@ -229,6 +229,9 @@ func (e *Engine) Upgrade(ctx context.Context, o UpgradeOptions) (*UpgradeResult,
 func (e *Engine) applyAfterUpgrade(ctx context.Context, o UpgradeOptions, res *UpgradeResult) error {
 	ao := o.Apply
 	ao.locked = true
+	// The steps changed every server: every gate runs, the pod gate
+	// included, even though this apply itself may change nothing.
+	ao.Verify = true
 	e.log.Info("Applying after the upgrade: configuration, add-ons and the gates")
 	x := e
 	if spec := e.cfg.Cluster.Spec; spec.Kubernetes.Version != res.Plan.Kubernetes || spec.Etcd.Version != res.Plan.Etcd {

@@ -619,8 +619,6 @@ func checkGates(a map[string]string) error {
 	return nil
 }
 
-// kubectlNodes runs the real kubectl with the kubeconfig from the state:
-// every name in want is a Ready Node, none in absent is listed.
 // tfUpgradeFrom is the release the lab cluster is created at.
 const tfUpgradeFrom = "v1.36.3"
 
@@ -650,6 +648,8 @@ func kubectlVersions(ctx context.Context, k *tfLab, kubeconfig, want string, nam
 	return nil
 }
 
+// kubectlNodes runs the real kubectl with the kubeconfig from the state:
+// every name in want is a Ready Node, none in absent is listed.
 func kubectlNodes(ctx context.Context, k *tfLab, kubeconfig string, want, absent []string) error {
 	out, err := exec.CommandContext(ctx, filepath.Join(k.arts, artifacts.DefaultName("kubectl")), "--kubeconfig", kubeconfig,
 		"get", "nodes", "--no-headers").CombinedOutput()
