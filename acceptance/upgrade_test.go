@@ -345,12 +345,12 @@ func checkRollingUpgrade(t *testing.T, ctx context.Context, k *kubeLab, e *insta
 	if err := pollUntil(ctx, 10*time.Minute, func() error {
 		select {
 		case <-first.done:
-			return fmt.Errorf("the upgrade ended (%v) before it could be killed:\n%s", first.err, first.stderr())
+			return fmt.Errorf("the upgrade ended (%w) before it could be killed:\n%s", first.err, first.stderr())
 		default:
 		}
 		r, err := upgradeRecord(k.stateDir, target.Metadata.Name)
 		if err != nil || r == nil || len(r.Completed) < 3 {
-			return fmt.Errorf("not 3 steps done yet (%v)", err)
+			return fmt.Errorf("not 3 steps done yet (%w)", err)
 		}
 		done = r.Completed
 		return nil

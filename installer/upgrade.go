@@ -1109,7 +1109,7 @@ func (x *upgradeRun) holdStackedAPI(ctx context.Context, h *phase.Host, host, to
 				return bgpagent.Release(ctx, h, bgpagent.APIServerService)
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("kube-apiserver on %s not ready %v after its etcd member's upgrade (%v); the API VIP stays held there until tricenter upgrade resumes",
+				return fmt.Errorf("kube-apiserver on %s not ready %v after its etcd member's upgrade (%w); the API VIP stays held there until tricenter upgrade resumes",
 					host, e.cfg.HealthTimeout, err)
 			}
 			select {
@@ -1396,7 +1396,7 @@ func hostErrorsOf(err error) map[string]error {
 	out := map[string]error{}
 	var walk func(error)
 	walk = func(err error) {
-		switch x := err.(type) {
+		switch x := err.(type) { //nolint:errorlint // walks the wrap tree itself, joins included
 		case nil:
 		case *phase.HostError:
 			out[x.Host] = x.Err

@@ -167,7 +167,7 @@ func TestHostErrorsOf(t *testing.T) {
 	a, b := errors.New("a broke"), errors.New("b broke")
 	err := fmt.Errorf("phase %q: %w", "Install kubelet", errors.Join(&phase.HostError{Host: "a", Err: a}, nil, &phase.HostError{Host: "b", Err: b}))
 	got := hostErrorsOf(err)
-	if len(got) != 2 || got["a"] != a || got["b"] != b {
+	if len(got) != 2 || !errors.Is(got["a"], a) || !errors.Is(got["b"], b) {
 		t.Errorf("hostErrorsOf = %v", got)
 	}
 	if got := hostErrorsOf(errors.New("no host")); len(got) != 0 {

@@ -87,7 +87,7 @@ that was killed).`,
 			note := ""
 			if errors.Is(err, bgp.ErrNoAgent) {
 				if cfgErr != nil {
-					return fmt.Errorf("%w; the hold cannot be recorded without the configuration: %v", err, cfgErr)
+					return fmt.Errorf("%w; the hold cannot be recorded without the configuration: %w", err, cfgErr)
 				}
 				res, note, err = holdOffline(ctx, cfg, service, reason)
 			}
@@ -187,7 +187,7 @@ nothing.`,
 			note := ""
 			if errors.Is(err, bgp.ErrNoAgent) {
 				if cfgErr != nil {
-					return fmt.Errorf("%w; the hold cannot be removed without the configuration: %v", err, cfgErr)
+					return fmt.Errorf("%w; the hold cannot be removed without the configuration: %w", err, cfgErr)
 				}
 				var removed bool
 				removed, err = bgp.RemoveHold(cfg.HoldDirectory(), service)

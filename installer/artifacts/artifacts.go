@@ -76,7 +76,7 @@ var (
 	ErrStalled = errors.New("mirror stalled")
 )
 
-// NotListedError: the manifest of the artifact set does not list a
+// NotListedError is the error when the manifest of the artifact set does not list a
 // requested artifact (matched with errors.As).
 type NotListedError struct {
 	Name     string // the artifact: "kubelet-v1.35.4", "pause.oci.tar"
