@@ -80,8 +80,12 @@ func startKubeLab(t testing.TB) *kubeLab {
 		t.Fatal(err)
 	}
 	start = time.Now()
+	// A core router outside the racks (peering with the lab router, which
+	// plays every TOR): the upgrade scenario asks its Service and the API
+	// from there, as a client beyond the datacenter's core would.
 	k.lab, err = nspawn.Up(ctx, nspawn.Config{Cluster: c, Rootfs: rootfs, Logger: k.log,
-		Dir: filepath.Join(cache, "nspawn", "machines", "kube-"+filepath.Base(filepath.Dir(k.dir)))})
+		Dir:         filepath.Join(cache, "nspawn", "machines", "kube-"+filepath.Base(filepath.Dir(k.dir))),
+		CoreRouters: []nspawn.CoreRouter{{Name: "core-a", Site: "site-a", ASN: 65000}}, CoreTransit: netip.MustParsePrefix("198.19.118.0/24")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,11 +128,17 @@ func (k *kubeLab) engine(t testing.TB, c *inventory.Cluster) *installer.Engine {
 // engineAt is an engine over the state directory dir.
 func (k *kubeLab) engineAt(t testing.TB, c *inventory.Cluster, dir string) *installer.Engine {
 	t.Helper()
+	return k.engineLogging(t, c, dir, k.log)
+}
+
+// engineLogging is engineAt logging to log.
+func (k *kubeLab) engineLogging(t testing.TB, c *inventory.Cluster, dir string, log *slog.Logger) *installer.Engine {
+	t.Helper()
 	st, err := state.Open(dir, c.Metadata.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := installer.New(installer.Config{Cluster: c, Store: st, Logger: k.log,
+	e, err := installer.New(installer.Config{Cluster: c, Store: st, Logger: log,
 		AgentBinary: filepath.Join(k.arts, "tricenter-bgp")})
 	if err != nil {
 		t.Fatal(err)

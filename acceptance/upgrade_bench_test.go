@@ -3,10 +3,12 @@ package acceptance
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,8 +19,8 @@ import (
 // beforehand), a rolling upgrade from upgradeFromKubernetes and
 // upgradeFromEtcd to the inventory's releases while the API's /readyz
 // through the VIP and a Service through its load-balancer VIP are asked
-// every 100 ms from outside the racks (this machine, through the lab's
-// router) and etcd takes a write every 100 ms: total and per-step time,
+// every 100 ms from outside the racks (the lab's core router, through
+// the TORs' ECMP) and etcd takes a write every 100 ms: total and per-step time,
 // each probe's failures and longest gap, and the acknowledged writes lost,
 // against the goals of 0 failed probes and 0 lost writes.
 func BenchmarkUpgrade(b *testing.B) {
@@ -42,8 +44,10 @@ func BenchmarkUpgrade(b *testing.B) {
 	target := k.cluster(b, newWorker)
 	url := deployUpgradeWorkload(b, ctx, k, kubeconfig, upgradeVIP(b, target))
 	time.Sleep(5 * time.Second) // a baseline before the first step
-	probes := startUpgradeProbes(b, ctx, e, url)
-	up := k.engine(b, target)
+	probes := startUpgradeProbes(b, ctx, k, e, url)
+	// The upgrade's log, to set the probes' failures against.
+	var upLog syncBuffer
+	up := k.engineLogging(b, target, k.stateDir, slog.New(slog.NewTextHandler(&upLog, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	start := time.Now()
 	res, err := up.Upgrade(ctx, installer.UpgradeOptions{})
 	took := time.Since(start)
@@ -83,5 +87,27 @@ func BenchmarkUpgrade(b *testing.B) {
 	if lost > 0 {
 		b.Errorf("%d acknowledged etcd writes lost", lost)
 	}
+	if w := probes.windows(); w != "" {
+		fmt.Fprintf(&out, "the probes' failures:\n%s", w)
+	}
+	fmt.Fprintf(&out, "the upgrade's timeline:\n%s\n", upgradeTimeline(upLog.String()))
 	b.Log(out.String())
+}
+
+// syncBuffer is a strings.Builder many goroutines write to (a logger).
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

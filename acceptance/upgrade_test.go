@@ -10,9 +10,11 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -87,7 +89,22 @@ type probeSeries struct {
 	// LongestGap is the longest time between two answered probes.
 	LongestGap time.Duration
 	FirstError string
-	lastOK     time.Time
+	// Windows are the runs of failed probes: when each began and ended,
+	// how many failed and how (errors by kind), and what Diag said when
+	// it began.
+	Windows []string
+	// Diag, when set, is asked what the routers know when a run of
+	// failures begins (it runs apart from the probe).
+	Diag   func() string
+	lastOK time.Time
+	window *probeWindow
+}
+
+// probeWindow is a run of failed probes in progress.
+type probeWindow struct {
+	start, last time.Time
+	errs        map[string]int
+	diag        chan string
 }
 
 func (s *probeSeries) record(at time.Time, err error) {
@@ -97,13 +114,68 @@ func (s *probeSeries) record(at time.Time, err error) {
 		if s.FirstError == "" {
 			s.FirstError = at.Format("15:04:05.000") + " " + err.Error()
 		}
+		if s.window == nil {
+			s.window = &probeWindow{start: at, errs: map[string]int{}}
+			if s.Diag != nil {
+				s.window.diag = make(chan string, 1)
+				go func(ch chan<- string) { ch <- s.Diag() }(s.window.diag)
+			}
+		}
+		s.window.last = at
+		s.window.errs[errorKind(err)]++
 		return
 	}
+	s.closeWindow(at)
 	s.OK++
 	if !s.lastOK.IsZero() && at.Sub(s.lastOK) > s.LongestGap {
 		s.LongestGap = at.Sub(s.lastOK)
 	}
 	s.lastOK = at
+}
+
+// closeWindow ends a run of failures at the first answered probe (at) or
+// when the probes stop (at is zero).
+func (s *probeSeries) closeWindow(at time.Time) {
+	w := s.window
+	if w == nil {
+		return
+	}
+	s.window = nil
+	end := "the end of the probes"
+	if !at.IsZero() {
+		end = at.Format("15:04:05.000") + fmt.Sprintf(" (%v)", at.Sub(w.start).Round(time.Millisecond))
+	}
+	n := 0
+	var kinds []string
+	for k, c := range w.errs {
+		n += c
+		kinds = append(kinds, fmt.Sprintf("%d× %s", c, k))
+	}
+	slices.Sort(kinds)
+	r := fmt.Sprintf("%s to %s: %d failed: %s", w.start.Format("15:04:05.000"), end, n, strings.Join(kinds, "; "))
+	if w.diag != nil {
+		select {
+		case d := <-w.diag:
+			r += "\n    when it began: " + strings.ReplaceAll(strings.TrimSpace(d), "\n", "\n    ")
+		case <-time.After(10 * time.Second):
+			r += "\n    when it began: (no answer from the routers in 10s)"
+		}
+	}
+	s.Windows = append(s.Windows, r)
+}
+
+// errorKind is an error without what changes from probe to probe (ports,
+// addresses of the client side).
+func errorKind(err error) string {
+	var ne net.Error
+	var oe *net.OpError
+	switch {
+	case errors.As(err, &oe) && oe.Err != nil:
+		return oe.Op + ": " + oe.Err.Error()
+	case errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	}
+	return err.Error()
 }
 
 func (s *probeSeries) String() string {
@@ -115,10 +187,10 @@ func (s *probeSeries) String() string {
 }
 
 // upgradeProbes run while an upgrade runs: the API's /readyz through the
-// VIP and the Service from outside the racks every 100 ms, each on a new
-// connection (a request lands where the routers send it now), and etcd
-// writes through its client (every member as endpoint) whose
-// acknowledgements are checked afterwards.
+// VIP and the Service from outside the racks (the lab's core router) every
+// 100 ms, each on a new connection (a request lands where the routers send
+// it now), and etcd writes through its client (every member as endpoint)
+// whose acknowledgements are checked afterwards.
 type upgradeProbes struct {
 	API, Service, Etcd probeSeries
 	acked              []string
@@ -127,10 +199,16 @@ type upgradeProbes struct {
 	mu                 sync.Mutex
 }
 
-func startUpgradeProbes(t testing.TB, ctx context.Context, e *installer.Engine, serviceURL string) *upgradeProbes {
+func startUpgradeProbes(t testing.TB, ctx context.Context, k *kubeLab, e *installer.Engine, serviceURL string) *upgradeProbes {
 	t.Helper()
 	p := &upgradeProbes{API: probeSeries{Name: "API /readyz via the VIP"}, Service: probeSeries{Name: "Service via its LB VIP"},
 		Etcd: probeSeries{Name: "etcd writes"}}
+	svcVIP := ""
+	if u, err := url.Parse(serviceURL); err == nil {
+		svcVIP = u.Hostname()
+	}
+	p.API.Diag = func() string { return k.routerPaths(e.IPs().APIVIP.String()) }
+	p.Service.Diag = func() string { return k.routerPaths(svcVIP) }
 	ctx, p.stop = context.WithCancel(ctx)
 	kc, err := e.AdminKubeconfig("")
 	if err != nil {
@@ -144,9 +222,19 @@ func startUpgradeProbes(t testing.TB, ctx context.Context, e *installer.Engine, 
 	if !pool.AppendCertsFromPEM(rc.TLSClientConfig.CAData) {
 		t.Fatal("the admin kubeconfig holds no CA certificate")
 	}
+	// Every request leaves from the core router's namespace, outside the
+	// racks: it reaches a VIP through the core's route to the TORs.
+	cores := k.lab.Cores()
+	if len(cores) == 0 {
+		t.Fatal("the lab has no core router to probe from")
+	}
+	core := cores[0].NS
+	d := &net.Dialer{Timeout: time.Second}
 	fresh := func(tc *tls.Config) *http.Client {
 		return &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: tc, Proxy: nil,
-			DialContext: (&net.Dialer{Timeout: time.Second}).DialContext}}
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				return core.DialContext(ctx, d, network, addr)
+			}}}
 	}
 	apiClient := fresh(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
 	svcClient := fresh(nil)
@@ -220,11 +308,63 @@ func startUpgradeProbes(t testing.TB, ctx context.Context, e *installer.Engine, 
 	return p
 }
 
+// upgradeTimeline are the lines of an upgrade's log (text format) that
+// say what it did when: steps, holds, restarts, drains, the apply after.
+func upgradeTimeline(log string) string {
+	var timeline []string
+	for _, l := range strings.Split(log, "\n") {
+		for _, w := range []string{"Upgrad", "Holding", "Releas", "Restarting", "Draining", "Cordon", "Uncordon", "Applying", "Waiting for the control plane", "Applied", "Gate"} {
+			if strings.Contains(l, w) {
+				timeline = append(timeline, l)
+				break
+			}
+		}
+	}
+	return strings.Join(timeline, "\n")
+}
+
+// windows are the probes' runs of failures, one per line ("" when none
+// failed).
+func (p *upgradeProbes) windows() string {
+	var b strings.Builder
+	for _, s := range []*probeSeries{&p.API, &p.Service, &p.Etcd} {
+		for _, w := range s.Windows {
+			fmt.Fprintf(&b, "%s: %s\n", s.Name, w)
+		}
+	}
+	return b.String()
+}
+
+// routerPaths is what the lab router's zebra and bgpd know of the /32 to
+// addr now.
+func (k *kubeLab) routerPaths(addr string) string {
+	r := k.lab.Router()
+	if r == nil {
+		return "(the lab has no router)"
+	}
+	var b strings.Builder
+	for _, c := range []struct{ daemon, cmd string }{
+		{"zebra", "show ip route " + addr + "/32"},
+		{"bgpd", "show bgp ipv4 unicast " + addr + "/32"},
+	} {
+		out, err := r.Vty(c.daemon, c.cmd)
+		fmt.Fprintf(&b, "%s: %s", c.cmd, out)
+		if err != nil {
+			fmt.Fprintf(&b, " (%v)", err)
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
 // finish stops the probes and counts the acknowledged etcd writes that
 // etcd no longer has (it must be none).
 func (p *upgradeProbes) finish(ctx context.Context, e *installer.Engine) (lost int, err error) {
 	p.stop()
 	p.wg.Wait()
+	for _, s := range []*probeSeries{&p.API, &p.Service, &p.Etcd} {
+		s.closeWindow(time.Time{})
+	}
 	ep, err := e.EtcdPKI(false)
 	if err != nil {
 		return 0, err
@@ -337,7 +477,7 @@ func checkRollingUpgrade(t *testing.T, ctx context.Context, k *kubeLab, e *insta
 			t.Errorf("the plan does not mention %s", want)
 		}
 	}
-	probes := startUpgradeProbes(t, ctx, e, url)
+	probes := startUpgradeProbes(t, ctx, k, e, url)
 	start := time.Now()
 	first := c.start(t, ctx, "upgrade", "--yes", "--log-format", "text")
 	// Killed once three steps are recorded done (etcd members).
@@ -368,16 +508,7 @@ func checkRollingUpgrade(t *testing.T, ctx context.Context, k *kubeLab, e *insta
 	}
 	took := time.Since(start)
 	// The run's timeline, to set the probes' failures against.
-	var timeline []string
-	for _, l := range strings.Split(second.stderr(), "\n") {
-		for _, w := range []string{"Upgrad", "Holding", "Releas", "Restarting", "Draining", "Cordon", "Uncordon", "Applying", "Waiting for the control plane"} {
-			if strings.Contains(l, w) {
-				timeline = append(timeline, l)
-				break
-			}
-		}
-	}
-	t.Logf("the resumed run's timeline:\n%s", strings.Join(timeline, "\n"))
+	t.Logf("the resumed run's timeline:\n%s", upgradeTimeline(second.stderr()))
 	if !strings.Contains(second.out.String(), "Upgrade in progress since") {
 		t.Errorf("the second run does not say it resumed:\n%s", second.out.String())
 	}
@@ -389,6 +520,9 @@ func checkRollingUpgrade(t *testing.T, ctx context.Context, k *kubeLab, e *insta
 		took.Round(time.Second), probes.API.String(), probes.Service.String(), probes.Etcd.String(), len(probes.acked), lost)
 	if lost > 0 {
 		t.Errorf("%d acknowledged etcd writes are gone after the upgrade", lost)
+	}
+	if w := probes.windows(); w != "" {
+		t.Logf("the probes' failures:\n%s", w)
 	}
 	if r, err := upgradeRecord(k.stateDir, target.Metadata.Name); err != nil || r != nil {
 		t.Errorf("the upgrade record is still there (%v): %+v", err, r)

@@ -101,6 +101,11 @@ type Check struct {
 // nodes: the API VIP, gated by the local kube-apiserver's /readyz.
 const APIServerService = "kube-apiserver"
 
+// LoadBalancersService is the service AgentConfig renders on every node
+// when the cluster has load-balancer VIPs, gated by the local kube-proxy's
+// /healthz.
+const LoadBalancersService = "load-balancers"
+
 // Defaults for the agent configuration.
 const (
 	DefaultConnectRetrySeconds = 2
@@ -429,7 +434,7 @@ func (p *Plan) AgentConfig(node string, o ConfigOptions) (*Config, error) {
 		})
 	}
 	if len(p.LoadBalancerVIPs) > 0 {
-		s := Service{Name: "load-balancers", Check: &Check{URL: o.ProxyHealthURL, Interval: Duration{o.CheckInterval}}}
+		s := Service{Name: LoadBalancersService, Check: &Check{URL: o.ProxyHealthURL, Interval: Duration{o.CheckInterval}}}
 		for _, v := range p.LoadBalancerVIPs {
 			s.VIPs = append(s.VIPs, v.String())
 		}

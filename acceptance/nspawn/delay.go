@@ -2,16 +2,16 @@ package nspawn
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
-	"runtime"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tricenter/terraform-provider-tricenter/internal/labnet"
 )
 
 // Delayer is a userspace link emulator: the router namespace sends
@@ -86,45 +86,31 @@ func newDelayer(nsPath, name string, zones []zone, rtt map[[2]int]time.Duration,
 // enters the namespace, opens the device (which is created in the thread's
 // namespace) and returns. The file descriptor keeps working from anywhere.
 func openTUNIn(nsPath, name string) (int, error) {
-	runtime.LockOSThread()
-	orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
-	if err != nil {
-		runtime.UnlockOSThread()
-		return -1, err
-	}
-	defer orig.Close()
-	target, err := os.Open(nsPath)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return -1, err
-	}
-	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		return -1, fmt.Errorf("entering %s: %w", nsPath, err)
-	}
-	fd, openErr := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
-	if openErr == nil {
-		ifr, err := unix.NewIfreq(name)
+	fd := -1
+	err := labnet.InNamespace(nsPath, func() error {
+		f, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
 		if err != nil {
-			openErr = err
-		} else {
-			ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
-			if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-				openErr = err
-			}
+			return err
 		}
-		if openErr != nil {
+		ifr, err := unix.NewIfreq(name)
+		if err == nil {
+			ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
+			err = unix.IoctlIfreq(f, unix.TUNSETIFF, ifr)
+		}
+		if err != nil {
+			unix.Close(f)
+			return err
+		}
+		fd = f
+		return nil
+	})
+	if err != nil {
+		if fd >= 0 {
 			unix.Close(fd)
 		}
+		return -1, err
 	}
-	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-		// The thread is stuck in the wrong namespace: leave it locked so
-		// the runtime discards it when this goroutine ends.
-		return -1, errors.Join(openErr, fmt.Errorf("returning to the original namespace: %w", err))
-	}
-	runtime.UnlockOSThread()
-	return fd, openErr
+	return fd, nil
 }
 
 func (d *Delayer) centerOf(a netip.Addr) int {

@@ -6,13 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
-	"runtime"
-	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/tricenter/terraform-provider-tricenter/bgp"
 	"github.com/tricenter/terraform-provider-tricenter/internal/labnet"
@@ -137,51 +131,7 @@ func PodIP(n *bgp.Node) netip.Addr { return n.PodCIDR.Addr().Next() }
 // ListenTCP opens a TCP listener inside ns (for health endpoints such as a
 // fake apiserver's /readyz on the node's 127.0.0.1). The listener keeps
 // working after the calling thread has returned to its own namespace.
-func ListenTCP(ns *labnet.NS, addr string) (net.Listener, error) {
-	type result struct {
-		l   net.Listener
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		// This goroutine's thread changes namespace; if it cannot change
-		// back it stays locked and the runtime discards the thread.
-		runtime.LockOSThread()
-		l, err := listenIn(ns.Name, addr)
-		if err == nil || !errors.Is(err, errNoReturn) {
-			runtime.UnlockOSThread()
-		}
-		ch <- result{l, err}
-	}()
-	r := <-ch
-	return r.l, r.err
-}
-
-var errNoReturn = errors.New("could not return to the original namespace")
-
-func listenIn(nsName, addr string) (net.Listener, error) {
-	self, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
-	if err != nil {
-		return nil, err
-	}
-	defer self.Close()
-	target, err := os.Open(filepath.Join("/run/netns", nsName))
-	if err != nil {
-		return nil, err
-	}
-	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), syscall.CLONE_NEWNET); err != nil {
-		return nil, fmt.Errorf("entering %s: %w", nsName, err)
-	}
-	l, lerr := net.Listen("tcp", addr)
-	if err := unix.Setns(int(self.Fd()), syscall.CLONE_NEWNET); err != nil {
-		if l != nil {
-			l.Close()
-		}
-		return nil, fmt.Errorf("%w: %w", errNoReturn, err)
-	}
-	return l, lerr
-}
+func ListenTCP(ns *labnet.NS, addr string) (net.Listener, error) { return ns.Listen("tcp", addr) }
 
 // Ping sends count pings from src inside ns to dst and reports whether all
 // were answered.

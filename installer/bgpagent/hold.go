@@ -20,6 +20,11 @@ import (
 // local kube-apiserver's /readyz).
 const APIServerService = bgp.APIServerService
 
+// LoadBalancersService is the service of the rendered agent configuration
+// that announces the load-balancer VIPs on every node (gated by the local
+// kube-proxy's /healthz).
+const LoadBalancersService = bgp.LoadBalancersService
+
 // Hold withdraws service's VIPs from the host before what serves them
 // stops: it runs `tricenter-bgp hold SERVICE --reason REASON` on the host,
 // which returns once the withdrawal has been written to every established

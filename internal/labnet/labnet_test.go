@@ -2,7 +2,9 @@ package labnet
 
 import (
 	"context"
+	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -112,5 +114,85 @@ func TestSetPortUpCutsSilently(t *testing.T) {
 	}
 	if err := a.SetPortUp("nope", false); err == nil || !strings.Contains(err.Error(), "no bridge port for nope") {
 		t.Fatalf("SetPortUp on an unknown link: %v", err)
+	}
+}
+
+// A listener opened in one namespace and a connection dialed from another
+// meet over the link between them: the connection's ends carry the two
+// namespaces' addresses, which exist only there, and this process's own
+// namespace is where it was before.
+func TestListenAndDialInNamespaces(t *testing.T) {
+	testenv.Need(t, Available())
+	lab, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := lab.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	a, err := lab.Namespace("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := lab.Namespace("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lab.Link(a, "p2p", netip.MustParsePrefix("198.18.13.1/31"), b, "p2p", netip.MustParsePrefix("198.18.13.0/31")); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := b.Listen("tcp", "198.18.13.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := a.DialContext(ctx, &net.Dialer{}, "tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := c.LocalAddr().(*net.TCPAddr).IP.String(); got != "198.18.13.1" {
+		t.Errorf("dialed from %s, want a's 198.18.13.1", got)
+	}
+	s, ok := <-accepted
+	if !ok {
+		t.Fatal("nothing accepted")
+	}
+	defer s.Close()
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1)
+	if _, err := s.Read(buf); err != nil || buf[0] != 'x' {
+		t.Fatalf("read %q, %v", buf, err)
+	}
+	// The process's namespace did not change, and it cannot reach the
+	// link's addresses (the link exists in a and b only).
+	after, err := os.Readlink("/proc/self/ns/net")
+	if err != nil || after != before {
+		t.Fatalf("this thread's namespace is %s (%v), was %s", after, err, before)
+	}
+	if _, err := (&net.Dialer{Timeout: 300 * time.Millisecond}).Dial("tcp", l.Addr().String()); err == nil {
+		t.Error("the root namespace reached b's listener: Listen did not open it in b")
+	}
+	if err := InNamespace("/run/netns/tc-does-not-exist", func() error { return nil }); err == nil {
+		t.Error("entering a missing namespace succeeded")
 	}
 }
