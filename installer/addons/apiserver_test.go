@@ -1,22 +1,9 @@
 package addons
 
 import (
-	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
-	"fmt"
-	"github.com/tricenter/terraform-provider-tricenter/installer/artifacts"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,180 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/tricenter/terraform-provider-tricenter/installer/kubeconfig"
-	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
-	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
+	"github.com/tricenter/terraform-provider-tricenter/internal/kubetest"
 )
-
-// peer is a real process the test started; it is killed and reaped when
-// the test ends.
-type peer struct {
-	name string
-	mu   sync.Mutex
-	out  bytes.Buffer
-	done chan struct{}
-}
-
-func (p *peer) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.Write(b)
-}
-
-func (p *peer) tail() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	s := p.out.String()
-	if len(s) > 3000 {
-		s = s[len(s)-3000:]
-	}
-	return s
-}
-
-func startPeer(t *testing.T, bin string, args ...string) *peer {
-	t.Helper()
-	p := &peer{name: filepath.Base(bin), done: make(chan struct{})}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = p, p
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", bin, err)
-	}
-	go func() { _ = cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("%s output (tail):\n%s", p.name, p.tail())
-		}
-	})
-	return p
-}
-
-// freePort picks a free loopback port.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func writeTestFile(t *testing.T, path string, data []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// realAPIServer starts etcd and kube-apiserver (from make artifacts) on
-// loopback and returns an admin client.
-func realAPIServer(t *testing.T) kubernetes.Interface {
-	t.Helper()
-	arts, err := filepath.Abs("../../.cache/artifacts")
-	if err != nil {
-		t.Fatal(err)
-	}
-	etcdBin, apiBin := filepath.Join(arts, artifacts.DefaultName("etcd")), filepath.Join(arts, artifacts.DefaultName("kube-apiserver"))
-	testenv.RequireFile(t, "run make artifacts", etcdBin, apiBin)
-	dir := t.TempDir()
-	store := &pki.Store{Dir: filepath.Join(dir, "pki")}
-	ca, err := store.CA(pki.KubernetesCA, pki.KubernetesCACommonName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serving, _, err := store.Leaf(ca, pki.KubernetesCA, "apiserver", pki.Request{CommonName: "kube-apiserver",
-		DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Usage: pki.Server})
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := store.EnsureAdmin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	saKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalECPrivateKey(saKey)
-	pder, _ := x509.MarshalPKIXPublicKey(&saKey.PublicKey)
-	files := map[string][]byte{
-		"ca.crt": ca.CertPEM, "apiserver.crt": serving.CertPEM, "apiserver.key": serving.KeyPEM,
-		"sa.key": pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}),
-		"sa.pub": pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pder}),
-	}
-	for n, b := range files {
-		writeTestFile(t, filepath.Join(dir, n), b)
-	}
-	client, peerPort, apiPort := freePort(t), freePort(t), freePort(t)
-	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", client)
-	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
-	etcd := startPeer(t, etcdBin, "--name=addons", "--data-dir="+filepath.Join(dir, "etcd"),
-		"--listen-client-urls="+etcdURL, "--advertise-client-urls="+etcdURL,
-		"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL,
-		"--initial-cluster=addons="+peerURL, "--log-level=warn")
-	api := startPeer(t, apiBin, "--etcd-servers="+etcdURL, "--bind-address=127.0.0.1",
-		fmt.Sprintf("--secure-port=%d", apiPort), "--advertise-address=198.18.127.1",
-		"--service-cluster-ip-range=198.19.96.0/20",
-		"--client-ca-file="+filepath.Join(dir, "ca.crt"),
-		"--tls-cert-file="+filepath.Join(dir, "apiserver.crt"), "--tls-private-key-file="+filepath.Join(dir, "apiserver.key"),
-		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file="+filepath.Join(dir, "sa.pub"),
-		"--service-account-signing-key-file="+filepath.Join(dir, "sa.key"),
-		"--authorization-mode=Node,RBAC", "--cert-dir="+filepath.Join(dir, "certs"), "--profiling=false")
-	kc, err := kubeconfig.Render(kubeconfig.Config{Cluster: "addons", User: "admin",
-		Server: fmt.Sprintf("https://127.0.0.1:%d", apiPort), CA: ca.CertPEM, CertPEM: admin.CertPEM, KeyPEM: admin.KeyPEM})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, err := kubeconfig.REST(kc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc.Timeout = 10 * time.Second
-	rc.QPS, rc.Burst = 50, 100 // as the engine's clients
-	cs, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	start := time.Now()
-	last := ""
-	for {
-		for _, p := range []*peer{etcd, api} {
-			select {
-			case <-p.done:
-				t.Fatalf("%s exited:\n%s", p.name, p.tail())
-			default:
-			}
-		}
-		b, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
-		if err == nil && string(b) == "ok" {
-			break
-		}
-		last = fmt.Sprint(string(b), err)
-		select {
-		case <-ctx.Done():
-			t.Fatalf("kube-apiserver not ready within 2m: %s", last)
-		case <-time.After(300 * time.Millisecond):
-		}
-	}
-	// kube-system exists once the apiserver's own controllers ran.
-	for {
-		if _, err := cs.CoreV1().Namespaces().Get(ctx, Namespace, metav1.GetOptions{}); err == nil {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatal("no kube-system namespace")
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	t.Logf("etcd and kube-apiserver ready in %v", time.Since(start).Round(time.Millisecond))
-	return cs
-}
 
 // TestAgainstRealAPIServer applies the add-ons to a real kube-apiserver
 // (server-side apply, defaulting, validation, admission, the eviction API
@@ -208,10 +23,11 @@ func realAPIServer(t *testing.T) kubernetes.Interface {
 // edits, takes over objects of the hash-annotation version, and drains a
 // Node.
 func TestAgainstRealAPIServer(t *testing.T) {
-	cs := realAPIServer(t)
+	o := options(t)
+	// The inventory's service network, where the cluster DNS IP lies.
+	cs := kubetest.Start(t, kubetest.Options{ServiceCIDR: o.Cluster.Spec.Network.ServiceCIDR})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	o := options(t)
 	o.FRU = map[string]FRU{"w1": {Serial: "SN-4711", Model: "R650"}}
 	for _, n := range []string{"cp1", "w1", "cp2", "cp3"} {
 		if _, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}}, metav1.CreateOptions{}); err != nil {

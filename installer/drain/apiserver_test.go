@@ -11,20 +11,9 @@ package drain
 // a Ready replacement for each evicted pod.
 
 import (
-	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
-	"fmt"
 	"log/slog"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -40,192 +29,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/tricenter/terraform-provider-tricenter/installer/artifacts"
 	"github.com/tricenter/terraform-provider-tricenter/installer/health"
-	"github.com/tricenter/terraform-provider-tricenter/installer/kubeconfig"
-	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
-	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
+	"github.com/tricenter/terraform-provider-tricenter/internal/kubetest"
 )
-
-// proc is a real process the test started; it is killed and reaped when
-// the test ends.
-type proc struct {
-	name string
-	mu   sync.Mutex
-	out  bytes.Buffer
-	done chan struct{}
-}
-
-func (p *proc) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.Write(b)
-}
-
-func (p *proc) tail() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	s := p.out.String()
-	if len(s) > 3000 {
-		s = s[len(s)-3000:]
-	}
-	return s
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func startProc(t *testing.T, bin string, args ...string) *proc {
-	t.Helper()
-	p := &proc{name: filepath.Base(bin), done: make(chan struct{})}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = p, p
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", bin, err)
-	}
-	go func() { _ = cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("%s output (tail):\n%s", p.name, p.tail())
-		}
-	})
-	return p
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// realCluster starts etcd, kube-apiserver and kube-controller-manager
-// (only the disruption controller) on loopback and returns an admin
-// client.
-func realCluster(t *testing.T) kubernetes.Interface {
-	t.Helper()
-	arts, err := filepath.Abs("../../.cache/artifacts")
-	if err != nil {
-		t.Fatal(err)
-	}
-	etcdBin := filepath.Join(arts, artifacts.DefaultName("etcd"))
-	apiBin := filepath.Join(arts, artifacts.DefaultName("kube-apiserver"))
-	kcmBin := filepath.Join(arts, artifacts.DefaultName("kube-controller-manager"))
-	testenv.RequireFile(t, "run make artifacts", etcdBin, apiBin, kcmBin)
-
-	dir := t.TempDir()
-	store := &pki.Store{Dir: filepath.Join(dir, "pki")}
-	ca, err := store.CA(pki.KubernetesCA, pki.KubernetesCACommonName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serving, _, err := store.Leaf(ca, pki.KubernetesCA, "apiserver", pki.Request{CommonName: "kube-apiserver",
-		DNSNames: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Usage: pki.Server})
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := store.EnsureAdmin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	saKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalECPrivateKey(saKey)
-	pder, _ := x509.MarshalPKIXPublicKey(&saKey.PublicKey)
-	etcdPort, peerPort, apiPort := freePort(t), freePort(t), freePort(t)
-	kc, err := kubeconfig.Render(kubeconfig.Config{Cluster: "drain", User: "admin",
-		Server: fmt.Sprintf("https://127.0.0.1:%d", apiPort), CA: ca.CertPEM, CertPEM: admin.CertPEM, KeyPEM: admin.KeyPEM})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for n, b := range map[string][]byte{
-		"ca.crt": ca.CertPEM, "apiserver.crt": serving.CertPEM, "apiserver.key": serving.KeyPEM,
-		"sa.key":     pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}),
-		"sa.pub":     pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pder}),
-		"kubeconfig": kc,
-	} {
-		if err := os.WriteFile(filepath.Join(dir, n), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", etcdPort)
-	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
-	etcd := startProc(t, etcdBin, "--name=drain", "--data-dir="+filepath.Join(dir, "etcd"),
-		"--listen-client-urls="+etcdURL, "--advertise-client-urls="+etcdURL,
-		"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL,
-		"--initial-cluster=drain="+peerURL, "--log-level=warn")
-	api := startProc(t, apiBin, "--etcd-servers="+etcdURL, "--bind-address=127.0.0.1",
-		fmt.Sprintf("--secure-port=%d", apiPort), "--advertise-address=198.18.127.2",
-		"--service-cluster-ip-range=198.19.112.0/20",
-		"--client-ca-file="+filepath.Join(dir, "ca.crt"),
-		"--tls-cert-file="+filepath.Join(dir, "apiserver.crt"), "--tls-private-key-file="+filepath.Join(dir, "apiserver.key"),
-		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file="+filepath.Join(dir, "sa.pub"),
-		"--service-account-signing-key-file="+filepath.Join(dir, "sa.key"),
-		"--authorization-mode=Node,RBAC", "--cert-dir="+filepath.Join(dir, "certs"), "--profiling=false")
-	rc, err := kubeconfig.REST(kc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc.Timeout = 10 * time.Second
-	rc.QPS, rc.Burst = 50, 100
-	cs, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	start := time.Now()
-	wait := func(what string, procs []*proc, ok func() (bool, string)) {
-		t.Helper()
-		for {
-			for _, p := range procs {
-				if p.exited() {
-					t.Fatalf("%s exited:\n%s", p.name, p.tail())
-				}
-			}
-			done, last := ok()
-			if done {
-				return
-			}
-			select {
-			case <-ctx.Done():
-				t.Fatalf("%s within 2m: %s", what, last)
-			case <-time.After(200 * time.Millisecond):
-			}
-		}
-	}
-	wait("kube-apiserver ready", []*proc{etcd, api}, func() (bool, string) {
-		b, err := cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
-		return err == nil && string(b) == "ok", fmt.Sprint(string(b), err)
-	})
-	wait("namespace "+health.LeaseNamespace, []*proc{etcd, api}, func() (bool, string) {
-		_, err := cs.CoreV1().Namespaces().Get(ctx, health.LeaseNamespace, metav1.GetOptions{})
-		return err == nil, fmt.Sprint(err)
-	})
-	kcm := startProc(t, kcmBin, "--kubeconfig="+filepath.Join(dir, "kubeconfig"),
-		"--controllers=disruption", "--leader-elect=false", "--secure-port=0", "--profiling=false")
-	t.Logf("etcd and kube-apiserver ready in %v; kube-controller-manager started", time.Since(start).Round(time.Millisecond))
-	t.Cleanup(func() {
-		if kcm.exited() {
-			t.Errorf("kube-controller-manager exited early:\n%s", kcm.tail())
-		}
-	})
-	return cs
-}
 
 // kube is what the test does as the cluster's other parts would.
 type kube struct {
@@ -350,7 +156,7 @@ func (w *testLog) take() string {
 }
 
 func TestDrainAgainstRealAPIServer(t *testing.T) {
-	cs := realCluster(t)
+	cs := kubetest.Start(t, kubetest.Options{Controllers: []string{"disruption"}})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	k := kube{t: t, cs: cs, ctx: ctx}
