@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -166,42 +165,12 @@ func (l *lab) node(name string) *bgp.Node {
 	return n
 }
 
-// nextHops returns the sorted next hops FRR has for prefix.
-func nextHops(t *testing.T, r *bgplab.Router, prefix string) []string {
-	t.Helper()
-	paths, err := r.Paths(prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, p := range paths {
-		out = append(out, p.NextHop)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // waitRoute waits until FRR's BGP table and the router namespace's kernel
-// table both have exactly the wanted next hops for prefix (none: gone).
+// table both have exactly the wanted next hops for prefix (none: gone),
+// failing the test at the deadline; it returns how long that took.
 func waitRoute(t *testing.T, r *bgplab.Router, prefix string, want []string, d time.Duration) time.Duration {
 	t.Helper()
-	want = slices.Clone(want)
-	sort.Strings(want)
-	took, err := bgplab.WaitFor(d, 5*time.Millisecond, func() (bool, error) {
-		got := nextHops(t, r, prefix)
-		if !slices.Equal(got, want) {
-			return false, fmt.Errorf("FRR has next hops %v for %s, want %v", got, prefix, want)
-		}
-		k, err := r.KernelNextHops(prefix)
-		if err != nil {
-			return false, err
-		}
-		sort.Strings(k)
-		if !slices.Equal(k, want) {
-			return false, fmt.Errorf("kernel has next hops %v for %s, want %v", k, prefix, want)
-		}
-		return true, nil
-	})
+	took, err := r.WaitNextHops(prefix, want, d)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -235,6 +236,48 @@ func (r *Router) Paths(prefix string) ([]Path, error) {
 // route for prefix (none when there is no such route).
 func (r *Router) KernelNextHops(prefix string) ([]string, error) {
 	return KernelNextHops(r.NS, prefix)
+}
+
+// NextHops returns the next hops of FRR's BGP paths to prefix, sorted
+// (none when it has no route).
+func (r *Router) NextHops(prefix string) ([]string, error) {
+	paths, err := r.Paths(prefix)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, p := range paths {
+		out = append(out, p.NextHop)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// WaitNextHops polls every 5ms, for at most d, until FRR's BGP table and
+// the router namespace's kernel table both have exactly the next hops
+// want for prefix, in any order (none: the route is gone). It returns how
+// long that took, or an error naming the table that differs and what it
+// had at the deadline.
+func (r *Router) WaitNextHops(prefix string, want []string, d time.Duration) (time.Duration, error) {
+	want = slices.Sorted(slices.Values(want))
+	return WaitFor(d, 5*time.Millisecond, func() (bool, error) {
+		got, err := r.NextHops(prefix)
+		if err != nil {
+			return false, err
+		}
+		if !slices.Equal(got, want) {
+			return false, fmt.Errorf("FRR has next hops %v for %s, want %v", got, prefix, want)
+		}
+		k, err := r.KernelNextHops(prefix)
+		if err != nil {
+			return false, err
+		}
+		slices.Sort(k)
+		if !slices.Equal(k, want) {
+			return false, fmt.Errorf("kernel has next hops %v for %s, want %v", k, prefix, want)
+		}
+		return true, nil
+	})
 }
 
 // KernelNextHops returns the gateways of ns's kernel route for exactly

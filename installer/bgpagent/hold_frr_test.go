@@ -17,7 +17,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -72,46 +71,6 @@ func serveReadyz(t *testing.T, ns *labnet.NS) *readyz {
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(func() { srv.Close() })
 	return h
-}
-
-// nextHops is FRR's view of prefix: the next hops of its BGP paths.
-func nextHops(t *testing.T, r *bgplab.Router, prefix string) []string {
-	t.Helper()
-	paths, err := r.Paths(prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, p := range paths {
-		out = append(out, p.NextHop)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// waitNextHops waits until FRR's BGP table and the router's kernel table
-// have exactly want for prefix; it returns how long that took.
-func waitNextHops(t *testing.T, r *bgplab.Router, prefix string, want []string, d time.Duration) time.Duration {
-	t.Helper()
-	sort.Strings(want)
-	took, err := bgplab.WaitFor(d, 5*time.Millisecond, func() (bool, error) {
-		if got := nextHops(t, r, prefix); !slices.Equal(got, want) {
-			return false, fmt.Errorf("FRR has next hops %v for %s, want %v", got, prefix, want)
-		}
-		k, err := r.KernelNextHops(prefix)
-		if err != nil {
-			return false, err
-		}
-		sort.Strings(k)
-		if !slices.Equal(k, want) {
-			return false, fmt.Errorf("kernel has next hops %v for %s, want %v", k, prefix, want)
-		}
-		return true, nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return took
 }
 
 func TestHoldAgainstFRR(t *testing.T) {
@@ -187,7 +146,9 @@ func TestHoldAgainstFRR(t *testing.T) {
 		cfgs[node] = cfg
 		start(node)
 	}
-	waitNextHops(t, router, vip, []string{addr["n1"], addr["n2"]}, 5*time.Second)
+	if _, err := router.WaitNextHops(vip, []string{addr["n1"], addr["n2"]}, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	n1 := nsRunner{name: "n1", ns: topo.Nodes["n1"], t: t}
 	cli := agentCLI{bin: bin, config: agents["n1"].ConfigPath}
 	ctx := context.Background()
@@ -220,8 +181,8 @@ func TestHoldAgainstFRR(t *testing.T) {
 		if err := hold(hctx, n1, cli, APIServerService, "upgrading kube-apiserver, again", RouteSettle); err != nil {
 			t.Fatal(err)
 		}
-		if got := nextHops(t, router, vip); !slices.Equal(got, []string{addr["n2"]}) {
-			t.Errorf("after a second hold FRR has %v", got)
+		if got, err := router.NextHops(vip); err != nil || !slices.Equal(got, []string{addr["n2"]}) {
+			t.Errorf("after a second hold FRR has %v (%v)", got, err)
 		}
 	})
 
@@ -234,10 +195,12 @@ func TestHoldAgainstFRR(t *testing.T) {
 		// Established, /readyz passes (rise 1 at 100 ms), the pod CIDR is
 		// announced: the VIP must not be.
 		n, _ := plan.Node("n1")
-		waitNextHops(t, router, n.PodCIDR.String(), []string{addr["n1"]}, 5*time.Second)
+		if _, err := router.WaitNextHops(n.PodCIDR.String(), []string{addr["n1"]}, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
 		time.Sleep(300 * time.Millisecond) // three check intervals: nothing to poll for
-		if got := nextHops(t, router, vip); !slices.Equal(got, []string{addr["n2"]}) {
-			t.Fatalf("%s after restarting a held agent: FRR has next hops %v, want only n2", time.Since(began), got)
+		if got, err := router.NextHops(vip); err != nil || !slices.Equal(got, []string{addr["n2"]}) {
+			t.Fatalf("%s after restarting a held agent: FRR has next hops %v (%v), want only n2", time.Since(began), got, err)
 		}
 	})
 
@@ -247,11 +210,14 @@ func TestHoldAgainstFRR(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(300 * time.Millisecond) // three failing checks: nothing to poll for
-		if got := nextHops(t, router, vip); !slices.Equal(got, []string{addr["n2"]}) {
-			t.Fatalf("released with a failing /readyz: FRR has %v, want only n2", got)
+		if got, err := router.NextHops(vip); err != nil || !slices.Equal(got, []string{addr["n2"]}) {
+			t.Fatalf("released with a failing /readyz: FRR has %v (%v), want only n2", got, err)
 		}
 		ready["n1"].ok.Store(true)
-		took := waitNextHops(t, router, vip, []string{addr["n1"], addr["n2"]}, 5*time.Second)
+		took, err := router.WaitNextHops(vip, []string{addr["n1"], addr["n2"]}, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
 		t.Logf("VIP back on n1 %s after /readyz passed", took)
 		if err := release(ctx, n1, cli, APIServerService); err != nil {
 			t.Errorf("second release: %v", err)
@@ -283,7 +249,11 @@ func TestHoldAgainstFRR(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		moved := waitNextHops(t, router, vip, []string{addr["n2"]}, RouteSettle) + marked
+		gone, err := router.WaitNextHops(vip, []string{addr["n2"]}, RouteSettle)
+		if err != nil {
+			t.Fatal(err)
+		}
+		moved := gone + marked
 		t.Logf("after the agent returned: n1's path marked removed in FRR's BGP table after %s, gone from the table and the kernel after %s (RouteSettle %s)", marked, time.Since(returned), RouteSettle)
 		if moved > RouteSettle {
 			t.Errorf("FRR took %s to move the VIP's traffic, more than RouteSettle %s", moved, RouteSettle)
