@@ -2,7 +2,6 @@ package installer
 
 import (
 	"context"
-	"crypto/x509"
 	"fmt"
 	"maps"
 	"net"
@@ -13,9 +12,7 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/bgp"
 	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
 	"github.com/tricenter/terraform-provider-tricenter/installer/health"
-	"github.com/tricenter/terraform-provider-tricenter/installer/kubeconfig"
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
-	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
@@ -188,29 +185,3 @@ func (e *Engine) nodeStatus(ctx context.Context, st *Status, m *phase.Manager) {
 	}
 	st.Problems = append(st.Problems, NodeProblems(e.cfg.Cluster, observed)...)
 }
-
-// UserKubeconfig issues a short-lived client certificate for user (with
-// groups) signed by the cluster CA, and returns a kubeconfig with it for
-// the API VIP. The certificate is not stored; RBAC decides what the user
-// may do.
-func (e *Engine) UserKubeconfig(user string, groups []string, ttl time.Duration) ([]byte, time.Time, error) {
-	if user == "" {
-		return nil, time.Time{}, fmt.Errorf("no user name")
-	}
-	if ttl <= 0 || ttl > pki.LeafValidity {
-		return nil, time.Time{}, fmt.Errorf("--ttl %v: use a duration between 1m and %v", ttl, pki.LeafValidity)
-	}
-	ca, err := e.kubernetesCA()
-	if err != nil {
-		return nil, time.Time{}, err
-	}
-	kp, err := pki.Issue(ca, pki.Request{CommonName: user, Organization: groups, Usage: pki.Client, Validity: ttl}, e.cfg.Clock())
-	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("issuing a certificate for %s: %w", user, err)
-	}
-	b, err := kubeconfig.Render(kubeconfig.Config{Cluster: e.cfg.Cluster.Metadata.Name, User: user, Server: e.APIServerURL(),
-		CA: ca.CertPEM, CertPEM: kp.CertPEM, KeyPEM: kp.KeyPEM})
-	return b, expiry(kp.Cert), err
-}
-
-func expiry(c *x509.Certificate) time.Time { return c.NotAfter }
