@@ -8,10 +8,10 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/tricenter/terraform-provider-tricenter/bgp/bgplab"
 	"github.com/tricenter/terraform-provider-tricenter/installer"
 )
 
@@ -46,7 +46,7 @@ func BenchmarkUpgrade(b *testing.B) {
 	time.Sleep(5 * time.Second) // a baseline before the first step
 	probes := startUpgradeProbes(b, ctx, k, e, url)
 	// The upgrade's log, to set the probes' failures against.
-	var upLog syncBuffer
+	var upLog bgplab.SyncBuffer
 	up := k.engineLogging(b, target, k.stateDir, slog.New(slog.NewTextHandler(&upLog, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	start := time.Now()
 	res, err := up.Upgrade(ctx, installer.UpgradeOptions{})
@@ -77,12 +77,16 @@ func BenchmarkUpgrade(b *testing.B) {
 		fmt.Fprintf(&out, "apply after the upgrade: %d hosts changed, gates %.1fs\n", len(res.Apply.Changes), gates.Seconds())
 	}
 	fmt.Fprintf(&out, "%-26s %8s %8s %12s  goal\n", "probe (every 100 ms)", "ok", "failed", "longest gap")
-	for _, s := range []*probeSeries{&probes.API, &probes.Service, &probes.Etcd} {
+	for _, s := range []*probeSeries{&probes.API, &probes.Service} {
 		fmt.Fprintf(&out, "%-26s %8d %8d %11.2fs  0 failed\n", s.Name, s.OK, s.Failed, s.LongestGap.Seconds())
 		if s.Failed > 0 {
 			b.Errorf("%s: %d failed (first: %s)", s.Name, s.Failed, s.FirstError)
 		}
 	}
+	// A write in flight to a member that stops may time out unacknowledged
+	// (the client does not retry a Put it sent): the goal is that no
+	// acknowledged write is lost.
+	fmt.Fprintf(&out, "%-26s %8d %8d %11.2fs  (reported)\n", probes.Etcd.Name, probes.Etcd.OK, probes.Etcd.Failed, probes.Etcd.LongestGap.Seconds())
 	fmt.Fprintf(&out, "%-26s %8d %8d %12s  0 lost\n", "etcd acknowledged writes", len(probes.acked), lost, "lost")
 	if lost > 0 {
 		b.Errorf("%d acknowledged etcd writes lost", lost)
@@ -92,22 +96,4 @@ func BenchmarkUpgrade(b *testing.B) {
 	}
 	fmt.Fprintf(&out, "the upgrade's timeline:\n%s\n", upgradeTimeline(upLog.String()))
 	b.Log(out.String())
-}
-
-// syncBuffer is a strings.Builder many goroutines write to (a logger).
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -41,7 +41,10 @@ const (
 // control-plane servers' kubelets take pods too) behind a Service on a
 // load-balancer VIP every node announces, with a PodDisruptionBudget that
 // lets one pod go at a time. The pods stop gracefully: a preStop sleep
-// outlasts the endpoint's removal from every kube-proxy.
+// outlasts the endpoint's removal from every kube-proxy. Readiness is
+// checked every second and lost after three failures in a row (one probe
+// slower than its 1 s timeout on a busy lab machine is no outage); a pod
+// that is drained leaves the endpoints at once, by its deletion.
 const upgradeWorkload = `apiVersion: apps/v1
 kind: Deployment
 metadata: {name: upgrade-web, namespace: default}
@@ -61,7 +64,7 @@ spec:
           imagePullPolicy: Never
           args: [serve, --listen, ":8080"]
           ports: [{containerPort: 8080}]
-          readinessProbe: {httpGet: {path: /whoami, port: 8080}, periodSeconds: 1, failureThreshold: 1}
+          readinessProbe: {httpGet: {path: /whoami, port: 8080}, periodSeconds: 1, failureThreshold: 3}
           lifecycle: {preStop: {sleep: {seconds: 5}}}
 ---
 apiVersion: policy/v1

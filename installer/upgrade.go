@@ -1237,14 +1237,13 @@ func (x *upgradeRun) nodeSteps(ctx context.Context, steps []upgrade.Step, j *upg
 	if err != nil {
 		return err
 	}
-	lb, err := x.announcesLoadBalancers()
-	if err != nil {
-		return err
-	}
-	// Cordon, take the node out of the load-balancer VIPs and drain, every
-	// node of the batch at once.
+	// Cordon and drain, every node of the batch at once. The node keeps
+	// its load-balancer VIPs: kube-proxy's rules stay in place while it
+	// restarts, and a withdrawal would move the routers' ECMP hash buckets
+	// (RFC 2992 hash-threshold), resetting connections in flight through
+	// the other nodes too.
 	_ = x.m.Each(ctx, hosts, func(ctx context.Context, h *phase.Host) error {
-		if err := x.cordonAndDrain(ctx, cs, h, lb, j); err != nil {
+		if err := x.cordonAndDrain(ctx, cs, h.Name, j); err != nil {
 			fail(h.Name, err)
 		}
 		return nil
@@ -1302,7 +1301,7 @@ func (x *upgradeRun) nodeSteps(ctx context.Context, steps []upgrade.Step, j *upg
 		}
 	}
 	_ = x.m.Each(ctx, ready, func(ctx context.Context, h *phase.Host) error {
-		if err := x.finishNode(ctx, cs, h, to, lb, j); err != nil {
+		if err := x.finishNode(ctx, cs, h, to, j); err != nil {
 			fail(h.Name, err)
 		}
 		return nil
@@ -1316,22 +1315,9 @@ func (x *upgradeRun) nodeSteps(ctx context.Context, steps []upgrade.Step, j *upg
 	return errors.Join(errs...)
 }
 
-// announcesLoadBalancers says whether the nodes' BGP agents announce
-// load-balancer VIPs (the service bgpagent.LoadBalancersService).
-func (x *upgradeRun) announcesLoadBalancers() (bool, error) {
-	p, err := x.e.BGPPlan()
-	if err != nil {
-		return false, err
-	}
-	return len(p.LoadBalancerVIPs) > 0, nil
-}
-
 // cordonAndDrain cordons a node (recording the cordon first when the
-// upgrade is the one making it), withdraws the load-balancer VIPs from it
-// when lb (its kube-proxy is about to restart: the routers send the
-// Services' new connections to the other nodes first) and drains it.
-func (x *upgradeRun) cordonAndDrain(ctx context.Context, cs kubernetes.Interface, h *phase.Host, lb bool, j *upgrade.Journal) error {
-	name := h.Name
+// upgrade is the one making it) and drains it.
+func (x *upgradeRun) cordonAndDrain(ctx context.Context, cs kubernetes.Interface, name string, j *upgrade.Journal) error {
 	n, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return fmt.Errorf("reading Node %s: %w", name, err)
@@ -1345,11 +1331,6 @@ func (x *upgradeRun) cordonAndDrain(ctx context.Context, cs kubernetes.Interface
 	if err := drain.Cordon(ctx, cs, name); err != nil {
 		return fmt.Errorf("cordoning: %w", err)
 	}
-	if lb {
-		if err := bgpagent.Hold(ctx, h, bgpagent.LoadBalancersService, "tricenter upgrade: draining the node"); err != nil {
-			return err
-		}
-	}
 	timeout := x.o.DrainTimeout
 	if timeout <= 0 {
 		timeout = drain.DefaultTimeout
@@ -1357,23 +1338,15 @@ func (x *upgradeRun) cordonAndDrain(ctx context.Context, cs kubernetes.Interface
 	err = drain.Drain(ctx, cs, name, drain.Options{Timeout: timeout, Logger: x.e.log})
 	var be *drain.BlockedError
 	if errors.As(err, &be) {
-		stays := "cordoned"
-		if lb {
-			stays += " and out of the load-balancer VIPs"
-		}
-		return fmt.Errorf("%s: %s (the node stays %s; move or delete those pods, or raise --drain-timeout, then run the upgrade again)",
-			be.Error(), strings.Join(be.Pods, ", "), stays)
+		return fmt.Errorf("%s: %s (the node stays cordoned; move or delete those pods, or raise --drain-timeout, then run the upgrade again)",
+			be.Error(), strings.Join(be.Pods, ", "))
 	}
 	return err
 }
 
 // finishNode restarts a unit still on its old binary, waits until the
-// Node is Ready with the new kubelet, releases the load-balancer VIPs
-// (when lb: the agent announces them again once kube-proxy is healthy) and
-// lifts the upgrade's cordon. The release comes before the uncordon, so
-// that a step found done (the node on its new release and not cordoned by
-// the upgrade) never leaves a node out of the load balancers.
-func (x *upgradeRun) finishNode(ctx context.Context, cs kubernetes.Interface, h *phase.Host, to inventory.Version, lb bool, j *upgrade.Journal) error {
+// Node is Ready with the new kubelet, and lifts the upgrade's cordon.
+func (x *upgradeRun) finishNode(ctx context.Context, cs kubernetes.Interface, h *phase.Host, to inventory.Version, j *upgrade.Journal) error {
 	e := x.e
 	p, err := x.probe(ctx, h)
 	if err != nil {
@@ -1410,11 +1383,6 @@ func (x *upgradeRun) finishNode(ctx context.Context, cs kubernetes.Interface, h 
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(2 * time.Second):
-		}
-	}
-	if lb {
-		if err := bgpagent.Release(ctx, h, bgpagent.LoadBalancersService); err != nil {
-			return err
 		}
 	}
 	if !j.CordonedByUpgrade(h.Name) {

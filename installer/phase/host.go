@@ -323,20 +323,11 @@ func (h *Host) put(ctx context.Context, remote, sum string, size int64, o FileOp
 		res.SHA256 = ""
 	}
 	// Uploads of one path take turns: they would share the partial file.
-	h.mu.Lock()
-	if h.paths == nil {
-		h.paths = map[string]chan struct{}{}
+	done, terr := h.pathTurn(ctx, remote)
+	if terr != nil {
+		return res, terr
 	}
-	turn := h.paths[remote]
-	if turn == nil {
-		turn = make(chan struct{}, 1)
-		h.paths[remote] = turn
-	}
-	h.mu.Unlock()
-	if err := acquire(ctx, turn); err != nil {
-		return res, err
-	}
-	defer func() { <-turn }()
+	defer done()
 	if err := acquire(ctx, h.uploads); err != nil {
 		return res, err
 	}

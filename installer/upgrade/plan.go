@@ -38,7 +38,7 @@ var Actions = []struct{ Name, Description string }{
 	{ActionFollower, "replace etcd on the member and restart it; every member healthy before and after"},
 	{ActionLeader, "move etcd leadership to an upgraded member, then as upgrade-follower"},
 	{ActionServer, "hold the API VIP (withdrawn over BGP), replace and restart kube-apiserver, kube-controller-manager and kube-scheduler, wait for /readyz, release the VIP"},
-	{ActionNode, "cordon, withdraw the load-balancer VIPs (if any) from the node, drain it, replace and restart kubelet and kube-proxy, wait until the Node is Ready with the new version, announce the VIPs again, uncordon"},
+	{ActionNode, "cordon and drain the node, replace and restart kubelet and kube-proxy, wait until the Node is Ready with the new version, uncordon"},
 }
 
 // Step is one unit of work of a plan: one component of one server from a

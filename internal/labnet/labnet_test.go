@@ -12,7 +12,9 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
 )
 
-func TestBridgeAndNamespacesPing(t *testing.T) {
+// newTestLab is a lab closed when the test ends.
+func newTestLab(t *testing.T) *Lab {
+	t.Helper()
 	testenv.Need(t, Available())
 	lab, err := New()
 	if err != nil {
@@ -23,6 +25,11 @@ func TestBridgeAndNamespacesPing(t *testing.T) {
 			t.Errorf("close: %v", err)
 		}
 	})
+	return lab
+}
+
+func TestBridgeAndNamespacesPing(t *testing.T) {
+	lab := newTestLab(t)
 	br, err := lab.Bridge(netip.MustParsePrefix("198.18.15.1/24"))
 	if err != nil {
 		t.Fatal(err)
@@ -62,16 +69,7 @@ func TestBridgeAndNamespacesPing(t *testing.T) {
 // reachable again once the port is back up. (acceptance/nspawn tests that a
 // TCP peer of a powered-off machine sees no reset.)
 func TestSetPortUpCutsSilently(t *testing.T) {
-	testenv.Need(t, Available())
-	lab, err := New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := lab.Close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	})
+	lab := newTestLab(t)
 	br, err := lab.Bridge(netip.MustParsePrefix("198.18.13.1/24"))
 	if err != nil {
 		t.Fatal(err)
@@ -122,16 +120,7 @@ func TestSetPortUpCutsSilently(t *testing.T) {
 // namespaces' addresses, which exist only there, and this process's own
 // namespace is where it was before.
 func TestListenAndDialInNamespaces(t *testing.T) {
-	testenv.Need(t, Available())
-	lab, err := New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := lab.Close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	})
+	lab := newTestLab(t)
 	a, err := lab.Namespace("a")
 	if err != nil {
 		t.Fatal(err)
@@ -140,14 +129,14 @@ func TestListenAndDialInNamespaces(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := lab.Link(a, "p2p", netip.MustParsePrefix("198.18.13.1/31"), b, "p2p", netip.MustParsePrefix("198.18.13.0/31")); err != nil {
+	if err := lab.Link(a, "p2p", netip.MustParsePrefix("198.18.12.1/31"), b, "p2p", netip.MustParsePrefix("198.18.12.0/31")); err != nil {
 		t.Fatal(err)
 	}
 	before, err := os.Readlink("/proc/self/ns/net")
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := b.Listen("tcp", "198.18.13.0:0")
+	l, err := b.Listen("tcp", "198.18.12.0:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,8 +157,8 @@ func TestListenAndDialInNamespaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if got := c.LocalAddr().(*net.TCPAddr).IP.String(); got != "198.18.13.1" {
-		t.Errorf("dialed from %s, want a's 198.18.13.1", got)
+	if got := c.LocalAddr().(*net.TCPAddr).IP.String(); got != "198.18.12.1" {
+		t.Errorf("dialed from %s, want a's 198.18.12.1", got)
 	}
 	s, ok := <-accepted
 	if !ok {
