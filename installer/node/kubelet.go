@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
+	"sigs.k8s.io/yaml"
 )
 
 // Node labels tricenter sets.
@@ -116,12 +117,57 @@ func KubeletMaySet(key string) bool {
 
 func ptr[T any](v T) *T { return &v }
 
+// DefaultPodPidsLimit is every pod's limit on processes and threads
+// (podPidsLimit, CIS 4.2.13): a fork bomb in one pod exhausts its own
+// limit, not the node's pid space (kernel.pid_max: 32768, or 1024 per CPU,
+// by the kernel's default; 4194304 where systemd raises it). 4096 is far
+// above what ordinary pods use (CoreDNS and tricenter's Go probes run tens
+// of threads, a JVM a few hundred); a pod that needs more is a workload to
+// size, not a default to raise.
+const DefaultPodPidsLimit int64 = 4096
+
+// KubeletTLSMinVersion is the lowest TLS version the kubelet's HTTPS
+// endpoint accepts (CIS 4.2.12).
+const KubeletTLSMinVersion = "VersionTLS12"
+
+// KubeletTLSCipherSuites are the TLS 1.2 cipher suites the kubelet's HTTPS
+// endpoint accepts (CIS 4.2.12): forward secrecy (ECDHE) with AEAD
+// ciphers (AES-GCM, ChaCha20-Poly1305) only, ECDSA first (tricenter's
+// serving certificates hold P-256 keys), RSA for a certificate an operator
+// brings. TLS 1.3 suites are not configurable and all strong. The
+// ChaCha20 names are the ones the CIS benchmark lists (the kubelet accepts
+// them as aliases of Go's …_SHA256 names).
+var KubeletTLSCipherSuites = []string{
+	"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+	"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+	"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305",
+	"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+	"TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+	"TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305",
+}
+
+// ProtectKernelDefaults reports whether the kubelet of profile p runs with
+// protectKernelDefaults (CIS 4.2.6): it then refuses to start while a
+// kernel setting it depends on (KernelTunables) differs, instead of
+// changing the kernel itself, so node/kubelet sets them first
+// (KernelTunablesConfig). Not in ProfileNspawn: an nspawn machine shares
+// its host's kernel and its /proc/sys/vm and /proc/sys/kernel are
+// read-only, so nothing inside it can set them; the lab sets them on the
+// host (acceptance/nspawn HostSysctls) and the kubelet finds them set.
+func ProtectKernelDefaults(p Profile) bool { return p != ProfileNspawn }
+
 // RenderKubeletConfig renders the KubeletConfiguration (typed,
 // k8s.io/kubelet/config/v1beta1): webhook authentication with the cluster
 // CA for client certificates, no anonymous access, Webhook authorization,
-// the systemd cgroup driver, cluster DNS, the serving certificate, the
-// node's pod CIDR, the control-plane taint of a control-plane-only server,
-// failCgroupV1 as the inventory says, and the profile's settings.
+// no read-only port, the systemd cgroup driver, cluster DNS, the serving
+// certificate with TLS 1.2+ and KubeletTLSCipherSuites, the
+// RuntimeDefault seccomp profile for every container that names none
+// (seccompDefault), DefaultPodPidsLimit, protectKernelDefaults where the
+// profile allows it (ProtectKernelDefaults), the node's pod CIDR, the
+// control-plane taint of a control-plane-only server, failCgroupV1 as the
+// inventory says, and the profile's settings. Certificate rotation by the
+// kubelet stays off: tricenter renews its certificates (see the package
+// documentation).
 func RenderKubeletConfig(p KubeletParams) ([]byte, error) {
 	if !p.ClusterDNS.IsValid() || !p.PodCIDR.IsValid() {
 		return nil, fmt.Errorf("kubelet config for %s: cluster DNS address and pod CIDR are required", p.Node)
@@ -140,11 +186,19 @@ func RenderKubeletConfig(p KubeletParams) ([]byte, error) {
 		ClusterDomain:            p.ClusterDomain,
 		TLSCertFile:              KubeletCert,
 		TLSPrivateKeyFile:        KubeletKey,
+		TLSCipherSuites:          KubeletTLSCipherSuites,
+		TLSMinVersion:            KubeletTLSMinVersion,
+		ReadOnlyPort:             0, // rendered explicitly below
+		SeccompDefault:           ptr(true),
+		PodPidsLimit:             ptr(DefaultPodPidsLimit),
+		ProtectKernelDefaults:    ProtectKernelDefaults(p.Profile),
 		PodCIDR:                  p.PodCIDR.Masked().String(),
 		StaticPodPath:            StaticPodDir,
-		RotateCertificates:       false,
-		ServerTLSBootstrap:       false,
-		FailCgroupV1:             p.FailCgroupV1,
+		// tricenter issues and renews the client and serving
+		// certificates (doc.go): no CSRs, no bootstrap.
+		RotateCertificates: false,
+		ServerTLSBootstrap: false,
+		FailCgroupV1:       p.FailCgroupV1,
 	}
 	if p.ControlPlaneOnly {
 		c.RegisterWithTaints = []corev1.Taint{TaintControlPlane}
@@ -160,7 +214,20 @@ func RenderKubeletConfig(p KubeletParams) ([]byte, error) {
 		}
 		c.ResolverConfig = ptr("") // keep DNS inside the lab
 	}
-	return marshalSparse(c, kubeletv1beta1.KubeletConfiguration{})
+	have, err := toMap(c)
+	if err != nil {
+		return nil, err
+	}
+	zero, err := toMap(kubeletv1beta1.KubeletConfiguration{})
+	if err != nil {
+		return nil, err
+	}
+	prune(have, zero)
+	// readOnlyPort is a plain int32 (omitempty): a file without it already
+	// means no read-only port, but the kubelet's flag default is 10255, so
+	// the file says 0 for whoever audits it (CIS 4.2.4).
+	have["readOnlyPort"] = 0
+	return yaml.Marshal(have)
 }
 
 // RenderKubeletUnit renders kubelet.service. Settings that are flags, not
@@ -215,9 +282,158 @@ func RenderKubeletKubeconfig(cluster, server string, ca []byte, client *pki.KeyP
 		CertPEM: client.CertPEM, KeyPEM: client.KeyPEM})
 }
 
-// kubelet installs the binary, certificates, kubeconfig, configuration
-// and unit (phase.Host.InstallFiles, the binary recorded in KubeletRecord),
-// and restarts the kubelet only when one of them changed.
+// The node agents' files are for root only (the agents run as root; CIS
+// 4.1.1–4.1.10: mode 0600 or stricter, owner root:root); sysctl.d files
+// are world-readable as sysctl.d(5) expects; kernelApplied marks the
+// lines of kernelTunablesQuery.
+const (
+	rootOnly      = 0o600
+	rootOwner     = "root:root"
+	sysctlMode    = 0o644
+	kernelApplied = "tricenter-sysctl"
+)
+
+// KernelTunable is one kernel setting the kubelet depends on.
+type KernelTunable struct {
+	Key   string // as sysctl names it: vm.overcommit_memory
+	Value string
+}
+
+// KernelTunables are the kernel settings the kubelet checks when it
+// starts (setupKernelTunables in k8s.io/kubernetes
+// pkg/kubelet/cm/container_manager_linux.go, the values of
+// k8s.io/component-helpers/node/util/sysctl): without
+// protectKernelDefaults it writes them itself, with it it refuses to
+// start while one differs.
+var KernelTunables = []KernelTunable{
+	{"vm.overcommit_memory", "1"},
+	{"vm.panic_on_oom", "0"},
+	{"kernel.panic", "10"},
+	{"kernel.panic_on_oops", "1"},
+	{"kernel.keys.root_maxkeys", "1000000"},
+	{"kernel.keys.root_maxbytes", "25000000"},
+}
+
+// KernelTunablesConfig keeps KernelTunables across reboots where the
+// kubelet runs with protectKernelDefaults. systemd-sysctl applies the
+// files of every sysctl.d directory in the order of their names, the last
+// one winning: "99-tricenter-…" comes after the distributions' own files
+// (Debian's 99-sysctl.conf, the old /etc/sysctl.conf, among them), so they
+// are in force before the kubelet starts after a reboot.
+const KernelTunablesConfig = "/etc/sysctl.d/99-tricenter-kubelet.conf"
+
+// RenderKernelTunables renders KernelTunablesConfig.
+func RenderKernelTunables() []byte {
+	var b strings.Builder
+	b.WriteString("# Written by tricenter: the kernel settings the kubelet (protectKernelDefaults)\n" +
+		"# requires; it refuses to start while one differs.\n")
+	for _, t := range KernelTunables {
+		b.WriteString(t.Key + " = " + t.Value + "\n")
+	}
+	return []byte(b.String())
+}
+
+// kernelTunablesQuery prints "tricenter-sysctl KEY VALUE" per
+// KernelTunables entry as the running kernel has it ("absent" for a
+// setting the kernel lacks).
+func kernelTunablesQuery() string {
+	var b strings.Builder
+	for _, t := range KernelTunables {
+		p := "/proc/sys/" + strings.ReplaceAll(t.Key, ".", "/")
+		fmt.Fprintf(&b, "echo \"%s %s $(cat %s 2>/dev/null || echo absent)\"\n", kernelApplied, t.Key, p)
+	}
+	return b.String()
+}
+
+// KernelTunablesDiffering reads kernelTunablesQuery's output and returns
+// the settings that differ from KernelTunables, as "key=value (want
+// value)"; a setting the output does not report differs. Lines it does
+// not know (a login script's) are skipped.
+func KernelTunablesDiffering(out string) []string {
+	got := map[string]string{}
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) == 3 && f[0] == kernelApplied {
+			got[f[1]] = f[2]
+		}
+	}
+	var off []string
+	for _, t := range KernelTunables {
+		v, ok := got[t.Key]
+		if !ok {
+			v = "unknown"
+		}
+		if v != t.Value {
+			off = append(off, t.Key+"="+v+" (want "+t.Value+")")
+		}
+	}
+	return off
+}
+
+// kernelTunables writes KernelTunablesConfig and applies it when it
+// changed or the running kernel differs, before the kubelet (with
+// protectKernelDefaults) starts; then it checks the kernel took them. In
+// profiles without protectKernelDefaults it does nothing: the kubelet
+// sets them itself where it can.
+func (r *run) kernelTunables(ctx context.Context, h *phase.Host) error {
+	if !ProtectKernelDefaults(r.o.Profile) {
+		return nil
+	}
+	res, err := h.WriteFile(ctx, KernelTunablesConfig, RenderKernelTunables(), sysctlMode)
+	if err != nil {
+		return err
+	}
+	out, err := h.Query(ctx, kernelTunablesQuery())
+	if err != nil {
+		return fmt.Errorf("reading the kernel settings the kubelet requires: %w", err)
+	}
+	off := KernelTunablesDiffering(out)
+	if !res.Changed && len(off) == 0 {
+		return nil
+	}
+	if len(off) > 0 {
+		h.Logf("setting kernel settings the kubelet requires: %s", strings.Join(off, ", "))
+	}
+	if _, err := h.Sudo(ctx, "sysctl -q -p "+KernelTunablesConfig); err != nil {
+		return fmt.Errorf("applying %s: %w", KernelTunablesConfig, err)
+	}
+	if h.DryRun() {
+		return nil
+	}
+	if out, err = h.Query(ctx, kernelTunablesQuery()); err != nil {
+		return fmt.Errorf("reading the kernel settings the kubelet requires: %w", err)
+	}
+	if off := KernelTunablesDiffering(out); len(off) > 0 {
+		return fmt.Errorf("kernel settings %s after sysctl -p %s: the kubelet (protectKernelDefaults) would refuse to start; "+
+			"find what sets them otherwise (a later sysctl.d file, a tuning daemon, a read-only /proc/sys); "+
+			"servers that share their host's kernel (nspawn machines) need spec.kubernetes.nodeProfile: nspawn",
+			strings.Join(off, ", "), KernelTunablesConfig)
+	}
+	return nil
+}
+
+// kubeletFiles are what node/kubelet installs: the binary, and the CA,
+// certificate, key, kubeconfig, configuration and unit, each 0600
+// root:root (CIS 4.1.1/4.1.2 unit, 4.1.5/4.1.6 kubeconfig, 4.1.7/4.1.8
+// client CA, 4.1.9/4.1.10 configuration). InstallFiles fixes the mode or
+// owner of a file whose content is already right, so a node installed by
+// an earlier release converges on the next apply.
+func kubeletFiles(bin string, ca []byte, serving *pki.KeyPair, kubeconfig, config, unit []byte) []phase.File {
+	return []phase.File{
+		{Path: BinDir + "/kubelet", Local: bin, Mode: 0o755},
+		{Path: KubeletCA, Data: ca, Mode: rootOnly, Owner: rootOwner},
+		{Path: KubeletCert, Data: serving.CertPEM, Mode: rootOnly, Owner: rootOwner},
+		{Path: KubeletKey, Data: serving.KeyPEM, Mode: rootOnly, Owner: rootOwner, Secret: true},
+		{Path: KubeletKubeconfig, Data: kubeconfig, Mode: rootOnly, Owner: rootOwner, Secret: true},
+		{Path: KubeletConfig, Data: config, Mode: rootOnly, Owner: rootOwner},
+		{Path: KubeletUnitFile, Data: unit, Mode: rootOnly, Owner: rootOwner},
+	}
+}
+
+// kubelet sets the kernel settings the kubelet requires
+// (kernelTunables), installs the binary, certificates, kubeconfig,
+// configuration and unit (phase.Host.InstallFiles, the binary recorded in
+// KubeletRecord), and restarts the kubelet only when one of them changed.
 func (r *run) kubelet(ctx context.Context, h *phase.Host) error {
 	f, err := r.facts(h)
 	if err != nil {
@@ -235,15 +451,11 @@ func (r *run) kubelet(ctx context.Context, h *phase.Host) error {
 	if err != nil {
 		return err
 	}
-	done, err := h.InstallFiles(ctx, KubeletRecord, []phase.File{
-		{Path: BinDir + "/kubelet", Local: r.o.Binaries[BinKubelet], Mode: 0o755},
-		{Path: KubeletCA, Data: r.o.CA},
-		{Path: KubeletCert, Data: f.serving.CertPEM},
-		{Path: KubeletKey, Data: f.serving.KeyPEM, Mode: 0o600, Secret: true},
-		{Path: KubeletKubeconfig, Data: kc, Mode: 0o600, Secret: true},
-		{Path: KubeletConfig, Data: cfg},
-		{Path: KubeletUnitFile, Data: RenderKubeletUnit(p)},
-	})
+	if err := r.kernelTunables(ctx, h); err != nil {
+		return err
+	}
+	done, err := h.InstallFiles(ctx, KubeletRecord,
+		kubeletFiles(r.o.Binaries[BinKubelet], r.o.CA, f.serving, kc, cfg, RenderKubeletUnit(p)))
 	if err != nil {
 		return fmt.Errorf("installing kubelet: %w", err)
 	}

@@ -69,6 +69,20 @@ func RenderKubeProxyKubeconfig(cluster, server string, ca []byte, client *pki.Ke
 		CertPEM: client.CertPEM, KeyPEM: client.KeyPEM})
 }
 
+// kubeProxyFiles are what node/kube-proxy installs: the binary, and the
+// kubeconfig, configuration and unit, each 0600 root:root (CIS
+// 4.1.3/4.1.4 for the kubeconfig; the unit and configuration as the
+// kubelet's). InstallFiles fixes the mode or owner of a file whose
+// content is already right, so an existing node converges.
+func kubeProxyFiles(bin string, kubeconfig, config []byte) []phase.File {
+	return []phase.File{
+		{Path: BinDir + "/kube-proxy", Local: bin, Mode: 0o755},
+		{Path: KubeProxyKubecfg, Data: kubeconfig, Mode: rootOnly, Owner: rootOwner, Secret: true},
+		{Path: KubeProxyConfig, Data: config, Mode: rootOnly, Owner: rootOwner},
+		{Path: KubeProxyUnitFile, Data: RenderKubeProxyUnit(), Mode: rootOnly, Owner: rootOwner},
+	}
+}
+
 // kubeProxy installs kube-proxy (phase.Host.InstallFiles, the binary
 // recorded in KubeProxyRecord) and restarts it only when a file changed.
 func (r *run) kubeProxy(ctx context.Context, h *phase.Host) error {
@@ -80,12 +94,7 @@ func (r *run) kubeProxy(ctx context.Context, h *phase.Host) error {
 	if err != nil {
 		return err
 	}
-	done, err := h.InstallFiles(ctx, KubeProxyRecord, []phase.File{
-		{Path: BinDir + "/kube-proxy", Local: r.o.Binaries[BinKubeProxy], Mode: 0o755},
-		{Path: KubeProxyKubecfg, Data: kc, Mode: 0o600, Secret: true},
-		{Path: KubeProxyConfig, Data: cfg},
-		{Path: KubeProxyUnitFile, Data: RenderKubeProxyUnit()},
-	})
+	done, err := h.InstallFiles(ctx, KubeProxyRecord, kubeProxyFiles(r.o.Binaries[BinKubeProxy], kc, cfg))
 	if err != nil {
 		return fmt.Errorf("installing kube-proxy: %w", err)
 	}

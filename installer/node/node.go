@@ -19,9 +19,18 @@ type Profile string
 
 // Profiles.
 const (
-	// ProfileBareMetal keeps production defaults (the default).
+	// ProfileBareMetal keeps production defaults (the default): real
+	// servers and VMs, each with its own kernel. The kubelet runs with
+	// protectKernelDefaults and node/kubelet sets the kernel settings it
+	// requires (KernelTunablesConfig).
 	ProfileBareMetal Profile = "bare-metal"
-	// ProfileNspawn runs the agents inside systemd-nspawn machines (the lab).
+	// ProfileNspawn runs the agents inside systemd-nspawn machines (the
+	// lab). They share the host's kernel and cannot write its vm.* and
+	// kernel.* settings, so the kubelet runs without
+	// protectKernelDefaults (it finds the values the lab set on the host
+	// and has nothing to write) and node/kubelet writes no
+	// KernelTunablesConfig; every other hardening setting is the same as
+	// on bare metal.
 	ProfileNspawn Profile = "nspawn"
 )
 

@@ -44,7 +44,7 @@ for m in $(findmnt -rn -o TARGET 2>/dev/null | grep -E '^` + KubeletStateDir + `
 rm -f /run/netns/cni-* 2>/dev/null
 ip link delete ` + CNIBridge + ` 2>/dev/null
 rm -rf ` + KubeletUnitFile + ` ` + KubeProxyUnitFile + ` ` + BinDir + `/kubelet ` + BinDir + `/kube-proxy ` +
-	KubeletDir + ` ` + KubeProxyDir + ` ` + CNIConfig + ` ` + SysctlConfig + ` ` + ModulesConfig + `
+	KubeletDir + ` ` + KubeProxyDir + ` ` + CNIConfig + ` ` + SysctlConfig + ` ` + ModulesConfig + ` ` + KernelTunablesConfig + `
 # A state directory may be a mount point (its own disk): empty it, keep it.
 for d in ` + stateDirs + `; do
   if mountpoint -q "$d"; then find "$d" -mindepth 1 -maxdepth 1 -exec rm -rf {} + ; else rm -rf "$d"; fi

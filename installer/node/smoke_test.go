@@ -265,6 +265,63 @@ func TestNodeAgentsOnNspawnMachine(t *testing.T) {
 		}
 	}
 
+	// Hardening: the pod's containers run under the runtime's default
+	// seccomp profile (seccompDefault), the pod is limited to
+	// DefaultPodPidsLimit tasks, and the agents' files are 0600 root:root.
+	ids, err := run("ctr -n k8s.io containers ls -q 2>/dev/null")
+	if err != nil || len(strings.Fields(ids)) < 2 {
+		t.Fatalf("containers of the static pod: %v\n%s", err, ids)
+	}
+	for _, id := range strings.Fields(ids) {
+		if out, err := run("ctr -n k8s.io containers info " + id + " | grep -c SCMP_ACT_ERRNO"); err != nil || out == "0" {
+			t.Errorf("container %s runs without the RuntimeDefault seccomp profile (%v): %s", id, err, out)
+		}
+	}
+	if out, err := run("find /sys/fs/cgroup -maxdepth 5 -path '*kubepods*-pod*.slice/pids.max' -exec cat {} +"); err != nil ||
+		!strings.Contains(out, fmt.Sprint(node.DefaultPodPidsLimit)) {
+		t.Errorf("no pod cgroup has pids.max %d (%v): %q", node.DefaultPodPidsLimit, err, out)
+	}
+	private := []string{node.KubeletUnitFile, node.KubeletConfig, node.KubeletKubeconfig, node.KubeletCA, node.KubeletCert,
+		node.KubeletKey, node.KubeProxyUnitFile, node.KubeProxyConfig, node.KubeProxyKubecfg}
+	checkModes := func() {
+		t.Helper()
+		out, err := run("stat -c '%a %U:%G %n' " + strings.Join(private, " "))
+		if err != nil {
+			t.Fatalf("stat: %v\n%s", err, out)
+		}
+		for _, l := range strings.Split(out, "\n") {
+			if !strings.HasPrefix(l, "600 root:root ") {
+				t.Errorf("want 600 root:root: %s", l)
+			}
+		}
+	}
+	checkModes()
+	// nspawn machines share the host's kernel: no protectKernelDefaults,
+	// no kernel settings file.
+	if out, _ := run("test -e " + node.KernelTunablesConfig + " && echo present"); out == "present" {
+		t.Errorf("%s written in an nspawn machine", node.KernelTunablesConfig)
+	}
+	if out, err := run("grep -E '^(protectKernelDefaults|seccompDefault|podPidsLimit|readOnlyPort|tlsMinVersion):' " + node.KubeletConfig); err != nil ||
+		strings.Contains(out, "protectKernelDefaults") || !strings.Contains(out, "seccompDefault: true") || !strings.Contains(out, "readOnlyPort: 0") {
+		t.Errorf("kubelet configuration on the machine (%v):\n%s", err, out)
+	}
+	// A node installed by an earlier release (0644 files) converges: the
+	// modes are fixed in place and the agents restarted once.
+	if out, err := run("chmod 644 " + node.KubeletConfig + " " + node.KubeletUnitFile + " " + node.KubeProxyConfig); err != nil {
+		t.Fatalf("chmod: %v\n%s", err, out)
+	}
+	fixed := strings.Join(apply(false)[name], "\n")
+	for _, want := range []string{"chmod 600 " + node.KubeletConfig, "chmod 600 " + node.KubeletUnitFile, "chmod 600 " + node.KubeProxyConfig,
+		"restart kubelet.service", "restart kube-proxy.service"} {
+		if !strings.Contains(fixed, want) {
+			t.Errorf("the apply after a mode drift did not %q:\n%s", want, fixed)
+		}
+	}
+	if strings.Contains(fixed, "write ") || strings.Contains(fixed, "upload ") {
+		t.Errorf("a mode drift rewrote content:\n%s", fixed)
+	}
+	checkModes()
+
 	// Re-apply: nothing uploaded, written or restarted.
 	if again := apply(false); len(again) != 0 {
 		t.Errorf("re-apply changed %v", again)
