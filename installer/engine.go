@@ -20,6 +20,7 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
 	"github.com/tricenter/terraform-provider-tricenter/installer/progress"
 	"github.com/tricenter/terraform-provider-tricenter/installer/ssh"
+	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
@@ -358,7 +359,19 @@ func (e *Engine) Artifacts() artifacts.Source {
 	return s
 }
 
-// agentBinary finds tricenter-bgp.
+// agentBinary finds tricenter-bgp (root on every node) and proves it.
+// The candidates, in order: Config.AgentBinary; else the artifact
+// directory's; else the one beside the running program.
+//
+// A binary in an artifact set — the inventory's artifact directory, or
+// any directory that holds a SHA256SUMS (the provider and the acceptance
+// tests pass <artifactDir>/tricenter-bgp as AgentBinary) — must have the
+// sha256 its manifest lists: another digest, or a manifest that does not
+// list it, is an error naming the file and the manifest (run make
+// artifacts). Any other file (a development build beside tricenter, a
+// test's stand-in) is used as it is, logged with its sha256. Either way
+// the upload hashes the file it sends and the host verifies its copy
+// against that digest before installing it.
 func (e *Engine) agentBinary() (string, error) {
 	cands := []string{}
 	if e.cfg.AgentBinary != "" {
@@ -372,11 +385,50 @@ func (e *Engine) agentBinary() (string, error) {
 		}
 	}
 	for _, c := range cands {
-		if st, err := os.Stat(c); err == nil && st.Mode().IsRegular() {
-			return filepath.Abs(c)
+		if st, err := os.Stat(c); err != nil || !st.Mode().IsRegular() {
+			continue
 		}
+		p, err := filepath.Abs(c)
+		if err != nil {
+			return "", fmt.Errorf("tricenter-bgp %s: %w", c, err)
+		}
+		if err := e.checkAgentBinary(p); err != nil {
+			return "", err
+		}
+		return p, nil
 	}
 	return "", fmt.Errorf("tricenter-bgp not found (looked at %s): run make build, or set the agent binary", strings.Join(cands, ", "))
+}
+
+// checkAgentBinary proves p against the manifest of the artifact set it
+// lies in, or logs it with its digest when it lies in none (see
+// agentBinary).
+func (e *Engine) checkAgentBinary(p string) error {
+	dir := filepath.Dir(p)
+	mf := filepath.Join(dir, artifacts.ManifestName)
+	inSet := false
+	if ad := e.Artifacts().Dir; ad != "" {
+		a, aerr := os.Stat(ad)
+		d, derr := os.Stat(dir)
+		inSet = aerr == nil && derr == nil && os.SameFile(a, d)
+	}
+	if _, err := os.Stat(mf); err == nil {
+		inSet = true
+	}
+	if inSet {
+		f, err := artifacts.VerifyLocal(p)
+		if err != nil {
+			return fmt.Errorf("checking the BGP agent %s against %s: %w", p, mf, err)
+		}
+		e.log.Debug("Using the BGP agent of the artifact set", "path", p, "sha256", f.SHA256, "manifest", mf)
+		return nil
+	}
+	sum, err := fsutil.FileSHA256(p)
+	if err != nil {
+		return fmt.Errorf("tricenter-bgp %s: %w", p, err)
+	}
+	e.log.Info("Using a BGP agent outside the artifact set (no manifest proves it)", "path", p, "sha256", sum)
+	return nil
 }
 
 // record saves the allocations of a successful apply so the next run

@@ -275,7 +275,7 @@ func (s Source) Files(ctx context.Context, names ...string) (map[string]File, er
 		if !ok {
 			return nil, notListed(n, mf, false, sums)
 		}
-		f, err := checkFile(filepath.Join(s.Dir, n), want)
+		f, err := checkFile(filepath.Join(s.Dir, n), want, mf)
 		if err != nil {
 			return nil, fmt.Errorf("%w (run make artifacts)", err)
 		}
@@ -284,8 +284,23 @@ func (s Source) Files(ctx context.Context, names ...string) (map[string]File, er
 	return out, nil
 }
 
-// checkFile hashes p and compares it with want.
-func checkFile(p, want string) (File, error) {
+// VerifyLocal proves one file of an artifact directory against the
+// directory's own manifest (SHA256SUMS next to it): its sha256 must be
+// the one listed under its name. A file the manifest does not list is a
+// *NotListedError, another digest ErrChecksum; both say to run make
+// artifacts.
+func VerifyLocal(p string) (File, error) {
+	dir, name := filepath.Split(filepath.Clean(p))
+	files, err := Source{Dir: filepath.Clean(dir)}.Files(context.Background(), name)
+	if err != nil {
+		return File{}, err
+	}
+	return files[name], nil
+}
+
+// checkFile hashes p and compares it with want, the digest manifest
+// lists.
+func checkFile(p, want, manifest string) (File, error) {
 	st, err := os.Stat(p)
 	if err != nil {
 		return File{}, fmt.Errorf("artifact %s: %w", p, err)
@@ -295,7 +310,7 @@ func checkFile(p, want string) (File, error) {
 		return File{}, fmt.Errorf("artifact %s: %w", p, err)
 	}
 	if got != want {
-		return File{}, fmt.Errorf("%w: %s has sha256 %s, the manifest lists %s", ErrChecksum, p, got, want)
+		return File{}, fmt.Errorf("%w: %s has sha256 %s, the manifest %s lists %s", ErrChecksum, p, got, manifest, want)
 	}
 	return File{Path: p, SHA256: want, Size: st.Size()}, nil
 }
@@ -381,7 +396,7 @@ func (s Source) fromMirror(ctx context.Context, names []string) (map[string]File
 			return nil, notListed(n, s.manifestWhere(base), true, sums)
 		}
 		p := filepath.Join(s.CacheDir, n)
-		if f, err := checkFile(p, want); err == nil {
+		if f, err := checkFile(p, want, s.manifestWhere(base)); err == nil {
 			out[n] = f
 			continue
 		}
