@@ -5,7 +5,8 @@
 // ssh-agent authentication; keepalives, dial and handshake timeouts; one
 // connection per host reused for every session; atomic, checksummed,
 // resumable uploads that check, transfer, verify and install a file in one
-// session.
+// session; root commands (AsRoot) that a cancelled ctx ends on the host
+// with every process they started (terminate.go).
 //
 // A Pool owns the connections of one run:
 //
@@ -38,8 +39,6 @@ import (
 	"github.com/pkg/sftp"
 	xssh "golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
-
-	"github.com/tricenter/terraform-provider-tricenter/internal/shell"
 )
 
 // Defaults for Options.
@@ -126,7 +125,11 @@ type Options struct {
 	HandshakeTimeout  time.Duration
 	KeepaliveInterval time.Duration // negative disables keepalives
 	KeepaliveCountMax int
-	Logger            *slog.Logger
+	// TerminateGrace is how long the processes of a cancelled root
+	// command get between TERM and KILL (default DefaultTerminateGrace;
+	// see AsRoot).
+	TerminateGrace time.Duration
+	Logger         *slog.Logger
 }
 
 // Pool dials and caches one connection per endpoint (jump hosts included)
@@ -177,6 +180,9 @@ func NewPool(o Options) (*Pool, error) {
 	}
 	if o.KeepaliveCountMax <= 0 {
 		o.KeepaliveCountMax = DefaultKeepaliveCountMax
+	}
+	if o.TerminateGrace <= 0 {
+		o.TerminateGrace = DefaultTerminateGrace
 	}
 	if _, err := ParseHostKeyPolicy(string(o.HostKeyPolicy)); err != nil {
 		return nil, err
@@ -373,7 +379,8 @@ func (p *Pool) dial(ctx context.Context, ep Endpoint) (*Client, error) {
 		}
 		return nil, fmt.Errorf("connecting to %s (%s)%s: %w", ep.name(), ep.Addr(), via, err)
 	}
-	c := &Client{ep: ep, c: xssh.NewClient(cc, chans, reqs), dead: make(chan struct{}), logger: p.opts.Logger, hostKey: presented}
+	c := &Client{ep: ep, c: xssh.NewClient(cc, chans, reqs), dead: make(chan struct{}), logger: p.opts.Logger, hostKey: presented,
+		grace: p.opts.TerminateGrace}
 	go func() {
 		_ = c.c.Wait()
 		close(c.dead)
@@ -510,6 +517,7 @@ type Client struct {
 	dead    chan struct{}
 	logger  *slog.Logger
 	hostKey xssh.PublicKey
+	grace   time.Duration // Options.TerminateGrace
 
 	mu   sync.Mutex
 	sftp *sftp.Client
@@ -605,8 +613,12 @@ func (c *Client) keepalive(every time.Duration, max int) {
 }
 
 // Run runs cmd in a new session. A non-zero exit is an *ExitError; a
-// broken connection is transient (IsTransient). Cancelling ctx kills the
-// remote command.
+// broken connection is transient (IsTransient). Cancelling ctx ends the
+// remote command: a command AsRoot built has its processes, every one it
+// started included, ended as root (TERM, then KILL after
+// Options.TerminateGrace) before Run returns; any other gets SIGKILL
+// through the session (which sshd delivers to the session's process group
+// as the login user).
 func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -632,7 +644,9 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, s
 	select {
 	case err = <-done:
 	case <-ctx.Done():
-		_ = sess.Signal(xssh.SIGKILL)
+		if id, what := runID(cmd); id == "" || !c.terminate(id, what) {
+			_ = sess.Signal(xssh.SIGKILL)
+		}
 		sess.Close()
 		return ctx.Err()
 	}
@@ -649,7 +663,8 @@ func (c *Client) exitError(cmd string, err error, tail *tailBuffer) error {
 	var xe *xssh.ExitError
 	if errors.As(err, &xe) {
 		msg := strings.TrimSpace(tail.String())
-		ee := &ExitError{Cmd: cmd, Status: xe.ExitStatus(), Signal: xe.Signal(), Stderr: msg}
+		_, shown := runID(cmd)
+		ee := &ExitError{Cmd: shown, Status: xe.ExitStatus(), Signal: xe.Signal(), Stderr: msg}
 		if strings.HasPrefix(cmd, sudoPrefix) && (strings.Contains(msg, "a password is required") ||
 			strings.Contains(msg, "a terminal is required")) {
 			return fmt.Errorf("%w for %s on %s: give it passwordless sudo (NOPASSWD in /etc/sudoers.d) or connect as root: %w",
@@ -669,13 +684,19 @@ func (c *Client) Output(ctx context.Context, cmd string) ([]byte, error) {
 
 const sudoPrefix = "sudo -n -- "
 
-// AsRoot wraps cmd so it runs as root: unchanged for root, through
-// `sudo -n` (which fails instead of prompting) for other users.
+// AsRoot wraps cmd so it runs as root: in the root login's shell as it
+// is, through `sudo -n` (which fails instead of prompting) for other
+// users; either way marked with a fresh run id so that Run can end it,
+// and every process it starts, when its ctx is cancelled:
+//
+//	export TRICENTER_RUN=<run id>; CMD                          (root)
+//	sudo -n -- sh -c 'export TRICENTER_RUN=<run id>; CMD'      (other logins)
+//
+// The run id is 32 random hex digits, not a secret; nothing else is added
+// to the line, and error messages show the line without the mark. See
+// terminate.go for how a cancelled command is ended.
 func (c *Client) AsRoot(cmd string) string {
-	if c.ep.user() == "root" {
-		return cmd
-	}
-	return sudoPrefix + "sh -c " + shell.Quote(cmd)
+	return c.rootLine(runMark + newRunID() + "; " + cmd)
 }
 
 // SFTP returns the connection's SFTP client, starting it on first use.

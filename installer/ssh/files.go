@@ -510,14 +510,17 @@ func (u *PutSession) exitError(err error) error {
 	return err
 }
 
-// kill ends the session at once (the remote command is killed; a partial
-// temporary file stays for a later resume).
+// kill ends the session and the upload's processes on the host, as Run
+// ends a cancelled command (a partial temporary file stays for a later
+// resume).
 func (u *PutSession) kill() {
 	if u.ended {
 		return
 	}
 	u.ended = true
-	_ = u.sess.Signal(xssh.SIGKILL)
+	if id, _ := runID(u.cmd); id == "" || !u.c.terminate(id, "tricenter-put "+u.dst) {
+		_ = u.sess.Signal(xssh.SIGKILL)
+	}
 	u.sess.Close()
 }
 
