@@ -155,4 +155,33 @@ func (c *Cluster) SetDefaults() {
 	if s.Kubernetes.ArtifactDir == "" && s.Kubernetes.MirrorURL == "" {
 		s.Kubernetes.ArtifactDir = DefaultArtifactDir
 	}
+	s.Kubernetes.PodSecurity.SetDefaults()
+}
+
+// Pod Security admission defaults (spec.kubernetes.podSecurity).
+const (
+	DefaultPodSecurityEnforce = PodSecurityBaseline
+	DefaultPodSecurityWarn    = PodSecurityRestricted
+	DefaultPodSecurityAudit   = PodSecurityRestricted
+)
+
+// DefaultPodSecurityExemptNamespaces are the namespaces Pod Security
+// admission skips when the inventory names none.
+var DefaultPodSecurityExemptNamespaces = []string{"kube-system"}
+
+// SetDefaults fills the levels left empty and the exempt namespaces when
+// none are listed.
+func (p *PodSecurity) SetDefaults() {
+	if p.Enforce == "" {
+		p.Enforce = DefaultPodSecurityEnforce
+	}
+	if p.Warn == "" {
+		p.Warn = DefaultPodSecurityWarn
+	}
+	if p.Audit == "" {
+		p.Audit = DefaultPodSecurityAudit
+	}
+	if len(p.ExemptNamespaces) == 0 {
+		p.ExemptNamespaces = append([]string(nil), DefaultPodSecurityExemptNamespaces...)
+	}
 }

@@ -306,7 +306,41 @@ type Kubernetes struct {
 	// "nspawn" (servers that are systemd-nspawn machines, as in the lab:
 	// no eviction thresholds, cgroup v1 allowed, conntrack left alone).
 	NodeProfile string `yaml:"nodeProfile,omitempty" json:"nodeProfile,omitempty"`
+	// PodSecurity is the cluster-wide Pod Security admission default:
+	// the level every namespace without its own
+	// pod-security.kubernetes.io labels gets (default: enforce baseline,
+	// warn and audit restricted, kube-system exempt).
+	PodSecurity PodSecurity `yaml:"podSecurity,omitempty" json:"podSecurity,omitempty"`
 }
+
+// PodSecurity sets the Pod Security Standards levels kube-apiserver's
+// PodSecurity admission applies to a namespace that does not choose its
+// own (with pod-security.kubernetes.io/<mode> labels). Levels are
+// privileged (no restriction), baseline (no known privilege escalation:
+// no privileged containers, host namespaces, hostPath volumes or added
+// capabilities beyond the default set) and restricted (baseline plus
+// non-root, no privilege escalation, seccomp RuntimeDefault, every
+// capability dropped).
+type PodSecurity struct {
+	// Enforce refuses pods that break this level (default baseline).
+	Enforce string `yaml:"enforce,omitempty" json:"enforce,omitempty"`
+	// Warn returns a warning to the client for pods that break this level
+	// (default restricted).
+	Warn string `yaml:"warn,omitempty" json:"warn,omitempty"`
+	// Audit marks the audit events of pods that break this level (default
+	// restricted).
+	Audit string `yaml:"audit,omitempty" json:"audit,omitempty"`
+	// ExemptNamespaces are namespaces the admission skips entirely
+	// (default [kube-system], where the cluster's own add-ons run).
+	ExemptNamespaces []string `yaml:"exemptNamespaces,omitempty" json:"exemptNamespaces,omitempty"`
+}
+
+// Pod Security Standards levels.
+const (
+	PodSecurityPrivileged = "privileged"
+	PodSecurityBaseline   = "baseline"
+	PodSecurityRestricted = "restricted"
+)
 
 // Node profiles.
 const (

@@ -688,6 +688,7 @@ func (v *validator) etcd() {
 
 func (v *validator) kubernetes() {
 	k := &v.c.Spec.Kubernetes
+	v.podSecurity(&k.PodSecurity)
 	if ver, err := ParseVersion(k.Version); err != nil {
 		v.r.errorf("spec.kubernetes.version", "%v", err)
 	} else if !KubernetesSupported(ver) {
@@ -738,6 +739,36 @@ func (v *validator) kubernetes() {
 }
 
 var reSHA256 = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// podSecurity checks spec.kubernetes.podSecurity: each level is one of the
+// Pod Security Standards, each exempt namespace a namespace name, once.
+func (v *validator) podSecurity(p *PodSecurity) {
+	for _, f := range []struct{ path, level string }{
+		{"spec.kubernetes.podSecurity.enforce", p.Enforce},
+		{"spec.kubernetes.podSecurity.warn", p.Warn},
+		{"spec.kubernetes.podSecurity.audit", p.Audit},
+	} {
+		switch f.level {
+		case "", PodSecurityPrivileged, PodSecurityBaseline, PodSecurityRestricted:
+		default:
+			v.r.errorf(f.path, "%q is not a Pod Security level: use privileged, baseline or restricted", f.level)
+		}
+	}
+	if p.Enforce == PodSecurityPrivileged {
+		v.r.warnf("spec.kubernetes.podSecurity.enforce", "is privileged: every namespace without its own pod-security.kubernetes.io/enforce label admits privileged pods, host namespaces and hostPath volumes; baseline is the default")
+	}
+	seen := map[string]bool{}
+	for i, ns := range p.ExemptNamespaces {
+		path := fmt.Sprintf("spec.kubernetes.podSecurity.exemptNamespaces[%d]", i)
+		switch {
+		case len(ns) > 63 || !reDNSLabel.MatchString(ns):
+			v.r.errorf(path, "%q is not a namespace name: lowercase letters, digits and '-', at most 63 characters", ns)
+		case seen[ns]:
+			v.r.errorf(path, "%q is listed twice: remove one", ns)
+		}
+		seen[ns] = true
+	}
+}
 
 func (v *validator) placement() {
 	var issues []placementIssue

@@ -3,6 +3,7 @@ package controlplane
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tricenter/terraform-provider-tricenter/installer/encryption"
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
 	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
 	"github.com/tricenter/terraform-provider-tricenter/installer/sshtest"
@@ -177,6 +179,11 @@ func TestApplyOnSSHHostsConvergesAndRestartsOnlyWhatChanged(t *testing.T) {
 			"would reload systemd units",
 			"would systemctl enable kube-scheduler.service",
 			"would systemctl start kube-apiserver.service",
+			"would write " + stageRoot + "/etc/kubernetes/encryption-config.yaml (secret content",
+			"would write " + stageRoot + "/etc/kubernetes/audit-policy.yaml (",
+			"would write " + stageRoot + "/etc/kubernetes/authentication-config.yaml (",
+			"would write " + stageRoot + "/etc/kubernetes/admission-config.yaml (",
+			"would run create the audit log directory /var/log/kubernetes/audit (0700, root)",
 		} {
 			if !strings.Contains(all, want) {
 				t.Errorf("%s: dry run lacks %q:\n%s", h.Name, want, all)
@@ -186,6 +193,15 @@ func TestApplyOnSSHHostsConvergesAndRestartsOnlyWhatChanged(t *testing.T) {
 			if strings.Contains(c, "secret content") && strings.Contains(c, "sha256") {
 				t.Errorf("%s: a secret's digest is in the plan: %s", h.Name, c)
 			}
+		}
+		// The dry run made the key (as it makes the CAs); the plan never
+		// shows it.
+		ring, err := encryption.Load(fl.opts.PKI)
+		if err != nil || ring == nil {
+			t.Fatalf("no keyring after the dry run: %v", err)
+		}
+		if strings.Contains(all, ring.Keys[0].Secret) {
+			t.Errorf("%s: the encryption key is in the plan", h.Name)
 		}
 		if _, err := os.Stat(h.Path(stageRoot)); !os.IsNotExist(err) {
 			t.Errorf("%s: the dry run wrote %s (%v)", h.Name, stageRoot, err)
@@ -213,7 +229,11 @@ func TestApplyOnSSHHostsConvergesAndRestartsOnlyWhatChanged(t *testing.T) {
 			t.Errorf("%s: systemctl calls %v", h.Name, got)
 		}
 		m, _ := fl.opts.Cluster.Host(h.Name)
-		files, err := hostFiles(mustSettings(t, fl.opts), cp, inventory.Member{Name: h.Name, Address: m.SSH.Address})
+		ring, err := encryption.Load(fl.opts.PKI)
+		if err != nil || ring == nil {
+			t.Fatalf("the keyring after apply: %v, %v", ring, err)
+		}
+		files, err := hostFiles(mustSettings(t, fl.opts), cp, ring, inventory.Member{Name: h.Name, Address: m.SSH.Address})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -247,6 +267,9 @@ func TestApplyOnSSHHostsConvergesAndRestartsOnlyWhatChanged(t *testing.T) {
 		}
 		if string(rec) != wantRec.String() {
 			t.Errorf("%s: binaries record\n%s\nwant\n%s", h.Name, rec, wantRec.String())
+		}
+		if st, err := os.Stat(h.Path(stageRoot + AuditLogDir)); err != nil || !st.IsDir() || st.Mode().Perm() != 0o700 {
+			t.Errorf("%s: the audit log directory: %v (mode %v), want a 0700 directory", h.Name, err, st.Mode().Perm())
 		}
 		unit, _ := os.ReadFile(h.Path(stageRoot + UnitDir + "/kube-apiserver.service"))
 		if !strings.Contains(string(unit), "--advertise-address="+m.SSH.Address+" ") {
@@ -324,6 +347,95 @@ func TestApplyOnSSHHostsConvergesAndRestartsOnlyWhatChanged(t *testing.T) {
 		if got := strings.Join(changed[h.Name], "\n"); !strings.Contains(got, "apiserver.key (secret content") {
 			t.Errorf("%s: changes %s", h.Name, got)
 		}
+	}
+}
+
+// TestEncryptionKeysAgainstTheServers: the keyring the first apply made
+// is kept by later runs; a state that lost it takes the servers' back
+// instead of making a new key (which would leave every encrypted Secret
+// unreadable); a state whose key differs from the servers' is refused
+// before anything is written; a drifted audit log directory is put back
+// to 0700.
+func TestEncryptionKeysAgainstTheServers(t *testing.T) {
+	fl := newFakeLab(t)
+	fl.apply(t, false)
+	ring, err := encryption.Load(fl.opts.PKI)
+	if err != nil || ring == nil {
+		t.Fatalf("keyring after the first apply: %v, %v", ring, err)
+	}
+	confs := map[string][]byte{}
+	for _, h := range fl.lab.Hosts {
+		b, err := os.ReadFile(h.Path(stageRoot + EncryptionConfig))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st, _ := os.Stat(h.Path(stageRoot + EncryptionConfig)); st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %s has mode %o", h.Name, EncryptionConfig, st.Mode().Perm())
+		}
+		if !strings.Contains(string(b), ring.Keys[0].Secret) {
+			t.Fatalf("%s: the encryption configuration does not hold the state's key", h.Name)
+		}
+		confs[h.Name] = b
+	}
+
+	// The state lost its keyring: the next apply adopts the servers' and
+	// changes nothing on them.
+	if err := os.Remove(filepath.Join(fl.opts.PKI.Dir, encryption.StoreDir, encryption.KeyringFile)); err != nil {
+		t.Fatal(err)
+	}
+	if again := fl.apply(t, false); len(again) != 0 {
+		t.Fatalf("the apply after the state lost its keyring changed %v", again)
+	}
+	back, err := encryption.Load(fl.opts.PKI)
+	if err != nil || back == nil || back.Keys[0].Secret != ring.Keys[0].Secret || back.Keys[0].Name != ring.Keys[0].Name {
+		t.Fatalf("the state did not take the servers' key back: %v, %v", back, err)
+	}
+
+	// A state with another key-1 is refused, naming the servers, before
+	// anything is written; the servers keep their key.
+	other, err := encryption.NewKey("key-1", encryption.Secretbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := encryption.Save(fl.opts.PKI, &encryption.Keyring{Keys: []encryption.Key{other}}); err != nil {
+		t.Fatal(err)
+	}
+	ps, err := Phases(fl.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	m := &phase.Manager{Cluster: fl.opts.Cluster}
+	err = m.Run(ctx, ps...)
+	m.Close()
+	if !errors.Is(err, encryption.ErrKeyMismatch) || !strings.Contains(err.Error(), fl.lab.Hosts[0].Name+" holds key-1 (secretbox)") {
+		t.Fatalf("apply with another key: %v, want ErrKeyMismatch naming the servers", err)
+	}
+	if strings.Contains(err.Error(), other.Secret) || strings.Contains(err.Error(), ring.Keys[0].Secret) {
+		t.Fatal("the error quotes a key")
+	}
+	for _, h := range fl.lab.Hosts {
+		if b, _ := os.ReadFile(h.Path(stageRoot + EncryptionConfig)); !bytes.Equal(b, confs[h.Name]) {
+			t.Errorf("%s: the refused apply rewrote %s", h.Name, EncryptionConfig)
+		}
+	}
+
+	// Back to the right key; a drifted audit directory mode is repaired
+	// without restarting anything.
+	if err := encryption.Save(fl.opts.PKI, ring); err != nil {
+		t.Fatal(err)
+	}
+	h := fl.lab.Hosts[0]
+	if err := os.Chmod(h.Path(stageRoot+AuditLogDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	changed := fl.apply(t, false)
+	if got := changed[h.Name]; len(got) != 1 || !strings.Contains(got[0], "create the audit log directory") || len(changed) != 1 {
+		t.Fatalf("repairing the audit directory changed %v", changed)
+	}
+	if st, _ := os.Stat(h.Path(stageRoot + AuditLogDir)); st.Mode().Perm() != 0o700 {
+		t.Errorf("the audit directory has mode %o after the apply", st.Mode().Perm())
 	}
 }
 

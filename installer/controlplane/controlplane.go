@@ -6,10 +6,12 @@
 //
 // The phases, in order (the engine's workflow lists them):
 //
-//	control-plane/preflight      ports 6443/10257/10259 free or ours, clock, disk, etcd client certificate
-//	control-plane/certificates   the control-plane PKI in the store (kept when it still matches)
+//	control-plane/preflight      ports 6443/10257/10259 free or ours, clock, disk, etcd client certificate,
+//	                             the encryption keys the server already has
+//	control-plane/certificates   the control-plane PKI and the encryption keyring in the store (kept when they still match)
 //	control-plane/binaries       kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
-//	control-plane/configuration  /etc/kubernetes/pki, /etc/kubernetes/*.conf, the systemd units
+//	control-plane/configuration  /etc/kubernetes/pki, /etc/kubernetes/*.conf, the audit, authentication,
+//	                             admission and encryption configurations, the audit log directory, the systemd units
 //	control-plane/start          one server at a time: start or restart what changed, wait for /readyz
 //
 // Remove (control-plane/remove) stops the control plane and deletes its
@@ -27,6 +29,16 @@
 // (--bind-address=0.0.0.0), so it accepts connections to the VIP without
 // knowing about it; its serving certificate names the VIP.
 //
+// Security defaults (render.go, security.go; CIS Kubernetes Benchmark
+// section 1): no profiling; TLS 1.2+ with ECDHE and AEAD cipher suites on
+// all three components; anonymous requests only to /livez, /readyz and
+// /healthz; an audit log under /var/log/kubernetes/audit (0700); Secrets
+// encrypted in etcd with a key from the engine state (installer/encryption;
+// Secrets written before stay readable and are encrypted when next
+// written); Pod Security admission with the inventory's default levels
+// (spec.kubernetes.podSecurity: enforce baseline, warn and audit
+// restricted, kube-system exempt); service-account tokens not extended.
+//
 // The Kubernetes CA key is on every control-plane server
 // (/etc/kubernetes/pki/ca.key, 0600): kube-controller-manager signs
 // kubelet certificate requests with it (--cluster-signing-*), as kubeadm
@@ -43,6 +55,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tricenter/terraform-provider-tricenter/installer/encryption"
 	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
 	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
@@ -126,6 +139,11 @@ type Options struct {
 	// production). Tests stage hosts under a directory with it; rendered
 	// files keep their absolute paths.
 	Root string
+	// EncryptConfigMaps encrypts ConfigMaps in etcd as well as Secrets
+	// (default off: ConfigMaps are not meant for secrets, and every read
+	// pays the decryption). Turning it off again once ConfigMaps were
+	// written encrypted is refused (they would become unreadable).
+	EncryptConfigMaps bool
 }
 
 // Phases returns the control-plane phases in order, to run on the
@@ -156,12 +174,16 @@ type run struct {
 	mu    sync.Mutex
 	m     *phase.Manager
 	pki   *pki.ControlPlane
+	ring  *encryption.Keyring
 	hosts map[string]*hostState
 }
 
 // hostState is what the phases learn and change on one server.
 type hostState struct {
 	facts *Facts
+	// encryption is the server's encryption configuration as preflight
+	// found it (nil: none). It holds keys: never print it whole.
+	encryption *encryption.HostConfig
 	// changed are the components whose binary, unit or inputs changed.
 	changed map[string]bool
 }
@@ -196,6 +218,7 @@ func newRun(o Options) (*run, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.EncryptConfigMaps = o.EncryptConfigMaps
 	r := &run{o: o, log: o.Logger, settings: s, servers: o.Placement.ControlPlane,
 		byName: map[string]inventory.Member{}, hosts: map[string]*hostState{}}
 	for _, m := range r.servers {
@@ -216,7 +239,8 @@ func settingsFor(c *inventory.Cluster, p *inventory.Placement) (Settings, error)
 	if n.ClusterDomain == "" {
 		return Settings{}, errors.New("spec.network.clusterDomain is empty: apply the inventory defaults first")
 	}
-	s := Settings{ClusterName: c.Metadata.Name, ServiceCIDR: n.ServiceCIDR, ClusterDomain: n.ClusterDomain}
+	s := Settings{ClusterName: c.Metadata.Name, ServiceCIDR: n.ServiceCIDR, ClusterDomain: n.ClusterDomain,
+		PodSecurity: PodSecurityFor(c)}
 	for _, m := range p.Etcd.Members {
 		s.EtcdServers = append(s.EtcdServers, etcd.ClientURL(m.Address))
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 
+	"github.com/tricenter/terraform-provider-tricenter/installer/encryption"
 	"github.com/tricenter/terraform-provider-tricenter/installer/kubeconfig"
 	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
@@ -35,11 +36,11 @@ type file struct {
 	readers []string
 }
 
-// hostFiles lists every file of a control-plane server, from the PKI the
-// certificates phase ensured.
-func hostFiles(s Settings, cp *pki.ControlPlane, m inventory.Member) ([]file, error) {
-	if cp == nil {
-		return nil, errors.New("control-plane certificates are not loaded: the certificates phase did not run")
+// hostFiles lists every file of a control-plane server, from the PKI and
+// the encryption keyring the certificates phase ensured.
+func hostFiles(s Settings, cp *pki.ControlPlane, ring *encryption.Keyring, m inventory.Member) ([]file, error) {
+	if cp == nil || ring == nil {
+		return nil, errors.New("control-plane certificates or encryption keys are not loaded: the certificates phase did not run")
 	}
 	both := []string{APIServer, ControllerManager}
 	api := []string{APIServer}
@@ -70,6 +71,11 @@ func hostFiles(s Settings, cp *pki.ControlPlane, m inventory.Member) ([]file, er
 	files = append(files,
 		file{ControllerManagerConf, kcm, 0o600, true, []string{ControllerManager}},
 		file{SchedulerConf, sched, 0o600, true, []string{Scheduler}})
+	sec, err := securityFiles(s, ring)
+	if err != nil {
+		return nil, err
+	}
+	files = append(files, sec...)
 	for _, c := range Components() {
 		flags, err := Flags(c, s, m.Address)
 		if err != nil {
@@ -84,11 +90,44 @@ func hostFiles(s Settings, cp *pki.ControlPlane, m inventory.Member) ([]file, er
 	return files, nil
 }
 
+// securityFiles are kube-apiserver's security configuration: the audit
+// policy, the authentication, admission and encryption configurations.
+// Each is 0600 and restarts kube-apiserver when it changes (it reloads the
+// encryption and authentication configurations by itself, but a restart,
+// one server at a time, makes the change take effect at a known time). The
+// encryption configuration holds keys: secret content, no digest shown.
+func securityFiles(s Settings, ring *encryption.Keyring) ([]file, error) {
+	api := []string{APIServer}
+	audit, err := RenderAuditPolicy()
+	if err != nil {
+		return nil, err
+	}
+	authn, err := RenderAuthenticationConfig()
+	if err != nil {
+		return nil, err
+	}
+	admission, err := RenderAdmissionConfig(s.PodSecurity)
+	if err != nil {
+		return nil, fmt.Errorf("spec.kubernetes.podSecurity: %w", err)
+	}
+	enc, err := encryption.Render(ring, s.EncryptedResources())
+	if err != nil {
+		return nil, fmt.Errorf("encryption configuration: %w", err)
+	}
+	return []file{
+		{AuditPolicy, audit, 0o600, false, api},
+		{AuthenticationConfig, authn, 0o600, false, api},
+		{AdmissionConfig, admission, 0o600, false, api},
+		{EncryptionConfig, enc, 0o600, true, api},
+	}, nil
+}
+
 // managedFiles are the paths hostFiles writes (Remove deletes them).
 func managedFiles() []string {
 	out := []string{CACert, CAKey, APIServerCert, APIServerKey, EtcdCACert, EtcdClientCert, EtcdClientKey,
 		KubeletClientCert, KubeletClientKey, FrontProxyCACert, FrontProxyClientCert, FrontProxyClientKey,
-		ServiceAccountKey, ServiceAccountPub, ControllerManagerConf, SchedulerConf}
+		ServiceAccountKey, ServiceAccountPub, ControllerManagerConf, SchedulerConf,
+		AuditPolicy, AuthenticationConfig, AdmissionConfig, EncryptionConfig}
 	for _, c := range Components() {
 		out = append(out, UnitDir+"/"+UnitName(c))
 	}

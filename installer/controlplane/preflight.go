@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tricenter/terraform-provider-tricenter/installer/encryption"
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
 	"github.com/tricenter/terraform-provider-tricenter/internal/shell"
 )
@@ -105,7 +106,40 @@ func (r *run) preflight(ctx context.Context, h *phase.Host) error {
 	if err := r.checkFacts(f, f.HasBinaries); err != nil {
 		return fmt.Errorf("preflight: %w", err)
 	}
+	enc, err := r.readEncryption(ctx, h)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	s.encryption = enc
+	r.mu.Unlock()
 	return nil
+}
+
+// encryptionMarker starts the output of the encryption configuration
+// query when the file exists.
+const encryptionMarker = "tricenter: encryption configuration present"
+
+// readEncryption reads the server's encryption configuration, so the
+// certificates phase compares its keys with the state's before anything
+// is written: nil when the server has none. The content holds keys: it is
+// parsed here and never logged, nor quoted in errors.
+func (r *run) readEncryption(ctx context.Context, h *phase.Host) (*encryption.HostConfig, error) {
+	p := shell.Quote(r.path(EncryptionConfig))
+	out, err := h.Query(ctx, "if [ -f "+p+" ]; then echo '"+encryptionMarker+"'; cat -- "+p+"; fi")
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", EncryptionConfig, err)
+	}
+	body, ok := strings.CutPrefix(out, encryptionMarker+"\n")
+	if !ok {
+		return nil, nil
+	}
+	c, err := encryption.Parse([]byte(body))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: tricenter cannot tell which keys encrypted the Secrets; put back the file "+
+			"tricenter wrote (a backup, or another control-plane server's copy) before applying", EncryptionConfig, err)
+	}
+	return c, nil
 }
 
 // checkFacts says every reason a server cannot run the control plane.

@@ -16,8 +16,10 @@ const PhaseRemove = "control-plane/remove"
 
 // Remove stops and disables kube-apiserver, kube-controller-manager and
 // kube-scheduler on the selected servers and removes what the control
-// plane installed there: units, certificates and keys, kubeconfigs and
-// binaries (kubectl included), and /etc/kubernetes once it is empty.
+// plane installed there: units, certificates and keys, kubeconfigs, the
+// audit, authentication, admission and encryption configurations and
+// binaries (kubectl included), and /etc/kubernetes once it is empty. The
+// audit logs under /var/log/kubernetes/audit stay: they are records.
 // Other files under /etc/kubernetes (the node agents') are left alone: run
 // it after node.Remove for a clean server. A clean server is left alone, so Remove is
 // idempotent and a dry run lists only the servers that would change.

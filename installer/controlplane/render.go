@@ -6,7 +6,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/tricenter/terraform-provider-tricenter/installer/encryption"
 	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
 // Settings are the cluster-wide values the rendered files use.
@@ -16,6 +18,20 @@ type Settings struct {
 	ClusterDomain string
 	// EtcdServers are the client URLs of every etcd member.
 	EtcdServers []string
+	// PodSecurity are the cluster's Pod Security admission defaults
+	// (PodSecurityFor: the inventory's, defaults filled in).
+	PodSecurity inventory.PodSecurity
+	// EncryptConfigMaps encrypts ConfigMaps in etcd too (Secrets always
+	// are).
+	EncryptConfigMaps bool
+}
+
+// EncryptedResources are the resources kube-apiserver encrypts in etcd.
+func (s Settings) EncryptedResources() []string {
+	if s.EncryptConfigMaps {
+		return []string{encryption.Secrets, encryption.ConfigMaps}
+	}
+	return []string{encryption.Secrets}
 }
 
 // ServiceAccountIssuer is the issuer of service-account tokens.
@@ -45,42 +61,60 @@ const (
 
 // APIServerFlags are kube-apiserver's flags on the server at address.
 // Everything not named keeps the Kubernetes default (admission plugins
-// included: NodeRestriction is added to the default set). Anonymous
-// requests stay enabled so /readyz, /livez and /healthz are readable by
+// included: NodeRestriction and PodSecurity, itself a default, are named).
+// Anonymous requests reach only /livez, /readyz and /healthz
+// (AuthenticationConfig; --anonymous-auth must then be absent), readable by
 // system:public-info-viewer (the BGP agent's health check among others).
 // Bootstrap-token authentication stays off: kubelets get client
 // certificates from tricenter's PKI (installer/node), not TLS bootstrap.
+//
+// Hardening beyond the Kubernetes defaults (CIS Kubernetes Benchmark
+// section 1.2): no profiling endpoints; TLS 1.2 or later with ECDHE and
+// AEAD suites only; an audit log (AuditPolicy, AuditLog, rotated);
+// Secrets encrypted in etcd (EncryptionConfig, reloaded when it changes);
+// Pod Security admission defaults (AdmissionConfig); projected
+// service-account tokens valid for what they ask (no extension to a year).
 func APIServerFlags(s Settings, address string) []string {
-	return []string{
+	flags := []string{
+		"--admission-control-config-file=" + AdmissionConfig,
 		"--advertise-address=" + address,
 		"--allow-privileged=true",
-		"--anonymous-auth=true",
+	}
+	flags = append(flags, auditFlags()...)
+	flags = append(flags,
+		"--authentication-config="+AuthenticationConfig,
 		"--authorization-mode=Node,RBAC",
 		// The API VIP is on lo of every control-plane server (added by the
 		// node BGP agent): listening everywhere accepts it.
 		"--bind-address=0.0.0.0",
-		"--client-ca-file=" + CACert,
-		"--enable-admission-plugins=NodeRestriction",
-		"--etcd-cafile=" + EtcdCACert,
-		"--etcd-certfile=" + EtcdClientCert,
-		"--etcd-keyfile=" + EtcdClientKey,
-		"--etcd-servers=" + strings.Join(EtcdServersFor(s, address), ","),
-		"--kubelet-certificate-authority=" + CACert,
-		"--kubelet-client-certificate=" + KubeletClientCert,
-		"--kubelet-client-key=" + KubeletClientKey,
+		"--client-ca-file="+CACert,
+		"--enable-admission-plugins=NodeRestriction,PodSecurity",
+		"--encryption-provider-config="+EncryptionConfig,
+		"--encryption-provider-config-automatic-reload=true",
+		"--etcd-cafile="+EtcdCACert,
+		"--etcd-certfile="+EtcdClientCert,
+		"--etcd-keyfile="+EtcdClientKey,
+		"--etcd-servers="+strings.Join(EtcdServersFor(s, address), ","),
+		"--kubelet-certificate-authority="+CACert,
+		"--kubelet-client-certificate="+KubeletClientCert,
+		"--kubelet-client-key="+KubeletClientKey,
 		"--kubelet-preferred-address-types=InternalIP",
-		"--proxy-client-cert-file=" + FrontProxyClientCert,
-		"--proxy-client-key-file=" + FrontProxyClientKey,
+		"--profiling=false",
+		"--proxy-client-cert-file="+FrontProxyClientCert,
+		"--proxy-client-key-file="+FrontProxyClientKey,
 		"--requestheader-allowed-names=front-proxy-client",
-		"--requestheader-client-ca-file=" + FrontProxyCACert,
+		"--requestheader-client-ca-file="+FrontProxyCACert,
 		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
 		"--requestheader-group-headers=X-Remote-Group",
 		"--requestheader-username-headers=X-Remote-User",
-		"--secure-port=" + strconv.Itoa(APIServerPort),
-		"--service-account-issuer=" + s.ServiceAccountIssuer(),
-		"--service-account-key-file=" + ServiceAccountPub,
-		"--service-account-signing-key-file=" + ServiceAccountKey,
-		"--service-cluster-ip-range=" + s.ServiceCIDR,
+		"--secure-port="+strconv.Itoa(APIServerPort),
+		// Projected tokens expire when they say (an hour by default;
+		// kubelets refresh them), not a year later.
+		"--service-account-extend-token-expiration=false",
+		"--service-account-issuer="+s.ServiceAccountIssuer(),
+		"--service-account-key-file="+ServiceAccountPub,
+		"--service-account-signing-key-file="+ServiceAccountKey,
+		"--service-cluster-ip-range="+s.ServiceCIDR,
 		// On SIGTERM: /readyz turns red, new requests get 429 with
 		// Retry-After, in-flight ones drain, then the listener closes
 		// within 2 s. Without it the HTTP server waits up to the request
@@ -88,16 +122,18 @@ func APIServerFlags(s Settings, address string) []string {
 		// upgrade step, a changed flag) took a minute. tricenter withdraws
 		// the API VIP from the server before it restarts the unit.
 		"--shutdown-send-retry-after=true",
-		"--tls-cert-file=" + APIServerCert,
-		"--tls-private-key-file=" + APIServerKey,
-	}
+		"--tls-cert-file="+APIServerCert,
+	)
+	flags = append(flags, tlsFlags()...)
+	return append(flags, "--tls-private-key-file="+APIServerKey)
 }
 
 // ControllerManagerFlags are kube-controller-manager's flags. Pod CIDRs
 // come from tricenter's IPAM and are set on each Node by the node
-// component, so the controller-manager allocates none.
+// component, so the controller-manager allocates none. No profiling; TLS
+// as kube-apiserver's.
 func ControllerManagerFlags(s Settings) []string {
-	return []string{
+	flags := []string{
 		"--allocate-node-cidrs=false",
 		"--authentication-kubeconfig=" + ControllerManagerConf,
 		"--authorization-kubeconfig=" + ControllerManagerConf,
@@ -109,25 +145,29 @@ func ControllerManagerFlags(s Settings) []string {
 		"--controllers=*,bootstrapsigner,tokencleaner",
 		"--kubeconfig=" + ControllerManagerConf,
 		"--leader-elect=true",
+		"--profiling=false",
 		"--requestheader-client-ca-file=" + FrontProxyCACert,
 		"--root-ca-file=" + CACert,
 		"--secure-port=" + strconv.Itoa(ControllerManagerPort),
 		"--service-account-private-key-file=" + ServiceAccountKey,
 		"--service-cluster-ip-range=" + s.ServiceCIDR,
-		"--use-service-account-credentials=true",
 	}
+	return append(append(flags, tlsFlags()...), "--use-service-account-credentials=true")
 }
 
-// SchedulerFlags are kube-scheduler's flags.
+// SchedulerFlags are kube-scheduler's flags. --profiling is deprecated
+// for kube-scheduler (in favour of its configuration file, which tricenter
+// does not write) but still honoured without --config.
 func SchedulerFlags() []string {
-	return []string{
+	return append([]string{
 		"--authentication-kubeconfig=" + SchedulerConf,
 		"--authorization-kubeconfig=" + SchedulerConf,
 		"--bind-address=127.0.0.1",
 		"--kubeconfig=" + SchedulerConf,
 		"--leader-elect=true",
+		"--profiling=false",
 		"--secure-port=" + strconv.Itoa(SchedulerPort),
-	}
+	}, tlsFlags()...)
 }
 
 // Flags returns a component's flags on the server at address.

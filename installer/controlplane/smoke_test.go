@@ -6,16 +6,17 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"github.com/tricenter/terraform-provider-tricenter/installer/artifacts"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/tricenter/terraform-provider-tricenter/installer/artifacts"
 	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
 	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
 	"github.com/tricenter/terraform-provider-tricenter/internal/labnet"
@@ -86,12 +87,15 @@ func startProc(t *testing.T, ns *labnet.NS, env []string, name string, args ...s
 // TestSmokeRealControlPlane runs the real kube-apiserver,
 // kube-controller-manager and kube-scheduler (from make artifacts) against
 // a real etcd, all in a network namespace of their own, with the flags,
-// certificates and kubeconfigs this package renders (only /etc/kubernetes
-// is moved to a temporary directory). It waits with the phase's own ready
-// checks, then asserts /readyz through the server address and the VIP
-// (anonymously too), leader leases, the kubernetes Service endpoint and a
-// service-account token from the issuer we configured. About 12 s here
-// once the binaries are in the page cache.
+// certificates, kubeconfigs and security configurations this package
+// renders (only /etc/kubernetes and the audit log directory are moved to a
+// temporary directory), once per supported release in the artifacts (the
+// lab installs the older one and upgrades to the newer). It waits with the
+// phase's own ready checks, then asserts /readyz through the server address
+// and the VIP (anonymously too), leader leases, the kubernetes Service
+// endpoint, a service-account token from the issuer we configured, and the
+// security defaults (checkSecurity). About 20 s per release here once the
+// binaries are in the page cache.
 func TestSmokeRealControlPlane(t *testing.T) {
 	testenv.RequireRoot(t, "the control plane runs in a network namespace of its own")
 	testenv.Need(t, labnet.Available())
@@ -99,9 +103,28 @@ func TestSmokeRealControlPlane(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	testenv.RequireFile(t, "run make artifacts", filepath.Join(arts, artifacts.DefaultName(APIServer)))
+	var releases []string
+	for _, minor := range inventory.SupportedKubernetesMinors {
+		found, _ := filepath.Glob(filepath.Join(arts, APIServer+"-v"+minor+".*"))
+		slices.Sort(found)
+		if len(found) > 0 {
+			releases = append(releases, strings.TrimPrefix(filepath.Base(found[len(found)-1]), APIServer+"-"))
+		}
+	}
+	for _, release := range releases {
+		t.Run(release, func(t *testing.T) { smokeControlPlane(t, arts, release) })
+	}
+}
+
+func smokeControlPlane(t *testing.T, arts, release string) {
 	bins := map[string]string{}
 	var paths []string
-	for _, b := range append(Binaries(), "etcd") {
+	for _, b := range Binaries() {
+		bins[b] = filepath.Join(arts, artifacts.Versioned(b, release))
+		paths = append(paths, bins[b])
+	}
+	for _, b := range artifacts.EtcdBinaries {
 		bins[b] = filepath.Join(arts, artifacts.DefaultName(b))
 		paths = append(paths, bins[b])
 	}
@@ -170,7 +193,7 @@ func TestSmokeRealControlPlane(t *testing.T) {
 	if err := r.certificates(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	files, err := hostFiles(r.settings, r.pki, server)
+	files, err := hostFiles(r.settings, r.pki, r.ring, server)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +206,11 @@ func TestSmokeRealControlPlane(t *testing.T) {
 	if err := os.Symlink(bins[Kubectl], r.path(BinDir+"/"+Kubectl)); err != nil {
 		t.Fatal(err)
 	}
-	move := strings.NewReplacer(ConfDir, r.path(ConfDir))
+	// The configuration phase creates the audit log directory 0700.
+	if err := os.MkdirAll(r.path(AuditLogDir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	move := strings.NewReplacer(ConfDir, r.path(ConfDir), AuditLogDir, r.path(AuditLogDir))
 	procs := map[string]*proc{}
 	for _, comp := range Components() {
 		flags, err := Flags(comp, r.settings, server.Address)
@@ -297,6 +324,9 @@ current-context: sa
 	if err != nil || out != "system:serviceaccount:default:default" {
 		t.Errorf("whoami with the token: %q, %v", out, err)
 	}
+
+	checkSecurity(t, ctx, smokeEnv{ns: ns, r: r, kubectl: kubectl, etcdctl: bins["etcdctl"], etcdPKI: etcdPKI,
+		address: smokeAddr, adminCert: admin})
 }
 
 func writeFile(t *testing.T, path string, data []byte, mode os.FileMode) {
