@@ -74,7 +74,8 @@ func (r *run) keyring() (*encryption.Keyring, error) {
 	}
 	switch outcome {
 	case encryption.Created:
-		r.log.Info("Generated the Secrets encryption key", "keys", ring.String(), "state", encryption.Where(r.o.PKI))
+		r.log.Info("Generated the Secrets encryption key: Secrets written from now on are encrypted in etcd, older ones when next written",
+			"keys", ring.String(), "state", encryption.Where(r.o.PKI))
 	case encryption.Adopted:
 		r.log.Warn("The state had no Secrets encryption keys: took the servers' into it", "keys", ring.String(),
 			"state", encryption.Where(r.o.PKI))

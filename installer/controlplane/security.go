@@ -11,30 +11,6 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
-// The control plane's security configuration on a server (each 0600,
-// read by kube-apiserver only) and the audit log.
-const (
-	// AuditPolicy is the audit policy (--audit-policy-file).
-	AuditPolicy = ConfDir + "/audit-policy.yaml"
-	// AuthenticationConfig is the AuthenticationConfiguration
-	// (--authentication-config): anonymous requests only to the health
-	// endpoints.
-	AuthenticationConfig = ConfDir + "/authentication-config.yaml"
-	// AdmissionConfig is the AdmissionConfiguration
-	// (--admission-control-config-file): the Pod Security defaults.
-	AdmissionConfig = ConfDir + "/admission-config.yaml"
-	// EncryptionConfig is the EncryptionConfiguration
-	// (--encryption-provider-config): the keys Secrets are encrypted with
-	// in etcd (installer/encryption).
-	EncryptionConfig = ConfDir + "/encryption-config.yaml"
-	// AuditLogDir holds the audit log; it is created 0700 (root) before
-	// kube-apiserver starts. Remove leaves it: audit logs are records.
-	AuditLogDir = "/var/log/kubernetes/audit"
-	// AuditLog is the audit log (--audit-log-path), rotated by
-	// kube-apiserver.
-	AuditLog = AuditLogDir + "/audit.log"
-)
-
 // Audit log rotation, at least what CIS Kubernetes Benchmark 1.2.17–1.2.19
 // ask: 30 days, 10 files of 100 MB (at most about 1.1 GB per server).
 const (
