@@ -57,14 +57,18 @@ type Plan struct {
 	KeepaliveSeconds int
 	HoldSeconds      int
 	GracefulRestart  bool
-	// Password is the TCP MD5 secret reference (zero: no password).
+	// Password is the TCP MD5 secret reference (zero: no password). No
+	// session uses the secret itself: each rack's sessions use
+	// RackPassword(secret, rack).
 	Password inventory.SecretRef
-	// PodCIDR and PodMaskSize bound what routers accept as pod routes.
+	// PodCIDR and PodMaskSize are the cluster's pod range and block size
+	// (routers accept from each node its own block, Node.PodCIDR).
 	PodCIDR     netip.Prefix
 	PodMaskSize int
 	// APIVIP is the Kubernetes API VIP (may be invalid when unset).
 	APIVIP netip.Addr
-	// LoadBalancerPool bounds what routers accept as service VIPs.
+	// LoadBalancerPool bounds what routers accept as service VIPs: its
+	// /32s from every node (the API VIP only from control-plane nodes).
 	LoadBalancerPool []netip.Prefix
 	// LoadBalancerVIPs are announced by every node (static list).
 	LoadBalancerVIPs []netip.Addr
@@ -108,12 +112,15 @@ type Router struct {
 	Groups  []PeerGroup
 }
 
-// PeerGroup is one rack's nodes as seen by a router: a listen range with
-// one remote ASN (0 means "external": per-node ASNs).
+// PeerGroup is one rack's nodes as seen by a router: one remote ASN (0
+// means "external": per-node ASNs) and one TCP-MD5 password (RackPassword)
+// for the rack; RenderFRR makes each node a neighbor of its own in it.
 type PeerGroup struct {
-	Name     string
-	Rack     string
-	Center   string
+	Name   string
+	Rack   string
+	Center string
+	// Range is the rack subnet, where the nodes' addresses lie (the
+	// JSON of `tricenter bgp show` still calls it listenRange).
 	Range    netip.Prefix
 	ASN      uint32
 	Nodes    []string

@@ -269,11 +269,19 @@ type BGP struct {
 	Mode    BGPMode   `yaml:"mode,omitempty" json:"mode,omitempty"`
 	NodeASN ASNScheme `yaml:"nodeASN,omitempty" json:"nodeASN,omitempty"`
 	// ASNBase is the first node ASN (default 4200000000, private 4-byte).
-	ASNBase          uint32    `yaml:"asnBase,omitempty" json:"asnBase,omitempty"`
-	KeepaliveSeconds int       `yaml:"keepaliveSeconds,omitempty" json:"keepaliveSeconds,omitempty"`
-	HoldSeconds      int       `yaml:"holdSeconds,omitempty" json:"holdSeconds,omitempty"`
-	Password         SecretRef `yaml:"password,omitempty" json:"password,omitempty"`
-	GracefulRestart  *bool     `yaml:"gracefulRestart,omitempty" json:"gracefulRestart,omitempty"`
+	ASNBase          uint32 `yaml:"asnBase,omitempty" json:"asnBase,omitempty"`
+	KeepaliveSeconds int    `yaml:"keepaliveSeconds,omitempty" json:"keepaliveSeconds,omitempty"`
+	HoldSeconds      int    `yaml:"holdSeconds,omitempty" json:"holdSeconds,omitempty"`
+	// Password is the TCP-MD5 secret of the nodes' BGP sessions. No
+	// session uses it as such: each rack's sessions (its nodes' agents and
+	// the routers' peer group for it) use the rack's own password,
+	// base64url(HMAC-SHA256(key = secret, message =
+	// "tricenter-bgp-rack-password:" + rack name)) without padding
+	// (bgp.RackPassword, docs/cli/bgp.md), so a password read on one rack
+	// does not open another rack's sessions. Make the secret long and
+	// random.
+	Password        SecretRef `yaml:"password,omitempty" json:"password,omitempty"`
+	GracefulRestart *bool     `yaml:"gracefulRestart,omitempty" json:"gracefulRestart,omitempty"`
 }
 
 // Kubernetes selects the Kubernetes version and where its binaries come from.

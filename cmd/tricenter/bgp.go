@@ -225,11 +225,15 @@ func newBGPRenderFRRCmd(g *globals) *cobra.Command {
 		Use:   "render-frr -f FILE --router NAME",
 		Short: "Render a TOR's or core router's FRR bgpd configuration",
 		Long: `render-frr writes the bgpd configuration of one router (a rack's TOR in mode tor,
-a site's core router in mode core): one peer group and listen range per rack
-whose nodes peer with it, the inventory's timers, password and graceful
-restart, an inbound filter accepting only pod CIDRs and VIPs, nothing sent
-to nodes, and ECMP. The output is a complete bgpd.conf; with a password it
-holds the password in clear, so --output-file writes it with mode 0600.`,
+a site's core router in mode core): one peer group per rack whose nodes peer
+with it and each node a neighbor of its own in it (no listen ranges), the
+inventory's timers and graceful restart, each rack's TCP-MD5 password
+(derived from network.bgp.password and the rack name), a per-node inbound
+filter accepting only the node's own pod CIDR, the API VIP from control-plane
+nodes and /32s of the load-balancer pool, nothing sent to nodes, and ECMP.
+Load it on the router before an apply that adds servers. The output is a
+complete bgpd.conf; with a password it holds the racks' passwords in clear,
+so --output-file writes it with mode 0600.`,
 		Example: `  tricenter bgp render-frr -f cluster.yaml --router core-a1
   tricenter bgp render-frr -f cluster.yaml --router dc1-r01-tor --output-file /etc/frr/bgpd.conf`,
 		Args: cobra.NoArgs,

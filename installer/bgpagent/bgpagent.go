@@ -194,7 +194,13 @@ func (p *Phase) Apply(ctx context.Context, h Host) error {
 		if pwFile == "" {
 			pwFile = bgp.DefaultPasswordFile
 		}
-		r, err := h.WriteSecret(ctx, pwFile, []byte(p.password+"\n"), 0o600)
+		// The node's sessions use its rack's password, derived from the
+		// cluster's secret (the routers' configuration uses the same).
+		pw, err := p.plan.AgentPassword(name, p.password)
+		if err != nil {
+			return err
+		}
+		r, err := h.WriteSecret(ctx, pwFile, []byte(pw+"\n"), 0o600)
 		if err != nil {
 			return fmt.Errorf("writing the BGP password file on %s: %w", name, err)
 		}

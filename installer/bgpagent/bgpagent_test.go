@@ -142,8 +142,12 @@ func TestPhaseConverges(t *testing.T) {
 	if strings.Join(h.calls, "\n") != strings.Join(want, "\n") {
 		t.Errorf("first run:\n%s\nwant:\n%s", strings.Join(h.calls, "\n"), strings.Join(want, "\n"))
 	}
-	if h.modes[bgp.DefaultPasswordFile] != 0o600 || h.files[bgp.DefaultPasswordFile] != "md5-secret\n" {
-		t.Errorf("password file %q mode %v", h.files[bgp.DefaultPasswordFile], h.modes[bgp.DefaultPasswordFile])
+	// m1's sessions use its rack's (t1) password, derived from the secret.
+	if h.modes[bgp.DefaultPasswordFile] != 0o600 || h.files[bgp.DefaultPasswordFile] != bgp.RackPassword("md5-secret", "t1")+"\n" {
+		t.Errorf("password file mode %v: not rack t1's password", h.modes[bgp.DefaultPasswordFile])
+	}
+	if strings.Contains(h.files[bgp.DefaultPasswordFile], "md5-secret") {
+		t.Error("the password file holds the cluster's secret instead of the rack's password")
 	}
 	if strings.Join(h.secrets, " ") != bgp.DefaultPasswordFile {
 		t.Errorf("written as secret: %q, want only the password file %s", h.secrets, bgp.DefaultPasswordFile)
