@@ -94,9 +94,15 @@ func TestBGPInstallAndStatusOnLab(t *testing.T) {
 		"198.19.1.", "198.19.31.", "198.19.2.", "198.19.32.", "198.19.3.", "198.19.33.",
 		"198.19.4.", "198.19.34.", "198.19.5.", "198.19.35.",
 		"podCIDR: 198.19.128.0/17", "podCIDR: 198.19.36.0/22", "podMaskSize: 24", "podMaskSize: 26",
+		// The servers' pinned pod CIDRs, /24s of 198.19.128.0/17 there,
+		// /26s of 198.19.36.0/22 here.
+		"podCIDR: 198.19.128.0/24", "podCIDR: 198.19.36.0/26", "podCIDR: 198.19.129.0/24", "podCIDR: 198.19.36.64/26",
+		"podCIDR: 198.19.130.0/24", "podCIDR: 198.19.36.128/26", "podCIDR: 198.19.131.0/24", "podCIDR: 198.19.36.192/26",
+		"podCIDR: 198.19.132.0/24", "podCIDR: 198.19.37.0/26", "podCIDR: 198.19.133.0/24", "podCIDR: 198.19.37.64/26",
+		"podCIDR: 198.19.134.0/24", "podCIDR: 198.19.37.128/26",
 		"serviceCIDR: 198.19.96.0/20", "serviceCIDR: 198.19.30.0/24",
 		"apiVIP: 198.19.120.10", "apiVIP: 198.19.40.10").Replace(string(data))
-	for _, want := range []string{"198.19.36.0/22", "198.19.30.0/24", "198.19.40.10", "198.19.35.0/24"} {
+	for _, want := range []string{"198.19.36.0/22", "198.19.30.0/24", "198.19.40.10", "198.19.35.0/24", "198.19.37.128/26"} {
 		if !strings.Contains(s, want) {
 			t.Fatalf("the example inventory changed: %s not substituted", want)
 		}

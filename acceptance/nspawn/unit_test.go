@@ -58,9 +58,9 @@ func TestRouterConfigGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			s := string(conf)
-			for _, r := range c.Spec.Racks {
-				if !strings.Contains(s, "bgp listen range "+r.Subnet+" peer-group") {
-					t.Errorf("rack %s (%s) has no listen range:\n%s", r.Name, r.Subnet, s)
+			for _, h := range c.Hosts() {
+				if !strings.Contains(s, " neighbor "+h.SSH.Address+" peer-group NODES-") {
+					t.Errorf("server %s (%s) is not a neighbor of the router:\n%s", h.Name, h.SSH.Address, s)
 				}
 			}
 			if len(p.Nodes) != len(c.Hosts()) {

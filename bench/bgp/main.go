@@ -14,6 +14,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -105,7 +106,12 @@ func run(invPath, work string, runs, kills int) error {
 	}
 	cfg.Services = nil // no apiserver here: measure the pod CIDR
 	pod := node.PodCIDR.String()
-	extra := "198.18.43.192/26"
+	// A load-balancer /32 (the router accepts the pool's /32s from every
+	// node, and from each node only its own pod CIDR).
+	if len(plan.LoadBalancerPool) == 0 {
+		return fmt.Errorf("%s: set network.loadBalancerPool: the bench announces one of its /32s", invPath)
+	}
+	extra := netip.PrefixFrom(plan.LoadBalancerPool[0].Addr().Next().Next(), 32).String()
 
 	inFRR := func(prefix string) func() (bool, error) {
 		return func() (bool, error) {

@@ -314,7 +314,7 @@ func TestCoreRouter(t *testing.T) {
 			t.Fatal(err)
 		}
 		since := before.Sessions[0].Since
-		extra := "198.18.43.192/26" // a free pod block: the router's filter accepts it
+		extra := "198.18.46.200/32" // a load-balancer /32: the router accepts the pool's /32s from every node
 		cfg := l.agentConfig("n3", opts)
 		cfg.Prefixes = append(cfg.Prefixes, extra)
 		if err := a.Reload(cfg); err != nil {
@@ -385,8 +385,14 @@ func TestTORWithPassword(t *testing.T) {
 		t.Fatal(err)
 	}
 	router := l.startRouter("tor1", secret)
+	// m1 and m2 are in rack t1: their sessions use t1's password (what
+	// the installer writes: bgp.Plan.AgentPassword).
+	rackPW, err := l.plan.AgentPassword("m1", secret)
+	if err != nil {
+		t.Fatal(err)
+	}
 	pwFile := filepath.Join(l.dir, "password")
-	if err := os.WriteFile(pwFile, []byte(pw+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(pwFile, []byte(rackPW+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	opts := bgp.ConfigOptions{APIHealthURL: "http://127.0.0.1:6443/readyz", APIHealthCA: "-", PasswordFile: pwFile, CheckInterval: 100 * time.Millisecond}
@@ -397,7 +403,7 @@ func TestTORWithPassword(t *testing.T) {
 	}
 	for _, n := range []string{"m1", "m2"} {
 		cfg := l.agentConfig(n, opts)
-		if strings.Contains(string(must(cfg.Marshal())), pw) {
+		if data := string(must(cfg.Marshal())); strings.Contains(data, pw) || strings.Contains(data, rackPW) {
 			t.Fatal("the agent configuration holds the password")
 		}
 		establish(t, l.startAgent(cfg))
@@ -409,7 +415,7 @@ func TestTORWithPassword(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, a := range l.agents {
-		if strings.Contains(a.Log.String(), pw) {
+		if strings.Contains(a.Log.String(), pw) || strings.Contains(a.Log.String(), rackPW) {
 			t.Errorf("agent %s logged the password", a.Name)
 		}
 	}
