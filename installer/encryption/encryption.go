@@ -91,6 +91,10 @@ func (k Key) GoString() string { return k.String() }
 // Keyring is the ordered keys: Keys[0] encrypts, every key decrypts.
 type Keyring struct {
 	Keys []Key `json:"keys"`
+	// Rotation is the key rotation in progress (tricenter secrets
+	// rotate-key), nil when none is: its stage says which configuration
+	// the servers get (Serving) and where a stopped rotation resumes.
+	Rotation *Rotation `json:"rotation,omitempty"`
 }
 
 // String lists the keys' names, never their secrets.
@@ -153,6 +157,11 @@ func (r *Keyring) Validate() error {
 			}
 		default:
 			errs = append(errs, fmt.Errorf("key %s: provider %q is not %s or %s", k.Name, k.Provider, Secretbox, AESCBC))
+		}
+	}
+	if r.Rotation != nil {
+		if err := r.Rotation.check(r); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
@@ -381,13 +390,16 @@ const (
 )
 
 // Render renders the EncryptionConfiguration for resources (Secrets, and
-// ConfigMaps when asked): the ring's keys in order, consecutive keys of one
-// provider in one provider entry, then identity. It holds the keys: write
-// it as secret content, 0600.
+// ConfigMaps when asked): the keys the servers hold at the ring's stage
+// (Serving: every key, but the new one alone once a rotation drops the
+// old ones) in order, consecutive keys of one provider in one provider
+// entry, then identity. It holds the keys: write it as secret content,
+// 0600.
 func Render(r *Keyring, resources []string) ([]byte, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
+	r = r.Serving()
 	if len(resources) == 0 {
 		return nil, errors.New("no resource to encrypt")
 	}

@@ -53,6 +53,9 @@ type Options struct {
 	// only these controllers (its --controllers, e.g. "disruption") once
 	// the API is ready. The test fails if it exits before the test ends.
 	Controllers []string
+	// ExtraArgs are more kube-apiserver flags, after the harness's own
+	// (e.g. --encryption-provider-config=FILE).
+	ExtraArgs []string
 }
 
 // Start starts etcd and kube-apiserver (and kube-controller-manager when
@@ -85,15 +88,15 @@ func Start(t testing.TB, o Options) kubernetes.Interface {
 		"--listen-client-urls="+etcdURL, "--advertise-client-urls="+etcdURL,
 		"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL,
 		"--initial-cluster=kubetest="+peerURL, "--log-level=warn")
-	api := startProcess(t, apiBin, "--etcd-servers="+etcdURL, "--bind-address=127.0.0.1",
+	api := startProcess(t, apiBin, append([]string{"--etcd-servers=" + etcdURL, "--bind-address=127.0.0.1",
 		fmt.Sprintf("--secure-port=%d", apiPort), "--advertise-address=198.18.127.1",
-		"--service-cluster-ip-range="+o.ServiceCIDR,
-		"--client-ca-file="+filepath.Join(dir, "ca.crt"),
-		"--tls-cert-file="+filepath.Join(dir, "apiserver.crt"), "--tls-private-key-file="+filepath.Join(dir, "apiserver.key"),
+		"--service-cluster-ip-range=" + o.ServiceCIDR,
+		"--client-ca-file=" + filepath.Join(dir, "ca.crt"),
+		"--tls-cert-file=" + filepath.Join(dir, "apiserver.crt"), "--tls-private-key-file=" + filepath.Join(dir, "apiserver.key"),
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file="+filepath.Join(dir, "sa.pub"),
-		"--service-account-signing-key-file="+filepath.Join(dir, "sa.key"),
-		"--authorization-mode=Node,RBAC", "--cert-dir="+filepath.Join(dir, "certs"), "--profiling=false")
+		"--service-account-key-file=" + filepath.Join(dir, "sa.pub"),
+		"--service-account-signing-key-file=" + filepath.Join(dir, "sa.key"),
+		"--authorization-mode=Node,RBAC", "--cert-dir=" + filepath.Join(dir, "certs"), "--profiling=false"}, o.ExtraArgs...)...)
 	rc, err := kubeconfig.REST(kc)
 	if err != nil {
 		t.Fatal(err)
