@@ -202,6 +202,7 @@ func TestKubernetes(t *testing.T) {
 	checkKubectlNodes(t, ctx, k, kubeconfig, e.Cluster(), newWorker)
 	checkRouterRoutes(t, k, e)
 	step("security defaults", func() { checkSecurityDefaults(t, ctx, e, staleWorker) })
+	step("Secrets encryption key rotated with the API serving", func() { checkKeyRotation(t, ctx, k, e) })
 	step("CA guard: foreign, empty and partial states refused", func() {
 		checkCAGuard(t, ctx, k, from(k.cluster(t, newWorker)), e)
 	})

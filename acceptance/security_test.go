@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -171,7 +172,9 @@ func checkSecurityDefaults(t *testing.T, ctx context.Context, e *installer.Engin
 	if _, err := cs.CoreV1().Secrets("default").Create(ctx, sec, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = cs.CoreV1().Secrets("default").Delete(context.WithoutCancel(ctx), sec.Name, metav1.DeleteOptions{}) }()
+	defer func() {
+		_ = cs.CoreV1().Secrets("default").Delete(context.WithoutCancel(ctx), sec.Name, metav1.DeleteOptions{})
+	}()
 	ep, err := e.EtcdPKI(false)
 	if err != nil {
 		t.Fatal(err)
@@ -197,4 +200,93 @@ func checkSecurityDefaults(t *testing.T, ctx context.Context, e *installer.Engin
 	}
 	t.Logf("security defaults on %s and %s: flags, file modes, kubelet configz, anonymous access, Pod Security, Secrets encrypted (%s…)",
 		cp, worker, v[:min(len(v), len("k8s:enc:secretbox:v1:key-1:"))])
+}
+
+// checkKeyRotation rotates the Secrets encryption key (tricenter secrets
+// rotate-key's engine call) while the API is probed through its VIP from
+// the core router and etcd takes writes: no probe may fail, no
+// acknowledged write be lost, no kube-apiserver restart, and afterwards
+// the state and every Secret in etcd carry the new key only.
+func checkKeyRotation(t *testing.T, ctx context.Context, k *kubeLab, e *installer.Engine) {
+	t.Helper()
+	cp := e.Placement().ControlPlane
+	m := e.Manager(true)
+	defer m.Close()
+	var names []string
+	for _, s := range cp {
+		names = append(names, s.Name)
+	}
+	hosts, err := m.Hosts(inventory.Selector{Servers: names})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := func() map[string]string {
+		out := map[string]string{}
+		for _, h := range hosts {
+			qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			s, err := h.Query(qctx, "systemctl show -p MainPID --value kube-apiserver")
+			cancel()
+			if err != nil {
+				t.Fatalf("%s: %v", h.Name, err)
+			}
+			out[h.Name] = strings.TrimSpace(s)
+		}
+		return out
+	}
+	before := pids()
+	probes := startUpgradeProbes(t, ctx, k, e, "")
+	start := time.Now()
+	res, err := e.RotateKey(ctx, installer.RotateKeyOptions{})
+	took := time.Since(start)
+	if err != nil {
+		t.Fatalf("rotating the Secrets encryption key: %v", err)
+	}
+	lost, err := probes.finish(ctx, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Secrets encryption key rotated (%s → %s) in %v:\n  %s\n  %s; %d acknowledged writes, %d lost",
+		strings.Join(res.Keys, ","), res.Key, took.Round(time.Second), probes.API.String(), probes.Etcd.String(), len(probes.acked), lost)
+	if w := probes.windows(); w != "" {
+		t.Logf("the probes' failures:\n%s", w)
+	}
+	if probes.API.Failed > 0 || lost > 0 {
+		t.Errorf("the API failed %d probes through the VIP and %d acknowledged etcd writes were lost during the rotation", probes.API.Failed, lost)
+	}
+	if after := pids(); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("kube-apiserver restarted during the rotation: main pids %v, then %v", before, after)
+	}
+	ep, err := e.EtcdPKI(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec, err := e.EtcdClient(ep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ec.Close()
+	gctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	kv, err := ec.KV().Get(gctx, "/registry/secrets/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := "k8s:enc:secretbox:v1:" + res.Key + ":"
+	stale := 0
+	for _, x := range kv.Kvs {
+		if !strings.HasPrefix(string(x.Value), prefix) {
+			stale++
+		}
+	}
+	if stale > 0 || len(kv.Kvs) == 0 {
+		t.Errorf("%d of %d Secrets in etcd are not encrypted with %s", stale, len(kv.Kvs), res.Key)
+	}
+	for _, h := range hosts {
+		qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		out, err := h.Query(qctx, "grep -c 'name: key-' "+controlplane.EncryptionConfig)
+		cancel()
+		if err != nil || strings.TrimSpace(out) != "1" {
+			t.Errorf("%s: %s holds %s keys (%v), want the new one only", h.Name, controlplane.EncryptionConfig, strings.TrimSpace(out), err)
+		}
+	}
 }

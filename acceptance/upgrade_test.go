@@ -202,6 +202,8 @@ type upgradeProbes struct {
 	mu                 sync.Mutex
 }
 
+// startUpgradeProbes starts the probes (no Service probe when serviceURL
+// is empty).
 func startUpgradeProbes(t testing.TB, ctx context.Context, k *kubeLab, e *installer.Engine, serviceURL string) *upgradeProbes {
 	t.Helper()
 	p := &upgradeProbes{API: probeSeries{Name: "API /readyz via the VIP"}, Service: probeSeries{Name: "Service via its LB VIP"},
@@ -280,7 +282,9 @@ func startUpgradeProbes(t testing.TB, ctx context.Context, k *kubeLab, e *instal
 	}
 	vip := "https://" + net.JoinHostPort(e.IPs().APIVIP.String(), fmt.Sprint(installer.APIPort)) + "/readyz"
 	every(&p.API, func() error { return get(apiClient, vip) })
-	every(&p.Service, func() error { return get(svcClient, serviceURL) })
+	if serviceURL != "" {
+		every(&p.Service, func() error { return get(svcClient, serviceURL) })
+	}
 	ep, err := e.EtcdPKI(false)
 	if err != nil {
 		t.Fatal(err)
