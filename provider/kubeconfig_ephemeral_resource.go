@@ -14,7 +14,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
-	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
+	"github.com/tricenter/terraform-provider-tricenter/installer/kubeconfig"
 )
 
 // DefaultKubeconfigTTL is how long a user kubeconfig of
@@ -76,13 +76,15 @@ func (r *kubeconfigEphemeralResource) Schema(_ context.Context, _ ephemeral.Sche
 			},
 			"user": schema.StringAttribute{
 				Optional:            true,
-				MarkdownDescription: "User name (the certificate's common name). Without it the admin kubeconfig is returned.",
+				MarkdownDescription: "User name (the certificate's common name). Without it the admin kubeconfig is returned. " +
+					"Names starting with `system:` and the components' and admin's own users are refused.",
 				Validators:          []validator.String{stringvalidator.LengthBetween(1, 64)},
 			},
 			"groups": schema.ListAttribute{
 				Optional:            true,
 				ElementType:         types.StringType,
-				MarkdownDescription: "Groups of the user (the certificate's organizations). Only with `user`.",
+				MarkdownDescription: "Groups of the user (the certificate's organizations). Only with `user`. Groups starting with " +
+					"`system:` (`system:masters` bypasses RBAC) and the admin group are refused.",
 				Validators: []validator.List{
 					listvalidator.ValueStringsAre(stringvalidator.LengthAtLeast(1)),
 					listvalidator.AlsoRequires(path.MatchRoot("user")),
@@ -91,7 +93,7 @@ func (r *kubeconfigEphemeralResource) Schema(_ context.Context, _ ephemeral.Sche
 			"ttl": schema.StringAttribute{
 				Optional: true,
 				MarkdownDescription: fmt.Sprintf("Validity of the user certificate (default %s, at most %s). A Go duration such as `30m`. Only with `user`.",
-					DefaultKubeconfigTTL, pki.LeafValidity),
+					DefaultKubeconfigTTL, kubeconfig.MaxUserTTL),
 				Validators: []validator.String{durationValidator{}, stringvalidator.AlsoRequires(path.MatchRoot("user"))},
 			},
 			"kubeconfig": schema.StringAttribute{
