@@ -175,18 +175,7 @@ func checkSecurityDefaults(t *testing.T, ctx context.Context, e *installer.Engin
 	defer func() {
 		_ = cs.CoreV1().Secrets("default").Delete(context.WithoutCancel(ctx), sec.Name, metav1.DeleteOptions{})
 	}()
-	ep, err := e.EtcdPKI(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ec, err := e.EtcdClient(ep)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ec.Close()
-	gctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	resp, err := ec.KV().Get(gctx, "/registry/secrets/default/"+sec.Name)
+	resp, err := etcdGet(ctx, e, "/registry/secrets/default/"+sec.Name)
 	if err != nil || len(resp.Kvs) != 1 {
 		t.Fatalf("reading the Secret from etcd: %v (%d keys)", err, len(resp.Kvs))
 	}
@@ -234,6 +223,21 @@ func checkKeyRotation(t *testing.T, ctx context.Context, k *kubeLab, e *installe
 		return out
 	}
 	before := pids()
+	// A Secret written before the rotation (the cluster may hold none).
+	cs, err := e.Clientset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	marker := fmt.Sprintf("tricenter-rotation-marker-%d", time.Now().UnixNano())
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "tricenter-rotation-check", Namespace: "default"},
+		StringData: map[string]string{"k": marker}}
+	_ = cs.CoreV1().Secrets("default").Delete(ctx, sec.Name, metav1.DeleteOptions{})
+	if _, err := cs.CoreV1().Secrets("default").Create(ctx, sec, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cs.CoreV1().Secrets("default").Delete(context.WithoutCancel(ctx), sec.Name, metav1.DeleteOptions{})
+	}()
 	probes := startUpgradeProbes(t, ctx, k, e, "")
 	start := time.Now()
 	res, err := e.RotateKey(ctx, installer.RotateKeyOptions{})
@@ -256,30 +260,24 @@ func checkKeyRotation(t *testing.T, ctx context.Context, k *kubeLab, e *installe
 	if after := pids(); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Errorf("kube-apiserver restarted during the rotation: main pids %v, then %v", before, after)
 	}
-	ep, err := e.EtcdPKI(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ec, err := e.EtcdClient(ep)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ec.Close()
-	gctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	kv, err := ec.KV().Get(gctx, "/registry/secrets/", clientv3.WithPrefix())
+	kv, err := etcdGet(ctx, e, "/registry/secrets/", clientv3.WithPrefix())
 	if err != nil {
 		t.Fatal(err)
 	}
 	prefix := "k8s:enc:secretbox:v1:" + res.Key + ":"
-	stale := 0
+	stale, found := 0, false
 	for _, x := range kv.Kvs {
-		if !strings.HasPrefix(string(x.Value), prefix) {
+		if !strings.HasPrefix(string(x.Value), prefix) || strings.Contains(string(x.Value), marker) {
 			stale++
 		}
+		found = found || string(x.Key) == "/registry/secrets/default/"+sec.Name
 	}
-	if stale > 0 || len(kv.Kvs) == 0 {
-		t.Errorf("%d of %d Secrets in etcd are not encrypted with %s", stale, len(kv.Kvs), res.Key)
+	if stale > 0 || !found {
+		t.Errorf("%d of %d Secrets in etcd are not encrypted with %s (the one written before the rotation found: %v)", stale, len(kv.Kvs), res.Key, found)
+	}
+	got, err := cs.CoreV1().Secrets("default").Get(ctx, sec.Name, metav1.GetOptions{})
+	if err != nil || string(got.Data["k"]) != marker {
+		t.Errorf("the Secret written before the rotation does not read back its value (%v)", err)
 	}
 	for _, h := range hosts {
 		qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -289,4 +287,21 @@ func checkKeyRotation(t *testing.T, ctx context.Context, k *kubeLab, e *installe
 			t.Errorf("%s: %s holds %s keys (%v), want the new one only", h.Name, controlplane.EncryptionConfig, strings.TrimSpace(out), err)
 		}
 	}
+}
+
+// etcdGet reads key from the cluster's etcd as stored (raw values, what
+// kube-apiserver wrote), through the engine's client.
+func etcdGet(ctx context.Context, e *installer.Engine, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	ep, err := e.EtcdPKI(false)
+	if err != nil {
+		return nil, err
+	}
+	ec, err := e.EtcdClient(ep)
+	if err != nil {
+		return nil, err
+	}
+	defer ec.Close()
+	gctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return ec.KV().Get(gctx, key, opts...)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -18,6 +19,7 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -1237,6 +1239,11 @@ func (x *upgradeRun) nodeSteps(ctx context.Context, steps []upgrade.Step, j *upg
 	if err != nil {
 		return err
 	}
+	if len(hosts) > 0 && !hosts[0].DryRun() {
+		if err := x.proxiesFollow(ctx, cs); err != nil {
+			return &upgrade.StepError{Step: steps[0], Err: err}
+		}
+	}
 	// Cordon and drain, every node of the batch at once. The node keeps
 	// its load-balancer VIPs: kube-proxy's rules stay in place while it
 	// restarts, and a withdrawal would move the routers' ECMP hash buckets
@@ -1313,6 +1320,86 @@ func (x *upgradeRun) nodeSteps(ctx context.Context, steps []upgrade.Step, j *upg
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// ProxySyncService is the Service without endpoints (kube-system) whose
+// port an upgrade changes before each batch of node steps to see every
+// kube-proxy apply it; it is deleted once they have.
+const ProxySyncService = "tricenter-proxy-sync"
+
+// proxyFollowTimeout bounds the wait for every kube-proxy to apply a
+// change: client-go's reflectors wait at most 30 s, with as much jitter,
+// before they watch again.
+const proxyFollowTimeout = 2 * time.Minute
+
+// proxiesFollow changes ProxySyncService's port and waits until every
+// node's kube-proxy has written the new port into its rules, which shows
+// that its watch of the API is alive now. A control-plane step breaks
+// watches (its API server stops, and the routers move the VIP's flows when
+// a server leaves and comes back), and client-go waits up to 30 s,
+// doubling from 0.8 s with jitter, before it watches again. A node drained
+// while a kube-proxy elsewhere still has the old view would keep getting
+// that kube-proxy's connections after its pods are gone.
+func (x *upgradeRun) proxiesFollow(ctx context.Context, cs kubernetes.Interface) error {
+	start := time.Now()
+	svcs := cs.CoreV1().Services(metav1.NamespaceSystem)
+	port := int32(20000 + rand.IntN(20000))
+	cur, err := svcs.Get(ctx, ProxySyncService, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		_, err = svcs.Create(ctx, &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: ProxySyncService, Labels: map[string]string{"app.kubernetes.io/managed-by": "tricenter"}},
+			Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "p", Port: port, Protocol: corev1.ProtocolTCP}}},
+		}, metav1.CreateOptions{})
+	case err == nil:
+		if len(cur.Spec.Ports) == 1 && cur.Spec.Ports[0].Port == port {
+			port++
+		}
+		cur.Spec.Ports = []corev1.ServicePort{{Name: "p", Port: port, Protocol: corev1.ProtocolTCP}}
+		_, err = svcs.Update(ctx, cur, metav1.UpdateOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("changing Service %s/%s to see every kube-proxy follow: %w", metav1.NamespaceSystem, ProxySyncService, err)
+	}
+	defer func() {
+		_ = svcs.Delete(context.WithoutCancel(ctx), ProxySyncService, metav1.DeleteOptions{})
+	}()
+	hosts, err := x.m.Hosts(inventory.Selector{Servers: hostNames(x.e.cfg.Cluster.Hosts())})
+	if err != nil {
+		return err
+	}
+	cmd := fmt.Sprintf(`iptables-save -t filter | grep -F %s | grep -cE -- '--dport %d( |$)' || true`,
+		shell.Quote(metav1.NamespaceSystem+"/"+ProxySyncService+":p has no endpoints"), port)
+	deadline := time.Now().Add(proxyFollowTimeout)
+	for {
+		var behind []string
+		var mu sync.Mutex
+		_ = x.m.Each(ctx, hosts, func(ctx context.Context, h *phase.Host) error {
+			qctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+			defer cancel()
+			out, err := h.Query(qctx, cmd)
+			if err != nil || strings.TrimSpace(out) == "0" {
+				mu.Lock()
+				behind = append(behind, h.Name)
+				mu.Unlock()
+			}
+			return nil
+		})
+		if len(behind) == 0 {
+			x.e.log.Info("Every kube-proxy follows the API", "nodes", len(hosts), "took", time.Since(start).Round(time.Millisecond))
+			return nil
+		}
+		if time.Now().After(deadline) {
+			slices.Sort(behind)
+			return fmt.Errorf("kube-proxy on %s has not applied a Service change within %v: its watch of the API is down (see journalctl -u kube-proxy there); no node is drained until every kube-proxy follows",
+				strings.Join(behind, ", "), proxyFollowTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 // cordonAndDrain cordons a node (recording the cordon first when the
