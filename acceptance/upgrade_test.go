@@ -320,7 +320,7 @@ func startUpgradeProbes(t testing.TB, ctx context.Context, k *kubeLab, e *instal
 func upgradeTimeline(log string) string {
 	var timeline []string
 	for _, l := range strings.Split(log, "\n") {
-		for _, w := range []string{"Upgrad", "Holding", "Releas", "Restarting", "Draining", "Cordon", "Uncordon", "Applying", "Waiting for the control plane", "Applied", "Gate"} {
+		for _, w := range []string{"Upgrad", "Holding", "Releas", "Restarting", "Draining", "Cordon", "Uncordon", "Applying", "Waiting for the control plane", "Applied", "Gate", "kube-proxy"} {
 			if strings.Contains(l, w) {
 				timeline = append(timeline, l)
 				break
