@@ -744,51 +744,73 @@ const fieldManager = "tricenter"
 
 func rewriteAPIFor(cs kubernetes.Interface, resource string) (*rewriteAPI, error) {
 	up := metav1.UpdateOptions{FieldManager: fieldManager}
+	c := cs.CoreV1()
 	switch resource {
 	case encryption.Secrets:
-		c := cs.CoreV1()
-		return &rewriteAPI{resource: resource,
-			list: func(ctx context.Context, o metav1.ListOptions) ([]object, string, error) {
+		return typedRewriteAPI(resource,
+			func(ctx context.Context, o metav1.ListOptions) ([]corev1.Secret, string, error) {
 				l, err := c.Secrets("").List(ctx, o)
 				if err != nil {
 					return nil, "", err
 				}
-				out := make([]object, len(l.Items))
-				for i := range l.Items {
-					out[i] = &l.Items[i]
-				}
-				return out, l.Continue, nil
+				return l.Items, l.Continue, nil
 			},
-			get: func(ctx context.Context, ns, name string) (object, error) {
+			func(ctx context.Context, ns, name string) (*corev1.Secret, error) {
 				return c.Secrets(ns).Get(ctx, name, metav1.GetOptions{})
 			},
-			update: func(ctx context.Context, obj object) error {
-				_, err := c.Secrets(obj.GetNamespace()).Update(ctx, obj.(*corev1.Secret), up)
-				return err
-			}}, nil
+			func(ctx context.Context, obj *corev1.Secret) (*corev1.Secret, error) {
+				return c.Secrets(obj.Namespace).Update(ctx, obj, up)
+			}), nil
 	case encryption.ConfigMaps:
-		c := cs.CoreV1()
-		return &rewriteAPI{resource: resource,
-			list: func(ctx context.Context, o metav1.ListOptions) ([]object, string, error) {
+		return typedRewriteAPI(resource,
+			func(ctx context.Context, o metav1.ListOptions) ([]corev1.ConfigMap, string, error) {
 				l, err := c.ConfigMaps("").List(ctx, o)
 				if err != nil {
 					return nil, "", err
 				}
-				out := make([]object, len(l.Items))
-				for i := range l.Items {
-					out[i] = &l.Items[i]
-				}
-				return out, l.Continue, nil
+				return l.Items, l.Continue, nil
 			},
-			get: func(ctx context.Context, ns, name string) (object, error) {
+			func(ctx context.Context, ns, name string) (*corev1.ConfigMap, error) {
 				return c.ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
 			},
-			update: func(ctx context.Context, obj object) error {
-				_, err := c.ConfigMaps(obj.GetNamespace()).Update(ctx, obj.(*corev1.ConfigMap), up)
-				return err
-			}}, nil
+			func(ctx context.Context, obj *corev1.ConfigMap) (*corev1.ConfigMap, error) {
+				return c.ConfigMaps(obj.Namespace).Update(ctx, obj, up)
+			}), nil
 	}
 	return nil, fmt.Errorf("rewriting %s: only %s and %s are encrypted", resource, encryption.Secrets, encryption.ConfigMaps)
+}
+
+// typedRewriteAPI adapts one resource's typed client calls to rewriteAPI.
+func typedRewriteAPI[T any, P interface {
+	*T
+	object
+}](resource string,
+	list func(context.Context, metav1.ListOptions) ([]T, string, error),
+	get func(context.Context, string, string) (P, error),
+	update func(context.Context, P) (P, error)) *rewriteAPI {
+	return &rewriteAPI{resource: resource,
+		list: func(ctx context.Context, o metav1.ListOptions) ([]object, string, error) {
+			items, cont, err := list(ctx, o)
+			if err != nil {
+				return nil, "", err
+			}
+			out := make([]object, len(items))
+			for i := range items {
+				out[i] = P(&items[i])
+			}
+			return out, cont, nil
+		},
+		get: func(ctx context.Context, ns, name string) (object, error) {
+			obj, err := get(ctx, ns, name)
+			if err != nil {
+				return nil, err
+			}
+			return obj, nil
+		},
+		update: func(ctx context.Context, obj object) error {
+			_, err := update(ctx, obj.(P))
+			return err
+		}}
 }
 
 // maxListRestarts bounds how often a listing starts over after its
