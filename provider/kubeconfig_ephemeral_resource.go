@@ -75,14 +75,14 @@ func (r *kubeconfigEphemeralResource) Schema(_ context.Context, _ ephemeral.Sche
 				MarkdownDescription: "The cluster's engine state: `tricenter_cluster.<name>.state`.",
 			},
 			"user": schema.StringAttribute{
-				Optional:            true,
+				Optional: true,
 				MarkdownDescription: "User name (the certificate's common name). Without it the admin kubeconfig is returned. " +
 					"Names starting with `system:` and the components' and admin's own users are refused.",
-				Validators:          []validator.String{stringvalidator.LengthBetween(1, 64)},
+				Validators: []validator.String{stringvalidator.LengthBetween(1, 64)},
 			},
 			"groups": schema.ListAttribute{
-				Optional:            true,
-				ElementType:         types.StringType,
+				Optional:    true,
+				ElementType: types.StringType,
 				MarkdownDescription: "Groups of the user (the certificate's organizations). Only with `user`. Groups starting with " +
 					"`system:` (`system:masters` bypasses RBAC) and the admin group are refused.",
 				Validators: []validator.List{
