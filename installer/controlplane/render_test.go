@@ -1,9 +1,6 @@
 package controlplane
 
 import (
-	"flag"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -11,30 +8,12 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/installer/encryption"
 	"github.com/tricenter/terraform-provider-tricenter/installer/kubeconfig"
 	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
+	goldenfile "github.com/tricenter/terraform-provider-tricenter/internal/golden"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files")
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if string(want) != string(got) {
-		t.Errorf("%s differs from the golden file (go test -update to accept):\n%s", name, got)
-	}
-}
+// golden compares got with testdata/name (go test -update rewrites it).
+func golden(t *testing.T, name string, got []byte) { t.Helper(); goldenfile.Check(t, name, got) }
 
 var testSettings = Settings{
 	ClusterName:   "lab",
