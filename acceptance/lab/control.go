@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tricenter/terraform-provider-tricenter/acceptance/nspawn"
+	"github.com/tricenter/terraform-provider-tricenter/internal/labnet"
 )
 
 // UpTimeout bounds `lab up`: the first run builds the root filesystem and
@@ -78,7 +79,7 @@ func Up(ctx context.Context, binary string, opts Options, out io.Writer) (*Recor
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting the lab process: %w", err)
 	}
-	st, _ := procStart(cmd.Process.Pid)
+	st, _ := labnet.ProcStart(cmd.Process.Pid)
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	return waitReady(ctx, Proc{PID: cmd.Process.Pid, Start: st}, opts.Dir, out, from, exited)

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"syscall"
 	"time"
 
 	"github.com/tricenter/terraform-provider-tricenter/acceptance/libvirt"
 	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
+	"github.com/tricenter/terraform-provider-tricenter/internal/labnet"
 )
 
 // Record is what a lab process writes about itself (lab.json): enough for
@@ -61,11 +61,7 @@ type Proc struct {
 
 // Alive reports whether the process still runs (and is the same one).
 func (p Proc) Alive() bool {
-	if p.PID <= 0 || syscall.Kill(p.PID, 0) != nil {
-		return false
-	}
-	st, err := procStart(p.PID)
-	return err == nil && (p.Start == 0 || st == p.Start)
+	return labnet.Alive(p.PID, p.Start)
 }
 
 // RecordServer is one lab server.

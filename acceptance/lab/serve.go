@@ -22,6 +22,7 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/acceptance/nspawn"
 	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
 	"github.com/tricenter/terraform-provider-tricenter/internal/ipmisim"
+	"github.com/tricenter/terraform-provider-tricenter/internal/labnet"
 	"github.com/tricenter/terraform-provider-tricenter/internal/shell"
 )
 
@@ -95,7 +96,7 @@ func Serve(ctx context.Context, opts Options) (err error) {
 	if err := os.MkdirAll(filepath.Join(opts.Dir, "power"), 0o755); err != nil {
 		return err
 	}
-	self, err := procStart(os.Getpid())
+	self, err := labnet.ProcStart(os.Getpid())
 	if err != nil {
 		return err
 	}
@@ -250,7 +251,7 @@ func (r *running) up(ctx context.Context) error {
 		return err
 	}
 	for _, b := range r.bmcs {
-		st, _ := procStart(b.Pid())
+		st, _ := labnet.ProcStart(b.Pid())
 		r.rec.Procs = append(r.rec.Procs, Proc{PID: b.Pid(), Start: st, What: "ipmi_sim " + b.Name()})
 	}
 	r.fillRecord()
@@ -473,28 +474,6 @@ func appendKnownHosts(path string, lines []string) error {
 	all = append(all, lines...)
 	sort.Strings(all)
 	return fsutil.WriteFileAtomic(path, []byte(strings.Join(all, "\n")+"\n"), 0o644)
-}
-
-// procStart is a process's start time in clock ticks since boot (field 22
-// of /proc/PID/stat): with the pid it names the process, even after the pid
-// is reused.
-func procStart(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	var v uint64
-	_, err = fmt.Sscan(f[19], &v)
-	return v, err
 }
 
 // copyLines streams what is appended to the file at path to w until ctx

@@ -15,6 +15,7 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/acceptance/libvirt"
 	"github.com/tricenter/terraform-provider-tricenter/acceptance/nspawn"
 	"github.com/tricenter/terraform-provider-tricenter/internal/ipmisim"
+	"github.com/tricenter/terraform-provider-tricenter/internal/labnet"
 )
 
 // vmTier is the lab's libvirt VMs and the libvirtd they run under.
@@ -54,7 +55,7 @@ func startVMTier(ctx context.Context, cache string, p Paths, log *slog.Logger) (
 func (v *vmTier) procs() []Proc {
 	var out []Proc
 	for _, pid := range v.daemon.Pids() {
-		st, _ := procStart(pid)
+		st, _ := labnet.ProcStart(pid)
 		what := "libvirt daemon"
 		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil {
 			what = strings.TrimSpace(string(b))
@@ -124,7 +125,7 @@ func (v *vmTier) servePXE(ctx context.Context, plan Plan, nl *nspawn.Lab, dir st
 	if err != nil {
 		return Proc{}, fmt.Errorf("network boot for the VMs: %w", err)
 	}
-	st, _ := procStart(v.pxe.Pid())
+	st, _ := labnet.ProcStart(v.pxe.Pid())
 	return Proc{PID: v.pxe.Pid(), Start: st, What: "dnsmasq (PXE)"}, nil
 }
 

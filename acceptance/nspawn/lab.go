@@ -101,15 +101,17 @@ type Lab struct {
 	id       string
 	hostHeld bool
 	dirLock  *os.File
-	cfg      Config
-	log      *slog.Logger
-	net      *labnet.Lab
-	router   *labnet.NS
-	delayer  *Delayer
-	frr      *bgplab.Router
-	bgpPlan  *bgp.Plan
-	machines map[string]*Machine
-	order    []string
+	// registration is this lab's entry in registryDir (SweepOrphans).
+	registration string
+	cfg          Config
+	log          *slog.Logger
+	net          *labnet.Lab
+	router       *labnet.NS
+	delayer      *Delayer
+	frr          *bgplab.Router
+	bgpPlan      *bgp.Plan
+	machines     map[string]*Machine
+	order        []string
 	// bridges are the racks' bridges, by rack name.
 	bridges map[string]*labnet.Bridge
 	// routerPorts are the router's interfaces on the racks, by rack name.
@@ -139,6 +141,11 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 	}
 	if err := checkAddresses(c, cfg.Management != nil); err != nil {
 		return nil, err
+	}
+	if removed, err := SweepOrphans(cfg.Logger); err != nil {
+		return nil, fmt.Errorf("removing what a killed lab left: %w", err)
+	} else if len(removed) > 0 {
+		cfg.Logger.Info("Removed a killed lab's leftovers", "count", len(removed))
 	}
 	if err := checkHostFree(c); err != nil {
 		return nil, err
@@ -181,6 +188,9 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 		l.dirLock = nil
 		l.cfg.Dir = "" // not ours to remove
 		return nil, fmt.Errorf("lab directory %s is in use by another lab (%w): give each lab its own Config.Dir", cfg.Dir, err)
+	}
+	if l.registration, err = register(nl.ID(), l.id, cfg.Dir); err != nil {
+		return nil, err
 	}
 	if err := ensureClientKey(ctx, cfg.KeyFile); err != nil {
 		return nil, err
@@ -681,6 +691,11 @@ func (l *Lab) Close() error {
 	if l.dirLock != nil {
 		l.dirLock.Close()
 		l.dirLock = nil
+	}
+	if l.registration != "" && len(errs) == 0 {
+		// Kept after a failed Close: the next lab sweeps what is left.
+		_ = os.Remove(l.registration)
+		l.registration = ""
 	}
 	return errors.Join(errs...)
 }

@@ -176,6 +176,11 @@ func mountsUnder(dir string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Mount points are listed by their real path: a directory reached
+	// through a symbolic link (a shared .cache) must match them.
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	}
 	data, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return nil, err
