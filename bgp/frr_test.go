@@ -2,7 +2,6 @@ package bgp
 
 import (
 	"errors"
-	"flag"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -10,10 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tricenter/terraform-provider-tricenter/internal/golden"
 	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files under testdata/golden")
 
 const bgpdBin = "/usr/lib/frr/bgpd"
 
@@ -32,19 +30,7 @@ func TestRenderFRRGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden := filepath.Join("testdata", "golden", tc.router+".conf")
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to create it)", err)
-			}
-			if string(got) != string(want) {
-				t.Errorf("rendered %s differs from %s (go test -update rewrites it):\n%s", tc.router, golden, got)
-			}
+			golden.Check(t, filepath.Join("golden", tc.router+".conf"), got)
 			frrDryRun(t, got)
 		})
 	}

@@ -1,10 +1,8 @@
 package libvirt
 
 import (
-	"bytes"
 	"context"
 	"encoding/xml"
-	"flag"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -13,10 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tricenter/terraform-provider-tricenter/internal/golden"
 	"github.com/tricenter/terraform-provider-tricenter/internal/testenv"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 func validConfig() DomainConfig {
 	return DomainConfig{
@@ -135,7 +132,7 @@ func TestDomainXML(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		golden(t, file, got)
+		golden.Check(t, file, got)
 		var d struct {
 			Type   string `xml:"type,attr"`
 			Name   string `xml:"name"`
@@ -189,7 +186,7 @@ func TestPXEConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "dnsmasq.conf", conf)
+	golden.Check(t, "dnsmasq.conf", conf)
 	for _, w := range []string{"port=0\n", "dhcp-ignore=tag:!known\n", "interface=r0\n",
 		"dhcp-host=" + c.MAC + ",set:vm0," + c.Address.Addr().String() + ",", "dhcp-boot=tag:vm0," + c.Name + ".ipxe\n"} {
 		if !strings.Contains(string(conf), w) {
@@ -197,29 +194,12 @@ func TestPXEConfig(t *testing.T) {
 		}
 	}
 	script := dom.ipxeScript()
-	golden(t, "vm.ipxe", script)
+	golden.Check(t, "vm.ipxe", script)
 	if !strings.HasPrefix(string(script), "#!ipxe\n") || !strings.Contains(string(script), "kernel vmlinuz "+dom.cmdline()+"\n") {
 		t.Errorf("iPXE script:\n%s", script)
 	}
 	if _, err := pxeConfig("/lab/pxe", PXEConfig{Interfaces: []string{"r0,x"}, Domains: []*Domain{dom}}); err == nil {
 		t.Error("an interface name with a comma was accepted")
-	}
-}
-
-func golden(t *testing.T, file string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", file)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from %s (go test -run %s -update):\n%s", file, path, t.Name(), got)
 	}
 }
 

@@ -1,35 +1,14 @@
 package nspawn
 
 import (
-	"flag"
 	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/tricenter/terraform-provider-tricenter/bgp"
+	"github.com/tricenter/terraform-provider-tricenter/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", "golden", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if string(got) != string(want) {
-		t.Errorf("%s differs from the golden file (go test -update rewrites it):\n%s", path, got)
-	}
-}
 
 func loadTestInventory(t *testing.T, file string) []byte {
 	t.Helper()
@@ -66,7 +45,7 @@ func TestRouterConfigGolden(t *testing.T) {
 			if len(p.Nodes) != len(c.Hosts()) {
 				t.Errorf("plan has %d nodes, inventory %d servers", len(p.Nodes), len(c.Hosts()))
 			}
-			golden(t, tc.golden, conf)
+			golden.Check(t, "golden/"+tc.golden, conf)
 		})
 	}
 }

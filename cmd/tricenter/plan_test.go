@@ -2,37 +2,19 @@ package main
 
 import (
 	"encoding/json"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-var update = flag.Bool("update", false, "rewrite golden files")
+	"github.com/tricenter/terraform-provider-tricenter/internal/golden"
+)
 
 // runCLI runs the command tree in-process and returns stdout, stderr and
 // the exit code main would return.
 func runCLI(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
 	return runCLIIn(t, nil, args...)
-}
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./cmd/tricenter -run %s -update)", err, t.Name())
-	}
-	if string(want) != got {
-		t.Fatalf("%s differs from the golden file; if the change is intended, run with -update and review the diff.\n--- got ---\n%s", path, got)
-	}
 }
 
 func TestPlanGolden(t *testing.T) {
@@ -42,12 +24,12 @@ func TestPlanGolden(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("plan %s: exit %d: %s", name, code, errs)
 		}
-		golden(t, "plan-"+name+".txt", out)
+		golden.Check(t, "plan-"+name+".txt", []byte(out))
 		out, errs, code = runCLI(t, "plan", "-f", file, "-o", "json", "--state-dir=")
 		if code != 0 {
 			t.Fatalf("plan -o json %s: exit %d: %s", name, code, errs)
 		}
-		golden(t, "plan-"+name+".json", out)
+		golden.Check(t, "plan-"+name+".json", []byte(out))
 	}
 }
 
