@@ -28,38 +28,24 @@ import (
 // filterSecret is the cluster's network.bgp.password in these tests.
 const filterSecret = "filter-test-cluster-secret"
 
-// filterLab is one router and its node agents, built from a test
-// inventory.
+// filterLab is one router of a lab (see newLab) and its node agents.
 type filterLab struct {
-	bin    string
-	dir    string
-	plan   *bgp.Plan
-	topo   *bgplab.Topology
-	name   string
-	router *bgplab.Router
-	agents map[string]*bgplab.Agent
+	*lab
+	name string
+	rtr  *bgplab.Router
 }
 
 // newFilterLab builds the inventory's network, renders the router's
 // configuration with the cluster secret, starts FRR with it and has bgpd
 // log every inbound update it denies.
-func newFilterLab(t *testing.T, bin, inventoryFile, router string, opts bgp.Options) *filterLab {
+func newFilterLab(t *testing.T, inventoryFile, router string, opts bgp.Options) *filterLab {
 	t.Helper()
-	c, plan := bgplab.LoadPlan(t, inventoryFile, opts)
-	topo, err := bgplab.Build(c, plan)
-	if err != nil {
-		t.Fatal(err)
+	l := newLab(t, inventoryFile, opts)
+	var pw string
+	if !l.plan.Password.IsZero() {
+		pw = filterSecret
 	}
-	t.Cleanup(func() {
-		if err := topo.Close(); err != nil {
-			t.Errorf("removing the lab network: %v", err)
-		}
-	})
-	var o bgp.FRROptions
-	if !plan.Password.IsZero() {
-		o.Password = filterSecret
-	}
-	conf, err := bgp.RenderFRR(plan, router, o)
+	conf, err := bgp.RenderFRR(l.plan, router, bgp.FRROptions{Password: pw})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,16 +55,7 @@ func newFilterLab(t *testing.T, bin, inventoryFile, router string, opts bgp.Opti
 	if strings.Contains(string(conf), "listen range") {
 		t.Fatal("the rendered router configuration has a listen range")
 	}
-	r, err := bgplab.StartRouter(topo.Routers[router], router, conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		r.Stop()
-		if t.Failed() {
-			t.Logf("FRR %s log:\n%s", router, r.Log.String())
-		}
-	})
+	r := l.startRouter(router, pw)
 	// "rcvd UPDATE about P -- DENIED due to: route-map" in bgpd's log
 	// proves that a prefix missing from the table did reach the router.
 	for _, cmd := range [][]string{{"-c", "debug bgp updates in"}, {"-c", "configure terminal", "-c", "log stdout debugging"}} {
@@ -87,16 +64,7 @@ func newFilterLab(t *testing.T, bin, inventoryFile, router string, opts bgp.Opti
 			t.Fatalf("vtysh %q: %v: %s", cmd, err, out)
 		}
 	}
-	return &filterLab{bin: bin, dir: t.TempDir(), plan: plan, topo: topo, name: router, router: r, agents: map[string]*bgplab.Agent{}}
-}
-
-func (l *filterLab) node(t *testing.T, name string) *bgp.Node {
-	t.Helper()
-	n, ok := l.plan.Node(name)
-	if !ok {
-		t.Fatalf("no node %s in the plan", name)
-	}
-	return n
+	return &filterLab{lab: l, name: router, rtr: r}
 }
 
 // passwordFile writes pw to a 0600 file and returns its path.
@@ -143,20 +111,7 @@ func (l *filterLab) start(t *testing.T, cfg *bgp.Config) *bgplab.Agent {
 		go func() { _ = srv.Serve(ln) }()
 		t.Cleanup(func() { srv.Close() })
 	}
-	a, err := bgplab.StartAgent(ns, l.bin, filepath.Join(l.dir, "agent-"+cfg.Node), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := a.Stop(); err != nil && !a.Exited() {
-			t.Errorf("stopping agent %s: %v", cfg.Node, err)
-		}
-		if t.Failed() {
-			t.Logf("agent %s log:\n%s", cfg.Node, a.Log.String())
-		}
-	})
-	l.agents[cfg.Node] = a
-	return a
+	return l.startAgent(cfg)
 }
 
 func waitEstablished(t *testing.T, a *bgplab.Agent) {
@@ -197,7 +152,7 @@ func (l *filterLab) waitNextHops(t *testing.T, prefix string, want ...netip.Addr
 	for _, a := range want {
 		hops = append(hops, a.String())
 	}
-	if _, err := l.router.WaitNextHops(prefix, hops, 10*time.Second); err != nil {
+	if _, err := l.rtr.WaitNextHops(prefix, hops, 10*time.Second); err != nil {
 		t.Fatalf("%s: %v", l.name, err)
 	}
 }
@@ -211,7 +166,7 @@ func (l *filterLab) waitDenied(t *testing.T, addr netip.Addr, prefix string) {
 	// unicast -- DENIED due to: route-map;"
 	denied := fmt.Sprintf(" rcvd UPDATE about %s IPv4 unicast -- DENIED due to: route-map", prefix)
 	if _, err := bgplab.WaitFor(10*time.Second, 20*time.Millisecond, func() (bool, error) {
-		for _, line := range strings.Split(l.router.Log.String(), "\n") {
+		for _, line := range strings.Split(l.rtr.Log.String(), "\n") {
 			if strings.Contains(line, denied) && (strings.Contains(line, " "+addr.String()+"(") || strings.Contains(line, " "+addr.String()+" ")) {
 				return true, nil
 			}
@@ -220,7 +175,7 @@ func (l *filterLab) waitDenied(t *testing.T, addr netip.Addr, prefix string) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	hops, err := l.router.NextHops(prefix)
+	hops, err := l.rtr.NextHops(prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +192,7 @@ type frrNeighbor struct {
 
 func (l *filterLab) neighbor(t *testing.T, addr netip.Addr) frrNeighbor {
 	t.Helper()
-	out, err := l.router.Vty("bgpd", "show bgp neighbors "+addr.String()+" json")
+	out, err := l.rtr.Vty("bgpd", "show bgp neighbors "+addr.String()+" json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +238,7 @@ func (l *filterLab) md5Failures(t *testing.T) int {
 // Established.
 func (l *filterLab) neverEstablishes(t *testing.T, node, pw string) {
 	t.Helper()
-	a, n := l.agents[node], l.node(t, node)
+	a, n := l.agents[node], l.node(node)
 	cfg := l.config(t, node)
 	for i := range cfg.Peers {
 		cfg.Peers[i].PasswordFile = l.passwordFile(t, node+"-wrong", pw)
@@ -320,20 +275,14 @@ func (l *filterLab) neverEstablishes(t *testing.T, node, pw string) {
 // and load-balancer /32s from every node; a TOR's sessions take only
 // their rack's password.
 func TestFRRNodeFilters(t *testing.T) {
-	testenv.Need(t, bgplab.Available())
+	needLab(t)
 	testenv.RequireBinary(t, "vtysh")
-	start := time.Now()
-	bin, err := bgplab.BuildAgent("../..", t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("tricenter-bgp built in %v", time.Since(start).Round(time.Millisecond))
 	t.Setenv("TRICENTER_TEST_BGP_PASSWORD", filterSecret)
 
 	t.Run("TOR with rack passwords", func(t *testing.T) {
 		lbVIP := netip.MustParseAddr("198.18.46.20")
-		l := newFilterLab(t, bin, "../testdata/tor.yaml", "tor1", bgp.Options{LoadBalancerVIPs: []netip.Addr{lbVIP}})
-		m1, m2, m3 := l.node(t, "m1"), l.node(t, "m2"), l.node(t, "m3")
+		l := newFilterLab(t, "../testdata/tor.yaml", "tor1", bgp.Options{LoadBalancerVIPs: []netip.Addr{lbVIP}})
+		m1, m2, m3 := l.node("m1"), l.node("m2"), l.node("m3")
 		if !m1.ControlPlane || m2.ControlPlane || m1.Rack != m2.Rack || m3.Rack == m1.Rack {
 			t.Fatalf("tor.yaml changed: want m1 control plane and m2 worker in one rack, m3 in another")
 		}
@@ -403,8 +352,8 @@ func TestFRRNodeFilters(t *testing.T) {
 	})
 
 	t.Run("core router over multihop", func(t *testing.T) {
-		l := newFilterLab(t, bin, "../testdata/core.yaml", "core-a1", bgp.Options{})
-		n1, n3 := l.node(t, "n1"), l.node(t, "n3")
+		l := newFilterLab(t, "../testdata/core.yaml", "core-a1", bgp.Options{})
+		n1, n3 := l.node("n1"), l.node("n3")
 		if !n1.ControlPlane || n3.ControlPlane || n1.Rack == n3.Rack {
 			t.Fatalf("core.yaml changed: want n1 control plane and n3 worker in another rack")
 		}
