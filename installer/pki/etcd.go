@@ -3,7 +3,22 @@ package pki
 import (
 	"fmt"
 	"net"
+	"path"
+	"strings"
 )
+
+// EtcdPeerCA is the authority of etcd's peer (member to member)
+// certificates, apart from EtcdCA, which signs the server and client
+// certificates: a certificate that opens etcd's client port cannot join
+// as a member, and a member's peer certificate is refused on the client
+// port.
+const EtcdPeerCA = "etcd-peer"
+
+// EtcdPeerCN is the common name of every peer certificate of a cluster
+// with its own peer CA: etcd checks it with --peer-cert-allowed-cn (see
+// installer/etcd RenderEnv for why a common name rather than the
+// members' host names).
+const EtcdPeerCN = "etcd-peer"
 
 // Client certificate names under the etcd authority.
 const (
@@ -21,7 +36,19 @@ type EtcdMember struct {
 
 // Etcd is the etcd PKI of a cluster.
 type Etcd struct {
+	// CA signs the server and client certificates (etcd's
+	// --trusted-ca-file).
 	CA *KeyPair
+	// PeerCA signs the peer certificates (etcd's --peer-trusted-ca-file):
+	// the EtcdPeerCA authority, or CA itself when SharedPeerCA.
+	PeerCA *KeyPair
+	// SharedPeerCA is true for a cluster created before the peer CA was
+	// split from the client CA: its store holds the etcd CA and peer
+	// certificates it signed, and no peer CA. Such a cluster keeps the
+	// shared CA (and its peer certificates, named after the members) until
+	// a CA rotation splits it; a client certificate of the etcd CA can
+	// then still open a peer connection.
+	SharedPeerCA bool
 	// Peer and Server certificates by member name.
 	Peer, Server map[string]*KeyPair
 	// Admin is tricenter's client certificate; APIServer kube-apiserver's.
@@ -30,34 +57,53 @@ type Etcd struct {
 	Changed []string
 }
 
-// EnsureEtcd loads or creates the etcd CA and one peer and one server
-// certificate per member (SANs: the member's name and address; server
-// certificates also localhost and 127.0.0.1), plus the client
+// EnsureEtcd loads or creates the etcd CA, the etcd peer CA and one peer
+// and one server certificate per member (SANs: the member's name and
+// address; server certificates also localhost and 127.0.0.1), plus the
+// client certificates. Peer certificates are signed by the peer CA
+// (EtcdPeerCA, common name EtcdPeerCN), the others by the etcd CA. A store
+// written before the split (SharedPeerCA) keeps its shared CA and its peer
 // certificates. Certificates that still match are kept.
 func (s *Store) EnsureEtcd(members []EtcdMember) (*Etcd, error) {
+	shared, err := s.etcdPeerCAShared()
+	if err != nil {
+		return nil, err
+	}
 	ca, err := s.CA(EtcdCA, "tricenter etcd CA")
 	if err != nil {
 		return nil, err
 	}
-	e := &Etcd{CA: ca, Peer: map[string]*KeyPair{}, Server: map[string]*KeyPair{}}
-	issue := func(file string, req Request) (*KeyPair, error) {
-		kp, changed, err := s.Leaf(ca, EtcdCA, file, req)
+	e := &Etcd{CA: ca, PeerCA: ca, SharedPeerCA: shared, Peer: map[string]*KeyPair{}, Server: map[string]*KeyPair{}}
+	peerCAName := EtcdCA
+	if !shared {
+		peerCAName = EtcdPeerCA
+		if e.PeerCA, err = s.CA(EtcdPeerCA, "tricenter etcd peer CA"); err != nil {
+			return nil, err
+		}
+	}
+	issueBy := func(ca *KeyPair, caName, file string, req Request) (*KeyPair, error) {
+		kp, changed, err := s.Leaf(ca, caName, file, req)
 		if err != nil {
 			return nil, err
 		}
 		if changed {
-			e.Changed = append(e.Changed, EtcdCA+"/"+file)
+			e.Changed = append(e.Changed, caName+"/"+file)
 		}
 		return kp, nil
 	}
+	issue := func(file string, req Request) (*KeyPair, error) { return issueBy(ca, EtcdCA, file, req) }
 	for _, m := range members {
 		ip := net.ParseIP(m.Address)
 		if ip == nil {
 			return nil, fmt.Errorf("etcd member %s: address %q is not an IP address", m.Name, m.Address)
 		}
-		if e.Peer[m.Name], err = issue("peer-"+m.Name, Request{
-			CommonName: m.Name, DNSNames: []string{m.Name}, IPs: []net.IP{ip}, Usage: Server | Client,
-		}); err != nil {
+		// Peers dial each other with their peer certificate: Server and
+		// Client usage.
+		peerReq := Request{CommonName: EtcdPeerCN, DNSNames: []string{m.Name}, IPs: []net.IP{ip}, Usage: Server | Client}
+		if shared {
+			peerReq.CommonName = m.Name // as issued before the split
+		}
+		if e.Peer[m.Name], err = issueBy(e.PeerCA, peerCAName, "peer-"+m.Name, peerReq); err != nil {
 			return nil, err
 		}
 		if e.Server[m.Name], err = issue("server-"+m.Name, Request{
@@ -76,6 +122,33 @@ func (s *Store) EnsureEtcd(members []EtcdMember) (*Etcd, error) {
 		return nil, err
 	}
 	return e, nil
+}
+
+// etcdPeerCAShared reports whether the store was written before the
+// peer CA was split from the etcd CA: no peer CA, while the etcd CA and
+// at least one peer certificate it signed exist. A store without the etcd
+// CA, or with an etcd CA but no peer certificate (no member was ever
+// given one), gets the split.
+func (s *Store) etcdPeerCAShared() (bool, error) {
+	if err := s.bothOrNeither(EtcdPeerCA+"/ca.crt", EtcdPeerCA+"/ca.key"); err != nil {
+		return false, fmt.Errorf("%s CA: %w", EtcdPeerCA, err)
+	}
+	if ok, err := s.HasCA(EtcdPeerCA); err != nil || ok {
+		return false, err
+	}
+	if ok, err := s.HasCA(EtcdCA); err != nil || !ok {
+		return false, err
+	}
+	names, err := s.files().List()
+	if err != nil {
+		return false, err
+	}
+	for _, n := range names {
+		if path.Dir(n) == EtcdCA && strings.HasPrefix(path.Base(n), "peer-") && strings.HasSuffix(n, ".crt") {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // EnsureClusterCAs loads or creates the Kubernetes and front-proxy CAs the

@@ -75,7 +75,7 @@ func TestEtcdLeavesConvergeAndFollowMembers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(moved.Changed) != 2 || moved.Changed[0] != "etcd/peer-e2" || moved.Changed[1] != "etcd/server-e2" {
+		if len(moved.Changed) != 2 || moved.Changed[0] != EtcdPeerCA+"/peer-e2" || moved.Changed[1] != "etcd/server-e2" {
 			t.Fatalf("address change reissued %v, want peer-e2 and server-e2", moved.Changed)
 		}
 	})
