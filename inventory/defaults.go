@@ -3,6 +3,7 @@ package inventory
 import (
 	"net/netip"
 	"strings"
+	"time"
 )
 
 // Defaults applied by SetDefaults.
@@ -157,6 +158,15 @@ func (c *Cluster) SetDefaults() {
 	}
 	s.Kubernetes.PodSecurity.SetDefaults()
 }
+
+// Certificate defaults (spec.pki): a leaf certificate is valid a year and
+// reissued by apply within 30 days of its expiry. SetDefaults leaves the
+// fields empty (the inventory's serialized forms stay as they were); the
+// PKI accessors return these.
+const (
+	DefaultPKIRenewBefore  = 30 * 24 * time.Hour
+	DefaultPKILeafLifetime = 365 * 24 * time.Hour
+)
 
 // Pod Security admission defaults (spec.kubernetes.podSecurity).
 const (

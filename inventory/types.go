@@ -8,6 +8,7 @@ package inventory
 
 import (
 	"fmt"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -40,6 +41,7 @@ type Spec struct {
 	Network    Network    `yaml:"network" json:"network"`
 	Kubernetes Kubernetes `yaml:"kubernetes,omitempty" json:"kubernetes,omitempty"`
 	Etcd       Etcd       `yaml:"etcd,omitempty" json:"etcd,omitempty"`
+	PKI        PKI        `yaml:"pki,omitempty" json:"pki,omitzero"`
 }
 
 // Site is a physical location holding one or more centers. Two sites hold
@@ -355,6 +357,37 @@ const (
 	NodeProfileBareMetal = "bare-metal"
 	NodeProfileNspawn    = "nspawn"
 )
+
+// PKI tunes the leaf certificates tricenter issues (the authorities are
+// not affected). Both are Go durations ("720h", "10m").
+type PKI struct {
+	// RenewBefore is how close to its expiry a leaf certificate is
+	// reissued by apply, and reported "renew due" by status and the
+	// Terraform refresh (default DefaultPKIRenewBefore).
+	RenewBefore string `yaml:"renewBefore,omitempty" json:"renewBefore,omitempty"`
+	// LeafLifetime is how long a leaf certificate issued from now on is
+	// valid (default DefaultPKILeafLifetime; never past its CA's expiry).
+	LeafLifetime string `yaml:"leafLifetime,omitempty" json:"leafLifetime,omitempty"`
+}
+
+// RenewBeforeDuration is spec.pki.renewBefore, DefaultPKIRenewBefore when
+// unset or invalid (Validate reports an invalid one).
+func (p PKI) RenewBeforeDuration() time.Duration {
+	return pkiDuration(p.RenewBefore, DefaultPKIRenewBefore)
+}
+
+// LeafLifetimeDuration is spec.pki.leafLifetime, DefaultPKILeafLifetime
+// when unset or invalid (Validate reports an invalid one).
+func (p PKI) LeafLifetimeDuration() time.Duration {
+	return pkiDuration(p.LeafLifetime, DefaultPKILeafLifetime)
+}
+
+func pkiDuration(s string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return d
+	}
+	return def
+}
 
 // Etcd configures the etcd cluster.
 type Etcd struct {

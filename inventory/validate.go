@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 )
 
 var (
@@ -65,6 +66,7 @@ func (c *Cluster) validate(lines *Lines, prior *Prior) *validator {
 	v.overlaps()
 	v.etcd()
 	v.kubernetes()
+	v.pki()
 	if racksOK && len(v.r.Errors) == 0 {
 		v.placement()
 		v.podCapacity()
@@ -684,6 +686,56 @@ func (v *validator) etcd() {
 	if d := e.AllowDegradedPlacement; d != nil && strings.TrimSpace(d.Reason) == "" {
 		v.r.errorf("spec.etcd.allowDegradedPlacement.reason", "is empty: say why a placement that cannot survive a center loss is acceptable")
 	}
+}
+
+// pki checks spec.pki: positive durations, renewBefore shorter than the
+// leaf lifetime (else every apply would reissue every leaf).
+func (v *validator) pki() {
+	p := v.c.Spec.PKI
+	parse := func(path, s string) (time.Duration, bool) {
+		if s == "" {
+			return 0, false
+		}
+		d, err := time.ParseDuration(s)
+		switch {
+		case err != nil:
+			v.r.errorf(path, "%q is not a duration: write it like 720h or 10m", s)
+			return 0, false
+		case d <= 0:
+			v.r.errorf(path, "%s is not positive: use a duration such as 720h, or leave it empty for the default", s)
+			return 0, false
+		}
+		return d, true
+	}
+	life, lifeOK := parse("spec.pki.leafLifetime", p.LeafLifetime)
+	if !lifeOK {
+		life = DefaultPKILeafLifetime
+	}
+	renew, renewOK := parse("spec.pki.renewBefore", p.RenewBefore)
+	if lifeOK && life < time.Minute {
+		v.r.errorf("spec.pki.leafLifetime", "%s is shorter than a minute: use at least 1m", p.LeafLifetime)
+	}
+	if !renewOK {
+		if lifeOK && DefaultPKIRenewBefore >= life {
+			v.r.errorf("spec.pki.renewBefore", "is unset, and its default %s is not shorter than spec.pki.leafLifetime %s: every apply would reissue every certificate; set renewBefore shorter than leafLifetime (e.g. half of it)", fmtDuration(DefaultPKIRenewBefore), p.LeafLifetime)
+		}
+		return
+	}
+	if renew >= life {
+		v.r.errorf("spec.pki.renewBefore", "%s is not shorter than the leaf lifetime %s: every apply would reissue every certificate; use less (e.g. half of it)", p.RenewBefore, fmtDuration(life))
+	}
+}
+
+// fmtDuration writes d without zero minutes and seconds ("720h", "10m").
+func fmtDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 func (v *validator) kubernetes() {
