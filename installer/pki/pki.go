@@ -41,7 +41,8 @@ import (
 const (
 	CAValidity   = 10 * 365 * 24 * time.Hour
 	LeafValidity = 365 * 24 * time.Hour
-	// RenewBefore is how close to expiry a leaf is reissued on apply.
+	// RenewBefore is how close to expiry a leaf is reissued on apply
+	// (default of Store.RenewBefore: spec.pki.renewBefore).
 	RenewBefore = 30 * 24 * time.Hour
 )
 
@@ -119,6 +120,26 @@ type Store struct {
 	Dir string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// RenewBefore is how close to expiry Leaf reissues a leaf (zero:
+	// the RenewBefore constant); LeafValidity how long a leaf Leaf issues
+	// without a Validity of its own is valid (zero: LeafValidity). The
+	// engine sets both from spec.pki.
+	RenewBefore  time.Duration
+	LeafValidity time.Duration
+}
+
+func (s *Store) renewBefore() time.Duration {
+	if s.RenewBefore > 0 {
+		return s.RenewBefore
+	}
+	return RenewBefore
+}
+
+func (s *Store) leafValidity() time.Duration {
+	if s.LeafValidity > 0 {
+		return s.LeafValidity
+	}
+	return LeafValidity
 }
 
 // NewMemStore returns a store whose files live in memory only.
@@ -352,16 +373,20 @@ func PublicKeyFingerprint(b []byte) (string, error) {
 
 // Leaf returns the leaf certificate file name (without extension) under
 // the authority, issuing or reissuing it when the stored one does not
-// match req, was signed by another key or expires within RenewBefore.
+// match req, was signed by another key or expires within the store's
+// RenewBefore. A request without a Validity gets the store's LeafValidity.
 // changed reports whether a new certificate was written.
 func (s *Store) Leaf(ca *KeyPair, caName, file string, req Request) (kp *KeyPair, changed bool, err error) {
 	if strings.ContainsAny(file, "/\\") || file == "" || file == "ca" {
 		return nil, false, fmt.Errorf("certificate name %q: use a plain file name other than ca", file)
 	}
 	req = req.normalized()
+	if req.Validity <= 0 {
+		req.Validity = s.leafValidity()
+	}
 	crt, key := caName+"/"+file+".crt", caName+"/"+file+".key"
 	old, err := s.loadPair(crt, key)
-	if err == nil && Matches(old.Cert, ca.Cert, req, s.now()) {
+	if err == nil && matches(old.Cert, ca.Cert, req, s.now(), s.renewBefore()) {
 		return old, false, nil
 	}
 	if err != nil && !errors.Is(err, ErrNotFound) {
@@ -468,11 +493,15 @@ func extUsages(u Usage) []x509.ExtKeyUsage {
 // Matches reports whether cert satisfies req, was issued by ca and stays
 // valid for more than RenewBefore after now.
 func Matches(cert, ca *x509.Certificate, req Request, now time.Time) bool {
+	return matches(cert, ca, req, now, RenewBefore)
+}
+
+func matches(cert, ca *x509.Certificate, req Request, now time.Time, renewBefore time.Duration) bool {
 	req = req.normalized()
 	if cert.CheckSignatureFrom(ca) != nil {
 		return false
 	}
-	if now.Add(RenewBefore).After(cert.NotAfter) || now.Before(cert.NotBefore) {
+	if now.Add(renewBefore).After(cert.NotAfter) || now.Before(cert.NotBefore) {
 		return false
 	}
 	if cert.Subject.CommonName != req.CommonName || !slices.Equal(cert.Subject.Organization, req.Organization) {
