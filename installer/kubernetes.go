@@ -2,10 +2,12 @@ package installer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -56,10 +58,35 @@ func (e *Engine) kubernetesCA() (*pki.KeyPair, error) {
 	return kube, nil
 }
 
-// AdminKubeconfig returns the admin kubeconfig (client certificate in
-// system:masters) for server (default: APIServerURL). It holds a private
-// key: write it 0600, never log it.
+// AdminKubeconfig returns the admin kubeconfig for server (default:
+// APIServerURL): user tricenter-admin in group tricenter:cluster-admins,
+// bound to cluster-admin by the ClusterRoleBinding apply keeps (on a
+// cluster an earlier release installed, system:masters until the next
+// apply switches it). Before apply has bound the group there is none: an
+// error wrapping pki.ErrNoAdmin. It holds a private key: write it 0600,
+// never log it.
 func (e *Engine) AdminKubeconfig(server string) ([]byte, error) {
+	admin, err := e.cfg.Store.PKI().EnsureAdmin()
+	if err != nil {
+		return nil, fmt.Errorf("admin certificate: %w", err)
+	}
+	return e.renderKubeconfig(server, "admin", admin)
+}
+
+// BreakGlassKubeconfig returns the break-glass kubeconfig (user
+// tricenter-break-glass in system:masters, which RBAC cannot revoke) for
+// server (default: APIServerURL). It is kept in the engine state only and
+// is for emergencies: the admin kubeconfig's binding deleted or broken.
+// It holds a private key: write it 0600, never log it.
+func (e *Engine) BreakGlassKubeconfig(server string) ([]byte, error) {
+	bg, err := e.cfg.Store.PKI().EnsureBreakGlass()
+	if err != nil {
+		return nil, fmt.Errorf("break-glass certificate: %w", err)
+	}
+	return e.renderKubeconfig(server, "break-glass", bg)
+}
+
+func (e *Engine) renderKubeconfig(server, user string, kp *pki.KeyPair) ([]byte, error) {
 	if server == "" {
 		server = e.APIServerURL()
 	}
@@ -67,21 +94,32 @@ func (e *Engine) AdminKubeconfig(server string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	admin, err := e.cfg.Store.PKI().EnsureAdmin()
-	if err != nil {
-		return nil, fmt.Errorf("admin certificate: %w", err)
-	}
-	return kubeconfig.Render(kubeconfig.Config{Cluster: e.cfg.Cluster.Metadata.Name, User: "admin", Server: server,
-		CA: ca.CertPEM, CertPEM: admin.CertPEM, KeyPEM: admin.KeyPEM})
+	return kubeconfig.Render(kubeconfig.Config{Cluster: e.cfg.Cluster.Metadata.Name, User: user, Server: server,
+		CA: ca.CertPEM, CertPEM: kp.CertPEM, KeyPEM: kp.KeyPEM})
 }
 
-// restConfig is the admin REST config for server, dialling through the
+// engineKubeconfig is the credential of the engine's own API calls: the
+// admin kubeconfig, or, on a new cluster before apply has bound the admin
+// group (no admin certificate yet), the break-glass one.
+func (e *Engine) engineKubeconfig(server string) ([]byte, error) {
+	kc, err := e.AdminKubeconfig(server)
+	if errors.Is(err, pki.ErrNoAdmin) {
+		return e.BreakGlassKubeconfig(server)
+	}
+	return kc, err
+}
+
+// restConfig is the engine's REST config for server, dialling through the
 // jump hosts when needed.
 func (e *Engine) restConfig(server string) (*rest.Config, error) {
-	kc, err := e.AdminKubeconfig(server)
+	kc, err := e.engineKubeconfig(server)
 	if err != nil {
 		return nil, err
 	}
+	return e.restConfigOf(kc)
+}
+
+func (e *Engine) restConfigOf(kc []byte) (*rest.Config, error) {
 	rc, err := kubeconfig.REST(kc)
 	if err != nil {
 		return nil, err
@@ -90,6 +128,52 @@ func (e *Engine) restConfig(server string) (*rest.Config, error) {
 	rc.Timeout = 30 * time.Second
 	rc.QPS, rc.Burst = 50, 100
 	return rc, nil
+}
+
+// clientsetOf is a client of the cluster through the API VIP with kc's
+// credential.
+func (e *Engine) clientsetOf(kc []byte) (kubernetes.Interface, error) {
+	rc, err := e.restConfigOf(kc)
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(rc)
+}
+
+// applyIdentities applies the admin group's and the kubelet client's
+// ClusterRoleBindings with the break-glass credential, waits until they
+// answer, then moves the admin certificate to the group (stored only once
+// the API authorizes the new certificate): see addons.ApplyIdentities.
+func (e *Engine) applyIdentities(ctx context.Context) ([]string, error) {
+	bgKC, err := e.BreakGlassKubeconfig("")
+	if err != nil {
+		return nil, err
+	}
+	bg, err := e.clientsetOf(bgKC)
+	if err != nil {
+		return nil, err
+	}
+	store := e.cfg.Store.PKI()
+	timeout := e.cfg.GateTimeout
+	if timeout <= 0 || timeout > addons.DefaultIdentityTimeout {
+		timeout = addons.DefaultIdentityTimeout
+	}
+	return addons.ApplyIdentities(ctx, addons.IdentityOptions{Client: bg, Timeout: timeout, Logger: e.log,
+		SwitchAdmin: func(ctx context.Context) (bool, error) {
+			_, changed, err := store.SwitchAdmin(func(kp *pki.KeyPair) error {
+				e.log.Info("Checking the admin certificate in its group before storing it", "group", pki.AdminGroup)
+				kc, err := e.renderKubeconfig("", "admin", kp)
+				if err != nil {
+					return err
+				}
+				cs, err := e.clientsetOf(kc)
+				if err != nil {
+					return err
+				}
+				return addons.WaitSelfAdmin(ctx, cs, timeout, 0)
+			})
+			return changed, err
+		}})
 }
 
 // Clientset is an admin client of the cluster through the API VIP.
@@ -167,13 +251,38 @@ func (r *applyRun) nodePhases(ctx context.Context) ([]phase.Phase, error) {
 		Select:      inventory.Selector{Servers: names}, Logger: e.log})
 }
 
-// addonPhases apply CoreDNS and the node labels through the API (server-
-// side apply). A dry run skips them: what the API holds is compared at
-// apply.
+// addonPhases apply the identities' ClusterRoleBindings (then switch the
+// admin certificate to its group), CoreDNS and the node labels through the
+// API (server-side apply). A dry run skips them: what the API holds is
+// compared at apply.
 func (r *applyRun) addonPhases() []phase.Phase {
 	e := r.e
+	// The identities' bindings come first, whichever step runs, once a
+	// run: the admin certificate moves to its group only once they answer,
+	// and the steps then use it.
+	var (
+		mu             sync.Mutex
+		identitiesDone bool
+	)
+	identities := func(ctx context.Context) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if identitiesDone {
+			return nil
+		}
+		changed, err := e.applyIdentities(ctx)
+		r.res.APIChanges = append(r.res.APIChanges, changed...)
+		if err != nil {
+			return fmt.Errorf("admin and kubelet-client identities: %w", err)
+		}
+		identitiesDone = true
+		return nil
+	}
 	step := func(id string) func(ctx context.Context) error {
 		return func(ctx context.Context) error {
+			if err := identities(ctx); err != nil {
+				return err
+			}
 			cs, err := e.Clientset()
 			if err != nil {
 				return err

@@ -2,6 +2,8 @@ package kubeconfig
 
 import (
 	rbacv1ac "k8s.io/client-go/applyconfigurations/rbac/v1"
+
+	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
 )
 
 // The admin identity bound through RBAC, as kubeadm (1.29 and later) binds
@@ -11,7 +13,7 @@ import (
 const (
 	// AdminGroup is the admin kubeconfig's group (the certificate's
 	// organization).
-	AdminGroup = "tricenter:cluster-admins"
+	AdminGroup = pki.AdminGroup
 	// AdminBindingName names the ClusterRoleBinding of AdminGroup.
 	AdminBindingName = "tricenter:cluster-admins"
 	// ClusterAdminRole is the ClusterRole AdminGroup is bound to

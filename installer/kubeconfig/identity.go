@@ -62,6 +62,7 @@ func (e *IdentityError) Unwrap() error { return ErrReservedIdentity }
 // component wherever RBAC binds it by name.
 var reservedUsers = map[string]string{
 	pki.AdminUser:            "it is the admin kubeconfig's user",
+	pki.BreakGlassUser:       "it is the break-glass credential's user (system:masters)",
 	pki.KubeletClientUser:    "it is the API server's client of the kubelets (bound to system:kubelet-api-admin)",
 	pki.FrontProxyClientUser: "it is the API server's aggregation client",
 }

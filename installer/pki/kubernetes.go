@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -22,6 +23,10 @@ const (
 	ControllerManager      = "controller-manager"
 	Scheduler              = "scheduler"
 	Admin                  = "admin"
+	// AdminBreakGlass is the break-glass credential (system:masters): kept
+	// in the engine state only, used by the engine to bind AdminGroup and
+	// handed out only on request (tricenter kubeconfig --break-glass).
+	AdminBreakGlass = "admin-break-glass"
 	// ServiceAccountKey is the service-account signing key (sa.key and
 	// sa.pub under the Kubernetes authority's directory).
 	ServiceAccountKey = "sa"
@@ -35,8 +40,19 @@ const (
 	FrontProxyClientUser  = "front-proxy-client"
 	KubeletClientUser     = "kube-apiserver-kubelet-client"
 	AdminUser             = "tricenter-admin"
+	BreakGlassUser        = "tricenter-break-glass"
 	MastersGroup          = "system:masters"
+	// AdminGroup is the admin certificate's group once RBAC binds it to
+	// cluster-admin (the ClusterRoleBinding tricenter:cluster-admins, as
+	// kubeadm 1.29 and later bind kubeadm:cluster-admins): unlike
+	// system:masters, deleting the binding revokes it.
+	AdminGroup = "tricenter:cluster-admins"
 )
+
+// ErrNoAdmin is returned (wrapped) by EnsureAdmin when the store holds no
+// admin certificate: it is issued only once its group's binding answers.
+var ErrNoAdmin = errors.New("no admin certificate in the state: it is issued once apply has bound its group " +
+	AdminGroup + " to cluster-admin (run tricenter apply; in an emergency, tricenter kubeconfig --break-glass)")
 
 // ControlPlaneServer is a server that runs kube-apiserver.
 type ControlPlaneServer struct {
@@ -150,6 +166,10 @@ func (s *Store) EnsureControlPlane(req ControlPlaneRequest) (*ControlPlane, erro
 		return nil, err
 	}
 	cp := &ControlPlane{CA: kube, FrontProxyCA: fp, EtcdCA: etcdCA}
+	kubeletClientGroups, err := s.kubeletClientGroups()
+	if err != nil {
+		return nil, err
+	}
 	issue := func(ca *KeyPair, caName, file string, r Request) (*KeyPair, error) {
 		kp, changed, err := s.Leaf(ca, caName, file, r)
 		if err != nil {
@@ -170,7 +190,7 @@ func (s *Store) EnsureControlPlane(req ControlPlaneRequest) (*ControlPlane, erro
 		{&cp.APIServer, kube, KubernetesCA, APIServerServing, apiReq},
 		{&cp.EtcdClient, etcdCA, EtcdCA, APIServerClient, apiServerEtcdClientRequest()},
 		{&cp.KubeletClient, kube, KubernetesCA, APIServerKubeletClient,
-			Request{CommonName: KubeletClientUser, Organization: []string{MastersGroup}, Usage: Client}},
+			Request{CommonName: KubeletClientUser, Organization: kubeletClientGroups, Usage: Client}},
 		{&cp.FrontProxyClient, fp, FrontProxyCA, FrontProxyClient, Request{CommonName: FrontProxyClientUser, Usage: Client}},
 		{&cp.ControllerManager, kube, KubernetesCA, ControllerManager, Request{CommonName: ControllerManagerUser, Usage: Client}},
 		{&cp.Scheduler, kube, KubernetesCA, Scheduler, Request{CommonName: SchedulerUser, Usage: Client}},
@@ -190,15 +210,123 @@ func (s *Store) EnsureControlPlane(req ControlPlaneRequest) (*ControlPlane, erro
 	return cp, nil
 }
 
-// EnsureAdmin loads or issues the admin client certificate (O=system:masters)
-// under the Kubernetes CA.
+// AdminRequest is the admin certificate's request in group (AdminGroup,
+// or MastersGroup for an admin certificate issued before the switch).
+func AdminRequest(group string) Request {
+	return Request{CommonName: AdminUser, Organization: []string{group}, Usage: Client}
+}
+
+// InAdminGroup reports whether cert is bound through RBAC: its only group
+// is AdminGroup.
+func InAdminGroup(cert *x509.Certificate) bool {
+	o := cert.Subject.Organization
+	return len(o) == 1 && o[0] == AdminGroup
+}
+
+// EnsureAdmin loads the admin client certificate, renewing it when it
+// expires within RenewBefore (or was signed by another key) in the group
+// it has: AdminGroup, or system:masters on a cluster whose binding apply
+// has not confirmed yet (only SwitchAdmin moves it to AdminGroup, once
+// the binding answers). It issues none: ErrNoAdmin when there is none.
 func (s *Store) EnsureAdmin() (*KeyPair, error) {
-	kube, err := s.CA(KubernetesCA, "tricenter kubernetes CA")
+	kube, err := s.LoadCA(KubernetesCA)
+	if errors.Is(err, ErrNotFound) {
+		return nil, ErrNoAdmin
+	} else if err != nil {
+		return nil, err
+	}
+	old, err := s.Load(KubernetesCA, Admin)
+	if errors.Is(err, ErrNotFound) {
+		return nil, ErrNoAdmin
+	} else if err != nil {
+		return nil, err
+	}
+	group := MastersGroup
+	if InAdminGroup(old.Cert) {
+		group = AdminGroup
+	}
+	kp, _, err := s.Leaf(kube, KubernetesCA, Admin, AdminRequest(group))
+	return kp, err
+}
+
+// AdminBound reports whether the store's admin certificate is in
+// AdminGroup (false when there is none).
+func (s *Store) AdminBound() (bool, error) {
+	kp, err := s.Load(KubernetesCA, Admin)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	return InAdminGroup(kp.Cert), nil
+}
+
+// SwitchAdmin moves the admin certificate to AdminGroup: it issues the
+// new certificate in memory, calls verify with it (which must return nil
+// only once the API authorizes that certificate as cluster-admin through
+// the binding), and only then replaces the stored one. A failed verify
+// leaves the store as it was: the engine never locks itself out. An admin
+// certificate already in AdminGroup is only renewed when due (changed
+// false unless it was).
+func (s *Store) SwitchAdmin(verify func(*KeyPair) error) (_ *KeyPair, changed bool, _ error) {
+	kube, err := s.CA(KubernetesCA, KubernetesCACommonName)
+	if err != nil {
+		return nil, false, err
+	}
+	req := AdminRequest(AdminGroup)
+	if old, err := s.Load(KubernetesCA, Admin); err == nil && InAdminGroup(old.Cert) {
+		return s.Leaf(kube, KubernetesCA, Admin, req)
+	} else if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, false, err
+	}
+	kp, err := Issue(kube, req.normalized(), s.now())
+	if err != nil {
+		return nil, false, fmt.Errorf("issuing %s/%s: %w", KubernetesCA, Admin, err)
+	}
+	if err := verify(kp); err != nil {
+		return nil, false, fmt.Errorf("the admin certificate stays as it is: %w", err)
+	}
+	if err := s.savePair(kp, KubernetesCA+"/"+Admin+".crt", KubernetesCA+"/"+Admin+".key"); err != nil {
+		return nil, false, err
+	}
+	return kp, true, nil
+}
+
+// EnsureBreakGlass loads or issues the break-glass client certificate
+// (user tricenter-break-glass in system:masters) under the Kubernetes CA.
+// It stays in the engine state: the engine uses it to apply the bindings
+// the admin certificate depends on, and hands it out only when asked.
+func (s *Store) EnsureBreakGlass() (*KeyPair, error) {
+	kube, err := s.CA(KubernetesCA, KubernetesCACommonName)
 	if err != nil {
 		return nil, err
 	}
-	kp, _, err := s.Leaf(kube, KubernetesCA, Admin, Request{CommonName: AdminUser, Organization: []string{MastersGroup}, Usage: Client})
+	kp, _, err := s.Leaf(kube, KubernetesCA, AdminBreakGlass,
+		Request{CommonName: BreakGlassUser, Organization: []string{MastersGroup}, Usage: Client})
 	return kp, err
+}
+
+// kubeletClientGroups are the groups of the API server's kubelet client
+// certificate. It is bound to system:kubelet-api-admin by RBAC (the
+// add-ons' ClusterRoleBinding) and in no group; a certificate issued in
+// system:masters by an earlier release keeps it until the bindings are
+// confirmed (the admin certificate is in AdminGroup: SwitchAdmin ran only
+// once both bindings answered), so kubectl logs and exec never break.
+func (s *Store) kubeletClientGroups() ([]string, error) {
+	old, err := s.Load(KubernetesCA, APIServerKubeletClient)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(old.Cert.Subject.Organization, MastersGroup) {
+		return nil, nil
+	}
+	bound, err := s.AdminBound()
+	if err != nil || bound {
+		return nil, err
+	}
+	return []string{MastersGroup}, nil
 }
 
 // serviceAccount loads the service-account key pair or creates it when

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func testControlPlaneRequest() ControlPlaneRequest {
@@ -85,7 +86,7 @@ func TestControlPlaneClientCertificates(t *testing.T) {
 			org    []string
 		}{
 			{"etcd client", cp.EtcdClient, cp.EtcdCA, "kube-apiserver-etcd-client", []string{MastersGroup}},
-			{"kubelet client", cp.KubeletClient, cp.CA, KubeletClientUser, []string{MastersGroup}},
+			{"kubelet client", cp.KubeletClient, cp.CA, KubeletClientUser, nil},
 			{"front-proxy client", cp.FrontProxyClient, cp.FrontProxyCA, FrontProxyClientUser, nil},
 			{"controller-manager", cp.ControllerManager, cp.CA, "system:kube-controller-manager", nil},
 			{"scheduler", cp.Scheduler, cp.CA, "system:kube-scheduler", nil},
@@ -197,13 +198,45 @@ func TestServiceAccountKeyIsKept(t *testing.T) {
 	})
 }
 
+// legacyAdmin stores an admin certificate in system:masters, as releases
+// before the group binding issued it.
+func legacyAdmin(t *testing.T, s *Store) *KeyPair {
+	t.Helper()
+	kube, err := s.CA(KubernetesCA, KubernetesCACommonName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, _, err := s.Leaf(kube, KubernetesCA, Admin, AdminRequest(MastersGroup))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kp
+}
+
+// TestAdminCertificate: no admin certificate is issued before the switch
+// (ErrNoAdmin); SwitchAdmin issues it in AdminGroup only when verify
+// accepts it (a failed verify stores nothing); later calls keep it.
 func TestAdminCertificate(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s *Store) {
-		a, err := s.EnsureAdmin()
-		if err != nil {
-			t.Fatal(err)
+		if _, err := s.EnsureAdmin(); !errors.Is(err, ErrNoAdmin) {
+			t.Fatalf("EnsureAdmin on an empty store: %v, want ErrNoAdmin", err)
 		}
-		if a.Cert.Subject.CommonName != AdminUser || !slices.Equal(a.Cert.Subject.Organization, []string{MastersGroup}) {
+		verifyErr := errors.New("fake verify: the binding does not answer yet")
+		var seen *KeyPair
+		if _, changed, err := s.SwitchAdmin(func(kp *KeyPair) error { seen = kp; return verifyErr }); !errors.Is(err, verifyErr) || changed {
+			t.Fatalf("SwitchAdmin with a failing verify: changed %v, err %v", changed, err)
+		}
+		if seen == nil || !InAdminGroup(seen.Cert) {
+			t.Fatal("verify was not given the new certificate in the admin group")
+		}
+		if _, err := s.EnsureAdmin(); !errors.Is(err, ErrNoAdmin) {
+			t.Fatalf("a failed verify stored an admin certificate: %v", err)
+		}
+		a, changed, err := s.SwitchAdmin(func(kp *KeyPair) error { seen = kp; return nil })
+		if err != nil || !changed || !a.Cert.Equal(seen.Cert) {
+			t.Fatalf("SwitchAdmin: changed %v, err %v, or not the verified certificate", changed, err)
+		}
+		if a.Cert.Subject.CommonName != AdminUser || !slices.Equal(a.Cert.Subject.Organization, []string{AdminGroup}) {
 			t.Fatalf("admin subject %v", a.Cert.Subject)
 		}
 		if !slices.Equal(a.Cert.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}) {
@@ -222,6 +255,109 @@ func TestAdminCertificate(t *testing.T) {
 		}
 		if !a.Cert.Equal(b.Cert) {
 			t.Fatal("EnsureAdmin reissued a matching certificate")
+		}
+		c, changed, err := s.SwitchAdmin(func(*KeyPair) error { t.Error("verify called for an admin already in the group"); return nil })
+		if err != nil || changed || !c.Cert.Equal(a.Cert) {
+			t.Fatalf("SwitchAdmin again: changed %v, err %v", changed, err)
+		}
+		if bound, err := s.AdminBound(); err != nil || !bound {
+			t.Fatalf("AdminBound = %v, %v after the switch", bound, err)
+		}
+	})
+}
+
+// TestAdminSwitchFromMasters: an admin certificate in system:masters (a
+// state of an earlier release) is kept, and renewed in system:masters,
+// until SwitchAdmin's verify accepts the one in AdminGroup.
+func TestAdminSwitchFromMasters(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		old := legacyAdmin(t, s)
+		got, err := s.EnsureAdmin()
+		if err != nil || !got.Cert.Equal(old.Cert) {
+			t.Fatalf("EnsureAdmin did not keep the system:masters admin: %v", err)
+		}
+		if bound, _ := s.AdminBound(); bound {
+			t.Fatal("AdminBound with a system:masters admin")
+		}
+		// Close to expiry it is renewed in the group it has.
+		s.Now = func() time.Time { return old.Cert.NotAfter.Add(-RenewBefore / 2) }
+		renewed, err := s.EnsureAdmin()
+		if err != nil || renewed.Cert.Equal(old.Cert) || !slices.Equal(renewed.Cert.Subject.Organization, []string{MastersGroup}) {
+			t.Fatalf("renewal: %v, O=%v", err, renewed.Cert.Subject.Organization)
+		}
+		if _, _, err := s.SwitchAdmin(func(*KeyPair) error { return errors.New("fake verify: forbidden") }); err == nil {
+			t.Fatal("SwitchAdmin succeeded with a failing verify")
+		}
+		if got, _ := s.EnsureAdmin(); !got.Cert.Equal(renewed.Cert) {
+			t.Fatal("a failed switch replaced the system:masters admin")
+		}
+		sw, changed, err := s.SwitchAdmin(func(*KeyPair) error { return nil })
+		if err != nil || !changed || !InAdminGroup(sw.Cert) {
+			t.Fatalf("switch: changed %v, err %v", changed, err)
+		}
+	})
+}
+
+// TestKubeletClientLeavesMasters: a new kubelet client certificate is in
+// no group; one in system:masters (earlier release) keeps it until the
+// admin certificate is in AdminGroup (both bindings confirmed), then is
+// reissued without it.
+func TestKubeletClientLeavesMasters(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		cp := ensureTestControlPlane(t, s)
+		if o := cp.KubeletClient.Cert.Subject.Organization; len(o) != 0 {
+			t.Fatalf("new kubelet client O=%v, want none", o)
+		}
+		kube := cp.CA
+		if _, _, err := s.Leaf(kube, KubernetesCA, APIServerKubeletClient,
+			Request{CommonName: KubeletClientUser, Organization: []string{MastersGroup}, Usage: Client}); err != nil {
+			t.Fatal(err)
+		}
+		legacyAdmin(t, s)
+		cp, err := s.EnsureControlPlane(testControlPlaneRequest())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o := cp.KubeletClient.Cert.Subject.Organization; !slices.Equal(o, []string{MastersGroup}) || slices.Contains(cp.Changed, KubernetesCA+"/"+APIServerKubeletClient) {
+			t.Fatalf("before the switch the kubelet client lost system:masters (O=%v) or was reissued (%v)", o, cp.Changed)
+		}
+		if _, _, err := s.SwitchAdmin(func(*KeyPair) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		cp, err = s.EnsureControlPlane(testControlPlaneRequest())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o := cp.KubeletClient.Cert.Subject.Organization; len(o) != 0 || !slices.Contains(cp.Changed, KubernetesCA+"/"+APIServerKubeletClient) {
+			t.Fatalf("after the switch the kubelet client is O=%v (changed %v), want no group, reissued", o, cp.Changed)
+		}
+		cp, err = s.EnsureControlPlane(testControlPlaneRequest())
+		if err != nil || len(cp.Changed) != 0 {
+			t.Fatalf("re-ensure changed %v (%v)", cp.Changed, err)
+		}
+	})
+}
+
+// TestBreakGlass: the break-glass certificate is its own file, in
+// system:masters, kept across calls, and distinct from the admin's.
+func TestBreakGlass(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		bg, err := s.EnsureBreakGlass()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bg.Cert.Subject.CommonName != BreakGlassUser || !slices.Equal(bg.Cert.Subject.Organization, []string{MastersGroup}) {
+			t.Fatalf("break-glass subject %v", bg.Cert.Subject)
+		}
+		if _, err := s.Load(KubernetesCA, AdminBreakGlass); err != nil {
+			t.Fatalf("break-glass not stored as %s: %v", AdminBreakGlass, err)
+		}
+		if _, err := s.EnsureAdmin(); !errors.Is(err, ErrNoAdmin) {
+			t.Fatalf("the break-glass certificate issued an admin one: %v", err)
+		}
+		again, err := s.EnsureBreakGlass()
+		if err != nil || !again.Cert.Equal(bg.Cert) {
+			t.Fatalf("EnsureBreakGlass reissued a matching certificate (%v)", err)
 		}
 	})
 }

@@ -56,6 +56,10 @@ type Options struct {
 	// ExtraArgs are more kube-apiserver flags, after the harness's own
 	// (e.g. --encryption-provider-config=FILE).
 	ExtraArgs []string
+	// PKI is the store the cluster CA and the client certificates come
+	// from (default: a new one in the test's temporary directory); a test
+	// that signs client certificates of its own passes one.
+	PKI *pki.Store
 }
 
 // Start starts etcd and kube-apiserver (and kube-controller-manager when
@@ -81,7 +85,10 @@ func Start(t testing.TB, o Options) kubernetes.Interface {
 
 	dir := t.TempDir()
 	apiPort := freePort(t)
-	kc := writePKI(t, dir, apiPort)
+	if o.PKI == nil {
+		o.PKI = &pki.Store{Dir: filepath.Join(dir, "pki")}
+	}
+	kc := writePKI(t, o.PKI, dir, apiPort)
 	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
 	etcd := startProcess(t, etcdBin, "--name=kubetest", "--data-dir="+filepath.Join(dir, "etcd"),
@@ -140,13 +147,12 @@ func Start(t testing.TB, o Options) kubernetes.Interface {
 	return cs
 }
 
-// writePKI writes into dir the cluster CA (ca.crt), kube-apiserver's
+// writePKI writes into dir the cluster CA of store (ca.crt), kube-apiserver's
 // serving pair for 127.0.0.1 (apiserver.crt, .key), the service-account
-// key pair (sa.key, sa.pub) and an admin kubeconfig for the API on
+// key pair (sa.key, sa.pub) and a system:masters kubeconfig for the API on
 // apiPort (kubeconfig), which it also returns.
-func writePKI(t testing.TB, dir string, apiPort int) []byte {
+func writePKI(t testing.TB, store *pki.Store, dir string, apiPort int) []byte {
 	t.Helper()
-	store := &pki.Store{Dir: filepath.Join(dir, "pki")}
 	ca, err := store.CA(pki.KubernetesCA, pki.KubernetesCACommonName)
 	if err != nil {
 		t.Fatal(err)
@@ -156,7 +162,9 @@ func writePKI(t testing.TB, dir string, apiPort int) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin, err := store.EnsureAdmin()
+	// The break-glass certificate (system:masters): the harness's client
+	// needs no binding.
+	admin, err := store.EnsureBreakGlass()
 	if err != nil {
 		t.Fatal(err)
 	}
