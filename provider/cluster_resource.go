@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -78,6 +79,7 @@ type clusterResourceModel struct {
 	Timeouts        timeouts.Value `tfsdk:"timeouts"`
 	WaitReachable   types.String   `tfsdk:"wait_reachable"`
 	AcceptRisk      types.Bool     `tfsdk:"accept_transient_risk"`
+	PKIDir          types.String   `tfsdk:"pki_dir"`
 }
 
 func (m clusterResourceModel) input() inventoryInput {
@@ -114,7 +116,16 @@ func (m clusterResourceModel) engineRequest(st types.String) engineRequest {
 	if !m.KubeVersion.IsNull() && !m.KubeVersion.IsUnknown() {
 		r.KubernetesVersion = m.KubeVersion.ValueString()
 	}
+	if !m.PKIDir.IsUnknown() {
+		dir := m.PKIDir.ValueString() // null: in the state
+		r.PKIDir = &dir
+	}
 	return r
+}
+
+// pkiOutside reports whether pki_dir keeps the PKI out of the state.
+func (m clusterResourceModel) pkiOutside() bool {
+	return !m.PKIDir.IsNull() && m.PKIDir.ValueString() != ""
 }
 
 // stringsOf is a list of strings as a slice (nil when null or unknown).
@@ -205,7 +216,8 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 			"center gives a warning, never an error, and the resource is never dropped from state for it. " +
 			"**Destroy** resets every server in a quorum-safe order (node agents, API VIP and control plane, BGP agents, etcd last).\n\n" +
 			"The engine's state (certificate authorities and keys, the last apply's allocations) is kept in the " +
-			"Sensitive `state` attribute, not in a directory: protect the Terraform state as you would the cluster's CA. " +
+			"Sensitive `state` attribute: protect the Terraform state as you would the cluster's CA (an encrypted, " +
+			"access-controlled backend), or set `pki_dir` to keep the PKI in a directory and only its fingerprints in the state. " +
 			"When an apply fails half-way the state reached so far is saved with the error, and the next apply continues " +
 			"from it (after a failed *create* Terraform marks the resource tainted: `terraform untaint` it to continue " +
 			"instead of resetting and rebuilding).\n\n" +
@@ -289,14 +301,31 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 			"state": schema.StringAttribute{
 				Computed:  true,
 				Sensitive: true,
-				MarkdownDescription: "The engine's state: the files of the CLI's state directory (PKI with its private keys, " +
+				MarkdownDescription: "The engine's state: the files of the CLI's state directory (PKI with its private keys — with `pki_dir`, " +
+					"only the directory and the SHA-256 of each of its files —, " +
 					"`prior.json`) as JSON, `{\"format\":2,\"files\":{...}}` (the bare object of files older versions wrote is " +
 					"read and rewritten). Pass it to `tricenter_node` and `tricenter_kubeconfig` as `cluster_state`.",
 			},
 			"kubeconfig": schema.StringAttribute{
-				Computed:            true,
-				Sensitive:           true,
-				MarkdownDescription: "Admin kubeconfig for the API VIP (client certificate of `system:masters`). Use the ephemeral `tricenter_kubeconfig` to keep credentials out of plans and outputs.",
+				Computed:  true,
+				Sensitive: true,
+				MarkdownDescription: "Admin kubeconfig for the API VIP (cluster-admin through a ClusterRoleBinding group), with its private key: " +
+					"it is kept in the state. **Deprecated**: use the ephemeral `tricenter_kubeconfig`, which keeps the credential out " +
+					"of the state, plans and outputs. Null when `pki_dir` is set.",
+				DeprecationMessage: "The kubeconfig attribute keeps an admin private key in the Terraform state. Use the ephemeral " +
+					"tricenter_kubeconfig resource (cluster_state = tricenter_cluster.<name>.state) instead; this attribute will be removed.",
+			},
+			"pki_dir": schema.StringAttribute{
+				Optional: true,
+				MarkdownDescription: "Keep the PKI out of the Terraform state: the certificate authorities and their keys, the " +
+					"service-account key, the Secrets encryption keys and every leaf certificate and key live in this directory " +
+					"(created 0700; each file 0600, written atomically; the layout of the CLI's `DIR/<cluster>/pki`), and `state` " +
+					"holds only their SHA-256 fingerprints, so a plan still sees a changed or missing PKI: a missing directory or " +
+					"file, or one whose content changed, is an error that names it (restore it from its backup), never new CAs. " +
+					"`tricenter_node` and `tricenter_kubeconfig` read the directory `state` names, so it must be reachable wherever " +
+					"Terraform runs; back it up. Use an absolute path. Setting it on an installed cluster moves the PKI there on the " +
+					"next apply; unsetting it brings the PKI back into `state`. Default: unset, the PKI is in `state`.",
+				Validators: []validator.String{stringvalidator.LengthAtLeast(1)},
 			},
 			"ca_certificate": schema.StringAttribute{
 				Computed:            true,
@@ -347,7 +376,15 @@ func (r *clusterResource) Configure(_ context.Context, req resource.ConfigureReq
 func (r *clusterResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
 	var m clusterResourceModel
 	resp.Diagnostics.Append(req.Config.Get(ctx, &m)...)
-	if resp.Diagnostics.HasError() || m.Components.IsUnknown() || m.SkipPhases.IsUnknown() {
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if d := m.PKIDir; !d.IsNull() && !d.IsUnknown() && !filepath.IsAbs(d.ValueString()) {
+		resp.Diagnostics.AddAttributeWarning(path.Root("pki_dir"), "Relative pki_dir",
+			fmt.Sprintf("pki_dir %q is relative to the directory Terraform runs in, and the state records it as given: "+
+				"use an absolute path so every run (and tricenter_node, tricenter_kubeconfig) finds the PKI.", d.ValueString()))
+	}
+	if m.Components.IsUnknown() || m.SkipPhases.IsUnknown() {
 		return
 	}
 	only, d := m.components(ctx)
@@ -615,8 +652,9 @@ func (r *clusterResource) apply(ctx context.Context, m *clusterResourceModel, st
 	}
 	m.Kubeconfig = types.StringNull()
 	// AdminKubeconfig may issue the admin certificate: before the state is
-	// encoded, so it is kept.
-	if kc, err := e.AdminKubeconfig(""); err == nil {
+	// encoded, so it is kept. With pki_dir no private key goes to the
+	// state: the deprecated attribute stays null.
+	if kc, err := e.AdminKubeconfig(""); err == nil && !m.pkiOutside() {
 		m.Kubeconfig = types.StringValue(string(kc))
 	}
 	if m.State, err = run.stateValue(nil); err != nil {
@@ -796,6 +834,9 @@ func (r *clusterResource) fillImported(ctx context.Context, m *clusterResourceMo
 	m.EtcdPerCenter = types.MapNull(types.Int64Type)
 	if kc, err := e.AdminKubeconfig(""); err == nil {
 		m.Kubeconfig = types.StringValue(string(kc))
+		if m.pkiOutside() {
+			m.Kubeconfig = types.StringNull()
+		}
 		if st, err := run.stateValue(nil); err == nil {
 			m.State = st
 		}

@@ -69,6 +69,11 @@ type engineRequest struct {
 	// cluster's, for tricenter_node) instead of the inventory's, so a
 	// node follows its cluster through an upgrade.
 	FollowReleases bool
+	// PKIDir is where the PKI is kept outside the state
+	// (tricenter_cluster.pki_dir; "" in the state). nil follows the first
+	// state that names a directory (a node and a kubeconfig keep the
+	// cluster's choice).
+	PKIDir *string
 }
 
 // engineRun is one engine over the engine state in memory (state.Mem): no
@@ -76,8 +81,11 @@ type engineRequest struct {
 type engineRun struct {
 	store *state.Mem
 	eng   *installer.Engine
-	// inputs are the decoded States of the request, in order.
+	// inputs are the decoded States of the request, in order (with a PKI
+	// kept in a directory read back in).
 	inputs []map[string]string
+	// pkiDir, when set, is where stateValue puts the PKI (pki_dir.go).
+	pkiDir string
 }
 
 // openEngine is the one way a resource builds its engine: the inventory
@@ -100,6 +108,7 @@ func openEngine(ctx context.Context, data *providerData, req engineRequest) (*en
 	}
 	var inputs []map[string]string
 	files := map[string]string{}
+	pkiDir := ""
 	for _, in := range req.States {
 		f, err := decodeFiles(in.Value)
 		if err == nil {
@@ -109,8 +118,19 @@ func openEngine(ctx context.Context, data *providerData, req engineRequest) (*en
 			diags.AddAttributeError(in.Attr, "Unreadable "+in.What, err.Error())
 			return nil, diags
 		}
+		f, dir, err := internalizePKI(f)
+		if err != nil {
+			diags.AddAttributeError(in.Attr, "PKI missing or changed", err.Error()+".")
+			return nil, diags
+		}
+		if pkiDir == "" {
+			pkiDir = dir
+		}
 		inputs = append(inputs, f)
 		files = overlay(files, f)
+	}
+	if req.PKIDir != nil {
+		pkiDir = *req.PKIDir
 	}
 	if req.FollowReleases && len(inputs) > 0 {
 		c = followReleases(c, inputs[0])
@@ -126,6 +146,7 @@ func openEngine(ctx context.Context, data *providerData, req engineRequest) (*en
 		return nil, diags
 	}
 	run.inputs = inputs
+	run.pkiDir = pkiDir
 	return run, diags
 }
 
@@ -223,11 +244,18 @@ func fileExists(p string) bool {
 func (r *engineRun) files() map[string]string { return r.store.Snapshot() }
 
 // stateValue encodes the engine state as it is now, keep (when not nil)
-// choosing what of it the resource records.
+// choosing what of it the resource records. With a PKI directory the
+// PKI's files are written there and the state holds their fingerprints.
 func (r *engineRun) stateValue(keep func(after map[string]string) map[string]string) (types.String, error) {
 	files := r.files()
 	if keep != nil {
 		files = keep(files)
+	}
+	if r.pkiDir != "" {
+		var err error
+		if files, err = externalizePKI(files, r.pkiDir); err != nil {
+			return types.StringNull(), err
+		}
 	}
 	enc, err := encodeFiles(files)
 	if err != nil {

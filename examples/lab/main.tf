@@ -19,7 +19,10 @@
 #   export TF_CLI_CONFIG_FILE=$PWD/dev.tfrc
 #   cd examples/lab
 #   terraform apply -var-file=../../.cache/lab/lab/terraform.tfvars
-#   terraform output -raw kubeconfig > admin.conf
+#   # The admin kubeconfig, through the CLI (an ephemeral tricenter_kubeconfig
+#   # gives it to other providers without putting it in the state):
+#   terraform output -raw engine_state | ../../bin/tricenter state restore -f "$(terraform output -raw inventory_file)" --from - --state-dir "$HOME/.tricenter-lab-state"
+#   ../../bin/tricenter kubeconfig -f "$(terraform output -raw inventory_file)" --state-dir "$HOME/.tricenter-lab-state" --output-file admin.conf
 #   ../../.cache/artifacts/kubectl-v1.37.2 --kubeconfig admin.conf get nodes -L topology.kubernetes.io/zone,tricenter.io/rack
 #   terraform destroy -var-file=../../.cache/lab/lab/terraform.tfvars   # resets the hosts, powers the servers off
 #   ../../bin/tricenter-lab down -f ../../examples/lab/lab.yaml
@@ -107,9 +110,8 @@ output "server_serials" {
   value       = { for k, s in tricenter_server.lab : k => s.fru_serial }
 }
 
-output "kubeconfig" {
-  value     = tricenter_cluster.lab.kubeconfig
-  sensitive = true
+output "inventory_file" {
+  value = var.inventory_file
 }
 
 # For the CLI on a cluster Terraform manages:

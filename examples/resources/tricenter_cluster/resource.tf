@@ -6,6 +6,10 @@ resource "tricenter_cluster" "lab" {
   # Workers joined one by one by tricenter_node (below, same names).
   node_servers = ["dc1-r01-s02", "dc2-r01-s02"]
 
+  # Optional: keep the CAs and keys in this directory (0700) and only their
+  # fingerprints in the Terraform state. Back the directory up.
+  # pki_dir = "/var/lib/tricenter/three-center/pki"
+
   timeouts {
     create = "90m"
     update = "90m"
@@ -30,7 +34,10 @@ output "etcd_members" {
   value = tricenter_cluster.lab.etcd_members # server => center
 }
 
-output "kubeconfig" {
-  value     = tricenter_cluster.lab.kubeconfig
-  sensitive = true
+# The admin kubeconfig never goes to the state: open it as an ephemeral
+# resource (Terraform 1.10+) where a provider or a write-only argument
+# needs it.
+ephemeral "tricenter_kubeconfig" "admin" {
+  path          = tricenter_cluster.lab.path
+  cluster_state = tricenter_cluster.lab.state
 }

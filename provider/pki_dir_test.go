@@ -1,0 +1,192 @@
+package provider
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+)
+
+// TestPKIDirRoundTrip: externalizePKI writes every pki/ file under the
+// directory (0700, files 0600) and leaves only fingerprints in the
+// files; internalizePKI reads them back, and refuses a missing
+// directory, a missing file and a changed file with the path and what to
+// do.
+func TestPKIDirRoundTrip(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "pki")
+	files := map[string]string{
+		"prior.json":             `{"etcdMembers":["a"]}`,
+		"pki/etcd/ca.key":        "-----BEGIN EC PRIVATE KEY-----\netcd\n",
+		"pki/etcd/ca.crt":        "-----BEGIN CERTIFICATE-----\netcd\n",
+		"pki/kubernetes/sa.key":  "-----BEGIN EC PRIVATE KEY-----\nsa\n",
+		"pki/nodes/w1/kubelet.k": "leaf",
+	}
+	ext, err := externalizePKI(files, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ext) != 2 || ext["prior.json"] != files["prior.json"] || ext[pkiRefFile] == "" {
+		t.Fatalf("externalized files = %v", keysOf(ext))
+	}
+	for k, v := range ext {
+		if strings.Contains(v, "PRIVATE KEY") || strings.Contains(v, "CERTIFICATE") {
+			t.Errorf("%s still holds PKI content: %q", k, v)
+		}
+	}
+	for _, d := range []string{dir, filepath.Join(dir, "etcd")} {
+		st, err := os.Stat(d)
+		if err != nil || st.Mode().Perm() != 0o700 {
+			t.Errorf("%s: %v mode %v, want 0700", d, err, st.Mode().Perm())
+		}
+	}
+	for name, content := range files {
+		rel, ok := strings.CutPrefix(name, "pki/")
+		if !ok {
+			continue
+		}
+		p := filepath.Join(dir, rel)
+		b, err := os.ReadFile(p)
+		st, _ := os.Stat(p)
+		if err != nil || string(b) != content || st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, content %q, mode %v", p, err, b, st.Mode().Perm())
+		}
+	}
+	back, gotDir, err := internalizePKI(ext)
+	if err != nil || gotDir != dir {
+		t.Fatalf("internalizePKI: %v (dir %q)", err, gotDir)
+	}
+	if len(back) != len(files) {
+		t.Fatalf("read back %v, want %v", keysOf(back), keysOf(files))
+	}
+	for k, v := range files {
+		if back[k] != v {
+			t.Errorf("%s read back as %q", k, back[k])
+		}
+	}
+	// In-state files are returned as they are.
+	if same, d, err := internalizePKI(files); err != nil || d != "" || len(same) != len(files) {
+		t.Fatalf("a state holding its PKI: %v, dir %q, %d files", err, d, len(same))
+	}
+
+	// A changed file.
+	if err := os.WriteFile(filepath.Join(dir, "etcd", "ca.key"), []byte("other"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := internalizePKI(ext); err == nil || !strings.Contains(err.Error(), "etcd/ca.key changed") || !strings.Contains(err.Error(), dir) ||
+		!strings.Contains(err.Error(), "restore") {
+		t.Fatalf("changed file: %v", err)
+	}
+	// A missing file.
+	if err := os.Remove(filepath.Join(dir, "etcd", "ca.key")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := internalizePKI(ext); err == nil || !strings.Contains(err.Error(), "lacks etcd/ca.key") || !strings.Contains(err.Error(), "never issues") {
+		t.Fatalf("missing file: %v", err)
+	}
+	// A missing directory.
+	if err := os.RemoveAll(filepath.Dir(dir)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := internalizePKI(ext); err == nil || !strings.Contains(err.Error(), "pki_dir "+dir) ||
+		!strings.Contains(err.Error(), "Restore the directory") || !strings.Contains(err.Error(), "never creates new certificate authorities") {
+		t.Fatalf("missing directory: %v", err)
+	}
+	// A directory others may read is refused.
+	open := filepath.Join(t.TempDir(), "open")
+	if err := os.Mkdir(open, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := externalizePKI(files, open); err == nil || !strings.Contains(err.Error(), "chmod 700") {
+		t.Fatalf("a 0755 pki_dir: %v", err)
+	}
+}
+
+// TestClusterApplyPKIDir: tricenter_cluster's apply with pki_dir (here
+// stopping after the certificates, as TestClusterApplyKeepsPartialProgress
+// does) keeps no private key and no certificate in the state and leaves
+// the deprecated kubeconfig null; the next apply continues from the
+// directory (same CA); the plan's engine (ModifyPlan's openEngine) over a
+// state whose directory is gone is an error naming it; unsetting pki_dir
+// brings the PKI back into the state.
+func TestClusterApplyPKIDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pki")
+	r := &clusterResource{}
+	m := clusterResourceModel{Path: types.StringNull(), YAML: types.StringValue(labInventory(t)),
+		Components: types.ListNull(types.StringType), NodeServers: types.SetNull(types.StringType), PKIDir: types.StringValue(dir)}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var diags diag.Diagnostics
+	if !r.apply(ctx, &m, types.StringNull(), &diags) {
+		t.Fatalf("apply reports nothing to save: %q", summary(diags))
+	}
+	st := m.State.ValueString()
+	if strings.Contains(st, "PRIVATE KEY") || strings.Contains(st, "CERTIFICATE") || !strings.Contains(st, pkiRefFile) {
+		t.Fatalf("the state holds PKI content or no reference: %.300s", st)
+	}
+	if !m.Kubeconfig.IsNull() {
+		t.Error("kubeconfig is set with pki_dir: it would put the admin key in the state")
+	}
+	ca, err := os.ReadFile(filepath.Join(dir, "kubernetes", "ca.crt"))
+	if err != nil || m.CACertificate.ValueString() != string(ca) {
+		t.Fatalf("the CA is not in pki_dir (%v) or ca_certificate differs", err)
+	}
+	etcdKey, err := os.ReadFile(filepath.Join(dir, "etcd", "ca.key"))
+	if err != nil || !strings.Contains(string(etcdKey), "PRIVATE KEY") {
+		t.Fatalf("etcd CA key in pki_dir: %v", err)
+	}
+
+	m2 := m
+	var diags2 diag.Diagnostics
+	if !r.apply(ctx, &m2, m.State, &diags2) {
+		t.Fatalf("second apply reports nothing to save: %q", summary(diags2))
+	}
+	if m2.CACertificate.ValueString() != string(ca) {
+		t.Fatal("the second apply did not continue from pki_dir: the CA changed")
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "etcd", "ca.key")); string(b) != string(etcdKey) {
+		t.Fatal("the second apply rewrote the etcd CA key")
+	}
+
+	// The node and kubeconfig resources follow the directory the state
+	// names.
+	run, d := openEngine(ctx, nil, engineRequest{Inventory: m.input(), States: []stateInput{{Value: m2.State, What: "cluster state"}}})
+	if d.HasError() {
+		t.Fatalf("openEngine over a pki_dir state: %s", summary(d))
+	}
+	if run.pkiDir != dir || run.files()["pki/kubernetes/ca.crt"] != string(ca) {
+		t.Errorf("engine over the cluster state: pki dir %q, CA read back %v", run.pkiDir, run.files()["pki/kubernetes/ca.crt"] != "")
+	}
+	run.Close()
+
+	// Unsetting pki_dir brings the PKI back into the state.
+	m3 := m2
+	m3.PKIDir = types.StringNull()
+	var diags3 diag.Diagnostics
+	if !r.apply(ctx, &m3, m2.State, &diags3) {
+		t.Fatalf("apply without pki_dir: %q", summary(diags3))
+	}
+	files, err := decodeFiles(m3.State)
+	if err != nil || files["pki/etcd/ca.key"] != string(etcdKey) || files[pkiRefFile] != "" {
+		t.Fatalf("without pki_dir the state does not hold the PKI again (%v): %v", err, keysOf(files))
+	}
+
+	// The directory is gone: the plan is an error naming it.
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	_, d = openEngine(ctx, nil, m2.engineRequest(m2.State))
+	if !d.HasError() || !strings.Contains(summary(d), dir) || !strings.Contains(summary(d), "Restore the directory") {
+		t.Fatalf("plan over a missing pki_dir: %q", summary(d))
+	}
+	if _, err := os.Stat(dir); err == nil {
+		t.Fatal("planning over a missing pki_dir re-created it")
+	}
+}
