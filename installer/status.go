@@ -31,8 +31,15 @@ type Status struct {
 	BGP map[string]*bgp.Status `json:"bgp,omitempty"`
 	// BGPNotVerified says, by server, why its agent could not be asked.
 	BGPNotVerified map[string]string `json:"bgpNotVerified,omitempty"`
+	// Certificates is the certificates' expiry: per kind from the state,
+	// and the API server's as served now (nil: not read, see Problems).
+	Certificates *CertificateStatus `json:"certificates,omitempty"`
 	// Problems lists what is not as planned, or could not be checked.
 	Problems []string `json:"problems,omitempty"`
+	// Warnings lists what is as planned but needs action soon (a
+	// certificate within spec.pki.renewBefore of its expiry); they do not
+	// make the status fail.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // OK reports whether everything observed is as planned.
@@ -68,7 +75,9 @@ type NodeStatus struct {
 }
 
 // Status observes etcd (per member and center), the API through every
-// control-plane server and the VIP, the Nodes and the BGP agents. It does
+// control-plane server and the VIP, the Nodes and the BGP agents, and
+// reports the certificates' expiry (from the state; the API server's as
+// served). It does
 // not fail when parts are unreachable: those become Problems.
 func (e *Engine) Status(ctx context.Context) (*Status, error) {
 	st := &Status{Cluster: e.cfg.Cluster.Metadata.Name, BGP: map[string]*bgp.Status{}}
@@ -104,6 +113,13 @@ func (e *Engine) Status(ctx context.Context) (*Status, error) {
 			st.Problems = append(st.Problems, fmt.Sprintf("API %s: %v", a.Name, err))
 		}
 		st.API = append(st.API, a)
+	}
+	if cs, probs, warns, err := e.certificateStatus(ctx, st.API); err != nil {
+		st.Problems = append(st.Problems, "certificates: not read ("+err.Error()+")")
+	} else {
+		st.Certificates = cs
+		st.Problems = append(st.Problems, probs...)
+		st.Warnings = append(st.Warnings, warns...)
 	}
 	// One observing manager for the run: new SSH connections, one attempt
 	// each, so every answer is the servers' now and a dead server costs
