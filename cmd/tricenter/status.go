@@ -19,12 +19,18 @@ func newStatusCmd(g *globals) *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
 		Use:   "status -f FILE",
-		Short: "Show the cluster as observed: etcd per center, the API, nodes per center and rack, BGP",
+		Short: "Show the cluster as observed: etcd per center, the API, nodes per center and rack, BGP, certificate expiry",
 		Long: `status asks the cluster, not the inventory: every etcd member (health, leader,
 members per center), /readyz through every control-plane server and through
 the API VIP, every server's Node (registered, Ready, version, pod CIDR) by
 center and rack, and every BGP agent's sessions. It exits 1 when anything is
 not as planned, listing why.
+
+It also reports the certificates: per kind, the one in the state that
+expires first, the time left, RENEW DUE within spec.pki.renewBefore (720h by
+default: the next apply reissues it; a warning, exit 0) and EXPIRED (a
+problem, exit 1); and the certificate every API endpoint serves now (a TLS
+handshake), compared with the state's.
 
 Every line is what was observed now. A node is Ready only when its Ready
 condition is True, its kubelet's heartbeat (the node Lease) is at most two
@@ -114,6 +120,15 @@ func printStatus(w io.Writer, st *installer.Status) {
 			fmt.Fprintf(w, "  %-16s not verified (the agent could not be asked)\n", n)
 		}
 	}
+	if cs := st.Certificates; cs != nil {
+		printCertificates(w, cs)
+	}
+	if len(st.Warnings) > 0 {
+		fmt.Fprintln(w, "warnings:")
+		for _, x := range st.Warnings {
+			fmt.Fprintln(w, "  -", x)
+		}
+	}
 	if len(st.Problems) > 0 {
 		fmt.Fprintln(w, "problems:")
 		for _, p := range st.Problems {
@@ -134,4 +149,56 @@ func bootWord(b string) string {
 		return "DIFFERS"
 	}
 	return b
+}
+
+// printCertificates is the certificates section: per kind from the state,
+// then the API server's certificate as served now.
+func printCertificates(w io.Writer, cs *installer.CertificateStatus) {
+	fmt.Fprintf(w, "certificates (source: %s; renew before %s):\n", cs.Source, installer.ShortDuration(cs.RenewBefore))
+	fmt.Fprintf(w, "  %-30s %-5s %-20s %-12s %-9s %s\n", "KIND", "COUNT", "EARLIEST EXPIRY", "LEFT", "FLAG", "FILE")
+	for _, k := range cs.Kinds {
+		if k.NoExpiry {
+			fmt.Fprintf(w, "  %-30s %-5d %-20s %-12s %-9s %s\n", k.Kind, k.Count, "no expiry", "-", "", k.File)
+			continue
+		}
+		flag := ""
+		switch {
+		case k.Expired:
+			flag = "EXPIRED"
+		case k.RenewDue:
+			flag = "RENEW DUE"
+		}
+		fmt.Fprintf(w, "  %-30s %-5d %-20s %-12s %-9s %s\n", k.Kind, k.Count, k.NotAfter.UTC().Format(time.RFC3339), leftWord(k.Left), flag, k.File)
+	}
+	if len(cs.Served) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "  kube-apiserver certificate served now (TLS handshake):")
+	for _, s := range cs.Served {
+		switch {
+		case !s.Observed:
+			fmt.Fprintf(w, "    %-16s %-22s not observed (%s)\n", s.Name, s.Address, s.Error)
+		default:
+			same := "the state's"
+			if !s.MatchesStore {
+				same = "DIFFERS from the state's"
+			}
+			left := leftWord(s.Left) + " left"
+			if s.Left <= 0 {
+				left = "EXPIRED"
+			}
+			fmt.Fprintf(w, "    %-16s %-22s expires %s (%s), %s\n", s.Name, s.Address, s.NotAfter.UTC().Format(time.RFC3339), left, same)
+		}
+	}
+}
+
+// leftWord is a time left in days above two days, else as a duration.
+func leftWord(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "expired"
+	case d >= 48*time.Hour:
+		return fmt.Sprintf("%dd", int(d/(24*time.Hour)))
+	}
+	return installer.ShortDuration(d.Round(time.Second))
 }

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tricenter/terraform-provider-tricenter/installer"
+	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
+)
+
+// TestPrintStatusCertificates: the certificates section shows per kind the
+// earliest expiry, the time left and RENEW DUE / EXPIRED, the served
+// certificate's comparison, and the warnings; JSON carries the same.
+func TestPrintStatusCertificates(t *testing.T) {
+	at := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	st := &installer.Status{Cluster: "lab",
+		Certificates: &installer.CertificateStatus{Source: installer.CertificateSourceStore, RenewBefore: 5 * time.Minute, Kinds: []pki.KindExpiry{
+			{Kind: pki.KindAdmin, File: "st/pki/kubernetes/admin.crt", Count: 1, NotAfter: at.Add(-time.Minute), Left: -time.Minute, Expired: true},
+			{Kind: pki.KindKubeletServing, File: "st/pki/kubernetes/kubelet-serving-w1.crt", Count: 3, NotAfter: at.Add(4 * time.Minute), Left: 4 * time.Minute, RenewDue: true},
+			{Kind: "CA etcd", CA: true, File: "st/pki/etcd/ca.crt", Count: 1, NotAfter: at.Add(3650 * 24 * time.Hour), Left: 3650 * 24 * time.Hour},
+			{Kind: pki.KindServiceAccountKey, NoExpiry: true, File: "st/pki/kubernetes/sa.key", Count: 1},
+		}, Served: []installer.ServedCertificate{
+			{Name: "cp1", Address: "198.18.0.11:6443", Observed: true, NotAfter: at.Add(10 * time.Minute), Left: 10 * time.Minute, MatchesStore: true},
+			{Name: "cp2", Address: "198.18.0.12:6443", Observed: true, NotAfter: at.Add(2 * time.Minute), Left: 2 * time.Minute},
+			{Name: "API VIP", Address: "198.18.0.100:6443", Error: "not asked: its /readyz did not answer"},
+		}},
+		Warnings: []string{"certificates: kubelet serving (...) expires ..."},
+	}
+	var b bytes.Buffer
+	printStatus(&b, st)
+	out := b.String()
+	for _, want := range []string{
+		"certificates (source: store; renew before 5m):",
+		"admin client                   1     2026-02-28T23:59:00Z expired      EXPIRED   st/pki/kubernetes/admin.crt",
+		"kubelet serving                3     2026-03-01T00:04:00Z 4m           RENEW DUE st/pki/kubernetes/kubelet-serving-w1.crt",
+		"CA etcd                        1     2036-02-27T00:00:00Z 3650d",
+		"service-account key            1     no expiry",
+		"cp1              198.18.0.11:6443       expires 2026-03-01T00:10:00Z (10m left), the state's",
+		"cp2              198.18.0.12:6443       expires 2026-03-01T00:02:00Z (2m left), DIFFERS from the state's",
+		"API VIP          198.18.0.100:6443      not observed (not asked: its /readyz did not answer)",
+		"warnings:\n  - certificates: kubelet serving",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+	j, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"certificates":{"source":"store","renewBefore":300000000000,"kinds":[`, `"renewDue":true`, `"expired":true`, `"noExpiry":true`, `"matchesStore":false`, `"warnings":[`} {
+		if !strings.Contains(string(j), want) {
+			t.Errorf("JSON lacks %s: %s", want, j)
+		}
+	}
+}
