@@ -154,7 +154,10 @@ func New(ctx context.Context, o Options) (*Run, error) {
 	r := &run{o: o, log: o.Logger, plan: o.Placement.Etcd.Members, byName: map[string]inventory.Member{},
 		facts: map[string]*Facts{}, changed: map[string]bool{}, res: &Result{}, healthy: map[uint64]bool{},
 		sums: map[string]string{}}
-	r.set = Settings{ClusterName: o.Cluster.Metadata.Name, Timers: o.Placement.Etcd.Timers}
+	r.set = Settings{ClusterName: o.Cluster.Metadata.Name, Timers: o.Placement.Etcd.Timers, SharedPeerCA: o.PKI.SharedPeerCA}
+	if o.PKI.SharedPeerCA {
+		o.Logger.Warn("etcd peer CA shared with the client CA (a cluster created before the split): a client certificate of the etcd CA can open a peer connection until a CA rotation splits them")
+	}
 	for _, m := range r.plan {
 		r.byName[m.Name] = m
 	}
@@ -272,7 +275,7 @@ func (r *run) selectHosts(withRetired bool) inventory.Selector {
 
 const factsCmd = `echo now=$(date +%s.%N)
 [ -d ` + DataDir + `/member ] && echo data=1 || echo data=0
-[ -d ` + PKIDir + ` ] && [ -d ` + DataDir + ` ] && echo dirs=1 || echo dirs=0
+` + hostSetupFacts + `
 echo active=$(systemctl is-active ` + Unit + ` 2>/dev/null)
 echo enabled=$(systemctl is-enabled ` + Unit + ` 2>/dev/null)
 echo listeners=$(ss -Hltnp '( sport = :2379 or sport = :2380 )' 2>/dev/null | grep -o 'users:(("[^"]*"' | sed 's/users:(("//; s/"//' | sort -u | tr '\n' ,)
@@ -293,7 +296,7 @@ func (r *run) preflight(ctx context.Context, h *phase.Host) error {
 			kv[k] = v
 		}
 	}
-	f.HasData, f.HasDirs = kv["data"] == "1", kv["dirs"] == "1"
+	f.HasData, f.HasDirs = kv["data"] == "1", kv["hostsetup"] == "1"
 	f.Active, f.Enabled = kv["active"] == "active", kv["enabled"] == "enabled"
 	for _, p := range strings.Split(kv["listeners"], ",") {
 		if p != "" && p != "etcd" {
@@ -430,27 +433,27 @@ func (r *run) install(ctx context.Context, h *phase.Host) error {
 	}
 	f := r.fact(h.Name)
 	if !f.HasDirs {
-		if _, err := h.Sudo(ctx, "install -d -m 0700 "+PKIDir+" "+DataDir+" && install -d -m 0755 "+ConfDir); err != nil {
-			return fmt.Errorf("creating etcd directories on %s: %w", h.Name, err)
+		// The etcd user and group (before any file is given to them) and
+		// the directories.
+		if _, err := h.Sudo(ctx, hostSetupCmd); err != nil {
+			return fmt.Errorf("creating the etcd user and directories on %s: %w", h.Name, err)
 		}
 	}
-	peer, srv := r.o.PKI.Peer[m.Name], r.o.PKI.Server[m.Name]
-	if peer == nil || srv == nil {
-		return fmt.Errorf("no certificates for member %s", m.Name)
+	pkiFiles, err := PKIFiles(r.o.PKI, m.Name)
+	if err != nil {
+		return err
 	}
 	etcdctl := BinDir + "/etcdctl"
 	files := []phase.File{
 		// The manifest's digests, just checked, are what the uploads expect.
 		{Path: BinDir + "/etcd", Local: r.bins["etcd"], Mode: 0o755, SHA256: r.sums[r.bins["etcd"]]},
 		{Path: etcdctl, Local: r.bins["etcdctl"], Mode: 0o755, SHA256: r.sums[r.bins["etcdctl"]]},
-		{Path: PKIDir + "/ca.crt", Data: r.o.PKI.CA.CertPEM},
-		{Path: PKIDir + "/peer.crt", Data: peer.CertPEM},
-		{Path: PKIDir + "/peer.key", Data: peer.KeyPEM, Mode: 0o600, Secret: true},
-		{Path: PKIDir + "/server.crt", Data: srv.CertPEM},
-		{Path: PKIDir + "/server.key", Data: srv.KeyPEM, Mode: 0o600, Secret: true},
-		{Path: EnvFile, Data: RenderEnv(r.set, m)},
-		{Path: UnitFile, Data: RenderUnit()},
 	}
+	files = append(files, pkiFiles...)
+	files = append(files,
+		phase.File{Path: EnvFile, Data: RenderEnv(r.set, m)},
+		phase.File{Path: UnitFile, Data: RenderUnit()},
+	)
 	done, err := h.InstallFiles(ctx, BinariesRecord, files)
 	if err != nil {
 		return fmt.Errorf("installing etcd: %w", err)

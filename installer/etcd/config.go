@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
+	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
@@ -21,6 +23,85 @@ const (
 	Unit          = "etcd.service"
 )
 
+// The member's TLS files under PKIDir.
+const (
+	// CAFile is the client CA: it signs the server and client certificates
+	// (--trusted-ca-file).
+	CAFile = PKIDir + "/ca.crt"
+	// PeerCAFile is the peer CA (--peer-trusted-ca-file) of a cluster whose
+	// peer CA is its own (not pki.Etcd.SharedPeerCA).
+	PeerCAFile     = PKIDir + "/peer-ca.crt"
+	PeerCertFile   = PKIDir + "/peer.crt"
+	PeerKeyFile    = PKIDir + "/peer.key"
+	ServerCertFile = PKIDir + "/server.crt"
+	ServerKeyFile  = PKIDir + "/server.key"
+)
+
+// etcd runs as its own system user and group, never as root.
+const (
+	User  = "etcd"
+	Group = "etcd"
+)
+
+// Ownership and modes on the host: the data directory belongs to etcd
+// (0700, as etcd itself asks of it); the TLS files belong to root and are
+// readable by the etcd group only (0640 root:etcd, PKIDir 0750 root:etcd):
+// etcd reads its keys but cannot rewrite or replace them, and nobody else
+// reads them.
+const (
+	PKIOwner    = "root:" + Group
+	PKIFileMode = 0o640
+	PKIDirMode  = 0o750
+	DataOwner   = User + ":" + Group
+	DataDirMode = 0o700
+)
+
+// hostSetupCmd creates the etcd system user and group when missing (no
+// login shell, no home) and the directories with their owners and modes.
+// The recursive chown of an existing data directory (written by a member
+// that ran as root) is the unit's ExecStartPre: it runs after the old
+// process stopped, so no file that process writes is left to root.
+const hostSetupCmd = "set -e\n" +
+	"getent group " + Group + " >/dev/null || groupadd --system " + Group + "\n" +
+	"getent passwd " + User + " >/dev/null || useradd --system --gid " + Group +
+	" --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin --comment 'etcd (tricenter)' " + User + "\n" +
+	"install -d -m 0755 " + ConfDir + "\n" +
+	"install -d -m 0750 -o root -g " + Group + " " + PKIDir + "\n" +
+	"install -d -m 0700 -o " + User + " -g " + Group + " " + DataDir
+
+// hostSetupFacts prints hostsetup=1 when the user, group and directories
+// are as hostSetupCmd leaves them.
+const hostSetupFacts = `getent passwd ` + User + ` >/dev/null && getent group ` + Group + ` >/dev/null && ` +
+	`[ "$(stat -c '%U:%G:%a' ` + PKIDir + ` ` + DataDir + ` 2>/dev/null | tr '\n' ' ')" = "root:` + Group + `:750 ` +
+	User + `:` + Group + `:700 " ] && echo hostsetup=1 || echo hostsetup=0`
+
+// PKIFiles are the member's TLS files: the client CA, the peer CA (only
+// when it is not shared), its peer and server certificates and keys, all
+// 0640 root:etcd.
+func PKIFiles(p *pki.Etcd, member string) ([]phase.File, error) {
+	peer, srv := p.Peer[member], p.Server[member]
+	if peer == nil || srv == nil || p.CA == nil {
+		return nil, fmt.Errorf("no certificates for member %s", member)
+	}
+	files := []phase.File{{Path: CAFile, Data: p.CA.CertPEM}}
+	if !p.SharedPeerCA {
+		if p.PeerCA == nil {
+			return nil, fmt.Errorf("no etcd peer CA for member %s", member)
+		}
+		files = append(files, phase.File{Path: PeerCAFile, Data: p.PeerCA.CertPEM})
+	}
+	files = append(files,
+		phase.File{Path: PeerCertFile, Data: peer.CertPEM},
+		phase.File{Path: PeerKeyFile, Data: peer.KeyPEM, Secret: true},
+		phase.File{Path: ServerCertFile, Data: srv.CertPEM},
+		phase.File{Path: ServerKeyFile, Data: srv.KeyPEM, Secret: true},
+	)
+	for i := range files {
+		files[i].Mode, files[i].Owner, files[i].DirMode = PKIFileMode, PKIOwner, PKIDirMode
+	}
+	return files, nil
+}
+
 // Settings are the cluster-wide values every member's configuration uses.
 type Settings struct {
 	ClusterName string
@@ -28,6 +109,10 @@ type Settings struct {
 	// QuotaBackendBytes bounds the database (default 8 GiB as etcd
 	// recommends for the maximum).
 	QuotaBackendBytes int64
+	// SharedPeerCA: the cluster's peer certificates are signed by its
+	// client CA (pki.Etcd.SharedPeerCA, a cluster created before the
+	// split), so the peer side trusts CAFile and checks no common name.
+	SharedPeerCA bool
 }
 
 // DefaultQuotaBackendBytes is 8 GiB.
@@ -64,15 +149,35 @@ func RenderEnv(s Settings, m inventory.Member) []byte {
 		{"ETCD_PRE_VOTE", "true"},
 		{"ETCD_LOGGER", "zap"},
 		{"ETCD_LOG_OUTPUTS", "stderr"},
-		{"ETCD_CERT_FILE", PKIDir + "/server.crt"},
-		{"ETCD_KEY_FILE", PKIDir + "/server.key"},
-		{"ETCD_TRUSTED_CA_FILE", PKIDir + "/ca.crt"},
+		{"ETCD_CERT_FILE", ServerCertFile},
+		{"ETCD_KEY_FILE", ServerKeyFile},
+		{"ETCD_TRUSTED_CA_FILE", CAFile},
 		{"ETCD_CLIENT_CERT_AUTH", "true"},
-		{"ETCD_PEER_CERT_FILE", PKIDir + "/peer.crt"},
-		{"ETCD_PEER_KEY_FILE", PKIDir + "/peer.key"},
-		{"ETCD_PEER_TRUSTED_CA_FILE", PKIDir + "/ca.crt"},
-		{"ETCD_PEER_CLIENT_CERT_AUTH", "true"},
+		{"ETCD_PEER_CERT_FILE", PeerCertFile},
+		{"ETCD_PEER_KEY_FILE", PeerKeyFile},
 	}
+	// The peer port trusts the peer CA only, so a client certificate (of
+	// CAFile) cannot open a peer connection, and the client port refuses
+	// peer certificates. On top, --peer-cert-allowed-cn: every peer
+	// certificate carries the one common name pki.EtcdPeerCN (and the
+	// member's own SANs). A common name rather than
+	// --peer-cert-allowed-hostname: etcd checks that flag with
+	// x509.VerifyHostname against each listed name, so it would have to
+	// list every member (a flag that changes, and restarts every member,
+	// on each membership change) or every certificate would need a shared
+	// SAN. etcd 3.5 and 3.6 apply the check to the verified chain on both
+	// sides of a peer connection (transport.TLSInfo.baseConfig serves the
+	// server and the client configuration), so the peer certificate, also
+	// the peer port's server certificate, carries it too. A cluster that
+	// still shares its CA keeps trusting CAFile on the peer side and its
+	// peer certificates named after the members: no common-name check
+	// until a CA rotation splits it.
+	if s.SharedPeerCA {
+		kv = append(kv, [2]string{"ETCD_PEER_TRUSTED_CA_FILE", CAFile})
+	} else {
+		kv = append(kv, [2]string{"ETCD_PEER_TRUSTED_CA_FILE", PeerCAFile}, [2]string{"ETCD_PEER_CERT_ALLOWED_CN", pki.EtcdPeerCN})
+	}
+	kv = append(kv, [2]string{"ETCD_PEER_CLIENT_CERT_AUTH", "true"})
 	for _, x := range kv {
 		fmt.Fprintf(&b, "%s=%s\n", x[0], x[1])
 	}
@@ -111,8 +216,14 @@ Wants=network-online.target
 
 [Service]
 Type=notify
+User=` + User + `
+Group=` + Group + `
 EnvironmentFile=` + EnvFile + `
 EnvironmentFile=-` + BootstrapFile + `
+# As root ("+"): the data directory of a member that ran as root, or that
+# a restore wrote, becomes etcd's before every start.
+ExecStartPre=+/usr/bin/install -d -m 0700 -o ` + User + ` -g ` + Group + ` ` + DataDir + `
+ExecStartPre=+/bin/chown -R ` + DataOwner + ` ` + DataDir + `
 ExecStart=` + BinDir + `/etcd
 Restart=always
 RestartSec=2s

@@ -34,6 +34,9 @@ var testMember = inventory.Member{Name: "dc1-r01-s01", Site: "site-a", Center: "
 func TestRenderedFilesGolden(t *testing.T) {
 	s := Settings{ClusterName: "lab", Timers: inventory.Timers{HeartbeatMs: 100, ElectionTimeoutMs: 1000}}
 	golden(t, "etcd.env", RenderEnv(s, testMember))
+	shared := s
+	shared.SharedPeerCA = true
+	golden(t, "etcd-shared-peer-ca.env", RenderEnv(shared, testMember))
 	golden(t, "etcd.service", RenderUnit())
 	golden(t, "bootstrap-new.env", RenderBootstrap(s, []InitialMember{
 		{"dc3-r01-s01", PeerURL("198.19.5.10")}, {"dc1-r01-s01", PeerURL("198.19.1.10")},

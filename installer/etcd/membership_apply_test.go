@@ -35,12 +35,11 @@ import (
 // memberProcs runs the etcd processes of the test's servers; it is the
 // run's hostOps.
 type memberProcs struct {
-	bin    string
-	dir    string
-	caFile string
-	pki    *pki.Etcd
-	set    Settings
-	ns     map[string]*labnet.NS
+	bin string
+	dir string
+	pki *pki.Etcd
+	set Settings
+	ns  map[string]*labnet.NS
 
 	mu    sync.Mutex
 	procs map[string]*memberProc
@@ -62,12 +61,22 @@ func (mp *memberProcs) start(m inventory.Member, initial []InitialMember, existi
 	if err := os.MkdirAll(md, 0o700); err != nil {
 		return err
 	}
-	for _, kp := range []struct {
-		name string
-		kp   *pki.KeyPair
-	}{{"server", mp.pki.Server[m.Name]}, {"peer", mp.pki.Peer[m.Name]}} {
-		if err := kp.kp.Save(filepath.Join(md, kp.name+".crt"), filepath.Join(md, kp.name+".key")); err != nil {
+	// The TLS files and settings as install writes them, PKIDir moved
+	// into md.
+	files, err := PKIFiles(mp.pki, m.Name)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		if err := os.WriteFile(filepath.Join(md, filepath.Base(f.Path)), f.Data, f.Mode); err != nil {
 			return err
+		}
+	}
+	var tlsEnv []string
+	for _, l := range strings.Split(string(RenderEnv(mp.set, m)), "\n") {
+		k, v, _ := strings.Cut(l, "=")
+		if strings.HasPrefix(k, "ETCD_") && (strings.Contains(k, "CERT") || strings.Contains(k, "KEY") || strings.Contains(k, "CA_FILE")) {
+			tlsEnv = append(tlsEnv, k+"="+strings.ReplaceAll(v, PKIDir, md))
 		}
 	}
 	var ic []string
@@ -83,16 +92,13 @@ func (mp *memberProcs) start(m inventory.Member, initial []InitialMember, existi
 		"--listen-client-urls", ClientURL(m.Address), "--advertise-client-urls", ClientURL(m.Address),
 		"--listen-peer-urls", PeerURL(m.Address), "--initial-advertise-peer-urls", PeerURL(m.Address),
 		"--initial-cluster", strings.Join(ic, ","), "--initial-cluster-state", state, "--initial-cluster-token", mp.set.Token(),
-		"--cert-file", filepath.Join(md, "server.crt"), "--key-file", filepath.Join(md, "server.key"),
-		"--trusted-ca-file", mp.caFile, "--client-cert-auth",
-		"--peer-cert-file", filepath.Join(md, "peer.crt"), "--peer-key-file", filepath.Join(md, "peer.key"),
-		"--peer-trusted-ca-file", mp.caFile, "--peer-client-cert-auth",
 		"--heartbeat-interval", fmt.Sprint(mp.set.Timers.HeartbeatMs), "--election-timeout", fmt.Sprint(mp.set.Timers.ElectionTimeoutMs),
 		"--strict-reconfig-check", "--log-level", "warn",
 	}
 	p := &memberProc{done: make(chan struct{}), log: &bytes.Buffer{}}
 	p.cmd = mp.ns[m.Name].Command(context.Background(), mp.bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	p.cmd.Env = append(os.Environ(), tlsEnv...)
 	if err := p.cmd.Start(); err != nil {
 		return fmt.Errorf("starting etcd %s: %w", m.Name, err)
 	}
@@ -188,11 +194,8 @@ func TestMembershipPhasesAgainstEtcd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mp := &memberProcs{bin: bin, dir: dir, caFile: filepath.Join(dir, "ca.crt"), pki: certs,
-		set: Settings{ClusterName: c.Metadata.Name, Timers: five.Etcd.Timers}, ns: map[string]*labnet.NS{}, procs: map[string]*memberProc{}}
-	if err := os.WriteFile(mp.caFile, certs.CA.CertPEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	mp := &memberProcs{bin: bin, dir: dir, pki: certs,
+		set: Settings{ClusterName: c.Metadata.Name, Timers: five.Etcd.Timers, SharedPeerCA: certs.SharedPeerCA}, ns: map[string]*labnet.NS{}, procs: map[string]*memberProc{}}
 	for _, m := range five.Etcd.Members {
 		ns, err := n.Namespace("etcd")
 		if err != nil {
