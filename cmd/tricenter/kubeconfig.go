@@ -23,23 +23,40 @@ import (
 const (
 	flagAllowSystemGroups = "allow-system-groups"
 	flagAllowLongTTL      = "allow-long-ttl"
+	flagBreakGlass        = "break-glass"
 )
+
+// breakGlassWarning goes to stderr whenever --break-glass hands out the
+// system:masters credential.
+const breakGlassWarning = `WARNING: this is the break-glass credential: user tricenter-break-glass in
+system:masters, which passes every authorization check and which no RBAC
+change can revoke (only a new Kubernetes CA can). Use it only to repair the
+cluster when the admin kubeconfig no longer works (its ClusterRoleBinding
+tricenter:cluster-admins deleted or broken: the next tricenter apply puts it
+back), keep it off shared disks, and delete it when done.
+`
 
 func newKubeconfigCmd(g *globals) *cobra.Command {
 	var f engineFlags
 	var out, format, user, server string
 	var groups []string
 	var ttl time.Duration
-	var allowSystem, allowLong bool
+	var allowSystem, allowLong, breakGlass bool
 	cmd := &cobra.Command{
-		Use:   "kubeconfig -f FILE [--output-file PATH] [-o yaml|json] [--user NAME --group G --ttl 8h]",
+		Use:   "kubeconfig -f FILE [--output-file PATH] [-o yaml|json] [--user NAME --group G --ttl 8h | --break-glass]",
 		Short: "Write the admin kubeconfig (0600), or a short-lived one for a user",
 		Long: `kubeconfig writes a kubeconfig for the cluster's API VIP, atomically and
 mode 0600 (it holds a private key), to --output-file PATH or to stdout, in
 YAML or, with -o json, JSON (kubectl reads both).
 
-Without --user it is the admin kubeconfig (group system:masters) kept in the
-state directory's PKI. With --user it is a new client certificate for that
+Without --user it is the admin kubeconfig kept in the state directory's PKI:
+user tricenter-admin in group tricenter:cluster-admins, which apply binds to
+cluster-admin with the ClusterRoleBinding tricenter:cluster-admins (deleting
+the binding revokes it; a cluster installed by an earlier release keeps a
+system:masters admin until its next apply switches it). With --break-glass
+it is the emergency credential instead (user tricenter-break-glass in
+system:masters, kept only in the state, never written unless asked for),
+with a warning on stderr. With --user it is a new client certificate for that
 user and --group(s), valid for --ttl (at most 24h unless --allow-long-ttl)
 and stored nowhere: RBAC decides what it may do. Users and groups starting
 with system: (system:masters, system:nodes, system:node:NAME,
@@ -51,11 +68,15 @@ prints it.`,
 		Example: `  tricenter kubeconfig -f cluster.yaml --output-file admin.conf
   tricenter kubeconfig -f cluster.yaml --user alice --group platform --ttl 8h --output-file alice.conf
   tricenter kubeconfig -f cluster.yaml -o json | jq -r '.clusters[0].cluster.server'
-  tricenter kubeconfig issued -f cluster.yaml`,
+  tricenter kubeconfig issued -f cluster.yaml
+  tricenter kubeconfig -f cluster.yaml --break-glass --output-file /root/break-glass.conf`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != "yaml" && format != "json" {
 				return fmt.Errorf("-o %q: use yaml or json (-o is the output format; write to a file with --output-file %s)", format, format)
+			}
+			if breakGlass && user != "" {
+				return fmt.Errorf("--%s is the cluster's own emergency credential: it takes no --user", flagBreakGlass)
 			}
 			if user == "" {
 				for _, name := range []string{"group", "ttl", flagAllowSystemGroups, flagAllowLongTTL} {
@@ -85,9 +106,13 @@ prints it.`,
 				return fmt.Errorf("%w (run tricenter apply first)", err)
 			}
 			var data []byte
-			if user == "" {
+			switch {
+			case breakGlass:
+				fmt.Fprint(g.stderr, breakGlassWarning)
+				data, err = e.BreakGlassKubeconfig(server)
+			case user == "":
 				data, err = e.AdminKubeconfig(server)
-			} else {
+			default:
 				var uc *installer.UserCert
 				uc, err = e.IssueUserKubeconfig(installer.UserCertRequest{User: user, Groups: groups, TTL: ttl,
 					AllowSystemGroups: allowSystem, AllowLongTTL: allowLong})
@@ -130,7 +155,9 @@ prints it.`,
 		"let --user and --group name system: users and groups (system:masters bypasses RBAC), the admin group and the components' users")
 	cmd.Flags().BoolVar(&allowLong, flagAllowLongTTL, false,
 		fmt.Sprintf("let --ttl exceed %s (up to %s)", kubeconfig.FormatDuration(kubeconfig.MaxUserTTL), kubeconfig.FormatDuration(kubeconfig.MaxLongUserTTL)))
-	cmd.Flags().StringVar(&server, "server", "", "API URL in the admin kubeconfig (default: the API VIP)")
+	cmd.Flags().BoolVar(&breakGlass, flagBreakGlass, false,
+		"write the break-glass credential (system:masters, not revocable by RBAC) instead of the admin's: for emergencies only")
+	cmd.Flags().StringVar(&server, "server", "", "API URL in the admin or break-glass kubeconfig (default: the API VIP)")
 	// A URL, not a server of the inventory (registerInventoryCompletions).
 	_ = cmd.RegisterFlagCompletionFunc("server", cobra.NoFileCompletions)
 	cmd.AddCommand(newKubeconfigIssuedCmd(g))

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/tricenter/terraform-provider-tricenter/installer"
+	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
 	"github.com/tricenter/terraform-provider-tricenter/installer/state"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
@@ -282,6 +283,7 @@ func TestKubeconfigOutput(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.Close()
+	switchAdmin(t, st)
 
 	yamlOut, errs, code := runCLI(t, "kubeconfig", "-f", labInv, "--state-dir", dir)
 	if code != 0 {
@@ -324,6 +326,77 @@ func TestKubeconfigOutput(t *testing.T) {
 	}
 	if _, err := os.Stat("admin.conf"); err == nil {
 		t.Fatal("-o PATH wrote a file")
+	}
+}
+
+// switchAdmin stores the admin certificate in its group, as apply's
+// add-ons step does once the binding answers (here a fake verify that
+// accepts it: no API server).
+func switchAdmin(t *testing.T, st *state.Dir) {
+	t.Helper()
+	if _, _, err := st.PKI().SwitchAdmin(func(*pki.KeyPair) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// kubeconfigCert is the client certificate of a kubeconfig (YAML).
+func kubeconfigCert(t *testing.T, kc string) *x509.Certificate {
+	t.Helper()
+	var doc kubeconfigDoc
+	if err := yaml.Unmarshal([]byte(kc), &doc); err != nil || len(doc.Users) != 1 {
+		t.Fatalf("not a kubeconfig with one user (%v):\n%s", err, kc)
+	}
+	der, err := base64.StdEncoding.DecodeString(doc.Users[0].User["client-certificate-data"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := pem.Decode(der)
+	if b == nil {
+		t.Fatal("client-certificate-data holds no PEM block")
+	}
+	c, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestKubeconfigBreakGlass: before apply has bound the admin group there
+// is no admin kubeconfig (the error names --break-glass); --break-glass
+// writes the system:masters credential with a warning on stderr, and
+// refuses --user; once the admin is switched the default kubeconfig is in
+// tricenter:cluster-admins and not in system:masters.
+func TestKubeconfigBreakGlass(t *testing.T) {
+	dir := kubeconfigState(t)
+	_, errs, code := runCLI(t, "kubeconfig", "-f", labInv, "--state-dir", dir)
+	if code != 1 || !strings.Contains(errs, "no admin certificate in the state") || !strings.Contains(errs, "--break-glass") {
+		t.Fatalf("admin kubeconfig before the switch: exit %d: %s", code, errs)
+	}
+	out, errs, code := runCLI(t, "kubeconfig", "-f", labInv, "--state-dir", dir, "--break-glass")
+	if code != 0 {
+		t.Fatalf("--break-glass: exit %d: %s", code, errs)
+	}
+	if !strings.Contains(errs, "WARNING: this is the break-glass credential") || !strings.Contains(errs, "system:masters") {
+		t.Errorf("--break-glass printed no warning on stderr: %q", errs)
+	}
+	if c := kubeconfigCert(t, out); c.Subject.CommonName != pki.BreakGlassUser || !slices.Equal(c.Subject.Organization, []string{pki.MastersGroup}) {
+		t.Errorf("break-glass certificate %v", c.Subject)
+	}
+	if _, errs, code := runCLI(t, "kubeconfig", "-f", labInv, "--state-dir", dir, "--break-glass", "--user", "alice"); code != 1 || !strings.Contains(errs, "--break-glass") {
+		t.Errorf("--break-glass --user: exit %d: %s", code, errs)
+	}
+
+	c, _, err := inventory.Load(labInv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switchAdmin(t, &state.Dir{Path: filepath.Join(dir, c.Metadata.Name)})
+	out, errs, code = runCLI(t, "kubeconfig", "-f", labInv, "--state-dir", dir)
+	if code != 0 || strings.Contains(errs, "WARNING") {
+		t.Fatalf("admin kubeconfig after the switch: exit %d: %s", code, errs)
+	}
+	if c := kubeconfigCert(t, out); c.Subject.CommonName != pki.AdminUser || !slices.Equal(c.Subject.Organization, []string{pki.AdminGroup}) {
+		t.Errorf("admin certificate %v, want %s in %s only", c.Subject, pki.AdminUser, pki.AdminGroup)
 	}
 }
 
