@@ -3,6 +3,7 @@ package installer
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"net/netip"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
+	"github.com/tricenter/terraform-provider-tricenter/installer/state"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
@@ -185,5 +187,58 @@ func TestServedCertificates(t *testing.T) {
 	got = servedCertificates(context.Background(), d.DialContext, ca.Cert, stored.Cert, []apiEndpoint{{Name: "x", Address: serve(foreign)}}, start)
 	if g := got[0]; g.Observed || !strings.Contains(g.Error, "not signed by the state's Kubernetes CA") {
 		t.Errorf("foreign CA: %+v", g)
+	}
+}
+
+// TestEngineCertificateExpiry: before any PKI the engine says ErrNoPKI;
+// certificates issued through Engine.PKIStore get spec.pki's lifetime and
+// the engine's clock judges them against spec.pki.renewBefore.
+func TestEngineCertificateExpiry(t *testing.T) {
+	c, lines, err := inventory.Load("../examples/inventory/three-center.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Spec.PKI = inventory.PKI{RenewBefore: "5m", LeafLifetime: "12m"}
+	m, err := state.NewMem(map[string]string{}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	now := start
+	e, err := New(Config{Cluster: c, Lines: lines, Store: m, Clock: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.CertificateExpiry(); !errors.Is(err, ErrNoPKI) {
+		t.Fatalf("empty state: %v, want ErrNoPKI", err)
+	}
+	s := e.PKIStore()
+	s.Now = func() time.Time { return now }
+	var members []pki.EtcdMember
+	for _, mem := range e.Placement().Etcd.Members {
+		members = append(members, pki.EtcdMember{Name: mem.Name, Address: mem.Address})
+	}
+	p, err := s.EnsureEtcd(members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := start.Add(12 * time.Minute); !p.Admin.Cert.NotAfter.Equal(want) {
+		t.Fatalf("etcd client certificate expires %s, want %s (spec.pki.leafLifetime)", p.Admin.Cert.NotAfter, want)
+	}
+	now = start.Add(6 * time.Minute)
+	if due, _, what, err := e.RenewalDue(); err != nil || due {
+		t.Fatalf("6m in: due %v (%s), %v", due, what, err)
+	}
+	now = start.Add(8 * time.Minute)
+	due, earliest, what, err := e.RenewalDue()
+	if err != nil || !due || !earliest.Equal(start.Add(12*time.Minute)) || !strings.HasPrefix(what, "etcd ") {
+		t.Fatalf("8m in: due %v, earliest %s, what %q, %v", due, earliest, what, err)
+	}
+	r, err := e.CertificateExpiry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.RenewBefore != 5*time.Minute || !r.At.Equal(now) {
+		t.Fatalf("report: renewBefore %s at %s", r.RenewBefore, r.At)
 	}
 }
