@@ -19,7 +19,8 @@ import (
 // certificate policy (spec.pki: renewBefore, leafLifetime) set on it.
 // Every engine path that issues certificates takes its store from here.
 func (e *Engine) PKIStore() *pki.Store {
-	return withPKIPolicy(e.cfg.Store.PKI(), e.cfg.Cluster)
+	states := e.cfg.Store
+	return withPKIPolicy(states.PKI(), e.cfg.Cluster)
 }
 
 // withPKIPolicy sets c's spec.pki on s (the defaults when unset) and
