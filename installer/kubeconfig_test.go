@@ -252,3 +252,52 @@ func TestUserKubeconfigMem(t *testing.T) {
 		t.Fatalf("snapshot lacks the log: %v", m.Snapshot()[state.IssuedFile])
 	}
 }
+
+// TestEngineCredentialAroundTheSwitch: before apply has bound the admin
+// group there is no admin kubeconfig (pki.ErrNoAdmin) and the engine's own
+// client uses the break-glass certificate; once the admin certificate is
+// switched (here with a fake verify, no API server) both the admin
+// kubeconfig and the engine use it, and the break-glass one stays apart.
+// A state of an earlier release (admin in system:masters) keeps that
+// admin, for the engine too, until the switch.
+func TestEngineCredentialAroundTheSwitch(t *testing.T) {
+	e, st, _ := userCertEngine(t, nil)
+	if _, err := e.AdminKubeconfig(""); !errors.Is(err, pki.ErrNoAdmin) {
+		t.Fatalf("AdminKubeconfig before the switch: %v, want ErrNoAdmin", err)
+	}
+	subject := func(kc []byte, err error) (string, []string) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := kubeconfigCert(t, kc)
+		return c.Subject.CommonName, c.Subject.Organization
+	}
+	if cn, o := subject(e.engineKubeconfig("")); cn != pki.BreakGlassUser || !reflect.DeepEqual(o, []string{pki.MastersGroup}) {
+		t.Fatalf("engine credential before the switch: %s %v, want the break-glass one", cn, o)
+	}
+	// An earlier release's admin, in system:masters.
+	kube, err := st.PKI().CA(pki.KubernetesCA, pki.KubernetesCACommonName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.PKI().Leaf(kube, pki.KubernetesCA, pki.Admin, pki.AdminRequest(pki.MastersGroup)); err != nil {
+		t.Fatal(err)
+	}
+	for what, f := range map[string]func(string) ([]byte, error){"admin": e.AdminKubeconfig, "engine": e.engineKubeconfig} {
+		if cn, o := subject(f("")); cn != pki.AdminUser || !reflect.DeepEqual(o, []string{pki.MastersGroup}) {
+			t.Errorf("%s credential with an earlier release's admin: %s %v", what, cn, o)
+		}
+	}
+	if _, _, err := st.PKI().SwitchAdmin(func(*pki.KeyPair) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for what, f := range map[string]func(string) ([]byte, error){"admin": e.AdminKubeconfig, "engine": e.engineKubeconfig} {
+		if cn, o := subject(f("")); cn != pki.AdminUser || !reflect.DeepEqual(o, []string{pki.AdminGroup}) {
+			t.Errorf("%s credential after the switch: %s %v, want %s in %s", what, cn, o, pki.AdminUser, pki.AdminGroup)
+		}
+	}
+	if cn, o := subject(e.BreakGlassKubeconfig("https://198.18.0.1:6443")); cn != pki.BreakGlassUser || !reflect.DeepEqual(o, []string{pki.MastersGroup}) {
+		t.Errorf("break-glass credential: %s %v", cn, o)
+	}
+}
