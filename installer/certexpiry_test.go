@@ -174,6 +174,15 @@ func TestServedCertificates(t *testing.T) {
 	if g := got[2]; g.Observed || g.Error == "" {
 		t.Errorf("cp3 does not answer: %+v", g)
 	}
+	// A certificate of the state's CA for another address is refused.
+	elsewhere, err := pki.Issue(ca, pki.Request{CommonName: "y", IPs: []net.IP{net.IPv4(127, 0, 0, 2)}, Usage: pki.Server}, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = servedCertificates(context.Background(), d.DialContext, ca.Cert, stored.Cert, []apiEndpoint{{Name: "y", Address: serve(elsewhere)}}, start)
+	if g := got[0]; g.Observed || !strings.Contains(g.Error, "127.0.0.1") {
+		t.Errorf("certificate for another address: %+v", g)
+	}
 	// A certificate of another authority is not observed as the API's.
 	other := pki.NewMemStore()
 	oca, err := other.CA(pki.KubernetesCA, "another CA")

@@ -20,8 +20,8 @@ func issueAll(t *testing.T, s *Store) {
 		t.Fatal(err)
 	}
 	if _, err := s.EnsureControlPlane(ControlPlaneRequest{
-		Servers:   []ControlPlaneServer{{Name: "cp1", Address: "198.18.0.11"}, {Name: "cp2", Address: "198.18.0.12"}},
-		APIVIP:    netip.MustParseAddr("198.18.0.100"), ServiceIP: netip.MustParseAddr("10.96.0.1"), ClusterDomain: "cluster.local",
+		Servers: []ControlPlaneServer{{Name: "cp1", Address: "198.18.0.11"}, {Name: "cp2", Address: "198.18.0.12"}},
+		APIVIP:  netip.MustParseAddr("198.18.0.100"), ServiceIP: netip.MustParseAddr("10.96.0.1"), ClusterDomain: "cluster.local",
 	}); err != nil {
 		t.Fatal(err)
 	}
