@@ -23,6 +23,7 @@ const (
 	KindKubeletServing         = "kubelet serving"
 	KindKubeProxy              = "kube-proxy client"
 	KindAdmin                  = "admin client"
+	KindAdminBreakGlass        = "break-glass admin client"
 	// KindServiceAccountKey is the service-account signing key: a key
 	// pair without a certificate, so without an expiry.
 	KindServiceAccountKey = "service-account key"
@@ -62,6 +63,8 @@ func CertKind(authority, name string) (kind string, ca bool) {
 		return KindKubeProxy, false
 	case Admin:
 		return KindAdmin, false
+	case AdminBreakGlass:
+		return KindAdminBreakGlass, false
 	}
 	return authority + "/" + name, false
 }

@@ -215,8 +215,11 @@ func TestLeafHonoursStorePolicy(t *testing.T) {
 
 // TestCertKindFallback: a name the table does not know keeps its own.
 func TestCertKindFallback(t *testing.T) {
-	if k, ca := CertKind("kubernetes", "break-glass"); k != "kubernetes/break-glass" || ca {
+	if k, ca := CertKind("kubernetes", "unknown-leaf"); k != "kubernetes/unknown-leaf" || ca {
 		t.Errorf("got %q %v", k, ca)
+	}
+	if k, _ := CertKind(KubernetesCA, AdminBreakGlass); k != KindAdminBreakGlass {
+		t.Errorf("got %q", k)
 	}
 	if k, ca := CertKind("etcd-peer", "ca"); k != "CA etcd-peer" || !ca {
 		t.Errorf("got %q %v", k, ca)
