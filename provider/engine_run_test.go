@@ -2,7 +2,7 @@ package provider
 
 import (
 	"context"
-	"github.com/tricenter/terraform-provider-tricenter/inventory"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +12,9 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
 // TestEngineRunInMemory: a provider-style run — the engine state filled
@@ -50,7 +53,12 @@ func TestEngineRunInMemory(t *testing.T) {
 	if _, err := run.eng.EtcdPKI(true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := run.eng.AdminKubeconfig(""); err != nil {
+	// Before an apply has bound the admin group there is no admin
+	// certificate; the break-glass one is issued in memory.
+	if _, err := run.eng.AdminKubeconfig(""); !errors.Is(err, pki.ErrNoAdmin) {
+		t.Fatalf("admin kubeconfig before any apply: %v, want pki.ErrNoAdmin", err)
+	}
+	if _, err := run.eng.BreakGlassKubeconfig(""); err != nil {
 		t.Fatal(err)
 	}
 	st, err := run.stateValue(nil)
@@ -62,7 +70,7 @@ func TestEngineRunInMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"prior.json", "pki/etcd/ca.key", "pki/etcd/client-tricenter.key", "pki/kubernetes/ca.key",
-		"pki/front-proxy/ca.key", "pki/kubernetes/admin.key"} {
+		"pki/front-proxy/ca.key", "pki/kubernetes/" + pki.AdminBreakGlass + ".key"} {
 		if files[name] == "" {
 			t.Errorf("the snapshot lacks %s: %v", name, keysOf(files))
 		}

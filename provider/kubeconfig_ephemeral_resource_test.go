@@ -36,6 +36,11 @@ func clusterStateWithPKI(t *testing.T) (string, string) {
 	if _, err := run.eng.EtcdPKI(true); err != nil {
 		t.Fatal(err)
 	}
+	// What an apply does once the admin group's binding answers (here a
+	// fake verification: no API server).
+	if _, _, err := run.store.PKI().SwitchAdmin(func(*pki.KeyPair) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
 	enc, err := encodeFiles(run.files())
 	if err != nil {
 		t.Fatal(err)
@@ -110,8 +115,8 @@ func TestKubeconfigEphemeral(t *testing.T) {
 	if server != "https://198.19.64.10:6443" || admin.APIServerURL.ValueString() != server {
 		t.Errorf("server %q, api_server_url %q", server, admin.APIServerURL.ValueString())
 	}
-	if cert.Subject.CommonName != pki.AdminUser || admin.ExpiresAt.ValueString() != "" {
-		t.Errorf("admin kubeconfig for %q, expires_at %q", cert.Subject.CommonName, admin.ExpiresAt.ValueString())
+	if cert.Subject.CommonName != pki.AdminUser || !pki.InAdminGroup(cert) || admin.ExpiresAt.ValueString() != "" {
+		t.Errorf("admin kubeconfig for %q in %v, expires_at %q", cert.Subject.CommonName, cert.Subject.Organization, admin.ExpiresAt.ValueString())
 	}
 
 	user := base

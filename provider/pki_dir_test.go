@@ -10,6 +10,8 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
 )
 
 // TestPKIDirRoundTrip: externalizePKI writes every pki/ file under the
@@ -143,10 +145,30 @@ func TestClusterApplyPKIDir(t *testing.T) {
 		t.Fatalf("etcd CA key in pki_dir: %v", err)
 	}
 
+	// An apply that bound the admin group leaves an admin certificate
+	// (here issued with a fake verification: no API server).
+	bound, d := openEngine(ctx, nil, m.engineRequest(m.State))
+	if d.HasError() {
+		t.Fatalf("openEngine over the pki_dir state: %s", summary(d))
+	}
+	if _, _, err := bound.store.PKI().SwitchAdmin(func(*pki.KeyPair) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if m.State, err = bound.stateValue(nil); err != nil {
+		t.Fatal(err)
+	}
+	bound.Close()
+
 	m2 := m
 	var diags2 diag.Diagnostics
 	if !r.apply(ctx, &m2, m.State, &diags2) {
 		t.Fatalf("second apply reports nothing to save: %q", summary(diags2))
+	}
+	if !m2.Kubeconfig.IsNull() || strings.Contains(m2.State.ValueString(), "PRIVATE KEY") {
+		t.Fatal("with pki_dir the admin kubeconfig (its private key) reached the state")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "kubernetes", pki.Admin+".key")); err != nil {
+		t.Fatalf("the admin key is not in pki_dir: %v", err)
 	}
 	if m2.CACertificate.ValueString() != string(ca) {
 		t.Fatal("the second apply did not continue from pki_dir: the CA changed")
@@ -176,6 +198,9 @@ func TestClusterApplyPKIDir(t *testing.T) {
 	files, err := decodeFiles(m3.State)
 	if err != nil || files["pki/etcd/ca.key"] != string(etcdKey) || files[pkiRefFile] != "" {
 		t.Fatalf("without pki_dir the state does not hold the PKI again (%v): %v", err, keysOf(files))
+	}
+	if m3.Kubeconfig.IsNull() {
+		t.Error("without pki_dir the deprecated kubeconfig attribute is null")
 	}
 
 	// The directory is gone: the plan is an error naming it.
