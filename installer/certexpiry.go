@@ -43,6 +43,9 @@ type CertificateStatus struct {
 	Source      string           `json:"source"`
 	RenewBefore time.Duration    `json:"renewBefore"`
 	Kinds       []pki.KindExpiry `json:"kinds"`
+	// Unused are certificates the state holds that the inventory no
+	// longer uses (listed, not judged: no apply reissues them).
+	Unused []string `json:"unused,omitempty"`
 	// Served is the kube-apiserver serving certificate observed now
 	// (a TLS handshake) on every control-plane server and the API VIP.
 	Served []ServedCertificate `json:"served,omitempty"`
@@ -75,7 +78,48 @@ func (e *Engine) CertificateExpiry() (*pki.ExpiryReport, error) {
 			return nil, errors.Join(ErrNoPKI, err)
 		}
 	}
-	return s.ExpiryReport()
+	inUse, err := e.certificateInUse(s)
+	if err != nil {
+		return nil, err
+	}
+	return s.ExpiryReportOf(inUse)
+}
+
+// certificateInUse says whether a leaf of the store is one the inventory
+// still uses: a per-server certificate (etcd peer and server, kubelet
+// client and serving) of a server the inventory or the etcd placement no
+// longer has is not, nor an etcd peer certificate under the etcd CA once
+// the peer CA exists (the split left it behind). No apply reissues those,
+// so judging them would report a renewal forever.
+func (e *Engine) certificateInUse(s *pki.Store) (func(authority, name string) bool, error) {
+	hosts := map[string]bool{}
+	for _, h := range e.cfg.Cluster.Hosts() {
+		hosts[h.Name] = true
+	}
+	members := map[string]bool{}
+	for _, m := range e.Placement().Etcd.Members {
+		members[m.Name] = true
+	}
+	split, err := s.HasCA(pki.EtcdPeerCA)
+	if err != nil {
+		return nil, err
+	}
+	return func(authority, name string) bool {
+		if authority != pki.EtcdCA && authority != pki.EtcdPeerCA && authority != pki.KubernetesCA {
+			return true
+		}
+		switch {
+		case strings.HasPrefix(name, "peer-"):
+			return members[strings.TrimPrefix(name, "peer-")] && (authority == pki.EtcdPeerCA || !split)
+		case strings.HasPrefix(name, "server-") && authority == pki.EtcdCA:
+			return members[strings.TrimPrefix(name, "server-")]
+		case strings.HasPrefix(name, "kubelet-client-") && authority == pki.KubernetesCA:
+			return hosts[strings.TrimPrefix(name, "kubelet-client-")]
+		case strings.HasPrefix(name, "kubelet-serving-") && authority == pki.KubernetesCA:
+			return hosts[strings.TrimPrefix(name, "kubelet-serving-")]
+		}
+		return true
+	}, nil
 }
 
 // RenewalDue reports whether a leaf certificate in the state is within
@@ -93,6 +137,9 @@ func (e *Engine) RenewalDue() (due bool, earliest time.Time, what string, err er
 
 // RenewalDue is Engine.RenewalDue for a store without an engine: c's
 // spec.pki against the certificates in s at now.
+//
+// It judges every leaf the store holds; Engine.RenewalDue leaves out those
+// the inventory no longer uses, so prefer it where an engine exists.
 func RenewalDue(s *pki.Store, c *inventory.Cluster, now time.Time) (due bool, earliest time.Time, what string, err error) {
 	s = withPKIPolicy(s, c)
 	s.Now = func() time.Time { return now }
@@ -112,7 +159,7 @@ func (e *Engine) certificateStatus(ctx context.Context, apis []APIStatus) (cs *C
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	cs = &CertificateStatus{Source: CertificateSourceStore, RenewBefore: r.RenewBefore, Kinds: r.Kinds}
+	cs = &CertificateStatus{Source: CertificateSourceStore, RenewBefore: r.RenewBefore, Kinds: r.Kinds, Unused: r.Unused}
 	problems, warnings = expiryFindings(r)
 	store := e.PKIStore()
 	ca, cerr := store.LoadCA(pki.KubernetesCA)

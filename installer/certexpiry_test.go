@@ -234,16 +234,42 @@ func TestEngineCertificateExpiry(t *testing.T) {
 	if want := start.Add(12 * time.Minute); !p.Admin.Cert.NotAfter.Equal(want) {
 		t.Fatalf("etcd client certificate expires %s, want %s (spec.pki.leafLifetime)", p.Admin.Cert.NotAfter, want)
 	}
-	now = start.Add(6 * time.Minute)
+	// Leftovers issued 3m earlier: a removed server's kubelet certificate
+	// and a peer certificate under the etcd CA after the peer CA split.
+	// No apply reissues them: they are listed as unused, never due.
+	now = start.Add(-3 * time.Minute)
+	if _, _, err := s.EnsureKubelet("gone", []net.IP{net.IPv4(198, 18, 9, 9)}); err != nil {
+		t.Fatal(err)
+	}
+	etcdCA, err := s.LoadCA(pki.EtcdCA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Leaf(etcdCA, pki.EtcdCA, "peer-"+members[0].Name, pki.Request{CommonName: members[0].Name, Usage: pki.Server | pki.Client}); err != nil {
+		t.Fatal(err)
+	}
+	now = start.Add(6 * time.Minute) // the leftovers have 3m left, the others 6m
 	if due, _, what, err := e.RenewalDue(); err != nil || due {
 		t.Fatalf("6m in: due %v (%s), %v", due, what, err)
+	}
+	r, err := e.CertificateExpiry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Unused) != 3 || !strings.Contains(strings.Join(r.Unused, " "), "kubernetes/kubelet-serving-gone.crt") ||
+		!strings.Contains(strings.Join(r.Unused, " "), "etcd/peer-"+members[0].Name+".crt") {
+		t.Fatalf("unused: %q", r.Unused)
+	}
+	// Without the inventory (the store alone) they are judged.
+	if due, _, _, err := RenewalDue(e.PKIStore(), c, now); err != nil || !due {
+		t.Fatalf("store alone: due %v, %v", due, err)
 	}
 	now = start.Add(8 * time.Minute)
 	due, earliest, what, err := e.RenewalDue()
 	if err != nil || !due || !earliest.Equal(start.Add(12*time.Minute)) || !strings.HasPrefix(what, "etcd ") {
 		t.Fatalf("8m in: due %v, earliest %s, what %q, %v", due, earliest, what, err)
 	}
-	r, err := e.CertificateExpiry()
+	r, err = e.CertificateExpiry()
 	if err != nil {
 		t.Fatal(err)
 	}

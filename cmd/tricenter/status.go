@@ -170,6 +170,9 @@ func printCertificates(w io.Writer, cs *installer.CertificateStatus) {
 		}
 		fmt.Fprintf(w, "  %-30s %-5d %-20s %-12s %-9s %s\n", k.Kind, k.Count, k.NotAfter.UTC().Format(time.RFC3339), leftWord(k.Left), flag, k.File)
 	}
+	if len(cs.Unused) > 0 {
+		fmt.Fprintf(w, "  not used by the inventory any more (not judged): %s\n", strings.Join(cs.Unused, " "))
+	}
 	if len(cs.Served) == 0 {
 		return
 	}

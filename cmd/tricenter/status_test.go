@@ -22,7 +22,7 @@ func TestPrintStatusCertificates(t *testing.T) {
 			{Kind: pki.KindKubeletServing, File: "st/pki/kubernetes/kubelet-serving-w1.crt", Count: 3, NotAfter: at.Add(4 * time.Minute), Left: 4 * time.Minute, RenewDue: true},
 			{Kind: "CA etcd", CA: true, File: "st/pki/etcd/ca.crt", Count: 1, NotAfter: at.Add(3650 * 24 * time.Hour), Left: 3650 * 24 * time.Hour},
 			{Kind: pki.KindServiceAccountKey, NoExpiry: true, File: "st/pki/kubernetes/sa.key", Count: 1},
-		}, Served: []installer.ServedCertificate{
+		}, Unused: []string{"st/pki/kubernetes/kubelet-client-gone.crt"}, Served: []installer.ServedCertificate{
 			{Name: "cp1", Address: "198.18.0.11:6443", Observed: true, NotAfter: at.Add(10 * time.Minute), Left: 10 * time.Minute, MatchesStore: true},
 			{Name: "cp2", Address: "198.18.0.12:6443", Observed: true, NotAfter: at.Add(2 * time.Minute), Left: 2 * time.Minute},
 			{Name: "API VIP", Address: "198.18.0.100:6443", Error: "not asked: its /readyz did not answer"},
@@ -42,6 +42,7 @@ func TestPrintStatusCertificates(t *testing.T) {
 		"cp2              198.18.0.12:6443       expires 2026-03-01T00:02:00Z (2m left), DIFFERS from the state's",
 		"API VIP          198.18.0.100:6443      not observed (not asked: its /readyz did not answer)",
 		"warnings:\n  - certificates: kubelet serving",
+		"not used by the inventory any more (not judged): st/pki/kubernetes/kubelet-client-gone.crt",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in:\n%s", want, out)

@@ -101,13 +101,22 @@ type ExpiryReport struct {
 	RenewBefore time.Duration `json:"renewBefore"`
 	// Kinds are sorted by NotAfter (keys without expiry last).
 	Kinds []KindExpiry `json:"kinds"`
+	// Unused are the certificates the store still holds that nothing uses
+	// any more (a removed server's, a member's before the etcd peer CA
+	// split): listed, never judged, since no apply reissues them.
+	Unused []string `json:"unused,omitempty"`
 }
 
 // ExpiryReport reads every certificate in the store and reports, per kind,
 // the one that expires first, whether it is within the store's
 // RenewBefore or expired. The service-account key is listed without an
 // expiry. It creates nothing.
-func (s *Store) ExpiryReport() (*ExpiryReport, error) {
+func (s *Store) ExpiryReport() (*ExpiryReport, error) { return s.ExpiryReportOf(nil) }
+
+// ExpiryReportOf is ExpiryReport over the certificates inUse keeps (by
+// authority and name without .crt; nil keeps all); the others are listed
+// in Unused.
+func (s *Store) ExpiryReportOf(inUse func(authority, name string) bool) (*ExpiryReport, error) {
 	all, err := s.Expiries()
 	if err != nil {
 		return nil, err
@@ -116,6 +125,10 @@ func (s *Store) ExpiryReport() (*ExpiryReport, error) {
 	r := &ExpiryReport{At: now, RenewBefore: renew}
 	byKind := map[string]int{}
 	for _, x := range all { // sorted by NotAfter: the first of a kind is its earliest
+		if inUse != nil && x.Name != "ca" && !inUse(x.Authority, x.Name) {
+			r.Unused = append(r.Unused, s.Where(x.Authority, x.Name+".crt"))
+			continue
+		}
 		kind, ca := CertKind(x.Authority, x.Name)
 		if i, ok := byKind[kind]; ok {
 			r.Kinds[i].Count++
