@@ -140,8 +140,8 @@ func (r *nodeResource) Schema(ctx context.Context, _ resource.SchemaRequest, res
 					"the cluster and shares its PKI and allocations.",
 			},
 			"state": schema.StringAttribute{
-				Computed:            true,
-				Sensitive:           true,
+				Computed:  true,
+				Sensitive: true,
 				MarkdownDescription: "What joining this node added to the cluster's engine state (its certificates and keys), in the format of the cluster's `state`. " +
 					"When the cluster's `pki_dir` is set they are written to that directory and this attribute holds only their fingerprints.",
 			},

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -213,5 +214,75 @@ func TestClusterApplyPKIDir(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); err == nil {
 		t.Fatal("planning over a missing pki_dir re-created it")
+	}
+}
+
+// TestNodeFollowsClusterPKIDir: a tricenter_node's engine over a cluster
+// state kept in pki_dir reads the cluster's PKI from that directory and
+// writes the node's own new keys there too, its state holding only their
+// fingerprints; the node's state reads back over the cluster's.
+func TestNodeFollowsClusterPKIDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pki")
+	ctx := context.Background()
+	c := parseLab(t, labInventory(t))
+	cl, err := newEngineRun(ctx, engineOptions{Cluster: c, Files: map[string]string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.eng.EtcdPKI(true); err != nil {
+		t.Fatal(err)
+	}
+	cl.pkiDir = dir
+	clusterState, err := cl.stateValue(nil)
+	cl.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := inventoryInput{Path: types.StringNull(), YAML: types.StringValue(labInventory(t))}
+	node := nodeResourceModel{Path: in.Path, YAML: in.YAML, ClusterState: clusterState, State: types.StringNull()}
+	run, d := openEngine(ctx, nil, node.engineRequest())
+	if d.HasError() {
+		t.Fatalf("node engine over a pki_dir cluster state: %s", summary(d))
+	}
+	if run.pkiDir != dir {
+		t.Fatalf("node engine pki dir %q, want the cluster's %q", run.pkiDir, dir)
+	}
+	if _, _, err := run.store.PKI().EnsureKubelet("tf-dc2-w01", []net.IP{net.ParseIP("198.19.46.20")}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := run.stateValue(func(after map[string]string) map[string]string { return nodeFiles(run.inputs[0], after) })
+	run.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(st.ValueString(), "PRIVATE KEY") || strings.Contains(st.ValueString(), "CERTIFICATE") {
+		t.Fatalf("the node's state holds PKI content: %.300s", st.ValueString())
+	}
+	files, err := decodeFiles(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, _, err := internalizePKI(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(back) == 0 {
+		t.Fatal("the node's state names no file of its own")
+	}
+	for name := range back {
+		if !strings.HasPrefix(name, "pki/") || !strings.Contains(name, "tf-dc2-w01") {
+			t.Errorf("the node's state holds %s", name)
+		}
+	}
+	node.State = st
+	again, d := openEngine(ctx, nil, node.engineRequest())
+	if d.HasError() {
+		t.Fatalf("node engine over its own pki_dir state: %s", summary(d))
+	}
+	defer again.Close()
+	for name, content := range back {
+		if again.files()[name] != content {
+			t.Errorf("%s not read back from pki_dir", name)
+		}
 	}
 }
