@@ -303,7 +303,7 @@ func (e *Engine) ObserveManager() *phase.Manager {
 // create is set; without create a cluster that was never applied gives
 // ErrNoPKI.
 func (e *Engine) EtcdPKI(create bool) (*pki.Etcd, error) {
-	store := e.cfg.Store.PKI()
+	store := e.PKIStore()
 	if !create {
 		if ok, err := store.HasCA(pki.EtcdCA); err != nil {
 			return nil, fmt.Errorf("etcd PKI: %w", err)

@@ -51,7 +51,7 @@ func (e *Engine) nodeProfile() node.Profile {
 
 // kubernetesCA returns the Kubernetes CA (created with the etcd PKI).
 func (e *Engine) kubernetesCA() (*pki.KeyPair, error) {
-	kube, _, err := e.cfg.Store.PKI().EnsureClusterCAs()
+	kube, _, err := e.PKIStore().EnsureClusterCAs()
 	if err != nil {
 		return nil, fmt.Errorf("cluster PKI: %w", err)
 	}
@@ -66,7 +66,7 @@ func (e *Engine) kubernetesCA() (*pki.KeyPair, error) {
 // error wrapping pki.ErrNoAdmin. It holds a private key: write it 0600,
 // never log it.
 func (e *Engine) AdminKubeconfig(server string) ([]byte, error) {
-	admin, err := e.cfg.Store.PKI().EnsureAdmin()
+	admin, err := e.PKIStore().EnsureAdmin()
 	if err != nil {
 		return nil, fmt.Errorf("admin certificate: %w", err)
 	}
@@ -79,7 +79,7 @@ func (e *Engine) AdminKubeconfig(server string) ([]byte, error) {
 // is for emergencies: the admin kubeconfig's binding deleted or broken.
 // It holds a private key: write it 0600, never log it.
 func (e *Engine) BreakGlassKubeconfig(server string) ([]byte, error) {
-	bg, err := e.cfg.Store.PKI().EnsureBreakGlass()
+	bg, err := e.PKIStore().EnsureBreakGlass()
 	if err != nil {
 		return nil, fmt.Errorf("break-glass certificate: %w", err)
 	}
@@ -153,7 +153,7 @@ func (e *Engine) applyIdentities(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	store := e.cfg.Store.PKI()
+	store := e.PKIStore()
 	timeout := e.cfg.GateTimeout
 	if timeout <= 0 || timeout > addons.DefaultIdentityTimeout {
 		timeout = addons.DefaultIdentityTimeout
@@ -210,7 +210,7 @@ func (r *applyRun) controlPlanePhases(ctx context.Context) ([]phase.Phase, error
 		return nil, err
 	}
 	phases, err := controlplane.Phases(controlplane.Options{Cluster: e.cfg.Cluster, Placement: e.Placement(),
-		IPs: e.IPs(), PKI: e.cfg.Store.PKI(), Binaries: bins, Logger: e.log, ReadyTimeout: e.cfg.HealthTimeout})
+		IPs: e.IPs(), PKI: e.PKIStore(), Binaries: bins, Logger: e.log, ReadyTimeout: e.cfg.HealthTimeout})
 	if err != nil {
 		return nil, err
 	}
@@ -245,7 +245,7 @@ func (r *applyRun) nodePhases(ctx context.Context) ([]phase.Phase, error) {
 	if err != nil {
 		return nil, err
 	}
-	return node.Phases(node.Options{Cluster: e.cfg.Cluster, IPs: e.IPs(), PKI: e.cfg.Store.PKI(),
+	return node.Phases(node.Options{Cluster: e.cfg.Cluster, IPs: e.IPs(), PKI: e.PKIStore(),
 		CA: ca.CertPEM, Server: e.APIServerURL(), Binaries: bins, Profile: e.nodeProfile(),
 		ExtraImages: map[string]string{ImageProbe: ProbeImage},
 		Select:      inventory.Selector{Servers: names}, Logger: e.log})

@@ -30,7 +30,7 @@ func (e *Engine) AdoptNodeCertificates(ctx context.Context, name string) ([]stri
 	if _, ok := e.cfg.Cluster.Host(name); !ok {
 		return nil, fmt.Errorf("server %s is not in the inventory", name)
 	}
-	store := e.cfg.Store.PKI()
+	store := e.PKIStore()
 	want := map[string]string{} // leaf file → what it is
 	for file, what := range map[string]string{
 		pki.KubeletClientFile(name):  "kubelet client certificate",

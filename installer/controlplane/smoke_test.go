@@ -158,7 +158,7 @@ func smokeControlPlane(t *testing.T, arts, release string) {
 	}
 	etcdPKI := filepath.Join(dir, "etcd-pki")
 	for name, data := range map[string][]byte{
-		"ca.crt": e.CA.CertPEM, "peer.crt": e.Peer[server.Name].CertPEM, "peer.key": e.Peer[server.Name].KeyPEM,
+		"ca.crt": e.CA.CertPEM, "peer-ca.crt": e.PeerCA.CertPEM, "peer.crt": e.Peer[server.Name].CertPEM, "peer.key": e.Peer[server.Name].KeyPEM,
 		"server.crt": e.Server[server.Name].CertPEM, "server.key": e.Server[server.Name].KeyPEM,
 	} {
 		writeFile(t, filepath.Join(etcdPKI, name), data, 0o600)
@@ -255,7 +255,7 @@ func smokeControlPlane(t *testing.T, arts, release string) {
 	}
 	t.Logf("control plane ready in %v", time.Since(start).Round(time.Millisecond))
 
-	admin, err := store.EnsureAdmin()
+	admin, err := store.EnsureBreakGlass()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,7 +63,7 @@ func TestMemReadsAndWritesWhatDirDoes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(grown.Changed, []string{"etcd/peer-m2", "etcd/server-m2"}) {
+	if !slices.Equal(grown.Changed, []string{"etcd-peer/peer-m2", "etcd/server-m2"}) {
 		t.Fatalf("adding m2 issued %v", grown.Changed)
 	}
 	if err := m.SavePrior(&inventory.Prior{EtcdMembers: []string{"m1", "m2"}}); err != nil {
@@ -73,7 +73,7 @@ func TestMemReadsAndWritesWhatDirDoes(t *testing.T) {
 	if out["drill.json"] != "{}\n" {
 		t.Errorf("a file outside pki/ was not kept: %q", out["drill.json"])
 	}
-	for _, name := range []string{"pki/etcd/peer-m2.crt", "pki/etcd/peer-m2.key"} {
+	for _, name := range []string{"pki/etcd-peer/peer-m2.crt", "pki/etcd-peer/peer-m2.key"} {
 		if out[name] == "" {
 			t.Errorf("snapshot lacks %s", name)
 		}
@@ -116,7 +116,7 @@ func TestMemWritesNoFile(t *testing.T) {
 	if _, err := s.EnsureEtcd(members); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.EnsureAdmin(); err != nil {
+	if _, err := s.EnsureBreakGlass(); err != nil {
 		t.Fatal(err)
 	}
 	if err := m.SavePrior(&inventory.Prior{EtcdMembers: []string{"m1", "m2"}}); err != nil {
@@ -128,7 +128,7 @@ func TestMemWritesNoFile(t *testing.T) {
 		}
 	}
 	snap := m.Snapshot()
-	if snap["pki/etcd/ca.key"] == "" || snap["pki/kubernetes/admin.key"] == "" || snap[PriorFile] == "" {
+	if snap["pki/etcd/ca.key"] == "" || snap["pki/kubernetes/admin-break-glass.key"] == "" || snap[PriorFile] == "" {
 		t.Fatalf("snapshot lacks what was made: %v", slices.Sorted(maps.Keys(snap)))
 	}
 }
