@@ -319,7 +319,8 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 				Optional: true,
 				MarkdownDescription: "Keep the PKI out of the Terraform state: the certificate authorities and their keys, the " +
 					"service-account key, the Secrets encryption keys and every leaf certificate and key live in this directory " +
-					"(created 0700; each file 0600, written atomically; the layout of the CLI's `DIR/<cluster>/pki`), and `state` " +
+					"(created 0700; each file 0600, written atomically; the layout of the CLI's `DIR/<cluster>/pki`, plus `nodes/<server>` for what each " +
+					"`tricenter_node` added), and `state` " +
 					"holds only their SHA-256 fingerprints, so a plan still sees a changed or missing PKI: a missing directory or " +
 					"file, or one whose content changed, is an error that names it (restore it from its backup), never new CAs. " +
 					"`tricenter_node` and `tricenter_kubeconfig` read the directory `state` names, so it must be reachable wherever " +

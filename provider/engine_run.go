@@ -71,9 +71,12 @@ type engineRequest struct {
 	FollowReleases bool
 	// PKIDir is where the PKI is kept outside the state
 	// (tricenter_cluster.pki_dir; "" in the state). nil follows the first
-	// state that names a directory (a node and a kubeconfig keep the
-	// cluster's choice).
+	// state (the cluster's: a node and a kubeconfig keep its choice).
 	PKIDir *string
+	// PKISubdir, with a PKI directory, is where under it this resource
+	// writes its files (a node's own keys in nodes/<server>, so a node
+	// never rewrites a file the cluster's fingerprints cover).
+	PKISubdir string
 }
 
 // engineRun is one engine over the engine state in memory (state.Mem): no
@@ -109,7 +112,7 @@ func openEngine(ctx context.Context, data *providerData, req engineRequest) (*en
 	var inputs []map[string]string
 	files := map[string]string{}
 	pkiDir := ""
-	for _, in := range req.States {
+	for i, in := range req.States {
 		f, err := decodeFiles(in.Value)
 		if err == nil {
 			_, err = state.NewMem(f, "") // its file names
@@ -123,14 +126,17 @@ func openEngine(ctx context.Context, data *providerData, req engineRequest) (*en
 			diags.AddAttributeError(in.Attr, "PKI missing or changed", err.Error()+".")
 			return nil, diags
 		}
-		if pkiDir == "" {
-			pkiDir = dir
+		if i == 0 {
+			pkiDir = dir // the cluster's choice; a node's own files follow it
 		}
 		inputs = append(inputs, f)
 		files = overlay(files, f)
 	}
 	if req.PKIDir != nil {
 		pkiDir = *req.PKIDir
+	}
+	if pkiDir != "" && req.PKISubdir != "" {
+		pkiDir = filepath.Join(pkiDir, req.PKISubdir)
 	}
 	if req.FollowReleases && len(inputs) > 0 {
 		c = followReleases(c, inputs[0])

@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -75,7 +76,7 @@ func (m nodeResourceModel) engineRequest() engineRequest {
 	return engineRequest{Inventory: m.input(), States: []stateInput{
 		{Value: m.ClusterState, Attr: path.Root("cluster_state"), What: "cluster state"},
 		{Value: m.State, Attr: path.Root("state"), What: "node state"},
-	}, FollowReleases: true}
+	}, FollowReleases: true, PKISubdir: filepath.Join("nodes", m.Server.ValueString())}
 }
 
 // configured reports whether the inventory is known: false right after an
@@ -143,7 +144,7 @@ func (r *nodeResource) Schema(ctx context.Context, _ resource.SchemaRequest, res
 				Computed:  true,
 				Sensitive: true,
 				MarkdownDescription: "What joining this node added to the cluster's engine state (its certificates and keys), in the format of the cluster's `state`. " +
-					"When the cluster's `pki_dir` is set they are written to that directory and this attribute holds only their fingerprints.",
+					"When the cluster's `pki_dir` is set they are written to `nodes/<server>` under that directory and this attribute holds only their fingerprints.",
 			},
 			"center": schema.StringAttribute{
 				Computed:            true,

@@ -219,8 +219,10 @@ func TestClusterApplyPKIDir(t *testing.T) {
 
 // TestNodeFollowsClusterPKIDir: a tricenter_node's engine over a cluster
 // state kept in pki_dir reads the cluster's PKI from that directory and
-// writes the node's own new keys there too, its state holding only their
-// fingerprints; the node's state reads back over the cluster's.
+// writes the node's own new keys under it (nodes/<server>: never over a
+// file the cluster's fingerprints cover), its state holding only their
+// fingerprints; the node's state reads back over the cluster's, and the
+// cluster's state still reads (nothing of it rewritten).
 func TestNodeFollowsClusterPKIDir(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "pki")
 	ctx := context.Background()
@@ -239,13 +241,13 @@ func TestNodeFollowsClusterPKIDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	in := inventoryInput{Path: types.StringNull(), YAML: types.StringValue(labInventory(t))}
-	node := nodeResourceModel{Path: in.Path, YAML: in.YAML, ClusterState: clusterState, State: types.StringNull()}
+	node := nodeResourceModel{Path: in.Path, YAML: in.YAML, ClusterState: clusterState, State: types.StringNull(), Server: types.StringValue("tf-dc2-w01")}
 	run, d := openEngine(ctx, nil, node.engineRequest())
 	if d.HasError() {
 		t.Fatalf("node engine over a pki_dir cluster state: %s", summary(d))
 	}
-	if run.pkiDir != dir {
-		t.Fatalf("node engine pki dir %q, want the cluster's %q", run.pkiDir, dir)
+	if want := filepath.Join(dir, "nodes", "tf-dc2-w01"); run.pkiDir != want {
+		t.Fatalf("node engine pki dir %q, want %q under the cluster's", run.pkiDir, want)
 	}
 	if _, _, err := run.store.PKI().EnsureKubelet("tf-dc2-w01", []net.IP{net.ParseIP("198.19.46.20")}); err != nil {
 		t.Fatal(err)
@@ -284,5 +286,9 @@ func TestNodeFollowsClusterPKIDir(t *testing.T) {
 		if again.files()[name] != content {
 			t.Errorf("%s not read back from pki_dir", name)
 		}
+	}
+	clf, _ := decodeFiles(clusterState)
+	if _, _, err := internalizePKI(clf); err != nil {
+		t.Fatalf("the cluster's state after the node's run: %v", err)
 	}
 }
