@@ -736,8 +736,15 @@ func (r *clusterResource) Read(ctx context.Context, req resource.ReadRequest, re
 // that cannot be interpreted is an error: anything unreachable is a
 // warning and leaves the last values in place.
 func (r *clusterResource) read(ctx context.Context, m *clusterResourceModel, diags *diag.Diagnostics) {
-	if _, err := decodeFiles(m.State); err != nil {
+	files, err := decodeFiles(m.State)
+	if err != nil {
 		diags.AddAttributeError(path.Root("state"), "Unreadable engine state", err.Error())
+		return
+	}
+	// A PKI kept in pki_dir that is missing or changed is an error, not a
+	// health warning: nothing may plan over it.
+	if _, _, err := internalizePKI(files); err != nil {
+		diags.AddAttributeError(path.Root("pki_dir"), "PKI missing or changed", err.Error()+".")
 		return
 	}
 	imported := m.ID.IsNull()

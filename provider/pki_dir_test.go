@@ -212,6 +212,11 @@ func TestClusterApplyPKIDir(t *testing.T) {
 	if !d.HasError() || !strings.Contains(summary(d), dir) || !strings.Contains(summary(d), "Restore the directory") {
 		t.Fatalf("plan over a missing pki_dir: %q", summary(d))
 	}
+	var rd diag.Diagnostics
+	r.read(ctx, &m2, &rd)
+	if !rd.HasError() || !strings.Contains(summary(rd), dir) {
+		t.Fatalf("refresh over a missing pki_dir: %q, want an error naming it", summary(rd))
+	}
 	if _, err := os.Stat(dir); err == nil {
 		t.Fatal("planning over a missing pki_dir re-created it")
 	}
