@@ -27,13 +27,14 @@ var ErrCAMismatch = errors.New("the servers trust other certificate authorities 
 // HostCAFile is where a server keeps an authority's public half.
 type HostCAFile struct {
 	Path      string
-	Authority string // pki.EtcdCA, pki.KubernetesCA, pki.FrontProxyCA, pki.ServiceAccountAuthority
+	Authority string // pki.EtcdCA, pki.EtcdPeerCA, pki.KubernetesCA, pki.FrontProxyCA, pki.ServiceAccountAuthority
 }
 
 // HostCAFiles are every file through which a server trusts (or signs with)
 // one of the cluster's authorities.
 var HostCAFiles = []HostCAFile{
 	{etcd.PKIDir + "/ca.crt", pki.EtcdCA},
+	{etcd.PeerCAFile, pki.EtcdPeerCA},
 	{controlplane.EtcdCACert, pki.EtcdCA},
 	{controlplane.CACert, pki.KubernetesCA},
 	{node.KubeletCA, pki.KubernetesCA},
@@ -139,6 +140,8 @@ func authorityName(a string) string {
 	switch a {
 	case pki.EtcdCA:
 		return "etcd CA"
+	case pki.EtcdPeerCA:
+		return "etcd peer CA"
 	case pki.KubernetesCA:
 		return "Kubernetes CA"
 	case pki.FrontProxyCA:

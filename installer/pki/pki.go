@@ -302,14 +302,14 @@ func (s *Store) bothOrNeither(crt, key string) error {
 const ServiceAccountAuthority = "service-account"
 
 // Fingerprints are the sha256 fingerprints of the authorities the store
-// holds, by name (EtcdCA, KubernetesCA, FrontProxyCA: of the CA
+// holds, by name (EtcdCA, EtcdPeerCA, KubernetesCA, FrontProxyCA: of the CA
 // certificate's DER; ServiceAccountAuthority: of the public key's PKIX DER).
 // It creates nothing; an authority the store lacks is absent, one it holds
 // only half of is ErrIncompleteCA.
 func (s *Store) Fingerprints() (map[string]string, error) {
 	f := s.files()
 	out := map[string]string{}
-	for _, name := range []string{EtcdCA, KubernetesCA, FrontProxyCA} {
+	for _, name := range []string{EtcdCA, EtcdPeerCA, KubernetesCA, FrontProxyCA} {
 		crt, key := name+"/ca.crt", name+"/ca.key"
 		if err := s.bothOrNeither(crt, key); err != nil {
 			return nil, fmt.Errorf("%s CA: %w", name, err)
