@@ -202,6 +202,8 @@ func TestKubernetes(t *testing.T) {
 	checkKubectlNodes(t, ctx, k, kubeconfig, e.Cluster(), newWorker)
 	checkRouterRoutes(t, k, e)
 	step("security defaults", func() { checkSecurityDefaults(t, ctx, e, staleWorker) })
+	step("etcd: own user, separate peer CA", func() { checkEtcdSecurity(t, ctx, e) })
+	step("identities: admin through a group, break-glass, kubelet client", func() { checkIdentities(t, ctx, k, e, kubeconfig) })
 	step("Secrets encryption key rotated with the API serving", func() { checkKeyRotation(t, ctx, k, e) })
 	step("CA guard: foreign, empty and partial states refused", func() {
 		checkCAGuard(t, ctx, k, from(k.cluster(t, newWorker)), e)
