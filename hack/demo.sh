@@ -95,9 +95,10 @@ t=$(date +%s)
 tf apply -auto-approve "${tfvars[@]}" | grep -v "Still creating\|Reading\|Read complete" | tail -n 25
 echo "apply took $(( $(date +%s) - t )) s"
 
-step "kubectl with the kubeconfig Terraform output"
-tf output -raw kubeconfig > "$work/admin.conf"
-chmod 600 "$work/admin.conf"
+step "kubectl with the admin kubeconfig (from the engine state Terraform keeps, restored for the CLI)"
+inv=$labdir/inventory.yaml
+tf output -raw engine_state | bin/tricenter state restore -f "$inv" --from - --state-dir "$work/state"
+bin/tricenter kubeconfig -f "$inv" --state-dir "$work/state" --output-file "$work/admin.conf"
 "$kubectl" --kubeconfig "$work/admin.conf" get nodes -o wide -L topology.kubernetes.io/zone,tricenter.io/rack
 
 step "dc1-r01-w01 booted from its NIC: the lab's DHCP and TFTP server (dnsmasq in the lab router)"
@@ -108,8 +109,6 @@ core=$(sed -n 's/.*"vty": "\(.*\)".*/\1/p' "$labdir/lab.json" | head -n 1)
 vtysh --vty_socket "$core" -c 'show ip route bgp' | sed -n '/^B/,$p'
 
 step "Drill: lose the production center dc1 (its servers powered off through their BMCs)"
-inv=$labdir/inventory.yaml
-tf output -raw engine_state | bin/tricenter state restore -f "$inv" --from - --state-dir "$work/state"
 bin/tricenter drill center-loss -f "$inv" --state-dir "$work/state" --center dc1 --log-level warn --yes
 
 step "dc1 rejoins: tricenter status until every member, API server, node and BGP session is back"
