@@ -115,6 +115,16 @@ func probePod(ns, name, node string, args []string) *corev1.Pod {
 				Name: "probe", Image: ProbeImage, ImagePullPolicy: corev1.PullNever,
 				Command: append([]string{"/tricenter-probe"}, args...),
 				Ports:   []corev1.ContainerPort{{ContainerPort: probePort}},
+				// Within Pod Security's "restricted" profile, so that a
+				// gate passes wherever workloads can run and adds no
+				// warning to the audit log.
+				SecurityContext: &corev1.SecurityContext{
+					AllowPrivilegeEscalation: ptrBool(false),
+					Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+					RunAsNonRoot:             ptrBool(true),
+					RunAsUser:                ptrInt64(65534),
+					SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+				},
 			}},
 		},
 	}
@@ -257,3 +267,4 @@ func waitFor(ctx context.Context, cond func() (bool, error)) error {
 }
 
 func ptrInt64(v int64) *int64 { return &v }
+func ptrBool(v bool) *bool    { return &v }
