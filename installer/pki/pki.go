@@ -387,7 +387,12 @@ func (s *Store) Leaf(ca *KeyPair, caName, file string, req Request) (kp *KeyPair
 	crt, key := caName+"/"+file+".crt", caName+"/"+file+".key"
 	old, err := s.loadPair(crt, key)
 	if err == nil && matches(old.Cert, ca.Cert, req, s.now(), s.renewBefore()) {
-		return old, false, nil
+		// A forced renewal (renew.go) reissues it even so.
+		if forced, ferr := s.renewalForces(caName, file, old.Cert); ferr != nil {
+			return nil, false, ferr
+		} else if !forced {
+			return old, false, nil
+		}
 	}
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return nil, false, err
