@@ -75,7 +75,7 @@ Start with an inventory file (see examples/inventory/), then:
 		newBMCCmd(g),
 		newApplyCmd(g), newStatusCmd(g), newKubeconfigCmd(g), newEtcdCmd(g), newDrillCmd(g), newResetCmd(g),
 		newSSHCheckCmd(g), newExecCmd(g), newStateCmd(g), newVersionCmd(g),
-		newUpgradeCmd(g), newSecretsCmd(g),
+		newUpgradeCmd(g), newSecretsCmd(g), newCertsCmd(g),
 	)
 	registerInventoryCompletions(root, g)
 	return root
