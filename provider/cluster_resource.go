@@ -80,6 +80,8 @@ type clusterResourceModel struct {
 	WaitReachable   types.String   `tfsdk:"wait_reachable"`
 	AcceptRisk      types.Bool     `tfsdk:"accept_transient_risk"`
 	PKIDir          types.String   `tfsdk:"pki_dir"`
+	RenewDue        types.Bool     `tfsdk:"certificates_renew_due"`
+	EarliestExpiry  types.String   `tfsdk:"earliest_certificate_expiry"`
 }
 
 func (m clusterResourceModel) input() inventoryInput {
@@ -366,6 +368,7 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 			}),
 		},
 	}
+	maps.Copy(resp.Schema.Attributes, renewalAttributes("the cluster's"))
 }
 
 func (r *clusterResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
@@ -503,6 +506,9 @@ func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 		// whole: refresh reports it, but it plans no update for it.
 		plan.Healthy = prior.Healthy
 	}
+	if msg := planRenewal(prior.RenewDue, plan.partial(), e.RenewalDue, &plan.RenewDue, &plan.EarliestExpiry); msg != "" && !req.State.Raw.IsNull() {
+		resp.Diagnostics.AddAttributeWarning(path.Root(attrRenewDue), "This update renews certificates", msg)
+	}
 	var d diag.Diagnostics
 	plan.EtcdMembers, d = types.MapValueFrom(ctx, types.StringType, next)
 	resp.Diagnostics.Append(d...)
@@ -511,6 +517,8 @@ func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 		return
 	}
 	// Something changes: everything an apply recomputes is unknown.
+	plan.RenewDue = types.BoolUnknown()
+	plan.EarliestExpiry = types.StringUnknown()
 	plan.State = types.StringUnknown()
 	plan.Kubeconfig = types.StringUnknown()
 	plan.Gates = types.ListUnknown(types.StringType)
@@ -673,6 +681,7 @@ func (r *clusterResource) apply(ctx context.Context, m *clusterResourceModel, st
 	diags.Append(dd...)
 	m.EtcdPerCenter = perCenterValue(res)
 	m.CACertificate = types.StringValue(run.files()["pki/"+pki.KubernetesCA+"/ca.crt"])
+	applyRenewal(e.RenewalDue, &m.RenewDue, &m.EarliestExpiry)
 	if res != nil {
 		for _, w := range res.Warnings {
 			diags.AddWarning("Engine warning", w)
@@ -775,6 +784,9 @@ func (r *clusterResource) read(ctx context.Context, m *clusterResourceModel, dia
 			return
 		}
 	}
+	// The certificates are judged from the state (no host): before the
+	// health check, which may not reach the cluster.
+	readRenewal(e.RenewalDue, &m.RenewDue, &m.EarliestExpiry, diags)
 	st, err := e.Status(ctx)
 	if err != nil {
 		diags.AddWarning("Cluster health not checked", fmt.Sprintf("Checking %s: %v. The last state is kept.", e.Cluster().Metadata.Name, err))

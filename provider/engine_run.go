@@ -210,7 +210,7 @@ func newEngineRun(ctx context.Context, o engineOptions) (*engineRun, error) {
 	}
 	cfg := installer.Config{Cluster: o.Cluster, Lines: o.Lines, Source: o.Source, Store: store,
 		KnownHosts: d.SSH.KnownHosts, Logger: newLogger(ctx), Concurrency: d.Concurrency,
-		Holder: d.Holder, Leases: d.Leases, LockTimeout: d.LockTimeout, SkipStoreLock: true}
+		Holder: d.Holder, Leases: d.Leases, LockTimeout: d.LockTimeout, SkipStoreLock: true, Clock: d.Clock}
 	if d.SSH.PrivateKey != "" {
 		cfg.SSHKeys = map[string][]byte{inlineKeyFile: []byte(d.SSH.PrivateKey)}
 	}

@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -51,21 +52,32 @@ type nodeResource struct {
 }
 
 type nodeResourceModel struct {
-	ID            types.String   `tfsdk:"id"`
-	Server        types.String   `tfsdk:"server"`
-	Path          types.String   `tfsdk:"path"`
-	YAML          types.String   `tfsdk:"yaml"`
-	ClusterState  types.String   `tfsdk:"cluster_state"`
-	State         types.String   `tfsdk:"state"`
-	Center        types.String   `tfsdk:"center"`
-	Rack          types.String   `tfsdk:"rack"`
-	PodCIDR       types.String   `tfsdk:"pod_cidr"`
-	ChangedHosts  types.List     `tfsdk:"changed_hosts"`
-	Gates         types.List     `tfsdk:"gates"`
-	Ready         types.Bool     `tfsdk:"ready"`
-	Problems      types.List     `tfsdk:"problems"`
-	Timeouts      timeouts.Value `tfsdk:"timeouts"`
-	WaitReachable types.String   `tfsdk:"wait_reachable"`
+	ID             types.String   `tfsdk:"id"`
+	Server         types.String   `tfsdk:"server"`
+	Path           types.String   `tfsdk:"path"`
+	YAML           types.String   `tfsdk:"yaml"`
+	ClusterState   types.String   `tfsdk:"cluster_state"`
+	State          types.String   `tfsdk:"state"`
+	Center         types.String   `tfsdk:"center"`
+	Rack           types.String   `tfsdk:"rack"`
+	PodCIDR        types.String   `tfsdk:"pod_cidr"`
+	ChangedHosts   types.List     `tfsdk:"changed_hosts"`
+	Gates          types.List     `tfsdk:"gates"`
+	Ready          types.Bool     `tfsdk:"ready"`
+	Problems       types.List     `tfsdk:"problems"`
+	Timeouts       timeouts.Value `tfsdk:"timeouts"`
+	WaitReachable  types.String   `tfsdk:"wait_reachable"`
+	RenewDue       types.Bool     `tfsdk:"certificates_renew_due"`
+	EarliestExpiry types.String   `tfsdk:"earliest_certificate_expiry"`
+}
+
+// ownFiles are the node's own files of the engine state run holds now
+// (its certificates and keys, not the cluster's).
+func ownFiles(run *engineRun) map[string]string {
+	if len(run.inputs) == 0 {
+		return run.files()
+	}
+	return nodeFiles(run.inputs[0], run.files())
 }
 
 func (m nodeResourceModel) input() inventoryInput { return inventoryInput{Path: m.Path, YAML: m.YAML} }
@@ -188,6 +200,7 @@ func (r *nodeResource) Schema(ctx context.Context, _ resource.SchemaRequest, res
 			}),
 		},
 	}
+	maps.Copy(resp.Schema.Attributes, renewalAttributes("this node's own kubelet"))
 }
 
 func (r *nodeResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
@@ -260,12 +273,18 @@ func (r *nodeResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRe
 		if cidr, ok := run.eng.IPs().PodCIDR(name); ok {
 			plan.PodCIDR = types.StringValue(cidr.String())
 		}
+		if msg := planRenewal(prior.RenewDue, false, nodeRenewal(ownFiles(run), run.eng.Cluster(), r.data.now()),
+			&plan.RenewDue, &plan.EarliestExpiry); msg != "" && !req.State.Raw.IsNull() {
+			resp.Diagnostics.AddAttributeWarning(path.Root(attrRenewDue), "This update renews "+name+"'s certificates", msg)
+		}
 		run.Close()
 	}
 	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 	if resp.Diagnostics.HasError() || req.State.Raw.IsNull() || resp.Plan.Raw.Equal(req.State.Raw) {
 		return
 	}
+	plan.RenewDue = types.BoolUnknown()
+	plan.EarliestExpiry = types.StringUnknown()
 	plan.State = types.StringUnknown()
 	plan.ChangedHosts = types.ListUnknown(types.StringType)
 	plan.Gates = types.ListUnknown(types.StringType)
@@ -348,6 +367,7 @@ func (r *nodeResource) apply(ctx context.Context, m *nodeResourceModel, adopt bo
 	}
 	m.ChangedHosts = stringList(changedHosts(res))
 	m.Gates = stringList(gateLines(res))
+	applyRenewal(nodeRenewal(ownFiles(run), e.Cluster(), r.data.now()), &m.RenewDue, &m.EarliestExpiry)
 	if applyErr != nil {
 		m.Ready = types.BoolValue(false)
 		m.Problems = stringList([]string{applyErr.Error()})
@@ -389,9 +409,13 @@ func (r *nodeResource) Read(ctx context.Context, req resource.ReadRequest, resp 
 			return
 		}
 		defer run.Close()
+		// Its certificates are judged from the state (no host), whether
+		// or not the node answers.
+		readRenewal(nodeRenewal(ownFiles(run), run.eng.Cluster(), r.data.now()), &m.RenewDue, &m.EarliestExpiry, &resp.Diagnostics)
 		rep := run.eng.ObserveNode(ctx, m.Server.ValueString())
 		if !rep.Reached {
 			resp.Diagnostics.AddWarning("Node not checked", strings.Join(rep.Problems, "; ")+". The last state is kept.")
+			resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
 			return
 		}
 		m.Ready = types.BoolValue(len(rep.Problems) == 0)

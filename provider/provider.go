@@ -118,6 +118,17 @@ type providerData struct {
 	LockTimeout time.Duration
 	Holder      installer.Holder
 	Leases      *installer.Leases
+	// Clock is the engines' time source (nil: time.Now); tests move it
+	// to make certificates due for renewal.
+	Clock func() time.Time
+}
+
+// now is the provider's time: Clock, or time.Now.
+func (d *providerData) now() time.Time {
+	if d == nil || d.Clock == nil {
+		return time.Now()
+	}
+	return d.Clock()
 }
 
 // sshDefaults are the SSH settings the cluster and node resources pass to
