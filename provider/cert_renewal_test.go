@@ -257,3 +257,74 @@ func TestNodeRenewal(t *testing.T) {
 		t.Fatalf("a day before expiry: due %v (%q): %v", due, what, err)
 	}
 }
+
+// TestNodeRenewalPlan: tricenter_node's ModifyPlan over a node whose
+// kubelet certificates are within renewBefore at plan time plans an
+// update (even when the prior says not due: -refresh=false), and plans
+// nothing before.
+func TestNodeRenewalPlan(t *testing.T) {
+	ctx := context.Background()
+	inv, clusterState := clusterStateWithPKI(t)
+	now := time.Now()
+	data := &providerData{Concurrency: 1, Clock: func() time.Time { return now }}
+	const server = "tf-dc2-w01"
+	m := nodeResourceModel{Server: types.StringValue(server), Path: types.StringValue(inv), YAML: types.StringNull(),
+		ClusterState: types.StringValue(clusterState), State: types.StringNull()}
+	run, d := openEngine(ctx, data, m.engineRequest())
+	if d.HasError() {
+		t.Fatal(summary(d))
+	}
+	if _, _, err := run.store.PKI().EnsureKubelet(server, []net.IP{net.ParseIP("198.19.0.5")}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := run.stateValue(func(after map[string]string) map[string]string { return nodeFiles(run.inputs[0], after) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cidr, _ := run.eng.IPs().PodCIDR(server)
+	h, _ := run.eng.Cluster().Host(server)
+	applyRenewal(nodeRenewal(ownFiles(run), run.eng.Cluster(), now), &m.RenewDue, &m.EarliestExpiry)
+	run.Close()
+	earliest, err := time.Parse(time.RFC3339, m.EarliestExpiry.ValueString())
+	if err != nil || m.RenewDue.ValueBool() {
+		t.Fatalf("fresh kubelet certificates: due %v, earliest %v (%v)", m.RenewDue, m.EarliestExpiry, err)
+	}
+	m.ID, m.State, m.Center, m.Rack = types.StringValue(server), st, types.StringValue(h.Center.Name), types.StringValue(h.Rack.Name)
+	m.PodCIDR, m.Ready = types.StringValue(cidr.String()), types.BoolValue(true)
+	m.ChangedHosts, m.Gates, m.Problems = stringList(nil), stringList(nil), stringList(nil)
+	m.WaitReachable = types.StringNull()
+	m.Timeouts = timeouts.Value{Object: types.ObjectNull(map[string]attr.Type{
+		"create": types.StringType, "read": types.StringType, "update": types.StringType, "delete": types.StringType})}
+
+	var sr resource.SchemaResponse
+	(&nodeResource{}).Schema(ctx, resource.SchemaRequest{}, &sr)
+	null := tftypes.NewValue(sr.Schema.Type().TerraformType(ctx), nil)
+	prior := tfsdk.State{Schema: sr.Schema, Raw: null}
+	if d := prior.Set(ctx, &m); d.HasError() {
+		t.Fatal(d)
+	}
+	r := &nodeResource{data: data}
+	plan := func() (nodeResourceModel, *resource.ModifyPlanResponse) {
+		t.Helper()
+		p := tfsdk.Plan{Schema: sr.Schema, Raw: prior.Raw.Copy()}
+		resp := &resource.ModifyPlanResponse{Plan: p}
+		r.ModifyPlan(ctx, resource.ModifyPlanRequest{State: prior, Plan: p, Config: tfsdk.Config{Schema: sr.Schema, Raw: prior.Raw.Copy()}}, resp)
+		if resp.Diagnostics.HasError() {
+			t.Fatalf("ModifyPlan: %s", summary(resp.Diagnostics))
+		}
+		var out nodeResourceModel
+		if d := resp.Plan.Get(ctx, &out); d.HasError() {
+			t.Fatal(d)
+		}
+		return out, resp
+	}
+	if p, resp := plan(); p.State.IsUnknown() || p.RenewDue.IsUnknown() || hasWarning(resp.Diagnostics, "renews") {
+		t.Fatalf("plan of fresh certificates: state unknown %v, due %v, %v", p.State.IsUnknown(), p.RenewDue, resp.Diagnostics)
+	}
+	now = earliest.Add(-24 * time.Hour)
+	p, resp := plan()
+	if !p.State.IsUnknown() || !p.RenewDue.IsUnknown() || !p.EarliestExpiry.IsUnknown() || !hasWarning(resp.Diagnostics, "This update renews "+server) {
+		t.Fatalf("plan a day before the kubelet certificates expire: state unknown %v, due %v, earliest %v, %v",
+			p.State.IsUnknown(), p.RenewDue, p.EarliestExpiry, resp.Diagnostics)
+	}
+}
