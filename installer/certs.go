@@ -334,7 +334,9 @@ func (e *Engine) RenewCertificates(ctx context.Context, o RenewOptions) (*RenewR
 	e.log.Info("Renewing certificates", "certificates", len(ids), "started", rec.Started.Format(time.RFC3339),
 		"components", fmt.Sprint(res.Components))
 	if len(res.Components) > 0 {
-		only := []string{string(Gates)}
+		// A component brings its own gate (etcd healthy, the control
+		// plane ready, the nodes Ready).
+		var only []string
 		for _, c := range res.Components {
 			only = append(only, string(c))
 		}
