@@ -154,7 +154,8 @@ func New(ctx context.Context, o Options) (*Run, error) {
 	r := &run{o: o, log: o.Logger, plan: o.Placement.Etcd.Members, byName: map[string]inventory.Member{},
 		facts: map[string]*Facts{}, changed: map[string]bool{}, res: &Result{}, healthy: map[uint64]bool{},
 		sums: map[string]string{}}
-	r.set = Settings{ClusterName: o.Cluster.Metadata.Name, Timers: o.Placement.Etcd.Timers, SharedPeerCA: o.PKI.SharedPeerCA}
+	r.set = Settings{ClusterName: o.Cluster.Metadata.Name, Timers: o.Placement.Etcd.Timers, SharedPeerCA: o.PKI.SharedPeerCA,
+		SplittingPeerCA: o.PKI.SplittingPeerCA}
 	if o.PKI.SharedPeerCA {
 		o.Logger.Warn("etcd peer CA shared with the client CA (a cluster created before the split): a client certificate of the etcd CA can open a peer connection until a CA rotation splits them")
 	}

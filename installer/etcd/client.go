@@ -54,7 +54,11 @@ func TLSConfig(p *pki.Etcd) (*tls.Config, error) {
 		return nil, err
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(p.CA.Cert)
+	// The CA's PEM: during a rotation of the etcd CA, the bundle of the
+	// old and the next CA.
+	if !pool.AppendCertsFromPEM(p.CA.CertPEM) {
+		return nil, errors.New("the etcd CA holds no PEM certificate")
+	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 

@@ -113,6 +113,10 @@ type Settings struct {
 	// client CA (pki.Etcd.SharedPeerCA, a cluster created before the
 	// split), so the peer side trusts CAFile and checks no common name.
 	SharedPeerCA bool
+	// SplittingPeerCA: a CA rotation is splitting the peer CA
+	// (pki.Etcd.SplittingPeerCA): the peer side trusts PeerCAFile (the
+	// etcd CA and the new peer CA) and checks no common name yet.
+	SplittingPeerCA bool
 }
 
 // DefaultQuotaBackendBytes is 8 GiB.
@@ -172,9 +176,12 @@ func RenderEnv(s Settings, m inventory.Member) []byte {
 	// still shares its CA keeps trusting CAFile on the peer side and its
 	// peer certificates named after the members: no common-name check
 	// until a CA rotation splits it.
-	if s.SharedPeerCA {
+	switch {
+	case s.SharedPeerCA:
 		kv = append(kv, [2]string{"ETCD_PEER_TRUSTED_CA_FILE", CAFile})
-	} else {
+	case s.SplittingPeerCA:
+		kv = append(kv, [2]string{"ETCD_PEER_TRUSTED_CA_FILE", PeerCAFile})
+	default:
 		kv = append(kv, [2]string{"ETCD_PEER_TRUSTED_CA_FILE", PeerCAFile}, [2]string{"ETCD_PEER_CERT_ALLOWED_CN", pki.EtcdPeerCN})
 	}
 	kv = append(kv, [2]string{"ETCD_PEER_CLIENT_CERT_AUTH", "true"})

@@ -49,6 +49,12 @@ type Etcd struct {
 	// a CA rotation splits it; a client certificate of the etcd CA can
 	// then still open a peer connection.
 	SharedPeerCA bool
+	// SplittingPeerCA is true while the EtcdPeerCA rotation that splits a
+	// SharedPeerCA cluster's peer CA is in its trust or reissue phase: the
+	// members trust PeerCA's bundle (the etcd CA and the new peer CA) on
+	// the peer side but check no common name yet, since peer certificates
+	// named after the members are still in use.
+	SplittingPeerCA bool
 	// Peer and Server certificates by member name.
 	Peer, Server map[string]*KeyPair
 	// Admin is tricenter's client certificate; APIServer kube-apiserver's.
@@ -69,17 +75,27 @@ func (s *Store) EnsureEtcd(members []EtcdMember) (*Etcd, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A split in progress (an EtcdPeerCA rotation of a shared store):
+	// the peer certificates stay the shared CA's until its reissue phase.
+	split, err := s.EtcdPeerSplit()
+	if err != nil {
+		return nil, err
+	}
+	issueShared := shared && (split == RotationNone || split == RotationTrust)
 	ca, err := s.CA(EtcdCA, "tricenter etcd CA")
 	if err != nil {
 		return nil, err
 	}
-	e := &Etcd{CA: ca, PeerCA: ca, SharedPeerCA: shared, Peer: map[string]*KeyPair{}, Server: map[string]*KeyPair{}}
+	e := &Etcd{CA: ca, PeerCA: ca, SharedPeerCA: shared && split == RotationNone, Peer: map[string]*KeyPair{}, Server: map[string]*KeyPair{},
+		SplittingPeerCA: split == RotationTrust || split == RotationReissue}
 	peerCAName := EtcdCA
-	if !shared {
-		peerCAName = EtcdPeerCA
+	if !e.SharedPeerCA {
 		if e.PeerCA, err = s.CA(EtcdPeerCA, "tricenter etcd peer CA"); err != nil {
 			return nil, err
 		}
+	}
+	if !issueShared {
+		peerCAName = EtcdPeerCA
 	}
 	issueBy := func(ca *KeyPair, caName, file string, req Request) (*KeyPair, error) {
 		kp, changed, err := s.Leaf(ca, caName, file, req)
@@ -100,7 +116,7 @@ func (s *Store) EnsureEtcd(members []EtcdMember) (*Etcd, error) {
 		// Peers dial each other with their peer certificate: Server and
 		// Client usage.
 		peerReq := Request{CommonName: EtcdPeerCN, DNSNames: []string{m.Name}, IPs: []net.IP{ip}, Usage: Server | Client}
-		if shared {
+		if issueShared {
 			peerReq.CommonName = m.Name // as issued before the split
 		}
 		if e.Peer[m.Name], err = issueBy(e.PeerCA, peerCAName, "peer-"+m.Name, peerReq); err != nil {

@@ -186,7 +186,15 @@ func (s *Store) Load(caName, file string) (*KeyPair, error) {
 
 // loadPair reads a certificate and its key from the store; ErrNotFound
 // when either is missing.
+// An authority's ca.crt and ca.key under a CA rotation in progress are
+// the rotation's view of it (rotatingCA: the signing CA with the trust
+// bundle); without a rotation they are read as they are.
 func (s *Store) loadPair(crt, key string) (*KeyPair, error) {
+	if name, ok := strings.CutSuffix(crt, "/ca.crt"); ok && key == name+"/ca.key" {
+		if kp, err := s.rotatingCA(name); err != nil || kp != nil {
+			return kp, err
+		}
+	}
 	f := s.files()
 	cb, err := f.ReadFile(crt)
 	if errors.Is(err, fs.ErrNotExist) {
