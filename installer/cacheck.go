@@ -195,6 +195,13 @@ func (e *Engine) checkHostCAs(ctx context.Context, m *phase.Manager, comps []Com
 	if err != nil {
 		return nil, err
 	}
+	// A CA rotation explains files that hold the old and the next CA
+	// (acceptBundle).
+	known, err := e.cfg.Store.PKI().KnownCAs()
+	if err != nil {
+		return nil, err
+	}
+	state = rotationState(state, known)
 	names := e.caHosts(comps, o)
 	if len(names) == 0 {
 		return nil, nil
@@ -221,8 +228,10 @@ func (e *Engine) checkHostCAs(ctx context.Context, m *phase.Manager, comps []Com
 			errs = append(errs, fmt.Errorf("reading the certificate authorities on %s: %w", h.Name, err))
 			return nil
 		}
+		bundles := parseCABundles(out)
 		for _, f := range HostCAFiles {
 			if fp, ok := fps[f.Path]; ok {
+				fp = acceptBundle(state, known, f.Authority, fp, bundles[f.Path])
 				seen = append(seen, caSeen{Host: h.Name, Path: f.Path, Authority: f.Authority, Fingerprint: fp})
 			}
 		}

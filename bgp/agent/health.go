@@ -34,6 +34,11 @@ type checker struct {
 	client  *http.Client
 	tr      *http.Transport
 	out     chan<- healthEvent
+	// caStamp is the modification time and size of the CA file the
+	// transport trusts: a CA rotation rewrites the file (the old and the
+	// new CA, then the new one only) and the checker trusts what it holds
+	// from the next probe on.
+	caStamp string
 }
 
 func newChecker(service string, gen uint64, ch bgp.Check, out chan<- healthEvent) (*checker, error) {
@@ -56,9 +61,21 @@ func newChecker(service string, gen uint64, ch bgp.Check, out chan<- healthEvent
 	return c, nil
 }
 
-// loadCA reads the check's CA bundle into the transport once.
+// loadCA reads the check's CA bundle into the transport, again whenever
+// the file changes (a new transport then: one in use is not modified).
 func (c *checker) loadCA() error {
-	if c.check.CAFile == "" || c.tr.TLSClientConfig != nil {
+	if c.check.CAFile == "" {
+		return nil
+	}
+	st, err := os.Stat(c.check.CAFile)
+	if err != nil {
+		if c.tr.TLSClientConfig != nil {
+			return nil // keep what it trusts
+		}
+		return fmt.Errorf("service %s: reading check CA: %w", c.service, err)
+	}
+	stamp := fmt.Sprint(st.ModTime().UnixNano(), "/", st.Size())
+	if c.tr.TLSClientConfig != nil && stamp == c.caStamp {
 		return nil
 	}
 	pem, err := os.ReadFile(c.check.CAFile)
@@ -69,7 +86,17 @@ func (c *checker) loadCA() error {
 	if !pool.AppendCertsFromPEM(pem) {
 		return fmt.Errorf("service %s: check CA %s holds no PEM certificate", c.service, c.check.CAFile)
 	}
-	c.tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	tc := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if c.tr.TLSClientConfig == nil {
+		c.tr.TLSClientConfig = tc
+	} else {
+		old := c.tr
+		c.tr = old.Clone()
+		c.tr.TLSClientConfig = tc
+		c.client.Transport = c.tr
+		old.CloseIdleConnections()
+	}
+	c.caStamp = stamp
 	return nil
 }
 
