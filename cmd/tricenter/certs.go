@@ -19,7 +19,7 @@ import (
 func newCertsCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "certs",
-		Short: "Certificates of the cluster: list their expiry, renew leaf certificates",
+		Short: "Certificates of the cluster: list their expiry, renew leaf certificates, rotate an authority",
 		Long: `tricenter keeps the cluster's authorities and leaf certificates in its state
 (pki/ under the state directory). apply reissues a leaf when it no longer
 matches what it is for or is within spec.pki.renewBefore of its expiry;
@@ -28,6 +28,7 @@ each kind expires.`,
 		Args: cobra.NoArgs,
 	}
 	cmd.AddCommand(newCertsListCmd(g), newCertsRenewCmd(g))
+	addRotateCACommand(cmd, g)
 	return cmd
 }
 
