@@ -190,45 +190,6 @@ func (l *localCluster) Rewrite(ctx context.Context, resources []string, key encr
 	return l.rw.Rewrite(ctx, resources, key, all)
 }
 
-// kubetestEtcdURL finds the client URL of the etcd kubetest started for
-// this test: the child process named kubetest.
-func kubetestEtcdURL(t *testing.T) string {
-	t.Helper()
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid …
-		_, rest, ok := bytes.Cut(stat, []byte(") "))
-		if f := strings.Fields(string(rest)); !ok || len(f) < 2 || f[1] != strconv.Itoa(os.Getpid()) {
-			continue
-		}
-		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		args := strings.Split(string(cmd), "\x00")
-		if !slices.Contains(args, "--name=kubetest") {
-			continue
-		}
-		for _, a := range args {
-			if u, ok := strings.CutPrefix(a, "--listen-client-urls="); ok {
-				return u
-			}
-		}
-	}
-	t.Fatal("no etcd started by kubetest among this process's children")
-	return ""
-}
-
 // TestRotateKeyAgainstAPIServer rotates the key of a real kube-apiserver
 // (reloading its configuration by itself) and etcd: Secrets created before
 // are all stored with the new key after, none lost nor changed, and the
@@ -249,9 +210,10 @@ func TestRotateKeyAgainstAPIServer(t *testing.T) {
 	if err := os.WriteFile(path, cfg, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cs := kubetest.Start(t, kubetest.Options{ExtraArgs: []string{"--encryption-provider-config=" + path,
+	kc := kubetest.StartCluster(t, kubetest.Options{ExtraArgs: []string{"--encryption-provider-config=" + path,
 		"--encryption-provider-config-automatic-reload=true"}})
-	ec, err := clientv3.New(clientv3.Config{Endpoints: []string{kubetestEtcdURL(t)}, DialTimeout: 5 * time.Second})
+	cs := kc.Client
+	ec, err := clientv3.New(clientv3.Config{Endpoints: []string{kc.EtcdURL}, DialTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

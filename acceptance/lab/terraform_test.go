@@ -315,6 +315,10 @@ func planEmpty(ctx context.Context, tf *tfexec.Terraform, vars *tfexec.VarFileOp
 				attrs = append(attrs, fmt.Sprintf("%s: %v → %v", k, before[k], v))
 			}
 		}
+		if p, ok := before["problems"]; ok && fmt.Sprint(p) != "[]" && p != nil {
+			// What the refresh observed: why the plan converges it.
+			attrs = append(attrs, fmt.Sprintf("refresh found problems %v", p))
+		}
 		diffs = append(diffs, fmt.Sprintf("%s %v (%s)", rc.Address, rc.Change.Actions, strings.Join(attrs, "; ")))
 	}
 	return fmt.Errorf("the plan is not empty: %s", strings.Join(diffs, ", "))

@@ -70,6 +70,21 @@ type Options struct {
 // failure the test log gets each one's output tail.
 func Start(t testing.TB, o Options) kubernetes.Interface {
 	t.Helper()
+	return StartCluster(t, o).Client
+}
+
+// Cluster is what StartCluster started.
+type Cluster struct {
+	// Client is an admin client (see Start).
+	Client kubernetes.Interface
+	// EtcdURL is the etcd client URL kube-apiserver stores into (plain
+	// http on loopback), for tests that read what the API wrote.
+	EtcdURL string
+}
+
+// StartCluster is Start, also returning the etcd client URL.
+func StartCluster(t testing.TB, o Options) *Cluster {
+	t.Helper()
 	if o.ServiceCIDR == "" {
 		o.ServiceCIDR = DefaultServiceCIDR
 	}
@@ -132,7 +147,7 @@ func Start(t testing.TB, o Options) kubernetes.Interface {
 	}
 	if len(o.Controllers) == 0 {
 		t.Logf("etcd and kube-apiserver ready in %v", time.Since(start).Round(time.Millisecond))
-		return cs
+		return &Cluster{Client: cs, EtcdURL: etcdURL}
 	}
 	kcm := startProcess(t, kcmBin, "--kubeconfig="+filepath.Join(dir, "kubeconfig"),
 		"--controllers="+strings.Join(o.Controllers, ","), "--leader-elect=false", "--secure-port=0", "--profiling=false")
@@ -144,7 +159,7 @@ func Start(t testing.TB, o Options) kubernetes.Interface {
 			t.Errorf("kube-controller-manager exited early:\n%s", kcm.tail())
 		}
 	})
-	return cs
+	return &Cluster{Client: cs, EtcdURL: etcdURL}
 }
 
 // writePKI writes into dir the cluster CA of store (ca.crt), kube-apiserver's
