@@ -375,8 +375,8 @@ func (s *Store) readPair(crt, key string) (*KeyPair, error) {
 // rotatingCA is the authority name as a rotation in progress shows it:
 // nil when there is none. Its Cert and Key sign (the old CA in
 // RotationTrust, the next one after); its CertPEM is the trust bundle
-// (old and next in RotationTrust and RotationReissue, next only in
-// RotationFinish).
+// (old and next in RotationTrust and RotationReissue, the signing CA
+// first; next only in RotationFinish).
 func (s *Store) rotatingCA(name string) (*KeyPair, error) {
 	if !slices.Contains(Rotatable(), name) {
 		return nil, nil
@@ -402,12 +402,16 @@ func (s *Store) rotatingCA(name string) (*KeyPair, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s CA rotation (%s): %w", name, r.Phase, err)
 	}
-	bundle := Bundle(old.CertPEM, next.CertPEM)
-	signing := next
+	// The signing CA first: a file that holds the bundle next to the
+	// signing key (kube-controller-manager's --cluster-signing-cert-file
+	// and --cluster-signing-key-file are the control plane's ca.crt and
+	// ca.key) must start with the certificate of that key, as
+	// tls.X509KeyPair reads it.
+	signing, other := next, old
 	if r.Phase == RotationTrust {
-		signing = old
+		signing, other = old, next
 	}
-	return &KeyPair{Cert: signing.Cert, Key: signing.Key, CertPEM: bundle, KeyPEM: signing.KeyPEM}, nil
+	return &KeyPair{Cert: signing.Cert, Key: signing.Key, CertPEM: Bundle(signing.CertPEM, other.CertPEM), KeyPEM: signing.KeyPEM}, nil
 }
 
 // Bundle concatenates PEM certificates, each ending with a newline.

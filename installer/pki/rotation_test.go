@@ -2,6 +2,7 @@ package pki
 
 import (
 	"bytes"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"slices"
@@ -75,6 +76,10 @@ func TestCARotationPhases(t *testing.T) {
 				if !publicKeyEqual(ca.Cert.PublicKey, ca.Key.Public()) {
 					t.Errorf("%s: the key is not the signing CA's", phase)
 				}
+				// As kube-controller-manager loads its signing files.
+				if _, err := tls.X509KeyPair(ca.CertPEM, ca.KeyPEM); err != nil {
+					t.Errorf("%s: the bundle and the signing key do not load as a key pair: %v", phase, err)
+				}
 			}
 			ca, _ := s.CA(KubernetesCA, KubernetesCACommonName)
 			kp, changed, err := s.Leaf(ca, KubernetesCA, "x", leafReq)
@@ -95,7 +100,9 @@ func TestCARotationPhases(t *testing.T) {
 		if p, err := s.AdvanceRotation(KubernetesCA); err != nil || p != RotationReissue {
 			t.Fatalf("advance: %v %v", p, err)
 		}
-		check(RotationReissue, r.Next, []string{oldFP, r.Next}, true)
+		// The signing CA first (a file next to the signing key must
+		// start with its certificate).
+		check(RotationReissue, r.Next, []string{r.Next, oldFP}, true)
 		// Once reissued, kept.
 		ca, _ := s.CA(KubernetesCA, KubernetesCACommonName)
 		if _, changed, _ := s.Leaf(ca, KubernetesCA, "x", leafReq); changed {
