@@ -204,7 +204,10 @@ func TestKubernetes(t *testing.T) {
 	step("security defaults", func() { checkSecurityDefaults(t, ctx, e, staleWorker) })
 	step("etcd: own user, separate peer CA", func() { checkEtcdSecurity(t, ctx, e) })
 	step("identities: admin through a group, break-glass, kubelet client", func() { checkIdentities(t, ctx, k, e, kubeconfig) })
+	step("kubelet CSR for another node's name refused", func() { checkKubeletCSR(t, ctx, k, e) })
 	step("Secrets encryption key rotated with the API serving", func() { checkKeyRotation(t, ctx, k, e) })
+	step("leaf certificates renewed with the API serving", func() { checkLeafRenewal(t, ctx, k, e) })
+	step("Kubernetes and etcd peer CAs rotated with the API serving", func() { checkCARotation(t, ctx, k, e) })
 	step("CA guard: foreign, empty and partial states refused", func() {
 		checkCAGuard(t, ctx, k, from(k.cluster(t, newWorker)), e)
 	})

@@ -94,6 +94,9 @@ type Result struct {
 	Warnings []string `json:"warnings,omitempty"`
 	// Lock says which locks the run held (Engine.Lock); empty for a dry run.
 	Lock string `json:"lock,omitempty"`
+	// APIHeld are the servers the API VIP was held away from while their
+	// kube-apiserver (or stacked etcd member) restarted, in order.
+	APIHeld []string `json:"apiHeld,omitempty"`
 }
 
 // Converged reports whether nothing changed (or would change).
@@ -125,6 +128,45 @@ func (e *Engine) Apply(ctx context.Context, o Options) (*Result, error) {
 }
 
 func (e *Engine) run(ctx context.Context, o Options, dry bool) (*Result, error) {
+	if dry || !e.mayRestartAPI(o) {
+		return e.runPhases(ctx, o, dry)
+	}
+	// A restart of kube-apiserver (or of the etcd member a stacked one
+	// uses) happens with the API VIP held away from that server: clients
+	// of the VIP never meet a server that is going down (apiHolds).
+	holds := e.newAPIHolds(ctx)
+	if !holds.on {
+		holds.m.Close()
+		return e.runPhases(ctx, o, dry)
+	}
+	prev := e.cfg.Progress
+	e.cfg.Progress = holds
+	res, err := e.runPhases(ctx, o, dry)
+	e.cfg.Progress = prev
+	held, warns, herr := holds.finish(ctx)
+	if res != nil {
+		res.APIHeld = held
+		res.Warnings = append(res.Warnings, warns...)
+	}
+	return res, errors.Join(err, herr)
+}
+
+// mayRestartAPI says whether a run of o may restart kube-apiserver or an
+// etcd member.
+func (e *Engine) mayRestartAPI(o Options) bool {
+	sel, err := Select(o.Only, o.Skip)
+	if err != nil {
+		return false // runPhases reports it
+	}
+	for _, c := range sel.Components() {
+		if c == ControlPlane || c == Etcd {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *Engine) runPhases(ctx context.Context, o Options, dry bool) (*Result, error) {
 	sel, err := Select(o.Only, o.Skip)
 	if err != nil {
 		return nil, err

@@ -133,6 +133,11 @@ func startDrillEtcd(t *testing.T) *etcdLab {
 	if err := os.WriteFile(ca, certs.CA.CertPEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Peers trust the peer CA (pki.EtcdPeerCA), as installed members do.
+	peerCA := filepath.Join(dir, "peer-ca.crt")
+	if err := os.WriteFile(peerCA, certs.PeerCA.CertPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	var initial []string
 	for _, m := range p.Etcd.Members {
 		initial = append(initial, m.Name+"="+etcd.PeerURL(m.Address))
@@ -166,7 +171,7 @@ func startDrillEtcd(t *testing.T) *etcdLab {
 			"--cert-file", filepath.Join(md, "server.crt"), "--key-file", filepath.Join(md, "server.key"),
 			"--trusted-ca-file", ca, "--client-cert-auth",
 			"--peer-cert-file", filepath.Join(md, "peer.crt"), "--peer-key-file", filepath.Join(md, "peer.key"),
-			"--peer-trusted-ca-file", ca, "--peer-client-cert-auth",
+			"--peer-trusted-ca-file", peerCA, "--peer-client-cert-auth",
 			"--heartbeat-interval", fmt.Sprint(tm.HeartbeatMs), "--election-timeout", fmt.Sprint(tm.ElectionTimeoutMs),
 			"--log-level", "warn",
 		}}
