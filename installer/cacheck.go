@@ -37,6 +37,7 @@ var HostCAFiles = []HostCAFile{
 	{etcd.PeerCAFile, pki.EtcdPeerCA},
 	{controlplane.EtcdCACert, pki.EtcdCA},
 	{controlplane.CACert, pki.KubernetesCA},
+	{controlplane.CASignerCert, pki.KubernetesCA},
 	{node.KubeletCA, pki.KubernetesCA},
 	{controlplane.FrontProxyCACert, pki.FrontProxyCA},
 	{controlplane.ServiceAccountPub, pki.ServiceAccountAuthority},

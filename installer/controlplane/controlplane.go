@@ -42,7 +42,8 @@
 // The Kubernetes CA key is on every control-plane server
 // (/etc/kubernetes/pki/ca.key, 0600): kube-controller-manager signs
 // kubelet certificate requests with it (--cluster-signing-*), as kubeadm
-// does.
+// does, and its certificate alone (ca-signer.crt), since ca.crt holds both
+// CAs while one is rotated.
 package controlplane
 
 import (

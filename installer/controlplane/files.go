@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -47,6 +48,7 @@ func hostFiles(s Settings, cp *pki.ControlPlane, ring *encryption.Keyring, m inv
 	files := []file{
 		{CACert, cp.CA.CertPEM, 0o644, false, both},
 		{CAKey, cp.CA.KeyPEM, 0o600, true, []string{ControllerManager}},
+		{CASignerCert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cp.CA.Cert.Raw}), 0o644, false, []string{ControllerManager}},
 		{APIServerCert, cp.APIServer.CertPEM, 0o644, false, api},
 		{APIServerKey, cp.APIServer.KeyPEM, 0o600, true, api},
 		{EtcdCACert, cp.EtcdCA.CertPEM, 0o644, false, api},
@@ -124,7 +126,7 @@ func securityFiles(s Settings, ring *encryption.Keyring) ([]file, error) {
 
 // managedFiles are the paths hostFiles writes (Remove deletes them).
 func managedFiles() []string {
-	out := []string{CACert, CAKey, APIServerCert, APIServerKey, EtcdCACert, EtcdClientCert, EtcdClientKey,
+	out := []string{CACert, CAKey, CASignerCert, APIServerCert, APIServerKey, EtcdCACert, EtcdClientCert, EtcdClientKey,
 		KubeletClientCert, KubeletClientKey, FrontProxyCACert, FrontProxyClientCert, FrontProxyClientKey,
 		ServiceAccountKey, ServiceAccountPub, ControllerManagerConf, SchedulerConf,
 		AuditPolicy, AuthenticationConfig, AdmissionConfig, EncryptionConfig}

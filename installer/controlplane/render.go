@@ -43,6 +43,7 @@ func (s Settings) ServiceAccountIssuer() string {
 const (
 	CACert                = PKIDir + "/ca.crt"
 	CAKey                 = PKIDir + "/ca.key"
+	CASignerCert          = PKIDir + "/ca-signer.crt" // the signing CA alone (see ControllerManagerFlags)
 	APIServerCert         = PKIDir + "/apiserver.crt"
 	APIServerKey          = PKIDir + "/apiserver.key"
 	EtcdCACert            = PKIDir + "/etcd/ca.crt"
@@ -164,7 +165,9 @@ func ControllerManagerFlags(s Settings) []string {
 		"--bind-address=127.0.0.1",
 		"--client-ca-file=" + CACert,
 		"--cluster-name=" + s.ClusterName,
-		"--cluster-signing-cert-file=" + CACert,
+		// One certificate, the key's: CACert holds two while the CA is
+		// rotated, and the CSR signer refuses a bundle.
+		"--cluster-signing-cert-file=" + CASignerCert,
 		"--cluster-signing-key-file=" + CAKey,
 		"--controllers=*,bootstrapsigner,tokencleaner",
 		"--kubeconfig=" + ControllerManagerConf,

@@ -124,7 +124,7 @@ func TestControllerManagerAndSchedulerFlags(t *testing.T) {
 	kcm := flagMap(ControllerManagerFlags(testSettings))
 	for k, v := range map[string]string{
 		"leader-elect": "true", "allocate-node-cidrs": "false", "use-service-account-credentials": "true",
-		"controllers": "*,bootstrapsigner,tokencleaner", "cluster-signing-cert-file": CACert,
+		"controllers": "*,bootstrapsigner,tokencleaner", "cluster-signing-cert-file": CASignerCert,
 		"cluster-signing-key-file": CAKey, "root-ca-file": CACert, "service-account-private-key-file": ServiceAccountKey,
 		"kubeconfig": ControllerManagerConf, "secure-port": "10257", "cluster-name": "lab",
 	} {
