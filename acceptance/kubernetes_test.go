@@ -162,7 +162,7 @@ func failedGates(r *installer.Result) []string {
 // a worker (touching only it), and reset.
 func TestKubernetes(t *testing.T) {
 	k := startKubeLab(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
 	timings := map[string]time.Duration{}
 	step := func(name string, f func()) {
@@ -207,7 +207,7 @@ func TestKubernetes(t *testing.T) {
 	step("kubelet CSR for another node's name refused", func() { checkKubeletCSR(t, ctx, k, e) })
 	step("Secrets encryption key rotated with the API serving", func() { checkKeyRotation(t, ctx, k, e) })
 	step("leaf certificates renewed with the API serving", func() { checkLeafRenewal(t, ctx, k, e) })
-	step("Kubernetes and etcd peer CAs rotated with the API serving", func() { checkCARotation(t, ctx, k, e) })
+	step("Kubernetes CA rotated with the API serving", func() { checkCARotation(t, ctx, k, e) })
 	step("CA guard: foreign, empty and partial states refused", func() {
 		checkCAGuard(t, ctx, k, from(k.cluster(t, newWorker)), e)
 	})
