@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -111,7 +110,7 @@ without any, or with --all, every leaf certificate the inventory uses.`,
 			}
 			in := cmd.InOrStdin()
 			if !r.yes && !r.dryRun {
-				if err := canConfirmRenewal(in); err != nil {
+				if err := canConfirm(in, "the renewal"); err != nil {
 					return fmt.Errorf("%w (--dry-run shows the certificates and restarts)", err)
 				}
 			}
@@ -132,17 +131,6 @@ without any, or with --all, every leaf certificate the inventory uses.`,
 		return installer.RenewableKinds(), cobra.ShellCompDirectiveNoFileComp
 	})
 	return cmd
-}
-
-// canConfirmRenewal says why nobody could answer the question on in.
-func canConfirmRenewal(in io.Reader) error {
-	if _, ok := in.(noTerminal); ok {
-		return errNoTerminal
-	}
-	if f, ok := in.(*os.File); ok && !isTTY(f) {
-		return errors.New("stdin is not a terminal, so nobody can confirm the renewal: pass --yes to go ahead without confirmation")
-	}
-	return nil
 }
 
 type renewReport struct {

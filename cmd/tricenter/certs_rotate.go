@@ -66,7 +66,7 @@ split: the end state is the separate peer CA a new cluster gets.`,
 			}
 			in := cmd.InOrStdin()
 			if !r.yes && !r.dryRun {
-				if err := canConfirmRotation(in); err != nil {
+				if err := canConfirm(in, "the CA rotation"); err != nil {
 					return fmt.Errorf("%w (--dry-run shows the phases)", err)
 				}
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -56,6 +57,18 @@ func countServers(n int) string { return fmt.Sprintf("%d %s", n, plural(n, "serv
 // errNoTerminal: with -f - stdin held the inventory, and without a
 // terminal nobody can answer a confirmation.
 var errNoTerminal = errors.New("stdin held the inventory (-f -) and there is no terminal to confirm on: pass --yes to go ahead without confirmation")
+
+// canConfirm says why nobody could answer on in the question whether to
+// go ahead with what (a --yes flag skips it).
+func canConfirm(in io.Reader, what string) error {
+	if _, ok := in.(noTerminal); ok {
+		return errNoTerminal
+	}
+	if f, ok := in.(*os.File); ok && !isTTY(f) {
+		return fmt.Errorf("stdin is not a terminal, so nobody can confirm %s: pass --yes to go ahead without confirmation", what)
+	}
+	return nil
+}
 
 // noTerminal is the input of confirmations when stdin held the inventory
 // and no terminal could be opened.

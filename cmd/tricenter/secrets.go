@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -75,7 +74,7 @@ Secret at every moment. --dry-run prints the servers' keys and the stages.`,
 			in := cmd.InOrStdin()
 			if !r.yes && !r.dryRun {
 				// Refused before anything is read: nobody could answer.
-				if err := canConfirmRotation(in); err != nil {
+				if err := canConfirm(in, "the key rotation"); err != nil {
 					return fmt.Errorf("%w (--dry-run shows the stages)", err)
 				}
 			}
@@ -90,17 +89,6 @@ Secret at every moment. --dry-run prints the servers' keys and the stages.`,
 	cmd.Flags().DurationVar(&r.reloadTimeout, "reload-timeout", installer.DefaultReloadTimeout,
 		"how long every kube-apiserver may take to load a stage's configuration (it looks at the file once a minute)")
 	return cmd
-}
-
-// canConfirmRotation says why nobody could answer the question on in.
-func canConfirmRotation(in io.Reader) error {
-	if _, ok := in.(noTerminal); ok {
-		return errNoTerminal
-	}
-	if f, ok := in.(*os.File); ok && !isTTY(f) {
-		return errors.New("stdin is not a terminal, so nobody can confirm the key rotation: pass --yes to go ahead without confirmation")
-	}
-	return nil
 }
 
 type rotateKeyReport struct {

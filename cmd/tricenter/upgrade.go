@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -67,7 +66,7 @@ remain.`,
 			in := cmd.InOrStdin()
 			if !u.yes && !u.dryRun {
 				// Refused before anything is observed: nobody could answer.
-				if err := canConfirm(in); err != nil {
+				if err := canConfirm(in, "the upgrade"); err != nil {
 					return fmt.Errorf("%w (--dry-run shows the plan)", err)
 				}
 			}
@@ -106,17 +105,6 @@ func checkUpgradeFlags(u *upgradeFlags) error {
 	}
 	if u.drainTimeout <= 0 {
 		return fmt.Errorf("--drain-timeout %v: use a positive duration, e.g. 10m", u.drainTimeout)
-	}
-	return nil
-}
-
-// canConfirm says why nobody could answer a question on in.
-func canConfirm(in io.Reader) error {
-	if _, ok := in.(noTerminal); ok {
-		return errNoTerminal
-	}
-	if f, ok := in.(*os.File); ok && !isTTY(f) {
-		return errors.New("stdin is not a terminal, so nobody can confirm the upgrade: pass --yes to go ahead without confirmation")
 	}
 	return nil
 }

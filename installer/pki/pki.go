@@ -253,28 +253,9 @@ func (s *Store) CA(name, commonName string) (*KeyPair, error) {
 	if err := s.bothOrNeither(crt, keyFile); err != nil {
 		return nil, fmt.Errorf("%s CA: %w", name, err)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	now := s.now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: commonName, Organization: []string{"tricenter"}},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(CAValidity),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		SubjectKeyId:          keyID(&key.PublicKey),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	kp, err = s.newCA(commonName)
 	if err != nil {
 		return nil, fmt.Errorf("creating CA %s: %w", name, err)
-	}
-	kp, err = newKeyPair(der, key)
-	if err != nil {
-		return nil, err
 	}
 	if err := s.savePair(kp, crt, keyFile); err != nil {
 		return nil, err

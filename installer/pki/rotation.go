@@ -533,8 +533,8 @@ func (s *Store) KnownCAs() (map[string]KnownCA, error) {
 	return out, nil
 }
 
-// newCA generates a CA certificate and key (as Store.CA does for a new
-// authority).
+// newCA generates a CA certificate and key: a new authority's (Store.CA)
+// or the next one of a rotation (StartRotation).
 func (s *Store) newCA(commonName string) (*KeyPair, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
