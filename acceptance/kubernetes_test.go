@@ -207,7 +207,6 @@ func TestKubernetes(t *testing.T) {
 	step("kubelet CSR for another node's name refused", func() { checkKubeletCSR(t, ctx, k, e) })
 	step("Secrets encryption key rotated with the API serving", func() { checkKeyRotation(t, ctx, k, e) })
 	step("leaf certificates renewed with the API serving", func() { checkLeafRenewal(t, ctx, k, e) })
-	step("Kubernetes CA rotated with the API serving", func() { checkCARotation(t, ctx, k, e) })
 	step("CA guard: foreign, empty and partial states refused", func() {
 		checkCAGuard(t, ctx, k, from(k.cluster(t, newWorker)), e)
 	})
@@ -324,6 +323,12 @@ func TestKubernetes(t *testing.T) {
 	step("one writer at a time (CLI + CLI, kill -9 mid etcd phase)", func() {
 		healthy(t, ctx, e, 3*time.Minute, "before the lock checks")
 		checkOneWriter(t, ctx, k, buildCLI(t, ctx, k, newWorker))
+	})
+
+	// Last before the reset: it replaces every certificate of the cluster.
+	step("Kubernetes CA rotated with the API serving", func() {
+		healthy(t, ctx, e, 3*time.Minute, "before the CA rotation")
+		checkCARotation(t, ctx, k, e)
 	})
 
 	step("reset", func() {

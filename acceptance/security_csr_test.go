@@ -21,7 +21,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/tricenter/terraform-provider-tricenter/installer"
-	"github.com/tricenter/terraform-provider-tricenter/installer/kubeconfig"
 	"github.com/tricenter/terraform-provider-tricenter/installer/node"
 	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
@@ -72,20 +71,7 @@ func checkKubeletCSR(t *testing.T, ctx context.Context, k *kubeLab, e *installer
 	if err != nil {
 		t.Fatalf("%s: reading %s: %v", worker, node.KubeletKubeconfig, err)
 	}
-	clientOf := func(kc []byte) kubernetes.Interface {
-		t.Helper()
-		rc, err := kubeconfig.REST(kc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rc.Dial = e.Dial
-		rc.Timeout = 30 * time.Second
-		cs, err := kubernetes.NewForConfig(rc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cs
-	}
+	clientOf := func(kc []byte) kubernetes.Interface { return labClient(t, e, kc) }
 	nodeClient := clientOf([]byte(kc))
 	adminKC, err := e.AdminKubeconfig("")
 	if err != nil {

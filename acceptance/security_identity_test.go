@@ -65,20 +65,7 @@ func checkIdentities(t *testing.T, ctx context.Context, k *kubeLab, e *installer
 		}
 		return w
 	}
-	clientOf := func(kc []byte) kubernetes.Interface {
-		t.Helper()
-		rc, err := kubeconfig.REST(kc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rc.Dial = e.Dial
-		rc.Timeout = 30 * time.Second
-		cs, err := kubernetes.NewForConfig(rc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cs
-	}
+	clientOf := func(kc []byte) kubernetes.Interface { return labClient(t, e, kc) }
 
 	// The admin kubeconfig's certificate and identity.
 	adminKC, err := os.ReadFile(adminKubeconfig)
@@ -191,4 +178,21 @@ func checkIdentities(t *testing.T, ctx context.Context, k *kubeLab, e *installer
 	if _, err := admin.CoreV1().Nodes().List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
 		t.Errorf("the admin kubeconfig after the apply put its binding back: %v", err)
 	}
+}
+
+// labClient is a client of the lab's API for a kubeconfig, dialled the way
+// the engine dials (from this host, through the lab's routes).
+func labClient(t *testing.T, e *installer.Engine, kc []byte) kubernetes.Interface {
+	t.Helper()
+	rc, err := kubeconfig.REST(kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Dial = e.Dial
+	rc.Timeout = 30 * time.Second
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
 }

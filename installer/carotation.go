@@ -12,6 +12,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/tricenter/terraform-provider-tricenter/installer/addons"
 	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
 )
 
@@ -340,6 +341,17 @@ func (e *Engine) applyCAPhase(ctx context.Context, authority string, rot *pki.Ro
 			return err
 		}
 		if err := e.waitRootCA(ctx, ca.CertPEM, o); err != nil {
+			return err
+		}
+		// The add-on that talks to the API from pods gets new pods,
+		// which read the bundle; the users' own are theirs to restart
+		// (docs/cli/certs.md).
+		cs, err := e.Clientset()
+		if err != nil {
+			return err
+		}
+		e.log.Info("Restarting CoreDNS so that its pods trust the new CA")
+		if err := addons.RestartCoreDNS(ctx, cs, e.cfg.Clock(), e.cfg.HealthTimeout); err != nil {
 			return err
 		}
 	}

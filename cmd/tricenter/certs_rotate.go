@@ -28,6 +28,7 @@ type rotateCAFlags struct {
 	dryRun, yes   bool
 	podTrustWait  time.Duration
 	rootCATimeout time.Duration
+	until         string
 	output        string
 }
 
@@ -55,6 +56,7 @@ state: a run that stops is resumed by running the same command again. On a
 cluster whose etcd peers still share the etcd CA, rotating etcd-peer is the
 split: the end state is the separate peer CA a new cluster gets.`,
 		Example: `  tricenter certs rotate-ca -f cluster.yaml --authority kubernetes --dry-run
+  tricenter certs rotate-ca -f cluster.yaml --authority kubernetes --until trust --yes
   tricenter certs rotate-ca -f cluster.yaml --authority etcd-peer --yes`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -63,6 +65,9 @@ split: the end state is the separate peer CA a new cluster gets.`,
 			}
 			if !slices.Contains(pki.Rotatable(), r.authority) {
 				return fmt.Errorf("--authority %q: use one of %s", r.authority, strings.Join(pki.Rotatable(), ", "))
+			}
+			if r.until != "" && !slices.Contains(pki.RotationPhases(), pki.RotationPhase(r.until)) {
+				return fmt.Errorf("--until %q: use one of %s", r.until, phaseNames())
 			}
 			in := cmd.InOrStdin()
 			if !r.yes && !r.dryRun {
@@ -82,6 +87,7 @@ split: the end state is the separate peer CA a new cluster gets.`,
 	cmd.Flags().BoolVarP(&r.yes, "yes", "y", false, "rotate without asking for confirmation")
 	cmd.Flags().DurationVar(&r.podTrustWait, "pod-trust-wait", installer.DefaultPodTrustWait,
 		"kubernetes CA: how long to wait, once kube-root-ca.crt holds both CAs everywhere, for the kubelets to refresh the pods' copies")
+	cmd.Flags().StringVar(&r.until, "until", "", "stop after this phase ("+phaseNames()+"); the next run resumes after it")
 	cmd.Flags().DurationVar(&r.rootCATimeout, "root-ca-timeout", installer.DefaultRootCATimeout,
 		"kubernetes CA: how long kube-controller-manager may take to publish both CAs in every namespace's kube-root-ca.crt")
 	return cmd
@@ -98,7 +104,8 @@ func runRotateCA(ctx context.Context, g *globals, f *engineFlags, r *rotateCAFla
 		return err
 	}
 	defer e.Close()
-	o := installer.RotateCAOptions{LockTimeout: f.lockTimeoutOption(), PodTrustWait: r.podTrustWait, RootCATimeout: r.rootCATimeout}
+	o := installer.RotateCAOptions{LockTimeout: f.lockTimeoutOption(), PodTrustWait: r.podTrustWait, RootCATimeout: r.rootCATimeout,
+		Until: pki.RotationPhase(r.until)}
 	if r.podTrustWait == 0 {
 		o.PodTrustWait = -1 // asked for no wait
 	}
@@ -196,4 +203,13 @@ func printCARotated(w io.Writer, r *installer.RotateCAResult) {
 	case r.InProgress:
 		fmt.Fprintf(w, "the %s CA rotation stopped: every server trusts what is in use; run the same command again to resume\n", r.Authority)
 	}
+}
+
+// phaseNames lists the rotation's phases for flag messages.
+func phaseNames() string {
+	var names []string
+	for _, p := range pki.RotationPhases() {
+		names = append(names, string(p))
+	}
+	return strings.Join(names, ", ")
 }
