@@ -120,7 +120,7 @@ func checkCARotation(t *testing.T, ctx context.Context, k *kubeLab, e *installer
 			return err
 		}
 		if got, err := certFPs([]byte(cm.Data["ca.crt"])); err != nil || !slices.Equal(got, []string{after[pki.KubernetesCA]}) {
-			return fmt.Errorf("%s holds %v (%v)", installer.RootCAConfigMap, got, err)
+			return fmt.Errorf("%s holds %v (%w)", installer.RootCAConfigMap, got, err)
 		}
 		return nil
 	}); err != nil {

@@ -39,7 +39,7 @@ func RestartCoreDNS(ctx context.Context, cs kubernetes.Interface, at time.Time, 
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("Deployment %s/%s not rolled out after %v: %s", Namespace, CoreDNSName, timeout, why)
+			return fmt.Errorf("deployment %s/%s not rolled out after %v: %s", Namespace, CoreDNSName, timeout, why)
 		}
 		select {
 		case <-ctx.Done():

@@ -250,10 +250,10 @@ func (s *Store) AdvanceRotation(name string) (RotationPhase, error) {
 		return "", fmt.Errorf("%s: %w", name, ErrNoRotation)
 	}
 	now := s.now().UTC()
-	switch {
-	case r.Phase == RotationTrust:
+	switch r.Phase {
+	case RotationTrust:
 		r.Phase = RotationReissue
-	case r.Phase == RotationReissue:
+	case RotationReissue:
 		r.Phase = RotationFinish
 	default:
 		return RotationNone, s.completeRotation(r)

@@ -101,7 +101,7 @@ func InternalizePKI(files map[string]string) (map[string]string, string, error) 
 	}
 	var ref PKIRef
 	if err := json.Unmarshal([]byte(raw), &ref); err != nil || ref.Dir == "" {
-		return nil, "", fmt.Errorf("%s in the engine state is unreadable (%v): restore the state from a backup", PKIRefFile, err)
+		return nil, "", fmt.Errorf("%s in the engine state is unreadable (%w): restore the state from a backup", PKIRefFile, err)
 	}
 	if _, err := os.Stat(ref.Dir); err != nil {
 		return nil, ref.Dir, fmt.Errorf("pki_dir %s: %w; the engine state says this cluster's PKI (%d files: its certificate authorities "+
