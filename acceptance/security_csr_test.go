@@ -87,15 +87,17 @@ func checkKubeletCSR(t *testing.T, ctx context.Context, k *kubeLab, e *installer
 	suffix := fmt.Sprintf("%d", time.Now().UnixNano())
 	names := map[string]string{} // CSR name → whose name it asks for
 	created := map[string]bool{}
-	t.Cleanup(func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// Removed when the check ends (not at the end of the whole test, when
+	// the cluster is reset and its API gone).
+	defer func() {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		for name := range created {
 			if err := admin.CertificatesV1().CertificateSigningRequests().Delete(cctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 				t.Errorf("deleting CSR %s: %v", name, err)
 			}
 		}
-	})
+	}()
 	create := func(forNode string) (string, error) {
 		t.Helper()
 		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
