@@ -214,11 +214,12 @@ func nodeImportSteps(k *tfLab, timer *stepTimer) []resource.TestStep {
 			// server, which are verified. The rest is configuration (path,
 			// cluster_state), derived from it at plan time (center, rack,
 			// pod_cidr), or what the last apply and refresh recorded (state:
-			// the node's certificates; changed_hosts, gates, ready,
+			// the node's certificates, and so certificates_renew_due and
+			// earliest_certificate_expiry; changed_hosts, gates, ready,
 			// problems): the next plan and apply fill them in, as the next
 			// two steps check.
 			ImportStateVerifyIgnore: []string{"path", "cluster_state", "state", "center", "rack", "pod_cidr",
-				"changed_hosts", "gates", "ready", "problems"},
+				"changed_hosts", "gates", "ready", "problems", "certificates_renew_due", "earliest_certificate_expiry"},
 		},
 		{
 			PreConfig: timer.begin("forget tricenter_node (removed block)"),
@@ -419,7 +420,8 @@ func TestAccClusterNspawnLab(t *testing.T) {
 					return dir + "#" + k.file, nil
 				},
 				ImportStateVerify:       true,
-				ImportStateVerifyIgnore: []string{"gates", "changed_hosts", "node_servers", "timeouts", "etcd_members_per_center", "problems", "healthy"},
+				ImportStateVerifyIgnore: []string{"gates", "changed_hosts", "node_servers", "timeouts", "etcd_members_per_center", "problems", "healthy",
+					"certificates_renew_due", "earliest_certificate_expiry"},
 			},
 			{
 				PreConfig: timer.begin("add tricenter_node"),
