@@ -419,7 +419,7 @@ func TestAccClusterNspawnLab(t *testing.T) {
 					}
 					return dir + "#" + k.file, nil
 				},
-				ImportStateVerify:       true,
+				ImportStateVerify: true,
 				ImportStateVerifyIgnore: []string{"gates", "changed_hosts", "node_servers", "timeouts", "etcd_members_per_center", "problems", "healthy",
 					"certificates_renew_due", "earliest_certificate_expiry"},
 			},
