@@ -195,20 +195,7 @@ func (s *Store) loadPair(crt, key string) (*KeyPair, error) {
 			return kp, err
 		}
 	}
-	f := s.files()
-	cb, err := f.ReadFile(crt)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%s: %w", f.Where(crt), ErrNotFound)
-	} else if err != nil {
-		return nil, err
-	}
-	kb, err := f.ReadFile(key)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%s: %w", f.Where(key), ErrNotFound)
-	} else if err != nil {
-		return nil, err
-	}
-	return parseKeyPair(cb, kb, f.Where(crt), f.Where(key))
+	return s.readPair(crt, key)
 }
 
 // savePair writes kp's key (0600) and certificate (0644) into the store.
