@@ -325,10 +325,17 @@ func TestKubernetes(t *testing.T) {
 		checkOneWriter(t, ctx, k, buildCLI(t, ctx, k, newWorker))
 	})
 
-	// Last before the reset: it replaces every certificate of the cluster.
+	step("short certificate lifetimes: status flags them, terraform plans and applies the renewal", func() {
+		healthy(t, ctx, e, 3*time.Minute, "before the short lifetimes")
+		e = checkShortLifetimes(t, ctx, k, k.cluster(t, newWorker))
+	})
+
+	// Last before the reset: it replaces every certificate of the cluster,
+	// the short-lived ones too, at the inventory's default lifetime.
 	step("Kubernetes CA rotated with the API serving", func() {
 		healthy(t, ctx, e, 3*time.Minute, "before the CA rotation")
 		checkCARotation(t, ctx, k, e)
+		checkDefaultLifetimes(t, ctx, e)
 	})
 
 	step("reset", func() {

@@ -321,6 +321,19 @@ type Kubernetes struct {
 	// pod-security.kubernetes.io labels gets (default: enforce baseline,
 	// warn and audit restricted, kube-system exempt).
 	PodSecurity PodSecurity `yaml:"podSecurity,omitempty" json:"podSecurity,omitempty"`
+	// Encryption chooses what kube-apiserver encrypts in etcd besides
+	// Secrets, which always are.
+	Encryption Encryption `yaml:"encryption,omitempty" json:"encryption,omitempty"`
+}
+
+// Encryption is spec.kubernetes.encryption. Secrets are always encrypted
+// in etcd (secretbox, with keys kept in the engine state); ConfigMaps too
+// when ConfigMaps is true (default off: ConfigMaps are not meant for
+// secrets, and every read of one then pays a decryption). Once a server
+// encrypts ConfigMaps, turning it off is refused: the ConfigMaps written
+// since would become unreadable.
+type Encryption struct {
+	ConfigMaps bool `yaml:"configMaps,omitempty" json:"configMaps,omitempty"`
 }
 
 // PodSecurity sets the Pod Security Standards levels kube-apiserver's

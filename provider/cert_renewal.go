@@ -36,7 +36,7 @@ func renewalAttributes(whose string) map[string]schema.Attribute {
 		attrRenewDue: schema.BoolAttribute{
 			Computed: true,
 			MarkdownDescription: "Whether the last refresh found one of " + whose + " leaf certificates within `spec.pki.renewBefore` " +
-				"of its expiry (or expired). When it is `true` the next plan shows an update (`true` → `false`) whose apply " +
+				"of its expiry (or expired). When it is `true` the next plan shows an update of it (`true` → known after apply) whose apply " +
 				"reissues the due certificates and restarts what uses them. Null until the first refresh after an upgrade of the provider.",
 		},
 		attrEarliestExpiry: schema.StringAttribute{

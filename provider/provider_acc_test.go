@@ -3,7 +3,6 @@ package provider
 import (
 	"errors"
 	"os"
-	"os/exec"
 	"testing"
 
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
@@ -36,11 +35,5 @@ func testAccPreCheck(t *testing.T) {
 		// Under CI=true this fails instead of skipping (make test sets it).
 		testenv.Need(t, errors.New("acceptance test: set TF_ACC=1 (make test and make testacc do)"))
 	}
-	if p := os.Getenv("TF_ACC_TERRAFORM_PATH"); p != "" {
-		testenv.RequireFile(t, "TF_ACC_TERRAFORM_PATH names no file: install Terraform >= 1.11", p)
-		return
-	}
-	p, err := exec.LookPath("terraform")
-	testenv.Require(t, "terraform on PATH (Terraform >= 1.11; /usr/local/bin/terraform on the lab machines) or TF_ACC_TERRAFORM_PATH", err == nil)
-	t.Setenv("TF_ACC_TERRAFORM_PATH", p)
+	testenv.Terraform(t)
 }

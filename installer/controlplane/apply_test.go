@@ -544,3 +544,42 @@ func timelineAfter(t *testing.T, h *sshtest.Host, call string) (at, ready float6
 	}
 	return at, ready
 }
+
+// TestConfigMapEncryptionFromInventory: spec.kubernetes.encryption.configMaps
+// puts ConfigMaps in every server's EncryptionConfiguration next to
+// Secrets; turning it off again is refused before anything is written.
+func TestConfigMapEncryptionFromInventory(t *testing.T) {
+	fl := newFakeLab(t)
+	fl.opts.Cluster.Spec.Kubernetes.Encryption.ConfigMaps = true
+	fl.apply(t, false)
+	confs := map[string][]byte{}
+	for _, h := range fl.lab.Hosts {
+		b, err := os.ReadFile(h.Path(stageRoot + EncryptionConfig))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), "- secrets") || !strings.Contains(string(b), "- configmaps") {
+			t.Fatalf("%s: %s does not encrypt Secrets and ConfigMaps:\n%s", h.Name, EncryptionConfig, b)
+		}
+		confs[h.Name] = b
+	}
+
+	fl.opts.Cluster.Spec.Kubernetes.Encryption.ConfigMaps = false
+	ps, err := Phases(fl.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	m := &phase.Manager{Cluster: fl.opts.Cluster}
+	err = m.Run(ctx, ps...)
+	m.Close()
+	if err == nil || !strings.Contains(err.Error(), "encrypts ConfigMaps") || !strings.Contains(err.Error(), fl.lab.Hosts[0].Name) {
+		t.Fatalf("turning ConfigMap encryption off: %v, want a refusal naming the servers", err)
+	}
+	for _, h := range fl.lab.Hosts {
+		if b, _ := os.ReadFile(h.Path(stageRoot + EncryptionConfig)); !bytes.Equal(b, confs[h.Name]) {
+			t.Errorf("%s: the refused apply rewrote %s", h.Name, EncryptionConfig)
+		}
+	}
+}

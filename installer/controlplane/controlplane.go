@@ -140,11 +140,6 @@ type Options struct {
 	// production). Tests stage hosts under a directory with it; rendered
 	// files keep their absolute paths.
 	Root string
-	// EncryptConfigMaps encrypts ConfigMaps in etcd as well as Secrets
-	// (default off: ConfigMaps are not meant for secrets, and every read
-	// pays the decryption). Turning it off again once ConfigMaps were
-	// written encrypted is refused (they would become unreadable).
-	EncryptConfigMaps bool
 }
 
 // Phases returns the control-plane phases in order, to run on the
@@ -219,7 +214,6 @@ func newRun(o Options) (*run, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.EncryptConfigMaps = o.EncryptConfigMaps
 	r := &run{o: o, log: o.Logger, settings: s, servers: o.Placement.ControlPlane,
 		byName: map[string]inventory.Member{}, hosts: map[string]*hostState{}}
 	for _, m := range r.servers {
@@ -241,7 +235,7 @@ func settingsFor(c *inventory.Cluster, p *inventory.Placement) (Settings, error)
 		return Settings{}, errors.New("spec.network.clusterDomain is empty: apply the inventory defaults first")
 	}
 	s := Settings{ClusterName: c.Metadata.Name, ServiceCIDR: n.ServiceCIDR, ClusterDomain: n.ClusterDomain,
-		PodSecurity: PodSecurityFor(c)}
+		PodSecurity: PodSecurityFor(c), EncryptConfigMaps: c.Spec.Kubernetes.Encryption.ConfigMaps}
 	for _, m := range p.Etcd.Members {
 		s.EtcdServers = append(s.EtcdServers, etcd.ClientURL(m.Address))
 	}

@@ -22,7 +22,7 @@ type Settings struct {
 	// (PodSecurityFor: the inventory's, defaults filled in).
 	PodSecurity inventory.PodSecurity
 	// EncryptConfigMaps encrypts ConfigMaps in etcd too (Secrets always
-	// are).
+	// are): spec.kubernetes.encryption.configMaps.
 	EncryptConfigMaps bool
 }
 

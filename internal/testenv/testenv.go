@@ -152,3 +152,18 @@ func missing(t testing.TB, what string) {
 	}
 	t.Skip(msg)
 }
+
+// Terraform makes the terraform binary available to
+// terraform-plugin-testing without a download: TF_ACC_TERRAFORM_PATH when
+// set (it must name a file), else terraform from PATH, which it then sets.
+// Without either the test ends (fails under CI=true).
+func Terraform(t testing.TB) {
+	t.Helper()
+	if p := os.Getenv("TF_ACC_TERRAFORM_PATH"); p != "" {
+		RequireFile(t, "TF_ACC_TERRAFORM_PATH names no file: install Terraform >= 1.11", p)
+		return
+	}
+	p, err := exec.LookPath("terraform")
+	Require(t, "terraform on PATH (Terraform >= 1.11; /usr/local/bin/terraform on the lab machines) or TF_ACC_TERRAFORM_PATH", err == nil)
+	t.Setenv("TF_ACC_TERRAFORM_PATH", p)
+}
