@@ -27,7 +27,7 @@ import (
 )
 
 // csrWatch is how long a CSR is watched for an approval or a certificate.
-const csrWatch = 30 * time.Second
+const csrWatch = 15 * time.Second
 
 // checkKubeletCSR checks, on the running lab, that a worker's own kubelet
 // credential (its kubeconfig on the server, read over SSH) cannot obtain a

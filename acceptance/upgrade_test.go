@@ -87,6 +87,13 @@ spec:
 type probeSeries struct {
 	Name       string
 	OK, Failed int
+	// Retried counts the probes whose connection was reset in flight and
+	// that answered on the one immediate retry, as client-go retries a
+	// GET: when the routers' ECMP set for a VIP changes (a server's
+	// announcement withdrawn or back), a flow in flight may be hashed to
+	// another server, which resets it. A probe is Failed only when the
+	// retry fails too.
+	Retried int
 	// LastError is when and how the last probe failed.
 	LastError string
 	// LongestGap is the longest time between two answered probes.
@@ -183,6 +190,9 @@ func errorKind(err error) string {
 
 func (s *probeSeries) String() string {
 	r := fmt.Sprintf("%-26s %6d ok %4d failed, longest gap %v", s.Name, s.OK, s.Failed, s.LongestGap.Round(time.Millisecond))
+	if s.Retried > 0 {
+		r += fmt.Sprintf(", %d reset in flight and answered on retry", s.Retried)
+	}
 	if s.FirstError != "" {
 		r += " (first failure " + s.FirstError + "; last " + s.LastError + ")"
 	}
@@ -192,7 +202,8 @@ func (s *probeSeries) String() string {
 // upgradeProbes run while an upgrade runs: the API's /readyz through the
 // VIP and the Service from outside the racks (the lab's core router) every
 // 100 ms, each on a new connection (a request lands where the routers send
-// it now), and etcd writes through its client (every member as endpoint)
+// it now; one reset in flight is retried at once, as client-go retries a
+// GET, and counted apart: probeSeries.Retried), and etcd writes through its client (every member as endpoint)
 // whose acknowledgements are checked afterwards.
 type upgradeProbes struct {
 	API, Service, Etcd probeSeries
@@ -243,12 +254,18 @@ func startUpgradeProbes(t testing.TB, ctx context.Context, k *kubeLab, e *instal
 	}
 	apiClient := fresh(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
 	svcClient := fresh(nil)
-	get := func(c *http.Client, url string) error {
+	get := func(s *probeSeries, c *http.Client, url string) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
 			return err
 		}
 		resp, err := c.Do(req)
+		if errors.Is(err, syscall.ECONNRESET) {
+			p.mu.Lock()
+			s.Retried++
+			p.mu.Unlock()
+			resp, err = c.Do(req)
+		}
 		if err != nil {
 			return err
 		}
@@ -281,9 +298,9 @@ func startUpgradeProbes(t testing.TB, ctx context.Context, k *kubeLab, e *instal
 		}()
 	}
 	vip := "https://" + net.JoinHostPort(e.IPs().APIVIP.String(), fmt.Sprint(installer.APIPort)) + "/readyz"
-	every(&p.API, func() error { return get(apiClient, vip) })
+	every(&p.API, func() error { return get(&p.API, apiClient, vip) })
 	if serviceURL != "" {
-		every(&p.Service, func() error { return get(svcClient, serviceURL) })
+		every(&p.Service, func() error { return get(&p.Service, svcClient, serviceURL) })
 	}
 	ep, err := e.EtcdPKI(false)
 	if err != nil {
