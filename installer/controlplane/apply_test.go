@@ -135,6 +135,17 @@ func (fl *fakeLab) setBinary(t *testing.T, name, content string) {
 // changes per host.
 func (fl *fakeLab) apply(t *testing.T, dryRun bool) map[string][]string {
 	t.Helper()
+	changes, err := fl.run(t, dryRun)
+	if err != nil {
+		t.Fatalf("apply (dry run %v): %v", dryRun, err)
+	}
+	return changes
+}
+
+// run runs the control-plane phases once and returns what they changed
+// and their error (a refusal, for the tests that expect one).
+func (fl *fakeLab) run(t *testing.T, dryRun bool) (map[string][]string, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	ps, err := Phases(fl.opts)
@@ -143,10 +154,8 @@ func (fl *fakeLab) apply(t *testing.T, dryRun bool) map[string][]string {
 	}
 	m := &phase.Manager{Cluster: fl.opts.Cluster, DryRun: dryRun}
 	defer m.Close()
-	if err := m.Run(ctx, ps...); err != nil {
-		t.Fatalf("apply (dry run %v): %v", dryRun, err)
-	}
-	return m.Changes()
+	err = m.Run(ctx, ps...)
+	return m.Changes(), err
 }
 
 // mutatingCalls are the fake systemctl calls that change something.
@@ -400,15 +409,7 @@ func TestEncryptionKeysAgainstTheServers(t *testing.T) {
 	if err := encryption.Save(fl.opts.PKI, &encryption.Keyring{Keys: []encryption.Key{other}}); err != nil {
 		t.Fatal(err)
 	}
-	ps, err := Phases(fl.opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	m := &phase.Manager{Cluster: fl.opts.Cluster}
-	err = m.Run(ctx, ps...)
-	m.Close()
+	_, err = fl.run(t, false)
 	if !errors.Is(err, encryption.ErrKeyMismatch) || !strings.Contains(err.Error(), fl.lab.Hosts[0].Name+" holds key-1 (secretbox)") {
 		t.Fatalf("apply with another key: %v, want ErrKeyMismatch naming the servers", err)
 	}
@@ -565,15 +566,7 @@ func TestConfigMapEncryptionFromInventory(t *testing.T) {
 	}
 
 	fl.opts.Cluster.Spec.Kubernetes.Encryption.ConfigMaps = false
-	ps, err := Phases(fl.opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	m := &phase.Manager{Cluster: fl.opts.Cluster}
-	err = m.Run(ctx, ps...)
-	m.Close()
+	_, err := fl.run(t, false)
 	if err == nil || !strings.Contains(err.Error(), "encrypts ConfigMaps") || !strings.Contains(err.Error(), fl.lab.Hosts[0].Name) {
 		t.Fatalf("turning ConfigMap encryption off: %v, want a refusal naming the servers", err)
 	}
