@@ -323,7 +323,7 @@ type Kubernetes struct {
 	PodSecurity PodSecurity `yaml:"podSecurity,omitempty" json:"podSecurity,omitempty"`
 	// Encryption chooses what kube-apiserver encrypts in etcd besides
 	// Secrets, which always are.
-	Encryption Encryption `yaml:"encryption,omitempty" json:"encryption,omitempty"`
+	Encryption Encryption `yaml:"encryption,omitempty" json:"encryption,omitzero"`
 }
 
 // Encryption is spec.kubernetes.encryption. Secrets are always encrypted
