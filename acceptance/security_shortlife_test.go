@@ -76,7 +76,7 @@ func checkShortLifetimes(t *testing.T, ctx context.Context, k *kubeLab, target *
 		t.Fatalf("status: the kube-apiserver serving certificate expires %s: want within %v of the renewal at %s",
 			kind.NotAfter.UTC().Format(time.RFC3339), shortLeafLifetime, res.Started.UTC().Format(time.RFC3339))
 	}
-	checkServedShort(t, st, res.Started)
+	checkServedFromState(t, st, res.Started)
 	var dueAt time.Time
 	if err := pollUntil(ctx, shortLeafLifetime, func() error {
 		kind, st = apiServingExpiry(t, ctx, e)
@@ -195,7 +195,7 @@ removed {
 	if kind.RenewDue || kind.NotAfter.Before(applied.Add(tfLeafLifetime-time.Minute)) {
 		t.Errorf("after terraform's apply, status: %q expires %s (due %v)", kind.Kind, kind.NotAfter.UTC().Format(time.RFC3339), kind.RenewDue)
 	}
-	checkServedShort(t, st, applied)
+	checkServedFromState(t, st, applied)
 	return k.engine(t, target)
 }
 
@@ -236,9 +236,9 @@ func apiServingExpiry(t *testing.T, ctx context.Context, e *installer.Engine) (p
 	return pki.KindExpiry{}, nil
 }
 
-// checkServedShort: every control-plane server and the VIP serve the
+// checkServedFromState: every control-plane server and the VIP serve the
 // state's kube-apiserver certificate, issued after since.
-func checkServedShort(t *testing.T, st *installer.Status, since time.Time) {
+func checkServedFromState(t *testing.T, st *installer.Status, since time.Time) {
 	t.Helper()
 	if len(st.Certificates.Served) == 0 {
 		t.Error("status observed no served kube-apiserver certificate")

@@ -69,11 +69,8 @@ func TestLabTerraform(t *testing.T) {
 	needLab(t)
 	testenv.Need(t, libvirt.Available())
 	testenv.Exclusive(t, "the lab's Terraform test")
-	tfPath, err := exec.LookPath("terraform")
-	if p := os.Getenv("TF_ACC_TERRAFORM_PATH"); p != "" {
-		tfPath, err = p, nil
-	}
-	testenv.Require(t, "terraform on PATH (Terraform >= 1.11) or TF_ACC_TERRAFORM_PATH", err == nil)
+	testenv.Terraform(t)
+	tfPath := os.Getenv("TF_ACC_TERRAFORM_PATH")
 	artifacts, _ := filepath.Abs("../../.cache/artifacts")
 	testenv.RequireFile(t, "build the artifacts first: make artifacts", filepath.Join(artifacts, tcartifacts.DefaultName("kubectl")))
 
