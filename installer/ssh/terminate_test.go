@@ -30,7 +30,12 @@ type hostProc struct {
 	start     string // start time, in clock ticks since boot
 	uid       string
 	cmdline   string
+	exiting   bool // PF_EXITING: killed, tearing down, not yet a zombie
 }
+
+// pfExiting is the kernel's PF_EXITING task flag (include/linux/sched.h),
+// field 9 of /proc/PID/stat.
+const pfExiting = 0x4
 
 // readProc reads /proc/PID; ok is false when the process is gone or a
 // zombie.
@@ -51,6 +56,8 @@ func readProc(pid int) (p hostProc, ok bool) {
 	p.pid = pid
 	p.ppid, _ = strconv.Atoi(f[1])
 	p.start = f[19]
+	flags, _ := strconv.ParseUint(f[6], 10, 64)
+	p.exiting = flags&pfExiting != 0
 	cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	p.cmdline = strings.TrimSpace(strings.ReplaceAll(string(cl), "\x00", " "))
 	st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -103,13 +110,19 @@ func tree(marker string) []hostProc {
 }
 
 // alive returns the processes of ps that still run (same pid and start
-// time, not a zombie).
+// time, not a zombie, not exiting). A killed process is not a zombie at
+// once: it first tears down (PF_EXITING set, its memory released, its
+// command line and environment reading empty, state still R or D). Such a
+// process is past the point of return and counts as gone, as it does for
+// the termination script.
 func alive(ps []hostProc) []hostProc {
 	var out []hostProc
 	for _, p := range ps {
-		if q, ok := readProc(p.pid); ok && q.start == p.start {
-			out = append(out, q)
+		q, ok := readProc(p.pid)
+		if !ok || q.start != p.start || q.exiting {
+			continue
 		}
+		out = append(out, q)
 	}
 	return out
 }
