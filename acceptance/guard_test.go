@@ -287,7 +287,7 @@ type cli struct {
 
 // buildCLI builds tricenter and writes the lab's inventory without the
 // servers in drop.
-func buildCLI(t *testing.T, ctx context.Context, k *kubeLab, drop ...string) *cli {
+func buildCLI(t testing.TB, ctx context.Context, k *kubeLab, drop ...string) *cli {
 	t.Helper()
 	c := &cli{bin: filepath.Join(k.dir, "tricenter"), inv: filepath.Join(k.dir, "inventory.yaml"), stateDir: k.stateDir}
 	build := exec.CommandContext(ctx, "go", "build", "-o", c.bin, "./cmd/tricenter")
@@ -317,7 +317,7 @@ type cliRun struct {
 	err  error
 }
 
-func (c *cli) start(t *testing.T, ctx context.Context, args ...string) *cliRun {
+func (c *cli) start(t testing.TB, ctx context.Context, args ...string) *cliRun {
 	t.Helper()
 	r := &cliRun{done: make(chan struct{})}
 	r.cmd = exec.CommandContext(ctx, c.bin, append(args, "-f", c.inv, "--state-dir", c.stateDir)...)
@@ -417,9 +417,10 @@ func checkOneWriter(t *testing.T, ctx context.Context, k *kubeLab, c *cli) {
 	}
 	t.Logf("two applies at once: the second refused: %s", lastLine(b.stderr()))
 
-	// kill -9 in the middle of the etcd phase.
+	// kill -9 in the middle of the etcd phase of its plan: an apply holds
+	// the locks from before its plan to after its gates.
 	killed := c.start(t, ctx, "apply", "--yes", "--log-format", "text")
-	killed.waitLog(t, 2*time.Minute, "Applying component", "component=etcd", "dry_run=false")
+	killed.waitLog(t, 2*time.Minute, "Applying component", "component=etcd", "dry_run=true")
 	if err := killed.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -436,7 +437,7 @@ func checkOneWriter(t *testing.T, ctx context.Context, k *kubeLab, c *cli) {
 	if !strings.Contains(next.out.String(), "gate") {
 		t.Errorf("the next apply ran no gates:\n%s", next.out.String())
 	}
-	t.Logf("apply killed in its etcd phase: the next apply waited for its lease (TTL %v) and converged %v after the kill",
+	t.Logf("apply killed in its plan's etcd phase: the next apply waited for its lease (TTL %v) and converged %v after the kill",
 		installer.DefaultLockTTL, took.Round(time.Millisecond))
 	conv := c.start(t, ctx, "apply", "--yes")
 	if err := conv.wait(ctx); err != nil || !strings.Contains(conv.out.String(), "0 hosts changed") {

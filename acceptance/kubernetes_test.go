@@ -230,6 +230,10 @@ func TestKubernetes(t *testing.T) {
 		logTimings(t, "no-op re-apply", res)
 	})
 
+	step("an apply relies on its own plan, and on nothing older", func() {
+		checkWalkOnce(t, ctx, k, e, staleWorker)
+	})
+
 	step("add-on drift repaired by apply", func() {
 		checkAddonDriftRepaired(t, ctx, k, e, kubeconfig)
 	})

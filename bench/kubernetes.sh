@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Kubernetes on the nspawn lab (root): cold apply to every gate passing
-# (artifacts built beforehand, not counted), a no-op re-apply and adding one
-# worker, with the per-component breakdown and the ratio to each goal.
+# Kubernetes on the nspawn lab (root), the wall clock of `tricenter apply
+# --yes`: a cold apply to every gate passing and the no-op apply after it on
+# three fresh labs (min/median/max), then adding one worker; artifacts built
+# beforehand, not counted. Prints the breakdown (plan, components, gates,
+# what the apply did not walk again) and the ratio to each goal.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./hack/artifacts/build.sh >/dev/null

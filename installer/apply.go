@@ -50,8 +50,12 @@ type Options struct {
 	// LockTimeout is how long a mutating run waits for another run's lock
 	// (DefaultLockTimeout; negative: not at all). Dry runs take no lock.
 	LockTimeout time.Duration
-	// locked: the caller (Upgrade) holds the locks already.
+	// locked: the caller (Upgrade, PlanApply) holds the locks already.
 	locked bool
+	// reuse are the components this run's own plan, moments before under
+	// the same lock, found converged: the apply does not walk their hosts
+	// again (PlanApply).
+	reuse []Component
 }
 
 // Timing is how long one component took.
@@ -97,6 +101,15 @@ type Result struct {
 	// APIHeld are the servers the API VIP was held away from while their
 	// kube-apiserver (or stacked etcd member) restarted, in order.
 	APIHeld []string `json:"apiHeld,omitempty"`
+	// Pending (a plan) are the components an apply has to walk: those
+	// whose plan found something to change, every one after the first
+	// such (what they do may follow from what it changes), and the add-ons
+	// (what they change through the API is not known in a plan).
+	Pending []Component `json:"pending,omitempty"`
+	// Reused (an apply of PlanApply) are the components the apply did not
+	// walk again: the plan of the same run, under the same lock, found
+	// them converged moments before. Their gates still ran.
+	Reused []Component `json:"reused,omitempty"`
 }
 
 // Converged reports whether nothing changed (or would change).
@@ -125,6 +138,74 @@ func (e *Engine) Plan(ctx context.Context, o Options) (*Result, error) {
 // it changes nothing.
 func (e *Engine) Apply(ctx context.Context, o Options) (*Result, error) {
 	return e.run(ctx, o, false)
+}
+
+// PlanReuseAge bounds how old the plan's observations may be for the
+// apply of the same PlanApply to rely on them. An operator who takes
+// longer to confirm gets an apply that walks every host again.
+const PlanReuseAge = 2 * time.Minute
+
+// PlanApply is one apply as an operator runs it: under one lock, a plan,
+// then proceed (nil: go ahead) with the plan in hand — it prints it, asks
+// for confirmation, and returns false to stop there — then the apply.
+// The apply relies on what the plan observed: a component whose plan
+// found nothing to change on any host, with no component before it
+// pending (Result.Pending), is not walked again, and its gate still runs.
+// Every component the apply does walk is observed afresh on every host
+// before anything on it changes, so a change made between the plan and
+// the apply is caught there. Nothing carries over to another run: the
+// plan lives in this call only, and an apply that starts more than
+// PlanReuseAge after the plan began walks everything again. applied is
+// nil when the apply did not start (a failed plan, proceed said no).
+func (e *Engine) PlanApply(ctx context.Context, o Options, proceed func(plan *Result) (bool, error)) (plan, applied *Result, err error) {
+	lock := &Result{}
+	if !o.locked {
+		var unlock func()
+		if ctx, unlock, err = e.lockRun(ctx, o, lock); err != nil {
+			return nil, nil, err // refused: nothing ran
+		}
+		defer unlock()
+		o.locked = true
+	}
+	start := time.Now()
+	if plan, err = e.run(ctx, o, true); err != nil {
+		return plan, nil, err
+	}
+	if proceed != nil {
+		if ok, err := proceed(plan); err != nil || !ok {
+			return plan, nil, err
+		}
+	}
+	if age := time.Since(start); age > PlanReuseAge {
+		e.log.Info("The plan is too old to rely on: the apply walks every host again", "age", age.Round(time.Second), "limit", PlanReuseAge)
+	} else {
+		o.reuse = plan.converged()
+	}
+	applied, err = e.run(ctx, o, false)
+	if applied != nil && lock.Lock != "" {
+		applied.Lock = lock.Lock
+	}
+	return plan, applied, err
+}
+
+// converged lists the components of a plan that an apply need not walk.
+func (r *Result) converged() []Component {
+	var out []Component
+	for _, c := range r.Components {
+		if c != Gates && !slices.Contains(r.Pending, c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// changeCount is how many changes m recorded on every host so far.
+func changeCount(m *phase.Manager) int {
+	n := 0
+	for _, cs := range m.Changes() {
+		n += len(cs)
+	}
+	return n
 }
 
 func (e *Engine) run(ctx context.Context, o Options, dry bool) (*Result, error) {
@@ -159,7 +240,7 @@ func (e *Engine) mayRestartAPI(o Options) bool {
 		return false // runPhases reports it
 	}
 	for _, c := range sel.Components() {
-		if c == ControlPlane || c == Etcd {
+		if (c == ControlPlane || c == Etcd) && !slices.Contains(o.reuse, c) {
 			return true
 		}
 	}
@@ -206,7 +287,7 @@ func (e *Engine) runPhases(ctx context.Context, o Options, dry bool) (*Result, e
 		// Before any certificate is made or written: the servers must
 		// trust the state's authorities (or none yet).
 		&funcPhase{id: PhaseAuthorities, title: "certificate authorities the servers trust", run: func(ctx context.Context) error {
-			warns, err := e.checkHostCAs(ctx, m, comps, o)
+			warns, err := e.checkHostCAs(ctx, m, caComponents(comps, o.reuse), o)
 			res.Warnings = append(res.Warnings, warns...)
 			return err
 		}},
@@ -223,13 +304,22 @@ func (e *Engine) runPhases(ctx context.Context, o Options, dry bool) (*Result, e
 		if c == Gates {
 			continue
 		}
-		start := time.Now()
+		if slices.Contains(o.reuse, c) {
+			e.log.Info("Component converged in this run's plan: not walked again", "component", c)
+			res.Reused = append(res.Reused, c)
+			continue
+		}
+		start, before := time.Now(), changeCount(m)
 		e.log.Info("Applying component", "component", c, "dry_run", dry)
 		err := r.component(ctx, c)
 		res.Timings = append(res.Timings, Timing{Component: c, Took: time.Since(start)})
 		if err != nil {
 			res.Changes = m.Changes()
 			return res, fmt.Errorf("%s: %w", c, err)
+		}
+		if dry && (len(res.Pending) > 0 || c == Addons || changeCount(m) > before ||
+			(c == Etcd && res.Etcd != nil && !res.Etcd.Converged())) {
+			res.Pending = append(res.Pending, c)
 		}
 	}
 	res.Changes = m.Changes()
@@ -246,6 +336,23 @@ func (e *Engine) runPhases(ctx context.Context, o Options, dry bool) (*Result, e
 		return res, ferr
 	}
 	return res, err
+}
+
+// caComponents are the components whose servers the CA check covers: in
+// an apply that relies on its plan, the plan of the same run checked them
+// all under the same lock, and only the components walked again write
+// certificates.
+func caComponents(comps, reuse []Component) []Component {
+	if len(reuse) == 0 {
+		return comps
+	}
+	var out []Component
+	for _, c := range comps {
+		if c != Addons && c != Gates && !slices.Contains(reuse, c) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // checkReleases refuses an apply that would change the releases the

@@ -186,6 +186,10 @@ func TestPlanRunsTheWorkflow(t *testing.T) {
 	if len(res.Changes) != 3 {
 		t.Errorf("changes on %d servers, want 3: %v", len(res.Changes), res.Hosts())
 	}
+	// Everything is pending: an apply relying on this plan walks it all.
+	if want := []Component{Etcd, BGP, ControlPlane, Nodes, Addons}; !slices.Equal(res.Pending, want) {
+		t.Errorf("a first install's plan has pending %v, want %v", res.Pending, want)
+	}
 	for _, p := range res.Phases {
 		if strings.HasPrefix(p.ID, "gates/") && p.Ran {
 			t.Errorf("gate %s ran in a plan", p.ID)

@@ -106,57 +106,75 @@ func runApply(ctx context.Context, g *globals, f *engineFlags, o installer.Optio
 	}
 	rep := &applyReport{}
 	start := time.Now()
-	plan, err := e.Plan(ctx, o)
-	rep.Plan, rep.PlanTime = plan, time.Since(start)
-	if err != nil {
-		return fmt.Errorf("planning: %w", err)
-	}
-	if output == "table" {
-		printPlan(g.stdout, e, plan)
-	}
-	if plan.Converged() && !hasAPIComponents(plan, o) {
-		rep.Converged = true
-		if output == "json" {
-			return cliflags.WriteJSON(g.stdout, rep)
-		}
-		fmt.Fprintf(g.stdout, "converged: nothing to do (checked in %v)\n", rep.PlanTime.Round(time.Millisecond))
-		return nil
-	}
 	if planOnly {
+		plan, err := e.Plan(ctx, o)
+		rep.Plan, rep.PlanTime = plan, time.Since(start)
+		if err != nil {
+			return fmt.Errorf("planning: %w", err)
+		}
+		if output == "table" {
+			printPlan(g.stdout, e, plan)
+		}
+		rep.Converged = plan.Converged()
 		if output == "json" {
 			return cliflags.WriteJSON(g.stdout, rep)
 		}
 		return nil
 	}
-	if plan.Etcd != nil {
-		// The engine refuses it too; refusing here spares the question.
-		if err := etcd.CheckRisks(plan.Etcd.Risks, o.AcceptTransientRisk); err != nil {
+	// One run: the plan, shown and confirmed, then the apply that relies
+	// on it, under one lock (Engine.PlanApply).
+	planned, nothingToDo := false, false
+	_, res, err := e.PlanApply(ctx, o, func(plan *installer.Result) (bool, error) {
+		planned = true
+		rep.Plan, rep.PlanTime = plan, time.Since(start)
+		if output == "table" {
+			printPlan(g.stdout, e, plan)
+		}
+		if plan.Converged() && !hasAPIComponents(plan, o) {
+			rep.Converged, nothingToDo = true, true
+			return false, nil
+		}
+		if plan.Etcd != nil {
+			// The engine refuses it too; refusing here spares the question.
+			if err := etcd.CheckRisks(plan.Etcd.Risks, o.AcceptTransientRisk); err != nil {
+				return false, fmt.Errorf("not applied: %w", err)
+			}
+		}
+		if !plan.Converged() && !yes {
+			ok, err := confirm(ctx, g.stdout, in, "Apply these changes?")
+			if err != nil {
+				return false, err
+			}
+			if !ok {
+				return false, &exitError{code: 1, err: fmt.Errorf("not applied")}
+			}
+		}
+		start = time.Now()
+		return true, nil
+	})
+	if res == nil {
+		switch {
+		case err != nil && !planned:
+			return fmt.Errorf("planning: %w", err)
+		case err != nil:
 			if output == "json" {
 				_ = cliflags.WriteJSON(g.stdout, rep)
 			}
-			return fmt.Errorf("not applied: %w", err)
-		}
-	}
-	if !plan.Converged() && !yes {
-		ok, err := confirm(ctx, g.stdout, in, "Apply these changes?")
-		if err != nil {
 			return err
+		case output == "json":
+			return cliflags.WriteJSON(g.stdout, rep)
+		case nothingToDo:
+			fmt.Fprintf(g.stdout, "converged: nothing to do (checked in %v)\n", rep.PlanTime.Round(time.Millisecond))
 		}
-		if !ok {
-			return &exitError{code: 1, err: fmt.Errorf("not applied")}
-		}
+		return nil
 	}
-	start = time.Now()
-	res, err := e.Apply(ctx, o)
 	rep.Applied, rep.ApplyTime = res, time.Since(start)
-	if res != nil {
-		rep.Converged = res.Converged()
-	}
+	rep.Converged = res.Converged()
 	if output == "json" {
 		if werr := cliflags.WriteJSON(g.stdout, rep); werr != nil && err == nil {
 			err = werr
 		}
-	} else if res != nil {
+	} else {
 		printApplied(g.stdout, e, res, rep.ApplyTime)
 	}
 	if err != nil {
@@ -225,6 +243,9 @@ func printApplied(w io.Writer, e *installer.Engine, r *installer.Result, took ti
 	fmt.Fprintf(w, "applied %s in %v: %d hosts changed\n", joinComps(r.Components), took.Round(time.Millisecond), len(r.Changes))
 	for _, t := range r.Timings {
 		fmt.Fprintf(w, "  %-14s %v\n", t.Component, t.Took.Round(time.Millisecond))
+	}
+	if len(r.Reused) > 0 {
+		fmt.Fprintf(w, "  not walked again (converged in this run's plan): %s\n", joinComps(r.Reused))
 	}
 	if r.Lock != "" {
 		fmt.Fprintf(w, "locks held: %s\n", r.Lock)
