@@ -6,6 +6,7 @@
 //	e, err := installer.New(installer.Config{Cluster: c, Store: store, Logger: log, Progress: rep})
 //	plan, err := e.Plan(ctx, installer.Options{})   // dry run of every phase: what changes on which host
 //	res, err := e.Apply(ctx, installer.Options{})   // phases in order, then the gates
+//	plan, res, err = e.PlanApply(ctx, installer.Options{}, confirm) // one locked run: plan, ask, apply what the plan found pending
 //	st, err := e.Status(ctx)                        // observed reality
 //	res, err = e.Reset(ctx, installer.Options{})    // tear down in a quorum-safe order
 //

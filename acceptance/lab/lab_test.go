@@ -115,13 +115,13 @@ func TestExampleInventory(t *testing.T) {
 }
 
 // tricenterBinary builds the CLI.
-func tricenterBinary(t *testing.T) string { return buildCommand(t, "tricenter") }
+func tricenterBinary(t testing.TB) string { return buildCommand(t, "tricenter") }
 
 // labBinary builds the lab's binary: `up` starts `tricenter-lab serve`.
-func labBinary(t *testing.T) string { return buildCommand(t, "tricenter-lab") }
+func labBinary(t testing.TB) string { return buildCommand(t, "tricenter-lab") }
 
 // buildCommand builds cmd/NAME into a temporary directory.
-func buildCommand(t *testing.T, name string) string {
+func buildCommand(t testing.TB, name string) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), name)
 	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/"+name).CombinedOutput()
@@ -131,7 +131,7 @@ func buildCommand(t *testing.T, name string) string {
 	return bin
 }
 
-func needLab(t *testing.T) {
+func needLab(t testing.TB) {
 	t.Helper()
 	testenv.RequireRoot(t, "the lab builds network namespaces and nspawn machines")
 	testenv.Need(t, labnet.Available())
@@ -367,7 +367,7 @@ func TestLabDownAfterCrash(t *testing.T) {
 // assertNothingLeft checks the lab's processes, namespaces, links,
 // cgroups, mounts, domains, iptables chains and directory are gone, and
 // that no process still runs in a machine's root filesystem.
-func assertNothingLeft(t *testing.T, rec *Record) {
+func assertNothingLeft(t testing.TB, rec *Record) {
 	t.Helper()
 	left, err := Leftovers(context.Background(), rec)
 	if err != nil {

@@ -32,7 +32,7 @@ import (
 
 // stepTimer records how long each step of the test took.
 type stepTimer struct {
-	t     *testing.T
+	t     testing.TB
 	lines []string
 }
 
@@ -66,88 +66,11 @@ func (s *stepTimer) step(name string, f func() error) {
 // example keys servers and nodes by name. terraform-exec drives the same
 // terraform binary instead.
 func TestLabTerraform(t *testing.T) {
-	needLab(t)
-	testenv.Need(t, libvirt.Available())
-	testenv.Exclusive(t, "the lab's Terraform test")
-	testenv.Terraform(t)
-	tfPath := os.Getenv("TF_ACC_TERRAFORM_PATH")
-	artifacts, _ := filepath.Abs("../../.cache/artifacts")
-	testenv.RequireFile(t, "build the artifacts first: make artifacts", filepath.Join(artifacts, tcartifacts.DefaultName("kubectl")))
-
 	timer := &stepTimer{t: t}
-	bin, labBin := tricenterBinary(t), labBinary(t)
-	dir := filepath.Join(t.TempDir(), "lab")
-	spec := "../../examples/lab/lab.yaml"
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
 	defer cancel()
-
-	// The provider binary and a CLI configuration pointing terraform at it.
-	pluginDir, work := t.TempDir(), t.TempDir()
-	timer.step("build the provider", func() error {
-		out, err := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(pluginDir, "terraform-provider-tricenter"), "../..").CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("%w\n%s", err, out)
-		}
-		return nil
-	})
-	rc := filepath.Join(work, "dev.tfrc")
-	tfrc := fmt.Sprintf("provider_installation {\n  dev_overrides {\n    \"tricenter/tricenter\" = %q\n  }\n  direct {}\n}\n", pluginDir)
-	if err := os.WriteFile(rc, []byte(tfrc), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	example, err := os.ReadFile("../../examples/lab/main.tf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(work, "main.tf"), example, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	tf, err := tfexec.NewTerraform(work, tfPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tf.SetEnv(map[string]string{"TF_CLI_CONFIG_FILE": rc, "CHECKPOINT_DISABLE": "1", "PATH": os.Getenv("PATH"), "HOME": os.Getenv("HOME")}); err != nil {
-		t.Fatal(err)
-	}
-	var tfOut bytes.Buffer
-	tf.SetStdout(&tfOut)
-	tf.SetStderr(&tfOut)
-
-	timer.step("lab up", func() error {
-		out, err := exec.CommandContext(ctx, labBin, "up", "-f", spec, "--dir", dir, "--artifact-dir", artifacts).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("%w\n%s", err, out)
-		}
-		return nil
-	})
-	rec, err := ReadRecord(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	destroyed := false
-	t.Cleanup(func() {
-		if !destroyed {
-			_ = tf.Destroy(context.Background(), tfexec.VarFile(rec.TFVars))
-		}
-		start := time.Now()
-		out, err := exec.Command(labBin, "down", "-f", spec, "--dir", dir).CombinedOutput()
-		if err != nil {
-			t.Errorf("lab down: %v\n%s", err, out)
-		}
-		t.Logf("%-48s %v", "lab down", time.Since(start).Round(100*time.Millisecond))
-		assertNothingLeft(t, rec)
-		for _, l := range timer.lines {
-			t.Log("timing: " + l)
-		}
-		if t.Failed() {
-			t.Logf("terraform output (end):\n%s", tailString(tfOut.String(), 6000))
-		}
-	})
-	s, err := LoadSpec(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vars := tfexec.VarFile(rec.TFVars)
+	l := startTerraformLab(t, ctx, timer)
+	tf, rec, s, vars, bin, artifacts, dir := l.tf, l.rec, l.spec, l.vars, l.bin, l.artifacts, l.dir
 	kubeconfig := filepath.Join(t.TempDir(), "admin.conf")
 	stateDir := filepath.Join(t.TempDir(), "state")
 	var allNodes, dc1 []string
@@ -256,7 +179,7 @@ func TestLabTerraform(t *testing.T) {
 	}
 
 	timer.step("terraform destroy (reset, power off)", func() error { return tf.Destroy(ctx, vars) })
-	destroyed = true
+	l.destroyed = true
 	// Every BMC of the lab, asked as `lab status` asks them.
 	after, err := Status(ctx, dir)
 	if err != nil {
@@ -267,6 +190,106 @@ func TestLabTerraform(t *testing.T) {
 			t.Errorf("after destroy server %s is %q, want off", sv.Name, p)
 		}
 	}
+}
+
+// tfLab is the example lab up, with terraform pointed at examples/lab and
+// the provider built from this checkout.
+type tfLab struct {
+	tf             *tfexec.Terraform
+	vars           *tfexec.VarFileOption
+	rec            *Record
+	spec           *Spec
+	bin, artifacts string // the CLI; the artifact directory
+	dir            string // the lab's directory
+	// destroyed: terraform destroy ran; otherwise the cleanup runs it
+	// before lab down (skipDestroy: lab down alone).
+	destroyed, skipDestroy bool
+}
+
+// startTerraformLab builds the CLI, the lab and the provider (a
+// dev_overrides CLI configuration, as a user runs it), copies
+// examples/lab/main.tf into a working directory and brings the lab up.
+// The cleanup destroys what terraform made (unless the test did), takes
+// the lab down, checks that nothing is left and logs the timer's steps.
+func startTerraformLab(t testing.TB, ctx context.Context, timer *stepTimer) *tfLab {
+	t.Helper()
+	needLab(t)
+	testenv.Need(t, libvirt.Available())
+	testenv.Exclusive(t, "the lab's Terraform test")
+	testenv.Terraform(t)
+	tfPath := os.Getenv("TF_ACC_TERRAFORM_PATH")
+	artifacts, _ := filepath.Abs("../../.cache/artifacts")
+	testenv.RequireFile(t, "build the artifacts first: make artifacts", filepath.Join(artifacts, tcartifacts.DefaultName("kubectl")))
+
+	l := &tfLab{artifacts: artifacts}
+	var labBin string
+	l.bin, labBin = tricenterBinary(t), labBinary(t)
+	l.dir = filepath.Join(t.TempDir(), "lab")
+	spec := "../../examples/lab/lab.yaml"
+
+	pluginDir, work := t.TempDir(), t.TempDir()
+	timer.step("build the provider", func() error {
+		out, err := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(pluginDir, "terraform-provider-tricenter"), "../..").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%w\n%s", err, out)
+		}
+		return nil
+	})
+	rc := filepath.Join(work, "dev.tfrc")
+	tfrc := fmt.Sprintf("provider_installation {\n  dev_overrides {\n    \"tricenter/tricenter\" = %q\n  }\n  direct {}\n}\n", pluginDir)
+	if err := os.WriteFile(rc, []byte(tfrc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	example, err := os.ReadFile("../../examples/lab/main.tf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(work, "main.tf"), example, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if l.tf, err = tfexec.NewTerraform(work, tfPath); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.tf.SetEnv(map[string]string{"TF_CLI_CONFIG_FILE": rc, "CHECKPOINT_DISABLE": "1", "PATH": os.Getenv("PATH"), "HOME": os.Getenv("HOME")}); err != nil {
+		t.Fatal(err)
+	}
+	var tfOut bytes.Buffer
+	l.tf.SetStdout(&tfOut)
+	l.tf.SetStderr(&tfOut)
+
+	timer.step("lab up", func() error {
+		out, err := exec.CommandContext(ctx, labBin, "up", "-f", spec, "--dir", l.dir, "--artifact-dir", artifacts).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%w\n%s", err, out)
+		}
+		return nil
+	})
+	if l.rec, err = ReadRecord(l.dir); err != nil {
+		t.Fatal(err)
+	}
+	l.vars = tfexec.VarFile(l.rec.TFVars)
+	t.Cleanup(func() {
+		if !l.destroyed && !l.skipDestroy {
+			_ = l.tf.Destroy(context.Background(), l.vars)
+		}
+		start := time.Now()
+		out, err := exec.Command(labBin, "down", "-f", spec, "--dir", l.dir).CombinedOutput()
+		if err != nil {
+			t.Errorf("lab down: %v\n%s", err, out)
+		}
+		t.Logf("%-48s %v", "lab down", time.Since(start).Round(100*time.Millisecond))
+		assertNothingLeft(t, l.rec)
+		for _, line := range timer.lines {
+			t.Log("timing: " + line)
+		}
+		if t.Failed() {
+			t.Logf("terraform output (end):\n%s", tailString(tfOut.String(), 6000))
+		}
+	})
+	if l.spec, err = LoadSpec(spec); err != nil {
+		t.Fatal(err)
+	}
+	return l
 }
 
 // attributes returns the attribute values of the resource at addr.
