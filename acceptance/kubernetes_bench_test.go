@@ -138,7 +138,18 @@ func breakdown(r benchRun) string {
 		}
 		parts = append(parts, "not walked again: "+strings.Join(names, ","))
 	}
+	parts = append(parts, "ssh sessions: plan "+sessions(r.rep.Plan)+", apply "+sessions(a))
 	rest := r.took - r.rep.PlanTime - r.rep.ApplyTime
 	parts = append(parts, fmt.Sprintf("outside plan and apply %.1fs", rest.Seconds()))
 	return strings.Join(parts, ", ")
+}
+
+// sessions sums the SSH sessions of a run, with the most on one server.
+func sessions(r *installer.Result) string {
+	var total, most int64
+	for _, u := range r.SSH {
+		total += u.Sessions
+		most = max(most, u.Sessions)
+	}
+	return fmt.Sprintf("%d (at most %d on a server)", total, most)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/installer/gates"
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
 	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
+	"github.com/tricenter/terraform-provider-tricenter/installer/ssh"
 )
 
 // Options select what a Plan, Apply or Reset covers.
@@ -56,6 +57,9 @@ type Options struct {
 	// the same lock, found converged: the apply does not walk their hosts
 	// again (PlanApply).
 	reuse []Component
+	// pool is the SSH pool of the whole PlanApply (nil: one of the run's
+	// own).
+	pool *ssh.Pool
 }
 
 // Timing is how long one component took.
@@ -110,6 +114,9 @@ type Result struct {
 	// walk again: the plan of the same run, under the same lock, found
 	// them converged moments before. Their gates still ran.
 	Reused []Component `json:"reused,omitempty"`
+	// SSH is what the run did with each server over SSH: connections made
+	// and sessions opened (each at least one round trip).
+	SSH map[string]ssh.Usage `json:"ssh,omitempty"`
 }
 
 // Converged reports whether nothing changed (or would change).
@@ -166,6 +173,14 @@ func (e *Engine) PlanApply(ctx context.Context, o Options, proceed func(plan *Re
 		}
 		defer unlock()
 		o.locked = true
+	}
+	// One SSH pool for the plan and the apply: the apply's sessions go
+	// over the connections the plan opened. Every observation is still a
+	// new session.
+	holder := e.Manager(true)
+	defer holder.Close()
+	if o.pool, err = holder.SSHPool(); err != nil {
+		return nil, nil, err
 	}
 	start := time.Now()
 	if plan, err = e.run(ctx, o, true); err != nil {
@@ -271,7 +286,9 @@ func (e *Engine) runPhases(ctx context.Context, o Options, dry bool) (*Result, e
 		defer unlock()
 	}
 	m := e.Manager(dry)
+	m.Pool = o.pool
 	defer m.Close()
+	defer func() { res.SSH = m.Usage() }()
 	if !dry && phase.RelayFrom(ctx) == nil {
 		// Artifacts cross each center's jump host once; the other
 		// servers of the center copy them from the first.

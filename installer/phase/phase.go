@@ -155,8 +155,14 @@ type Manager struct {
 	// UploadsTotal bounds them across hosts (default: Concurrency).
 	UploadsPerHost int
 	UploadsTotal   int
+	// Pool, when set, is the SSH pool to work through instead of one of
+	// the manager's own: the managers of one run (a plan and the apply
+	// that follows it) share their connections. Close leaves it open.
+	Pool *ssh.Pool
 
-	once     sync.Once
+	once      sync.Once
+	ownPool   bool
+	usageBase map[string]ssh.Usage
 	initErr  error
 	pool     *ssh.Pool
 	sums     *checksums
@@ -206,7 +212,12 @@ func (m *Manager) init() error {
 				o.HostKeyPolicy = p
 			}
 		}
-		m.pool, m.initErr = ssh.NewPool(o)
+		if m.Pool != nil {
+			m.pool, m.usageBase = m.Pool, m.Pool.Usage()
+		} else {
+			m.pool, m.initErr = ssh.NewPool(o)
+			m.ownPool = true
+		}
 		m.sums = newChecksums()
 		m.uploads = make(chan struct{}, m.UploadsTotal)
 		m.centers = map[string]chan struct{}{}
@@ -215,12 +226,41 @@ func (m *Manager) init() error {
 	return m.initErr
 }
 
-// Close closes every connection.
+// Close closes every connection (of a pool of its own).
 func (m *Manager) Close() error {
-	if m.pool == nil {
+	if m.pool == nil || !m.ownPool {
 		return nil
 	}
 	return m.pool.Close()
+}
+
+// SSHPool is the pool the manager works through, for another manager of
+// the same run to share (Manager.Pool).
+func (m *Manager) SSHPool() (*ssh.Pool, error) {
+	if err := m.init(); err != nil {
+		return nil, err
+	}
+	return m.pool, nil
+}
+
+// Usage is what this manager did with each host over SSH: connections made
+// and sessions opened (a shared pool's earlier use is not counted).
+func (m *Manager) Usage() map[string]ssh.Usage {
+	if m.pool == nil {
+		return nil
+	}
+	out := m.pool.Usage()
+	for name, u := range out {
+		b := m.usageBase[name]
+		u.Connections -= b.Connections
+		u.Sessions -= b.Sessions
+		if u.Connections == 0 && u.Sessions == 0 {
+			delete(out, name)
+			continue
+		}
+		out[name] = u
+	}
+	return out
 }
 
 // Run prepares and runs the phases in order. A phase that fails stops the

@@ -34,6 +34,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -145,6 +146,46 @@ type Pool struct {
 	agent   agent.ExtendedAgent
 	agentC  net.Conn
 	closed  bool
+	usage   map[string]*usage
+}
+
+// usage counts what a pool did with one host.
+type usage struct {
+	conns, sessions atomic.Int64
+}
+
+// Usage is what a pool did with one host: the connections it made and the
+// sessions (one per command or file transfer) opened on them. Each
+// session costs at least a round trip to the host, through its jump host.
+type Usage struct {
+	Connections int64 `json:"connections"`
+	Sessions    int64 `json:"sessions"`
+}
+
+// Usage returns what the pool did with each host, by host name.
+func (p *Pool) Usage() map[string]Usage {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[string]Usage, len(p.usage))
+	for name, u := range p.usage {
+		out[name] = Usage{Connections: u.conns.Load(), Sessions: u.sessions.Load()}
+	}
+	return out
+}
+
+// usageOf is the counter of one host.
+func (p *Pool) usageOf(name string) *usage {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.usage == nil {
+		p.usage = map[string]*usage{}
+	}
+	u := p.usage[name]
+	if u == nil {
+		u = &usage{}
+		p.usage[name] = u
+	}
+	return u
 }
 
 // dialCall is one dial shared by the callers that want the same
@@ -380,7 +421,8 @@ func (p *Pool) dial(ctx context.Context, ep Endpoint) (*Client, error) {
 		return nil, fmt.Errorf("connecting to %s (%s)%s: %w", ep.name(), ep.Addr(), via, err)
 	}
 	c := &Client{ep: ep, c: xssh.NewClient(cc, chans, reqs), dead: make(chan struct{}), logger: p.opts.Logger, hostKey: presented,
-		grace: p.opts.TerminateGrace}
+		grace: p.opts.TerminateGrace, usage: p.usageOf(ep.name())}
+	c.usage.conns.Add(1)
 	go func() {
 		_ = c.c.Wait()
 		close(c.dead)
@@ -518,6 +560,7 @@ type Client struct {
 	logger  *slog.Logger
 	hostKey xssh.PublicKey
 	grace   time.Duration // Options.TerminateGrace
+	usage   *usage        // the pool's counter for this host
 
 	mu   sync.Mutex
 	sftp *sftp.Client
@@ -623,7 +666,7 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader, stdout, s
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	sess, err := c.c.NewSession()
+	sess, err := c.newSession()
 	if err != nil {
 		return &notStartedError{c.lost(err)}
 	}
@@ -697,6 +740,14 @@ const sudoPrefix = "sudo -n -- "
 // terminate.go for how a cancelled command is ended.
 func (c *Client) AsRoot(cmd string) string {
 	return c.rootLine(runMark + newRunID() + "; " + cmd)
+}
+
+// newSession opens a session and counts it.
+func (c *Client) newSession() (*xssh.Session, error) {
+	if c.usage != nil {
+		c.usage.sessions.Add(1)
+	}
+	return c.c.NewSession()
 }
 
 // SFTP returns the connection's SFTP client, starting it on first use.

@@ -238,7 +238,7 @@ func (c *Client) OpenPut(ctx context.Context, dst string, o PutOptions) (*PutSes
 	cmd := c.AsRoot("sh -c " + shell.Quote(putScript) + " tricenter-put " + strings.Join(args, " "))
 	u := &PutSession{c: c, dst: dst, o: o, cmd: cmd, tail: &tailBuffer{max: 2048}, done: make(chan error, 1)}
 	var err error
-	if u.sess, err = c.c.NewSession(); err != nil {
+	if u.sess, err = c.newSession(); err != nil {
 		return nil, fmt.Errorf("uploading %s: %w", dst, c.lost(err))
 	}
 	u.sess.Stderr = u.tail

@@ -66,7 +66,9 @@ const terminateSlack = 5 * time.Second
 // terminateScript ends the processes of run id $1: TERM to their process
 // groups, up to $2 tenths of a second for every marked process to go,
 // then KILL to the groups of those left (and of any that appeared
-// meanwhile). A zombie has an empty environment: it counts as gone. It
+// meanwhile), and up to 2 s more for those to be gone (a signal is
+// delivered when its process next runs, which on a loaded host may be a
+// while). A zombie has an empty environment: it counts as gone. It
 // prints "tricenter-terminate GROUPS LEFT": the process groups it found
 // and how many got KILL. When it finds nothing it looks once more after
 // 0.2 s: a command cancelled right after it was sent may not have started
@@ -87,6 +89,8 @@ for p in $g; do kill -TERM -$p 2>/dev/null; done
 i=0 k=$g
 while [ -n "$k" ] && [ $i -lt $w ]; do sleep 0.1; i=$((i+1)); k=$(groups); done
 for p in $k; do kill -KILL -$p 2>/dev/null; done
+i=0
+while [ -n "$k" ] && [ $i -lt 20 ] && [ -n "$(groups)" ]; do sleep 0.1; i=$((i+1)); done
 set -- $g; n=$#
 set -- $k; echo "tricenter-terminate $n $#"
 `
