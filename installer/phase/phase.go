@@ -163,14 +163,14 @@ type Manager struct {
 	once      sync.Once
 	ownPool   bool
 	usageBase map[string]ssh.Usage
-	initErr  error
-	pool     *ssh.Pool
-	sums     *checksums
-	uploads  chan struct{}
-	centers  map[string]chan struct{}
-	mu       sync.Mutex
-	hosts    map[string]*Host
-	prepared []Phase
+	initErr   error
+	pool      *ssh.Pool
+	sums      *checksums
+	uploads   chan struct{}
+	centers   map[string]chan struct{}
+	mu        sync.Mutex
+	hosts     map[string]*Host
+	prepared  []Phase
 }
 
 func (m *Manager) init() error {
