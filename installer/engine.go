@@ -274,8 +274,14 @@ func (e *Engine) Manager(dryRun bool) *phase.Manager {
 		rep = progress.Discard
 	}
 	return &phase.Manager{Cluster: e.cfg.Cluster, Concurrency: e.cfg.Concurrency, PerCenter: e.cfg.PerCenter,
-		DryRun: dryRun, Logger: e.log, Progress: rep, SSH: e.cfg.SSH, Bastion: e.cfg.bastion}
+		DryRun: dryRun, Logger: e.log, Progress: rep, SSH: e.cfg.SSH, Bastion: e.cfg.bastion, SnapshotDirs: managedDirs}
 }
+
+// managedDirs are the directories the components write their
+// configuration, certificates and units to: a dry run lists them once per
+// server instead of asking for each file (phase.Manager.SnapshotDirs).
+var managedDirs = []string{"/etc/kubernetes", "/etc/etcd", "/etc/tricenter", "/etc/containerd", "/etc/cni/net.d",
+	"/etc/systemd/system", "/etc/sysctl.d", "/etc/modules-load.d"}
 
 // Observation's SSH limits: a status asks each server once, briefly.
 const (

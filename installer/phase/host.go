@@ -31,6 +31,7 @@ type Host struct {
 	mu      sync.Mutex
 	changes []string
 	paths   map[string]chan struct{} // one upload at a time per remote path
+	snap    hostSnapshot             // a dry run's listing of SnapshotDirs
 }
 
 func (m *Manager) newHost(h inventory.Host) *Host {
@@ -321,6 +322,9 @@ func (h *Host) put(ctx context.Context, remote, sum string, size int64, o FileOp
 	res := FileResult{SHA256: sum, Size: size}
 	if o.Secret {
 		res.SHA256 = ""
+	}
+	if st, ok := h.snapState(ctx, remote); ok {
+		return h.putFromSnapshot(ctx, st, remote, sum, o, res, desc)
 	}
 	// Uploads of one path take turns: they would share the partial file.
 	done, terr := h.pathTurn(ctx, remote)

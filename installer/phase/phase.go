@@ -155,6 +155,10 @@ type Manager struct {
 	// UploadsTotal bounds them across hosts (default: Concurrency).
 	UploadsPerHost int
 	UploadsTotal   int
+	// SnapshotDirs are directories a dry run lists on each host in one
+	// session, the first time it checks a file under them, to judge the
+	// files it would write there without a session each (snapshot.go).
+	SnapshotDirs []string
 	// Pool, when set, is the SSH pool to work through instead of one of
 	// the manager's own: the managers of one run (a plan and the apply
 	// that follows it) share their connections. Close leaves it open.
