@@ -56,8 +56,8 @@ func checkWalkOnce(t *testing.T, ctx context.Context, k *kubeLab, e *installer.E
 		if f := failedGates(res); len(f) > 0 {
 			t.Fatalf("%s: gates failed: %v", what, f)
 		}
-		t.Logf("%s: plan pending %v, apply reused %v, changed %d hosts, %v in all", what, plan.Pending, res.Reused,
-			len(res.Changes), time.Since(start).Round(time.Millisecond))
+		t.Logf("%s: plan pending %v, apply reused %v, changed %d hosts, %v in all; ssh sessions: plan %s, apply %s", what,
+			plan.Pending, res.Reused, len(res.Changes), time.Since(start).Round(time.Millisecond), sessions(plan), sessions(res))
 		return plan, res
 	}
 
