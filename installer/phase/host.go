@@ -356,13 +356,7 @@ func (h *Host) put(ctx context.Context, remote, sum string, size int64, o FileOp
 		defer u.Close()
 		st := u.State()
 		if st.Exists && st.SHA256 == sum {
-			var fix []string
-			if st.Mode.Perm() != o.Mode.Perm() {
-				fix = append(fix, fmt.Sprintf("chmod %o %s", o.Mode.Perm(), shell.Quote(remote)))
-			}
-			if o.Owner != "" && st.Owner != o.Owner {
-				fix = append(fix, fmt.Sprintf("chown %s %s", shell.Quote(o.Owner), shell.Quote(remote)))
-			}
+			fix := fixes(st, remote, o)
 			if len(fix) == 0 {
 				h.m.Logger.Debug("Unchanged", "host", h.Name, "path", remote)
 				return nil
@@ -394,6 +388,19 @@ func (h *Host) put(ctx context.Context, remote, sum string, size int64, o FileOp
 		})
 	})
 	return res, err
+}
+
+// fixes are the commands that give an identical file at remote the mode
+// and owner o asks for (none when it has them).
+func fixes(st ssh.FileState, remote string, o FileOptions) []string {
+	var fix []string
+	if st.Mode.Perm() != o.Mode.Perm() {
+		fix = append(fix, fmt.Sprintf("chmod %o %s", o.Mode.Perm(), shell.Quote(remote)))
+	}
+	if o.Owner != "" && st.Owner != o.Owner {
+		fix = append(fix, fmt.Sprintf("chown %s %s", shell.Quote(o.Owner), shell.Quote(remote)))
+	}
+	return fix
 }
 
 // Systemctl runs systemctl with args as root through the gate.

@@ -186,13 +186,7 @@ func parseSnapshot(out string) (*hostSnapshot, error) {
 // same decisions and change records as the session would give.
 func (h *Host) putFromSnapshot(ctx context.Context, st ssh.FileState, remote, sum string, o FileOptions, res FileResult, desc string) (FileResult, error) {
 	if st.Exists && st.SHA256 == sum {
-		var fix []string
-		if st.Mode.Perm() != o.Mode.Perm() {
-			fix = append(fix, fmt.Sprintf("chmod %o %s", o.Mode.Perm(), shell.Quote(remote)))
-		}
-		if o.Owner != "" && st.Owner != o.Owner {
-			fix = append(fix, fmt.Sprintf("chown %s %s", shell.Quote(o.Owner), shell.Quote(remote)))
-		}
+		fix := fixes(st, remote, o)
 		if len(fix) == 0 {
 			h.m.Logger.Debug("Unchanged", "host", h.Name, "path", remote)
 			return res, nil
