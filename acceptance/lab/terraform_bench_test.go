@@ -71,7 +71,7 @@ func BenchmarkLabTerraform(b *testing.B) {
 	}
 	coldMed, planMed := medianOf(cold), medianOf(plan)
 	var out strings.Builder
-	fmt.Fprintf(&out, "\nwall clock of terraform on examples/lab (10 servers, 3 centers, VMs included); 3 labs\n")
+	fmt.Fprintf(&out, "\nwall clock of terraform on examples/lab (8 servers, 3 centers, 2 of them VMs); 3 labs\n")
 	fmt.Fprintf(&out, "%-32s %4s %8s %8s %8s %8s %6s\n", "step", "runs", "min", "median", "max", "goal", "ratio")
 	for _, r := range []struct {
 		name string
