@@ -119,6 +119,9 @@ func runApply(ctx context.Context, g *globals, f *engineFlags, o installer.Optio
 		if output == "json" {
 			return cliflags.WriteJSON(g.stdout, rep)
 		}
+		if rep.Converged && !hasAPIComponents(plan, o) {
+			fmt.Fprintf(g.stdout, "converged: nothing to do (checked in %v)\n", rep.PlanTime.Round(time.Millisecond))
+		}
 		return nil
 	}
 	// One run: the plan, shown and confirmed, then the apply that relies
