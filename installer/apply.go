@@ -194,7 +194,7 @@ func (e *Engine) PlanApply(ctx context.Context, o Options, proceed func(plan *Re
 	if age := time.Since(start); age > PlanReuseAge {
 		e.log.Info("The plan is too old to rely on: the apply walks every host again", "age", age.Round(time.Second), "limit", PlanReuseAge)
 	} else {
-		o.reuse = plan.converged()
+		o.reuse = plan.reusable()
 	}
 	applied, err = e.run(ctx, o, false)
 	if applied != nil && lock.Lock != "" {
@@ -203,8 +203,11 @@ func (e *Engine) PlanApply(ctx context.Context, o Options, proceed func(plan *Re
 	return plan, applied, err
 }
 
-// converged lists the components of a plan that an apply need not walk.
-func (r *Result) converged() []Component {
+// reusable lists the components of a plan that an apply need not walk
+// (not pending, gates aside). Not to be confused with Converged: a plan
+// with only the add-ons pending is not converged, yet every host
+// component in it is reusable.
+func (r *Result) reusable() []Component {
 	var out []Component
 	for _, c := range r.Components {
 		if c != Gates && !slices.Contains(r.Pending, c) {

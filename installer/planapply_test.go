@@ -18,8 +18,8 @@ func TestPlanReuse(t *testing.T) {
 		{pending: []Component{Etcd, BGP, ControlPlane, Nodes, Addons}, want: nil},
 	} {
 		r := &Result{DryRun: true, Components: all, Pending: c.pending}
-		if got := r.converged(); !slices.Equal(got, c.want) {
-			t.Errorf("pending %v: converged %v, want %v", c.pending, got, c.want)
+		if got := r.reusable(); !slices.Equal(got, c.want) {
+			t.Errorf("pending %v: reusable %v, want %v", c.pending, got, c.want)
 		}
 	}
 	if got := caComponents(all, nil); !slices.Equal(got, all) {

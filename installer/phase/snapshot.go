@@ -58,7 +58,7 @@ type hostSnapshot struct {
 // snapshotRoot is the SnapshotDirs entry p is under ("" for none).
 func (m *Manager) snapshotRoot(p string) string {
 	for _, d := range m.SnapshotDirs {
-		if strings.HasPrefix(p, strings.TrimSuffix(d, "/")+"/") {
+		if d = strings.TrimSuffix(d, "/"); strings.HasPrefix(p, d+"/") {
 			return d
 		}
 	}
@@ -88,7 +88,7 @@ func (h *Host) snapState(ctx context.Context, p string) (st ssh.FileState, ok bo
 	// listed in full (or a root that is absent).
 	root := h.m.snapshotRoot(p)
 	for a := path.Dir(p); ; a = path.Dir(a) {
-		if a == root || a == strings.TrimSuffix(root, "/") {
+		if a == root {
 			_, known := s.dirs[root]
 			return st, known
 		}
@@ -127,7 +127,9 @@ func parseSnapshot(out string) (*hostSnapshot, error) {
 	s := &hostSnapshot{dirs: map[string]bool{}, kind: map[string]string{}, files: map[string]ssh.FileState{}}
 	sums := map[string]string{}
 	ended := false
-	for _, line := range strings.Split(out, "\n") {
+	// Errors name the line by number, never by content: a line may hold
+	// the digest of a file with secret content.
+	for n, line := range strings.Split(out, "\n") {
 		switch {
 		case line == "":
 		case line == "end":
@@ -142,7 +144,7 @@ func parseSnapshot(out string) (*hostSnapshot, error) {
 		case strings.HasPrefix(line, "e "):
 			f := strings.SplitN(line[2:], " ", 5)
 			if len(f) != 5 {
-				return nil, fmt.Errorf("unexpected listing line %q", shorten(line, 120))
+				return nil, fmt.Errorf("unexpected listing entry on line %d", n+1)
 			}
 			p := f[4]
 			s.kind[p] = f[0]
@@ -151,11 +153,11 @@ func parseSnapshot(out string) (*hostSnapshot, error) {
 			}
 			mode, err := strconv.ParseUint(f[1], 8, 32)
 			if err != nil {
-				return nil, fmt.Errorf("unexpected mode in %q", shorten(line, 120))
+				return nil, fmt.Errorf("unexpected mode on line %d", n+1)
 			}
 			size, err := strconv.ParseInt(f[3], 10, 64)
 			if err != nil {
-				return nil, fmt.Errorf("unexpected size in %q", shorten(line, 120))
+				return nil, fmt.Errorf("unexpected size on line %d", n+1)
 			}
 			s.files[p] = ssh.FileState{Exists: true, Mode: fs.FileMode(mode), Owner: f[2], Size: size}
 		case len(line) > 66 && line[64:66] == "  " && !strings.HasPrefix(line, `\`):
@@ -164,7 +166,7 @@ func parseSnapshot(out string) (*hostSnapshot, error) {
 			// sha256sum escapes names with a backslash or newline: such a
 			// file is checked in its own session.
 		default:
-			return nil, fmt.Errorf("unexpected listing line %q", shorten(line, 120))
+			return nil, fmt.Errorf("unexpected listing line %d", n+1)
 		}
 	}
 	if !ended {

@@ -33,9 +33,13 @@ func TestParseSnapshot(t *testing.T) {
 		"cut short":          "dir /etc/k\ne f 644 root:root 3 /etc/k/a\n",
 		"a stray line":       "dir /etc/k\nsomething else\nend\n",
 		"a short entry":      "dir /etc/k\ne f 644 /etc/k/a\nend\n",
+		"a cut digest":       "dir /etc/k\n" + strings.Repeat("cd", 30) + "  /etc/k/key\nend\n",
 	} {
-		if _, err := parseSnapshot(out); err == nil {
+		_, err := parseSnapshot(out)
+		if err == nil {
 			t.Errorf("%s: accepted", name)
+		} else if strings.Contains(err.Error(), "cdcd") {
+			t.Errorf("%s: the error shows the line's digest: %v", name, err)
 		}
 	}
 }
