@@ -88,11 +88,12 @@ func BenchmarkKubernetes(b *testing.B) {
 	b.Log(out.String())
 }
 
-// cliApplyTimed runs `tricenter apply --yes -o json` and times the process.
-func cliApplyTimed(b *testing.B, ctx context.Context, c *cli, what string) benchRun {
+// cliApplyTimed runs `tricenter apply --yes -o json` with args and times
+// the process.
+func cliApplyTimed(b testing.TB, ctx context.Context, c *cli, what string, args ...string) benchRun {
 	b.Helper()
 	start := time.Now()
-	r := c.start(b, ctx, "apply", "--yes", "-o", "json")
+	r := c.start(b, ctx, append([]string{"apply", "--yes", "-o", "json"}, args...)...)
 	err := r.wait(ctx)
 	run := benchRun{took: time.Since(start)}
 	if err != nil {

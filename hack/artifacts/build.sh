@@ -28,8 +28,8 @@
 # agent is the node BGP agent and probe the gates' workload image, both
 # built from this checkout.
 #
-#   hack/artifacts/build.sh [etcd] [kubernetes] [runtime] [pause] [coredns] [agent] [probe]
-#   (default: all of them)
+#   hack/artifacts/build.sh [etcd] [kubernetes] [runtime] [pause] [coredns] [agent] [probe] [kubeadm]
+#   (default: all of them but kubeadm, bench/kubeadm.sh's)
 #   ARTIFACTS_DIR=/path hack/artifacts/build.sh etcd
 set -eEuo pipefail
 shopt -s inherit_errexit
@@ -143,10 +143,13 @@ build_kubernetes() {
 # release's (its module version's time), so the same module gives the same
 # bytes.
 build_kubernetes_release() {
-  local dir=$1 rel=${1##*/} t0=$SECONDS
+  local dir=$1 rel=${1##*/} t0=$SECONDS bins=("${@:2}")
+  [[ ${#bins[@]} -gt 0 ]] || bins=("${KUBE_BINS[@]}")
   local v; v=$(modversion "$dir" k8s.io/kubernetes)
+  local name=kubernetes-$rel
+  [[ ${bins[*]} == "${KUBE_BINS[*]}" ]] || name=kubernetes-$rel-$(echo "${bins[*]}" | sha256sum | cut -c1-12)
   local st; st=$( (stamp "$dir"; declare -f build_kubernetes_release) | sha256sum | cut -d' ' -f1)
-  if fresh "kubernetes-$rel" "$st" "${KUBE_BINS[@]/%/-$v}"; then echo "kubernetes $v: up to date in $out"; return; fi
+  if fresh "$name" "$st" "${bins[@]/%/-$v}"; then echo "kubernetes $v (${bins[*]}): up to date in $out"; return; fi
   local minor=${v#v1.}; minor=${minor%%.*}
   local pkg=k8s.io/component-base/version cg=k8s.io/client-go/pkg/version
   local date; date=$(cd "$dir" && go list -m -f '{{if .Time}}{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}{{end}}' k8s.io/kubernetes)
@@ -156,13 +159,13 @@ build_kubernetes_release() {
     ld+=" -X $p.gitVersion=$v -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitCommit=tricenter-$v"
     ld+=" -X $p.gitTreeState=clean -X $p.buildDate=$date"
   done
-  for b in "${KUBE_BINS[@]}"; do
+  for b in "${bins[@]}"; do
     echo "==> building $b $v"
     (cd "$dir" && go build -tags selinux,notest -trimpath -ldflags "$ld" -o "$out/.$b-$v.tmp" "k8s.io/kubernetes/cmd/$b")
     install_bin "$out/.$b-$v.tmp" "$b-$v"
   done
-  echo "$st" > "$out/.kubernetes-$rel.stamp"
-  took "$t0" "kubernetes $v"
+  echo "$st" > "$out/.$name.stamp"
+  took "$t0" "kubernetes $v (${bins[*]})"
 }
 
 # blob DIR FILE: move FILE into the layout's blobs as its digest; print
@@ -247,6 +250,60 @@ build_coredns() {
   echo "$stampval" > "$out/.coredns.stamp"
 }
 
+# build_kubeadm: what bench/kubeadm.sh needs to run kubeadm on the lab,
+# never uploaded by the installer, so not part of the default set (build it
+# into a directory of its own: ARTIFACTS_DIR=.cache/bench/kubeadm). The
+# newest release's kubeadm, and the images kubeadm runs, named as it pulls
+# them (registry.k8s.io/NAME:VERSION): kube-apiserver,
+# kube-controller-manager and kube-scheduler as static pods, kube-proxy as
+# its DaemonSet. Their binaries are the build module's, built as above
+# (the same bytes as the installer's); kube-proxy's image carries this
+# machine's iptables (nft backend, its libraries and extensions), as the
+# nodes' Debian has it.
+build_kubeadm() {
+  local dirs dir; dirs=$(releases kubernetes); dir=${dirs##*$'\n'}
+  local v; v=$(modversion "$dir" k8s.io/kubernetes)
+  local imgs=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy)
+  build_kubernetes_release "$dir" kubeadm "${imgs[@]}"
+  local b rootfs stampval
+  stampval=$( (for b in "${imgs[@]}"; do sha256sum < "$out/$b-$v"; done; declare -f oci_image build_kubeadm iptables_root) | sha256sum | cut -d' ' -f1)
+  if [[ -f "$out/.kube-images.stamp" && "$(cat "$out/.kube-images.stamp")" == "$stampval" ]]; then
+    echo "kubeadm images $v: up to date in $out"; return
+  fi
+  for b in "${imgs[@]}"; do
+    rootfs=$(mktemp -d "$out/.$b-root.XXXXXX"); chmod 0755 "$rootfs"
+    mkdir -p "$rootfs/usr/local/bin"
+    cp "$out/$b-$v" "$rootfs/usr/local/bin/$b"
+    [[ $b == kube-proxy ]] && iptables_root "$rootfs"
+    oci_image "$rootfs" "registry.k8s.io/$b:$v" "/usr/local/bin/$b" 0:0 "" "$b.oci.tar"
+    rm -rf "$rootfs"
+  done
+  echo "$stampval" > "$out/.kube-images.stamp"
+}
+
+# iptables_root ROOTFS: this machine's iptables (the nft backend
+# xtables-nft-multi under every name kube-proxy calls), the libraries it
+# loads and its extensions, laid out as Debian's merged /usr.
+iptables_root() {
+  local r=$1 multi=/usr/sbin/xtables-nft-multi lib=/usr/lib/x86_64-linux-gnu n f
+  [[ -x $multi ]] || { echo "kubeadm: $multi is missing (iptables): run make deps (hack/packages.txt)" >&2; exit 1; }
+  mkdir -p "$r/usr/sbin" "$r$lib" "$r/usr/lib64" "$r/etc"
+  ln -s usr/lib "$r/lib"; ln -s usr/lib64 "$r/lib64"; ln -s usr/sbin "$r/sbin"
+  cp "$multi" "$r/usr/sbin/"
+  for n in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
+    ln -s xtables-nft-multi "$r/usr/sbin/$n"
+  done
+  cp -a "$lib/xtables" "$r$lib/"
+  # The loader and every library the binary or an extension links.
+  for f in $( (ldd "$multi"; for n in "$lib"/xtables/*.so; do ldd "$n"; done) | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' | sort -u); do
+    case $f in
+      */ld-linux-x86-64.so.2) cp -L "$f" "$r/usr/lib64/ld-linux-x86-64.so.2" ;;
+      *) cp -L "$f" "$r$lib/${f##*/}" ;;
+    esac
+  done
+  cp /etc/protocols /etc/services "$r/etc/" 2>/dev/null || true
+}
+
 # gobuild DIR OUT PKG [GOFLAGS...]: a binary from the build module in DIR.
 gobuild() {
   local dir=$1 tmp=$2 pkg=$3; shift 3
@@ -304,8 +361,8 @@ build_probe() {
 
 for p in "${parts[@]}"; do
   case "$p" in
-    etcd | kubernetes | runtime | pause | coredns | agent | probe) ;;
-    *) echo "unknown artifact $p: use etcd, kubernetes, runtime, pause, coredns, agent or probe" >&2; exit 2 ;;
+    etcd | kubernetes | runtime | pause | coredns | agent | probe | kubeadm) ;;
+    *) echo "unknown artifact $p: use etcd, kubernetes, runtime, pause, coredns, agent, probe or kubeadm" >&2; exit 2 ;;
   esac
 done
 # One build at a time writes the directory and its manifest.
