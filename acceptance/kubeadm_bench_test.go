@@ -33,9 +33,8 @@ import (
 // kubeadmPreflightIgnored are the kubeadm preflight checks that fail on
 // an nspawn machine of the lab, and why; every other check runs.
 var kubeadmPreflightIgnored = []struct{ check, why string }{
-	{"SystemVerification", "the kernel configuration kubeadm reads (/proc/config.gz, /boot/config-*) is the host's and is not in the machine"},
-	{"FileContent--proc-sys-net-bridge-bridge-nf-call-iptables", "br_netfilter's sysctl is per network namespace and absent in the machine's; the bridge CNI plugin does not need it (pods are routed, never NATed)"},
-	{"Swap", "the machines share the host's swap; the kubelet runs with failSwapOn: false, as tricenter's nspawn profile does"},
+	{"SystemVerification", "the machines share the host's cgroup v1 (hybrid) hierarchies: kubeadm 1.35 and later refuse cgroup v1 unless this check is skipped " +
+		"(the kubelet runs with failCgroupV1: false, as the lab's inventory says for tricenter)"},
 }
 
 // kubeadmRun is one kubeadm bring-up, timed from `kubeadm init` to every
@@ -316,7 +315,8 @@ func kubeadmBringUp(b testing.TB, ctx context.Context, k *kubeLab, arts string) 
 
 // kubeadmPrepare does on h what packages and an operator do before
 // kubeadm runs: the Kubernetes binaries, containerd with tricenter's
-// configuration for the profile, the node's CNI bridge network, the
+// configuration for the profile, the node's CNI bridge network, IPv4
+// forwarding (kubeadm's prerequisite, as tricenter sets it), the
 // images imported, the kubelet unit with kubeadm's drop-in, and on a
 // control-plane server the external etcd's CA and client certificate.
 func kubeadmPrepare(ctx context.Context, k *kubeLab, h *phase.Host, arts, v string, prof node.Profile, cidr netip.Prefix,
@@ -365,6 +365,7 @@ func kubeadmPrepare(ctx context.Context, k *kubeLab, h *phase.Host, arts, v stri
 		{node.ContainerdConfig, containerd, 0o644},
 		{node.ContainerdUnitFile, node.RenderContainerdUnit(), 0o644},
 		{node.CNIConfig, cni, 0o644},
+		{"/etc/sysctl.d/99-kubernetes.conf", []byte("net.ipv4.ip_forward = 1\nnet.bridge.bridge-nf-call-iptables = 1\n"), 0o644},
 		{node.KubeletUnitFile, []byte(kubeadmKubeletUnit), 0o644},
 		{"/etc/systemd/system/kubelet.service.d/10-kubeadm.conf", []byte(kubeadmKubeletDropIn), 0o644},
 	}
@@ -384,7 +385,7 @@ func kubeadmPrepare(ctx context.Context, k *kubeLab, h *phase.Host, arts, v stri
 			return err
 		}
 	}
-	out, err := h.Sudo(ctx, `set -e; systemctl daemon-reload; systemctl enable --now containerd.service; `+
+	out, err := h.Sudo(ctx, `set -e; sysctl -q -e -p /etc/sysctl.d/99-kubernetes.conf; systemctl daemon-reload; systemctl enable --now containerd.service; `+
 		`for i in /var/lib/kubeadm-bench/images/*.oci.tar; do `+node.RuntimePath(node.BinCtr)+` -n k8s.io images import "$i" >/dev/null; done; `+
 		`systemctl enable kubelet.service 2>&1`)
 	if err != nil {
