@@ -87,7 +87,7 @@ var workflow = []PhaseInfo{
 	{ID: controlplane.PhaseConfiguration, Component: ControlPlane, Needs: []string{controlplane.PhasePreflight},
 		Description: "write kubeconfigs, configuration and units"},
 	{ID: controlplane.PhaseStart, Component: ControlPlane, Needs: []string{controlplane.PhasePreflight},
-		Description: "(re)start changed components one server at a time and wait for /readyz"},
+		Description: "start servers where nothing runs yet together, restart changed components one server at a time; each waits for /readyz"},
 	{ID: apivip.PhaseID, Component: ControlPlane,
 		Description: "hold the API VIP on lo of every control-plane server (announced by its BGP agent while /readyz answers)"},
 

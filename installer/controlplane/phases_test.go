@@ -121,6 +121,28 @@ func TestUnitActions(t *testing.T) {
 	}
 }
 
+// TestStartRollsOnlyRestarts: start brings up together the servers it
+// only enables or starts units on (they serve nothing yet), and rolls one
+// at a time only the servers where a running component restarts.
+func TestStartRollsOnlyRestarts(t *testing.T) {
+	running := UnitState{Active: true, Enabled: true}
+	all := func(u UnitState) *Facts {
+		return &Facts{Units: map[string]UnitState{APIServer: u, ControllerManager: u, Scheduler: u}}
+	}
+	r := &run{hosts: map[string]*hostState{
+		"fresh":     {facts: all(UnitState{}), changed: map[string]bool{APIServer: true}},
+		"converged": {facts: all(running), changed: map[string]bool{}},
+		"stopped":   {facts: &Facts{Units: map[string]UnitState{APIServer: running, ControllerManager: {Enabled: true}, Scheduler: running}}, changed: map[string]bool{}},
+		"changed":   {facts: all(running), changed: map[string]bool{Scheduler: true}},
+	}}
+	for name, want := range map[string]bool{"fresh": false, "converged": false, "stopped": false, "changed": true} {
+		h := &phase.Host{Host: inventory.Host{Server: &inventory.Server{Name: name}}}
+		if got := r.restarts(h); got != want {
+			t.Errorf("%s: restarts = %v, want %v (one at a time only when a running component restarts)", name, got, want)
+		}
+	}
+}
+
 func TestParseFacts(t *testing.T) {
 	before := time.Unix(1000, 0)
 	after := before.Add(100 * time.Millisecond)

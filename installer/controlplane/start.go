@@ -2,31 +2,68 @@ package controlplane
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
 	"github.com/tricenter/terraform-provider-tricenter/internal/shell"
 )
 
-// start brings the control plane up one server at a time: units are
-// enabled, stopped ones started and running ones whose binary, unit or
-// inputs changed restarted; then the server's /readyz must answer before
-// the next server is touched, so the API stays up through a rolling
-// change. A server where nothing changed and everything runs is left
-// alone.
+// start brings the control plane up so that the API stays up through a
+// change: units are enabled, stopped ones started and running ones whose
+// binary, unit or inputs changed restarted, and a server's /readyz must
+// answer before the run moves on. Servers with nothing to restart serve
+// no request that starting could break (a new cluster's control plane, a
+// server added to it, a component found stopped): they start together.
+// Then the servers with a running component to restart go one at a time,
+// each ready before the next is touched. A server where nothing changed
+// and everything runs is left alone.
 func (r *run) start(ctx context.Context) error {
 	hosts, err := r.m.Hosts(r.selector())
 	if err != nil {
 		return err
 	}
+	var together, rolling []*phase.Host
 	for _, h := range hosts {
+		if r.restarts(h) {
+			rolling = append(rolling, h)
+		} else {
+			together = append(together, h)
+		}
+	}
+	errs := make([]error, len(together))
+	var wg sync.WaitGroup
+	for i, h := range together {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := r.startHost(ctx, h); err != nil {
+				errs[i] = &phase.HostError{Host: h.Name, Err: err}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for _, h := range rolling {
 		if err := r.startHost(ctx, h); err != nil {
 			return &phase.HostError{Host: h.Name, Err: err}
 		}
 	}
 	return nil
+}
+
+// restarts reports whether start restarts a running component on h.
+func (r *run) restarts(h *phase.Host) bool {
+	st := r.state(h.Name)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.ContainsFunc(unitActions(st.facts, st.changed), func(a unitAction) bool { return a.verb == verbRestart })
 }
 
 func (r *run) startHost(ctx context.Context, h *phase.Host) error {
