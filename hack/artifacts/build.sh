@@ -267,7 +267,9 @@ build_kubeadm() {
   build_kubernetes_release "$dir" kubeadm "${imgs[@]}"
   local b rootfs stampval
   stampval=$( (for b in "${imgs[@]}"; do sha256sum < "$out/$b-$v"; done; declare -f oci_image build_kubeadm iptables_root) | sha256sum | cut -d' ' -f1)
-  if [[ -f "$out/.kube-images.stamp" && "$(cat "$out/.kube-images.stamp")" == "$stampval" ]]; then
+  local missing=0
+  for b in "${imgs[@]}"; do [[ -f "$out/$b.oci.tar" ]] || missing=1; done
+  if [[ $missing == 0 && -f "$out/.kube-images.stamp" && "$(cat "$out/.kube-images.stamp")" == "$stampval" ]]; then
     echo "kubeadm images $v: up to date in $out"; return
   fi
   for b in "${imgs[@]}"; do
