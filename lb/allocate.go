@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
 // Port is one port a Service exposes, as sharing compares them.
@@ -252,4 +254,21 @@ func joinPrefixes(ps []netip.Prefix) string {
 		s[i] = p.String()
 	}
 	return strings.Join(s, ", ")
+}
+
+// PoolFor is the pool of a cluster: the ranges of ips, with the API VIP
+// and the static VIPs (spec.network.loadBalancerVIPs) reserved.
+func PoolFor(c *inventory.Cluster, ips *inventory.IPPlan) (Pool, error) {
+	p := Pool{Ranges: ips.LoadBalancerPool, Reserved: map[netip.Addr]string{}}
+	if ips.APIVIP.IsValid() {
+		p.Reserved[ips.APIVIP] = "the API VIP (spec.network.apiVIP)"
+	}
+	for i, s := range c.Spec.Network.LoadBalancerVIPs {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return Pool{}, fmt.Errorf("spec.network.loadBalancerVIPs[%d]: %w", i, err)
+		}
+		p.Reserved[a] = fmt.Sprintf("a static VIP (spec.network.loadBalancerVIPs[%d])", i)
+	}
+	return p, nil
 }

@@ -3,8 +3,11 @@ package lb
 import (
 	"errors"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
+
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
 var (
@@ -180,5 +183,41 @@ func TestNewRefusesABadPool(t *testing.T) {
 	}
 	if _, err := New(Pool{Ranges: []netip.Prefix{netip.MustParsePrefix("2001:db8::/64")}}); err == nil || !strings.Contains(err.Error(), "not an IPv4 prefix") {
 		t.Fatalf("IPv6 pool: %v", err)
+	}
+}
+
+// TestPoolForTheLabInventory: the nspawn lab's pool reserves its API VIP
+// and its static VIP, and hands out the rest of the /24.
+func TestPoolForTheLabInventory(t *testing.T) {
+	data, err := os.ReadFile("../acceptance/testdata/nspawn-lab.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, lines, err := inventory.Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(lines).Err(); err != nil {
+		t.Fatal(err)
+	}
+	ips, err := inventory.AllocateIPs(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := PoolFor(c, ips)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := a.Free(); got != 254 {
+		t.Fatalf("free = %d, want 254 (a /24 without the API VIP and one static VIP)", got)
+	}
+	for _, r := range []string{"198.19.120.10", "198.19.120.20"} {
+		if _, err := a.Assign(Service{Key: "ns/x", Requested: netip.MustParseAddr(r)}); err == nil || !strings.Contains(err.Error(), "reserved") {
+			t.Fatalf("%s: %v, want reserved", r, err)
+		}
 	}
 }
