@@ -1,9 +1,11 @@
-// Package lb gives Services of type LoadBalancer their addresses: the
-// allocator hands out addresses of the inventory's load-balancer pool,
-// never a reserved one (the API VIP, the static VIPs), honours a
-// requested address and lets Services that say so share one address on
-// disjoint ports. It is pure: the controller that runs it in the cluster
-// feeds it the Services it watches.
+// Package lb decides for Services of type LoadBalancer. The allocator
+// hands out addresses of the inventory's load-balancer pool, never a
+// reserved one (the API VIP, the static VIPs), honours a requested address
+// and lets Services that say so share one address on disjoint ports.
+// Announcements says which /32s a node's BGP agent announces, by traffic
+// policy, ready endpoints and the Service's center preference (AS-path
+// prepends). The package is pure: the in-cluster controller and the node
+// agents feed it what they watch.
 package lb
 
 // Annotations a Service may carry.
