@@ -218,9 +218,8 @@ func buildKubeadmArtifacts(b testing.TB, ctx context.Context, k *kubeLab) string
 	return dir
 }
 
-// kubeadmBringUp prepares every server of the lab for kubeadm (not
-// timed in the result) and runs kubeadm init and join until every node
-// is Ready.
+// kubeadmBringUp prepares every server of the lab for kubeadm (timed
+// apart) and runs kubeadm init and join until every node is Ready.
 func kubeadmBringUp(b testing.TB, ctx context.Context, k *kubeLab, arts string) kubeadmRun {
 	b.Helper()
 	c := k.cluster(b)
@@ -233,7 +232,6 @@ func kubeadmBringUp(b testing.TB, ctx context.Context, k *kubeLab, arts string) 
 	}
 	pl := e.Placement()
 	var cps, others []*phase.Host
-	var first *phase.Host
 	for _, h := range hosts {
 		if slices.ContainsFunc(pl.ControlPlane, func(m inventory.Member) bool { return m.Name == h.Name }) {
 			cps = append(cps, h)
@@ -242,7 +240,7 @@ func kubeadmBringUp(b testing.TB, ctx context.Context, k *kubeLab, arts string) 
 	if len(cps) == 0 {
 		b.Fatal("the lab has no control-plane server")
 	}
-	first = cps[0]
+	first := cps[0]
 	for _, h := range hosts {
 		if h != first {
 			others = append(others, h)
