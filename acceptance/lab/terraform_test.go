@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	tcartifacts "github.com/tricenter/terraform-provider-tricenter/installer/artifacts"
 	"net/netip"
@@ -134,7 +135,7 @@ func TestLabTerraform(t *testing.T) {
 		return nodesReady(ctx, artifacts, kubeconfig, allNodes, 3*time.Minute)
 	})
 	timer.step("BGP routes on the TORs and the core routers", func() error { return routesOnRouter(rec, s) })
-	timer.step("terraform plan after apply (empty)", func() error { return planEmpty(ctx, tf, vars) })
+	timer.step("terraform plan after apply (empty)", func() error { return planSettled(ctx, t, tf, vars) })
 
 	files, format, err := state.DecodeBlob(fmt.Sprint(cl["state"]))
 	if err != nil {
@@ -169,7 +170,7 @@ func TestLabTerraform(t *testing.T) {
 		}
 		return statusHealthy(ctx, bin, rec.Inventory, stateDir, 5*time.Minute)
 	})
-	timer.step("terraform plan after the drill (empty)", func() error { return planEmpty(ctx, tf, vars) })
+	timer.step("terraform plan after the drill (empty)", func() error { return planSettled(ctx, t, tf, vars) })
 	timer.step("terraform apply after the drill (no-op)", func() error { return tf.Apply(ctx, vars) })
 	if st, err = tf.Show(ctx); err != nil {
 		t.Fatal(err)
@@ -323,10 +324,12 @@ func planEmpty(ctx context.Context, tf *tfexec.Terraform, vars *tfexec.VarFileOp
 		return fmt.Errorf("the plan is not empty (and could not be read: %w)", err)
 	}
 	var diffs []string
+	heartbeatsOnly := true
 	for _, rc := range plan.ResourceChanges {
 		if rc.Change == nil || rc.Change.Actions.NoOp() {
 			continue
 		}
+		heartbeatsOnly = heartbeatsOnly && staleHeartbeatsOnly(rc.Address, rc.Change.Before)
 		before, _ := rc.Change.Before.(map[string]any)
 		after, _ := rc.Change.After.(map[string]any)
 		var attrs []string
@@ -341,7 +344,57 @@ func planEmpty(ctx context.Context, tf *tfexec.Terraform, vars *tfexec.VarFileOp
 		}
 		diffs = append(diffs, fmt.Sprintf("%s %v (%s)", rc.Address, rc.Change.Actions, strings.Join(attrs, "; ")))
 	}
-	return fmt.Errorf("the plan is not empty: %s", strings.Join(diffs, ", "))
+	err = fmt.Errorf("the plan is not empty: %s", strings.Join(diffs, ", "))
+	if heartbeatsOnly {
+		return &heartbeatLag{err}
+	}
+	return err
+}
+
+// heartbeatLag is a non-empty plan whose only changes are nodes whose
+// refresh found nothing wrong but a kubelet heartbeat older than the
+// health rule allows.
+type heartbeatLag struct{ error }
+
+func (e *heartbeatLag) Unwrap() error { return e.error }
+
+// staleHeartbeatsOnly reports whether a change is a tricenter_node whose
+// refresh problems are all stale kubelet heartbeats.
+func staleHeartbeatsOnly(addr string, before any) bool {
+	b, _ := before.(map[string]any)
+	ps, _ := b["problems"].([]any)
+	if !strings.HasPrefix(addr, "tricenter_node.") || len(ps) == 0 {
+		return false
+	}
+	for _, p := range ps {
+		if !strings.Contains(fmt.Sprint(p), "kubelet heartbeat") {
+			return false
+		}
+	}
+	return true
+}
+
+// planSettled is planEmpty on the example lab, whose VM workers are
+// emulated: on a loaded host their kubelets can renew their Lease late,
+// and the health rule then rightly reports them not Ready. A plan whose
+// only changes are such heartbeats is taken again, 15 s later, twice at
+// most; every other change fails at once.
+func planSettled(ctx context.Context, t *testing.T, tf *tfexec.Terraform, vars *tfexec.VarFileOption) error {
+	var err error
+	for try := 1; try <= 3; try++ {
+		err = planEmpty(ctx, tf, vars)
+		var lag *heartbeatLag
+		if !errors.As(err, &lag) || try == 3 {
+			return err
+		}
+		t.Logf("plan %d of 3: a VM's kubelet heartbeat was late, planning again in 15 s: %v", try, err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(15 * time.Second):
+		}
+	}
+	return err
 }
 
 // statusHealthy waits until `tricenter status` finds the cluster as
