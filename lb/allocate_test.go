@@ -3,7 +3,6 @@ package lb
 import (
 	"errors"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 
@@ -189,11 +188,7 @@ func TestNewRefusesABadPool(t *testing.T) {
 // TestPoolForTheLabInventory: the nspawn lab's pool reserves its API VIP
 // and its static VIP, and hands out the rest of the /24.
 func TestPoolForTheLabInventory(t *testing.T) {
-	data, err := os.ReadFile("../acceptance/testdata/nspawn-lab.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, lines, err := inventory.Parse(data)
+	c, lines, err := inventory.Load("../acceptance/testdata/nspawn-lab.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
