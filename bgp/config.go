@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
+	"github.com/tricenter/terraform-provider-tricenter/lb"
 )
 
 // ConfigKind identifies the agent configuration document.
@@ -46,6 +49,36 @@ type Config struct {
 	// Services announce their VIPs (as /32) while healthy. A VIP listed by
 	// several services stays announced while any of them is healthy.
 	Services []Service `yaml:"services,omitempty" json:"services,omitempty"`
+	// LoadBalancers, when set, has the agent watch the cluster's Services
+	// of type LoadBalancer and announce their addresses as lb.Announcements
+	// decides for this node (see package lb/watch).
+	LoadBalancers *LoadBalancerConfig `yaml:"loadBalancers,omitempty" json:"loadBalancers,omitempty"`
+}
+
+// LoadBalancerConfig is what the agent needs to announce LoadBalancer
+// Services: its credential for the Kubernetes API (list and watch of
+// Services and EndpointSlices, nothing else) and the node's place in the
+// three centers.
+type LoadBalancerConfig struct {
+	// Kubeconfig is the agent's own kubeconfig file (default
+	// DefaultLoadBalancerKubeconfig).
+	Kubeconfig string `yaml:"kubeconfig,omitempty" json:"kubeconfig,omitempty"`
+	// Center is the node's center (its topology.kubernetes.io/zone), as
+	// the EndpointSlices' zones name it.
+	Center string `yaml:"center" json:"center"`
+	// CenterRole is that center's role: production, local-dr or remote-dr.
+	CenterRole inventory.CenterRole `yaml:"centerRole" json:"centerRole"`
+	// Worker is true on a node with the worker role: the nodes that
+	// announce a Cluster-policy Service unless it names its nodes.
+	Worker bool `yaml:"worker" json:"worker"`
+	// Prefer is the preference of a Service without the lb.tricenter.io/prefer
+	// annotation: production (default), local or none.
+	Prefer lb.Preference `yaml:"prefer,omitempty" json:"prefer,omitempty"`
+}
+
+// Node is the lb.Node of the agent's node name on this configuration.
+func (c *LoadBalancerConfig) Node(name string) lb.Node {
+	return lb.Node{Name: name, Center: c.Center, Role: c.CenterRole, Worker: c.Worker}
 }
 
 // Timers are the BGP session timers.
@@ -113,6 +146,13 @@ const (
 	DefaultCheckTimeout        = 800 * time.Millisecond
 	DefaultRise                = 1
 	DefaultFall                = 2
+	// DefaultLoadBalancerKubeconfig is where the installer writes the
+	// agent's kubeconfig (read-only on Services and EndpointSlices).
+	DefaultLoadBalancerKubeconfig = "/etc/tricenter/bgp/kubeconfig"
+	// DefaultLoadBalancerPrefer is the preference of a Service without
+	// the lb.tricenter.io/prefer annotation, unless the configuration
+	// says otherwise.
+	DefaultLoadBalancerPrefer = lb.PreferProduction
 )
 
 // Duration is a time.Duration written as "1s", "250ms".
@@ -153,6 +193,14 @@ func (c *Config) SetDefaults() {
 	}
 	if c.NextHop == "" {
 		c.NextHop = c.RouterID
+	}
+	if l := c.LoadBalancers; l != nil {
+		if l.Kubeconfig == "" {
+			l.Kubeconfig = DefaultLoadBalancerKubeconfig
+		}
+		if l.Prefer == "" {
+			l.Prefer = DefaultLoadBalancerPrefer
+		}
 	}
 	for i := range c.Services {
 		ch := c.Services[i].Check
@@ -286,6 +334,23 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if l := c.LoadBalancers; l != nil {
+		if !filepath.IsAbs(l.Kubeconfig) {
+			bad("loadBalancers.kubeconfig", "%q is not an absolute path", l.Kubeconfig)
+		}
+		if l.Center == "" {
+			bad("loadBalancers.center", "is empty: name the node's center (its topology.kubernetes.io/zone)")
+		}
+		switch l.CenterRole {
+		case inventory.RoleProduction, inventory.RoleLocalDR, inventory.RoleRemoteDR:
+		default:
+			bad("loadBalancers.centerRole", "is %q: use %s, %s or %s", l.CenterRole,
+				inventory.RoleProduction, inventory.RoleLocalDR, inventory.RoleRemoteDR)
+		}
+		if _, err := lb.ParsePreference(string(l.Prefer)); err != nil {
+			bad("loadBalancers.prefer", "is %q: use production, local or none", l.Prefer)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -360,6 +425,20 @@ type ConfigOptions struct {
 	CheckInterval time.Duration
 	StatusSocket  string
 	PasswordFile  string
+	// LoadBalancers, when set, renders the loadBalancers section: the node
+	// announces LoadBalancer Services (its center, role and worker role
+	// come from the plan).
+	LoadBalancers *LoadBalancerOptions
+}
+
+// LoadBalancerOptions fill the loadBalancers section AgentConfig renders.
+type LoadBalancerOptions struct {
+	// Kubeconfig is the agent's kubeconfig on the node (default
+	// DefaultLoadBalancerKubeconfig).
+	Kubeconfig string
+	// Prefer is the cluster's default preference (default
+	// DefaultLoadBalancerPrefer).
+	Prefer lb.Preference
 }
 
 // RestartSeconds is the graceful-restart time advertised by agents:
@@ -439,6 +518,11 @@ func (p *Plan) AgentConfig(node string, o ConfigOptions) (*Config, error) {
 			s.VIPs = append(s.VIPs, v.String())
 		}
 		c.Services = append(c.Services, s)
+	}
+	if lo := o.LoadBalancers; lo != nil {
+		c.LoadBalancers = &LoadBalancerConfig{
+			Kubeconfig: lo.Kubeconfig, Center: n.Center, CenterRole: n.CenterRole, Worker: n.Worker, Prefer: lo.Prefer,
+		}
 	}
 	c.SetDefaults()
 	if err := c.Validate(); err != nil {

@@ -88,9 +88,14 @@ type Node struct {
 	RouterID netip.Addr
 	Peers    []Peer
 	PodCIDR  netip.Prefix
+	// CenterRole is the role of the node's center (LoadBalancer
+	// Services' AS-path prepends depend on it).
+	CenterRole inventory.CenterRole
 	// ControlPlane nodes announce the API VIP while /readyz is OK.
 	ControlPlane bool
-	Communities  []LargeCommunity
+	// Worker nodes announce Cluster-policy LoadBalancer Services.
+	Worker      bool
+	Communities []LargeCommunity
 }
 
 // Peer is a router a node peers with.
@@ -436,8 +441,8 @@ func Derive(c *inventory.Cluster, ip *inventory.IPPlan, opts Options) (*Plan, er
 			}
 			p.Nodes = append(p.Nodes, Node{
 				Name: h.Name, Rack: r.Name, Center: center.Name, Site: site.Name,
-				Address: a, ASN: asn, RouterID: a, Peers: peers, PodCIDR: pod,
-				ControlPlane: pl.IsControlPlane(h.Name), Communities: comms,
+				Address: a, ASN: asn, RouterID: a, Peers: peers, PodCIDR: pod, CenterRole: center.Role,
+				ControlPlane: pl.IsControlPlane(h.Name), Worker: h.HasRole(inventory.RoleWorker), Communities: comms,
 			})
 		}
 	}

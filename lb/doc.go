@@ -16,4 +16,9 @@ const (
 	// AnnotationShare lets Services with the same value share one address
 	// when their ports do not overlap.
 	AnnotationShare = "lb.tricenter.io/share"
+	// AnnotationNodes names, comma-separated, the nodes that announce a
+	// Service of externalTrafficPolicy Cluster instead of every worker
+	// (ServiceView.Nodes). Local-policy Services ignore it: their nodes
+	// are those with a ready endpoint.
+	AnnotationNodes = "lb.tricenter.io/nodes"
 )
