@@ -287,6 +287,29 @@ func WriteStatusTable(w io.Writer, s *Status) error {
 			ew.printf("%-16s %-8s %-20s %s\n", sv.Name, h, joinComma(sv.VIPs), reason)
 		}
 	}
+	if l := s.LoadBalancers; l != nil {
+		state := "not watching"
+		switch {
+		case l.Watching && l.Synced:
+			state = fmt.Sprintf("synced, %d Service(s)", l.Services)
+		case l.Watching:
+			state = "not synced yet"
+		}
+		ew.printf("\nLoadBalancer Services: %s (center %s, %s, default preference %s)\n", state, l.Center, l.CenterRole, l.Prefer)
+		if l.Error != "" {
+			ew.printf("Last error at %s (routes kept as last known): %s\n", l.ErrorAt.Local().Format(time.DateTime), l.Error)
+		}
+		if len(l.Routes) > 0 {
+			ew.printf("%-20s %-9s %-10s %s\n", "LOADBALANCER", "PREPENDS", "ANNOUNCED", "SERVICE")
+			for _, r := range l.Routes {
+				ann := "yes"
+				if !r.Announced {
+					ann = "no"
+				}
+				ew.printf("%-20s %-9d %-10s %s\n", r.Prefix, r.Prepends, ann, r.Service)
+			}
+		}
+	}
 	if len(s.Withdrawing) > 0 {
 		ew.printf("\n%-20s %s\n", "WITHDRAWING", "NOT YET SENT TO")
 		for _, wd := range s.Withdrawing {
@@ -330,6 +353,41 @@ type Status struct {
 	// Withdrawing are withdrawals not yet written to every established
 	// session (normally empty, or for a few milliseconds).
 	Withdrawing []Withdrawal `json:"withdrawing,omitempty"`
+	// LoadBalancers is the LoadBalancer Services' watch and routes (set
+	// when the configuration has a loadBalancers section, or routes are
+	// announced).
+	LoadBalancers *LoadBalancerStatus `json:"loadBalancers,omitempty"`
+}
+
+// LoadBalancerStatus is the agent's view of the LoadBalancer Services.
+type LoadBalancerStatus struct {
+	Kubeconfig string `json:"kubeconfig,omitempty"`
+	Center     string `json:"center,omitempty"`
+	CenterRole string `json:"centerRole,omitempty"`
+	// Prefer is the default preference.
+	Prefer string `json:"prefer,omitempty"`
+	// Watching is true while a watch runs; Synced once it has listed the
+	// Services and EndpointSlices. Error is its last error: the routes
+	// then stay as last known.
+	Watching bool      `json:"watching"`
+	Synced   bool      `json:"synced"`
+	Services int       `json:"services"`
+	Error    string    `json:"error,omitempty"`
+	ErrorAt  time.Time `json:"errorAt,omitzero"`
+	// Since is when the routes last changed.
+	Since  time.Time           `json:"since,omitzero"`
+	Routes []LoadBalancerRoute `json:"routes"`
+}
+
+// LoadBalancerRoute is one LoadBalancer /32 the node announces.
+type LoadBalancerRoute struct {
+	Prefix  string `json:"prefix"`
+	Service string `json:"service"`
+	// Prepends is how many times the route repeats the node's ASN (the
+	// AS path the routers see is 1 + Prepends long).
+	Prepends int `json:"prepends"`
+	// Announced is false while the announcement failed.
+	Announced bool `json:"announced"`
 }
 
 // Session is one BGP session.
@@ -353,6 +411,8 @@ type Announced struct {
 	NextHop string    `json:"nextHop"`
 	For     []string  `json:"for"`
 	Since   time.Time `json:"since"`
+	// Prepends is how many times the path repeats the node's ASN.
+	Prepends int `json:"prepends,omitempty"`
 }
 
 // ServiceStatus is one service's health.

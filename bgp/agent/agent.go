@@ -26,6 +26,10 @@ type Options struct {
 	Logger *slog.Logger
 	// StopTimeout bounds the graceful stop (default 5s).
 	StopTimeout time.Duration
+	// WatchLoadBalancers watches LoadBalancer Services when the
+	// configuration has a loadBalancers section (see loadbalancers.go);
+	// without it the section is reported and ignored.
+	WatchLoadBalancers WatchFunc
 }
 
 // ErrNotRunning is returned by Reload and Status when the agent's loop is
@@ -40,6 +44,7 @@ type Agent struct {
 	log     *slog.Logger
 	initial *bgp.Config
 	stopTO  time.Duration
+	watchLB WatchFunc
 	cmds    chan func(*agentState)
 	done    chan struct{}
 }
@@ -53,7 +58,8 @@ func New(cfg *bgp.Config, o Options) *Agent {
 	if o.StopTimeout == 0 {
 		o.StopTimeout = 5 * time.Second
 	}
-	return &Agent{log: l, initial: cfg, stopTO: o.StopTimeout, cmds: make(chan func(*agentState)), done: make(chan struct{})}
+	return &Agent{log: l, initial: cfg, stopTO: o.StopTimeout, watchLB: o.WatchLoadBalancers,
+		cmds: make(chan func(*agentState)), done: make(chan struct{})}
 }
 
 // Run starts the speaker and serves until ctx ends, then withdraws every
@@ -70,8 +76,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		holds:       map[string]bgp.Hold{},
 		sent:        newSentLog(),
 		withdrawing: map[netip.Prefix]*withdrawal{},
+		watchLB:     a.watchLB,
+		submit:      a.do,
 	}
 	if err := st.start(a.initial); err != nil {
+		st.stopLoadBalancers()
 		st.stop()
 		return err
 	}
@@ -80,6 +89,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			a.log.Info("Stopping: withdrawing announcements", "node", st.cfg.Node)
+			st.stopLoadBalancers()
 			stopped := make(chan struct{})
 			go func() { st.stop(); close(stopped) }()
 			select {
@@ -154,6 +164,11 @@ type agentState struct {
 	// withdrawing are withdrawals not yet known to be written to every
 	// session that was established when they were queued.
 	withdrawing map[netip.Prefix]*withdrawal
+	// lb is the LoadBalancer watch and its routes (loadbalancers.go).
+	lb      lbState
+	watchLB WatchFunc
+	// submit runs a function on the loop (Agent.do), for the watch.
+	submit func(context.Context, func(*agentState) error) error
 }
 
 type appliedPeer struct {
@@ -173,10 +188,11 @@ type svcState struct {
 }
 
 type announcement struct {
-	uuid    []byte
-	key     string
-	reasons []string
-	since   time.Time
+	uuid     []byte
+	key      string
+	reasons  []string
+	prepends int
+	since    time.Time
 	// mark is the sentLog sequence number before the path was added.
 	mark uint64
 }
@@ -228,6 +244,7 @@ func (st *agentState) start(cfg *bgp.Config) error {
 	}
 	st.loadHolds()
 	st.applyServices(cfg.Services)
+	st.applyLoadBalancers(cfg.LoadBalancers)
 	return st.reconcile()
 }
 
@@ -436,26 +453,42 @@ func (st *agentState) onHealth(ev healthEvent) {
 	}
 }
 
+// desire is one prefix to announce: why, and with how many prepends.
+type desire struct {
+	reasons  []string
+	prepends int
+}
+
 // desired computes what should be announced, with the reasons: the static
-// prefixes, and each VIP whose reference count (healthy services listing
-// it) is above zero.
-func (st *agentState) desired() map[netip.Prefix][]string {
-	out := map[netip.Prefix][]string{}
+// prefixes, each VIP whose reference count (healthy services listing it)
+// is above zero, and the LoadBalancer routes. A prefix wanted for several
+// reasons is announced once, with the fewest prepends (none for a prefix
+// or a service VIP).
+func (st *agentState) desired() map[netip.Prefix]*desire {
+	out := map[netip.Prefix]*desire{}
+	add := func(p netip.Prefix, reason string) {
+		d := out[p]
+		if d == nil {
+			d = &desire{}
+			out[p] = d
+		}
+		d.prepends = 0
+		d.reasons = append(d.reasons, reason)
+	}
 	for _, s := range st.cfg.Prefixes {
-		p := netip.MustParsePrefix(s) // validated
-		out[p] = append(out[p], "prefix")
+		add(netip.MustParsePrefix(s), "prefix") // validated
 	}
 	for _, s := range st.services {
 		if !s.healthy {
 			continue
 		}
 		for _, v := range s.svc.VIPs {
-			p := netip.PrefixFrom(netip.MustParseAddr(v), 32)
-			out[p] = append(out[p], "service "+s.svc.Name)
+			add(netip.PrefixFrom(netip.MustParseAddr(v), 32), "service "+s.svc.Name)
 		}
 	}
-	for _, r := range out {
-		sort.Strings(r)
+	st.lbDesired(out)
+	for _, d := range out {
+		sort.Strings(d.reasons)
 	}
 	return out
 }
@@ -494,18 +527,18 @@ func (st *agentState) reconcile() error {
 	}
 	sort.Slice(prefixes, func(i, j int) bool { return prefixes[i].String() < prefixes[j].String() })
 	for _, p := range prefixes {
-		reasons := want[p]
+		reasons, prepends := want[p].reasons, want[p].prepends
 		an, ok := st.announced[p]
-		if ok && an.key == key {
+		if ok && an.key == key && an.prepends == prepends {
 			an.reasons = reasons
 			continue
 		}
-		path, err := st.path(p)
+		path, err := st.path(p, prepends)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		st.log.Info("Announcing", "prefix", p, "for", strings.Join(reasons, ", "), "nexthop", st.cfg.NextHop)
+		st.log.Info("Announcing", "prefix", p, "for", strings.Join(reasons, ", "), "nexthop", st.cfg.NextHop, "prepends", prepends)
 		mark := st.sent.mark()
 		resp, err := st.srv.AddPath(ctx, &api.AddPathRequest{Path: path})
 		if err != nil {
@@ -516,13 +549,17 @@ func (st *agentState) reconcile() error {
 		if ok {
 			since = an.since
 		}
-		st.announced[p] = &announcement{uuid: resp.Uuid, key: key, reasons: reasons, since: since, mark: mark}
+		st.announced[p] = &announcement{uuid: resp.Uuid, key: key, reasons: reasons, prepends: prepends, since: since, mark: mark}
 		delete(st.withdrawing, p)
 	}
 	return errors.Join(errs...)
 }
 
-func (st *agentState) path(p netip.Prefix) (*api.Path, error) {
+// path is the announcement of p. With prepends > 0 it carries an AS path
+// of the node's ASN repeated that many times; gobgp puts the ASN once
+// more in front on every eBGP session, so the routers see a path 1 +
+// prepends long (an unprepended path: the ASN once).
+func (st *agentState) path(p netip.Prefix, prepends int) (*api.Path, error) {
 	nlri, err := anypb.New(&api.IPAddressPrefix{Prefix: p.Addr().String(), PrefixLen: uint32(p.Bits())})
 	if err != nil {
 		return nil, err
@@ -530,6 +567,13 @@ func (st *agentState) path(p netip.Prefix) (*api.Path, error) {
 	attrs := []proto.Message{
 		&api.OriginAttribute{Origin: 0}, // IGP
 		&api.NextHopAttribute{NextHop: st.cfg.NextHop},
+	}
+	if prepends > 0 {
+		asns := make([]uint32, prepends)
+		for i := range asns {
+			asns[i] = st.cfg.ASN
+		}
+		attrs = append(attrs, &api.AsPathAttribute{Segments: []*api.AsSegment{{Type: api.AsSegment_AS_SEQUENCE, Numbers: asns}}})
 	}
 	if len(st.cfg.Communities) > 0 {
 		lc := &api.LargeCommunitiesAttribute{}
@@ -600,6 +644,7 @@ func (st *agentState) reload(cfg *bgp.Config) error {
 		}
 	}
 	st.applyServices(cfg.Services)
+	st.applyLoadBalancers(cfg.LoadBalancers)
 	if err := st.reconcile(); err != nil {
 		errs = append(errs, err)
 	}
@@ -656,7 +701,7 @@ func (st *agentState) status(ctx context.Context) (*bgp.Status, error) {
 	}
 	sort.Slice(s.Sessions, func(i, j int) bool { return s.Sessions[i].Address < s.Sessions[j].Address })
 	for p, an := range st.announced {
-		s.Announced = append(s.Announced, bgp.Announced{Prefix: p.String(), For: an.reasons, Since: an.since, NextHop: st.cfg.NextHop})
+		s.Announced = append(s.Announced, bgp.Announced{Prefix: p.String(), For: an.reasons, Since: an.since, NextHop: st.cfg.NextHop, Prepends: an.prepends})
 	}
 	sort.Slice(s.Announced, func(i, j int) bool { return prefixLess(s.Announced[i].Prefix, s.Announced[j].Prefix) })
 	for _, sv := range st.services {
@@ -678,6 +723,7 @@ func (st *agentState) status(ctx context.Context) (*bgp.Status, error) {
 		s.Withdrawing = append(s.Withdrawing, w)
 	}
 	sort.Slice(s.Withdrawing, func(i, j int) bool { return prefixLess(s.Withdrawing[i].Prefix, s.Withdrawing[j].Prefix) })
+	s.LoadBalancers = st.lbStatus()
 	return s, nil
 }
 
