@@ -1,7 +1,9 @@
 // Command tricenter-bgp is the node BGP agent: it peers with the node's TOR
-// or core routers, announces the node's pod CIDR and the VIPs of its healthy
-// services, reloads its configuration on SIGHUP without dropping sessions,
-// and withdraws everything on SIGTERM/SIGINT before exiting.
+// or core routers, announces the node's pod CIDR, the VIPs of its healthy
+// services and, with a loadBalancers section, the LoadBalancer Services
+// the node serves (watched through the section's kubeconfig), reloads its
+// configuration on SIGHUP without dropping sessions, and withdraws
+// everything on SIGTERM/SIGINT before exiting.
 //
 //	tricenter-bgp run --config /etc/tricenter/bgp/agent.yaml
 //	tricenter-bgp status [-o json]
@@ -26,6 +28,8 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/bgp/agent"
 	"github.com/tricenter/terraform-provider-tricenter/internal/cliflags"
 	"github.com/tricenter/terraform-provider-tricenter/internal/version"
+	"github.com/tricenter/terraform-provider-tricenter/lb"
+	"github.com/tricenter/terraform-provider-tricenter/lb/watch"
 )
 
 func main() {
@@ -109,7 +113,7 @@ func runAgent(parent context.Context, path string, cfg *bgp.Config, log *slog.Lo
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	speaker := agent.New(cfg, agent.Options{Logger: log})
+	speaker := agent.New(cfg, agent.Options{Logger: log, WatchLoadBalancers: watchLoadBalancers(log)})
 	errc := make(chan error, 2)
 	go func() { errc <- speaker.Run(ctx) }()
 	sctx, scancel := context.WithCancel(ctx)
@@ -140,6 +144,23 @@ func runAgent(parent context.Context, path string, cfg *bgp.Config, log *slog.Lo
 			if err != nil && !errors.Is(err, context.Canceled) {
 				log.Error("Reload finished with errors", "err", err)
 			}
+		}
+	}
+}
+
+// watchLoadBalancers runs an lb/watch Watcher on the kubeconfig of the
+// configuration's loadBalancers section.
+func watchLoadBalancers(log *slog.Logger) agent.WatchFunc {
+	return func(ctx context.Context, node string, c bgp.LoadBalancerConfig, set func([]lb.Route)) func() agent.WatchState {
+		w := watch.New(watch.Config{Kubeconfig: c.Kubeconfig, Node: c.Node(node), Prefer: c.Prefer, OnChange: set, Logger: log})
+		go func() {
+			if err := w.Run(ctx); err != nil {
+				log.Error("LoadBalancer watch ended", "node", node, "err", err)
+			}
+		}()
+		return func() agent.WatchState {
+			s := w.Status()
+			return agent.WatchState{Synced: s.Synced, Services: s.Services, Error: s.Error, ErrorAt: s.ErrorAt}
 		}
 	}
 }
@@ -190,8 +211,12 @@ func newCheckCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(g.stdout, "%s: OK (node %s, AS %d, %d peer(s), %d prefix(es), %d service(s))\n",
-				config, cfg.Node, cfg.ASN, len(cfg.Peers), len(cfg.Prefixes), len(cfg.Services))
+			lbs := "no LoadBalancer Services"
+			if l := cfg.LoadBalancers; l != nil {
+				lbs = fmt.Sprintf("LoadBalancer Services through %s", l.Kubeconfig)
+			}
+			fmt.Fprintf(g.stdout, "%s: OK (node %s, AS %d, %d peer(s), %d prefix(es), %d service(s), %s)\n",
+				config, cfg.Node, cfg.ASN, len(cfg.Peers), len(cfg.Prefixes), len(cfg.Services), lbs)
 			return nil
 		},
 	}
