@@ -288,14 +288,17 @@ func WriteStatusTable(w io.Writer, s *Status) error {
 		}
 	}
 	if l := s.LoadBalancers; l != nil {
-		state := "not watching"
+		state := "not watched (routes set directly)"
 		switch {
 		case l.Watching && l.Synced:
-			state = fmt.Sprintf("synced, %d Service(s)", l.Services)
+			state = fmt.Sprintf("watched, synced, %d Service(s)", l.Services)
 		case l.Watching:
-			state = "not synced yet"
+			state = "watched, not synced yet"
 		}
-		ew.printf("\nLoadBalancer Services: %s (center %s, %s, default preference %s)\n", state, l.Center, l.CenterRole, l.Prefer)
+		if l.Center != "" {
+			state += fmt.Sprintf("; center %s (%s), default preference %s", l.Center, l.CenterRole, l.Prefer)
+		}
+		ew.printf("\nLoadBalancer Services: %s\n", state)
 		if l.Error != "" {
 			ew.printf("Last error at %s (routes kept as last known): %s\n", l.ErrorAt.Local().Format(time.DateTime), l.Error)
 		}

@@ -33,6 +33,10 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m *testing.M) int {
+	// Started by a test as a node's agent (see lbagent_test.go).
+	if len(os.Args) > 1 && os.Args[1] == "run" {
+		return runLBAgent(os.Args[2:])
+	}
 	if err := bgplab.Available(); err != nil {
 		skipReason = err.Error()
 		return m.Run()
