@@ -218,7 +218,7 @@ func TestFRRLoadBalancerRoutes(t *testing.T) {
 	for _, a := range agents {
 		establish(t, a)
 	}
-	web := netip.MustParseAddr("198.18.46.30")  // production preferred: the DR node prepends once
+	web := netip.MustParseAddr("198.18.46.30")   // production preferred: the DR node prepends once
 	batch := netip.MustParseAddr("198.18.46.31") // only on n3, two prepends
 	webP, batchP := web.String()+"/32", batch.String()+"/32"
 	route := func(a netip.Addr, prepends int, svc string) lb.Route {
