@@ -59,6 +59,12 @@ peers:
 		{"duplicate service", "services: [{name: a, vips: [198.18.46.1]}, {name: a, vips: [198.18.46.2]}]\n", `services[1].name: "a" is used twice`},
 		{"service name", "services: [{name: ../etc, vips: [198.18.46.1]}]\n", `services[0].name: service name "../etc": use letters, digits`},
 		{"relative hold dir", "holdDir: holds\n", `holdDir: "holds" is not an absolute path`},
+		{"lb relative kubeconfig", "loadBalancers: {kubeconfig: kc, center: dc1, centerRole: production}\n", `loadBalancers.kubeconfig: "kc" is not an absolute path`},
+		{"lb no center", "loadBalancers: {centerRole: production}\n", "loadBalancers.center: is empty"},
+		{"lb role", "loadBalancers: {center: dc1, centerRole: dr}\n", `loadBalancers.centerRole: is "dr": use production, local-dr or remote-dr`},
+		{"lb no role", "loadBalancers: {center: dc1}\n", `loadBalancers.centerRole: is "": use production`},
+		{"lb prefer", "loadBalancers: {center: dc1, centerRole: production, prefer: nearest}\n", `loadBalancers.prefer: is "nearest": use production, local or none`},
+		{"lb unknown field", "loadBalancers: {center: dc1, centerRole: production, zone: a}\n", "field zone not found"},
 		{"relative password file", "peers: [{name: c, address: 198.18.32.1, asn: 1, passwordFile: pw}]\n", `peers[0].passwordFile: "pw" is not an absolute path`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -78,6 +84,47 @@ peers:
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("got %v, want it to contain %q", err, want)
 		}
+	}
+}
+
+// TestAgentConfigLoadBalancers: the loadBalancers section takes the
+// node's center, its role and its worker role from the plan, and defaults.
+func TestAgentConfigLoadBalancers(t *testing.T) {
+	_, p := loadPlan(t, "testdata/core.yaml", Options{})
+	for _, tc := range []struct {
+		node string
+		o    LoadBalancerOptions
+		want LoadBalancerConfig
+	}{
+		{"n1", LoadBalancerOptions{}, LoadBalancerConfig{Kubeconfig: DefaultLoadBalancerKubeconfig, Center: "dc1", CenterRole: "production", Prefer: "production"}},
+		{"n3", LoadBalancerOptions{Kubeconfig: "/run/kc", Prefer: "local"}, LoadBalancerConfig{Kubeconfig: "/run/kc", Center: "dc2", CenterRole: "local-dr", Worker: true, Prefer: "local"}},
+		{"n4", LoadBalancerOptions{Prefer: "none"}, LoadBalancerConfig{Kubeconfig: DefaultLoadBalancerKubeconfig, Center: "dc3", CenterRole: "remote-dr", Prefer: "none"}},
+	} {
+		cfg, err := p.AgentConfig(tc.node, ConfigOptions{LoadBalancers: &tc.o})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.LoadBalancers == nil || *cfg.LoadBalancers != tc.want {
+			t.Errorf("%s: loadBalancers %+v, want %+v", tc.node, cfg.LoadBalancers, tc.want)
+		}
+		data, err := cfg.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(data), "loadBalancers:\n  kubeconfig: "+tc.want.Kubeconfig+"\n  center: "+tc.want.Center+"\n  centerRole: "+string(tc.want.CenterRole)) {
+			t.Errorf("%s: rendered without the section as expected:\n%s", tc.node, data)
+		}
+		back, err := ParseConfig(data)
+		if err != nil || !reflect.DeepEqual(back, cfg) {
+			t.Errorf("%s: round trip: %v\n%+v\n%+v", tc.node, err, cfg, back)
+		}
+	}
+	if _, err := p.AgentConfig("n1", ConfigOptions{LoadBalancers: &LoadBalancerOptions{Prefer: "west"}}); err == nil || !strings.Contains(err.Error(), "loadBalancers.prefer") {
+		t.Errorf("an unknown preference: %v", err)
+	}
+	cfg, err := p.AgentConfig("n1", ConfigOptions{})
+	if err != nil || cfg.LoadBalancers != nil {
+		t.Errorf("without LoadBalancerOptions: %v, section %+v", err, cfg.LoadBalancers)
 	}
 }
 

@@ -16,8 +16,20 @@
 // site's core routers (mode core, or a rack whose TOR has no ASN), with the
 // node's own address as next hop. The API VIP is announced as a /32 by
 // control-plane nodes only while the local kube-apiserver's /readyz answers
-// OK; LoadBalancer VIPs are announced as /32s by every node while its
-// kube-proxy is healthy. Routers spread traffic to a VIP by ECMP.
+// OK; the static LoadBalancer VIPs (network.loadBalancerVIPs) are
+// announced as /32s by every node while its kube-proxy is healthy. Routers
+// spread traffic to a VIP by ECMP.
+//
+// With a loadBalancers section in its configuration (ConfigOptions.
+// LoadBalancers) a node also announces the addresses of Services of type
+// LoadBalancer it serves, as package lb decides from the Services and
+// their EndpointSlices (package lb/watch): with a center preference, the
+// nodes of less preferred centers prepend their own ASN (1 + prepends in
+// the AS path the routers see), so the routers' best paths, and their
+// ECMP, go to the preferred center while it announces and move to the
+// next one by themselves when it stops. The routers accept these /32s as
+// they accept the static VIPs: any /32 of the load-balancer pool, from
+// every node.
 //
 // Nodes do not install learned routes into their kernel: the router sends
 // them nothing (its outbound route-map denies everything) and a node reaches

@@ -116,3 +116,31 @@ func TestStatusTableShowsHolds(t *testing.T) {
 		}
 	}
 }
+
+// The status table shows the LoadBalancer watch and its routes.
+func TestStatusTableShowsLoadBalancers(t *testing.T) {
+	at := time.Date(2025, 6, 2, 10, 4, 5, 0, time.UTC)
+	s := &Status{Node: "n3", ASN: 1, RouterID: "198.18.34.10",
+		LoadBalancers: &LoadBalancerStatus{Center: "dc2", CenterRole: "local-dr", Prefer: "production",
+			Watching: true, Synced: true, Services: 2, Error: "connection refused", ErrorAt: at,
+			Routes: []LoadBalancerRoute{
+				{Prefix: "198.18.46.30/32", Service: "shop/web", Prepends: 1, Announced: true},
+				{Prefix: "198.18.46.31/32", Service: "shop/batch", Prepends: 2},
+			}},
+	}
+	var b bytes.Buffer
+	if err := WriteStatusTable(&b, s); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"LoadBalancer Services: watched, synced, 2 Service(s); center dc2 (local-dr), default preference production\n",
+		"Last error at " + at.Local().Format(time.DateTime) + " (routes kept as last known): connection refused\n",
+		"LOADBALANCER         PREPENDS  ANNOUNCED  SERVICE\n",
+		"198.18.46.30/32      1         yes        shop/web\n",
+		"198.18.46.31/32      2         no         shop/batch\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+}

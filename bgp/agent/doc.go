@@ -12,6 +12,15 @@
 // every established session (sent.go learns that from gobgp's own record
 // of each UPDATE written).
 //
+// LoadBalancer Services (loadbalancers.go): with a loadBalancers section
+// the agent runs a watch (Options.WatchLoadBalancers) that hands the
+// node's routes to SetLoadBalancerRoutes; a route's prepends become an AS
+// path of the node's ASN. When the Kubernetes API cannot be reached the
+// routes stay as last known, as MetalLB's speakers keep announcing rather
+// than withdraw every Service; the pod CIDR and the VIPs never depend on
+// the API. The watch reports whether it is synced and its last error in
+// Status.
+//
 // Only the agent binary imports this package: the provider and the
 // tricenter CLI use package bgp (derivation, rendering, the status protocol)
 // and must not link gobgp, which internal/depcheck checks.
