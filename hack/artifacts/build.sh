@@ -25,10 +25,10 @@
 # `ctr -n k8s.io images import` takes, byte-for-byte reproducible. pause is
 # built from the newest Kubernetes release's build/pause sources.
 #
-# agent is the node BGP agent and probe the gates' workload image, both
-# built from this checkout.
+# agent is the node BGP agent, probe the gates' workload image and lb the
+# load-balancer controller's image, all built from this checkout.
 #
-#   hack/artifacts/build.sh [etcd] [kubernetes] [runtime] [pause] [coredns] [agent] [probe] [kubeadm]
+#   hack/artifacts/build.sh [etcd] [kubernetes] [runtime] [pause] [coredns] [agent] [probe] [lb] [kubeadm]
 #   (default: all of them but kubeadm, bench/kubeadm.sh's)
 #   ARTIFACTS_DIR=/path hack/artifacts/build.sh etcd
 set -eEuo pipefail
@@ -39,7 +39,7 @@ out=${ARTIFACTS_DIR:-$root/.cache/artifacts}
 mkdir -p "$out"
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 parts=("$@")
-[[ ${#parts[@]} -eq 0 ]] && parts=(etcd kubernetes runtime pause coredns agent probe)
+[[ ${#parts[@]} -eq 0 ]] && parts=(etcd kubernetes runtime pause coredns agent probe lb)
 
 # const NAME: the value of the string constant NAME in installer/node, so
 # that the images are named as the node phases refer to them.
@@ -54,6 +54,8 @@ PAUSE_IMAGE=${PAUSE_IMAGE:-$(const DefaultPause)}
 COREDNS_IMAGE=${COREDNS_IMAGE:-$(const DefaultCoreDNS)}
 # The gates' workload (installer.ProbeImage).
 PROBE_IMAGE=${PROBE_IMAGE:-tricenter.io/tricenter-probe:v1}
+# The load-balancer controller (installer/addons LBImage).
+LB_IMAGE=${LB_IMAGE:-tricenter.io/tricenter-lb:v1}
 
 # The Kubernetes and etcd binaries, each built per release as NAME-VERSION.
 KUBE_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
@@ -361,10 +363,20 @@ build_probe() {
   rm -rf "$rootfs"
 }
 
+# build_lb: the load-balancer controller (cmd/tricenter-lb) as an image.
+build_lb() {
+  echo "==> building the load-balancer controller image $LB_IMAGE"
+  local rootfs; rootfs=$(mktemp -d "$out/.lb-root.XXXXXX"); chmod 0755 "$rootfs"
+  (cd "$root" && go build -trimpath -ldflags='-s -w' -o "$rootfs/tricenter-lb" ./cmd/tricenter-lb)
+  chmod 0755 "$rootfs/tricenter-lb"
+  oci_image "$rootfs" "$LB_IMAGE" /tricenter-lb 65534:65534 "8080/tcp" lb.oci.tar
+  rm -rf "$rootfs"
+}
+
 for p in "${parts[@]}"; do
   case "$p" in
-    etcd | kubernetes | runtime | pause | coredns | agent | probe | kubeadm) ;;
-    *) echo "unknown artifact $p: use etcd, kubernetes, runtime, pause, coredns, agent, probe or kubeadm" >&2; exit 2 ;;
+    etcd | kubernetes | runtime | pause | coredns | agent | probe | lb | kubeadm) ;;
+    *) echo "unknown artifact $p: use etcd, kubernetes, runtime, pause, coredns, agent, probe, lb or kubeadm" >&2; exit 2 ;;
   esac
 done
 # One build at a time writes the directory and its manifest.

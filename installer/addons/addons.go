@@ -32,8 +32,9 @@ import (
 
 // Step IDs, stable for --only and plan output, in the order Apply runs them.
 const (
-	IDCoreDNS    = "addons/coredns"
-	IDNodeLabels = "addons/node-labels"
+	IDCoreDNS      = "addons/coredns"
+	IDNodeLabels   = "addons/node-labels"
+	IDLoadBalancer = "addons/load-balancer"
 )
 
 // Defaults for Options.
@@ -58,6 +59,9 @@ type Options struct {
 	CoreDNSImage string
 	// CoreDNSReplicas defaults to 2, spread over zones (centers).
 	CoreDNSReplicas int32
+	// LBImageSHA256 is the sha256 of the load-balancer controller's image
+	// archive (lb.oci.tar): a new one rolls the controller's pods.
+	LBImageSHA256 string
 	// PullPolicy defaults to Never: the image is imported on every node,
 	// and there is no registry to pull from.
 	PullPolicy corev1.PullPolicy
@@ -126,13 +130,14 @@ func (o *Options) domain() string {
 	return defaultDomain
 }
 
-// Apply applies CoreDNS and the node labels and taints. changed lists what
+// Apply applies CoreDNS, the node labels and taints, and the
+// load-balancer controller. changed lists what
 // it created, updated (repaired drift included) or labelled ("created
 // Deployment kube-system/coredns", "updated ConfigMap kube-system/coredns");
 // a re-apply with nothing to do returns none.
 func Apply(ctx context.Context, cs kubernetes.Interface, o Options) (changed []string, err error) {
 	var all []string
-	for _, id := range []string{IDCoreDNS, IDNodeLabels} {
+	for _, id := range []string{IDCoreDNS, IDNodeLabels, IDLoadBalancer} {
 		c, err := ApplyStep(ctx, cs, id, o)
 		all = append(all, c...)
 		if err != nil {
@@ -143,7 +148,7 @@ func Apply(ctx context.Context, cs kubernetes.Interface, o Options) (changed []s
 }
 
 // ApplyStep applies one step of Apply by its ID (IDCoreDNS,
-// IDNodeLabels): the engine's workflow runs each as a phase.
+// IDNodeLabels, IDLoadBalancer): the engine's workflow runs each as a phase.
 func ApplyStep(ctx context.Context, cs kubernetes.Interface, id string, o Options) (changed []string, err error) {
 	if err := o.setDefaults(); err != nil {
 		return nil, err
@@ -154,6 +159,8 @@ func ApplyStep(ctx context.Context, cs kubernetes.Interface, id string, o Option
 		err = a.coreDNS(ctx, &o)
 	case IDNodeLabels:
 		err = a.nodeLabels(ctx, &o)
+	case IDLoadBalancer:
+		err = a.loadBalancer(ctx, &o)
 	default:
 		return nil, fmt.Errorf("unknown add-on step %q", id)
 	}

@@ -24,6 +24,7 @@ const (
 	KindKubeProxy              = "kube-proxy client"
 	KindAdmin                  = "admin client"
 	KindAdminBreakGlass        = "break-glass admin client"
+	KindLBAgent                = "load-balancer agent client"
 	// KindServiceAccountKey is the service-account signing key: a key
 	// pair without a certificate, so without an expiry.
 	KindServiceAccountKey = "service-account key"
@@ -47,6 +48,8 @@ func CertKind(authority, name string) (kind string, ca bool) {
 		return KindKubeletClient, false
 	case strings.HasPrefix(name, "kubelet-serving-"):
 		return KindKubeletServing, false
+	case strings.HasPrefix(name, "lb-agent-"):
+		return KindLBAgent, false
 	}
 	switch name {
 	case APIServerServing:

@@ -15,7 +15,35 @@ const (
 	// KubeProxyClient is kube-proxy's client certificate (one for every
 	// node: kube-proxy has no per-node identity in RBAC).
 	KubeProxyClient = "client-kube-proxy"
+	// LBAgentGroup is the group of the node BGP agents' client
+	// certificates, bound to read-only access to Services and
+	// EndpointSlices (installer/addons).
+	LBAgentGroup = "tricenter:lb-agents"
 )
+
+// LBAgentFile names a node BGP agent's client certificate (without
+// extension) under the Kubernetes authority.
+func LBAgentFile(node string) string { return "lb-agent-" + node }
+
+// LBAgentUser is the Kubernetes user a node's BGP agent authenticates as.
+func LBAgentUser(node string) string { return "tricenter:lb-agent:" + node }
+
+// EnsureLBAgent loads or issues the client certificate a node's BGP agent
+// watches LoadBalancer Services with (CN tricenter:lb-agent:<node>, O
+// LBAgentGroup): one per node, so the audit log tells the nodes apart.
+func (s *Store) EnsureLBAgent(node string) (*KeyPair, error) {
+	if node == "" {
+		return nil, errors.New("load-balancer agent certificate: empty node name")
+	}
+	ca, err := s.CA(KubernetesCA, KubernetesCACommonName)
+	if err != nil {
+		return nil, err
+	}
+	kp, _, err := s.Leaf(ca, KubernetesCA, LBAgentFile(node), Request{
+		CommonName: LBAgentUser(node), Organization: []string{LBAgentGroup}, Usage: Client,
+	})
+	return kp, err
+}
 
 // KubeletClientFile and KubeletServingFile name a node's kubelet
 // certificates (without extension) under the Kubernetes authority.
