@@ -236,7 +236,7 @@ func (r *applyRun) nodePhases(ctx context.Context) ([]phase.Phase, error) {
 	}
 	// The images and the container runtime (containerd 2, runc, the CNI
 	// plugins) are not tied to a Kubernetes release: plain names.
-	plain, err := e.Artifacts().Resolve(ctx, append([]string{node.ImagePause, node.ImageCoreDNS, ImageProbe}, node.RuntimeBinaries()...)...)
+	plain, err := e.Artifacts().Resolve(ctx, append([]string{node.ImagePause, node.ImageCoreDNS, ImageProbe, addons.LBArchive}, node.RuntimeBinaries()...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -247,7 +247,7 @@ func (r *applyRun) nodePhases(ctx context.Context) ([]phase.Phase, error) {
 	}
 	return node.Phases(node.Options{Cluster: e.cfg.Cluster, IPs: e.IPs(), PKI: e.PKIStore(),
 		CA: ca.CertPEM, Server: e.APIServerURL(), Binaries: bins, Profile: e.nodeProfile(),
-		ExtraImages: map[string]string{ImageProbe: ProbeImage},
+		ExtraImages: map[string]string{ImageProbe: ProbeImage, addons.LBArchive: addons.LBImage},
 		Select:      inventory.Selector{Servers: names}, Logger: e.log})
 }
 
@@ -288,8 +288,16 @@ func (r *applyRun) addonPhases() []phase.Phase {
 				return err
 			}
 			names := r.limit(hostNames(e.cfg.Cluster.Hosts()))
-			changed, err := addons.ApplyStep(ctx, cs, id, addons.Options{Cluster: e.cfg.Cluster, IPs: e.IPs(),
-				Select: inventory.Selector{Servers: names}, WaitForNodes: e.cfg.GateTimeout, FRU: e.cfg.FRU, Logger: e.log})
+			o := addons.Options{Cluster: e.cfg.Cluster, IPs: e.IPs(),
+				Select: inventory.Selector{Servers: names}, WaitForNodes: e.cfg.GateTimeout, FRU: e.cfg.FRU, Logger: e.log}
+			if id == addons.IDLoadBalancer {
+				img, err := e.Artifacts().Files(ctx, addons.LBArchive)
+				if err != nil {
+					return err
+				}
+				o.LBImageSHA256 = img[addons.LBArchive].SHA256
+			}
+			changed, err := addons.ApplyStep(ctx, cs, id, o)
 			r.res.APIChanges = append(r.res.APIChanges, changed...)
 			return err
 		}
@@ -298,5 +306,6 @@ func (r *applyRun) addonPhases() []phase.Phase {
 	return []phase.Phase{
 		&funcPhase{id: addons.IDCoreDNS, title: "CoreDNS through the API", run: step(addons.IDCoreDNS), should: notDry},
 		&funcPhase{id: addons.IDNodeLabels, title: "node labels through the API", run: step(addons.IDNodeLabels), should: notDry},
+		&funcPhase{id: addons.IDLoadBalancer, title: "load-balancer controller and the agents' RBAC through the API", run: step(addons.IDLoadBalancer), should: notDry},
 	}
 }

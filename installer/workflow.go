@@ -96,7 +96,7 @@ var workflow = []PhaseInfo{
 	{ID: node.IDContainerd, Component: Nodes, Needs: []string{node.IDPreflight},
 		Description: "install containerd 2, runc and the CNI plugins from the artifacts, with tricenter's unit and configuration, and start containerd"},
 	{ID: node.IDImages, Component: Nodes, Needs: []string{node.IDPreflight},
-		Description: "import the pause, CoreDNS and probe images (nothing is pulled)"},
+		Description: "import the pause, CoreDNS, probe and load-balancer controller images (nothing is pulled)"},
 	{ID: node.IDCNI, Component: Nodes, Needs: []string{node.IDPreflight},
 		Description: "the node's bridge configuration for its pod CIDR and the kernel settings routed pods need"},
 	{ID: node.IDKubelet, Component: Nodes, Needs: []string{node.IDPreflight},
@@ -106,6 +106,8 @@ var workflow = []PhaseInfo{
 
 	{ID: addons.IDCoreDNS, Component: Addons, Description: "server-side apply CoreDNS (RBAC, ConfigMap, Deployment, Service)"},
 	{ID: addons.IDNodeLabels, Component: Addons, Description: "label each Node with its center, rack and hardware"},
+	{ID: addons.IDLoadBalancer, Component: Addons,
+		Description: "server-side apply the load-balancer controller (namespace, RBAC, ConfigMap of the pool, Deployment) and the BGP agents' read-only RBAC"},
 
 	{ID: GateEtcd, Component: Gates, Verifies: Etcd, Description: "etcd healthy as planned: every member, one leader"},
 	{ID: GateBGP, Component: Gates, Verifies: BGP, Description: "BGP sessions Established and the routes announced"},

@@ -120,7 +120,7 @@ func workflowLab(t *testing.T) *Engine {
 		artifacts.Versioned("kube-apiserver", kv), artifacts.Versioned("kube-controller-manager", kv),
 		artifacts.Versioned("kube-scheduler", kv), artifacts.Versioned("kubectl", kv),
 		artifacts.Versioned("kubelet", kv), artifacts.Versioned("kube-proxy", kv),
-		"pause.oci.tar", "coredns.oci.tar", "probe.oci.tar", "tricenter-bgp",
+		"pause.oci.tar", "coredns.oci.tar", "probe.oci.tar", "lb.oci.tar", "tricenter-bgp",
 		"containerd", "containerd-shim-runc-v2", "ctr", "runc", "bridge", "host-local", "portmap", "loopback"} {
 		b := []byte("stand-in for " + n + " (tests only)\n")
 		if err := os.WriteFile(filepath.Join(dir, n), b, 0o755); err != nil {

@@ -33,6 +33,8 @@ const (
 	// LBImage is the image the lb.oci.tar artifact holds (hack/artifacts
 	// build.sh LB_IMAGE).
 	LBImage = "tricenter.io/tricenter-lb:v1"
+	// LBArchive is that image's artifact, imported on every node.
+	LBArchive = "lb.oci.tar"
 	// LBControllerRole is the controller's ClusterRole: Services, their
 	// status, Events.
 	LBControllerRole = "tricenter:lb-controller"
