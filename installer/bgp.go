@@ -8,8 +8,11 @@ import (
 
 	"github.com/tricenter/terraform-provider-tricenter/bgp"
 	"github.com/tricenter/terraform-provider-tricenter/installer/bgpagent"
+	"github.com/tricenter/terraform-provider-tricenter/installer/kubeconfig"
+	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
+	"github.com/tricenter/terraform-provider-tricenter/lb"
 )
 
 // BGPPlan derives every node's sessions and announcements (the API VIP
@@ -34,11 +37,34 @@ func (e *Engine) bgpPhases(servers []string) ([]phase.Phase, []string, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	ph, err := bgpagent.Phases(p, bgpagent.Options{Binary: bin, EstablishTimeout: e.cfg.GateTimeout, Servers: servers})
+	o := bgpagent.Options{Binary: bin, EstablishTimeout: e.cfg.GateTimeout, Servers: servers}
+	if len(e.IPs().LoadBalancerPool) > 0 {
+		// The agents announce the LoadBalancer Services' addresses,
+		// watching the API with a certificate of their own.
+		o.Config.LoadBalancers = &bgp.LoadBalancerOptions{Prefer: lb.Preference(e.cfg.Cluster.Spec.Network.LoadBalancerPrefer)}
+		o.Kubeconfig = e.lbAgentKubeconfig
+	}
+	ph, err := bgpagent.Phases(p, o)
 	if err != nil {
 		return nil, nil, err
 	}
 	return ph, p.Warnings, nil
+}
+
+// lbAgentKubeconfig renders a node's BGP agent kubeconfig: the API
+// through the VIP, the agent's own client certificate (group
+// pki.LBAgentGroup, bound to read-only Services and EndpointSlices).
+func (e *Engine) lbAgentKubeconfig(node string) ([]byte, error) {
+	ca, err := e.kubernetesCA()
+	if err != nil {
+		return nil, err
+	}
+	kp, err := e.PKIStore().EnsureLBAgent(node)
+	if err != nil {
+		return nil, fmt.Errorf("load-balancer agent certificate for %s: %w", node, err)
+	}
+	return kubeconfig.Render(kubeconfig.Config{Cluster: e.cfg.Cluster.Metadata.Name, User: pki.LBAgentUser(node),
+		Server: e.APIServerURL(), CA: ca.CertPEM, CertPEM: kp.CertPEM, KeyPEM: kp.KeyPEM})
 }
 
 // BGPAgentOptions configure InstallBGPAgents.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tricenter/terraform-provider-tricenter/installer/bgpagent"
 	"github.com/tricenter/terraform-provider-tricenter/installer/controlplane"
 	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
 	"github.com/tricenter/terraform-provider-tricenter/installer/node"
@@ -37,7 +38,7 @@ type RenewOptions struct {
 func RenewableKinds() []string {
 	return []string{pki.KindEtcdPeer, pki.KindEtcdServer, pki.KindEtcdClient, pki.KindAPIServerServing,
 		pki.KindAPIServerKubeletClient, pki.KindFrontProxyClient, pki.KindControllerManager, pki.KindScheduler,
-		pki.KindKubeletClient, pki.KindKubeletServing, pki.KindKubeProxy, pki.KindAdmin, pki.KindAdminBreakGlass}
+		pki.KindKubeletClient, pki.KindKubeletServing, pki.KindKubeProxy, pki.KindLBAgent, pki.KindAdmin, pki.KindAdminBreakGlass}
 }
 
 // RenewCertificate is one leaf of a renewal.
@@ -176,6 +177,8 @@ func renewComponent(l pki.StoredLeaf) (c Component, known bool) {
 		return ControlPlane, true
 	case pki.KindKubeletClient, pki.KindKubeletServing, pki.KindKubeProxy:
 		return Nodes, true
+	case pki.KindLBAgent:
+		return BGP, true
 	case pki.KindAdmin, pki.KindAdminBreakGlass:
 		return "", true
 	}
@@ -195,6 +198,8 @@ func renewUnit(l pki.StoredLeaf) string {
 		return node.KubeletUnit
 	case pki.KindKubeProxy:
 		return node.KubeProxyUnit
+	case pki.KindLBAgent:
+		return bgpagent.UnitName
 	}
 	return controlplane.UnitName(controlplane.APIServer)
 }
@@ -233,7 +238,7 @@ func (e *Engine) renewRestarts(res *RenewResult) {
 		}
 	}
 	res.Components = nil
-	for _, c := range []Component{Etcd, ControlPlane, Nodes} {
+	for _, c := range []Component{Etcd, BGP, ControlPlane, Nodes} {
 		if comps[c] {
 			res.Components = append(res.Components, c)
 		}
@@ -248,7 +253,7 @@ func (e *Engine) renewRestarts(res *RenewResult) {
 		sort.Strings(r.Servers)
 		res.Restarts = append(res.Restarts, r)
 	}
-	order := map[Component]int{Etcd: 0, ControlPlane: 1, Nodes: 2}
+	order := map[Component]int{Etcd: 0, BGP: 1, ControlPlane: 2, Nodes: 3}
 	sort.Slice(res.Restarts, func(i, j int) bool {
 		a, b := res.Restarts[i], res.Restarts[j]
 		if order[a.Component] != order[b.Component] {
@@ -274,7 +279,7 @@ func (r *RenewResult) restartsAPI() bool {
 func (r *RenewResult) nodeServers() []string {
 	set := map[string]bool{}
 	for _, c := range r.Certificates {
-		if c.Component != Nodes {
+		if c.Component != Nodes && c.Component != BGP {
 			continue
 		}
 		if c.Server == "" {

@@ -262,8 +262,14 @@ type Network struct {
 	// announces while its kube-proxy is healthy (a static list until
 	// LoadBalancer Services drive it).
 	LoadBalancerVIPs []string `yaml:"loadBalancerVIPs,omitempty" json:"loadBalancerVIPs,omitempty"`
-	ClusterDomain    string   `yaml:"clusterDomain,omitempty" json:"clusterDomain,omitempty"`
-	BGP              BGP      `yaml:"bgp,omitempty" json:"bgp,omitempty"`
+	// LoadBalancerPrefer is the center preference of a LoadBalancer
+	// Service without the lb.tricenter.io/prefer annotation: production
+	// (default: the production center while it has a ready endpoint, then
+	// local DR, then remote DR), local (the local site's two centers
+	// alike, then remote DR) or none (every center alike).
+	LoadBalancerPrefer string `yaml:"loadBalancerPrefer,omitempty" json:"loadBalancerPrefer,omitempty"`
+	ClusterDomain      string `yaml:"clusterDomain,omitempty" json:"clusterDomain,omitempty"`
+	BGP                BGP    `yaml:"bgp,omitempty" json:"bgp,omitempty"`
 }
 
 // BGP holds cluster-wide BGP settings.

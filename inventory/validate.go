@@ -406,9 +406,15 @@ func (v *validator) network() {
 }
 
 // loadBalancerVIPs checks the static service VIPs: inside the pool, not
-// the API VIP, no duplicates.
+// the API VIP, no duplicates; and the LoadBalancer Services' default
+// center preference.
 func (v *validator) loadBalancerVIPs() {
 	n := &v.c.Spec.Network
+	switch n.LoadBalancerPrefer {
+	case "", "production", "local", "none":
+	default:
+		v.r.errorf("spec.network.loadBalancerPrefer", "%q is unknown: use production, local or none", n.LoadBalancerPrefer)
+	}
 	seen := map[netip.Addr]bool{}
 	for i, s := range n.LoadBalancerVIPs {
 		path := fmt.Sprintf("spec.network.loadBalancerVIPs[%d]", i)

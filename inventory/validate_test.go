@@ -154,6 +154,7 @@ func TestValidateRules(t *testing.T) {
 		{"LB VIP outside pool", func(c *inventory.Cluster) { c.Spec.Network.LoadBalancerVIPs = []string{"10.251.0.1"} }, "spec.network.loadBalancerVIPs[0]", "outside"},
 		{"LB VIP is API VIP", func(c *inventory.Cluster) { c.Spec.Network.LoadBalancerVIPs = []string{"10.250.0.10"} }, "spec.network.loadBalancerVIPs[0]", "API VIP"},
 		{"LB VIP twice", func(c *inventory.Cluster) { c.Spec.Network.LoadBalancerVIPs = []string{"10.250.0.20", "10.250.0.20"} }, "spec.network.loadBalancerVIPs[1]", "twice"},
+		{"LB preference unknown", func(c *inventory.Cluster) { c.Spec.Network.LoadBalancerPrefer = "nearest" }, "spec.network.loadBalancerPrefer", "use production, local or none"},
 		{"metadata name", func(c *inventory.Cluster) { c.Metadata.Name = "" }, "metadata.name", "empty"},
 	}
 	for _, tc := range cases {

@@ -69,6 +69,10 @@ type Options struct {
 	// Servers limits the phase to these nodes of the plan (empty: every
 	// node).
 	Servers []string
+	// Kubeconfig renders a node's kubeconfig for the agent's watch of
+	// LoadBalancer Services (its own client certificate): needed when
+	// Config.LoadBalancers is set.
+	Kubeconfig func(node string) ([]byte, error)
 }
 
 // Phase installs and starts the agent on every node of the plan.
@@ -90,6 +94,9 @@ func New(plan *bgp.Plan, o Options) (*Phase, error) {
 	}
 	if o.Poll == 0 {
 		o.Poll = 500 * time.Millisecond
+	}
+	if o.Config.LoadBalancers != nil && o.Kubeconfig == nil {
+		return nil, errors.New("BGP agent phase: LoadBalancer announcements need the agents' kubeconfigs")
 	}
 	p := &Phase{plan: plan, opts: o}
 	if !plan.Password.IsZero() {
@@ -206,6 +213,19 @@ func (p *Phase) Apply(ctx context.Context, h Host) error {
 		}
 		pwChanged = r.Changed
 	}
+	// The kubeconfig holds a private key; the agent reads it at start.
+	kcChanged := false
+	if l := cfg.LoadBalancers; l != nil {
+		kc, err := p.opts.Kubeconfig(name)
+		if err != nil {
+			return fmt.Errorf("the BGP agent's kubeconfig for %s: %w", name, err)
+		}
+		r, err := h.WriteSecret(ctx, l.Kubeconfig, kc, 0o600)
+		if err != nil {
+			return fmt.Errorf("writing the BGP agent's kubeconfig on %s: %w", name, err)
+		}
+		kcChanged = r.Changed
+	}
 	conf, err := h.WriteFile(ctx, bgp.DefaultConfigFile, cfgData, 0o600)
 	if err != nil {
 		return fmt.Errorf("writing the BGP agent configuration on %s: %w", name, err)
@@ -229,7 +249,7 @@ func (p *Phase) Apply(ctx context.Context, h Host) error {
 		active = true
 	}
 	switch {
-	case !active || bin.Changed || unit.Changed:
+	case !active || bin.Changed || unit.Changed || kcChanged:
 		// Graceful restart keeps the node's routes on the routers while
 		// the agent restarts.
 		if err := h.SystemctlRestart(ctx, UnitName); err != nil {

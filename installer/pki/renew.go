@@ -177,7 +177,7 @@ func (l StoredLeaf) ID() string { return LeafID(l.Authority, l.Name) }
 // LeafServer is the server a per-server leaf name belongs to ("" for a
 // shared one).
 func LeafServer(authority, name string) string {
-	for _, p := range []string{"peer-", "server-", "kubelet-client-", "kubelet-serving-"} {
+	for _, p := range []string{"peer-", "server-", "kubelet-client-", "kubelet-serving-", "lb-agent-"} {
 		if s, ok := strings.CutPrefix(name, p); ok {
 			if p == "server-" && authority != EtcdCA {
 				return ""
