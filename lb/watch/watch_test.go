@@ -152,7 +152,9 @@ func lbService(ns, name string, opts ...svcOpt) *corev1.Service {
 
 func annotate(k, v string) svcOpt { return func(s *corev1.Service) { s.Annotations[k] = v } }
 
-func local(s *corev1.Service) { s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal }
+func local(s *corev1.Service) {
+	s.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+}
 
 // ep is an endpoint on node in center; ready nil is left unset.
 type ep struct {
