@@ -261,6 +261,12 @@ func TestKubernetes(t *testing.T) {
 	})
 	checkKubectlNodes(t, ctx, k, kubeconfig, full.Cluster())
 
+	step("LoadBalancer Services from the core router", func() {
+		checkLoadBalancers(t, ctx, k, full,
+			map[string]string{"dc1": staleWorker, "dc2": newWorker, "dc3": "dc3-r01-s01"},
+			[]string{staleWorker, newWorker})
+	})
+
 	step("remove the worker", func() {
 		res, err := full.Reset(ctx, installer.Options{Servers: []string{newWorker}})
 		if err != nil {
