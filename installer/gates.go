@@ -68,6 +68,14 @@ func (r *applyRun) gatePhases() []phase.Phase {
 			r.gateWithin(ctx, GateNodes, "nodes Ready with their center and rack", max(r.e.cfg.GateTimeout, r.o.WaitReachable), r.gateNodes)
 		}},
 		{id: GateDataplane, run: r.gateDataplane},
+		{id: GateLoadBalancer, run: func(ctx context.Context) {
+			if len(r.e.IPs().LoadBalancerPool) == 0 {
+				r.res.Gates = append(r.res.Gates, Gate{ID: GateLoadBalancer, Name: "load-balancer controller and agents",
+					NotRun: "no spec.network.loadBalancerPool"})
+				return
+			}
+			r.gate(ctx, GateLoadBalancer, "load-balancer controller and agents", r.gateLoadBalancer)
+		}},
 	}
 	var out []phase.Phase
 	for _, g := range all {

@@ -31,6 +31,10 @@ type Status struct {
 	BGP map[string]*bgp.Status `json:"bgp,omitempty"`
 	// BGPNotVerified says, by server, why its agent could not be asked.
 	BGPNotVerified map[string]string `json:"bgpNotVerified,omitempty"`
+	// LoadBalancers is the LoadBalancer Services and their controller
+	// (nil: the cluster has no pool, or the API did not answer, see
+	// Problems).
+	LoadBalancers *LoadBalancerStatus `json:"loadBalancers,omitempty"`
 	// Certificates is the certificates' expiry: per kind from the state,
 	// and the API server's as served now (nil: not read, see Problems).
 	Certificates *CertificateStatus `json:"certificates,omitempty"`
@@ -159,7 +163,27 @@ func (e *Engine) Status(ctx context.Context) (*Status, error) {
 			}
 		}
 	}
+	if len(e.IPs().LoadBalancerPool) > 0 {
+		e.loadBalancerStatus(ctx, st, sts)
+	}
 	return st, nil
+}
+
+// loadBalancerStatus adds the LoadBalancer Services to st; agents are
+// the BGP agents' statuses (those that answered).
+func (e *Engine) loadBalancerStatus(ctx context.Context, st *Status, agents map[string]*bgp.Status) {
+	cs, err := e.Clientset()
+	if err == nil {
+		lctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		var probs, warns []string
+		st.LoadBalancers, probs, warns, err = e.observeLoadBalancers(lctx, cs, agents)
+		cancel()
+		st.Problems = append(st.Problems, probs...)
+		st.Warnings = append(st.Warnings, warns...)
+	}
+	if err != nil {
+		st.Problems = append(st.Problems, "load balancers: not verified ("+err.Error()+")")
+	}
 }
 
 func (e *Engine) nodeStatus(ctx context.Context, st *Status, m *phase.Manager) {

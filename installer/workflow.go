@@ -28,6 +28,7 @@ const (
 	GateControlPlane  = "gates/control-plane"
 	GateNodes         = "gates/nodes"
 	GateDataplane     = "gates/dataplane"
+	GateLoadBalancer  = "gates/load-balancer"
 )
 
 // PhaseInfo describes one phase of the workflow.
@@ -117,6 +118,8 @@ var workflow = []PhaseInfo{
 		Description: "every Node Ready now (fresh heartbeat, the server's boot id) with its center and rack"},
 	{ID: GateDataplane, Component: Gates, Verifies: Addons,
 		Description: "pods on two racks reach each other without NAT, by DNS and through a Service (runs when something changed, or with --verify)"},
+	{ID: GateLoadBalancer, Component: Gates, Verifies: Addons,
+		Description: "the load-balancer controller available with a leader, every BGP agent watching the LoadBalancer Services, each Service with ready endpoints announced"},
 }
 
 // Workflow is the one ordered list of phases an apply runs.

@@ -120,6 +120,9 @@ func printStatus(w io.Writer, st *installer.Status) {
 			fmt.Fprintf(w, "  %-16s not verified (the agent could not be asked)\n", n)
 		}
 	}
+	if l := st.LoadBalancers; l != nil {
+		printLoadBalancers(w, l)
+	}
 	if cs := st.Certificates; cs != nil {
 		printCertificates(w, cs)
 	}
@@ -133,6 +136,39 @@ func printStatus(w io.Writer, st *installer.Status) {
 		fmt.Fprintln(w, "problems:")
 		for _, p := range st.Problems {
 			fmt.Fprintln(w, "  -", p)
+		}
+	}
+}
+
+// printLoadBalancers is the LoadBalancer section: the controller, then
+// per Service its address, policy and preference, ready endpoints and
+// announcing nodes per center.
+func printLoadBalancers(w io.Writer, l *installer.LoadBalancerStatus) {
+	leader := l.Controller.Leader
+	if leader == "" {
+		leader = "none"
+	}
+	fmt.Fprintf(w, "LoadBalancer Services (controller %d/%d available, leader %s):\n", l.Controller.Available, l.Controller.Replicas, leader)
+	if len(l.Services) == 0 {
+		fmt.Fprintln(w, "  none")
+		return
+	}
+	fmt.Fprintf(w, "  %-28s %-16s %-8s %-10s %-22s %s\n", "SERVICE", "ADDRESS", "POLICY", "PREFER", "READY ENDPOINTS", "ANNOUNCED BY")
+	for _, s := range l.Services {
+		addr := strings.Join(s.Addresses, ",")
+		if addr == "" {
+			addr = "<pending>"
+		}
+		var ready, by []string
+		for _, c := range slices.Sorted(maps.Keys(s.Ready)) {
+			ready = append(ready, fmt.Sprintf("%s:%d", c, s.Ready[c]))
+		}
+		for _, c := range slices.Sorted(maps.Keys(s.Announcing)) {
+			by = append(by, c+":"+strings.Join(s.Announcing[c], ","))
+		}
+		fmt.Fprintf(w, "  %-28s %-16s %-8s %-10s %-22s %s\n", s.Service, addr, s.Policy, s.Prefer, orDash(strings.Join(ready, " ")), orDash(strings.Join(by, " ")))
+		if s.Pending != "" {
+			fmt.Fprintf(w, "  %-28s pending: %s\n", "", s.Pending)
 		}
 	}
 }

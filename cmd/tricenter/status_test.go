@@ -58,3 +58,39 @@ func TestPrintStatusCertificates(t *testing.T) {
 		}
 	}
 }
+
+// TestPrintStatusLoadBalancers: the LoadBalancer section shows the
+// controller, and per Service its address (or why it has none), ready
+// endpoints and announcing nodes per center.
+func TestPrintStatusLoadBalancers(t *testing.T) {
+	st := &installer.Status{Cluster: "lab", LoadBalancers: &installer.LoadBalancerStatus{
+		Controller: installer.LoadBalancerController{Replicas: 2, Available: 2, Leader: "tricenter-lb-7d9f-abcde"},
+		Services: []installer.LoadBalancerService{
+			{Service: "shop/web", Addresses: []string{"198.19.120.1"}, Policy: "Local", Prefer: "production",
+				Ready: map[string]int{"dc1": 2, "dc3": 1}, Announcing: map[string][]string{"dc1": {"dc1-r01-w01", "dc1-r02-w01"}, "dc3": {"dc3-r01-w01"}}},
+			{Service: "shop/api", Policy: "Cluster", Prefer: "none", Ready: map[string]int{}, Announcing: map[string][]string{},
+				Pending: "no address for shop/api: the load-balancer pool has no free address"},
+		}}}
+	var b bytes.Buffer
+	printStatus(&b, st)
+	out := b.String()
+	for _, want := range []string{
+		"LoadBalancer Services (controller 2/2 available, leader tricenter-lb-7d9f-abcde):",
+		"shop/web                     198.19.120.1     Local    production dc1:2 dc3:1            dc1:dc1-r01-w01,dc1-r02-w01 dc3:dc3-r01-w01",
+		"shop/api                     <pending>        Cluster  none       -                      -",
+		"pending: no address for shop/api: the load-balancer pool has no free address",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+	j, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"loadBalancers":{"controller":{"replicas":2,"available":2,"leader":"tricenter-lb-7d9f-abcde"}`, `"readyEndpoints":{"dc1":2,"dc3":1}`, `"announcing":{"dc1":["dc1-r01-w01","dc1-r02-w01"]`} {
+		if !strings.Contains(string(j), want) {
+			t.Errorf("JSON lacks %s: %s", want, j)
+		}
+	}
+}
