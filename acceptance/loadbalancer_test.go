@@ -33,7 +33,7 @@ const lbNamespace = "lb-check"
 // (every TOR) and a client in the core router's namespace, outside the
 // racks.
 type lbLab struct {
-	t    *testing.T
+	t    testing.TB
 	ctx  context.Context
 	k    *kubeLab
 	e    *installer.Engine
@@ -56,67 +56,9 @@ type lbLab struct {
 // reaching the pods, with the client's address preserved under Local.
 // The pods are pinned to one node per center: pods[center] = node.
 func checkLoadBalancers(t *testing.T, ctx context.Context, k *kubeLab, e *installer.Engine, pods map[string]string, workers []string) {
-	cs, err := e.Clientset()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool, err := lb.PoolFor(e.Cluster(), e.IPs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &lbLab{t: t, ctx: ctx, k: k, e: e, cs: cs, pool: pool, addr: map[string]string{}}
-	for _, n := range k.lab.BGPPlan().Nodes {
-		l.addr[n.Name] = n.Address.String()
-	}
-	cores := k.lab.Cores()
-	if len(cores) == 0 {
-		t.Fatal("the lab has no core router to send requests from")
-	}
-	core := cores[0].NS
-	d := &net.Dialer{Timeout: time.Second}
-	l.http = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := core.DialContext(ctx, d, network, addr)
-			if err == nil {
-				l.mu.Lock()
-				l.local, _, _ = net.SplitHostPort(c.LocalAddr().String())
-				l.mu.Unlock()
-			}
-			return c, err
-		}}}
-
-	// The controller runs (two replicas, one leading).
-	if err := pollUntil(ctx, 2*time.Minute, func() error {
-		d, err := cs.AppsV1().Deployments(addons.LBNamespace).Get(ctx, addons.LBName, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if d.Status.AvailableReplicas < addons.LBReplicas {
-			return fmt.Errorf("%d of %d controller replicas available", d.Status.AvailableReplicas, addons.LBReplicas)
-		}
-		return nil
-	}); err != nil {
-		t.Fatalf("load-balancer controller: %v", err)
-	}
-	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: lbNamespace}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
-	// The checks leave nothing behind: the Services and pods go with
-	// their namespace, and their addresses from the routers.
-	defer func() {
-		if err := cs.CoreV1().Namespaces().Delete(context.Background(), lbNamespace, metav1.DeleteOptions{}); err != nil {
-			t.Errorf("deleting namespace %s: %v", lbNamespace, err)
-		}
-		if err := pollUntil(ctx, 2*time.Minute, func() error {
-			_, err := cs.CoreV1().Namespaces().Get(ctx, lbNamespace, metav1.GetOptions{})
-			if apierrors.IsNotFound(err) {
-				return nil
-			}
-			return fmt.Errorf("namespace %s still there (%v)", lbNamespace, err)
-		}); err != nil {
-			t.Error(err)
-		}
-	}()
+	l := newLBLab(t, ctx, k, e)
+	defer l.close()
+	cs := l.cs
 	centers := slices.Sorted(func(yield func(string) bool) {
 		for c := range pods {
 			if !yield(c) {
@@ -236,6 +178,76 @@ func checkLoadBalancers(t *testing.T, ctx context.Context, k *kubeLab, e *instal
 	}
 	l.nextHops(ip, nil, 10*time.Second)
 	l.nextHops(pip, nil, 10*time.Second)
+}
+
+// newLBLab waits for the controller and makes the namespace of the
+// checks' pods and Services; close deletes it.
+func newLBLab(t testing.TB, ctx context.Context, k *kubeLab, e *installer.Engine) *lbLab {
+	t.Helper()
+	cs, err := e.Clientset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := lb.PoolFor(e.Cluster(), e.IPs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &lbLab{t: t, ctx: ctx, k: k, e: e, cs: cs, pool: pool, addr: map[string]string{}}
+	for _, n := range k.lab.BGPPlan().Nodes {
+		l.addr[n.Name] = n.Address.String()
+	}
+	cores := k.lab.Cores()
+	if len(cores) == 0 {
+		t.Fatal("the lab has no core router to send requests from")
+	}
+	core := cores[0].NS
+	d := &net.Dialer{Timeout: time.Second}
+	l.http = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := core.DialContext(ctx, d, network, addr)
+			if err == nil {
+				l.mu.Lock()
+				l.local, _, _ = net.SplitHostPort(c.LocalAddr().String())
+				l.mu.Unlock()
+			}
+			return c, err
+		}}}
+
+	// The controller runs (two replicas, one leading).
+	if err := pollUntil(ctx, 2*time.Minute, func() error {
+		d, err := cs.AppsV1().Deployments(addons.LBNamespace).Get(ctx, addons.LBName, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if d.Status.AvailableReplicas < addons.LBReplicas {
+			return fmt.Errorf("%d of %d controller replicas available", d.Status.AvailableReplicas, addons.LBReplicas)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("load-balancer controller: %v", err)
+	}
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: lbNamespace}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// close deletes the namespace: the Services and pods go with it, and
+// their addresses from the routers.
+func (l *lbLab) close() {
+	l.t.Helper()
+	if err := l.cs.CoreV1().Namespaces().Delete(context.Background(), lbNamespace, metav1.DeleteOptions{}); err != nil {
+		l.t.Errorf("deleting namespace %s: %v", lbNamespace, err)
+	}
+	if err := pollUntil(l.ctx, 2*time.Minute, func() error {
+		_, err := l.cs.CoreV1().Namespaces().Get(l.ctx, lbNamespace, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("namespace %s still there (%v)", lbNamespace, err)
+	}); err != nil {
+		l.t.Error(err)
+	}
 }
 
 func (l *lbLab) localAddr() string {
