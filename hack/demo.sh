@@ -14,10 +14,12 @@
 #     by one, and the verification gates;
 #  4. kubectl get nodes with the output kubeconfig, the PXE boot of the VM
 #     with boot: pxe, the routes the lab router learnt by BGP;
-#  5. the loss of the production center dc1: every server of it powered
+#  5. a LoadBalancer Service: an address from the pool, announced over BGP
+#     by the nodes with a ready endpoint, curl from site-a's core router;
+#  6. the loss of the production center dc1: every server of it powered
 #     off through its BMC under etcd writes, the API probed through the VIP,
 #     then powered back on;
-#  6. terraform destroy (resets the hosts, powers the servers off) and
+#  7. terraform destroy (resets the hosts, powers the servers off) and
 #     tricenter-lab down (checks nothing is left).
 # Needs root. Everything stays on 198.19.0.0/16 inside this machine.
 # KEEP=1 leaves the cluster and the lab up at the end.
@@ -107,6 +109,65 @@ grep -E 'DHCPACK\(|dnsmasq-tftp\[[0-9]+\]: sent ' "$labdir/pxe/dnsmasq.log" | se
 step "Routes site-a's core router learnt by BGP from the TORs (the API VIP and the pod CIDRs)"
 core=$(sed -n 's/.*"vty": "\(.*\)".*/\1/p' "$labdir/lab.json" | head -n 1)
 vtysh --vty_socket "$core" -c 'show ip route bgp' | sed -n '/^B/,$p'
+
+step "A LoadBalancer Service, reached from outside the racks: curl from site-a's core router"
+"$kubectl" --kubeconfig "$work/admin.conf" apply -f - <<'YAML'
+apiVersion: v1
+kind: Namespace
+metadata: {name: demo}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: whoami, namespace: demo}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: whoami}}
+  template:
+    metadata: {labels: {app: whoami}}
+    spec:
+      tolerations: [{key: node-role.kubernetes.io/control-plane, effect: NoSchedule}]
+      topologySpreadConstraints:
+        - {maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: ScheduleAnyway, labelSelector: {matchLabels: {app: whoami}}}
+      securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
+      containers:
+        - name: whoami
+          image: tricenter.io/tricenter-probe:v1
+          imagePullPolicy: Never
+          args: [serve, --listen, ":8080"]
+          readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
+          securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: whoami, namespace: demo}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  selector: {app: whoami}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+YAML
+"$kubectl" --kubeconfig "$work/admin.conf" -n demo rollout status deployment/whoami --timeout=180s
+addr=""
+for _ in $(seq 60); do
+  addr=$("$kubectl" --kubeconfig "$work/admin.conf" -n demo get service whoami -o jsonpath='{.status.loadBalancer.ingress[0].ip}')
+  [[ -n $addr ]] && break
+  sleep 1
+done
+[[ -n $addr ]] || { echo "the Service got no address"; exit 1; }
+"$kubectl" --kubeconfig "$work/admin.conf" -n demo get service whoami -o wide
+"$kubectl" --kubeconfig "$work/admin.conf" -n demo get pods -o wide
+corens=$(sed -n 's/.*"netns": "\(.*\)".*/\1/p' "$labdir/lab.json" | head -n 1)
+echo "\$ ip netns exec $corens curl -s http://$addr/whoami   # from site-a's core router, outside the racks"
+out=""
+for _ in $(seq 30); do
+  out=$(ip netns exec "$corens" curl -s --max-time 2 "http://$addr/whoami") && break
+  sleep 1
+done
+[[ -n $out ]] || { echo "no answer from http://$addr/whoami"; exit 1; }
+echo "$out"
+echo "(remote is the core router's own address: with externalTrafficPolicy Local the client's address reaches the pod)"
+{ bin/tricenter status -f "$inv" --state-dir "$work/state" --log-level error || true; } | sed -n '/^LoadBalancer Services/,/^[a-z]/p' | sed '$d'
+"$kubectl" --kubeconfig "$work/admin.conf" delete namespace demo --wait=true >/dev/null
 
 step "Drill: lose the production center dc1 (its servers powered off through their BMCs)"
 bin/tricenter drill center-loss -f "$inv" --state-dir "$work/state" --center dc1 --log-level warn --yes

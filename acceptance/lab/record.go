@@ -82,6 +82,9 @@ type RecordCore struct {
 	Site string `json:"site"`
 	ASN  uint32 `json:"asn"`
 	Vty  string `json:"vty"`
+	// Netns is its network namespace (ip netns exec NETNS ...): a client
+	// outside the racks.
+	Netns string `json:"netns"`
 }
 
 // RecordJump is a center's jump host.

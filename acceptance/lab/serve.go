@@ -277,7 +277,7 @@ func (r *running) fillRecord() {
 	r.rec.CoreRouters = nil
 	for i, c := range r.nspawn.Cores() {
 		spec := r.spec.Spec.CoreRouters.Routers[i]
-		r.rec.CoreRouters = append(r.rec.CoreRouters, RecordCore{Name: spec.Name, Site: spec.Site, ASN: spec.ASN, Vty: c.Dir})
+		r.rec.CoreRouters = append(r.rec.CoreRouters, RecordCore{Name: spec.Name, Site: spec.Site, ASN: spec.ASN, Vty: c.Dir, Netns: c.NS.Name})
 	}
 	r.rec.APIVIP = r.spec.Spec.Network.APIVIP
 	r.rec.Inventory = r.paths.Inventory()

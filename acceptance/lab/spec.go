@@ -76,11 +76,13 @@ type LabSpec struct {
 		} `yaml:"routers"`
 	} `yaml:"coreRouters"`
 	Racks []Rack `yaml:"racks"`
-	// Network is copied into the inventory (podCIDR, serviceCIDR, apiVIP).
+	// Network is copied into the inventory (podCIDR, serviceCIDR, apiVIP,
+	// loadBalancerPool).
 	Network struct {
-		PodCIDR     string `yaml:"podCIDR"`
-		ServiceCIDR string `yaml:"serviceCIDR"`
-		APIVIP      string `yaml:"apiVIP"`
+		PodCIDR          string   `yaml:"podCIDR"`
+		ServiceCIDR      string   `yaml:"serviceCIDR"`
+		APIVIP           string   `yaml:"apiVIP"`
+		LoadBalancerPool []string `yaml:"loadBalancerPool"`
 	} `yaml:"network"`
 	Kubernetes struct {
 		Version string `yaml:"version"`
@@ -386,7 +388,8 @@ func (s *Spec) Inventory(dir, artifactDir string) ([]byte, *inventory.Cluster, e
 	}
 	n := s.Spec.Network
 	c.Spec.Network = inventory.Network{PodCIDR: n.PodCIDR, PodMaskSize: 24, ServiceCIDR: n.ServiceCIDR, APIVIP: n.APIVIP,
-		BGP: inventory.BGP{Mode: inventory.BGPModeTOR, NodeASN: inventory.ASNPerRack, KeepaliveSeconds: 1, HoldSeconds: 3}}
+		LoadBalancerPool: n.LoadBalancerPool,
+		BGP:              inventory.BGP{Mode: inventory.BGPModeTOR, NodeASN: inventory.ASNPerRack, KeepaliveSeconds: 1, HoldSeconds: 3}}
 	c.Spec.Kubernetes = inventory.Kubernetes{Version: s.Spec.Kubernetes.Version, ArtifactDir: artifactDir, NodeProfile: "nspawn",
 		FailCgroupV1: s.Spec.Kubernetes.FailCgroupV1}
 	c.Spec.Etcd = inventory.Etcd{Members: inventory.EtcdMembers(s.Spec.Etcd.Members)}
