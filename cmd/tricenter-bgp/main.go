@@ -27,6 +27,7 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/bgp"
 	"github.com/tricenter/terraform-provider-tricenter/bgp/agent"
 	"github.com/tricenter/terraform-provider-tricenter/internal/cliflags"
+	"github.com/tricenter/terraform-provider-tricenter/internal/logging"
 	"github.com/tricenter/terraform-provider-tricenter/internal/version"
 	"github.com/tricenter/terraform-provider-tricenter/lb"
 	"github.com/tricenter/terraform-provider-tricenter/lb/watch"
@@ -92,6 +93,9 @@ func newRunCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// client-go's own messages (the LoadBalancer watch) in the
+			// agent's log format.
+			logging.RouteKlog(log.Handler())
 			cfg, err := bgp.LoadConfig(config)
 			if err != nil {
 				return err
