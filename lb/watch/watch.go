@@ -44,9 +44,14 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/runtime"
+	watchapi "k8s.io/apimachinery/pkg/watch"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	discoveryv1client "k8s.io/client-go/kubernetes/typed/discovery/v1"
+	listerscorev1 "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -66,7 +71,7 @@ const RetryClient = 5 * time.Second
 type Config struct {
 	// Client talks to the API; when nil, Run builds one from Kubeconfig
 	// (and retries every RetryClient while the file cannot be read).
-	Client     kubernetes.Interface
+	Client     Client
 	Kubeconfig string
 	// Node is the node the routes are for.
 	Node lb.Node
@@ -136,18 +141,44 @@ func New(c Config) *Watcher {
 		warned: map[string]string{}, errs: map[string]timedError{}}
 }
 
+// Client is the API the watch needs: Services and EndpointSlices
+// (kubernetes.Interface has it). The agent builds only these two typed
+// clients (NewClient), not the whole clientset, which would triple its
+// binary.
+type Client interface {
+	CoreV1() corev1client.CoreV1Interface
+	DiscoveryV1() discoveryv1client.DiscoveryV1Interface
+}
+
+type clients struct {
+	core *corev1client.CoreV1Client
+	disc *discoveryv1client.DiscoveryV1Client
+}
+
+func (c clients) CoreV1() corev1client.CoreV1Interface                { return c.core }
+func (c clients) DiscoveryV1() discoveryv1client.DiscoveryV1Interface { return c.disc }
+
 // NewClient builds a client from a kubeconfig file.
-func NewClient(kubeconfig string) (kubernetes.Interface, error) {
+func NewClient(kubeconfig string) (Client, error) {
 	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
 	}
 	rc.UserAgent = "tricenter-bgp"
-	cs, err := kubernetes.NewForConfig(rc)
+	// One HTTP client (and connection pool) for both.
+	hc, err := rest.HTTPClientFor(rc)
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
 	}
-	return cs, nil
+	core, err := corev1client.NewForConfigAndClient(rc, hc)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
+	}
+	disc, err := discoveryv1client.NewForConfigAndClient(rc, hc)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
+	}
+	return clients{core: core, disc: disc}, nil
 }
 
 // Status reports whether the caches are synced and the last error.
@@ -196,12 +227,23 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}
 	}
 	w.setError("kubeconfig", nil)
-	f := informers.NewSharedInformerFactory(cs, 0)
-	svcs := f.Core().V1().Services()
-	si, ei := svcs.Informer(), f.Discovery().V1().EndpointSlices().Informer()
-	if err := ei.AddIndexers(cache.Indexers{serviceNameIndex: sliceService}); err != nil {
-		return fmt.Errorf("load-balancer watch on %s: %w", w.cfg.Node.Name, err)
-	}
+	si := cache.NewSharedIndexInformer(&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return cs.CoreV1().Services(metav1.NamespaceAll).List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watchapi.Interface, error) {
+			return cs.CoreV1().Services(metav1.NamespaceAll).Watch(ctx, o)
+		},
+	}, &corev1.Service{}, 0, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	ei := cache.NewSharedIndexInformer(&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return cs.DiscoveryV1().EndpointSlices(metav1.NamespaceAll).List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watchapi.Interface, error) {
+			return cs.DiscoveryV1().EndpointSlices(metav1.NamespaceAll).Watch(ctx, o)
+		},
+	}, &discoveryv1.EndpointSlice{}, 0, cache.Indexers{serviceNameIndex: sliceService})
+	svcLister := listerscorev1.NewServiceLister(si.GetIndexer())
 	for res, inf := range map[string]cache.SharedIndexInformer{"services": si, "endpointslices": ei} {
 		_ = inf.SetTransform(stripManagedFields)
 		_ = inf.SetWatchErrorHandler(func(_ *cache.Reflector, err error) {
@@ -225,8 +267,12 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}
 	}
 	w.log.Info("Watching LoadBalancer Services", "center", w.cfg.Node.Center, "role", w.cfg.Node.Role, "worker", w.cfg.Node.Worker, "prefer", w.cfg.Prefer)
-	f.Start(ctx.Done())
-	defer f.Shutdown()
+	var wg sync.WaitGroup
+	for _, inf := range []cache.SharedIndexInformer{si, ei} {
+		wg.Add(1)
+		go func() { defer wg.Done(); inf.Run(ctx.Done()) }()
+	}
+	defer wg.Wait()
 	if !cache.WaitForCacheSync(ctx.Done(), si.HasSynced, ei.HasSynced) {
 		return nil // ctx ended
 	}
@@ -239,7 +285,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	var last []lb.Route
 	first := true
 	for {
-		views := w.views(svcs.Lister().List, ei.GetIndexer())
+		views := w.views(svcLister.List, ei.GetIndexer())
 		routes := lb.Announcements(w.cfg.Node, views)
 		w.mu.Lock()
 		w.status.Services, w.status.Routes = len(views), len(routes)
