@@ -399,19 +399,7 @@ func (l *lbLab) free() string {
 // route).
 func (l *lbLab) nextHops(ip string, want []string, d time.Duration) {
 	l.t.Helper()
-	want = slices.Sorted(slices.Values(want))
-	r := l.k.lab.Router()
-	took, err := bgplab.WaitFor(d, 5*time.Millisecond, func() (bool, error) {
-		got, err := r.KernelNextHops(ip + "/32")
-		if err != nil {
-			return false, err
-		}
-		slices.Sort(got)
-		if !slices.Equal(got, want) {
-			return false, fmt.Errorf("the TOR's kernel routes %s through %v, want %v", ip, got, want)
-		}
-		return true, nil
-	})
+	took, err := l.k.lab.Router().WaitKernelNextHops(ip+"/32", want, d)
 	if err != nil {
 		paths, _ := l.k.lab.Router().Paths(ip + "/32")
 		l.t.Fatalf("%s: %v (BGP paths %+v)", ip, err, paths)

@@ -268,16 +268,31 @@ func (r *Router) WaitNextHops(prefix string, want []string, d time.Duration) (ti
 		if !slices.Equal(got, want) {
 			return false, fmt.Errorf("FRR has next hops %v for %s, want %v", got, prefix, want)
 		}
-		k, err := r.KernelNextHops(prefix)
-		if err != nil {
-			return false, err
-		}
-		slices.Sort(k)
-		if !slices.Equal(k, want) {
-			return false, fmt.Errorf("kernel has next hops %v for %s, want %v", k, prefix, want)
-		}
-		return true, nil
+		return r.kernelHas(prefix, want)
 	})
+}
+
+// WaitKernelNextHops polls every 5ms, for at most d, until the router
+// namespace's kernel table forwards prefix to exactly want, in any order
+// (none: no route): the best paths and those multipath adds, whatever
+// other paths FRR keeps. It returns how long that took.
+func (r *Router) WaitKernelNextHops(prefix string, want []string, d time.Duration) (time.Duration, error) {
+	want = slices.Sorted(slices.Values(want))
+	return WaitFor(d, 5*time.Millisecond, func() (bool, error) { return r.kernelHas(prefix, want) })
+}
+
+// kernelHas reports whether the kernel forwards prefix to exactly want
+// (sorted), or an error saying what it has.
+func (r *Router) kernelHas(prefix string, want []string) (bool, error) {
+	k, err := r.KernelNextHops(prefix)
+	if err != nil {
+		return false, err
+	}
+	slices.Sort(k)
+	if !slices.Equal(k, want) {
+		return false, fmt.Errorf("kernel has next hops %v for %s, want %v", k, prefix, want)
+	}
+	return true, nil
 }
 
 // KernelNextHops returns the gateways of ns's kernel route for exactly
