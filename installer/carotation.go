@@ -89,9 +89,10 @@ func caRotationComponents(authority string) ([]Component, error) {
 	case pki.KubernetesCA:
 		// Control plane (CA files, kubeconfigs, serving and client
 		// certificates), kubelets and kube-proxy (their CA, kubeconfigs
-		// and certificates). The BGP agents read the control plane's CA
-		// file, again whenever it changes.
-		return []Component{ControlPlane, Nodes, Gates}, nil
+		// and certificates), and the BGP agents' kubeconfigs for the
+		// LoadBalancer watch (their API health check reads the control
+		// plane's CA file, again whenever it changes).
+		return []Component{BGP, ControlPlane, Nodes, Gates}, nil
 	case pki.FrontProxyCA:
 		return []Component{ControlPlane, Gates}, nil
 	case pki.EtcdCA:

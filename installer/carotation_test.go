@@ -133,7 +133,7 @@ func TestCAGuardDuringPeerSplit(t *testing.T) {
 
 func TestCARotationComponents(t *testing.T) {
 	for a, want := range map[string][]Component{
-		pki.KubernetesCA: {ControlPlane, Nodes, Gates},
+		pki.KubernetesCA: {BGP, ControlPlane, Nodes, Gates},
 		pki.FrontProxyCA: {ControlPlane, Gates},
 		pki.EtcdCA:       {Etcd, ControlPlane, Gates},
 		pki.EtcdPeerCA:   {Etcd, Gates},

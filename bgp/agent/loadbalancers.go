@@ -2,9 +2,11 @@ package agent
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"reflect"
 	"slices"
 	"time"
@@ -61,6 +63,10 @@ type lbState struct {
 	// routes are the routes last set, since when.
 	routes []lb.Route
 	since  time.Time
+	// kubeconfig is the digest of the running watch's kubeconfig file: a
+	// reload after the file changed (a renewed certificate, a rotated CA)
+	// restarts the watch with it.
+	kubeconfig [sha256.Size]byte
 }
 
 // SetLoadBalancerRoutes replaces the node's LoadBalancer routes and
@@ -111,9 +117,17 @@ func (st *agentState) setLBRoutes(routes []lb.Route) error {
 
 // applyLoadBalancers starts, restarts or stops the watch to match c.
 func (st *agentState) applyLoadBalancers(c *bgp.LoadBalancerConfig) {
-	if reflect.DeepEqual(c, st.lb.cfg) {
+	var kc [sha256.Size]byte
+	if c != nil {
+		// Unreadable: the watch reports it (and retries).
+		if data, err := os.ReadFile(c.Kubeconfig); err == nil {
+			kc = sha256.Sum256(data)
+		}
+	}
+	if reflect.DeepEqual(c, st.lb.cfg) && kc == st.lb.kubeconfig {
 		return
 	}
+	st.lb.kubeconfig = kc
 	if st.lb.cancel != nil {
 		st.lb.cancel()
 	}

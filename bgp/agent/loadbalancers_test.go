@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -175,6 +176,11 @@ func TestLoadBalancerRoutes(t *testing.T) {
 	// The section appears: a watch starts, its routes replace the set ones.
 	next := *cfg
 	next.LoadBalancers = lbConfig("dc1", inventory.RoleProduction)
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, []byte("first credential\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	next.LoadBalancers.Kubeconfig = kubeconfig
 	if err := a.Reload(ctx, &next); err != nil {
 		t.Fatal(err)
 	}
@@ -197,6 +203,18 @@ func TestLoadBalancerRoutes(t *testing.T) {
 	if watches.count() != 1 {
 		t.Fatalf("an unchanged section restarted the watch: %+v", watches.started)
 	}
+	// The same section, its kubeconfig file rewritten (a renewed
+	// certificate): a reload restarts the watch with it.
+	if err := os.WriteFile(kubeconfig, []byte("renewed credential\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Reload(ctx, &next); err != nil {
+		t.Fatal(err)
+	}
+	if watches.count() != 2 || watches.ctxs[0].Err() == nil {
+		t.Fatalf("kubeconfig rewritten: %d watches, first one's context %v", watches.count(), watches.ctxs[0].Err())
+	}
+	watches.set(1, []lb.Route{r(lbA, 0, "shop/a")})
 
 	// A changed section: a new watch; the old one's context ends, and
 	// what it still delivers is dropped. The routes stay until the new
@@ -206,10 +224,10 @@ func TestLoadBalancerRoutes(t *testing.T) {
 	if err := a.Reload(ctx, &changed); err != nil {
 		t.Fatal(err)
 	}
-	if watches.count() != 2 || watches.ctxs[0].Err() == nil {
-		t.Fatalf("changed section: %d watches, first one's context %v", watches.count(), watches.ctxs[0].Err())
+	if watches.count() != 3 || watches.ctxs[1].Err() == nil {
+		t.Fatalf("changed section: %d watches, second one's context %v", watches.count(), watches.ctxs[1].Err())
 	}
-	watches.set(0, []lb.Route{r(lbB, 0, "stale/old-watch")}) // returns: its context ended
+	watches.set(1, []lb.Route{r(lbB, 0, "stale/old-watch")}) // returns: its context ended
 	st, err = a.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -217,14 +235,14 @@ func TestLoadBalancerRoutes(t *testing.T) {
 	if l := st.LoadBalancers; l == nil || len(l.Routes) != 1 || l.Routes[0].Service != "shop/a" {
 		t.Errorf("after the restart: %+v, want the last routes kept until the new watch delivers", st.LoadBalancers)
 	}
-	watches.set(1, []lb.Route{r(lbA, 1, "shop/a")})
+	watches.set(2, []lb.Route{r(lbA, 1, "shop/a")})
 	waitASPaths(t, router, "the new watch's routes", map[string]int{podCIDR: 1, static + "/32": 1, lbA + "/32": 2})
 
 	// The section disappears: the watch ends and its routes are withdrawn.
 	if err := a.Reload(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
-	if watches.ctxs[1].Err() == nil {
+	if watches.ctxs[2].Err() == nil {
 		t.Error("the watch still runs after the section was removed")
 	}
 	waitASPaths(t, router, "routes withdrawn", map[string]int{podCIDR: 1, static + "/32": 1})

@@ -213,7 +213,8 @@ func (p *Phase) Apply(ctx context.Context, h Host) error {
 		}
 		pwChanged = r.Changed
 	}
-	// The kubeconfig holds a private key; the agent reads it at start.
+	// The kubeconfig holds a private key; a reload makes the agent watch
+	// with a changed one (its BGP sessions stay up).
 	kcChanged := false
 	if l := cfg.LoadBalancers; l != nil {
 		kc, err := p.opts.Kubeconfig(name)
@@ -249,13 +250,13 @@ func (p *Phase) Apply(ctx context.Context, h Host) error {
 		active = true
 	}
 	switch {
-	case !active || bin.Changed || unit.Changed || kcChanged:
+	case !active || bin.Changed || unit.Changed:
 		// Graceful restart keeps the node's routes on the routers while
 		// the agent restarts.
 		if err := h.SystemctlRestart(ctx, UnitName); err != nil {
 			return fmt.Errorf("starting %s on %s: %w", UnitName, name, err)
 		}
-	case conf.Changed || pwChanged:
+	case conf.Changed || pwChanged || kcChanged:
 		if err := h.Systemctl(ctx, "reload", UnitName); err != nil {
 			return fmt.Errorf("reloading %s on %s: %w", UnitName, name, err)
 		}
