@@ -244,7 +244,10 @@ func (l *lbLab) close() {
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
-		return fmt.Errorf("namespace %s still there (%v)", lbNamespace, err)
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("namespace %s still there", lbNamespace)
 	}); err != nil {
 		l.t.Error(err)
 	}
@@ -289,7 +292,10 @@ func (l *lbLab) deletePod(center string) {
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
-		return fmt.Errorf("pod lb-%s still there (%v)", center, err)
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("pod lb-%s still there", center)
 	}); err != nil {
 		l.t.Fatal(err)
 	}
