@@ -156,7 +156,8 @@ func runAgent(parent context.Context, path string, cfg *bgp.Config, log *slog.Lo
 // configuration's loadBalancers section.
 func watchLoadBalancers(log *slog.Logger) agent.WatchFunc {
 	return func(ctx context.Context, node string, c bgp.LoadBalancerConfig, set func([]lb.Route)) func() agent.WatchState {
-		w := watch.New(watch.Config{Kubeconfig: c.Kubeconfig, Node: c.Node(node), Prefer: c.Prefer, OnChange: set, Logger: log})
+		w := watch.New(watch.Config{Kubeconfig: c.Kubeconfig, Node: c.Node(node), Prefer: c.Prefer, OnChange: set, Logger: log,
+			ProxySynced: watch.KubeProxySynced(bgp.DefaultProxyHealthURL)})
 		go func() {
 			if err := w.Run(ctx); err != nil {
 				log.Error("LoadBalancer watch ended", "node", node, "err", err)

@@ -30,10 +30,12 @@ package watch
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
@@ -84,7 +86,46 @@ type Config struct {
 	OnChange func([]lb.Route)
 	// Debounce defaults to DefaultDebounce.
 	Debounce time.Duration
-	Logger   *slog.Logger
+	// ProxySynced, when set, reports whether the node's kube-proxy has
+	// finished a sync of its rules after since (KubeProxySynced). A route
+	// the node starts announcing then waits for it, at most ProxyWait, so
+	// that the routers do not send traffic to the node before kube-proxy
+	// forwards it; withdrawals never wait.
+	ProxySynced func(ctx context.Context, since time.Time) bool
+	// ProxyWait defaults to DefaultProxyWait.
+	ProxyWait time.Duration
+	Logger    *slog.Logger
+}
+
+// DefaultProxyWait bounds the wait for kube-proxy before a new route is
+// announced: kube-proxy syncs at most once a second (its minSyncPeriod)
+// and then takes a few hundred milliseconds on a busy node.
+const DefaultProxyWait = 2 * time.Second
+
+// KubeProxySynced asks kube-proxy's health endpoint (url, such as
+// http://127.0.0.1:10256/healthz) whether its last sync ended after
+// since. Its answer says so whatever the status code (503 while a sync
+// is overdue).
+func KubeProxySynced(url string) func(ctx context.Context, since time.Time) bool {
+	hc := &http.Client{Timeout: 500 * time.Millisecond, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	return func(ctx context.Context, since time.Time) bool {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return false
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var h struct {
+			LastUpdated time.Time `json:"lastUpdated"`
+		}
+		if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&h); err != nil {
+			return false
+		}
+		return h.LastUpdated.After(since)
+	}
 }
 
 // Status is what a Watcher reports.
@@ -284,6 +325,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 
 	var last []lb.Route
 	first := true
+	changed := time.Now()
 	for {
 		views := w.views(svcLister.List, ei.GetIndexer())
 		routes := lb.Announcements(w.cfg.Node, views)
@@ -291,6 +333,14 @@ func (w *Watcher) Run(ctx context.Context) error {
 		w.status.Services, w.status.Routes = len(views), len(routes)
 		w.mu.Unlock()
 		if first || !slices.Equal(routes, last) {
+			if now := withoutNew(routes, last); !first && w.cfg.ProxySynced != nil && len(now) < len(routes) {
+				// Withdrawals at once; new addresses once kube-proxy has
+				// synced the change.
+				if !slices.Equal(now, last) {
+					w.cfg.OnChange(slices.Clone(now))
+				}
+				w.waitProxy(ctx, changed)
+			}
 			first = false
 			last = routes
 			w.cfg.OnChange(slices.Clone(routes))
@@ -300,6 +350,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			return nil
 		case <-w.kick:
 		}
+		changed = time.Now()
 		// Gather the burst a change often comes in.
 		t := time.NewTimer(w.cfg.Debounce)
 		select {
@@ -313,6 +364,35 @@ func (w *Watcher) Run(ctx context.Context) error {
 		default:
 		}
 	}
+}
+
+// withoutNew is routes without the addresses last does not have.
+func withoutNew(routes, last []lb.Route) []lb.Route {
+	return slices.DeleteFunc(slices.Clone(routes), func(r lb.Route) bool {
+		return !slices.ContainsFunc(last, func(l lb.Route) bool { return l.Addr == r.Addr })
+	})
+}
+
+// waitProxy waits until kube-proxy has synced after since, at most
+// ProxyWait.
+func (w *Watcher) waitProxy(ctx context.Context, since time.Time) {
+	limit := w.cfg.ProxyWait
+	if limit == 0 {
+		limit = DefaultProxyWait
+	}
+	start := time.Now()
+	for !w.cfg.ProxySynced(ctx, since) {
+		if time.Since(start) >= limit {
+			w.log.Warn("kube-proxy has not synced the change: announcing anyway", "waited", limit)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	w.log.Debug("kube-proxy synced: announcing", "waited", time.Since(start))
 }
 
 // poke asks for a computation (informer goroutines: never blocks).

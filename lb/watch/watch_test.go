@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"sync"
@@ -399,5 +401,92 @@ func TestKubeconfigMissing(t *testing.T) {
 	}
 	if err := New(Config{Node: dr}).Run(context.Background()); err == nil {
 		t.Error("Run without a client or kubeconfig: no error")
+	}
+}
+
+// TestFakeKubeProxyWait: a new address is handed over only once the
+// node's kube-proxy (here a fake health endpoint answering as kube-proxy
+// does) has synced after the change; a withdrawal goes at once, without
+// asking it; with kube-proxy silent the route still goes after ProxyWait.
+func TestFakeKubeProxyWait(t *testing.T) {
+	var mu sync.Mutex
+	var lastUpdated time.Time
+	var asked atomic.Int32
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		asked.Add(1)
+		mu.Lock()
+		defer mu.Unlock()
+		w.WriteHeader(http.StatusServiceUnavailable) // the body counts, not the code
+		fmt.Fprintf(w, `{"lastUpdated":%q,"currentTime":%q,"healthy":false}`, lastUpdated.Format(time.RFC3339Nano), time.Now().Format(time.RFC3339Nano))
+	}))
+	defer proxy.Close()
+	sync := func() {
+		mu.Lock()
+		lastUpdated = time.Now()
+		mu.Unlock()
+	}
+
+	cs, watching := fakeClient(lbService("shop", "web"))
+	r := &running{sets: make(chan []lb.Route, 100), log: &syncBuffer{}}
+	r.w = New(Config{Client: cs, Node: dr, Prefer: lb.PreferNone, ProxyWait: 3 * time.Second,
+		ProxySynced: KubeProxySynced(proxy.URL + "/healthz"),
+		Logger:      slog.New(slog.NewTextHandler(r.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		OnChange:    func(rs []lb.Route) { r.sets <- rs }})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.w.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	if got := r.next(t, 10*time.Second); got != "" {
+		t.Fatalf("no endpoints: routes %q", got)
+	}
+	waitWatching(t, watching)
+	slices := cs.DiscoveryV1().EndpointSlices("shop")
+
+	// A ready endpoint: held back until kube-proxy syncs.
+	if _, err := slices.Create(ctx, slice("shop", "web", "web-1", ep{"dc2-w01", "dc2", yes}), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r.quiet(t, 400*time.Millisecond)
+	if asked.Load() == 0 {
+		t.Fatal("kube-proxy was not asked before announcing")
+	}
+	synced := time.Now()
+	sync()
+	if got := r.next(t, time.Second); got != "198.18.46.30:0:shop/web" {
+		t.Fatalf("after kube-proxy synced: routes %q", got)
+	}
+	t.Logf("announced %v after kube-proxy's sync", time.Since(synced).Round(time.Millisecond))
+
+	// The endpoint goes: withdrawn at once, kube-proxy not asked.
+	before := asked.Load()
+	start := time.Now()
+	if err := slices.Delete(ctx, "web-1", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.next(t, time.Second); got != "" {
+		t.Fatalf("endpoint gone: routes %q", got)
+	}
+	if took := time.Since(start); took > 500*time.Millisecond || asked.Load() != before {
+		t.Errorf("withdrawal took %v and asked kube-proxy %d times", took, asked.Load()-before)
+	}
+
+	// kube-proxy never syncs: announced after ProxyWait anyway.
+	start = time.Now()
+	if _, err := slices.Create(ctx, slice("shop", "web", "web-2", ep{"dc2-w01", "dc2", yes}), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.next(t, 5*time.Second); got != "198.18.46.30:0:shop/web" {
+		t.Fatalf("kube-proxy silent: routes %q", got)
+	}
+	if took := time.Since(start); took < 3*time.Second {
+		t.Errorf("announced after %v, before ProxyWait (3s) ran out", took)
+	}
+	if !strings.Contains(r.log.String(), "kube-proxy has not synced the change") {
+		t.Errorf("no warning logged:\n%s", r.log.String())
 	}
 }
