@@ -247,8 +247,9 @@ func (r *applyRun) nodePhases(ctx context.Context) ([]phase.Phase, error) {
 	}
 	return node.Phases(node.Options{Cluster: e.cfg.Cluster, IPs: e.IPs(), PKI: e.PKIStore(),
 		CA: ca.CertPEM, Server: e.APIServerURL(), Binaries: bins, Profile: e.nodeProfile(),
-		ExtraImages: map[string]string{ImageProbe: ProbeImage, addons.LBArchive: addons.LBImage},
-		Select:      inventory.Selector{Servers: names}, Logger: e.log})
+		ExtraImages:        map[string]string{ImageProbe: ProbeImage},
+		ControlPlaneImages: map[string]string{addons.LBArchive: addons.LBImage},
+		Select:             inventory.Selector{Servers: names}, Logger: e.log})
 }
 
 // addonPhases apply the identities' ClusterRoleBindings (then switch the

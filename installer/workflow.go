@@ -97,7 +97,7 @@ var workflow = []PhaseInfo{
 	{ID: node.IDContainerd, Component: Nodes, Needs: []string{node.IDPreflight},
 		Description: "install containerd 2, runc and the CNI plugins from the artifacts, with tricenter's unit and configuration, and start containerd"},
 	{ID: node.IDImages, Component: Nodes, Needs: []string{node.IDPreflight},
-		Description: "import the pause, CoreDNS, probe and load-balancer controller images (nothing is pulled)"},
+		Description: "import the pause, CoreDNS and probe images, and on control-plane servers the load-balancer controller's (nothing is pulled)"},
 	{ID: node.IDCNI, Component: Nodes, Needs: []string{node.IDPreflight},
 		Description: "the node's bridge configuration for its pod CIDR and the kernel settings routed pods need"},
 	{ID: node.IDKubelet, Component: Nodes, Needs: []string{node.IDPreflight},

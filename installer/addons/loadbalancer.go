@@ -33,7 +33,8 @@ const (
 	// LBImage is the image the lb.oci.tar artifact holds (hack/artifacts
 	// build.sh LB_IMAGE).
 	LBImage = "tricenter.io/tricenter-lb:v1"
-	// LBArchive is that image's artifact, imported on every node.
+	// LBArchive is that image's artifact, imported on the control-plane
+	// servers (where the controller runs).
 	LBArchive = "lb.oci.tar"
 	// LBControllerRole is the controller's ClusterRole: Services, their
 	// status, Events.
@@ -150,10 +151,12 @@ func LoadBalancer(o Options) (*LoadBalancerObjects, error) {
 			WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault))).
 		WithLivenessProbe(corev1ac.Probe().WithHTTPGet(health).WithPeriodSeconds(10).WithFailureThreshold(3)).
 		WithReadinessProbe(corev1ac.Probe().WithHTTPGet(health).WithPeriodSeconds(5))
+	// On the control-plane servers, where its image is imported: the
+	// servers the cluster keeps healthiest, as kube-controller-manager.
 	pod := corev1ac.PodSpec().
 		WithPriorityClassName("system-cluster-critical").
 		WithServiceAccountName(LBName).
-		WithNodeSelector(map[string]string{"kubernetes.io/os": "linux"}).
+		WithNodeSelector(map[string]string{"kubernetes.io/os": "linux", LabelControlPlane: ""}).
 		WithTolerations(corev1ac.Toleration().WithKey(controlPlane).WithEffect(corev1.TaintEffectNoSchedule)).
 		// The replicas in different centers while they last.
 		WithTopologySpreadConstraints(corev1ac.TopologySpreadConstraint().

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
 	"github.com/tricenter/terraform-provider-tricenter/internal/shell"
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
 // ParseImageList parses the output of `ctr -n k8s.io images ls -q`: one
@@ -86,6 +87,11 @@ func (r *run) images(ctx context.Context, h *phase.Host) error {
 	}
 	for _, key := range slices.Sorted(maps.Keys(r.o.ExtraImages)) {
 		imgs = append(imgs, struct{ key, ref string }{key, r.o.ExtraImages[key]})
+	}
+	if f := r.nodes[h.Name]; f != nil && f.host.HasRole(inventory.RoleControlPlane) {
+		for _, key := range slices.Sorted(maps.Keys(r.o.ControlPlaneImages)) {
+			imgs = append(imgs, struct{ key, ref string }{key, r.o.ControlPlaneImages[key]})
+		}
 	}
 	files := make([]phase.File, len(imgs))
 	for i, img := range imgs {

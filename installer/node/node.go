@@ -79,7 +79,10 @@ type Options struct {
 	// ExtraImages are further image tarballs to import, by Binaries key
 	// (e.g. the gates' probe image), with the image each holds.
 	ExtraImages map[string]string
-	Profile     Profile
+	// ControlPlaneImages are imported only on control-plane servers, for
+	// pods that run only there (the load-balancer controller).
+	ControlPlaneImages map[string]string
+	Profile            Profile
 	// Select picks the servers (zero: every server).
 	Select inventory.Selector
 	Logger *slog.Logger
@@ -143,11 +146,13 @@ func prepare(o Options) (*run, error) {
 		return nil, fmt.Errorf("node phases need %v", missing)
 	}
 	keys := append([]string{BinKubelet, BinKubeProxy, ImagePause, ImageCoreDNS}, RuntimeBinaries()...)
-	for k, ref := range o.ExtraImages {
-		if ref == "" {
-			return nil, fmt.Errorf("node phases: extra image tarball %q names no image", k)
+	for _, m := range []map[string]string{o.ExtraImages, o.ControlPlaneImages} {
+		for k, ref := range m {
+			if ref == "" {
+				return nil, fmt.Errorf("node phases: extra image tarball %q names no image", k)
+			}
+			keys = append(keys, k)
 		}
-		keys = append(keys, k)
 	}
 	for _, k := range keys {
 		p := o.Binaries[k]
