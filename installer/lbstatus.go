@@ -125,12 +125,12 @@ func (e *Engine) observeLoadBalancers(ctx context.Context, cs kubernetes.Interfa
 		if p, ok := s.Annotations[lb.AnnotationPrefer]; ok {
 			v.Prefer = p
 		}
-		slices_, err := cs.DiscoveryV1().EndpointSlices(s.Namespace).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + s.Name})
+		eps, err := cs.DiscoveryV1().EndpointSlices(s.Namespace).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + s.Name})
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("EndpointSlices of %s: %w", key, err)
 		}
 		ready := 0
-		for _, sl := range slices_.Items {
+		for _, sl := range eps.Items {
 			for _, ep := range sl.Endpoints {
 				if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
 					continue
