@@ -8,7 +8,10 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -18,6 +21,7 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/bgp"
 	"github.com/tricenter/terraform-provider-tricenter/installer/addons"
 	"github.com/tricenter/terraform-provider-tricenter/installer/gates"
+	"github.com/tricenter/terraform-provider-tricenter/installer/health"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 	"github.com/tricenter/terraform-provider-tricenter/lb"
 	"github.com/tricenter/terraform-provider-tricenter/lb/controller"
@@ -31,12 +35,20 @@ type LoadBalancerStatus struct {
 	Services   []LoadBalancerService  `json:"services"`
 }
 
-// LoadBalancerController is the in-cluster controller's Deployment.
+// LoadBalancerController is the in-cluster controller as observed now.
 type LoadBalancerController struct {
-	Replicas  int32 `json:"replicas"`
+	// Replicas is what the Deployment asks for.
+	Replicas int32 `json:"replicas"`
+	// Available counts the controller's pods that are Ready on a node
+	// that is Ready now (fresh heartbeat), not the Deployment's
+	// availableReplicas, which is kube-controller-manager's last word.
 	Available int32 `json:"available"`
-	// Leader holds the Lease ("" when nobody does).
+	// Leader holds the Lease and renewed it within its duration ("" when
+	// nobody does).
 	Leader string `json:"leader,omitempty"`
+	// LeaderNote says why nobody counts as leader when a holder is
+	// named but its renewal is older than the Lease's duration.
+	LeaderNote string `json:"leaderNote,omitempty"`
 }
 
 // LoadBalancerService is one Service of type LoadBalancer.
@@ -72,13 +84,20 @@ func (e *Engine) observeLoadBalancers(ctx context.Context, cs kubernetes.Interfa
 		if d.Spec.Replicas != nil {
 			st.Controller.Replicas = *d.Spec.Replicas
 		}
-		st.Controller.Available = d.Status.AvailableReplicas
+		if st.Controller.Available, err = e.controllerReadyNow(ctx, cs, d); err != nil {
+			return nil, nil, nil, err
+		}
 		if st.Controller.Available == 0 {
-			problems = append(problems, fmt.Sprintf("load-balancer controller: none of %d replicas available", st.Controller.Replicas))
+			problems = append(problems, fmt.Sprintf("load-balancer controller: none of %d replicas Ready on a Ready node", st.Controller.Replicas))
 		}
 	}
-	if l, err := cs.CoordinationV1().Leases(addons.LBNamespace).Get(ctx, controller.LeaseName, metav1.GetOptions{}); err == nil && l.Spec.HolderIdentity != nil {
-		st.Controller.Leader = *l.Spec.HolderIdentity
+	l, err := cs.CoordinationV1().Leases(addons.LBNamespace).Get(ctx, controller.LeaseName, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return nil, nil, nil, fmt.Errorf("load-balancer controller's Lease: %w", err)
+	default:
+		st.Controller.Leader, st.Controller.LeaderNote = leaseHolderNow(l, e.cfg.Clock())
 	}
 	centerOf := map[string]string{}
 	for _, h := range e.cfg.Cluster.Hosts() {
@@ -200,6 +219,72 @@ func eventTime(ev *corev1.Event) metav1.Time {
 	return metav1.NewTime(ev.EventTime.Time)
 }
 
+// controllerReadyNow counts the Deployment's pods whose Ready condition
+// is True on a node the health rule finds Ready now: a pod on a dead
+// server keeps its last Ready condition until the node controller
+// notices, 40 s or more later.
+func (e *Engine) controllerReadyNow(ctx context.Context, cs kubernetes.Interface, d *appsv1.Deployment) (int32, error) {
+	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if err != nil {
+		return 0, fmt.Errorf("load-balancer controller: Deployment selector: %w", err)
+	}
+	pods, err := cs.CoreV1().Pods(d.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return 0, fmt.Errorf("load-balancer controller's pods: %w", err)
+	}
+	var nodes []string
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp == nil && podReady(&p) && p.Spec.NodeName != "" {
+			nodes = append(nodes, p.Spec.NodeName)
+		}
+	}
+	if len(nodes) == 0 {
+		return 0, nil
+	}
+	judged, err := health.Observe(ctx, cs, nodes, nil, e.cfg.Clock)
+	if err != nil {
+		return 0, fmt.Errorf("load-balancer controller's nodes: %w", err)
+	}
+	ready := map[string]bool{}
+	for _, n := range judged {
+		ready[n.Name] = n.Ready
+	}
+	var n int32
+	for _, name := range nodes {
+		if ready[name] {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// leaseHolderNow names the Lease's holder when its last renewal is within
+// the Lease's duration at now, the rule client-go's leader election
+// itself applies; otherwise it names nobody and says why.
+func leaseHolderNow(l *coordinationv1.Lease, now time.Time) (holder, note string) {
+	if l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "" {
+		return "", ""
+	}
+	h := *l.Spec.HolderIdentity
+	if l.Spec.RenewTime == nil || l.Spec.LeaseDurationSeconds == nil {
+		return "", h + " holds the Lease but never renewed it"
+	}
+	d := time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second
+	if age := now.Sub(l.Spec.RenewTime.Time); age > d {
+		return "", fmt.Sprintf("%s last renewed the Lease %v ago (expired after %v)", h, age.Round(time.Second), d)
+	}
+	return h, ""
+}
+
 func orNone(s string) string {
 	if s == "" {
 		return "no error reported"
@@ -230,11 +315,19 @@ func (r *applyRun) gateLoadBalancer(ctx context.Context) (string, error) {
 		problems = append(problems, "BGP agent on "+n+": "+errs[n].Error())
 	}
 	if st.Controller.Leader == "" {
-		problems = append(problems, "load-balancer controller: no replica holds the Lease")
+		problems = append(problems, "load-balancer controller: no replica holds the Lease"+inParens(st.Controller.LeaderNote))
 	}
 	if len(problems) > 0 {
 		return "", errors.New(strings.Join(problems, "; "))
 	}
-	return fmt.Sprintf("controller %d/%d available (leader %s), %d agents watching, %d LoadBalancer Services",
+	return fmt.Sprintf("controller %d/%d Ready now (leader %s), %d agents watching, %d LoadBalancer Services",
 		st.Controller.Available, st.Controller.Replicas, st.Controller.Leader, len(sts), len(st.Services)), nil
+}
+
+// inParens is " (s)", or "" for an empty s.
+func inParens(s string) string {
+	if s == "" {
+		return ""
+	}
+	return " (" + s + ")"
 }

@@ -147,8 +147,11 @@ func printLoadBalancers(w io.Writer, l *installer.LoadBalancerStatus) {
 	leader := l.Controller.Leader
 	if leader == "" {
 		leader = "none"
+		if l.Controller.LeaderNote != "" {
+			leader += " (" + l.Controller.LeaderNote + ")"
+		}
 	}
-	fmt.Fprintf(w, "LoadBalancer Services (controller %d/%d available, leader %s):\n", l.Controller.Available, l.Controller.Replicas, leader)
+	fmt.Fprintf(w, "LoadBalancer Services (controller %d/%d Ready now, leader %s):\n", l.Controller.Available, l.Controller.Replicas, leader)
 	if len(l.Services) == 0 {
 		fmt.Fprintln(w, "  none")
 		return

@@ -75,7 +75,7 @@ func TestPrintStatusLoadBalancers(t *testing.T) {
 	printStatus(&b, st)
 	out := b.String()
 	for _, want := range []string{
-		"LoadBalancer Services (controller 2/2 available, leader tricenter-lb-7d9f-abcde):",
+		"LoadBalancer Services (controller 2/2 Ready now, leader tricenter-lb-7d9f-abcde):",
 		"shop/web                     198.19.120.1     Local    production dc1:2 dc3:1            dc1:dc1-r01-w01,dc1-r02-w01 dc3:dc3-r01-w01",
 		"shop/api                     <pending>        Cluster  none       -                      -",
 		"pending: no address for shop/api: the load-balancer pool has no free address",
