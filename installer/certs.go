@@ -170,6 +170,9 @@ func renewComponent(l pki.StoredLeaf) (c Component, known bool) {
 			return ControlPlane, true
 		case pki.AdminClient:
 			return "", true
+		case pki.SnapshotClient:
+			// Installed on the snapshot stores by etcd/snapshots.
+			return Etcd, true
 		}
 		return "", false
 	case pki.KindAPIServerServing, pki.KindAPIServerKubeletClient, pki.KindFrontProxyClient,
@@ -186,7 +189,11 @@ func renewComponent(l pki.StoredLeaf) (c Component, known bool) {
 }
 
 // renewUnit is the unit that reads l.
+// ("" for a file read by a job at its next run, nothing to restart).
 func renewUnit(l pki.StoredLeaf) string {
+	if l.Kind == pki.KindEtcdClient && l.Name == pki.SnapshotClient {
+		return ""
+	}
 	switch l.Kind {
 	case pki.KindEtcdPeer, pki.KindEtcdServer:
 		return etcd.Unit
@@ -220,6 +227,9 @@ func (e *Engine) renewRestarts(res *RenewResult) {
 			continue
 		}
 		comps[c.Component] = true
+		if renewUnit(c.StoredLeaf) == "" {
+			continue
+		}
 		key := string(c.Component) + "\x00" + renewUnit(c.StoredLeaf)
 		if servers[key] == nil {
 			servers[key] = map[string]bool{}

@@ -422,6 +422,43 @@ type Etcd struct {
 	// AllowDegradedPlacement accepts a placement that cannot survive the
 	// loss of any one center. The reason is printed as a warning.
 	AllowDegradedPlacement *Degraded `yaml:"allowDegradedPlacement,omitempty" json:"allowDegradedPlacement,omitempty"`
+	// Snapshots schedules snapshots kept in the other site (see
+	// SnapshotStores); nil: none are scheduled.
+	Snapshots *EtcdSnapshots `yaml:"snapshots,omitempty" json:"snapshots,omitempty"`
+}
+
+// EtcdSnapshots is the snapshot schedule: one etcd member per center
+// takes a snapshot every Every from a member in the other site, sealed
+// for the cluster's snapshot key, and keeps the newest Keep.
+type EtcdSnapshots struct {
+	// Every is the interval, a Go duration from 1m to 168h.
+	Every string `yaml:"every" json:"every"`
+	// Keep is how many snapshots each storing member keeps (1 to 1000;
+	// default DefaultSnapshotKeep).
+	Keep int `yaml:"keep,omitempty" json:"keep,omitempty"`
+}
+
+// DefaultSnapshotKeep is spec.etcd.snapshots.keep's default.
+const DefaultSnapshotKeep = 7
+
+// Snapshot interval bounds.
+const (
+	MinSnapshotEvery = time.Minute
+	MaxSnapshotEvery = 168 * time.Hour
+)
+
+// EveryDuration is Every parsed (0 when it does not parse).
+func (s EtcdSnapshots) EveryDuration() time.Duration {
+	d, _ := time.ParseDuration(s.Every)
+	return d
+}
+
+// KeepOrDefault is Keep, or DefaultSnapshotKeep when unset.
+func (s EtcdSnapshots) KeepOrDefault() int {
+	if s.Keep == 0 {
+		return DefaultSnapshotKeep
+	}
+	return s.Keep
 }
 
 // Degraded records why a degraded etcd placement is accepted.

@@ -692,6 +692,23 @@ func (v *validator) etcd() {
 	if d := e.AllowDegradedPlacement; d != nil && strings.TrimSpace(d.Reason) == "" {
 		v.r.errorf("spec.etcd.allowDegradedPlacement.reason", "is empty: say why a placement that cannot survive a center loss is acceptable")
 	}
+	if s := e.Snapshots; s != nil {
+		d, err := time.ParseDuration(s.Every)
+		switch {
+		case s.Every == "":
+			v.r.errorf("spec.etcd.snapshots.every", "is empty: say how often to take a snapshot, such as 6h")
+		case err != nil:
+			v.r.errorf("spec.etcd.snapshots.every", "%q is not a duration: write it like 6h or 30m", s.Every)
+		case d < MinSnapshotEvery || d > MaxSnapshotEvery:
+			v.r.errorf("spec.etcd.snapshots.every", "%s is out of range: use %v to %v", s.Every, MinSnapshotEvery, MaxSnapshotEvery)
+		}
+		if s.Keep < 0 || s.Keep > 1000 {
+			v.r.errorf("spec.etcd.snapshots.keep", "%d is out of range: keep 1 to 1000 snapshots per storing member (default %d)", s.Keep, DefaultSnapshotKeep)
+		}
+		if len(v.c.Spec.Sites) < 2 {
+			v.r.errorf("spec.etcd.snapshots", "needs two sites: snapshots are kept in the site they were not taken in, so that losing a site leaves a copy")
+		}
+	}
 }
 
 // pki checks spec.pki: positive durations, renewBefore shorter than the

@@ -121,6 +121,10 @@ func TestValidateRules(t *testing.T) {
 		}, "spec.etcd", "no remote-dr center"},
 		{"election below 5 heartbeats", func(c *inventory.Cluster) { c.Spec.Etcd.HeartbeatMs = 200; c.Spec.Etcd.ElectionTimeoutMs = 500 }, "spec.etcd.electionTimeoutMs", "at least 1000"},
 		{"degraded without reason", func(c *inventory.Cluster) { c.Spec.Etcd.AllowDegradedPlacement = &inventory.Degraded{} }, "spec.etcd.allowDegradedPlacement.reason", "empty"},
+		{"snapshots without interval", func(c *inventory.Cluster) { c.Spec.Etcd.Snapshots = &inventory.EtcdSnapshots{Keep: 3} }, "spec.etcd.snapshots.every", "is empty"},
+		{"snapshots interval not a duration", func(c *inventory.Cluster) { c.Spec.Etcd.Snapshots = &inventory.EtcdSnapshots{Every: "daily"} }, "spec.etcd.snapshots.every", "not a duration"},
+		{"snapshots too often", func(c *inventory.Cluster) { c.Spec.Etcd.Snapshots = &inventory.EtcdSnapshots{Every: "10s"} }, "spec.etcd.snapshots.every", "out of range"},
+		{"snapshots keep negative", func(c *inventory.Cluster) { c.Spec.Etcd.Snapshots = &inventory.EtcdSnapshots{Every: "1h", Keep: -1} }, "spec.etcd.snapshots.keep", "out of range"},
 		// Secrets, SSH, BMC
 		{"BMC without password ref", func(c *inventory.Cluster) { srv(c, 0, 0).BMC.Password = inventory.SecretRef{} }, "spec.racks[0].servers[0].bmc.password", "env: VAR or file: PATH"},
 		{"BMC cipher suite 0", func(c *inventory.Cluster) { srv(c, 0, 0).BMC.CipherSuites = []int{0} }, "spec.racks[0].servers[0].bmc.cipherSuites[0]", "no authentication"},

@@ -26,6 +26,11 @@ const (
 	AdminClient = "client-tricenter"
 	// APIServerClient is kube-apiserver's etcd client certificate.
 	APIServerClient = "client-kube-apiserver"
+	// SnapshotClient is the certificate the snapshot schedule's members
+	// take snapshots of another site's members with (common name
+	// SnapshotClientCN), apart from the members' own certificates.
+	SnapshotClient   = "client-snapshot"
+	SnapshotClientCN = "tricenter-snapshot"
 )
 
 // EtcdMember is what an etcd member's certificates name.
@@ -57,8 +62,9 @@ type Etcd struct {
 	SplittingPeerCA bool
 	// Peer and Server certificates by member name.
 	Peer, Server map[string]*KeyPair
-	// Admin is tricenter's client certificate; APIServer kube-apiserver's.
-	Admin, APIServer *KeyPair
+	// Admin is tricenter's client certificate; APIServer kube-apiserver's;
+	// Snapshot the snapshot schedule's.
+	Admin, APIServer, Snapshot *KeyPair
 	// Changed lists the certificates (re)issued by this call.
 	Changed []string
 }
@@ -135,6 +141,9 @@ func (s *Store) EnsureEtcd(members []EtcdMember) (*Etcd, error) {
 	if e.APIServer, err = issue(APIServerClient, Request{
 		CommonName: "kube-apiserver-etcd-client", Organization: []string{"system:masters"}, Usage: Client,
 	}); err != nil {
+		return nil, err
+	}
+	if e.Snapshot, err = issue(SnapshotClient, Request{CommonName: SnapshotClientCN, Usage: Client}); err != nil {
 		return nil, err
 	}
 	return e, nil
