@@ -543,7 +543,11 @@ func (r *applyRun) etcd(ctx context.Context) error {
 		return err
 	}
 	defer x.Close()
-	err = r.m.Run(ctx, r.selected(x.Phases())...)
+	snap, err := r.snapshotPhases()
+	if err != nil {
+		return err
+	}
+	err = r.m.Run(ctx, r.selected(append(x.Phases(), snap...))...)
 	r.res.Etcd = x.Result()
 	r.res.Etcd.Changes = r.m.Changes()
 	return err

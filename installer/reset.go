@@ -14,6 +14,7 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/installer/bgpagent"
 	"github.com/tricenter/terraform-provider-tricenter/installer/controlplane"
 	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
+	"github.com/tricenter/terraform-provider-tricenter/installer/etcdsnap"
 	"github.com/tricenter/terraform-provider-tricenter/installer/node"
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
@@ -118,7 +119,12 @@ func (e *Engine) reset(ctx context.Context, o Options, dry bool) (*Result, error
 			}
 		}
 		if has(Etcd) && len(o.Servers) == 0 {
-			if err := step(Etcd, func() error { return etcd.Reset(ctx, m, e.etcdServers()) }); err != nil {
+			if err := step(Etcd, func() error {
+				if err := etcdsnap.Remove(ctx, m, e.etcdServers()); err != nil {
+					return err
+				}
+				return etcd.Reset(ctx, m, e.etcdServers())
+			}); err != nil {
 				return err
 			}
 		}

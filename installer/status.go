@@ -35,6 +35,9 @@ type Status struct {
 	// (nil: the cluster has no pool, or the API did not answer, see
 	// Problems).
 	LoadBalancers *LoadBalancerStatus `json:"loadBalancers,omitempty"`
+	// Snapshots is, per center holding scheduled etcd snapshots, the
+	// newest one and its age (nil: none scheduled).
+	Snapshots []SnapshotCenterStatus `json:"snapshots,omitempty"`
 	// Certificates is the certificates' expiry: per kind from the state,
 	// and the API server's as served now (nil: not read, see Problems).
 	Certificates *CertificateStatus `json:"certificates,omitempty"`
@@ -142,6 +145,9 @@ func (e *Engine) Status(ctx context.Context) (*Status, error) {
 	hosts, herr := m.Hosts(inventory.Selector{})
 	if herr == nil {
 		sts, errs = BGPStatuses(ctx, m, hosts)
+	}
+	if e.cfg.Cluster.Spec.Etcd.Snapshots != nil {
+		e.snapshotStatus(ctx, st, m)
 	}
 	wg.Wait()
 	st.Nodes = nodes.Nodes

@@ -9,6 +9,7 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/installer/apivip"
 	"github.com/tricenter/terraform-provider-tricenter/installer/controlplane"
 	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
+	"github.com/tricenter/terraform-provider-tricenter/installer/etcdsnap"
 	"github.com/tricenter/terraform-provider-tricenter/installer/node"
 )
 
@@ -75,6 +76,8 @@ var workflow = []PhaseInfo{
 		Description: "stop and wipe members removed from the placement"},
 	{ID: etcd.PhaseHealth, Component: Etcd, Needs: []string{etcd.PhaseDiscover},
 		Description: "wait until every planned member is healthy and a leader is elected"},
+	{ID: etcdsnap.ID, Component: Etcd,
+		Description: "schedule sealed snapshots (spec.etcd.snapshots) on one member per center, each taken from the other site; remove the schedule elsewhere"},
 
 	{ID: PhaseBGPAgent, Component: BGP,
 		Description: "install the BGP agent (tricenter-bgp), its configuration and unit on every selected server"},

@@ -73,7 +73,7 @@ Start with an inventory file (see examples/inventory/), then:
 		newPlanCmd(g),
 		newBGPCmd(g),
 		newBMCCmd(g),
-		newApplyCmd(g), newStatusCmd(g), newKubeconfigCmd(g), newEtcdCmd(g), newDrillCmd(g), newResetCmd(g),
+		newApplyCmd(g), newStatusCmd(g), newKubeconfigCmd(g), newEtcdCmd(g), newSnapshotCmd(g), newDrillCmd(g), newResetCmd(g),
 		newSSHCheckCmd(g), newExecCmd(g), newStateCmd(g), newVersionCmd(g),
 		newUpgradeCmd(g), newSecretsCmd(g), newCertsCmd(g),
 	)

@@ -123,6 +123,9 @@ func printStatus(w io.Writer, st *installer.Status) {
 	if l := st.LoadBalancers; l != nil {
 		printLoadBalancers(w, l)
 	}
+	if len(st.Snapshots) > 0 {
+		printSnapshots(w, st.Snapshots)
+	}
 	if cs := st.Certificates; cs != nil {
 		printCertificates(w, cs)
 	}
@@ -136,6 +139,26 @@ func printStatus(w io.Writer, st *installer.Status) {
 		fmt.Fprintln(w, "problems:")
 		for _, p := range st.Problems {
 			fmt.Fprintln(w, "  -", p)
+		}
+	}
+}
+
+// printSnapshots is the etcd snapshot section: per center, the newest
+// snapshot whose sealed file matches its record, and its age (the
+// recovery point that center holds now).
+func printSnapshots(w io.Writer, cs []installer.SnapshotCenterStatus) {
+	fmt.Fprintln(w, "etcd snapshots (newest per center, sealed file checked now):")
+	fmt.Fprintf(w, "  %-8s %-16s %-9s %-10s %-22s %-6s %s\n", "CENTER", "STORE", "AGE", "REVISION", "TAKEN FROM", "COUNT", "RESTORE")
+	for _, c := range cs {
+		switch {
+		case c.Error != "":
+			fmt.Fprintf(w, "  %-8s %-16s not verified (%s)\n", c.Center, c.Server, c.Error)
+		case c.Newest == nil:
+			fmt.Fprintf(w, "  %-8s %-16s none\n", c.Center, c.Server)
+		default:
+			n := c.Newest
+			fmt.Fprintf(w, "  %-8s %-16s %-9s %-10d %-22s %-6d %s\n", c.Center, c.Server, c.Age.Round(time.Second), n.Revision,
+				n.Member+" ("+n.MemberCenter+")", c.Count, c.Restored)
 		}
 	}
 }

@@ -25,7 +25,7 @@
 # `ctr -n k8s.io images import` takes, byte-for-byte reproducible. pause is
 # built from the newest Kubernetes release's build/pause sources.
 #
-# agent is the node BGP agent, probe the gates' workload image and lb the
+# agent is the node BGP agent and the etcd snapshot job, probe the gates' workload image and lb the
 # load-balancer controller's image, all built from this checkout.
 #
 #   hack/artifacts/build.sh [etcd] [kubernetes] [runtime] [pause] [coredns] [agent] [probe] [lb] [kubeadm]
@@ -345,12 +345,16 @@ build_runtime() {
   took "$t0" "runtime (containerd $cv, runc $rv, CNI plugins $nv)"
 }
 
-# build_agent: the node BGP agent from this checkout (the Go build cache
-# makes a rebuild take seconds; -trimpath keeps the bytes reproducible).
+# build_agent: the servers' own programs from this checkout, the node BGP
+# agent and the etcd snapshot job (the Go build cache makes a rebuild take
+# seconds; -trimpath keeps the bytes reproducible).
 build_agent() {
-  echo "==> building tricenter-bgp"
-  (cd "$root" && go build -trimpath -ldflags='-s -w' -o "$out/.tricenter-bgp.tmp" ./cmd/tricenter-bgp)
-  install_bin "$out/.tricenter-bgp.tmp" tricenter-bgp
+  local b
+  for b in tricenter-bgp tricenter-snapshot; do
+    echo "==> building $b"
+    (cd "$root" && go build -trimpath -ldflags='-s -w' -o "$out/.$b.tmp" "./cmd/$b")
+    install_bin "$out/.$b.tmp" "$b"
+  done
 }
 
 # build_probe: the gates' workload (cmd/tricenter-probe) as an image.

@@ -62,9 +62,8 @@ type Etcd struct {
 	SplittingPeerCA bool
 	// Peer and Server certificates by member name.
 	Peer, Server map[string]*KeyPair
-	// Admin is tricenter's client certificate; APIServer kube-apiserver's;
-	// Snapshot the snapshot schedule's.
-	Admin, APIServer, Snapshot *KeyPair
+	// Admin is tricenter's client certificate; APIServer kube-apiserver's.
+	Admin, APIServer *KeyPair
 	// Changed lists the certificates (re)issued by this call.
 	Changed []string
 }
@@ -143,10 +142,19 @@ func (s *Store) EnsureEtcd(members []EtcdMember) (*Etcd, error) {
 	}); err != nil {
 		return nil, err
 	}
-	if e.Snapshot, err = issue(SnapshotClient, Request{CommonName: SnapshotClientCN, Usage: Client}); err != nil {
-		return nil, err
-	}
 	return e, nil
+}
+
+// EnsureSnapshotClient loads or issues the snapshot schedule's client
+// certificate (SnapshotClient, signed by the etcd CA), only for a
+// cluster that schedules snapshots.
+func (s *Store) EnsureSnapshotClient() (*KeyPair, error) {
+	ca, err := s.LoadCA(EtcdCA)
+	if err != nil {
+		return nil, fmt.Errorf("the snapshot client certificate needs the etcd CA: %w", err)
+	}
+	kp, _, err := s.Leaf(ca, EtcdCA, SnapshotClient, Request{CommonName: SnapshotClientCN, Usage: Client})
+	return kp, err
 }
 
 // etcdPeerCAShared reports whether the store was written before the

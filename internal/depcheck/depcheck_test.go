@@ -27,6 +27,8 @@ var rules = []struct {
 	{"tricenter", "./cmd/tricenter", append(slices.Clone(lab), gobgp)},
 	{"tricenter-bgp", "./cmd/tricenter-bgp", lab},
 	{"tricenter-probe", "./cmd/tricenter-probe", lab},
+	{"tricenter-lb", "./cmd/tricenter-lb", append(slices.Clone(lab), gobgp)},
+	{"tricenter-snapshot", "./cmd/tricenter-snapshot", append(slices.Clone(lab), gobgp)},
 }
 
 // TestProductBinariesLinkNoLab runs `go list -deps` on every product

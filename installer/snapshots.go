@@ -1,0 +1,264 @@
+package installer
+
+import (
+	"context"
+	"crypto/ecdh"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/tricenter/terraform-provider-tricenter/backup"
+	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
+	"github.com/tricenter/terraform-provider-tricenter/installer/etcdsnap"
+	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
+	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
+)
+
+// SnapshotIdentityFile names the snapshot key in the PKI store: the
+// private X25519 key every scheduled snapshot is sealed for. It lives
+// with the certificate authorities (the state directory, or the
+// provider's Sensitive state), never on a server: the stores hold only
+// its public half.
+const SnapshotIdentityFile = "snapshots/identity.key"
+
+// snapshotIdentity reads the cluster's snapshot key from the state. A
+// state without one gets one with create; a dry run (create and dry)
+// gets a key it does not save, so a plan shows what apply would write.
+// Without create, a missing key is an error saying which state lacks it.
+func (e *Engine) snapshotIdentity(create, dry bool) (*ecdh.PrivateKey, error) {
+	s := e.cfg.Store.PKI()
+	where := s.Files.Where(SnapshotIdentityFile)
+	b, err := s.Files.ReadFile(SnapshotIdentityFile)
+	switch {
+	case err == nil:
+		k, err := backup.ParseIdentity(string(b))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w: restore it from a copy of the state (a new key cannot open the snapshots taken so far)", where, err)
+		}
+		return k, nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("reading %s: %w", where, err)
+	case !create:
+		return nil, fmt.Errorf("no snapshot key in the state (%s): the snapshots cannot be opened without the state that scheduled them", where)
+	}
+	k, err := backup.NewIdentity()
+	if err != nil || dry {
+		return k, err
+	}
+	if err := s.Files.WriteFile(SnapshotIdentityFile, []byte(backup.EncodeIdentity(k)+"\n"), pki.FileMode(SnapshotIdentityFile)); err != nil {
+		return nil, fmt.Errorf("writing %s: %w", where, err)
+	}
+	e.log.Info("Created the snapshot key", "where", where)
+	return k, nil
+}
+
+// snapshotBinary is tricenter-snapshot: beside the BGP agent the engine
+// uses (the artifact set), proven by the same manifest.
+func (e *Engine) snapshotBinary() (string, error) {
+	agent, err := e.agentBinary()
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(filepath.Dir(agent), "tricenter-snapshot")
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("tricenter-snapshot not found beside %s: run make artifacts", agent)
+	}
+	if err := e.checkAgentBinary(p); err != nil {
+		return "", err
+	}
+	return p, nil
+}
+
+// snapshotPhases are etcd/snapshots for the run: the schedule on the
+// stores the placement rule names, its removal elsewhere.
+func (r *applyRun) snapshotPhases() ([]phase.Phase, error) {
+	e := r.e
+	var members []string
+	for _, m := range e.Placement().Etcd.Members {
+		members = append(members, m.Name)
+	}
+	o := etcdsnap.Options{Members: members, Servers: r.o.Servers}
+	sched := e.cfg.Cluster.Spec.Etcd.Snapshots
+	if sched == nil {
+		return etcdsnap.Phases(o)
+	}
+	stores, err := e.cfg.Cluster.SnapshotStores(e.Placement().Etcd.Members)
+	if err != nil {
+		return nil, err
+	}
+	if r.etcdPKI == nil {
+		return nil, errors.New("etcd snapshots: the run issued no etcd PKI")
+	}
+	client, err := e.cfg.Store.PKI().EnsureSnapshotClient()
+	if err != nil {
+		return nil, err
+	}
+	id, err := e.snapshotIdentity(true, r.dry)
+	if err != nil {
+		return nil, err
+	}
+	bin, err := e.snapshotBinary()
+	if err != nil {
+		return nil, err
+	}
+	recipient := backup.EncodeRecipient(id.PublicKey())
+	o.Stores, o.Every, o.Binary = stores, sched.EveryDuration(), bin
+	o.CA, o.Cert, o.Key = r.etcdPKI.CA.CertPEM, client.CertPEM, client.KeyPEM
+	o.Config = func(st inventory.SnapshotStore) ([]byte, error) {
+		cfg := backup.Config{
+			Cluster: e.cfg.Cluster.Metadata.Name, StoredOn: st.Server.Name, StoredCenter: st.Server.Center,
+			Dir: etcdsnap.Dir, Keep: sched.KeepOrDefault(), Recipient: recipient,
+			CACert: etcdsnap.CAPath, Cert: etcdsnap.CertPath, Key: etcdsnap.KeyPath,
+		}
+		for _, src := range st.Sources {
+			cfg.Sources = append(cfg.Sources, backup.Source{Name: src.Name, Center: src.Center,
+				URL: etcd.ClientURL(src.Address)})
+		}
+		b, err := json.MarshalIndent(cfg, "", "  ")
+		return append(b, '\n'), err
+	}
+	return etcdsnap.Phases(o)
+}
+
+// StoredSnapshot is one snapshot a store holds, with the check of its
+// sealed file against its record, done now on the store.
+type StoredSnapshot struct {
+	backup.Meta
+	// Check is "ok" or why the sealed file is not the recorded one.
+	Check string `json:"check"`
+}
+
+// SnapshotStoreStatus is one store's snapshots as observed now.
+type SnapshotStoreStatus struct {
+	Center string `json:"center"`
+	Server string `json:"server"`
+	// Snapshots are newest first.
+	Snapshots []StoredSnapshot `json:"snapshots"`
+	// Error says why the store was not read ("" when it was).
+	Error string `json:"error,omitempty"`
+}
+
+// Newest is the store's newest snapshot whose sealed file matches its
+// record (nil: none).
+func (s *SnapshotStoreStatus) Newest() *StoredSnapshot {
+	for i := range s.Snapshots {
+		if s.Snapshots[i].Check == "ok" {
+			return &s.Snapshots[i]
+		}
+	}
+	return nil
+}
+
+// ListSnapshots asks every store of the schedule, over new connections,
+// for its snapshots, each sealed file hashed and compared with its
+// record. A cluster without spec.etcd.snapshots has no stores.
+func (e *Engine) ListSnapshots(ctx context.Context) ([]SnapshotStoreStatus, error) {
+	m := e.ObserveManager()
+	defer m.Close()
+	return e.listSnapshots(ctx, m)
+}
+
+func (e *Engine) listSnapshots(ctx context.Context, m *phase.Manager) ([]SnapshotStoreStatus, error) {
+	if e.cfg.Cluster.Spec.Etcd.Snapshots == nil {
+		return nil, nil
+	}
+	stores, err := e.cfg.Cluster.SnapshotStores(e.Placement().Etcd.Members)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]SnapshotStoreStatus, len(stores))
+	index := map[string]int{}
+	var names []string
+	for i, st := range stores {
+		out[i] = SnapshotStoreStatus{Center: st.Server.Center, Server: st.Server.Name}
+		index[st.Server.Name] = i
+		names = append(names, st.Server.Name)
+	}
+	hosts, err := m.Hosts(inventory.Selector{Servers: names})
+	if err != nil {
+		return nil, err
+	}
+	var mu sync.Mutex
+	cmd := etcdsnap.BinaryPath + " list -o json --check --config " + etcdsnap.ConfigPath
+	_ = m.Each(ctx, hosts, func(ctx context.Context, h *phase.Host) error {
+		o, err := h.Query(ctx, cmd)
+		var snaps []StoredSnapshot
+		if err == nil {
+			if jerr := json.Unmarshal([]byte(o), &snaps); jerr != nil {
+				err = fmt.Errorf("reading tricenter-snapshot list: %w", jerr)
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		s := &out[index[h.Name]]
+		if err != nil {
+			s.Error = err.Error()
+			return err
+		}
+		s.Snapshots = snaps
+		return nil
+	})
+	return out, nil
+}
+
+// SnapshotCenterStatus is, for one center's store, the newest snapshot
+// whose sealed file matches its record, and its age: the recovery point
+// the center holds right now.
+type SnapshotCenterStatus struct {
+	Center string          `json:"center"`
+	Server string          `json:"server"`
+	Newest *StoredSnapshot `json:"newest,omitempty"`
+	// Age is the newest snapshot's age when observed.
+	Age time.Duration `json:"age,omitempty"`
+	// Count is how many snapshots the store holds.
+	Count int `json:"count"`
+	// Restored says whether a restore of the newest snapshot was
+	// rehearsed; scheduled snapshots are "not verified (no restore
+	// rehearsed)" until one is.
+	Restored string `json:"restored"`
+	// Error says why the store could not be read.
+	Error string `json:"error,omitempty"`
+}
+
+// snapshotStatus fills the snapshot section of a status: per center
+// the newest good snapshot and its age. Problems: a store not read, a
+// sealed file that differs from its record, no snapshot, or a newest one
+// older than two intervals.
+func (e *Engine) snapshotStatus(ctx context.Context, st *Status, m *phase.Manager) {
+	sched := e.cfg.Cluster.Spec.Etcd.Snapshots
+	stores, err := e.listSnapshots(ctx, m)
+	if err != nil {
+		st.Problems = append(st.Problems, "etcd snapshots: not verified ("+err.Error()+")")
+		return
+	}
+	now := e.cfg.Clock()
+	for _, s := range stores {
+		c := SnapshotCenterStatus{Center: s.Center, Server: s.Server, Count: len(s.Snapshots), Error: s.Error,
+			Restored: "not verified (no restore rehearsed)"}
+		for _, x := range s.Snapshots {
+			if x.Check != "ok" {
+				st.Problems = append(st.Problems, fmt.Sprintf("etcd snapshot %s on %s: %s", x.ID, s.Server, x.Check))
+			}
+		}
+		switch {
+		case s.Error != "":
+			st.Problems = append(st.Problems, fmt.Sprintf("etcd snapshots in %s (%s): not verified (%s)", s.Center, s.Server, s.Error))
+		case s.Newest() == nil:
+			st.Problems = append(st.Problems, fmt.Sprintf("etcd snapshots in %s (%s): none", s.Center, s.Server))
+		default:
+			c.Newest = s.Newest()
+			c.Age = max(now.Sub(c.Newest.TakenAt), 0)
+			if limit := 2 * sched.EveryDuration(); c.Age > limit {
+				st.Problems = append(st.Problems, fmt.Sprintf("etcd snapshots in %s (%s): the newest is %v old, more than two intervals (every %s): look at journalctl -u %s there",
+					s.Center, s.Server, c.Age.Round(time.Second), sched.Every, etcdsnap.ServiceName))
+			}
+		}
+		st.Snapshots = append(st.Snapshots, c)
+	}
+}
