@@ -114,6 +114,8 @@ func (k *kubeLab) cluster(t testing.TB, drop ...string) *inventory.Cluster {
 		r := &c.Spec.Racks[i]
 		r.Servers = slices.DeleteFunc(r.Servers, func(s inventory.Server) bool { return slices.Contains(drop, s.Name) })
 	}
+	snaps := labSnapshots
+	c.Spec.Etcd.Snapshots = &snaps
 	if err := c.Validate(lines).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -201,6 +203,7 @@ func TestKubernetes(t *testing.T) {
 	}
 	checkKubectlNodes(t, ctx, k, kubeconfig, e.Cluster(), newWorker)
 	checkRouterRoutes(t, k, e)
+	step("etcd snapshots: one store per center, from the other site, sealed, taken by the timer", func() { checkSnapshotSchedule(t, ctx, e) })
 	step("security defaults", func() { checkSecurityDefaults(t, ctx, e, staleWorker) })
 	step("etcd: own user, separate peer CA", func() { checkEtcdSecurity(t, ctx, e) })
 	step("identities: admin through a group, break-glass, kubelet client", func() { checkIdentities(t, ctx, k, e, kubeconfig) })
@@ -348,6 +351,7 @@ func TestKubernetes(t *testing.T) {
 		checkDefaultLifetimes(t, ctx, e)
 	})
 
+	step("etcd snapshots pruned to keep", func() { checkSnapshotsPruned(t, ctx, e) })
 	step("reset", func() {
 		if _, err := e.Reset(ctx, installer.Options{}); err != nil {
 			t.Fatalf("reset: %v", err)

@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/installer/etcdsnap"
 	"github.com/tricenter/terraform-provider-tricenter/installer/phase"
 	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
+	"github.com/tricenter/terraform-provider-tricenter/internal/shell"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
@@ -261,4 +264,83 @@ func (e *Engine) snapshotStatus(ctx context.Context, st *Status, m *phase.Manage
 		}
 		st.Snapshots = append(st.Snapshots, c)
 	}
+}
+
+// findSnapshot is the record of snapshot id on server, listed now with
+// its sealed file checked; "" for id: the newest good one there.
+func (e *Engine) findSnapshot(ctx context.Context, m *phase.Manager, server, id string) (StoredSnapshot, error) {
+	stores, err := e.listSnapshots(ctx, m)
+	if err != nil {
+		return StoredSnapshot{}, err
+	}
+	for _, s := range stores {
+		if s.Server != server {
+			continue
+		}
+		if s.Error != "" {
+			return StoredSnapshot{}, fmt.Errorf("listing the snapshots on %s: %s", server, s.Error)
+		}
+		if id == "" {
+			if n := s.Newest(); n != nil {
+				return *n, nil
+			}
+			return StoredSnapshot{}, fmt.Errorf("%s holds no snapshot whose sealed file matches its record", server)
+		}
+		for _, x := range s.Snapshots {
+			if x.ID == id {
+				if x.Check != "ok" {
+					return x, fmt.Errorf("snapshot %s on %s: %s", id, server, x.Check)
+				}
+				return x, nil
+			}
+		}
+		return StoredSnapshot{}, fmt.Errorf("%s holds no snapshot %s (tricenter snapshot list shows what it holds)", server, id)
+	}
+	return StoredSnapshot{}, fmt.Errorf("%s keeps no snapshots: the stores are the members inventory.SnapshotStores names (tricenter snapshot list)", server)
+}
+
+// OpenSnapshot fetches the sealed file of snapshot id ("": the newest
+// good one) from the store server, over a new connection, and opens it
+// into dst with the state's snapshot key, checking it is the recorded
+// file (recipient, size, sha256). dst may hold part of the data when it
+// fails: give it a temporary file and discard that on error.
+func (e *Engine) OpenSnapshot(ctx context.Context, server, id string, dst io.Writer) (StoredSnapshot, error) {
+	key, err := e.snapshotIdentity(false, false)
+	if err != nil {
+		return StoredSnapshot{}, err
+	}
+	m := e.ObserveManager()
+	defer m.Close()
+	rec, err := e.findSnapshot(ctx, m, server, id)
+	if err != nil {
+		return rec, err
+	}
+	hosts, err := m.Hosts(inventory.Selector{Servers: []string{server}})
+	if err != nil {
+		return rec, err
+	}
+	cl, err := hosts[0].Client(ctx)
+	if err != nil {
+		return rec, fmt.Errorf("fetching snapshot %s from %s: %w", rec.ID, server, err)
+	}
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		var stderr strings.Builder
+		err := cl.Run(ctx, cl.AsRoot("cat "+shell.Quote(backup.Dir{Path: etcdsnap.Dir}.SealedPath(rec.ID))), nil, pw, &stderr)
+		if err != nil {
+			err = fmt.Errorf("reading the sealed file on %s: %w %s", server, err, strings.TrimSpace(stderr.String()))
+		}
+		_ = pw.CloseWithError(err)
+		done <- err
+	}()
+	_, err = backup.OpenRecorded(dst, pr, rec.Meta, key)
+	_ = pr.CloseWithError(errors.New("stopped reading"))
+	if ferr := <-done; ferr != nil && err == nil {
+		err = ferr
+	}
+	if err != nil {
+		return rec, fmt.Errorf("snapshot %s from %s: %w", rec.ID, server, err)
+	}
+	return rec, nil
 }
