@@ -73,7 +73,9 @@ func checkSnapshotSchedule(t *testing.T, ctx context.Context, e *installer.Engin
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = cs.CoreV1().ConfigMaps("default").Delete(context.Background(), cm.Name, metav1.DeleteOptions{}) }()
+	defer func() {
+		_ = cs.CoreV1().ConfigMaps("default").Delete(context.Background(), cm.Name, metav1.DeleteOptions{})
+	}()
 	written := time.Now()
 	var fresh *installer.StoredSnapshot
 	if err := pollUntil(ctx, 3*time.Minute, func() error {
