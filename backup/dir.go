@@ -411,6 +411,11 @@ func (d Dir) prune(keep int, now time.Time) (removed []string, err error) {
 		if err := rm(m.ID + MetaExt); err != nil {
 			errs = append(errs, err)
 		}
+		if _, err := os.Lstat(filepath.Join(d.Path, m.ID+RehearsalExt)); err == nil {
+			if err := rm(m.ID + RehearsalExt); err != nil {
+				errs = append(errs, err)
+			}
+		}
 	}
 	ents, err := os.ReadDir(d.Path)
 	if err != nil {

@@ -67,11 +67,13 @@ func newestArtifact(t testing.TB, bin, minor string) string {
 	return m[len(m)-1]
 }
 
-// restoreTool is etcdctl v3.5, the newest etcdctl with `snapshot restore`
-// (v3.6 moved it to etcdutl, which the artifact set does not hold).
-func restoreTool(t testing.TB) string {
+// restoreTool is the artifact set's etcdutl of etcd server bin's release
+// (etcd-vX.Y.Z → etcdutl-vX.Y.Z): what restores its snapshots.
+func restoreTool(t testing.TB, bin string) string {
 	t.Helper()
-	return newestArtifact(t, "etcdctl", "3.5")
+	p := filepath.Join(filepath.Dir(bin), strings.Replace(filepath.Base(bin), "etcd-", "etcdutl-", 1))
+	testenv.RequireFile(t, "etcdutl of the release: run make artifacts", p)
+	return p
 }
 
 // proc is a process the test started; the test's cleanup kills it by
@@ -264,19 +266,17 @@ func testValue(i int) string {
 // mutual TLS with a dedicated client certificate, and checks the result
 // as a restore would: OpenRecorded opens the sealed file with the
 // identity (and checks it against its record) into a temporary file;
-// etcdctl v3.5 `snapshot restore` (which checks the sha256 etcd appends
-// to the stream) turns that plain database into a data directory; the
-// same etcd release started from it serves, at Meta.Revision, exactly the
-// 200 keys written before the snapshot with their values, Meta.Keys of
-// them. This is the most real check at hand without new modules: neither
-// go.etcd.io/etcd/etcdutl nor go.etcd.io/bbolt is a dependency, and the
-// artifact set has no etcdutl binary (v3.6 moved restore there), but it
-// has etcdctl v3.5, whose restore also reads v3.6 databases.
+// etcdutl `snapshot restore` of the same release (which checks the
+// sha256 etcd appends to the stream) turns that plain database into a
+// data directory; the same etcd release started from it serves, at
+// Meta.Revision, exactly the 200 keys written before the snapshot with
+// their values, Meta.Keys of them. Then Rehearse does the same on its own
+// (checkRehearse).
 func TestTakeAgainstRealEtcd(t *testing.T) {
 	bins := etcdBinaries(t)
-	restore := restoreTool(t)
 	for _, bin := range bins {
 		t.Run(filepath.Base(bin), func(t *testing.T) {
+			restore := restoreTool(t, bin)
 			e := startTLSEtcd(t, bin, "dc3-r01-s01")
 			cli := e.client(t)
 			ctx := context.Background()
@@ -341,12 +341,13 @@ func TestTakeAgainstRealEtcd(t *testing.T) {
 				t.Fatalf("OpenRecorded: %d bytes, %v; want %d", n, err, m.PlainBytes)
 			}
 			verifyRestore(t, restore, bin, plain, m)
+			checkRehearse(t, restore, bin, plain, d, m)
 		})
 	}
 }
 
-// verifyRestore restores db with etcdctl v3.5, starts etcd bin on it and
-// reads the keys back at m.Revision.
+// verifyRestore restores db with etcdutl, starts etcd bin on it and reads
+// the keys back at m.Revision.
 func verifyRestore(t *testing.T, restore, bin, db string, m Meta) {
 	t.Helper()
 	var st struct {
@@ -354,7 +355,7 @@ func verifyRestore(t *testing.T, restore, bin, db string, m Meta) {
 	}
 	out, err := exec.Command(restore, "snapshot", "status", db, "-w", "json").Output()
 	if err != nil {
-		t.Fatalf("etcdctl snapshot status: %v", err)
+		t.Fatalf("etcdutl snapshot status: %v", err)
 	}
 	if err := json.Unmarshal(out, &st); err != nil || st.Revision < m.Revision {
 		t.Fatalf("snapshot status %s (%v): revision below Meta's %d", out, err, m.Revision)
@@ -365,7 +366,7 @@ func verifyRestore(t *testing.T, restore, bin, db string, m Meta) {
 	cmd := exec.Command(restore, "snapshot", "restore", db, "--data-dir", data, "--name", "verify",
 		"--initial-cluster", "verify="+peer, "--initial-advertise-peer-urls", peer)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("etcdctl snapshot restore: %v\n%s", err, out)
+		t.Fatalf("etcdutl snapshot restore: %v\n%s", err, out)
 	}
 	pr := startProc(t, bin, "--name", "verify", "--data-dir", data,
 		"--listen-client-urls", client, "--advertise-client-urls", client,
@@ -521,5 +522,59 @@ func TestTakeTimeout(t *testing.T) {
 	}
 	if took > 3*time.Second {
 		t.Fatalf("Take returned after %v, its timeout is 1s", took)
+	}
+}
+
+// checkRehearse: Rehearse restores db into a throw-away etcd of its own
+// and finds the record's revision and key count; against a record that
+// says more keys it reports the difference; a damaged database is
+// refused by etcdutl (its sha256); the rehearsal record is written next
+// to the snapshot, read back, and pruned with it.
+func checkRehearse(t *testing.T, etcdutl, bin, db string, d Dir, m Meta) {
+	t.Helper()
+	ctx := context.Background()
+	o := RehearseOptions{DB: db, Meta: m, Etcdutl: etcdutl, Etcd: bin, Dir: t.TempDir()}
+	r, err := Rehearse(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.OK || r.Keys != m.Keys || r.Revision < m.Revision || r.ID != m.ID || r.EtcdVersion == "" || r.Detail != "" {
+		t.Fatalf("Rehearse: %+v, record %+v", r, m)
+	}
+	t.Logf("rehearsal of %s: revision %d, %d keys, etcd %s, %v", m.ID, r.Revision, r.Keys, r.EtcdVersion, r.Took)
+	if ents, _ := os.ReadDir(o.Dir); len(ents) != 0 {
+		t.Errorf("Rehearse left %d entries in its scratch directory", len(ents))
+	}
+
+	bad := m
+	bad.Keys++
+	o.Meta = bad
+	if r, err := Rehearse(ctx, o); err != nil || r.OK || !strings.Contains(r.Detail, fmt.Sprintf("%d keys at revision %d, the record says %d", m.Keys, m.Revision, bad.Keys)) {
+		t.Fatalf("Rehearse against a record of %d keys: %+v, %v", bad.Keys, r, err)
+	}
+
+	b, err := os.ReadFile(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff
+	damaged := filepath.Join(t.TempDir(), "damaged.db")
+	if err := os.WriteFile(damaged, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o.DB, o.Meta = damaged, m
+	if _, err := Rehearse(ctx, o); err == nil || !strings.Contains(err.Error(), "snapshot restore") {
+		t.Fatalf("Rehearse of a damaged database: %v", err)
+	}
+
+	if err := d.WriteRehearsal(r); err != nil {
+		t.Fatal(err)
+	}
+	got, err := d.Rehearsal(m.ID)
+	if err != nil || got == nil || *got != r {
+		t.Fatalf("Rehearsal: %+v, %v; want %+v", got, err, r)
+	}
+	if removed, err := d.prune(1, time.Now()); err != nil || len(removed) != 0 {
+		t.Fatalf("prune keeping the one snapshot removed %v, %v", removed, err)
 	}
 }

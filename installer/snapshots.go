@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -135,6 +136,10 @@ type StoredSnapshot struct {
 	backup.Meta
 	// Check is "ok" or why the sealed file is not the recorded one.
 	Check string `json:"check"`
+	// Rehearsal is the snapshot's last restore into a throw-away etcd
+	// (VerifySnapshots); nil: never restored.
+	Rehearsal      *backup.Rehearsal `json:"rehearsal,omitempty"`
+	RehearsalError string            `json:"rehearsalError,omitempty"`
 }
 
 // SnapshotStoreStatus is one store's snapshots as observed now.
@@ -145,6 +150,17 @@ type SnapshotStoreStatus struct {
 	Snapshots []StoredSnapshot `json:"snapshots"`
 	// Error says why the store was not read ("" when it was).
 	Error string `json:"error,omitempty"`
+}
+
+// Rehearsed is the store's newest snapshot whose sealed file matches
+// its record and whose last restore rehearsal succeeded (nil: none).
+func (s *SnapshotStoreStatus) Rehearsed() *StoredSnapshot {
+	for i := range s.Snapshots {
+		if x := &s.Snapshots[i]; x.Check == "ok" && x.Rehearsal != nil && x.Rehearsal.OK {
+			return x
+		}
+	}
+	return nil
 }
 
 // Newest is the store's newest snapshot whose sealed file matches its
@@ -221,9 +237,11 @@ type SnapshotCenterStatus struct {
 	Age time.Duration `json:"age,omitempty"`
 	// Count is how many snapshots the store holds.
 	Count int `json:"count"`
-	// Restored says whether a restore of the newest snapshot was
-	// rehearsed; scheduled snapshots are "not verified (no restore
-	// rehearsed)" until one is.
+	// Rehearsed is the newest snapshot of the store whose restore was
+	// rehearsed with success (nil: none, the backups are not verified).
+	Rehearsed *StoredSnapshot `json:"rehearsed,omitempty"`
+	// Restored says it in words: "not verified (…)" until a rehearsal
+	// succeeded.
 	Restored string `json:"restored"`
 	// Error says why the store could not be read.
 	Error string `json:"error,omitempty"`
@@ -234,36 +252,51 @@ type SnapshotCenterStatus struct {
 // sealed file that differs from its record, no snapshot, or a newest one
 // older than two intervals.
 func (e *Engine) snapshotStatus(ctx context.Context, st *Status, m *phase.Manager) {
-	sched := e.cfg.Cluster.Spec.Etcd.Snapshots
 	stores, err := e.listSnapshots(ctx, m)
 	if err != nil {
 		st.Problems = append(st.Problems, "etcd snapshots: not verified ("+err.Error()+")")
 		return
 	}
-	now := e.cfg.Clock()
+	cs, problems := judgeSnapshots(stores, *e.cfg.Cluster.Spec.Etcd.Snapshots, e.cfg.Clock())
+	st.Snapshots = cs
+	st.Problems = append(st.Problems, problems...)
+}
+
+// judgeSnapshots is snapshotStatus's rule over what the stores listed,
+// observed at now.
+func judgeSnapshots(stores []SnapshotStoreStatus, sched inventory.EtcdSnapshots, now time.Time) (out []SnapshotCenterStatus, problems []string) {
 	for _, s := range stores {
 		c := SnapshotCenterStatus{Center: s.Center, Server: s.Server, Count: len(s.Snapshots), Error: s.Error,
-			Restored: "not verified (no restore rehearsed)"}
+			Restored: "not verified (no restore rehearsed: tricenter snapshot verify)"}
+		if r := s.Rehearsed(); r != nil {
+			c.Rehearsed = r
+			c.Restored = fmt.Sprintf("rehearsed %v ago (snapshot of %s: revision %d, %d keys)", now.Sub(r.Rehearsal.At).Round(time.Minute),
+				r.TakenAt.Format(time.RFC3339), r.Rehearsal.Revision, r.Rehearsal.Keys)
+		}
 		for _, x := range s.Snapshots {
 			if x.Check != "ok" {
-				st.Problems = append(st.Problems, fmt.Sprintf("etcd snapshot %s on %s: %s", x.ID, s.Server, x.Check))
+				problems = append(problems, fmt.Sprintf("etcd snapshot %s on %s: %s", x.ID, s.Server, x.Check))
+			}
+			if x.Rehearsal != nil && !x.Rehearsal.OK {
+				problems = append(problems, fmt.Sprintf("etcd snapshot %s on %s: its restore rehearsal differs from its record: %s", x.ID, s.Server, x.Rehearsal.Detail))
 			}
 		}
 		switch {
 		case s.Error != "":
-			st.Problems = append(st.Problems, fmt.Sprintf("etcd snapshots in %s (%s): not verified (%s)", s.Center, s.Server, s.Error))
+			problems = append(problems, fmt.Sprintf("etcd snapshots in %s (%s): not verified (%s)", s.Center, s.Server, s.Error))
 		case s.Newest() == nil:
-			st.Problems = append(st.Problems, fmt.Sprintf("etcd snapshots in %s (%s): none", s.Center, s.Server))
+			problems = append(problems, fmt.Sprintf("etcd snapshots in %s (%s): none", s.Center, s.Server))
 		default:
 			c.Newest = s.Newest()
 			c.Age = max(now.Sub(c.Newest.TakenAt), 0)
 			if limit := 2 * sched.EveryDuration(); c.Age > limit {
-				st.Problems = append(st.Problems, fmt.Sprintf("etcd snapshots in %s (%s): the newest is %v old, more than two intervals (every %s): look at journalctl -u %s there",
+				problems = append(problems, fmt.Sprintf("etcd snapshots in %s (%s): the newest is %v old, more than two intervals (every %s): look at journalctl -u %s there",
 					s.Center, s.Server, c.Age.Round(time.Second), sched.Every, etcdsnap.ServiceName))
 			}
 		}
-		st.Snapshots = append(st.Snapshots, c)
+		out = append(out, c)
 	}
+	return out, problems
 }
 
 // findSnapshot is the record of snapshot id on server, listed now with
@@ -343,4 +376,125 @@ func (e *Engine) OpenSnapshot(ctx context.Context, server, id string, dst io.Wri
 		return rec, fmt.Errorf("snapshot %s from %s: %w", rec.ID, server, err)
 	}
 	return rec, nil
+}
+
+// VerifyOptions choose what VerifySnapshots rehearses.
+type VerifyOptions struct {
+	// Servers limits it to these stores (empty: every store).
+	Servers []string
+	// ID rehearses this snapshot instead of each store's newest (with
+	// one server in Servers).
+	ID string
+}
+
+// SnapshotVerification is the rehearsal of one store's snapshot.
+type SnapshotVerification struct {
+	Center   string            `json:"center"`
+	Server   string            `json:"server"`
+	Snapshot *StoredSnapshot   `json:"snapshot,omitempty"`
+	Result   *backup.Rehearsal `json:"rehearsal,omitempty"`
+	// Error says why the snapshot could not be rehearsed.
+	Error string `json:"error,omitempty"`
+}
+
+// OK reports a rehearsal that restored and matched the record.
+func (v *SnapshotVerification) OK() bool { return v.Error == "" && v.Result != nil && v.Result.OK }
+
+// VerifySnapshots rehearses a restore of each store's newest snapshot
+// (or o.ID): fetched and opened here with the state's key, restored with
+// etcdutl into a throw-away etcd on this machine's loopback (the
+// artifacts' binaries of the cluster's etcd release), and its revision and
+// key count compared with the snapshot's record. Each result is recorded
+// next to the snapshot on its store, where status and tricenter snapshot
+// list read it. One store's failure does not stop the others.
+func (e *Engine) VerifySnapshots(ctx context.Context, o VerifyOptions) ([]SnapshotVerification, error) {
+	if e.cfg.Cluster.Spec.Etcd.Snapshots == nil {
+		return nil, errors.New("spec.etcd.snapshots is not set: the cluster schedules no snapshots to verify")
+	}
+	if o.ID != "" && len(o.Servers) != 1 {
+		return nil, errors.New("a snapshot ID names one store's snapshot: give the store with it")
+	}
+	bins, err := e.Artifacts().ResolveVersion(ctx, e.cfg.Cluster.Spec.Etcd.Version, "etcd", "etcdutl")
+	if err != nil {
+		return nil, fmt.Errorf("the throw-away etcd: %w", err)
+	}
+	if _, err := e.snapshotIdentity(false, false); err != nil {
+		return nil, err
+	}
+	m := e.ObserveManager()
+	stores, err := e.listSnapshots(ctx, m)
+	m.Close()
+	if err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp("", "tricenter-rehearsal-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	w := e.Manager(false)
+	defer w.Close()
+	var out []SnapshotVerification
+	for _, s := range stores {
+		if len(o.Servers) > 0 && !slices.Contains(o.Servers, s.Server) {
+			continue
+		}
+		v := SnapshotVerification{Center: s.Center, Server: s.Server}
+		if err := e.rehearse(ctx, w, &v, o.ID, bins, tmp); err != nil {
+			v.Error = err.Error()
+			e.log.Warn("Snapshot not verified", "server", s.Server, "error", err)
+		}
+		out = append(out, v)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no store among %v: the stores are %s", o.Servers, storeNames(stores))
+	}
+	return out, nil
+}
+
+func storeNames(stores []SnapshotStoreStatus) string {
+	var names []string
+	for _, s := range stores {
+		names = append(names, s.Server)
+	}
+	return strings.Join(names, ", ")
+}
+
+func (e *Engine) rehearse(ctx context.Context, w *phase.Manager, v *SnapshotVerification, id string, bins map[string]string, tmp string) error {
+	f, err := os.CreateTemp(tmp, "snapshot-*.db")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	rec, err := e.OpenSnapshot(ctx, v.Server, id, f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	v.Snapshot = &rec
+	e.log.Info("Rehearsing a restore", "server", v.Server, "snapshot", rec.ID)
+	r, err := backup.Rehearse(ctx, backup.RehearseOptions{DB: f.Name(), Meta: rec.Meta, Etcdutl: bins["etcdutl"], Etcd: bins["etcd"],
+		Dir: filepath.Join(tmp, "restore"), Log: e.log})
+	if err != nil {
+		return err
+	}
+	v.Result = &r
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	hosts, err := w.Hosts(inventory.Selector{Servers: []string{v.Server}})
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(etcdsnap.Dir, rec.ID+backup.RehearsalExt)
+	if _, err := hosts[0].WriteFile(ctx, path, append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("recording the rehearsal on %s: %w", v.Server, err)
+	}
+	return nil
 }

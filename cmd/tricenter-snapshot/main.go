@@ -103,6 +103,10 @@ type listed struct {
 	// Check is "ok" or why the sealed file is not the recorded one
 	// (with --check).
 	Check string `json:"check,omitempty"`
+	// Rehearsal is the last restore of the snapshot into a throw-away
+	// etcd (tricenter snapshot verify), or why its record is unreadable.
+	Rehearsal      *backup.Rehearsal `json:"rehearsal,omitempty"`
+	RehearsalError string            `json:"rehearsalError,omitempty"`
 }
 
 func newListCmd(g *globals) *cobra.Command {
@@ -139,6 +143,11 @@ reads the whole listing.`,
 			out := make([]listed, len(metas))
 			for i, m := range metas {
 				out[i].Meta = m
+				if r, err := d.Rehearsal(m.ID); err != nil {
+					out[i].RehearsalError = err.Error()
+				} else {
+					out[i].Rehearsal = r
+				}
 				if check {
 					out[i].Check = "ok"
 					if err := d.Check(m); err != nil {

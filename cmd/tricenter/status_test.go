@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tricenter/terraform-provider-tricenter/backup"
 	"github.com/tricenter/terraform-provider-tricenter/installer"
 	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
 )
@@ -91,6 +92,33 @@ func TestPrintStatusLoadBalancers(t *testing.T) {
 	for _, want := range []string{`"loadBalancers":{"controller":{"replicas":2,"available":2,"leader":"tricenter-lb-7d9f-abcde"}`, `"readyEndpoints":{"dc1":2,"dc3":1}`, `"announcing":{"dc1":["dc1-r01-w01","dc1-r02-w01"]`} {
 		if !strings.Contains(string(j), want) {
 			t.Errorf("JSON lacks %s: %s", want, j)
+		}
+	}
+}
+
+// The snapshot section: per center the newest snapshot, its age, where it
+// came from and whether a restore was rehearsed; a store not read says so.
+func TestPrintStatusSnapshots(t *testing.T) {
+	taken := time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)
+	newest := &installer.StoredSnapshot{Meta: backup.Meta{ID: "lab-20261207T080000Z-dc1-r01-s01", TakenAt: taken, Member: "dc1-r01-s01",
+		MemberCenter: "dc1", Revision: 702}, Check: "ok"}
+	st := &installer.Status{Cluster: "lab", Snapshots: []installer.SnapshotCenterStatus{
+		{Center: "dc3", Server: "dc3-r01-s01", Newest: newest, Age: 41 * time.Second, Count: 3,
+			Restored: "not verified (no restore rehearsed: tricenter snapshot verify)"},
+		{Center: "dc1", Server: "dc1-r01-s01", Error: "dial tcp 198.19.1.10:22: connect: no route to host"},
+		{Center: "dc2", Server: "dc2-r01-s01"},
+	}}
+	var b bytes.Buffer
+	printStatus(&b, st)
+	out := b.String()
+	for _, want := range []string{
+		"etcd snapshots (newest per center, sealed file checked now):",
+		"dc3      dc3-r01-s01      41s       702        dc1-r01-s01 (dc1)      3      not verified (no restore rehearsed: tricenter snapshot verify)",
+		"dc1      dc1-r01-s01      not verified (dial tcp 198.19.1.10:22: connect: no route to host)",
+		"dc2      dc2-r01-s01      none",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
 		}
 	}
 }

@@ -59,7 +59,7 @@ LB_IMAGE=${LB_IMAGE:-tricenter.io/tricenter-lb:v1}
 
 # The Kubernetes and etcd binaries, each built per release as NAME-VERSION.
 KUBE_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
-ETCD_BINS=(etcd etcdctl)
+ETCD_BINS=(etcd etcdctl etcdutl)
 
 # stamp DIR: a hash of the build module's inputs.
 stamp() { (cd "$1" && shopt -s nullglob && cat go.mod go.sum ./*.go | sha256sum | cut -d' ' -f1); }
@@ -117,19 +117,22 @@ build_etcd() {
   while IFS= read -r -u 3 dir; do build_etcd_release "$dir"; done 3<<< "$dirs"
 }
 
-# build_etcd_release DIR: etcd-VERSION and etcdctl-VERSION from the build
-# module in DIR (etcd through etcdmain, etcdctl as its tool).
+# build_etcd_release DIR: etcd-VERSION, etcdctl-VERSION and etcdutl-VERSION
+# from the build module in DIR (etcd through etcdmain, etcdctl and etcdutl,
+# which restores snapshots, as its tools).
 build_etcd_release() {
   local dir=$1 rel=${1##*/} t0=$SECONDS
   local v; v=$(modversion "$dir" go.etcd.io/etcd/server/v3)
   local st; st=$( (stamp "$dir"; declare -f build_etcd_release) | sha256sum | cut -d' ' -f1)
   if fresh "etcd-$rel" "$st" "${ETCD_BINS[@]/%/-$v}"; then echo "etcd $v: up to date in $out"; return; fi
-  echo "==> building etcd $v and etcdctl $v"
+  echo "==> building etcd $v, etcdctl $v and etcdutl $v"
   local ld="-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=tricenter-$v"
   (cd "$dir" && go build -trimpath -ldflags "$ld" -o "$out/.etcd-$v.tmp" . &&
-    go build -trimpath -ldflags "$ld" -o "$out/.etcdctl-$v.tmp" go.etcd.io/etcd/etcdctl/v3)
+    go build -trimpath -ldflags "$ld" -o "$out/.etcdctl-$v.tmp" go.etcd.io/etcd/etcdctl/v3 &&
+    go build -trimpath -ldflags "$ld" -o "$out/.etcdutl-$v.tmp" go.etcd.io/etcd/etcdutl/v3)
   install_bin "$out/.etcd-$v.tmp" "etcd-$v"
   install_bin "$out/.etcdctl-$v.tmp" "etcdctl-$v"
+  install_bin "$out/.etcdutl-$v.tmp" "etcdutl-$v"
   echo "$st" > "$out/.etcd-$rel.stamp"
   took "$t0" "etcd $v"
 }

@@ -5,7 +5,7 @@ import "github.com/tricenter/terraform-provider-tricenter/inventory"
 // The binaries of a release (the artifact set holds them Versioned).
 var (
 	KubernetesBinaries = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl"}
-	EtcdBinaries       = []string{"etcd", "etcdctl"}
+	EtcdBinaries       = []string{"etcd", "etcdctl", "etcdutl"}
 )
 
 // DefaultName is the artifact name of bin in the default releases

@@ -1,10 +1,13 @@
 // Build module for the pinned etcd v3.5 server (main.go, through etcdmain)
-// and etcdctl (a tool of this module), `make artifacts`.
+// with etcdctl and etcdutl (tools of this module), `make artifacts`.
 module github.com/tricenter/terraform-provider-tricenter/hack/artifacts/etcd/v3.5
 
 go 1.26.8
 
-tool go.etcd.io/etcd/etcdctl/v3
+tool (
+	go.etcd.io/etcd/etcdctl/v3
+	go.etcd.io/etcd/etcdutl/v3
+)
 
 require go.etcd.io/etcd/server/v3 v3.5.35
 

@@ -1,6 +1,6 @@
 // Command etcd is the etcd server built from go.etcd.io/etcd/server/v3 at
 // the version pinned in this module's go.mod. `make artifacts` builds it
-// into the artifact cache together with etcdctl.
+// into the artifact cache together with etcdctl and etcdutl.
 package main
 
 import (

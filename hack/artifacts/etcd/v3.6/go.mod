@@ -1,10 +1,13 @@
 // Build module for the pinned etcd v3.6 server (main.go, through etcdmain)
-// and etcdctl (a tool of this module), `make artifacts`.
+// with etcdctl and etcdutl (tools of this module), `make artifacts`.
 module github.com/tricenter/terraform-provider-tricenter/hack/artifacts/etcd/v3.6
 
 go 1.26.8
 
-tool go.etcd.io/etcd/etcdctl/v3
+tool (
+	go.etcd.io/etcd/etcdctl/v3
+	go.etcd.io/etcd/etcdutl/v3
+)
 
 require go.etcd.io/etcd/server/v3 v3.6.16
 
@@ -57,6 +60,7 @@ require (
 	go.etcd.io/etcd/client/pkg/v3 v3.6.16 // indirect
 	go.etcd.io/etcd/client/v3 v3.6.16 // indirect
 	go.etcd.io/etcd/etcdctl/v3 v3.6.16 // indirect
+	go.etcd.io/etcd/etcdutl/v3 v3.6.16 // indirect
 	go.etcd.io/etcd/pkg/v3 v3.6.16 // indirect
 	go.etcd.io/raft/v3 v3.6.0 // indirect
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
