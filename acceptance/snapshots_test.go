@@ -103,6 +103,27 @@ func checkSnapshotSchedule(t *testing.T, ctx context.Context, e *installer.Engin
 		t.Fatalf("opened snapshot %s: %d bytes (record %d), marker present %v", rec.ID, plain.Len(), rec.PlainBytes, bytes.Contains(plain.Bytes(), []byte(marker)))
 	}
 
+	// A restore rehearsal of that store's newest snapshot, here, matches
+	// its record, and status shows it.
+	vs, err := e.VerifySnapshots(ctx, installer.VerifyOptions{Servers: []string{remote.Server}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vs) != 1 || !vs[0].OK() || vs[0].Snapshot.Revision < fresh.Revision {
+		t.Fatalf("snapshot verify: %+v", vs)
+	}
+	t.Logf("rehearsal of %s: revision %d (recorded %d), %d keys, etcd %s, %v", vs[0].Snapshot.ID, vs[0].Result.Revision,
+		vs[0].Snapshot.Revision, vs[0].Result.Keys, vs[0].Result.EtcdVersion, vs[0].Result.Took)
+	st, err := e.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range st.Snapshots {
+		if c.Server == remote.Server && (c.Rehearsed == nil || c.Rehearsed.ID != vs[0].Snapshot.ID) {
+			t.Errorf("status of %s after the rehearsal: %+v", c.Server, c)
+		}
+	}
+
 	// At rest the marker is nowhere in the store's files; the members that
 	// are no store have no timer.
 	m := e.Manager(true)
