@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
-	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
 )
 
 // DefaultConfigFile is where the installer writes a server's Config.
@@ -171,17 +171,9 @@ func ParseConfig(b []byte) (*Config, error) {
 // LoadConfig reads and validates the configuration file at path; its
 // errors name the file and the field.
 func LoadConfig(path string) (*Config, error) {
-	f, err := os.Open(path)
+	b, err := fsutil.ReadFileLimit(path, maxConfigSize)
 	if err != nil {
 		return nil, fmt.Errorf("reading the snapshot configuration: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading the snapshot configuration %s: %w", path, err)
-	}
-	if len(b) > maxConfigSize {
-		return nil, fmt.Errorf("snapshot configuration %s: larger than %d bytes", path, maxConfigSize)
 	}
 	c, err := ParseConfig(b)
 	if err != nil {

@@ -7,12 +7,12 @@ import (
 	"io"
 	"net/netip"
 	"net/url"
-	"os"
 	"path/filepath"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/tricenter/terraform-provider-tricenter/internal/fsutil"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 	"github.com/tricenter/terraform-provider-tricenter/lb"
 )
@@ -380,14 +380,9 @@ func ParseConfig(data []byte) (*Config, error) {
 
 // LoadConfig reads a configuration file.
 func LoadConfig(path string) (*Config, error) {
-	f, err := os.Open(path)
+	data, err := fsutil.ReadFileLimit(path, MaxConfigSize)
 	if err != nil {
 		return nil, fmt.Errorf("reading agent configuration: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxConfigSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading agent configuration %s: %w", path, err)
 	}
 	c, err := ParseConfig(data)
 	if err != nil {
