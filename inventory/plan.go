@@ -3,22 +3,25 @@ package inventory
 import (
 	"net/netip"
 	"sort"
+	"strings"
 )
 
 // Plan is everything tricenter derives from a valid inventory before it
 // touches a host: placement, IP plan and per-node facts. Its JSON form is the
 // contract of `tricenter plan -o json`.
 type Plan struct {
-	Cluster      string     `json:"cluster"`
-	Summary      Summary    `json:"summary"`
-	Centers      []PlanCtr  `json:"centers"`
-	Etcd         EtcdPlan   `json:"etcd"`
-	ControlPlane []Member   `json:"controlPlane"`
-	Stacked      bool       `json:"stackedControlPlane"`
-	IPAM         PlanIPAM   `json:"ipam"`
-	Warnings     []Problem  `json:"warnings"`
-	placement    *Placement `json:"-"`
-	ips          *IPPlan    `json:"-"`
+	Cluster      string    `json:"cluster"`
+	Summary      Summary   `json:"summary"`
+	Centers      []PlanCtr `json:"centers"`
+	Etcd         EtcdPlan  `json:"etcd"`
+	ControlPlane []Member  `json:"controlPlane"`
+	Stacked      bool      `json:"stackedControlPlane"`
+	// Snapshots is the snapshot schedule and its stores (nil: none).
+	Snapshots *SnapshotPlan `json:"snapshots,omitempty"`
+	IPAM      PlanIPAM      `json:"ipam"`
+	Warnings  []Problem     `json:"warnings"`
+	placement *Placement    `json:"-"`
+	ips       *IPPlan       `json:"-"`
 }
 
 // Summary counts what the inventory holds.
@@ -90,6 +93,16 @@ func BuildPlan(c *Cluster, lines *Lines, prior *Prior) (*Plan, error) {
 		Warnings:     res.Warnings,
 		placement:    pl,
 		ips:          ips,
+	}
+	if sched := c.Spec.Etcd.Snapshots; sched != nil {
+		// A (degraded) placement with no member in one site cannot keep
+		// a snapshot out of the site it came from: apply refuses to
+		// schedule it, the plan warns.
+		if stores, err := c.SnapshotStores(pl.Etcd.Members); err != nil {
+			p.Warnings = append(p.Warnings, Problem{Path: "spec.etcd.snapshots", Message: strings.TrimPrefix(err.Error(), "spec.etcd.snapshots: ") + ": apply will refuse to schedule them"})
+		} else {
+			p.Snapshots = &SnapshotPlan{Every: sched.Every, Keep: sched.KeepOrDefault(), Stores: stores}
+		}
 	}
 	p.Summary = Summary{Sites: len(c.Spec.Sites), Centers: len(c.Spec.Centers), Racks: len(c.Spec.Racks)}
 	for _, ctr := range c.Spec.Centers {

@@ -17,6 +17,13 @@ type SnapshotStore struct {
 	Sources []Member `json:"sources"`
 }
 
+// SnapshotPlan is the snapshot schedule as a plan shows it.
+type SnapshotPlan struct {
+	Every  string          `json:"every"`
+	Keep   int             `json:"keep"`
+	Stores []SnapshotStore `json:"stores"`
+}
+
 // SnapshotStores applies the placement rule of scheduled snapshots to
 // the etcd members: in every center that has members, the first member
 // by name keeps snapshots, and takes them only from members of the

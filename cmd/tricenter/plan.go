@@ -106,6 +106,22 @@ func renderPlan(out io.Writer, p *inventory.Plan) error {
 		return err
 	}
 
+	if sp := p.Snapshots; sp != nil {
+		fmt.Fprintf(out, "\netcd snapshots every %s, the newest %d kept by each store, taken only from the other site:\n", sp.Every, sp.Keep)
+		tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "STORE\tCENTER\tSITE\tTAKES FROM (in order)")
+		for _, st := range sp.Stores {
+			var from []string
+			for _, m := range st.Sources {
+				from = append(from, m.Name+"@"+m.Center)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", st.Server.Name, st.Server.Center, st.Server.Site, strings.Join(from, ", "))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+
 	cpNote := ""
 	if p.Stacked {
 		cpNote = " (stacked on the etcd members: no server has the control-plane role)"
