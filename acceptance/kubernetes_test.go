@@ -67,6 +67,12 @@ func startKubeLab(t testing.TB) *kubeLab {
 	s := strings.NewReplacer(".cache/nspawn-lab/id_ed25519", filepath.Join(k.dir, "id_ed25519"),
 		".cache/nspawn-lab/known_hosts", filepath.Join(k.dir, "known_hosts"),
 		"artifactDir: .cache/artifacts", "artifactDir: "+k.arts).Replace(string(b))
+	// The lab schedules etcd snapshots (labSnapshots), in the inventory
+	// itself: the CLI runs of the test read the same file.
+	if !strings.Contains(s, "\n  etcd:\n") {
+		t.Fatal("acceptance/testdata/nspawn-lab.yaml: no spec.etcd to schedule snapshots in")
+	}
+	s = strings.Replace(s, "\n  etcd:\n", fmt.Sprintf("\n  etcd:\n    snapshots: {every: %s, keep: %d}\n", labSnapshots.Every, labSnapshots.Keep), 1)
 	k.inv = []byte(s)
 	c, err := nspawn.ParseInventory(k.inv, nil)
 	if err != nil {
@@ -114,8 +120,6 @@ func (k *kubeLab) cluster(t testing.TB, drop ...string) *inventory.Cluster {
 		r := &c.Spec.Racks[i]
 		r.Servers = slices.DeleteFunc(r.Servers, func(s inventory.Server) bool { return slices.Contains(drop, s.Name) })
 	}
-	snaps := labSnapshots
-	c.Spec.Etcd.Snapshots = &snaps
 	if err := c.Validate(lines).Err(); err != nil {
 		t.Fatal(err)
 	}
