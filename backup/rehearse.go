@@ -119,16 +119,18 @@ func Rehearse(ctx context.Context, o RehearseOptions) (Rehearsal, error) {
 	if err := etcd.Start(); err != nil {
 		return r, fmt.Errorf("rehearsal of %s: starting %s: %w", o.Meta.ID, filepath.Base(o.Etcd), err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- etcd.Wait() }()
+	// done is closed when the process has exited; waitErr says how.
+	done := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = etcd.Wait(); close(done) }()
 	defer func() {
 		// Stop it by its pid, then its group; wait for it.
 		_ = etcd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-exited:
+		case <-done:
 		case <-time.After(10 * time.Second):
 			_ = syscall.Kill(-etcd.Process.Pid, syscall.SIGKILL)
-			<-exited
+			<-done
 		}
 	}()
 
@@ -147,11 +149,10 @@ func Rehearse(ctx context.Context, o RehearseOptions) (Rehearsal, error) {
 			break
 		}
 		select {
-		case werr := <-exited:
-			exited <- werr
-			return r, fmt.Errorf("rehearsal of %s: the restored etcd exited: %v\n%s", o.Meta.ID, werr, tail(out.Bytes(), 1500))
+		case <-done:
+			return r, fmt.Errorf("rehearsal of %s: the restored etcd exited: %w\n%s", o.Meta.ID, waitErr, tail(out.Bytes(), 1500))
 		case <-ctx.Done():
-			return r, fmt.Errorf("rehearsal of %s: the restored etcd did not answer: %v\n%s", o.Meta.ID, err, tail(out.Bytes(), 1500))
+			return r, fmt.Errorf("rehearsal of %s: the restored etcd did not answer: %w\n%s", o.Meta.ID, err, tail(out.Bytes(), 1500))
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
