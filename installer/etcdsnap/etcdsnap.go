@@ -182,7 +182,9 @@ func (o Options) install(ctx context.Context, h Host, st inventory.SnapshotStore
 			return fmt.Errorf("restarting %s on %s: %w", TimerName, name, err)
 		}
 	}
-	if !changed && !h.DryRun() {
+	// Unchanged and holding snapshots: nothing to take now (a plan sees
+	// the same).
+	if !changed {
 		if out, _ := h.Query(ctx, "ls "+shell.Quote(Dir)); strings.Contains(out, ".json") {
 			return nil
 		}

@@ -22,6 +22,8 @@ type fakeHost struct {
 	ran     []string
 	// failStart makes `systemctl start` of the service fail.
 	failStart bool
+	// dry makes it a dry run's host (the fake records the same).
+	dry bool
 }
 
 func newFakeHost(name string) *fakeHost {
@@ -29,7 +31,7 @@ func newFakeHost(name string) *fakeHost {
 }
 
 func (h *fakeHost) String() string { return h.name }
-func (h *fakeHost) DryRun() bool   { return false }
+func (h *fakeHost) DryRun() bool   { return h.dry }
 func (h *fakeHost) put(path, data string) phase.FileResult {
 	changed := h.files[path] != data
 	h.files[path] = data
@@ -145,13 +147,16 @@ func TestInstallConverges(t *testing.T) {
 	if !strings.Contains(h.files[TimerPath], "OnUnitActiveSec=21600s") || !strings.Contains(h.files[TimerPath], "RandomizedDelaySec=300s") {
 		t.Errorf("timer:\n%s", h.files[TimerPath])
 	}
-	h.ran = nil
-	if err := o.Apply(context.Background(), h); err != nil {
-		t.Fatal(err)
+	for _, dry := range []bool{false, true} {
+		h.ran, h.dry = nil, dry
+		if err := o.Apply(context.Background(), h); err != nil {
+			t.Fatal(err)
+		}
+		if len(h.ran) != 0 {
+			t.Errorf("second run (dry run %v) ran %q, want nothing", dry, h.ran)
+		}
 	}
-	if len(h.ran) != 0 {
-		t.Errorf("second run ran %q, want nothing", h.ran)
-	}
+	h.dry = false
 	// A new interval rewrites the timer and restarts it (and takes one).
 	o.Every = time.Hour
 	h.ran = nil
