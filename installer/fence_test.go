@@ -19,6 +19,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/tricenter/terraform-provider-tricenter/installer/health"
+	"github.com/tricenter/terraform-provider-tricenter/internal/kubetest"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
@@ -487,5 +488,71 @@ func TestUnfence(t *testing.T) {
 	}
 	if taints := taintsOf(t, f.cs, ready); len(taints) != 1 || taints[0].Key != "example.com/keep" {
 		t.Errorf("%s keeps %+v, want only its own taint", ready, taints)
+	}
+}
+
+// Fence and unfence against a real kube-apiserver (kubetest; no kubelet,
+// so the Nodes and their Leases are written here): the taint is accepted
+// as written, a second fence writes nothing, and unfence removes it only
+// from the Node whose heartbeat is fresh.
+func TestFenceAgainstAPIServer(t *testing.T) {
+	f := newFenceFixture(t)
+	cs := kubetest.Start(t, kubetest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	hosts := f.hosts[:3]
+	fresh, stale, unregistered := hosts[0].Name, hosts[1].Name, hosts[2].Name
+	for _, n := range []string{fresh, stale} {
+		node := readyNode(n, "boot-"+n)
+		created, err := cs.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		created.Status = node.Status
+		if _, err := cs.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := cs.CoordinationV1().Leases(health.LeaseNamespace).Create(ctx, nodeLease(fresh, f.now.Add(-2*time.Second)), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoordinationV1().Leases(health.LeaseNamespace).Create(ctx, nodeLease(stale, f.now.Add(-2*time.Minute)), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, want := range []string{"tainted", "already tainted"} {
+		rep, err := f.e.fence(ctx, FenceOptions{Center: "dc3", Power: newFakeFencePower()}, hosts, cs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range rep.Servers {
+			w := want
+			if s.Name == unregistered {
+				w = "not registered"
+			}
+			if s.Node != w {
+				t.Errorf("%s: node %q, want %q", s.Name, s.Node, w)
+			}
+		}
+	}
+	for _, n := range []string{fresh, stale} {
+		// The API's admission adds node.kubernetes.io/not-ready at create.
+		taints := taintsOf(t, cs, n)
+		if !outOfService(taints) || !slices.ContainsFunc(taints, func(t corev1.Taint) bool { return t.Key == "example.com/keep" }) ||
+			len(slices.DeleteFunc(slices.Clone(taints), func(t corev1.Taint) bool { return t.Key != corev1.TaintNodeOutOfService })) != 1 {
+			t.Errorf("%s taints %+v, want the out-of-service taint once beside the others", n, taints)
+		}
+	}
+
+	rep, err := f.e.unfence(ctx, "dc3", hosts, false, cs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Unfenced || rep.Servers[0].Node != "untainted" || rep.Servers[1].Node != "kept tainted" ||
+		!strings.Contains(rep.Servers[1].Reason, "heartbeat") || rep.Servers[2].Node != "not registered" {
+		t.Errorf("unfence %+v", rep.Servers)
+	}
+	if outOfService(taintsOf(t, cs, fresh)) || !outOfService(taintsOf(t, cs, stale)) {
+		t.Errorf("after unfence: %s %+v, %s %+v", fresh, taintsOf(t, cs, fresh), stale, taintsOf(t, cs, stale))
 	}
 }

@@ -28,6 +28,7 @@
 //	1016-1269  198.18.52.0/24  the benchmark (bench/bmc.sh)
 //	1270-1523  198.18.53.0/24  installer/etcd tests (the drill's BMC power)
 //	1524-1777  198.18.54.0/24  acceptance/libvirt tests
+//	1778-2031  198.18.55.0/24  installer tests (the fence's BMC power)
 package ipmisim
 
 import (
