@@ -18,6 +18,7 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/bmc"
 	"github.com/tricenter/terraform-provider-tricenter/installer/addons"
 	"github.com/tricenter/terraform-provider-tricenter/installer/health"
+	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
@@ -183,7 +184,7 @@ func (e *Engine) Fence(ctx context.Context, o FenceOptions) (*FenceReport, error
 	if err != nil {
 		return nil, err
 	}
-	cs, err := e.Clientset()
+	cs, err := e.appliedClientset()
 	if err != nil {
 		return nil, err
 	}
@@ -193,6 +194,18 @@ func (e *Engine) Fence(ctx context.Context, o FenceOptions) (*FenceReport, error
 		o.Power = &BMCPowerControl{Pool: pool}
 	}
 	return e.fence(ctx, o, hosts, cs)
+}
+
+// appliedClientset is Clientset for a cluster an apply created: without
+// the Kubernetes CA in the state there is nothing to fence (ErrNoPKI), and
+// no credential is minted for an API that would not trust it.
+func (e *Engine) appliedClientset() (kubernetes.Interface, error) {
+	if ok, err := e.PKIStore().HasCA(pki.KubernetesCA); err != nil {
+		return nil, err
+	} else if !ok {
+		return nil, fmt.Errorf("%w: the Kubernetes CA is not in the state", ErrNoPKI)
+	}
+	return e.Clientset()
 }
 
 // centerHosts are the servers of center; an unknown center is an error
@@ -549,7 +562,7 @@ func (e *Engine) Unfence(ctx context.Context, center string, dryRun bool) (*Unfe
 	if err != nil {
 		return nil, err
 	}
-	cs, err := e.Clientset()
+	cs, err := e.appliedClientset()
 	if err != nil {
 		return nil, err
 	}

@@ -19,6 +19,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/tricenter/terraform-provider-tricenter/installer/health"
+	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
 	"github.com/tricenter/terraform-provider-tricenter/internal/kubetest"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
@@ -415,6 +416,25 @@ func TestFenceUnknownCenter(t *testing.T) {
 	}
 	if _, err := f.e.Fence(context.Background(), FenceOptions{Center: "dc9", Power: newFakeFencePower()}); err == nil {
 		t.Fatal("Fence of an unknown center succeeded")
+	}
+}
+
+// On a cluster never applied there is no credential for the API: Fence
+// and Unfence say so before any BMC is asked, and mint none.
+func TestFenceNeverApplied(t *testing.T) {
+	f := newFenceFixture(t)
+	pw := newFakeFencePower()
+	if _, err := f.e.Fence(context.Background(), FenceOptions{Center: "dc3", Power: pw, Yes: true}); !errors.Is(err, ErrNoPKI) {
+		t.Errorf("Fence: %v, want ErrNoPKI", err)
+	}
+	if _, err := f.e.Unfence(context.Background(), "dc3", false); !errors.Is(err, ErrNoPKI) {
+		t.Errorf("Unfence: %v, want ErrNoPKI", err)
+	}
+	if calls := pw.offCalls(); len(calls) != 0 {
+		t.Errorf("powered off %v", calls)
+	}
+	if ok, err := f.e.PKIStore().HasCA(pki.KubernetesCA); ok || err != nil {
+		t.Errorf("a Kubernetes CA was created (%v)", err)
 	}
 }
 
