@@ -160,8 +160,10 @@ type FenceReport struct {
 type FencedServer struct {
 	Name string `json:"name"`
 	// Power is what its BMC said or what was done: "off (BMC)", "powered
-	// off now (BMC)", "on (BMC)", "on (BMC): would power off", "assumed
-	// dead (BMC did not answer: …)" or "not confirmed (…)".
+	// off now (BMC)", "on (BMC)", "on (BMC): would power off", "on (BMC):
+	// power-off failed", "assumed dead (BMC did not answer: …)" or "not
+	// confirmed (BMC did not answer: …)" ("BMC not usable: …" when the
+	// inventory gives it no usable bmc block).
 	Power string `json:"power"`
 	// Node is "tainted", "already tainted", "not registered", "would
 	// taint" or "not tainted" (refused, or the taint failed: Error).
@@ -262,11 +264,15 @@ func (e *Engine) fence(ctx context.Context, o FenceOptions, hosts []inventory.Ho
 		case a.err != nil:
 			unconfirmed = append(unconfirmed, i)
 			s.Error = a.err.Error()
+			why := "BMC did not answer: "
+			if errors.Is(a.err, bmc.ErrConfig) {
+				why = "BMC not usable: "
+			}
 			if o.AssumeDead {
-				s.Power = FencePowerAssumed + " (BMC did not answer: " + s.Error + ")"
-				e.log.Warn("Assuming the server is dead: its BMC did not answer", "server", h.Name, "err", a.err)
+				s.Power = FencePowerAssumed + " (" + why + s.Error + ")"
+				e.log.Warn("Assuming the server is dead: its power state is unknown", "server", h.Name, "err", a.err)
 			} else {
-				s.Power = FencePowerUnchecked + " (BMC did not answer: " + s.Error + ")"
+				s.Power = FencePowerUnchecked + " (" + why + s.Error + ")"
 			}
 		case a.on:
 			on = append(on, i)
@@ -312,8 +318,12 @@ func (e *Engine) fence(ctx context.Context, o FenceOptions, hosts []inventory.Ho
 
 	if len(on) > 0 {
 		if !o.Yes {
-			q := fmt.Sprintf("The BMCs report %s of center %s powered on: %s. Power them off now, then taint the center's Nodes out-of-service?",
-				countOf(len(on), "server", "servers"), o.Center, strings.Join(namesAt(hosts, on), ", "))
+			them := "them"
+			if len(on) == 1 {
+				them = "it"
+			}
+			q := fmt.Sprintf("The BMCs report %s of center %s powered on: %s. Power %s off now, then taint the center's Nodes out-of-service?",
+				countOf(len(on), "server", "servers"), o.Center, strings.Join(namesAt(hosts, on), ", "), them)
 			ok := false
 			if o.Confirm != nil {
 				ok, err = o.Confirm(ctx, q)

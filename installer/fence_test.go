@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
 
+	"github.com/tricenter/terraform-provider-tricenter/bmc"
 	"github.com/tricenter/terraform-provider-tricenter/installer/health"
 	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
 	"github.com/tricenter/terraform-provider-tricenter/internal/kubetest"
@@ -575,4 +576,25 @@ func TestFenceAgainstAPIServer(t *testing.T) {
 	if outOfService(taintsOf(t, cs, fresh)) || !outOfService(taintsOf(t, cs, stale)) {
 		t.Errorf("after unfence: %s %+v, %s %+v", fresh, taintsOf(t, cs, fresh), stale, taintsOf(t, cs, stale))
 	}
+}
+
+// A server without a bmc block in the inventory cannot be asked: it is
+// not confirmed, and the report says the BMC is not usable rather than
+// silent.
+func TestFenceServerWithoutBMC(t *testing.T) {
+	f := newFenceFixture(t)
+	hosts := slices.Clone(f.hosts)
+	hosts[0].BMC = nil
+	pool := bmc.NewPool(bmc.Options{})
+	defer pool.Close(context.Background())
+	pw := &BMCPowerControl{Pool: pool}
+	// Only the first server: the others' BMCs (10.103.x) are not reachable here.
+	rep, err := f.e.fence(context.Background(), FenceOptions{Center: "dc3", Power: pw}, hosts[:1], f.cs)
+	if !errors.Is(err, ErrFenceRefused) {
+		t.Fatalf("error %v, want ErrFenceRefused", err)
+	}
+	if s := rep.Servers[0]; !strings.HasPrefix(s.Power, "not confirmed (BMC not usable: ") || !strings.Contains(s.Power, "bmc is not set") {
+		t.Errorf("%+v", s)
+	}
+	f.checkNothingTainted(t)
 }
