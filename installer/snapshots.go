@@ -299,13 +299,10 @@ func judgeSnapshots(stores []SnapshotStoreStatus, sched inventory.EtcdSnapshots,
 	return out, problems
 }
 
-// findSnapshot is the record of snapshot id on server, listed now with
-// its sealed file checked; "" for id: the newest good one there.
-func (e *Engine) findSnapshot(ctx context.Context, m *phase.Manager, server, id string) (StoredSnapshot, error) {
-	stores, err := e.listSnapshots(ctx, m)
-	if err != nil {
-		return StoredSnapshot{}, err
-	}
+// pickSnapshot is the record of snapshot id on server among the listed
+// stores (their sealed files checked when listed); "" for id: the newest
+// good one there.
+func pickSnapshot(stores []SnapshotStoreStatus, server, id string) (StoredSnapshot, error) {
 	for _, s := range stores {
 		if s.Server != server {
 			continue
@@ -344,17 +341,27 @@ func (e *Engine) OpenSnapshot(ctx context.Context, server, id string, dst io.Wri
 	}
 	m := e.ObserveManager()
 	defer m.Close()
-	rec, err := e.findSnapshot(ctx, m, server, id)
+	stores, err := e.listSnapshots(ctx, m)
+	if err != nil {
+		return StoredSnapshot{}, err
+	}
+	rec, err := pickSnapshot(stores, server, id)
 	if err != nil {
 		return rec, err
 	}
+	return rec, e.openStored(ctx, m, server, rec, key, dst)
+}
+
+// openStored streams the sealed file of rec from server and opens it into
+// dst with key (see OpenSnapshot).
+func (e *Engine) openStored(ctx context.Context, m *phase.Manager, server string, rec StoredSnapshot, key *ecdh.PrivateKey, dst io.Writer) error {
 	hosts, err := m.Hosts(inventory.Selector{Servers: []string{server}})
 	if err != nil {
-		return rec, err
+		return err
 	}
 	cl, err := hosts[0].Client(ctx)
 	if err != nil {
-		return rec, fmt.Errorf("fetching snapshot %s from %s: %w", rec.ID, server, err)
+		return fmt.Errorf("fetching snapshot %s from %s: %w", rec.ID, server, err)
 	}
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
@@ -373,9 +380,9 @@ func (e *Engine) OpenSnapshot(ctx context.Context, server, id string, dst io.Wri
 		err = ferr
 	}
 	if err != nil {
-		return rec, fmt.Errorf("snapshot %s from %s: %w", rec.ID, server, err)
+		return fmt.Errorf("snapshot %s from %s: %w", rec.ID, server, err)
 	}
-	return rec, nil
+	return nil
 }
 
 // VerifyOptions choose what VerifySnapshots rehearses.
@@ -418,12 +425,14 @@ func (e *Engine) VerifySnapshots(ctx context.Context, o VerifyOptions) ([]Snapsh
 	if err != nil {
 		return nil, fmt.Errorf("the throw-away etcd: %w", err)
 	}
-	if _, err := e.snapshotIdentity(false, false); err != nil {
+	key, err := e.snapshotIdentity(false, false)
+	if err != nil {
 		return nil, err
 	}
+	// One listing (each sealed file hashed once) serves every store.
 	m := e.ObserveManager()
+	defer m.Close()
 	stores, err := e.listSnapshots(ctx, m)
-	m.Close()
 	if err != nil {
 		return nil, err
 	}
@@ -440,7 +449,7 @@ func (e *Engine) VerifySnapshots(ctx context.Context, o VerifyOptions) ([]Snapsh
 			continue
 		}
 		v := SnapshotVerification{Center: s.Center, Server: s.Server}
-		if err := e.rehearse(ctx, w, &v, o.ID, bins, tmp); err != nil {
+		if err := e.rehearse(ctx, m, w, &v, stores, o.ID, key, bins, tmp); err != nil {
 			v.Error = err.Error()
 			e.log.Warn("Snapshot not verified", "server", s.Server, "error", err)
 		}
@@ -460,13 +469,18 @@ func storeNames(stores []SnapshotStoreStatus) string {
 	return strings.Join(names, ", ")
 }
 
-func (e *Engine) rehearse(ctx context.Context, w *phase.Manager, v *SnapshotVerification, id string, bins map[string]string, tmp string) error {
+func (e *Engine) rehearse(ctx context.Context, m, w *phase.Manager, v *SnapshotVerification, stores []SnapshotStoreStatus, id string,
+	key *ecdh.PrivateKey, bins map[string]string, tmp string) error {
+	rec, err := pickSnapshot(stores, v.Server, id)
+	if err != nil {
+		return err
+	}
 	f, err := os.CreateTemp(tmp, "snapshot-*.db")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(f.Name())
-	rec, err := e.OpenSnapshot(ctx, v.Server, id, f)
+	err = e.openStored(ctx, m, v.Server, rec, key, f)
 	if err == nil {
 		err = f.Sync()
 	}

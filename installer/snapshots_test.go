@@ -49,3 +49,35 @@ func TestJudgeSnapshots(t *testing.T) {
 		t.Fatalf("problems:\n%s\nwant:\n%s", strings.Join(problems, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// pickSnapshot: the newest good snapshot of a store, or the one named;
+// a damaged one, an unread store and an unknown server are errors.
+func TestPickSnapshot(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	stores := []SnapshotStoreStatus{
+		{Center: "dc1", Server: "s1", Snapshots: []StoredSnapshot{
+			{Meta: backup.Meta{ID: "a", TakenAt: now}, Check: "sealed file differs from its record: size"},
+			{Meta: backup.Meta{ID: "b", TakenAt: now.Add(-time.Hour)}, Check: "ok"},
+		}},
+		{Center: "dc3", Server: "s3", Error: "no route to host"},
+	}
+	for _, tc := range []struct{ server, id, want, err string }{
+		{"s1", "", "b", ""},
+		{"s1", "b", "b", ""},
+		{"s1", "a", "", "snapshot a on s1: sealed file differs"},
+		{"s1", "zz", "", "s1 holds no snapshot zz"},
+		{"s3", "", "", "listing the snapshots on s3: no route to host"},
+		{"s9", "", "", "s9 keeps no snapshots"},
+	} {
+		got, err := pickSnapshot(stores, tc.server, tc.id)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s/%q: err %v, want %q", tc.server, tc.id, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got.ID != tc.want {
+			t.Errorf("%s/%q: %s, %v; want %s", tc.server, tc.id, got.ID, err, tc.want)
+		}
+	}
+}
