@@ -41,7 +41,19 @@ const newWorker = "dc2-r01-w01"
 // staleWorker is powered off and rebooted under the health checks.
 const staleWorker = "dc1-r01-w01"
 
-func startKubeLab(t testing.TB) *kubeLab {
+func startKubeLab(t testing.TB) *kubeLab { return startKubeLabWith(t, kubeLabOptions{}) }
+
+// kubeLabOptions change which machines the lab has and starts.
+type kubeLabOptions struct {
+	// Off are inventory servers whose machines are not started.
+	Off []string
+	// Spares are machines the inventory does not list (replacement
+	// servers a test adds later), in rack SpareRack, not started.
+	Spares    []inventory.Server
+	SpareRack string
+}
+
+func startKubeLabWith(t testing.TB, o kubeLabOptions) *kubeLab {
 	t.Helper()
 	if err := nspawn.Available(); err != nil {
 		testenv.Need(t, fmt.Errorf("nspawn lab: %w", err))
@@ -81,6 +93,22 @@ func startKubeLab(t testing.TB) *kubeLab {
 	if c.Spec.Kubernetes.NodeProfile != inventory.NodeProfileNspawn {
 		t.Fatalf("acceptance/testdata/nspawn-lab.yaml: spec.kubernetes.nodeProfile is %q, want nspawn", c.Spec.Kubernetes.NodeProfile)
 	}
+	var boot []string
+	if len(o.Off) > 0 || len(o.Spares) > 0 {
+		for _, h := range c.Hosts() {
+			if !slices.Contains(o.Off, h.Name) {
+				boot = append(boot, h.Name)
+			}
+		}
+		r := c.Rack(o.SpareRack)
+		if len(o.Spares) > 0 && r == nil {
+			t.Fatalf("spare rack %q is not in the lab inventory", o.SpareRack)
+		}
+		if r != nil {
+			r.Servers = append(r.Servers, o.Spares...)
+			c.SetDefaults()
+		}
+	}
 	rootfs, err := nspawn.EnsureRootfs(ctx, cache, k.log)
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +117,7 @@ func startKubeLab(t testing.TB) *kubeLab {
 	// A core router outside the racks (peering with the lab router, which
 	// plays every TOR): the upgrade scenario asks its Service and the API
 	// from there, as a client beyond the datacenter's core would.
-	k.lab, err = nspawn.Up(ctx, nspawn.Config{Cluster: c, Rootfs: rootfs, Logger: k.log,
+	k.lab, err = nspawn.Up(ctx, nspawn.Config{Cluster: c, Rootfs: rootfs, Logger: k.log, Hosts: boot,
 		Dir:         filepath.Join(cache, "nspawn", "machines", "kube-"+filepath.Base(filepath.Dir(k.dir))),
 		CoreRouters: []nspawn.CoreRouter{{Name: "core-a", Site: "site-a", ASN: 65000}}, CoreTransit: netip.MustParsePrefix("198.19.118.0/24")})
 	if err != nil {

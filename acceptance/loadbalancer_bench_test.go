@@ -1,17 +1,12 @@
 package acceptance
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,7 +17,6 @@ import (
 	"github.com/tricenter/terraform-provider-tricenter/bgp/bgplab"
 	"github.com/tricenter/terraform-provider-tricenter/installer"
 	"github.com/tricenter/terraform-provider-tricenter/internal/ipmisim"
-	"github.com/tricenter/terraform-provider-tricenter/internal/shell"
 	"github.com/tricenter/terraform-provider-tricenter/lb"
 )
 
@@ -389,57 +383,5 @@ func (l *lbLab) waitKernel(ip string, ok func(hops []string) bool) time.Time {
 // bmcFor starts an ipmi_sim BMC whose power off cuts node's machine.
 func (l *lbLab) bmcFor(node string) *ipmisim.BMC {
 	l.t.Helper()
-	mach := l.k.lab.Machine(node)
-	if mach == nil {
-		l.t.Fatalf("no machine %s", node)
-	}
-	dir := filepath.Join(l.k.dir, "bmc-"+node)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		l.t.Fatal(err)
-	}
-	fifo, state := filepath.Join(dir, "power.fifo"), filepath.Join(dir, "power.state")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		l.t.Fatal(err)
-	}
-	if err := os.WriteFile(state, []byte("on\n"), 0o644); err != nil {
-		l.t.Fatal(err)
-	}
-	f, err := os.OpenFile(fifo, os.O_RDWR, 0)
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if op := strings.TrimSpace(sc.Text()); op == "off" || op == "soft-off" {
-				if err := mach.PowerOff(l.ctx); err != nil {
-					l.t.Errorf("power off %s: %v", node, err)
-				}
-				_ = os.WriteFile(state, []byte("off\n"), 0o644)
-			}
-		}
-	}()
-	addrs, closeAddrs, err := ipmisim.LabAddrs(l.ctx, 60)
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	req := func(op string) string {
-		return fmt.Sprintf(`timeout 5 sh -c 'echo %s > "$1"' sh %s`, op, shell.Quote(fifo))
-	}
-	bmc, err := ipmisim.Start(l.ctx, ipmisim.Config{Name: node, Address: addrs[0], User: "admin", Password: "lab-secret", Dir: dir,
-		Power: ipmisim.Power{On: ":", Off: req("off"), SoftOff: req("soft-off"), Reset: ":",
-			Status: fmt.Sprintf(`read -r v < %s && [ "$v" = on ]`, shell.Quote(state))}})
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	l.t.Cleanup(func() {
-		_ = bmc.Stop()
-		_ = closeAddrs()
-		_ = f.Close()
-		wg.Wait()
-	})
-	return bmc
+	return labBMCs(l.t, l.ctx, l.k, 60, node)[node]
 }

@@ -57,6 +57,8 @@ type Options struct {
 	// the same lock, found converged: the apply does not walk their hosts
 	// again (PlanApply).
 	reuse []Component
+	// restore rebuilds etcd from this snapshot (Engine.Restore).
+	restore *etcd.RestoreSource
 	// pool is the SSH pool of the whole PlanApply (nil: one of the run's
 	// own).
 	pool *ssh.Pool
@@ -538,7 +540,7 @@ func (r *applyRun) etcd(ctx context.Context) error {
 	e := r.e
 	x, err := etcd.New(ctx, etcd.Options{Cluster: e.cfg.Cluster, Placement: e.Placement(), Prior: e.prior,
 		PKI: r.etcdPKI, Artifacts: e.Artifacts(), Logger: e.log,
-		HealthTimeout: e.cfg.HealthTimeout, Dial: e.Dial, AcceptTransientRisk: r.o.AcceptTransientRisk})
+		HealthTimeout: e.cfg.HealthTimeout, Dial: e.Dial, AcceptTransientRisk: r.o.AcceptTransientRisk, Restore: r.o.restore})
 	if err != nil {
 		return err
 	}

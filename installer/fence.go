@@ -221,7 +221,8 @@ func (e *Engine) centerHosts(center string) ([]inventory.Host, error) {
 		return nil, fmt.Errorf("center %q (--center) is not in the inventory: use %s", center, strings.Join(names, ", "))
 	}
 	var out []inventory.Host
-	for _, h := range e.cfg.Cluster.Hosts() {
+	// A lost center is what gets fenced: its servers count here.
+	for _, h := range e.cfg.Cluster.AllHosts() {
 		if h.Center.Name == center {
 			out = append(out, h)
 		}

@@ -207,12 +207,14 @@ func (e *Engine) clusterLease(ctx context.Context, o LockOptions, wait time.Dura
 	if err != nil {
 		return nil, "etcd client: " + err.Error(), nil
 	}
+	// A lease needs a quorum: a lone member answers its member list but
+	// grants nothing, so the probe is a linearizable read.
 	pctx, cancel := context.WithTimeout(ctx, lockProbe)
-	_, perr := cli.Members(pctx)
+	ep := cli.QuorumAnswers(pctx, cli.Endpoints())
 	cancel()
-	if perr != nil {
+	if ep == "" {
 		_ = cli.Close()
-		return nil, "etcd does not answer (" + perr.Error() + "): a first install, a restore after quorum loss, or etcd being rebuilt", nil
+		return nil, "etcd does not answer with a quorum: a first install, a restore after quorum loss, or etcd being rebuilt", nil
 	}
 	lease, err := cli.Lock(ctx, o.Holder.String(), o.TTL, wait, waiting)
 	if err != nil {

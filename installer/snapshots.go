@@ -192,12 +192,21 @@ func (e *Engine) listSnapshots(ctx context.Context, m *phase.Manager) ([]Snapsho
 		return nil, err
 	}
 	out := make([]SnapshotStoreStatus, len(stores))
-	index := map[string]int{}
-	var names []string
 	for i, st := range stores {
 		out[i] = SnapshotStoreStatus{Center: st.Server.Center, Server: st.Server.Name}
-		index[st.Server.Name] = i
-		names = append(names, st.Server.Name)
+	}
+	return e.readStores(ctx, m, out)
+}
+
+// readStores fills out (one entry per server, Center and Server set)
+// with what each server's tricenter-snapshot lists, each sealed file
+// hashed and compared with its record.
+func (e *Engine) readStores(ctx context.Context, m *phase.Manager, out []SnapshotStoreStatus) ([]SnapshotStoreStatus, error) {
+	index := map[string]int{}
+	var names []string
+	for i, st := range out {
+		index[st.Server] = i
+		names = append(names, st.Server)
 	}
 	hosts, err := m.Hosts(inventory.Selector{Servers: names})
 	if err != nil {

@@ -68,6 +68,8 @@ var workflow = []PhaseInfo{
 		Description: "read the current membership and plan the changes (bootstrap, add, remove, one at a time)"},
 	{ID: etcd.PhaseInstall, Component: Etcd, Needs: []string{etcd.PhaseDiscover},
 		Description: "upload etcd and etcdctl, certificates, configuration and the unit"},
+	{ID: etcd.PhaseRestore, Component: Etcd, Needs: []string{etcd.PhaseInstall},
+		Description: "tricenter restore only: stop every member, move its data aside and rebuild it from the chosen snapshot for the new membership"},
 	{ID: etcd.PhaseStart, Component: Etcd, Needs: []string{etcd.PhaseDiscover},
 		Description: "start a new cluster's members together, or restart changed members one at a time"},
 	{ID: etcd.PhaseMembership, Component: Etcd, Needs: []string{etcd.PhaseDiscover},

@@ -100,7 +100,8 @@ func AllocateIPs(c *Cluster, prior *Prior) (*IPPlan, error) {
 	if err != nil {
 		return nil, err
 	}
-	hosts := c.Hosts()
+	// Lost centers' servers keep their blocks: they come back.
+	hosts := c.AllHosts()
 	// Pinned blocks first: they win over anything recorded.
 	for _, h := range hosts {
 		if h.PodCIDR == "" {

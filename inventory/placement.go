@@ -152,6 +152,9 @@ func place(c *Cluster, prior *Prior) (*Placement, []placementIssue) {
 		issues = append(issues, placementIssue{path: path, msg: fmt.Sprintf(format, a...), warning: true})
 	}
 	degradedOK := c.Spec.Etcd.AllowDegradedPlacement != nil
+	// Centers declared lost hold no member: etcd goes on what is left,
+	// and the placement says what that costs.
+	lost := c.LostCenters()
 
 	// Centers by role; a role missing means a topology that cannot survive
 	// a center loss.
@@ -205,6 +208,14 @@ func place(c *Cluster, prior *Prior) (*Placement, []placementIssue) {
 		}
 	}
 	q := n/2 + 1
+	if n > total && len(lost) > 0 {
+		was := n
+		if n = total; n%2 == 0 {
+			n--
+		}
+		q = n/2 + 1
+		warn("spec.centers", "centers %s are lost: %d etcd members instead of %d, on the servers that are left", strings.Join(lost, ", "), n, was)
+	}
 	if n > total {
 		fail("spec.etcd.members", "%d members need %d servers with the etcd or control-plane role, the inventory has %d: add the etcd role to more servers or lower members", n, n, total)
 		return nil, issues
@@ -231,12 +242,17 @@ func place(c *Cluster, prior *Prior) (*Placement, []placementIssue) {
 	if !ok {
 		ideal := idealDistribution(n)
 		why := describeShortfall(ideal, caps, byRole)
-		if !degradedOK {
+		switch {
+		case len(lost) > 0:
+			dist = bestEffort(n, caps)
+			warn("spec.centers", "centers %s are lost: etcd placed on what is left (%s); clear lost once their servers are back to spread it again", strings.Join(lost, ", "), why)
+		case !degradedOK:
 			fail("spec.etcd", "%d members cannot be placed so that the loss of any one center keeps quorum (%s); fix the inventory, or set spec.etcd.allowDegradedPlacement.reason to accept it", n, why)
 			return nil, issues
+		default:
+			dist = bestEffort(n, caps)
+			warn("spec.etcd.allowDegradedPlacement", "degraded etcd placement accepted (%s): %s", why, c.Spec.Etcd.AllowDegradedPlacement.Reason)
 		}
-		dist = bestEffort(n, caps)
-		warn("spec.etcd.allowDegradedPlacement", "degraded etcd placement accepted (%s): %s", why, c.Spec.Etcd.AllowDegradedPlacement.Reason)
 	}
 
 	p := &Placement{}

@@ -102,6 +102,11 @@ func BuildPlan(c *Cluster, lines *Lines, prior *Prior) (*Plan, error) {
 			p.Warnings = append(p.Warnings, Problem{Path: "spec.etcd.snapshots", Message: strings.TrimPrefix(err.Error(), "spec.etcd.snapshots: ") + ": apply will refuse to schedule them"})
 		} else {
 			p.Snapshots = &SnapshotPlan{Every: sched.Every, Keep: sched.KeepOrDefault(), Stores: stores}
+			for _, st := range stores {
+				if st.Note != "" {
+					p.Warnings = append(p.Warnings, Problem{Path: "spec.etcd.snapshots", Message: st.Server.Name + ": " + st.Note})
+				}
+			}
 		}
 	}
 	p.Summary = Summary{Sites: len(c.Spec.Sites), Centers: len(c.Spec.Centers), Racks: len(c.Spec.Racks)}

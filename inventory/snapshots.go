@@ -15,6 +15,9 @@ type SnapshotStore struct {
 	// production first, then local DR, then remote DR, by name within a
 	// center.
 	Sources []Member `json:"sources"`
+	// Note says why the rule could not hold (lost centers leave no
+	// member in the other site: the snapshots stay in this one).
+	Note string `json:"note,omitempty"`
 }
 
 // SnapshotPlan is the snapshot schedule as a plan shows it.
@@ -70,6 +73,16 @@ func (c *Cluster) SnapshotStores(members []Member) ([]SnapshotStore, error) {
 			if o.Site != m.Site {
 				st.Sources = append(st.Sources, o)
 			}
+		}
+		if len(st.Sources) == 0 && len(c.LostCenters()) > 0 {
+			for _, o := range sorted {
+				if o.Name != m.Name {
+					st.Sources = append(st.Sources, o)
+				}
+			}
+			st.Sources = append(st.Sources, m)
+			st.Note = fmt.Sprintf("centers %s are lost: no etcd member is left in another site, so the snapshots taken here stay in site %s until they are back",
+				strings.Join(c.LostCenters(), ", "), m.Site)
 		}
 		if len(st.Sources) == 0 {
 			return nil, fmt.Errorf("spec.etcd.snapshots: center %s (site %s) has no etcd member in another site to take snapshots from: a snapshot must not stay only in the site it came from", m.Center, m.Site)

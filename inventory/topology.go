@@ -36,9 +36,59 @@ func (h Host) JumpHost() *JumpHost {
 	return h.Center.JumpHost
 }
 
-// Hosts lists every server in file order with its rack, center and site.
-// References that do not resolve leave the pointers nil.
+// Hosts lists every server in file order with its rack, center and site,
+// leaving out the servers of lost centers (Center.Lost): they are the
+// servers the installer works with. References that do not resolve leave
+// the pointers nil.
 func (c *Cluster) Hosts() []Host {
+	all := c.AllHosts()
+	out := all[:0:0]
+	for _, h := range all {
+		if h.Center == nil || !h.Center.Lost {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// LostHosts lists the servers of lost centers, in file order.
+func (c *Cluster) LostHosts() []Host {
+	var out []Host
+	for _, h := range c.AllHosts() {
+		if h.Center != nil && h.Center.Lost {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// LostCenters names the centers marked lost, in file order.
+func (c *Cluster) LostCenters() []string {
+	var out []string
+	for _, ctr := range c.Spec.Centers {
+		if ctr.Lost {
+			out = append(out, ctr.Name)
+		}
+	}
+	return out
+}
+
+// MarkLost marks the named centers lost (tricenter restore --lost); a
+// name that is not a center is an error naming it.
+func (c *Cluster) MarkLost(names []string) error {
+	for _, n := range names {
+		ctr := c.Center(n)
+		if ctr == nil {
+			return fmt.Errorf("--lost %s: no center named %q in the inventory", n, n)
+		}
+		ctr.Lost = true
+	}
+	return nil
+}
+
+// AllHosts lists every server in file order, those of lost centers
+// included.
+func (c *Cluster) AllHosts() []Host {
 	centers := map[string]*Center{}
 	for i := range c.Spec.Centers {
 		centers[c.Spec.Centers[i].Name] = &c.Spec.Centers[i]

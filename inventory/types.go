@@ -80,6 +80,13 @@ type Center struct {
 	// JumpHost is the SSH bastion through which the installer reaches this
 	// center's servers. Optional: without it servers are reached directly.
 	JumpHost *JumpHost `yaml:"jumpHost,omitempty" json:"jumpHost,omitempty"`
+	// Lost marks a center the operator declared lost in a disaster (its
+	// servers are off, burnt or cut off). Its servers stay in the
+	// inventory, with their names and addresses, but nothing connects to
+	// them: placement, apply and status work with what is left, and
+	// tricenter restore rebuilds etcd without them. Clear it once the
+	// center's servers are back and wiped (tricenter reset --servers).
+	Lost bool `yaml:"lost,omitempty" json:"lost,omitempty"`
 }
 
 // JumpHost is an SSH bastion.

@@ -74,7 +74,7 @@ Start with an inventory file (see examples/inventory/), then:
 		newBGPCmd(g),
 		newBMCCmd(g),
 		newApplyCmd(g), newStatusCmd(g), newKubeconfigCmd(g), newEtcdCmd(g), newSnapshotCmd(g), newDrillCmd(g), newResetCmd(g),
-		newFenceCmd(g, nil), newUnfenceCmd(g),
+		newFenceCmd(g, nil), newUnfenceCmd(g), newRestoreCmd(g, nil),
 		newSSHCheckCmd(g), newExecCmd(g), newStateCmd(g), newVersionCmd(g),
 		newUpgradeCmd(g), newSecretsCmd(g), newCertsCmd(g),
 	)

@@ -50,6 +50,10 @@ type Options struct {
 	// (Result.Risks); without it such an apply fails before any membership
 	// change. A dry run always plans and shows the risk.
 	AcceptTransientRisk bool
+	// Restore rebuilds etcd from this snapshot on every planned member
+	// (etcd/restore), after a loss of quorum only: while any member
+	// serves a linearizable read the run refuses (ErrQuorumAnswers).
+	Restore *RestoreSource
 }
 
 // Result says what Apply did (or, in a dry run, would do).
@@ -69,6 +73,10 @@ type Result struct {
 	Restarts []string `json:"restarts,omitempty"`
 	// Retired lists servers whose etcd was stopped and wiped.
 	Retired []string `json:"retired,omitempty"`
+	// Restored lists the members whose data was rebuilt from the
+	// snapshot Snapshot names (a restore).
+	Restored []string `json:"restored,omitempty"`
+	Snapshot string   `json:"snapshot,omitempty"`
 	// Changes per host, from the engine's mutation gate.
 	Changes map[string][]string `json:"changes,omitempty"`
 	Health  *ClusterHealth      `json:"health,omitempty"`
@@ -76,7 +84,7 @@ type Result struct {
 
 // Converged reports whether nothing had to change.
 func (r *Result) Converged() bool {
-	return !r.Bootstrap && len(r.Steps) == 0 && len(r.Restarts) == 0 && len(r.Retired) == 0 && len(r.Changes) == 0
+	return !r.Bootstrap && len(r.Restored) == 0 && len(r.Steps) == 0 && len(r.Restarts) == 0 && len(r.Retired) == 0 && len(r.Changes) == 0
 }
 
 // Facts is what preflight learns about a host.
@@ -162,7 +170,14 @@ func New(ctx context.Context, o Options) (*Run, error) {
 	for _, m := range r.plan {
 		r.byName[m.Name] = m
 	}
-	files, err := o.Artifacts.FilesVersion(ctx, o.Cluster.Spec.Etcd.Version, "etcd", "etcdctl")
+	names := []string{"etcd", "etcdctl"}
+	if o.Restore != nil {
+		if err := o.Restore.check(); err != nil {
+			return nil, err
+		}
+		names = append(names, "etcdutl")
+	}
+	files, err := o.Artifacts.FilesVersion(ctx, o.Cluster.Spec.Etcd.Version, names...)
 	if err != nil {
 		return nil, err
 	}
@@ -194,6 +209,7 @@ func (x *Run) Phases() []phase.Phase {
 		&phase.HostPhase{ID: PhasePreflight, Name: "etcd preflight", Select: r.selectHosts(true), Apply: r.preflight},
 		&discover{r: r},
 		&phase.HostPhase{ID: PhaseInstall, Name: "etcd upload and configuration", Select: r.selectHosts(false), Apply: r.install},
+		r.restorePhase(),
 		&startPhase{r: r},
 		&membershipPhase{r: r},
 		&retirePhase{r: r},
@@ -351,6 +367,14 @@ func (d *discover) PhaseID() string { return PhaseDiscover }
 
 func (d *discover) Run(ctx context.Context) error {
 	r := d.r
+	if r.o.Restore != nil {
+		if err := r.checkNoQuorum(ctx); err != nil {
+			return err
+		}
+		r.res.Bootstrap, r.res.Snapshot = true, r.o.Restore.ID
+		r.log.Info("etcd has no quorum: restoring from a snapshot", "snapshot", r.o.Restore.ID, "members", len(r.plan))
+		return nil
+	}
 	anyData, anyActive := false, false
 	for _, f := range r.facts {
 		anyData = anyData || f.HasData
@@ -450,6 +474,9 @@ func (r *run) install(ctx context.Context, h *phase.Host) error {
 		{Path: BinDir + "/etcd", Local: r.bins["etcd"], Mode: 0o755, SHA256: r.sums[r.bins["etcd"]]},
 		{Path: etcdctl, Local: r.bins["etcdctl"], Mode: 0o755, SHA256: r.sums[r.bins["etcdctl"]]},
 	}
+	if p, ok := r.bins["etcdutl"]; ok {
+		files = append(files, phase.File{Path: BinDir + "/etcdutl", Local: p, Mode: 0o755, SHA256: r.sums[p]})
+	}
 	files = append(files, pkiFiles...)
 	files = append(files,
 		phase.File{Path: EnvFile, Data: RenderEnv(r.set, m)},
@@ -459,7 +486,7 @@ func (r *run) install(ctx context.Context, h *phase.Host) error {
 	if err != nil {
 		return fmt.Errorf("installing etcd: %w", err)
 	}
-	changed := slices.ContainsFunc(done.Changed, func(p string) bool { return p != etcdctl })
+	changed := slices.ContainsFunc(done.Changed, func(p string) bool { return p != etcdctl && p != BinDir+"/etcdutl" })
 	if done.Has(UnitFile) {
 		if err := h.SystemctlDaemonReload(ctx); err != nil {
 			return fmt.Errorf("reloading units on %s: %w", h.Name, err)

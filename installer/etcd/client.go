@@ -129,6 +129,9 @@ func (o clientOptions) grpcDial() []grpc.DialOption {
 // KV exposes the raw client for reads and writes (the drill, benchmarks).
 func (c *Client) KV() *clientv3.Client { return c.cli }
 
+// Endpoints are the client URLs the client was made with.
+func (c *Client) Endpoints() []string { return c.cli.Endpoints() }
+
 // Close closes the connections.
 func (c *Client) Close() error {
 	c.mu.Lock()
