@@ -58,6 +58,30 @@ func (p LeaderPlacement) Moving() string {
 	return fmt.Sprintf("%s → %s (%s)", p.At(), p.Target, p.TargetCenter)
 }
 
+// Note says, for a leader outside production, what it costs and what
+// happens next; "" when the leader is home or unknown.
+func (p LeaderPlacement) Note() string {
+	if p.Home || p.Leader == "" || p.LeaderCenter == "" {
+		return ""
+	}
+	where := fmt.Sprintf("leader in %s (%s)", p.LeaderCenter, orRole(p.LeaderRole))
+	if !p.Move() {
+		return where + ", and it stays there: " + p.Reason
+	}
+	cost := "the round trip to " + p.LeaderCenter
+	if p.LeaderRole == inventory.RoleRemoteDR {
+		cost = "the WAN round trip"
+	}
+	return where + ": writes from production pay " + cost + "; the next apply moves it home"
+}
+
+func orRole(r inventory.CenterRole) string {
+	if r == "" {
+		return "no role"
+	}
+	return string(r)
+}
+
 // LeaderHome judges the leader of h (Client.Health of plan): it stays when
 // it is in the production center; otherwise it should move to the first
 // planned production member that is a healthy voting member, when there
