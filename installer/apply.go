@@ -329,6 +329,12 @@ func (e *Engine) runPhases(ctx context.Context, o Options, dry bool) (*Result, e
 		if slices.Contains(o.reuse, c) {
 			e.log.Info("Component converged in this run's plan: not walked again", "component", c)
 			res.Reused = append(res.Reused, c)
+			if c == Etcd && sel.Has(etcd.PhaseHealth) {
+				if err := r.etcdLeaderHome(ctx); err != nil {
+					res.Changes = m.Changes()
+					return res, fmt.Errorf("%s: %w", c, err)
+				}
+			}
 			continue
 		}
 		start, before := time.Now(), changeCount(m)

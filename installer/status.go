@@ -23,6 +23,9 @@ type Status struct {
 	// Etcd is the health of every planned member (nil: not reachable,
 	// see Problems).
 	Etcd *etcd.ClusterHealth `json:"etcd,omitempty"`
+	// EtcdLeader is where etcd's leader is, and whether it belongs in the
+	// production center (etcd.LeaderHome; nil with Etcd).
+	EtcdLeader *etcd.LeaderPlacement `json:"etcdLeader,omitempty"`
 	// API is /readyz of every control-plane server and of the API VIP.
 	API []APIStatus `json:"api"`
 	// Nodes are the inventory's servers as Kubernetes sees them.
@@ -98,6 +101,8 @@ func (e *Engine) Status(ctx context.Context) (*Status, error) {
 		hctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		st.Etcd = cli.Health(hctx, e.Placement().Etcd.Members)
 		cancel()
+		lp := etcd.LeaderHome(e.cfg.Cluster, e.Placement().Etcd.Members, st.Etcd)
+		st.EtcdLeader = &lp
 		_ = cli.Close()
 		for _, pr := range st.Etcd.Problems {
 			st.Problems = append(st.Problems, "etcd: "+pr)

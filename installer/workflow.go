@@ -77,7 +77,7 @@ var workflow = []PhaseInfo{
 	{ID: etcd.PhaseRetire, Component: Etcd, Needs: []string{etcd.PhaseDiscover},
 		Description: "stop and wipe members removed from the placement"},
 	{ID: etcd.PhaseHealth, Component: Etcd, Needs: []string{etcd.PhaseDiscover},
-		Description: "wait until every planned member is healthy and a leader is elected"},
+		Description: "wait until every planned member is healthy and a leader is elected; move a leader left outside production to a production member"},
 	{ID: etcdsnap.ID, Component: Etcd,
 		Description: "schedule sealed snapshots (spec.etcd.snapshots) on one member per center, each taken from the other site; remove the schedule elsewhere"},
 

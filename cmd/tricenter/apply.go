@@ -257,7 +257,14 @@ func printApplied(w io.Writer, e *installer.Engine, r *installer.Result, took ti
 		fmt.Fprintln(w, j.String())
 	}
 	if r.Etcd != nil && r.Etcd.Health != nil {
-		fmt.Fprintf(w, "etcd: %d members healthy, leader %s\n", len(e.Placement().Etcd.Members), leaderName(r.Etcd.Health))
+		leader := leaderName(r.Etcd.Health)
+		if r.Etcd.Leader != "" && r.Etcd.LeaderCenter != "" {
+			leader = r.Etcd.Leader + " (" + r.Etcd.LeaderCenter + ")"
+		}
+		fmt.Fprintf(w, "etcd: %d members healthy, leader %s\n", len(e.Placement().Etcd.Members), leader)
+	}
+	if r.Etcd != nil && r.Etcd.LeaderMoved != "" {
+		fmt.Fprintf(w, "etcd: leader moved into the production center: %s (no host changed)\n", r.Etcd.LeaderMoved)
 	}
 	for _, gt := range r.Gates {
 		mark := "ok"

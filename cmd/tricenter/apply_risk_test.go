@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/tricenter/terraform-provider-tricenter/installer"
 	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
+	"github.com/tricenter/terraform-provider-tricenter/installer/state"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
@@ -59,5 +62,41 @@ func TestApplyAcceptTransientRiskFlag(t *testing.T) {
 	out, _, code := runCLI(t, "apply", "--help")
 	if code != 0 || !strings.Contains(out, "--accept-transient-risk") || !strings.Contains(out, "loss of one center loses quorum") {
 		t.Fatalf("apply --help (exit %d) does not describe --accept-transient-risk:\n%s", code, out)
+	}
+}
+
+// The apply's summary names the etcd leader with its center and says when
+// the apply moved it into production (no host changed for it).
+func TestPrintAppliedLeaderMoved(t *testing.T) {
+	c, lines, err := inventory.Load(labInv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := state.Open(t.TempDir(), c.Metadata.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := installer.New(installer.Config{Cluster: c, Lines: lines, Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	h := &etcd.ClusterHealth{Leader: 1, Members: []etcd.Member{{ID: 1, Name: "dc1-r01-s01"}}}
+	res := &installer.Result{Components: []installer.Component{installer.Etcd}, Changes: map[string][]string{},
+		Etcd: &etcd.Result{Health: h, Leader: "dc1-r01-s01", LeaderCenter: "dc1", LeaderMoved: "dc2-r01-s01 (dc2) → dc1-r01-s01 (dc1)"}}
+	var b bytes.Buffer
+	printApplied(&b, e, res, time.Second)
+	out := b.String()
+	for _, s := range []string{
+		"applied etcd in 1s: 0 hosts changed\n",
+		"members healthy, leader dc1-r01-s01 (dc1)\n",
+		"etcd: leader moved into the production center: dc2-r01-s01 (dc2) → dc1-r01-s01 (dc1) (no host changed)\n",
+	} {
+		if !strings.Contains(out, s) {
+			t.Errorf("the summary does not say %q:\n%s", s, out)
+		}
+	}
+	if !res.Converged() {
+		t.Errorf("an apply that only moved the leader is not converged")
 	}
 }

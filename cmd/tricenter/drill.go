@@ -249,6 +249,7 @@ func printDrill(w io.Writer, r *etcd.DrillReport) {
 		} else {
 			fmt.Fprintf(w, "  restored healthy   NO: %s\n", r.RestoreError)
 		}
+		printLeaderAfter(w, r.LeaderHome, r.LeaderMovedFrom, r.LeaderMoveTook, r.LeaderMoveError)
 	}
 	if r.KeysError != "" {
 		fmt.Fprintf(w, "  drill keys         NOT deleted: %s\n", r.KeysError)
@@ -261,6 +262,22 @@ func printDrill(w io.Writer, r *etcd.DrillReport) {
 		for _, e := range p.Errors {
 			fmt.Fprintf(w, "    %d× from %v to %v after the loss: %s\n", e.Count, ms(e.First.Sub(r.LossAt)), ms(e.Last.Sub(r.LossAt)), e.Error)
 		}
+	}
+}
+
+// printLeaderAfter says where the etcd leader was once the restore was
+// healthy, and whether it was moved back into production.
+func printLeaderAfter(w io.Writer, at *etcd.LeaderPlacement, from string, took time.Duration, moveErr string) {
+	switch {
+	case at == nil:
+	case moveErr != "":
+		fmt.Fprintf(w, "  leader after       %s, NOT moved into production: %s\n", at.At(), moveErr)
+	case from != "":
+		fmt.Fprintf(w, "  leader after       %s: moved back from %s in %v\n", at.At(), from, ms(took))
+	case at.Home:
+		fmt.Fprintf(w, "  leader after       %s: in production, not moved\n", at.At())
+	default:
+		fmt.Fprintf(w, "  leader after       %s: stays outside production: %s\n", at.At(), at.Reason)
 	}
 }
 
@@ -351,6 +368,7 @@ func printResume(w io.Writer, r *etcd.ResumeReport) {
 	case r.RestoreError != "":
 		fmt.Fprintf(w, "  healthy            NO: %s\n", r.RestoreError)
 	}
+	printLeaderAfter(w, r.LeaderHome, r.LeaderMovedFrom, r.LeaderMoveTook, r.LeaderMoveError)
 	if r.KeysError != "" {
 		fmt.Fprintf(w, "  drill keys         NOT deleted: %s\n", r.KeysError)
 	}

@@ -20,8 +20,10 @@ func newStatusCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status -f FILE",
 		Short: "Show the cluster as observed: etcd per center, the API, nodes per center and rack, BGP, certificate expiry",
-		Long: `status asks the cluster, not the inventory: every etcd member (health, leader,
-members per center), /readyz through every control-plane server and through
+		Long: `status asks the cluster, not the inventory: every etcd member (health, leader
+and its center, members per center; a leader outside the production center
+while production has a healthy member is pointed out: the next apply moves it
+home), /readyz through every control-plane server and through
 the API VIP, every server's Node (registered, Ready, version, pod CIDR) by
 center and rack, and every BGP agent's sessions. It exits 1 when anything is
 not as planned, listing why.
@@ -73,7 +75,14 @@ not Ready yet); where it does not answer, the boot id is "not verified".`,
 func printStatus(w io.Writer, st *installer.Status) {
 	fmt.Fprintf(w, "cluster %s\n", st.Cluster)
 	if h := st.Etcd; h != nil {
-		fmt.Fprintf(w, "etcd: leader %s, members per center %v\n", leaderName(h), h.PerCenter)
+		leader := leaderName(h)
+		if l := st.EtcdLeader; l != nil && l.Leader != "" {
+			leader = l.At()
+		}
+		fmt.Fprintf(w, "etcd: leader %s, members per center %v\n", leader, h.PerCenter)
+		if l := st.EtcdLeader; l != nil && l.Note() != "" {
+			fmt.Fprintf(w, "  %s\n", l.Note())
+		}
 	}
 	fmt.Fprintln(w, "API:")
 	for _, a := range st.API {

@@ -9,7 +9,9 @@ import (
 
 	"github.com/tricenter/terraform-provider-tricenter/backup"
 	"github.com/tricenter/terraform-provider-tricenter/installer"
+	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
 	"github.com/tricenter/terraform-provider-tricenter/installer/pki"
+	"github.com/tricenter/terraform-provider-tricenter/inventory"
 )
 
 // TestPrintStatusCertificates: the certificates section shows per kind the
@@ -120,5 +122,47 @@ func TestPrintStatusSnapshots(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in:\n%s", want, out)
 		}
+	}
+}
+
+// The etcd line names the leader and its center; a leader outside
+// production, while production is healthy, is pointed out.
+func TestPrintStatusEtcdLeader(t *testing.T) {
+	h := &etcd.ClusterHealth{Leader: 5, Members: []etcd.Member{{ID: 1, Name: "dc1-r01-s01"}, {ID: 5, Name: "dc3-r01-s01"}},
+		PerCenter: map[string]int{"dc1": 2, "dc2": 2, "dc3": 1}}
+	for _, tc := range []struct {
+		name      string
+		leader    etcd.LeaderPlacement
+		want, not string
+	}{
+		{name: "home", leader: etcd.LeaderPlacement{Leader: "dc1-r01-s01", LeaderCenter: "dc1", LeaderRole: inventory.RoleProduction, Home: true},
+			want: "etcd: leader dc1-r01-s01 (dc1), members per center map[dc1:2 dc2:2 dc3:1]\nAPI:", not: "moves it home"},
+		{name: "remote-dr", leader: etcd.LeaderPlacement{Leader: "dc3-r01-s01", LeaderCenter: "dc3", LeaderRole: inventory.RoleRemoteDR,
+			Target: "dc1-r01-s01", TargetCenter: "dc1"},
+			want: "etcd: leader dc3-r01-s01 (dc3), members per center map[dc1:2 dc2:2 dc3:1]\n" +
+				"  leader in dc3 (remote-dr): writes from production pay the WAN round trip; the next apply moves it home\n"},
+		{name: "local-dr", leader: etcd.LeaderPlacement{Leader: "dc2-r01-s01", LeaderCenter: "dc2", LeaderRole: inventory.RoleLocalDR,
+			Target: "dc1-r01-s01", TargetCenter: "dc1"},
+			want: "  leader in dc2 (local-dr): writes from production pay the round trip to dc2; the next apply moves it home\n"},
+		{name: "production down", leader: etcd.LeaderPlacement{Leader: "dc2-r01-s01", LeaderCenter: "dc2", LeaderRole: inventory.RoleLocalDR,
+			Reason: "the production center has no healthy voting member"},
+			want: "  leader in dc2 (local-dr), and it stays there: the production center has no healthy voting member\n", not: "moves it home"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := &installer.Status{Cluster: "lab", Etcd: h, EtcdLeader: &tc.leader}
+			var b bytes.Buffer
+			printStatus(&b, st)
+			out := b.String()
+			if !strings.Contains(out, tc.want) || (tc.not != "" && strings.Contains(out, tc.not)) {
+				t.Errorf("want %q (and not %q) in:\n%s", tc.want, tc.not, out)
+			}
+			j, err := json.Marshal(st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(j), `"etcdLeader":{"leader":"`+tc.leader.Leader+`","leaderCenter":"`+tc.leader.LeaderCenter+`"`) {
+				t.Errorf("JSON lacks the leader placement: %s", j)
+			}
+		})
 	}
 }

@@ -80,9 +80,18 @@ type Result struct {
 	// Changes per host, from the engine's mutation gate.
 	Changes map[string][]string `json:"changes,omitempty"`
 	Health  *ClusterHealth      `json:"health,omitempty"`
+	// LeaderMoved says the health gate moved leadership into the
+	// production center: "from (center) → to (center)". It changes no
+	// host's configuration: Converged does not count it.
+	LeaderMoved string `json:"leaderMoved,omitempty"`
+	// Leader is the member leading after the health gate, in
+	// LeaderCenter.
+	Leader       string `json:"leader,omitempty"`
+	LeaderCenter string `json:"leaderCenter,omitempty"`
 }
 
-// Converged reports whether nothing had to change.
+// Converged reports whether nothing had to change (moving the leader
+// home is not a change).
 func (r *Result) Converged() bool {
 	return !r.Bootstrap && len(r.Restored) == 0 && len(r.Steps) == 0 && len(r.Restarts) == 0 && len(r.Retired) == 0 && len(r.Changes) == 0
 }

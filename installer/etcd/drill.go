@@ -346,7 +346,17 @@ type DrillReport struct {
 	Healthy         bool          `json:"healthy"`
 	RestoredHealthy time.Duration `json:"restoredHealthy"`
 	RestoreError    string        `json:"restoreError,omitempty"`
-	Probes          []ProbeReport `json:"probes,omitempty"`
+	// LeaderHome is where the leader was once the restored cluster was
+	// healthy and, when it was outside production while production was
+	// healthy (the drill took production down), moved back there
+	// (LeaderHome in this package decides). LeaderMovedFrom names the
+	// member it left ("member (center)"), LeaderMoveTook the move and the
+	// wait for health after it; LeaderMoveError why the move failed.
+	LeaderHome      *LeaderPlacement `json:"leaderHome,omitempty"`
+	LeaderMovedFrom string           `json:"leaderMovedFrom,omitempty"`
+	LeaderMoveTook  time.Duration    `json:"leaderMoveTook,omitempty"`
+	LeaderMoveError string           `json:"leaderMoveError,omitempty"`
+	Probes          []ProbeReport    `json:"probes,omitempty"`
 	// Keys is the prefix of the drill's writes; KeysDeleted says they were
 	// deleted once read back, KeysError why not.
 	Keys        string `json:"keys"`
@@ -393,6 +403,8 @@ type drillCluster interface {
 	GetPrefix(ctx context.Context, prefix string) (map[string]string, error)
 	// DeletePrefix deletes every key under prefix.
 	DeletePrefix(ctx context.Context, prefix string) (int64, error)
+	// MoveLeader brings the leader home after the restore.
+	MoveLeader(ctx context.Context, leaderEndpoint string, to uint64) error
 }
 
 type clientCluster struct{ *Client }
@@ -886,7 +898,7 @@ func restore(ctx context.Context, o DrillOptions, cl drillCluster, hosts []inven
 	up := time.Now()
 	hctx, cancel := abandonable(base, o.HealthTimeout, o.Abandon)
 	defer cancel()
-	_, err := cl.WaitHealthy(hctx, plan, o.HealthTimeout)
+	h, err := cl.WaitHealthy(hctx, plan, o.HealthTimeout)
 	if err != nil {
 		if abandoned(o.Abandon) {
 			rep.RestoreAbandoned = true
@@ -899,7 +911,26 @@ func restore(ctx context.Context, o DrillOptions, cl drillCluster, hosts []inven
 	healthyAt = time.Now()
 	rep.Healthy, rep.RestoredHealthy = true, healthyAt.Sub(up)
 	o.Logger.Info("Center restored", "center", o.Center, "healthyAfter", rep.RestoredHealthy)
-	return healthyAt, nil
+	return healthyAt, leaderBack(base, o, cl, h, rep, plan)
+}
+
+// leaderBack moves the leader back into production after the restore
+// when it is elsewhere and production is healthy: after production was
+// the center lost, the survivors' leader is in a DR center.
+func leaderBack(base context.Context, o DrillOptions, cl drillCluster, h *ClusterHealth, rep *DrillReport, plan []inventory.Member) error {
+	ctx, cancel := abandonable(base, o.HealthTimeout, o.Abandon)
+	defer cancel()
+	before := LeaderHome(o.Cluster, plan, h)
+	mv, _, err := MoveLeaderHome(ctx, cl, o.Cluster, plan, h, o.HealthTimeout, o.Logger)
+	rep.LeaderHome = &mv.After
+	if mv.Moved != "" {
+		rep.LeaderMovedFrom, rep.LeaderMoveTook = before.At(), mv.Took
+	}
+	if err != nil {
+		rep.LeaderMoveError = err.Error()
+		return fmt.Errorf("center %s restored and healthy, but the leader did not come back into production: %w", o.Center, err)
+	}
+	return nil
 }
 
 // powerOn retries a failed power-on until ctx ends (a BMC may be busy

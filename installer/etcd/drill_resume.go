@@ -48,6 +48,12 @@ type ResumeReport struct {
 	RestoredHealthy  time.Duration `json:"restoredHealthy"`
 	RestoreError     string        `json:"restoreError,omitempty"`
 	RestoreAbandoned bool          `json:"restoreAbandoned,omitempty"`
+	// LeaderHome, LeaderMovedFrom, LeaderMoveTook and LeaderMoveError are
+	// the DrillReport's: the leader brought back into production.
+	LeaderHome      *LeaderPlacement `json:"leaderHome,omitempty"`
+	LeaderMovedFrom string           `json:"leaderMovedFrom,omitempty"`
+	LeaderMoveTook  time.Duration    `json:"leaderMoveTook,omitempty"`
+	LeaderMoveError string           `json:"leaderMoveError,omitempty"`
 	// KeysDeleted: the killed drill's writes were deleted.
 	KeysDeleted bool   `json:"keysDeleted"`
 	KeysError   string `json:"keysError,omitempty"`
@@ -113,6 +119,7 @@ func resume(ctx context.Context, o ResumeOptions, cl drillCluster) (*ResumeRepor
 	_, rerr := restore(ctx, do, cl, hosts, rep, o.Placement.Etcd.Members, jr)
 	rr.PoweredBackOn, rr.StillOff = rep.PoweredBackOn, rep.StillOff
 	rr.Healthy, rr.RestoredHealthy, rr.RestoreError, rr.RestoreAbandoned = rep.Healthy, rep.RestoredHealthy, rep.RestoreError, rep.RestoreAbandoned
+	rr.LeaderHome, rr.LeaderMovedFrom, rr.LeaderMoveTook, rr.LeaderMoveError = rep.LeaderHome, rep.LeaderMovedFrom, rep.LeaderMoveTook, rep.LeaderMoveError
 	if j.Keys != "" && !rr.RestoreAbandoned {
 		if err := deleteKeys(ctx, cl, j.Keys, do.Logger); err != nil {
 			rr.KeysError = err.Error()

@@ -57,6 +57,12 @@ type fakeCluster struct {
 	// delErr fails DeletePrefix; deleted lists the prefixes deleted.
 	delErr  error
 	deleted []string
+	// leader is the leading member's ID (index in plan + 1): it stays
+	// until it goes down, then the first member up leads. moves lists the
+	// MoveLeader calls ("from→to"); moveErr fails them.
+	leader  uint64
+	moves   []string
+	moveErr error
 }
 
 func newFakeCluster(p *inventory.Placement) *fakeCluster {
@@ -147,13 +153,24 @@ func (f *fakeCluster) keysUnder(prefix string) int {
 
 func (f *fakeCluster) health() *ClusterHealth {
 	h := &ClusterHealth{PerCenter: map[string]int{}}
+	if f.leader == 0 || f.down[f.plan[f.leader-1].Name] {
+		f.leader = 0
+		for i, m := range f.plan {
+			if !f.down[m.Name] {
+				f.leader = uint64(i + 1)
+				break
+			}
+		}
+	}
+	h.Leader = f.leader
 	for i, m := range f.plan {
 		h.Members = append(h.Members, Member{ID: uint64(i + 1), Name: m.Name})
 		if f.down[m.Name] {
 			h.Problems = append(h.Problems, m.Name+" is unhealthy: fake: down")
-		} else if h.Leader == 0 {
-			h.Leader = uint64(i + 1)
+			h.Endpoints = append(h.Endpoints, EndpointStatus{Endpoint: ClientURL(m.Address), Error: "fake: down"})
+			continue
 		}
+		h.Endpoints = append(h.Endpoints, EndpointStatus{Endpoint: ClientURL(m.Address), Healthy: true, MemberID: uint64(i + 1), Leader: f.leader})
 	}
 	if f.neverHealthy {
 		h.Problems = append(h.Problems, "fake: never healthy")
@@ -183,6 +200,24 @@ func (f *fakeCluster) WaitHealthy(ctx context.Context, plan []inventory.Member, 
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
+}
+
+// MoveLeader hands leadership to member to, through the leader only.
+func (f *fakeCluster) MoveLeader(ctx context.Context, leaderEndpoint string, to uint64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.moveErr != nil {
+		return f.moveErr
+	}
+	if f.leader == 0 || leaderEndpoint != ClientURL(f.plan[f.leader-1].Address) {
+		return fmt.Errorf("fake: %s is not the leader", leaderEndpoint)
+	}
+	if to == 0 || int(to) > len(f.plan) || f.down[f.plan[to-1].Name] {
+		return fmt.Errorf("fake: member %x cannot lead", to)
+	}
+	f.moves = append(f.moves, f.plan[f.leader-1].Name+"→"+f.plan[to-1].Name)
+	f.leader = to
+	return nil
 }
 
 // fakePower records the calls and tells fakeCluster which servers are down.

@@ -399,6 +399,49 @@ func TestMembershipPhasesAgainstEtcd(t *testing.T) {
 	if got := members(); !slices.Equal(got, three) {
 		t.Errorf("members after 5 to 3: %v, want %v", got, three)
 	}
+
+	// The leader comes home: forced onto the remote-dr member, then the
+	// local-dr one, the health gate moves it to the production member,
+	// reports the move and records no change on any host.
+	for _, away := range []inventory.Member{startPlan[2], startPlan[1]} {
+		h, err := mp.cli.WaitHealthy(ctx, startPlan, 30*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var leaderURL string
+		var awayID uint64
+		for i, x := range startPlan {
+			if h.Endpoints[i].MemberID == h.Leader {
+				leaderURL = ClientURL(x.Address)
+			}
+			if x.Name == away.Name {
+				awayID = h.Endpoints[i].MemberID
+			}
+		}
+		if h.Leader != awayID {
+			if err := mp.cli.MoveLeader(ctx, leaderURL, awayID); err != nil {
+				t.Fatalf("forcing the leader onto %s: %v", away.Name, err)
+			}
+		}
+		if h, err = mp.cli.WaitHealthy(ctx, startPlan, 30*time.Second); err != nil || h.Leader != awayID {
+			t.Fatalf("leader %x after forcing it onto %s (%x): %v", h.Leader, away.Name, awayID, err)
+		}
+		r, m = newRun(&back, true)
+		start = time.Now()
+		if err := m.Run(ctx, &discover{r: r}, &healthPhase{r: r}); err != nil {
+			t.Fatalf("health gate with the leader on %s: %v", away.Name, err)
+		}
+		t.Logf("leader moved home from %s in %v", away.Name, time.Since(start).Round(time.Millisecond))
+		if want := away.Name + " (" + away.Center + ") → dc1-s01 (dc1)"; r.res.LeaderMoved != want {
+			t.Errorf("LeaderMoved %q, want %q", r.res.LeaderMoved, want)
+		}
+		if r.res.Leader != "dc1-s01" || r.res.LeaderCenter != "dc1" || !r.res.Converged() || len(m.Changes()) != 0 {
+			t.Errorf("after the gate: leader %s in %s, converged %v, changes %v", r.res.Leader, r.res.LeaderCenter, r.res.Converged(), m.Changes())
+		}
+		if p := LeaderHome(c, startPlan, mp.cli.Health(ctx, startPlan)); !p.Home || p.Leader != "dc1-s01" {
+			t.Errorf("observed after the gate: leader %s, home %v (%s)", p.At(), p.Home, p.Reason)
+		}
+	}
 }
 
 func tailOf(s string, n int) string {

@@ -439,45 +439,19 @@ func (p *healthPhase) Run(ctx context.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: %w", ErrUnhealthy, err)
 	}
-	return p.r.leaderHome(ctx, p.m, h)
+	return p.r.leaderHome(ctx, h)
 }
 
-// leaderHome moves leadership out of the remote-dr center when it landed
-// there (after a drill or a failure): with the leader in the site holding
-// the quorum, commits never wait on the remote center.
-func (r *run) leaderHome(ctx context.Context, m *phase.Manager, h *ClusterHealth) error {
-	var leader, target *inventory.Member
-	for i, pm := range r.plan {
-		st := h.Endpoints[i]
-		if st.MemberID == h.Leader {
-			leader = &r.plan[i]
-		}
-		if c := r.o.Cluster.Center(pm.Center); target == nil && c != nil && c.Role == inventory.RoleProduction && st.Healthy {
-			target = &r.plan[i]
-		}
-	}
-	if leader == nil || target == nil {
-		return nil
-	}
-	if c := r.o.Cluster.Center(leader.Center); c == nil || c.Role != inventory.RoleRemoteDR {
-		return nil
-	}
-	var toID uint64
-	for i, pm := range r.plan {
-		if pm.Name == target.Name {
-			toID = h.Endpoints[i].MemberID
-		}
-	}
-	hs, err := m.Hosts(inventory.Selector{Servers: []string{target.Name}})
-	if err != nil {
-		return err
-	}
-	err = hs[0].Mutate(ctx, fmt.Sprintf("move etcd leadership from %s (%s) to %s (%s)", leader.Name, leader.Center, target.Name, target.Center),
-		func(ctx context.Context) error { return r.cli.MoveLeader(ctx, ClientURL(leader.Address), toID) })
-	if err != nil {
-		return err
-	}
-	nh, err := r.cli.WaitHealthy(ctx, r.plan, r.o.HealthTimeout)
+// leaderHome moves leadership into the production center when it is
+// elsewhere and production has a healthy voting member (LeaderHome): with
+// the leader in production, production's writes do not wait on a round
+// trip to another center. The move changes no host: it is logged and
+// reported in Result (LeaderMoved), not recorded as a host's change, so an
+// apply that only brought the leader home is still converged.
+func (r *run) leaderHome(ctx context.Context, h *ClusterHealth) error {
+	mv, nh, err := MoveLeaderHome(ctx, r.cli, r.o.Cluster, r.plan, h, r.o.HealthTimeout, r.log)
 	r.res.Health = nh
+	r.res.LeaderMoved = mv.Moved
+	r.res.Leader, r.res.LeaderCenter = mv.After.Leader, mv.After.LeaderCenter
 	return err
 }
