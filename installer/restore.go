@@ -221,16 +221,19 @@ func (e *Engine) restoreSource(ctx context.Context, o RestoreOptions, rep *Resto
 	}
 	m := e.ObserveManager()
 	defer m.Close()
-	// Every server left that is or was an etcd member may keep
-	// snapshots: the stores of the last placement among them.
+	// Every server left that was an etcd member may keep snapshots: the
+	// stores of the last placement among them (without a record of the
+	// members, every planned member is asked).
 	want := map[string]bool{}
 	if e.prior != nil {
 		for _, n := range e.prior.EtcdMembers {
 			want[n] = true
 		}
 	}
-	for _, mb := range e.Placement().Etcd.Members {
-		want[mb.Name] = true
+	if len(want) == 0 {
+		for _, mb := range e.Placement().Etcd.Members {
+			want[mb.Name] = true
+		}
 	}
 	var stores []SnapshotStoreStatus
 	for _, h := range e.cfg.Cluster.Hosts() {

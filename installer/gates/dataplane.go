@@ -41,7 +41,7 @@ const (
 // node in another rack; it holds when pod to pod without NAT, cluster DNS
 // and a Service all answer. Its namespace is removed afterwards.
 func Dataplane(ctx context.Context, cs kubernetes.Interface, c *inventory.Cluster, log *slog.Logger) (string, error) {
-	srvNode, cliNode, err := probePair(c)
+	srvNode, cliNode, note, err := probePair(c)
 	if err != nil {
 		return "", err
 	}
@@ -60,22 +60,27 @@ func Dataplane(ctx context.Context, cs kubernetes.Interface, c *inventory.Cluste
 	if err != nil {
 		return "", Permanent(err)
 	}
-	return rep, nil
+	return rep + note, nil
 }
 
 // probePair picks two schedulable Ready nodes in different racks (pods
 // on control-plane-only servers are not scheduled there by the taint, but
-// gate pods name their node and tolerate it).
-func probePair(c *inventory.Cluster) (server, client string, err error) {
+// gate pods name their node and tolerate it). With one rack left (the
+// others' centers lost) it picks two nodes of that rack, and note says
+// what is then not verified.
+func probePair(c *inventory.Cluster) (server, client, note string, err error) {
 	hs := c.Hosts()
 	for _, a := range hs {
 		for _, b := range hs {
 			if a.Rack.Name != b.Rack.Name {
-				return a.Name, b.Name, nil
+				return a.Name, b.Name, "", nil
 			}
 		}
 	}
-	return "", "", Permanent(errors.New("the inventory has one rack: no cross-rack pod check possible"))
+	if len(hs) >= 2 {
+		return hs[0].Name, hs[1].Name, fmt.Sprintf("; within rack %s, the only one with servers: routing across racks not verified", hs[0].Rack.Name), nil
+	}
+	return "", "", "", Permanent(errors.New("the inventory has one server: no pod to pod check possible"))
 }
 
 // removeGateNamespaces deletes gate namespaces an interrupted run left
