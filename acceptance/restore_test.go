@@ -250,7 +250,9 @@ func startSiteLossWorkloads(t *testing.T, ctx context.Context, cs kubernetes.Int
 					SecurityContext: &corev1.SecurityContext{AllowPrivilegeEscalation: &no,
 						Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}}}}}}
 	}
-	sel := func(app string) *metav1.LabelSelector { return &metav1.LabelSelector{MatchLabels: map[string]string{"app": app}} }
+	sel := func(app string) *metav1.LabelSelector {
+		return &metav1.LabelSelector{MatchLabels: map[string]string{"app": app}}
+	}
 	if _, err := cs.AppsV1().Deployments("default").Create(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web"},
 		Spec: appsv1.DeploymentSpec{Replicas: &one, Selector: sel("web"), Template: spec("web")}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
