@@ -198,12 +198,7 @@ func (e *Engine) refuseWithQuorum(ctx context.Context) error {
 		return err
 	}
 	defer cli.Close()
-	if ep := cli.QuorumAnswers(ctx, eps); ep != "" {
-		return fmt.Errorf("%w: %s served a linearizable read: a restore replaces the data of a cluster that lost its quorum, "+
-			"and this one has not (tricenter apply converges it; if an earlier restore got this far, apply finishes it); nothing was changed",
-			etcd.ErrQuorumAnswers, ep)
-	}
-	return nil
+	return etcd.QuorumRefusal(cli.QuorumAnswers(ctx, eps))
 }
 
 // restoreSource finds the snapshot on the servers left, fetches and
@@ -262,7 +257,7 @@ func (e *Engine) restoreSource(ctx context.Context, o RestoreOptions, rep *Resto
 		var seen []string
 		for _, s := range stores {
 			if s.Error != "" {
-				seen = append(seen, s.Server+": not read ("+firstLine(s.Error)+")")
+				seen = append(seen, s.Server+": not read ("+FirstLine(s.Error)+")")
 			} else {
 				seen = append(seen, fmt.Sprintf("%s: %d snapshots", s.Server, len(s.Snapshots)))
 			}
@@ -309,7 +304,8 @@ func (e *Engine) restoreSource(ctx context.Context, o RestoreOptions, rep *Resto
 	return &etcd.RestoreSource{DB: db, ID: rec.ID}, cleanup, nil
 }
 
-func firstLine(s string) string {
+// FirstLine is s up to its first newline.
+func FirstLine(s string) string {
 	l, _, _ := strings.Cut(s, "\n")
 	return l
 }

@@ -142,7 +142,7 @@ func printRestore(w io.Writer, r *installer.RestoreReport) {
 	for _, s := range r.Stores {
 		switch n := s.Newest(); {
 		case s.Error != "":
-			fmt.Fprintf(tw, "%s\t%s\t-\tnot read: %s\n", s.Server, s.Center, firstLineOf(s.Error))
+			fmt.Fprintf(tw, "%s\t%s\t-\tnot read: %s\n", s.Server, s.Center, installer.FirstLine(s.Error))
 		case n == nil:
 			fmt.Fprintf(tw, "%s\t%s\t%d\tnone matches its record\n", s.Server, s.Center, len(s.Snapshots))
 		default:
@@ -175,9 +175,4 @@ func printRestore(w io.Writer, r *installer.RestoreReport) {
 		fmt.Fprintf(w, "etcd and the API back after %v, everything converged after %v; %d bytes moved\n",
 			r.EtcdHealthy.Round(time.Second), r.Done.Round(time.Second), r.BytesMoved)
 	}
-}
-
-func firstLineOf(s string) string {
-	l, _, _ := strings.Cut(s, "\n")
-	return l
 }

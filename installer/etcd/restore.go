@@ -66,12 +66,18 @@ func (c *Client) QuorumAnswers(ctx context.Context, endpoints []string) string {
 // checkNoQuorum refuses a restore while any member, planned or recorded
 // by the last apply, serves a linearizable read.
 func (r *run) checkNoQuorum(ctx context.Context) error {
-	if ep := r.cli.QuorumAnswers(ctx, r.endpoints()); ep != "" {
-		return fmt.Errorf("%w: %s served a linearizable read: a restore replaces the data of a cluster that lost its quorum, "+
-			"and this one has not (run tricenter apply to converge it; if an earlier restore got this far, apply finishes it); nothing was changed",
-			ErrQuorumAnswers, ep)
+	return QuorumRefusal(r.cli.QuorumAnswers(ctx, r.endpoints()))
+}
+
+// QuorumRefusal is a restore's refusal when endpoint ep served a
+// linearizable read (nil when ep is "": no quorum answered).
+func QuorumRefusal(ep string) error {
+	if ep == "" {
+		return nil
 	}
-	return nil
+	return fmt.Errorf("%w: %s served a linearizable read: a restore replaces the data of a cluster that lost its quorum, "+
+		"and this one has not (tricenter apply converges it; if an earlier restore got this far, apply finishes it); nothing was changed",
+		ErrQuorumAnswers, ep)
 }
 
 // restorePhase is etcd/restore: on every planned member at once, the
