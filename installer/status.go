@@ -44,6 +44,10 @@ type Status struct {
 	// Certificates is the certificates' expiry: per kind from the state,
 	// and the API server's as served now (nil: not read, see Problems).
 	Certificates *CertificateStatus `json:"certificates,omitempty"`
+	// Lost names the centers the inventory marks lost; their servers
+	// (LostServers) are not checked.
+	Lost        []string `json:"lost,omitempty"`
+	LostServers []string `json:"lostServers,omitempty"`
 	// Problems lists what is not as planned, or could not be checked.
 	Problems []string `json:"problems,omitempty"`
 	// Warnings lists what is as planned but needs action soon (a
@@ -90,7 +94,10 @@ type NodeStatus struct {
 // served). It does
 // not fail when parts are unreachable: those become Problems.
 func (e *Engine) Status(ctx context.Context) (*Status, error) {
-	st := &Status{Cluster: e.cfg.Cluster.Metadata.Name, BGP: map[string]*bgp.Status{}}
+	st := &Status{Cluster: e.cfg.Cluster.Metadata.Name, BGP: map[string]*bgp.Status{}, Lost: e.cfg.Cluster.LostCenters()}
+	for _, h := range e.cfg.Cluster.LostHosts() {
+		st.LostServers = append(st.LostServers, h.Name)
+	}
 	p, err := e.EtcdPKI(false)
 	if err != nil {
 		return nil, err

@@ -74,6 +74,10 @@ not Ready yet); where it does not answer, the boot id is "not verified".`,
 
 func printStatus(w io.Writer, st *installer.Status) {
 	fmt.Fprintf(w, "cluster %s\n", st.Cluster)
+	if len(st.Lost) > 0 {
+		fmt.Fprintf(w, "lost centers %s: servers %s not checked (the inventory marks them lost)\n",
+			strings.Join(st.Lost, ", "), strings.Join(st.LostServers, ", "))
+	}
 	if h := st.Etcd; h != nil {
 		leader := leaderName(h)
 		if l := st.EtcdLeader; l != nil && l.Leader != "" {

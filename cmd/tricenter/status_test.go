@@ -166,3 +166,11 @@ func TestPrintStatusEtcdLeader(t *testing.T) {
 		})
 	}
 }
+
+func TestPrintStatusLost(t *testing.T) {
+	var b bytes.Buffer
+	printStatus(&b, &installer.Status{Cluster: "lab", Lost: []string{"dc1", "dc2"}, LostServers: []string{"dc1-r01-s01", "dc2-r01-s01"}})
+	if want := "lost centers dc1, dc2: servers dc1-r01-s01, dc2-r01-s01 not checked (the inventory marks them lost)\n"; !strings.Contains(b.String(), want) {
+		t.Errorf("missing %q in:\n%s", want, b.String())
+	}
+}
