@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -12,6 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/terraform-plugin-framework/providerserver"
+	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
+	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/plancheck"
+	"github.com/hashicorp/terraform-plugin-testing/terraform"
+	"go.yaml.in/yaml/v3"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -19,8 +26,10 @@ import (
 
 	"github.com/tricenter/terraform-provider-tricenter/installer"
 	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
+	"github.com/tricenter/terraform-provider-tricenter/installer/state"
 	"github.com/tricenter/terraform-provider-tricenter/internal/ipmisim"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
+	"github.com/tricenter/terraform-provider-tricenter/provider"
 )
 
 // The site-loss lab: one etcd member per center (dc1-r01-s01, dc2-r01-s01,
@@ -39,7 +48,9 @@ var (
 
 const siteLossBMCPassword = "TRICENTER_LAB_BMC_PASSWORD"
 
-// TestSiteLossRestore loses the local site (production and local DR, two
+// TestSiteLossRestore first loses dc1 alone and fences it (the
+// StatefulSet's pod moves), brings it back, unfences it and brings the
+// etcd leader home (fenceAndReturn). Then it loses the local site (production and local DR, two
 // of three etcd members) with a Deployment and a StatefulSet running
 // there, through the servers' BMCs, and brings the cluster back from the
 // remote-DR center's newest snapshot onto the surviving member and two
@@ -51,48 +62,11 @@ const siteLossBMCPassword = "TRICENTER_LAB_BMC_PASSWORD"
 // the three dc3 servers; the surviving node reconnects without a
 // reinstall; the lost Nodes are fenced and both pods run in dc3.
 func TestSiteLossRestore(t *testing.T) {
-	k := startKubeLabWith(t, kubeLabOptions{Off: siteLossOff, Spares: siteLossSpares, SpareRack: "dc3-r01"})
-	// One etcd member per center: the local site holds two of three.
-	if !bytes.Contains(k.inv, []byte("\n    members: 5\n")) {
-		t.Fatal("acceptance/testdata/nspawn-lab.yaml: no spec.etcd.members: 5 to lower")
-	}
-	k.inv = bytes.Replace(k.inv, []byte("\n    members: 5\n"), []byte("\n    members: 3\n"), 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
-	t.Setenv(siteLossBMCPassword, "lab-secret")
-	bmcs := labBMCs(t, ctx, k, 70, siteLossLost...)
-	withBMCs := func(c *inventory.Cluster) *inventory.Cluster {
-		for i := range c.Spec.Racks {
-			for j := range c.Spec.Racks[i].Servers {
-				s := &c.Spec.Racks[i].Servers[j]
-				if b := bmcs[s.Name]; b != nil {
-					s.BMC = &inventory.BMC{Address: b.Address().String(), Port: b.Port(), User: "admin",
-						Password: inventory.SecretRef{Env: siteLossBMCPassword}}
-				}
-			}
-		}
-		return c
-	}
-	e := k.engine(t, withBMCs(k.cluster(t, siteLossOff...)))
-	start := time.Now()
-	res, err := e.Apply(ctx, installer.Options{})
-	if err != nil {
-		t.Fatalf("apply: %v\ngates failed: %v", err, failedGates(res))
-	}
-	t.Logf("cold apply of %d servers: %v", len(e.Cluster().Hosts()), time.Since(start).Round(time.Second))
-	cs, err := e.Clientset()
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	// Workloads in the local site, data before the snapshot.
-	startSiteLossWorkloads(t, ctx, cs)
-	waitWorkloads(t, ctx, cs, func(node string) error {
-		if h, ok := e.Cluster().Host(node); !ok || h.Center.Name != "dc1" {
-			return fmt.Errorf("on %s, want a dc1 server", node)
-		}
-		return nil
-	})
+	s := startSiteLossLab(t, ctx)
+	k, e, cs, bmcs := s.k, s.e, s.cs, s.bmcs
+	fenceAndReturn(t, ctx, k, e, cs, bmcs)
 	before := writeMarker(t, ctx, cs, "before-snapshot")
 	var snap *installer.StoredSnapshot
 	if err := pollUntil(ctx, 3*time.Minute, func() error {
@@ -128,32 +102,13 @@ func TestSiteLossRestore(t *testing.T) {
 	// The local site goes dark: its servers powered off through their
 	// BMCs (ipmitool, the password from the environment).
 	lossAt := time.Now()
-	for _, n := range siteLossLost {
-		ipmiPowerOff(t, ctx, bmcs[n])
-	}
-	for _, n := range siteLossLost {
-		if k.lab.Machine(n).Running() {
-			t.Fatalf("%s still runs after its BMC powered it off", n)
-		}
-	}
+	s.powerOffSite(t, ctx)
 	t.Logf("local site powered off through %d BMCs in %v", len(siteLossLost), time.Since(lossAt).Round(time.Millisecond))
 
 	// The operator adds the replacements, marks dc1 and dc2 lost, and
 	// restores with the state copy.
-	for _, s := range siteLossSpares {
-		if err := k.lab.Machine(s.Name).Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c2 := withBMCs(k.cluster(t, siteLossOff...))
-	c2.Rack("dc3-r01").Servers = append(c2.Rack("dc3-r01").Servers, siteLossSpares...)
-	c2.SetDefaults()
-	if err := c2.MarkLost([]string{"dc1", "dc2"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := c2.Validate(nil).Err(); err != nil {
-		t.Fatal(err)
-	}
+	s.startSpares(t, ctx)
+	c2 := s.afterLoss(t)
 	e2 := k.engineAt(t, c2, stateCopy)
 	plan, err := e2.Restore(ctx, installer.RestoreOptions{DryRun: true, WaitReachable: 2 * time.Minute})
 	if err != nil {
@@ -163,14 +118,11 @@ func TestSiteLossRestore(t *testing.T) {
 		!slices.Equal(plan.New, []string{"dc3-r01-s02", "dc3-r01-s03"}) || plan.Rehearsal == nil || !plan.Rehearsal.OK {
 		t.Fatalf("restore plan: from %s, snapshot %+v, new %v, rehearsal %+v", plan.From, plan.Snapshot, plan.New, plan.Rehearsal)
 	}
-	rep, err := e2.Restore(ctx, installer.RestoreOptions{WaitReachable: 2 * time.Minute})
-	if rep != nil {
-		t.Logf("restore: snapshot %s from %s, members %v (new %v), %d bytes moved, etcd and API after %v, done after %v",
-			rep.Snapshot.ID, rep.From, rep.Members, rep.New, rep.BytesMoved, rep.EtcdHealthy.Round(time.Second), rep.Done.Round(time.Second))
-	}
-	if err != nil {
-		t.Fatalf("restore: %v", err)
-	}
+	// The restore itself through Terraform: the cluster imported from
+	// the state copy, restore_from = "newest".
+	restoreWithTerraform(t, ctx, s, c2, filepath.Join(stateCopy, c2.Metadata.Name))
+	e2 = k.engineAt(t, c2, stateCopy)
+	rep := plan
 	apiAt := time.Now()
 	cs2, err := e2.Clientset()
 	if err != nil {
@@ -195,17 +147,16 @@ func TestSiteLossRestore(t *testing.T) {
 	if h.PerCenter["dc3"] != 3 || len(h.Members) != 3 {
 		t.Errorf("etcd after the restore: %d members, per center %v", len(h.Members), h.PerCenter)
 	}
-	for _, f := range rep.Fences {
-		if !f.Fenced {
-			t.Errorf("lost center %s not fenced: %+v", f.Center, f)
+	for _, n := range siteLossLost {
+		node, err := cs2.CoreV1().Nodes().Get(ctx, n, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(node.Spec.Taints, func(tn corev1.Taint) bool { return tn.Key == installer.OutOfServiceTaint.Key }) {
+			t.Errorf("lost server %s not fenced: taints %v", n, node.Spec.Taints)
 		}
 	}
-	waitWorkloads(t, ctx, cs2, func(node string) error {
-		if h, ok := c2.Host(node); !ok || h.Center.Name != "dc3" {
-			return fmt.Errorf("on %s, want a dc3 server", node)
-		}
-		return nil
-	})
+	waitWorkloads(t, ctx, cs2, inCenter(c2, "dc3"))
 	t.Logf("RTO: API through the VIP %v after the loss, both pods Running in dc3 %v after it",
 		apiAt.Sub(lossAt).Round(time.Second), time.Since(lossAt).Round(time.Second))
 	// The surviving node kept its installation: its kubelet's boot and
@@ -221,7 +172,7 @@ func TestSiteLossRestore(t *testing.T) {
 	}
 }
 
-func writeMarker(t *testing.T, ctx context.Context, cs kubernetes.Interface, name string) time.Time {
+func writeMarker(t testing.TB, ctx context.Context, cs kubernetes.Interface, name string) time.Time {
 	t.Helper()
 	if _, err := cs.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name},
 		Data: map[string]string{"written": time.Now().UTC().Format(time.RFC3339Nano)}}, metav1.CreateOptions{}); err != nil {
@@ -232,7 +183,7 @@ func writeMarker(t *testing.T, ctx context.Context, cs kubernetes.Interface, nam
 
 // startSiteLossWorkloads runs a Deployment and a StatefulSet of one
 // replica each, preferring dc1.
-func startSiteLossWorkloads(t *testing.T, ctx context.Context, cs kubernetes.Interface) {
+func startSiteLossWorkloads(t testing.TB, ctx context.Context, cs kubernetes.Interface) {
 	t.Helper()
 	no, yes := false, true
 	one := int32(1)
@@ -265,7 +216,7 @@ func startSiteLossWorkloads(t *testing.T, ctx context.Context, cs kubernetes.Int
 
 // waitWorkloads waits until web's and db's pods are Running and Ready,
 // each on a node where (nil).
-func waitWorkloads(t *testing.T, ctx context.Context, cs kubernetes.Interface, where func(node string) error) {
+func waitWorkloads(t testing.TB, ctx context.Context, cs kubernetes.Interface, where func(node string) error) {
 	t.Helper()
 	if err := pollUntil(ctx, 8*time.Minute, func() error {
 		for _, app := range []string{"web", "db"} {
@@ -276,10 +227,7 @@ func waitWorkloads(t *testing.T, ctx context.Context, cs kubernetes.Interface, w
 			ok := false
 			var seen []string
 			for _, p := range pods.Items {
-				ready := p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning
-				for _, c := range p.Status.Conditions {
-					ready = ready && (c.Type != corev1.PodReady || c.Status == corev1.ConditionTrue)
-				}
+				ready := podReady(&p)
 				seen = append(seen, p.Name+"@"+p.Spec.NodeName+":"+string(p.Status.Phase)+":ready="+strconv.FormatBool(ready))
 				if ready && where(p.Spec.NodeName) == nil {
 					ok = true
@@ -298,7 +246,7 @@ func waitWorkloads(t *testing.T, ctx context.Context, cs kubernetes.Interface, w
 // ipmiPowerOff powers a server off through its BMC with ipmitool, and
 // waits until the BMC reports
 // it off.
-func ipmiPowerOff(t *testing.T, ctx context.Context, b *ipmisim.BMC) {
+func ipmiPowerOff(t testing.TB, ctx context.Context, b *ipmisim.BMC) {
 	t.Helper()
 	run := func(args ...string) string {
 		out, err := b.Ipmitool(ctx, args...)
@@ -316,4 +264,279 @@ func ipmiPowerOff(t *testing.T, ctx context.Context, b *ipmisim.BMC) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// siteLossLab is the site-loss lab with the cluster applied and the
+// Deployment and StatefulSet running in dc1.
+type siteLossLab struct {
+	k    *kubeLab
+	e    *installer.Engine
+	cs   kubernetes.Interface
+	bmcs map[string]*ipmisim.BMC
+}
+
+func startSiteLossLab(tb testing.TB, ctx context.Context) *siteLossLab {
+	tb.Helper()
+	k := startKubeLabWith(tb, kubeLabOptions{Off: siteLossOff, Spares: siteLossSpares, SpareRack: "dc3-r01"})
+	// One etcd member per center: the local site holds two of three.
+	if !bytes.Contains(k.inv, []byte("\n    members: 5\n")) {
+		tb.Fatal("acceptance/testdata/nspawn-lab.yaml: no spec.etcd.members: 5 to lower")
+	}
+	k.inv = bytes.Replace(k.inv, []byte("\n    members: 5\n"), []byte("\n    members: 3\n"), 1)
+	tb.Setenv(siteLossBMCPassword, "lab-secret")
+	s := &siteLossLab{k: k, bmcs: labBMCs(tb, ctx, k, 70, siteLossLost...)}
+	s.e = k.engine(tb, s.withBMCs(k.cluster(tb, siteLossOff...)))
+	start := time.Now()
+	res, err := s.e.Apply(ctx, installer.Options{})
+	if err != nil {
+		tb.Fatalf("apply: %v\ngates failed: %v", err, failedGates(res))
+	}
+	tb.Logf("cold apply of %d servers: %v", len(s.e.Cluster().Hosts()), time.Since(start).Round(time.Second))
+	if s.cs, err = s.e.Clientset(); err != nil {
+		tb.Fatal(err)
+	}
+	startSiteLossWorkloads(tb, ctx, s.cs)
+	waitWorkloads(tb, ctx, s.cs, inCenter(s.e.Cluster(), "dc1"))
+	return s
+}
+
+// withBMCs gives the lost servers their lab BMCs in c.
+func (s *siteLossLab) withBMCs(c *inventory.Cluster) *inventory.Cluster {
+	for i := range c.Spec.Racks {
+		for j := range c.Spec.Racks[i].Servers {
+			srv := &c.Spec.Racks[i].Servers[j]
+			if b := s.bmcs[srv.Name]; b != nil {
+				srv.BMC = &inventory.BMC{Address: b.Address().String(), Port: b.Port(), User: "admin",
+					Password: inventory.SecretRef{Env: siteLossBMCPassword}}
+			}
+		}
+	}
+	return c
+}
+
+// afterLoss is the inventory the operator restores with: the spares
+// added to dc3, dc1 and dc2 marked lost.
+func (s *siteLossLab) afterLoss(tb testing.TB) *inventory.Cluster {
+	tb.Helper()
+	c := s.withBMCs(s.k.cluster(tb, siteLossOff...))
+	c.Rack("dc3-r01").Servers = append(c.Rack("dc3-r01").Servers, siteLossSpares...)
+	c.SetDefaults()
+	if err := c.MarkLost([]string{"dc1", "dc2"}); err != nil {
+		tb.Fatal(err)
+	}
+	if err := c.Validate(nil).Err(); err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+// powerOffSite cuts the local site's servers through their BMCs.
+func (s *siteLossLab) powerOffSite(tb testing.TB, ctx context.Context) {
+	tb.Helper()
+	for _, n := range siteLossLost {
+		ipmiPowerOff(tb, ctx, s.bmcs[n])
+	}
+	for _, n := range siteLossLost {
+		if s.k.lab.Machine(n).Running() {
+			tb.Fatalf("%s still runs after its BMC powered it off", n)
+		}
+	}
+}
+
+// startSpares powers the replacement servers on.
+func (s *siteLossLab) startSpares(tb testing.TB, ctx context.Context) {
+	tb.Helper()
+	for _, srv := range siteLossSpares {
+		if err := s.k.lab.Machine(srv.Name).Start(ctx); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// inCenter accepts nodes of center, outside refuses them.
+func inCenter(c *inventory.Cluster, center string) func(string) error {
+	return func(node string) error {
+		if h, ok := c.Host(node); !ok || h.Center.Name != center {
+			return fmt.Errorf("on %s, want a %s server", node, center)
+		}
+		return nil
+	}
+}
+
+func outside(c *inventory.Cluster, center string) func(string) error {
+	return func(node string) error {
+		if h, ok := c.Host(node); !ok || h.Center.Name == center {
+			return fmt.Errorf("on %s, want a server outside %s", node, center)
+		}
+		return nil
+	}
+}
+
+// fenceAndReturn loses dc1 alone (its two servers powered off through
+// their BMCs): etcd keeps its quorum, fence confirms the servers off and
+// taints their Nodes, and the StatefulSet's pod, which Kubernetes never
+// moves by itself, runs in another center. dc1 comes back: unfence takes
+// the taints off once its Nodes are Ready by the health rule, and an apply
+// brings the etcd leader home into dc1. The pods go back to dc1.
+func fenceAndReturn(t testing.TB, ctx context.Context, k *kubeLab, e *installer.Engine, cs kubernetes.Interface, bmcs map[string]*ipmisim.BMC) {
+	t.Helper()
+	dc1 := []string{"dc1-r01-s01", "dc1-r01-w01"}
+	lossAt := time.Now()
+	for _, n := range dc1 {
+		ipmiPowerOff(t, ctx, bmcs[n])
+	}
+	f, err := e.Fence(ctx, installer.FenceOptions{Center: "dc1"})
+	if err != nil || !f.Fenced {
+		t.Fatalf("fence dc1: %v, %+v", err, f)
+	}
+	fencedAt := time.Now()
+	for _, s := range f.Servers {
+		if s.Power != installer.FencePowerOff || s.Node != installer.FenceNodeTainted {
+			t.Errorf("fence of %s: power %q, node %q", s.Name, s.Power, s.Node)
+		}
+	}
+	waitWorkloads(t, ctx, cs, outside(e.Cluster(), "dc1"))
+	t.Logf("center loss with fencing: fenced %v after the power-off, the StatefulSet's and the Deployment's pods Ready outside dc1 %v after the fence (%v after the loss)",
+		fencedAt.Sub(lossAt).Round(time.Millisecond), time.Since(fencedAt).Round(time.Second), time.Since(lossAt).Round(time.Second))
+
+	for _, n := range dc1 {
+		if err := k.lab.Machine(n).Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Not before the Nodes are Ready again.
+	if u, err := e.Unfence(ctx, "dc1", false); err == nil && u.Unfenced {
+		t.Fatalf("unfence right after power-on: %+v", u)
+	}
+	var u *installer.UnfenceReport
+	if err := pollUntil(ctx, 5*time.Minute, func() error {
+		u, err = e.Unfence(ctx, "dc1", false)
+		if err != nil {
+			return err
+		}
+		if !u.Unfenced {
+			return fmt.Errorf("not unfenced: %+v", u.Servers)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range dc1 {
+		node, err := cs.CoreV1().Nodes().Get(ctx, n, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tn := range node.Spec.Taints {
+			if tn.Key == installer.OutOfServiceTaint.Key {
+				t.Errorf("%s keeps %s after unfence", n, tn.ToString())
+			}
+		}
+	}
+	st, err := e.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	was := st.EtcdLeader
+	res, err := e.Apply(ctx, installer.Options{})
+	if err != nil {
+		t.Fatalf("apply after dc1 came back: %v\ngates failed: %v", err, failedGates(res))
+	}
+	if st, err = e.Status(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if l := st.EtcdLeader; l == nil || l.LeaderCenter != "dc1" || !l.Home {
+		t.Errorf("etcd leader after the apply: %+v (before: %+v)", l, was)
+	}
+	t.Logf("etcd leader: %s (%s) before the apply, %s (%s) after it (%s)", was.Leader, was.LeaderCenter,
+		st.EtcdLeader.Leader, st.EtcdLeader.LeaderCenter, res.Etcd.LeaderMoved)
+	// Back to dc1, where the pods prefer to run.
+	for _, app := range []string{"web", "db"} {
+		if err := cs.CoreV1().Pods("default").DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "app=" + app}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitWorkloads(t, ctx, cs, inCenter(e.Cluster(), "dc1"))
+}
+
+// podReady: Running, not being deleted, its Ready condition True.
+func podReady(p *corev1.Pod) bool {
+	if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
+		return false
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// restoreWithTerraform imports the cluster from the state directory dir
+// with the inventory c (lost centers marked, replacements added) and
+// applies restore_from = "newest": the plan is an update warning of the
+// restore, the apply leaves a healthy cluster with its etcd members in
+// dc3. The engine state it ends with is written back to dir; a removed
+// block then forgets the cluster without destroying it.
+func restoreWithTerraform(t *testing.T, ctx context.Context, s *siteLossLab, c *inventory.Cluster, dir string) {
+	t.Helper()
+	inv := filepath.Join(s.k.dir, "after-loss.yaml")
+	b, err := yaml.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(inv, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const addr = "tricenter_cluster.lab"
+	config := fmt.Sprintf(`
+resource "tricenter_cluster" "lab" {
+  path           = %q
+  restore_from   = "newest"
+  wait_reachable = "2m"
+}
+`, inv)
+	start := time.Now()
+	resource.UnitTest(t, resource.TestCase{
+		ProtoV6ProviderFactories: map[string]func() (tfprotov6.ProviderServer, error){
+			"tricenter": providerserver.NewProtocol6WithError(provider.New("test")()),
+		},
+		Steps: []resource.TestStep{
+			{
+				Config: config + fmt.Sprintf(`
+import {
+  to = %s
+  id = %q
+}
+`, addr, dir+"#"+inv),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate),
+				}},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr(addr, "healthy", "true"),
+					resource.TestCheckResourceAttr(addr, "etcd_members.%", "3"),
+					resource.TestCheckResourceAttr(addr, "etcd_members.dc3-r01-s02", "dc3"),
+					resource.TestCheckResourceAttr(addr, "etcd_members.dc3-r01-s03", "dc3"),
+					resource.TestCheckResourceAttr(addr, "etcd_members_per_center.dc3", "3"),
+					func(st *terraform.State) error {
+						files, _, err := state.DecodeBlob(st.RootModule().Resources[addr].Primary.Attributes["state"])
+						if err != nil {
+							return err
+						}
+						return state.Restore(dir, files)
+					},
+				),
+			},
+			{
+				Config: fmt.Sprintf(`
+removed {
+  from = %s
+  lifecycle {
+    destroy = false
+  }
+}
+`, addr),
+			},
+		},
+	})
+	t.Logf("terraform import + apply with restore_from: %v", time.Since(start).Round(time.Second))
 }

@@ -166,6 +166,20 @@ func (e *Engine) Restore(ctx context.Context, o RestoreOptions) (*RestoreReport,
 	return rep, nil
 }
 
+// QuorumLost reports whether no etcd member, planned or recorded by the
+// last apply (lost centers' included), serves a linearizable read: the
+// condition under which Restore runs.
+func (e *Engine) QuorumLost(ctx context.Context) (bool, error) {
+	err := e.refuseWithQuorum(ctx)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, etcd.ErrQuorumAnswers):
+		return false, nil
+	}
+	return false, err
+}
+
 // refuseWithQuorum asks every member the last apply recorded and every
 // planned member, the lost centers' included, for a linearizable read:
 // one that serves it proves a quorum.

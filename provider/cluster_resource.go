@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"regexp"
 	"strings"
 	"time"
 
@@ -82,7 +83,23 @@ type clusterResourceModel struct {
 	PKIDir          types.String   `tfsdk:"pki_dir"`
 	RenewDue        types.Bool     `tfsdk:"certificates_renew_due"`
 	EarliestExpiry  types.String   `tfsdk:"earliest_certificate_expiry"`
+	RestoreFrom     types.String   `tfsdk:"restore_from"`
 }
+
+// restoreFrom is the snapshot restore_from names ("" for the newest) and
+// whether it is set.
+func (m clusterResourceModel) restoreFrom() (string, bool) {
+	if m.RestoreFrom.IsNull() || m.RestoreFrom.IsUnknown() {
+		return "", false
+	}
+	if v := m.RestoreFrom.ValueString(); v != restoreNewest {
+		return v, true
+	}
+	return "", true
+}
+
+// restoreNewest is restore_from's value for the newest good snapshot.
+const restoreNewest = "newest"
 
 func (m clusterResourceModel) input() inventoryInput {
 	return inventoryInput{Path: m.Path, YAML: m.YAML}
@@ -227,6 +244,19 @@ func (r *clusterResource) Schema(ctx context.Context, _ resource.SchemaRequest, 
 			"map or set keyed by server name), so adding one touches only that server.",
 		Attributes: map[string]schema.Attribute{
 			"wait_reachable": waitReachableAttribute(),
+			"restore_from": schema.StringAttribute{
+				Optional: true,
+				MarkdownDescription: "After a disaster: `newest`, or a snapshot ID (`tricenter snapshot list`). When an apply finds " +
+					"that no etcd member serves a linearizable read (etcd lost its quorum, e.g. with the local site), it restores " +
+					"etcd from that snapshot instead of failing, as `tricenter restore` does: the newest good snapshot on the servers " +
+					"left (or this one), rehearsed in a throw-away etcd first, rebuilt on the etcd members the inventory places now " +
+					"(mark the lost centers `lost: true` and add replacement servers with new names and addresses), then the control " +
+					"plane, a fence of the lost centers and a full apply. Writes after the snapshot are lost. While a quorum answers " +
+					"it is ignored: leaving it set never restores a healthy cluster. The engine state (certificate authorities, " +
+					"snapshot key) is this resource's `state`.",
+				Validators: []validator.String{stringvalidator.RegexMatches(regexp.MustCompile(`^(newest|[A-Za-z0-9][A-Za-z0-9._-]*)$`),
+					"must be newest or a snapshot ID")},
+			},
 			"accept_transient_risk": schema.BoolAttribute{
 				Optional: true,
 				MarkdownDescription: "Let an update run etcd membership changes that pass through states where the loss of one " +
@@ -495,6 +525,16 @@ func (r *clusterResource) ModifyPlan(ctx context.Context, req resource.ModifyPla
 		resp.Diagnostics.AddAttributeError(path.Root("kubernetes_version"), "Upgrade refused", err.Error()+".")
 		return
 	}
+	if restore, err := r.restoreNeeded(ctx, &plan, e); err == nil && restore {
+		from := "the newest good snapshot on the servers left"
+		if id, _ := plan.restoreFrom(); id != "" {
+			from = "snapshot " + id
+		}
+		resp.Diagnostics.AddAttributeWarning(path.Root("restore_from"), "This update restores etcd from a snapshot",
+			"No etcd member serves a linearizable read: etcd lost its quorum. The apply restores it from "+from+
+				" onto the etcd members the inventory places now ("+strings.Join(slices.Sorted(maps.Keys(next)), ", ")+
+				"); writes after the snapshot are lost.")
+	}
 	if upgrading, err := e.UpgradeNeeded(); err == nil && upgrading && !req.State.Raw.IsNull() {
 		resp.Diagnostics.AddAttributeWarning(path.Root("kubernetes_version"), "This update upgrades the cluster", upgradePlanText(ctx, e))
 	}
@@ -639,8 +679,28 @@ func (r *clusterResource) apply(ctx context.Context, m *clusterResourceModel, st
 	tflog.Info(ctx, "Applying the cluster", map[string]any{"cluster": e.Cluster().Metadata.Name, "components": comps, "skip_phases": skip})
 	var res *installer.Result
 	var applyErr error
+	restore, err := r.restoreNeeded(ctx, m, e)
+	if err != nil {
+		diags.AddError("Cannot check etcd's quorum", engineErrorDetail("checking "+e.Cluster().Metadata.Name, err))
+		return false
+	}
 	upgrading, err := e.UpgradeNeeded()
 	switch {
+	case restore:
+		id, _ := m.restoreFrom()
+		tflog.Warn(ctx, "etcd has no quorum: restoring from a snapshot (restore_from)", map[string]any{"cluster": e.Cluster().Metadata.Name, "snapshot": m.RestoreFrom.ValueString()})
+		var rep *installer.RestoreReport
+		rep, applyErr = e.Restore(ctx, installer.RestoreOptions{Snapshot: id, WaitReachable: o.WaitReachable})
+		if rep != nil {
+			res = rep.Apply
+			if res == nil {
+				res = rep.Etcd
+			}
+			if rep.Snapshot != nil {
+				diags.AddWarning("etcd restored from a snapshot", fmt.Sprintf("etcd had no quorum: restored from snapshot %s (from %s, taken %s); "+
+					"writes after it are lost. Members now: %s.", rep.Snapshot.ID, rep.From, rep.Snapshot.TakenAt.Format(time.RFC3339), strings.Join(rep.Members, ", ")))
+			}
+		}
 	case err != nil:
 		applyErr = err
 	case upgrading:
@@ -697,6 +757,18 @@ func (r *clusterResource) apply(ctx context.Context, m *clusterResourceModel, st
 	m.Healthy = types.BoolValue(true)
 	m.Problems = stringList(nil)
 	return true
+}
+
+// restoreNeeded says whether this apply restores etcd: restore_from is
+// set and no member serves a linearizable read.
+func (r *clusterResource) restoreNeeded(ctx context.Context, m *clusterResourceModel, e *installer.Engine) (bool, error) {
+	if _, ok := m.restoreFrom(); !ok {
+		return false, nil
+	}
+	if _, err := e.EtcdPKI(false); err != nil {
+		return false, nil // a first apply: nothing to restore into
+	}
+	return e.QuorumLost(ctx)
 }
 
 // perCenterValue is etcd's started members per center from an apply's
