@@ -604,6 +604,13 @@ func drillCenter(t *testing.T, ctx context.Context, k *kubeLab, e *installer.Eng
 	if rep.Lost != 0 || !rep.Verified {
 		t.Errorf("drill %s: lost %d acknowledged writes (verified %v: %s)", center, rep.Lost, rep.Verified, rep.NotVerified)
 	}
+	// Restored, the leader is in production again (moved there when the
+	// drill took production down).
+	if l := rep.LeaderHome; l == nil || !l.Home || rep.LeaderMoveError != "" {
+		t.Errorf("drill %s: leader after the restore: %+v (moved from %q: %s)", center, l, rep.LeaderMovedFrom, rep.LeaderMoveError)
+	} else {
+		t.Logf("drill %s: leader after the restore %s (%s), moved from %q in %v", center, l.Leader, l.LeaderCenter, rep.LeaderMovedFrom, rep.LeaderMoveTook.Round(time.Millisecond))
+	}
 }
 
 func logTimings(t testing.TB, what string, r *installer.Result) {
