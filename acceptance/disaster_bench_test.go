@@ -41,8 +41,8 @@ func BenchmarkDisaster(b *testing.B) {
 	defer cancel()
 	s := startSiteLossLab(b, ctx)
 	e, cs := s.e, s.cs
-	var out strings.Builder
-	fmt.Fprintf(&out, "\nDisasters on the nspawn lab (1 ms between dc1 and dc2, 20 ms to dc3)\n")
+	out := &benchLog{tb: b}
+	fmt.Fprintf(out, "\nDisasters on the nspawn lab (1 ms between dc1 and dc2, 20 ms to dc3)\n")
 
 	// Leader home: put latency through dc1's member.
 	p, err := e.EtcdPKI(false)
@@ -64,26 +64,26 @@ func BenchmarkDisaster(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer kv.Close()
-	fmt.Fprintf(&out, "\n%-44s %5s %9s %9s\n", "put through dc1-r01-s01, leader in", "n", "p50", "p99")
+	fmt.Fprintf(out, "\n%-44s %5s %9s %9s\n", "put through dc1-r01-s01, leader in", "n", "p50", "p99")
 	var p50s [2]time.Duration
 	for i, target := range []string{"dc1-r01-s01", "dc3-r01-s01"} {
 		moveLeader(b, ctx, cli, e, target)
 		lat := putLatencies(b, ctx, kv, "/tricenter-bench/leader-"+target, 300)
 		p50s[i] = lat[len(lat)/2]
-		fmt.Fprintf(&out, "%-44s %5d %9v %9v\n", target, len(lat), lat[len(lat)/2].Round(10*time.Microsecond), lat[len(lat)*99/100].Round(10*time.Microsecond))
+		fmt.Fprintf(out, "%-44s %5d %9v %9v\n", target, len(lat), lat[len(lat)/2].Round(10*time.Microsecond), lat[len(lat)*99/100].Round(10*time.Microsecond))
 	}
-	fmt.Fprintf(&out, "leader in dc3 / leader in dc1 (p50): %.1f×\n", float64(p50s[1])/float64(p50s[0]))
+	fmt.Fprintf(out, "leader in dc3 / leader in dc1 (p50): %.1f×\n", float64(p50s[1])/float64(p50s[0]))
 	moveLeader(b, ctx, cli, e, "dc1-r01-s01")
 
 	// Center loss, without and with fence.
-	fmt.Fprintf(&out, "\n%-60s %s\n", "dc1 powered off through its BMCs", "both pods Ready outside dc1 after")
+	fmt.Fprintf(out, "\n%-60s %s\n", "dc1 powered off through its BMCs", "both pods Ready outside dc1 after")
 	noFence := 7 * time.Minute
 	lossAt := time.Now()
 	for _, n := range []string{"dc1-r01-s01", "dc1-r01-w01"} {
 		ipmiPowerOff(b, ctx, s.bmcs[n])
 	}
 	moved := movedAt(ctx, cs, e, lossAt, noFence)
-	fmt.Fprintf(&out, "%-60s %s\n", "without fence (Kubernetes alone, waited "+noFence.String()+")", moved)
+	fmt.Fprintf(out, "%-60s %s\n", "without fence (Kubernetes alone, waited "+noFence.String()+")", moved)
 	rejoin(b, ctx, s, "dc1")
 	lossAt = time.Now()
 	for _, n := range []string{"dc1-r01-s01", "dc1-r01-w01"} {
@@ -94,7 +94,7 @@ func BenchmarkDisaster(b *testing.B) {
 	}
 	fencedAfter := time.Since(lossAt)
 	moved = movedAt(ctx, cs, e, lossAt, noFence)
-	fmt.Fprintf(&out, "%-60s %s (fence done %v after the power-off)\n", "with tricenter fence right after the power-off", moved, fencedAfter.Round(time.Millisecond))
+	fmt.Fprintf(out, "%-60s %s (fence done %v after the power-off)\n", "with tricenter fence right after the power-off", moved, fencedAfter.Round(time.Millisecond))
 	rejoin(b, ctx, s, "dc1")
 
 	// Site loss under writes.
@@ -196,14 +196,14 @@ func BenchmarkDisaster(b *testing.B) {
 			b.Errorf("write %s kept after %s lost", acked[i].key, acked[i-1].key)
 		}
 	}
-	fmt.Fprintf(&out, "\nsite loss (dc1 and dc2 powered off through 3 BMCs) with a write every 50 ms, snapshots every minute\n")
-	fmt.Fprintf(&out, "  snapshot restored: %s, taken %v before the loss, record at revision %d\n", rep.Snapshot.ID,
+	fmt.Fprintf(out, "\nsite loss (dc1 and dc2 powered off through 3 BMCs) with a write every 50 ms, snapshots every minute\n")
+	fmt.Fprintf(out, "  snapshot restored: %s, taken %v before the loss, record at revision %d\n", rep.Snapshot.ID,
 		lossAt.Sub(rep.Snapshot.TakenAt).Round(time.Second), rep.Snapshot.Revision)
-	fmt.Fprintf(&out, "  RPO: %d of %d acknowledged writes lost (the last kept was acknowledged %v before the loss); every write up to the record's revision present\n",
+	fmt.Fprintf(out, "  RPO: %d of %d acknowledged writes lost (the last kept was acknowledged %v before the loss); every write up to the record's revision present\n",
 		lost, len(acked), lossAt.Sub(lastKept).Round(time.Millisecond))
-	fmt.Fprintf(&out, "  RTO: API through the VIP %v after the loss, both pods Running in dc3 %v after it (goal 10m: %.2f×)\n",
+	fmt.Fprintf(out, "  RTO: API through the VIP %v after the loss, both pods Running in dc3 %v after it (goal 10m: %.2f×)\n",
 		apiAfter.Round(time.Second), podsAfter.Round(time.Second), float64(podsAfter)/float64(10*time.Minute))
-	fmt.Fprintf(&out, "  restore: etcd and the API %v, converged %v, %.1f MB moved, %d members rebuilt (%d new)\n",
+	fmt.Fprintf(out, "  restore: etcd and the API %v, converged %v, %.1f MB moved, %d members rebuilt (%d new)\n",
 		rep.EtcdHealthy.Round(time.Second), rep.Done.Round(time.Second), float64(rep.BytesMoved)/1e6, len(rep.Members), len(rep.New))
 	if podsAfter > 10*time.Minute {
 		b.Errorf("RTO %v over the 10 min goal", podsAfter)
@@ -211,7 +211,7 @@ func BenchmarkDisaster(b *testing.B) {
 	if kept == 0 || lost == 0 {
 		b.Errorf("kept %d, lost %d: the RPO was not measured", kept, lost)
 	}
-	b.Log(out.String())
+	b.Log("\n" + out.String())
 }
 
 // moveLeader moves etcd leadership to member name and waits healthy.
@@ -317,6 +317,13 @@ func rejoin(tb testing.TB, ctx context.Context, s *siteLossLab, center string) {
 	}); err != nil {
 		tb.Fatal(err)
 	}
+	var names []string
+	for _, h := range s.e.Cluster().Hosts() {
+		if h.Center.Name == center {
+			names = append(names, h.Name)
+		}
+	}
+	waitUntainted(tb, ctx, s.cs, names...)
 	zero := int64(0)
 	for _, app := range []string{"web", "db"} {
 		if err := s.cs.CoreV1().Pods("default").DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &zero},
@@ -375,4 +382,16 @@ func (w *revWriter) stop() []ackedWrite {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return slices.Clone(w.acked)
+}
+
+// benchLog collects the table and logs each line as it is written, so a
+// run that fails later keeps what it measured.
+type benchLog struct {
+	tb testing.TB
+	strings.Builder
+}
+
+func (l *benchLog) Write(p []byte) (int, error) {
+	l.tb.Log(strings.TrimRight(string(p), "\n"))
+	return l.Builder.Write(p)
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -432,6 +433,7 @@ func fenceAndReturn(t testing.TB, ctx context.Context, k *kubeLab, e *installer.
 			}
 		}
 	}
+	waitUntainted(t, ctx, cs, dc1...)
 	st, err := e.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -539,4 +541,28 @@ removed {
 		},
 	})
 	t.Logf("terraform import + apply with restore_from: %v", time.Since(start).Round(time.Second))
+}
+
+// waitUntainted waits until the nodes carry no node.kubernetes.io/ taint
+// (unreachable, not-ready, out-of-service): a Node Ready again keeps
+// node-lifecycle's taints for a moment, and the scheduler avoids it
+// meanwhile.
+func waitUntainted(tb testing.TB, ctx context.Context, cs kubernetes.Interface, nodes ...string) {
+	tb.Helper()
+	if err := pollUntil(ctx, 2*time.Minute, func() error {
+		for _, n := range nodes {
+			node, err := cs.CoreV1().Nodes().Get(ctx, n, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			for _, tn := range node.Spec.Taints {
+				if strings.HasPrefix(tn.Key, "node.kubernetes.io/") {
+					return fmt.Errorf("%s: %s", n, tn.ToString())
+				}
+			}
+		}
+		return nil
+	}); err != nil {
+		tb.Fatal(err)
+	}
 }
