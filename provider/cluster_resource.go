@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"maps"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
-	"regexp"
 	"strings"
 	"time"
 
