@@ -13,6 +13,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -128,11 +129,14 @@ func BenchmarkDisaster(b *testing.B) {
 	apiUp := make(chan time.Duration, 1)
 	go func() {
 		for ctx.Err() == nil {
+			// A write through the VIP: reads may be served from a
+			// surviving API server's cache without a quorum.
 			if c, err := e2.Clientset(); err == nil {
 				qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-				_, err := c.CoreV1().Namespaces().Get(qctx, "default", metav1.GetOptions{})
+				_, err := c.CoreV1().ConfigMaps("default").Create(qctx, &corev1.ConfigMap{
+					ObjectMeta: metav1.ObjectMeta{GenerateName: "rto-probe-"}}, metav1.CreateOptions{})
 				cancel()
-				if err == nil && time.Since(lossAt) > 5*time.Second {
+				if err == nil {
 					apiUp <- time.Since(lossAt)
 					return
 				}
@@ -201,7 +205,7 @@ func BenchmarkDisaster(b *testing.B) {
 		lossAt.Sub(rep.Snapshot.TakenAt).Round(time.Second), rep.Snapshot.Revision)
 	fmt.Fprintf(out, "  RPO: %d of %d acknowledged writes lost (the last kept was acknowledged %v before the loss); every write up to the record's revision present\n",
 		lost, len(acked), lossAt.Sub(lastKept).Round(time.Millisecond))
-	fmt.Fprintf(out, "  RTO: API through the VIP %v after the loss, both pods Running in dc3 %v after it (goal 10m: %.2f×)\n",
+	fmt.Fprintf(out, "  RTO: API through the VIP (a write) %v after the loss, both pods Running in dc3 %v after it (goal 10m: %.2f×)\n",
 		apiAfter.Round(time.Second), podsAfter.Round(time.Second), float64(podsAfter)/float64(10*time.Minute))
 	fmt.Fprintf(out, "  restore: etcd and the API %v, converged %v, %.1f MB moved, %d members rebuilt (%d new)\n",
 		rep.EtcdHealthy.Round(time.Second), rep.Done.Round(time.Second), float64(rep.BytesMoved)/1e6, len(rep.Members), len(rep.New))

@@ -190,7 +190,10 @@ func startSiteLossWorkloads(t testing.TB, ctx context.Context, cs kubernetes.Int
 	one := int32(1)
 	spec := func(app string) corev1.PodTemplateSpec {
 		return corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": app}},
-			Spec: corev1.PodSpec{TerminationGracePeriodSeconds: new(int64),
+			// The default grace period (30 s): a pod deleted on a dead
+			// node stays Terminating until someone confirms the node is
+			// gone, as in production (a zero grace would delete it at once).
+			Spec: corev1.PodSpec{
 				Tolerations: []corev1.Toleration{{Key: "node-role.kubernetes.io/control-plane", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}},
 				Affinity: &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{PreferredDuringSchedulingIgnoredDuringExecution: []corev1.PreferredSchedulingTerm{{
 					Weight: 100, Preference: corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{{
