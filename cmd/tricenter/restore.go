@@ -172,7 +172,7 @@ func printRestore(w io.Writer, r *installer.RestoreReport) {
 		printFence(w, fr, "")
 	}
 	if !r.DryRun && r.Done > 0 {
-		fmt.Fprintf(w, "etcd and the API back after %v, everything converged after %v; %d bytes moved\n",
-			r.EtcdHealthy.Round(time.Second), r.Done.Round(time.Second), r.BytesMoved)
+		fmt.Fprintf(w, "etcd and the control plane back on every member after %v, everything converged after %v; %d bytes moved\n",
+			r.ControlPlane.Round(time.Second), r.Done.Round(time.Second), r.BytesMoved)
 	}
 }
