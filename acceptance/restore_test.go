@@ -27,7 +27,6 @@ import (
 
 	"github.com/tricenter/terraform-provider-tricenter/installer"
 	"github.com/tricenter/terraform-provider-tricenter/installer/etcd"
-	"github.com/tricenter/terraform-provider-tricenter/installer/state"
 	"github.com/tricenter/terraform-provider-tricenter/internal/ipmisim"
 	"github.com/tricenter/terraform-provider-tricenter/inventory"
 	"github.com/tricenter/terraform-provider-tricenter/provider"
@@ -523,23 +522,12 @@ import {
 					resource.TestCheckResourceAttr(addr, "etcd_members.dc3-r01-s03", "dc3"),
 					resource.TestCheckResourceAttr(addr, "etcd_members_per_center.dc3", "3"),
 					func(st *terraform.State) error {
-						files, _, err := state.DecodeBlob(st.RootModule().Resources[addr].Primary.Attributes["state"])
-						if err != nil {
-							return err
-						}
-						return state.Restore(dir, files)
+						return stateToDir(dir, st.RootModule().Resources[addr].Primary.Attributes["state"])
 					},
 				),
 			},
 			{
-				Config: fmt.Sprintf(`
-removed {
-  from = %s
-  lifecycle {
-    destroy = false
-  }
-}
-`, addr),
+				Config: forgetConfig(addr),
 			},
 		},
 	})

@@ -151,23 +151,12 @@ import {
 								at.Format(time.RFC3339), tfLeafLifetime, applied.UTC().Format(time.RFC3339))
 						}
 						// The CLI goes on from what terraform's apply left.
-						files, _, err := state.DecodeBlob(a["state"])
-						if err != nil {
-							return err
-						}
-						return state.Restore(dir, files)
+						return stateToDir(dir, a["state"])
 					},
 				),
 			},
 			{
-				Config: fmt.Sprintf(`
-removed {
-  from = %s
-  lifecycle {
-    destroy = false
-  }
-}
-`, addr),
+				Config: forgetConfig(addr),
 				Check: func(s *terraform.State) error {
 					if _, ok := s.RootModule().Resources[addr]; ok {
 						return fmt.Errorf("%s is still in state", addr)
@@ -292,4 +281,27 @@ func checkDefaultLifetimes(t *testing.T, ctx context.Context, e *installer.Engin
 			t.Errorf("%s (%s) is due: expires %s", k.Kind, k.File, k.NotAfter.UTC().Format(time.RFC3339))
 		}
 	}
+}
+
+// stateToDir writes the engine state held in a tricenter_cluster's
+// state attribute into dir, where the CLI's engine reads it.
+func stateToDir(dir, blob string) error {
+	files, _, err := state.DecodeBlob(blob)
+	if err != nil {
+		return err
+	}
+	return state.Restore(dir, files)
+}
+
+// forgetConfig is a configuration that drops addr from the Terraform
+// state without destroying the cluster it manages.
+func forgetConfig(addr string) string {
+	return fmt.Sprintf(`
+removed {
+  from = %s
+  lifecycle {
+    destroy = false
+  }
+}
+`, addr)
 }
