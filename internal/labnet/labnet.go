@@ -19,6 +19,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -163,15 +164,20 @@ type Bridge struct {
 // Bridge creates a bridge. With a valid addr the root namespace gets that
 // address on it (so the test process itself can reach the hosts).
 func (l *Lab) Bridge(addr netip.Prefix) (*Bridge, error) {
+	if addr.IsValid() {
+		if err := checkLab(addr); err != nil {
+			return nil, err
+		}
+		if err := notOnHost(addr); err != nil {
+			return nil, err
+		}
+	}
 	name := l.name("tcb")
 	if err := ip("link", "add", name, "type", "bridge"); err != nil {
 		return nil, err
 	}
 	l.onClose(func() error { return ip("link", "del", name) })
 	if addr.IsValid() {
-		if err := checkLab(addr); err != nil {
-			return nil, err
-		}
 		if err := ip("addr", "add", addr.String(), "dev", name); err != nil {
 			return nil, err
 		}
@@ -180,6 +186,45 @@ func (l *Lab) Bridge(addr netip.Prefix) (*Bridge, error) {
 		return nil, err
 	}
 	return &Bridge{Name: name, lab: l}, nil
+}
+
+// notOnHost fails when a link of the root namespace already has an
+// address in addr's subnet (the same prefix): the host would route the test's traffic to
+// whichever link the kernel picks, and the test would time out against a
+// network that is not its own. The usual cause is a test network left by
+// a test process that was killed; the error names the link.
+func notOnHost(addr netip.Prefix) error {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return fmt.Errorf("listing the host's links: %w", err)
+	}
+	subnet := addr.Masked()
+	for _, ifc := range ifs {
+		as, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range as {
+			ipn, ok := a.(*net.IPNet)
+			if !ok {
+				continue
+			}
+			have, ok := netip.AddrFromSlice(ipn.IP)
+			if !ok {
+				continue
+			}
+			ones, _ := ipn.Mask.Size()
+			other := netip.PrefixFrom(have.Unmap(), ones).Masked()
+			if other == subnet {
+				hint := ""
+				if strings.HasPrefix(ifc.Name, "tc") {
+					hint = fmt.Sprintf(" (a test network whose process was killed: remove it with ip link del %s and its tc-* namespaces with ip netns del)", ifc.Name)
+				}
+				return fmt.Errorf("the test subnet %s is already on the host's link %s as %s%s", subnet, ifc.Name, other, hint)
+			}
+		}
+	}
+	return nil
 }
 
 // Attach plugs the namespace into the bridge through a veth pair and gives

@@ -185,3 +185,31 @@ func TestListenAndDialInNamespaces(t *testing.T) {
 		t.Error("entering a missing namespace succeeded")
 	}
 }
+
+// A second bridge with a subnet the host already routes (here a leftover
+// of another lab, as a killed test leaves one) is refused, naming the
+// link, instead of silently sending the test's traffic to the wrong one.
+func TestBridgeRefusesSubnetOnHost(t *testing.T) {
+	left := newTestLab(t)
+	old, err := left.Bridge(netip.MustParsePrefix("198.18.252.254/24"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lab := newTestLab(t)
+	_, err = lab.Bridge(netip.MustParsePrefix("198.18.252.1/24"))
+	if err == nil {
+		t.Fatal("a bridge with a subnet already on the host was created")
+	}
+	for _, want := range []string{"198.18.252.0/24", old.Name, "ip link del " + old.Name} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %q", err, want)
+		}
+	}
+	if left, err := Leftovers(lab.ID()); err != nil || len(left) > 0 {
+		t.Errorf("the refused bridge left %v (%v)", left, err)
+	}
+	// Another subnet is fine.
+	if _, err := lab.Bridge(netip.MustParsePrefix("198.18.253.1/24")); err != nil {
+		t.Fatal(err)
+	}
+}
