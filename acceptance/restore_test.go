@@ -506,12 +506,7 @@ resource "tricenter_cluster" "lab" {
 		},
 		Steps: []resource.TestStep{
 			{
-				Config: config + fmt.Sprintf(`
-import {
-  to = %s
-  id = %q
-}
-`, addr, dir+"#"+inv),
+				Config: config + importConfig(addr, dir+"#"+inv),
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate),
 				}},

@@ -127,12 +127,7 @@ resource "tricenter_cluster" "lab" {
 		Steps: []resource.TestStep{
 			{
 				PreConfig: func() { applied = time.Now() },
-				Config: config + fmt.Sprintf(`
-import {
-  to = %s
-  id = %q
-}
-`, addr, dir+"#"+inv),
+				Config: config + importConfig(addr, dir+"#"+inv),
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate),
 					renewalPlanned{addr: addr},
@@ -291,6 +286,17 @@ func stateToDir(dir, blob string) error {
 		return err
 	}
 	return state.Restore(dir, files)
+}
+
+// importConfig imports an applied cluster (id: "STATE_DIR#INVENTORY")
+// into addr.
+func importConfig(addr, id string) string {
+	return fmt.Sprintf(`
+import {
+  to = %s
+  id = %q
+}
+`, addr, id)
 }
 
 // forgetConfig is a configuration that drops addr from the Terraform
