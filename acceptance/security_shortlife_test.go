@@ -127,7 +127,7 @@ resource "tricenter_cluster" "lab" {
 		Steps: []resource.TestStep{
 			{
 				PreConfig: func() { applied = time.Now() },
-				Config: config + importConfig(addr, dir+"#"+inv),
+				Config:    config + importConfig(addr, dir+"#"+inv),
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate),
 					renewalPlanned{addr: addr},
